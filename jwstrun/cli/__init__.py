@@ -1,0 +1,129 @@
+"""The ``jwstrun`` command line: a Click group and one module per command family.
+
+Command modules only parse options, call one library function and render the
+result.  They must not import jwst, crds or astropy at import time so that
+``jwstrun --help`` stays fast.  Library errors (:class:`jwstrun.errors.JwstrunError`)
+become ``Error: ...`` with a non-zero exit code; a traceback is shown only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib import metadata
+
+import click
+
+from .._version import __version__
+from ..errors import JwstrunError
+
+__all__ = ["main", "cli"]
+
+# Command modules under jwstrun.cli; each exposes ``register(group)``.
+_COMMAND_MODULES = [
+    "simulate",
+    "asn",
+    "validate",
+    "refs",
+    "run",
+    "profiles",
+    "look",
+]
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"jwstrun {__version__}")
+    for dist in ("jwst", "stpipe", "crds", "stdatamodels"):
+        click.echo(f"{dist} {_dist_version(dist)}")
+    click.echo(f"python {sys.version.split()[0]}")
+    ctx.exit()
+
+
+class JwstrunGroup(click.Group):
+    """Click group that turns library errors into one clear line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except JwstrunError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.secho("Interrupted.", err=True, fg="red")
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence for users
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(
+                f"Error: unexpected {type(exc).__name__}: {exc}\n"
+                "Re-run with --debug for the full traceback and report it if it persists.",
+                err=True,
+                fg="red",
+            )
+            ctx.exit(1)
+
+
+@click.group(
+    cls=JwstrunGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show jwstrun, jwst, stpipe and crds versions and exit.",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
+    """Reduce JWST imaging with the official calwebb_image2/image3 pipelines.
+
+    \b
+    Typical session:
+      jwstrun simulate sim/                 # a small simulated program + CRDS cache
+      jwstrun asn sim/*_rate.fits -o l2_asn.json
+      jwstrun image2 sim/*_rate.fits -o out/
+      jwstrun image3 out/*_cal.fits -o out/
+      jwstrun validate out/*_i2d.fits
+      jwstrun demo                          # all of the above, offline, in ~1 minute
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["verbosity"] = -1 if quiet else verbose
+
+
+def _register_commands(group: click.Group) -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command family not built yet
+            raise
+        module.register(group)
+
+
+_register_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="jwstrun")

@@ -1,0 +1,215 @@
+"""JWST product types from file-name suffix and DATAMODL, and cheap header reads.
+
+Only primary headers are read here (never pixel data), so grouping a thousand
+exposures costs a thousand small reads.  astropy is imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = [
+    "PRODUCT_TYPES",
+    "STAGE2_INPUTS",
+    "STAGE3_INPUTS",
+    "ExposureInfo",
+    "product_suffix",
+    "product_type",
+    "read_primary_header",
+    "read_exposure_info",
+    "product_basename",
+]
+
+#: Product type -> (is per-integration, expected DATAMODL values)
+PRODUCT_TYPES: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "rate": (False, ("ImageModel", "IFUImageModel")),
+    "rateints": (True, ("CubeModel",)),
+    "bsub": (False, ("ImageModel",)),
+    "bsubints": (True, ("CubeModel",)),
+    "cal": (False, ("ImageModel",)),
+    "calints": (True, ("CubeModel",)),
+    "crf": (False, ("ImageModel",)),
+    "crfints": (True, ("CubeModel",)),
+    "i2d": (False, ("ImageModel",)),
+    "segm": (False, ("SegmentationMapModel",)),
+    "cat": (False, ()),
+}
+
+STAGE2_INPUTS = ("rate", "rateints")
+STAGE3_INPUTS = ("cal", "calints", "crf")
+
+_SUFFIX_RE = re.compile(r"_(?P<suffix>[a-z0-9]+)\.(?:fits|ecsv)(?:\.gz)?$", re.IGNORECASE)
+
+
+def product_suffix(path: str | os.PathLike) -> str | None:
+    """The JWST product suffix of a file name (``rate``, ``cal``, ``cat``...), or None."""
+    match = _SUFFIX_RE.search(Path(path).name)
+    if not match:
+        return None
+    suffix = match.group("suffix").lower()
+    return suffix if suffix in PRODUCT_TYPES else None
+
+
+def product_basename(path: str | os.PathLike) -> str:
+    """File name without its product suffix: ``jw..._nrcb1_rate.fits`` -> ``jw..._nrcb1``."""
+    name = Path(path).name
+    match = _SUFFIX_RE.search(name)
+    if match and match.group("suffix").lower() in PRODUCT_TYPES:
+        return name[: match.start()]
+    return Path(name).stem
+
+
+def _check_fits_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path or the glob pattern.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a FITS file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes). Re-download or re-create it.")
+    with open(path, "rb") as handle:
+        start = handle.read(30)
+    if start[:2] == b"\x1f\x8b":
+        raise InputError(
+            f"{path}: is gzip-compressed. The JWST pipeline needs uncompressed FITS: "
+            f"run 'gunzip {path}' first."
+        )
+    if not start.startswith(b"SIMPLE  ="):
+        raise InputError(
+            f"{path}: is not a FITS file (no SIMPLE card at the start). "
+            "Give JWST products such as *_rate.fits or *_cal.fits."
+        )
+    if size % 2880:
+        raise InputError(
+            f"{path}: is truncated ({size} bytes is not a whole number of 2880-byte FITS "
+            "blocks). The file was not completely written or downloaded; re-create it."
+        )
+
+
+def read_primary_header(path: str | os.PathLike):
+    """Read the primary header only; raise :class:`InputError` naming the file if unusable."""
+    from astropy.io import fits
+
+    path = Path(path)
+    _check_fits_file(path)
+    try:
+        return fits.getheader(path, 0)
+    except Exception as exc:  # astropy raises OSError/ValueError/TypeError for junk
+        raise InputError(f"{path}: cannot read the FITS header ({exc}).") from exc
+
+
+def product_type(path: str | os.PathLike, header=None) -> str | None:
+    """Product type from the suffix, or from DATAMODL when the name does not say."""
+    suffix = product_suffix(path)
+    if suffix:
+        return suffix
+    if header is None:
+        return None
+    datamodl = str(header.get("DATAMODL", ""))
+    is_3d = int(header.get("NINTS", 1) or 1) > 1
+    if datamodl == "CubeModel":
+        return "calints" if str(header.get("S_PHOTOM", "")) == "COMPLETE" else "rateints"
+    if datamodl == "ImageModel":
+        if str(header.get("S_RESAMP", "")) == "COMPLETE":
+            return "i2d"
+        if str(header.get("S_OUTLIR", "")) == "COMPLETE":
+            return "crf"
+        if str(header.get("S_PHOTOM", "")) == "COMPLETE":
+            return "cal"
+        return "rateints" if is_3d else "rate"
+    if datamodl == "SegmentationMapModel":
+        return "segm"
+    return None
+
+
+def _str(header, key: str, default: str = "") -> str:
+    value = header.get(key, default)
+    if value is None:
+        return default
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class ExposureInfo:
+    """What associations, CRDS matching and grouping need from one exposure's header."""
+
+    path: str
+    product_type: str | None
+    datamodl: str = ""
+    instrument: str = ""
+    detector: str = ""
+    module: str = ""
+    channel: str = ""
+    filter: str = ""
+    pupil: str = ""
+    exp_type: str = ""
+    subarray: str = ""
+    program: str = ""
+    observation: str = ""
+    visit: str = ""
+    visit_group: str = ""
+    sequence_id: str = ""
+    activity_id: str = ""
+    exposure_number: str = ""
+    target: str = ""
+    target_name: str = ""
+    date_obs: str = ""
+    time_obs: str = ""
+    nints: int = 1
+    step_status: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def optical_elements(self) -> str:
+        """``clear-f200w``-style element string as used in Level-3 product names."""
+        parts = [p.lower() for p in (self.pupil, self.filter) if p and p.upper() not in ("N/A", "NONE")]
+        if self.instrument.upper() == "MIRI":
+            parts = [self.filter.lower()] if self.filter else []
+        return "-".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
+    """Read one product's primary header into an :class:`ExposureInfo`."""
+    header = read_primary_header(path)
+    status = {k: _str(header, k) for k in header if k.startswith("S_")}
+    try:
+        nints = int(header.get("NINTS", 1) or 1)
+    except (TypeError, ValueError):
+        nints = 1
+    return ExposureInfo(
+        path=str(path),
+        product_type=product_type(path, header),
+        datamodl=_str(header, "DATAMODL"),
+        instrument=_str(header, "INSTRUME"),
+        detector=_str(header, "DETECTOR"),
+        module=_str(header, "MODULE"),
+        channel=_str(header, "CHANNEL"),
+        filter=_str(header, "FILTER"),
+        pupil=_str(header, "PUPIL"),
+        exp_type=_str(header, "EXP_TYPE"),
+        subarray=_str(header, "SUBARRAY"),
+        program=_str(header, "PROGRAM"),
+        observation=_str(header, "OBSERVTN"),
+        visit=_str(header, "VISIT"),
+        visit_group=_str(header, "VISITGRP"),
+        sequence_id=_str(header, "SEQ_ID"),
+        activity_id=_str(header, "ACT_ID"),
+        exposure_number=_str(header, "EXPOSURE"),
+        target=_str(header, "TARGPROP"),
+        target_name=_str(header, "TARGNAME"),
+        date_obs=_str(header, "DATE-OBS"),
+        time_obs=_str(header, "TIME-OBS"),
+        nints=nints,
+        step_status=status,
+    )
