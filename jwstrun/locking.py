@@ -1,0 +1,176 @@
+"""One jwstrun run per output directory: a lock file with pid and host.
+
+Two runs writing into the same OUTDIR would move products over each other and
+both rewrite the manifest, so the second run refuses with a message naming the
+holder.  A lock left behind by a run that was killed (kill -9, power loss) is
+detected as stale when its process no longer exists on this host and is taken
+over; a lock held from another host cannot be checked and is never taken over
+silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from .errors import OutputError
+
+__all__ = ["LOCK_NAME", "OutdirLock", "read_lock", "lock_is_stale"]
+
+LOCK_NAME = ".jwstrun.lock"
+
+log = logging.getLogger(__name__)
+
+
+def _process_start_ticks(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), to detect pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    # Field 2 (comm) may contain spaces and parentheses; the fields after the
+    # last ')' are well defined: state is field 3, starttime is field 22.
+    fields = data[data.rfind(")") + 2 :].split()
+    try:
+        return fields[19]
+    except IndexError:
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def read_lock(path: str | os.PathLike) -> dict | None:
+    """Contents of a lock file, ``{}`` when unreadable/corrupt, None when absent."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def lock_is_stale(info: dict, host: str | None = None) -> bool:
+    """True when the lock's process is known to be gone (same host only)."""
+    host = host or socket.gethostname()
+    if info.get("host") != host:
+        return False
+    try:
+        pid = int(info["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not _pid_alive(pid):
+        return True
+    recorded = info.get("proc_start")
+    current = _process_start_ticks(pid)
+    # Same pid but a different start time: the pid was reused by another process.
+    return bool(recorded and current and recorded != current)
+
+
+class OutdirLock:
+    """Context manager holding ``OUTDIR/.jwstrun.lock`` for the duration of a run.
+
+    Parameters
+    ----------
+    outdir : path
+        The output directory (must exist).
+    command : str
+        What is running, recorded in the lock for the error message of a second run.
+    """
+
+    def __init__(self, outdir: str | os.PathLike, command: str = "jwstrun"):
+        self.outdir = Path(outdir)
+        self.path = self.outdir / LOCK_NAME
+        self.command = command
+        self.acquired = False
+
+    def _info(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "proc_start": _process_start_ticks(os.getpid()),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": self.command,
+        }
+
+    def _try_create(self) -> bool:
+        # Write the full contents to a private file, then hard-link it into
+        # place: link() fails if the lock exists, and a lock that exists is
+        # never half-written (a plain O_EXCL create could be seen empty).
+        tmp = self.outdir / f"{LOCK_NAME}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp.write_text(json.dumps(self._info()))
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`OutputError` saying who holds it."""
+        for _attempt in range(3):
+            try:
+                if self._try_create():
+                    self.acquired = True
+                    return
+            except PermissionError as exc:
+                raise OutputError(
+                    f"{self.outdir}: cannot create the lock file ({exc.strerror}). "
+                    "Choose an output directory you can write to."
+                ) from exc
+            info = read_lock(self.path)
+            if info is None:
+                continue  # released between our attempt and the read
+            if info and lock_is_stale(info):
+                log.warning(
+                    "Removing stale lock %s left by process %s (%s), which no longer runs.",
+                    self.path, info.get("pid"), info.get("command", "?"),
+                )
+                self.path.unlink(missing_ok=True)
+                continue
+            if not info:
+                raise OutputError(
+                    f"{self.outdir} is locked by {self.path}, which cannot be read. "
+                    f"If no jwstrun run is using this directory, delete {self.path} and retry."
+                )
+            raise OutputError(
+                f"{self.outdir} is in use by another jwstrun run "
+                f"(pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "
+                f"{info.get('command', '?')}). Wait for it to finish or use another -o OUTDIR. "
+                f"If that run is dead, delete {self.path}."
+            )
+        raise OutputError(f"{self.outdir}: could not take the lock {self.path}; retry.")
+
+    def release(self) -> None:
+        """Remove the lock if we hold it (and it is still ours)."""
+        if not self.acquired:
+            return
+        info = read_lock(self.path)
+        if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+        self.acquired = False
+
+    def __enter__(self) -> "OutdirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
