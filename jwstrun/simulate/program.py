@@ -1,0 +1,363 @@
+"""A simulated JWST imaging program: exposures, truth tables and a local CRDS cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+from .instruments import (
+    Detector,
+    FilterInfo,
+    default_detector,
+    get_detector,
+    get_filter,
+    siaf_aperture,
+    subarray_geometry,
+)
+
+__all__ = ["SimulationResult", "simulate_program", "ENV_FILE", "TRUTH_FILE", "COSMIC_RAY_FILE"]
+
+log = logging.getLogger(__name__)
+
+ENV_FILE = "crds.env"
+TRUTH_FILE = "truth_sources.ecsv"
+POINTING_FILE = "truth_pointing.ecsv"
+COSMIC_RAY_FILE = "truth_cosmic_rays.ecsv"
+SUMMARY_FILE = "simulation.json"
+
+# GOODS-S-like field, an arbitrary but realistic pointing.
+DEFAULT_RA = 53.1625
+DEFAULT_DEC = -27.7914
+DEFAULT_ROLL = 72.0
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate_program` wrote."""
+
+    outdir: Path
+    rate_files: list[Path]
+    background_files: list[Path]
+    truth_file: Path
+    pointing_file: Path
+    cosmic_ray_file: Path
+    crds_path: Path
+    crds_context: str
+    env_file: Path
+    env: dict[str, str]
+    seconds: float = 0.0
+    groups: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "outdir": str(self.outdir),
+            "rate_files": [str(p) for p in self.rate_files],
+            "background_files": [str(p) for p in self.background_files],
+            "truth_file": str(self.truth_file),
+            "pointing_file": str(self.pointing_file),
+            "cosmic_ray_file": str(self.cosmic_ray_file),
+            "crds_path": str(self.crds_path),
+            "crds_context": self.crds_context,
+            "env_file": str(self.env_file),
+            "env": self.env,
+            "seconds": round(self.seconds, 2),
+            "groups": self.groups,
+        }
+
+
+def _dither_offsets(n: int, step_arcsec: float) -> list[tuple[float, float]]:
+    """A compact non-redundant pattern: a golden-angle spiral with sub-pixel phases."""
+    offsets = [(0.0, 0.0)]
+    golden = math.radians(137.508)
+    for k in range(1, n):
+        r = step_arcsec * math.sqrt(k)
+        offsets.append((r * math.cos(k * golden), r * math.sin(k * golden)))
+    return offsets
+
+
+def _prepare_outdir(outdir: Path, force: bool) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputError(f"{outdir}: exists and is not a directory. Choose another OUTDIR.")
+    if outdir.exists() and any(outdir.iterdir()):
+        if not force:
+            raise OutputError(
+                f"{outdir}: directory is not empty. Choose an empty or new directory, "
+                "or pass --force to replace the simulated files in it."
+            )
+    outdir.mkdir(parents=True, exist_ok=True)
+
+
+def _resolve_setups(instrument, detectors, filters) -> list[tuple[Detector, FilterInfo]]:
+    if not detectors:
+        detectors = [default_detector(instrument or "NIRCAM")]
+    dets = [get_detector(d) for d in detectors]
+    if instrument:
+        wrong = [d.name for d in dets if d.instrument != instrument.upper()]
+        if wrong:
+            raise InputError(
+                f"detector(s) {', '.join(wrong)} do not belong to instrument {instrument.upper()}."
+            )
+    setups = []
+    for det in dets:
+        names = list(filters) if filters else [det.default_filter]
+        usable = [n for n in names if n.upper() in det.filter_names]
+        if filters and not usable:
+            # every requested filter is wrong for this detector: report the first
+            get_filter(det, names[0])
+        for name in usable or [det.default_filter]:
+            setups.append((det, get_filter(det, name)))
+    return setups
+
+
+def simulate_program(
+    outdir,
+    *,
+    instrument: str | None = None,
+    detectors: list[str] | tuple[str, ...] = (),
+    filters: list[str] | tuple[str, ...] = (),
+    subarray: str = "SUB640",
+    n_dithers: int = 4,
+    n_background: int = 0,
+    rateints: bool = False,
+    nints: int = 3,
+    seed: int = 1,
+    pointing_error: float = 0.1,
+    crds_path=None,
+    program: int = 1234,
+    ra: float = DEFAULT_RA,
+    dec: float = DEFAULT_DEC,
+    roll: float = DEFAULT_ROLL,
+    source_density: float = 1.0,
+    force: bool = False,
+) -> SimulationResult:
+    """Simulate an imaging program and the CRDS cache that reduces it offline.
+
+    Each (detector, filter) pair is one observation with ``n_dithers``
+    exposures; ``n_background`` dedicated background exposures of an empty
+    field are added per pair.  A filter that does not exist on one of the
+    detectors is used only where it exists (so ``--detector NRCB1 --detector
+    NRCBLONG --filter F200W --filter F444W`` gives F200W on NRCB1 and F444W on
+    NRCBLONG).
+    """
+    from . import crds_cache, references
+    from .exposures import ExposureSpec, write_exposure
+    from .scene import make_scene, snr_to_flux_e
+
+    t0 = time.perf_counter()
+    if n_dithers < 1:
+        raise InputError("--dithers must be at least 1.")
+    if n_background < 0:
+        raise InputError("--background must be 0 or more.")
+    if rateints and nints < 1:
+        raise InputError("--nints must be at least 1.")
+    setups = _resolve_setups(instrument, detectors, filters)
+    geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
+    outdir = Path(outdir)
+    _prepare_outdir(outdir, force)
+    crds_dir = Path(crds_path) if crds_path else outdir / "crds_cache"
+    rng = np.random.default_rng(seed)
+
+    # --- reference files and mappings
+    entries = []
+    by_detector: dict[str, list[FilterInfo]] = {}
+    for det, filt in setups:
+        by_detector.setdefault(det.name, []).append(filt)
+    for det_name, filts in by_detector.items():
+        entries += references.write_references(crds_dir, get_detector(det_name), filts)
+    context = crds_cache.write_crds_cache(crds_dir, entries)
+    env = crds_cache.crds_env(crds_dir, context)
+    env_file = outdir / ENV_FILE
+    crds_cache.write_env_file(env_file, env)
+
+    # --- the sky: sized to hold every detector footprint and dither
+    det0, filt0 = setups[0]
+    max_extent = 0.0
+    for det, _ in setups:
+        xs, ys = geometries[det.name][2:]
+        max_extent = max(max_extent, max(xs, ys) * det.pixel_scale)
+    step = {d.name: 25 * d.pixel_scale for d, _ in setups}
+    max_dither = max(step.values()) * math.sqrt(max(n_dithers - 1, 0))
+    half_width = max_extent / math.sqrt(2) + max_dither + 2.0
+    area = (2 * half_width) ** 2
+    n_points = int(np.clip(source_density * area / (900 * filt0.fwhm_arcsec**2 + 1.0), 40, 800))
+    n_gal = max(8, n_points // 5)
+    pixar0 = references.pixel_area_sr(det0)
+    n_exp = n_dithers
+    sky_e = filt0.sky_mjysr / filt0.photmjsr * det0.gain * det0.exposure_time
+    fwhm_pix = filt0.fwhm_arcsec / det0.pixel_scale
+    npix = math.pi * max(fwhm_pix, 1.0) ** 2
+    rn_e = det0.read_noise_dn * det0.gain
+
+    def snr_flux_jy(snr):
+        e = snr_to_flux_e(snr, npix, sky_e, rn_e, n_exp, 0.9375)
+        dn_s = e / det0.gain / det0.exposure_time
+        return dn_s * filt0.photmjsr * pixar0 * 1e6
+
+    scene = make_scene(
+        rng,
+        ra,
+        dec,
+        half_width,
+        n_points,
+        n_gal,
+        (snr_flux_jy(8.0), snr_flux_jy(1500.0)),
+        (snr_flux_jy(40.0), snr_flux_jy(1500.0)),
+    )
+
+    # --- exposures
+    rate_files: list[Path] = []
+    bkg_files: list[Path] = []
+    pointing_rows = []
+    cr_rows = []
+    snr_columns: dict[str, np.ndarray] = {}
+    groups = []
+    exposure_counter = 0
+    for obs_index, (det, filt) in enumerate(setups, start=1):
+        geometry = geometries[det.name]
+        refs = {
+            "distortion": str(references.distortion_reference_path(crds_dir, det)),
+            "filteroffset": str(references.filteroffset_reference_path(crds_dir, det)),
+        }
+        flat_full = references.flat_field_array(det, filt)
+        pixar = references.pixel_area_sr(det)
+        sky_base = filt.sky_mjysr / filt.photmjsr
+        group = {"detector": det.name, "filter": filt.name, "pupil": filt.pupil, "science": [], "background": []}
+        offsets = _dither_offsets(n_dithers, step[det.name])
+        # the aperture reference point sits on the target; dithers move the telescope
+        for kind, count in (("science", n_dithers), ("background", n_background)):
+            for k in range(count):
+                exposure_counter += 1
+                if kind == "science":
+                    dxi, deta = offsets[k]
+                    ra_ref, dec_ref = _offset(ra, dec, dxi, deta)
+                else:
+                    # dedicated background: an empty field 5' away
+                    ra_ref, dec_ref = _offset(ra, dec, 300.0 + 3.0 * k, 0.0)
+                err = tuple(rng.normal(0.0, pointing_error / math.sqrt(2), 2)) if pointing_error else (0.0, 0.0)
+                spec = ExposureSpec(
+                    detector=det,
+                    filter=filt,
+                    subarray=subarray.upper(),
+                    geometry=geometry,
+                    ra_ref=ra_ref,
+                    dec_ref=dec_ref,
+                    roll_ref=roll,
+                    error_arcsec=(float(err[0]), float(err[1])),
+                    program=program,
+                    observation=obs_index,
+                    visit=1 if kind == "science" else 2,
+                    visit_group=2,
+                    sequence=1,
+                    activity=1,
+                    exposure=k + 1,
+                    target="SIMFIELD" if kind == "science" else "SIMFIELD-BKG",
+                    start_mjd=60400.0 + exposure_counter * 0.004,
+                    sky_dn_s=float(sky_base * (1.0 + 0.08 * rng.uniform(-1, 1))) if kind == "science" else float(sky_base),
+                    nints=nints if rateints else 1,
+                    rateints=rateints,
+                    background=(kind == "background"),
+                )
+                path = outdir / spec.filename
+                truth = write_exposure(
+                    path,
+                    spec,
+                    scene if kind == "science" else None,
+                    refs,
+                    flat_full,
+                    pixar,
+                    rng,
+                )
+                (rate_files if kind == "science" else bkg_files).append(path)
+                group[kind].append(path.name)
+                pointing_rows.append(
+                    (path.name, kind, det.name, filt.name, ra_ref, dec_ref, truth.ra_ref_true,
+                     truth.dec_ref_true, truth.error_arcsec[0], truth.error_arcsec[1], truth.sky_dn_s)
+                )
+                cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
+        groups.append(group)
+        # expected combined S/N of each source in this detector/filter (for science checks)
+        sky_e_i = sky_base * det.gain * det.exposure_time
+        npix_i = math.pi * max(filt.fwhm_arcsec / det.pixel_scale, 1.0) ** 2
+        s_e = scene.flux_jy * 1e-6 / (filt.photmjsr * pixar) * det.gain * det.exposure_time
+        per_exp = 0.9375 * s_e / np.sqrt(0.9375 * s_e + npix_i * (sky_e_i + (det.read_noise_dn * det.gain) ** 2))
+        snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = per_exp * math.sqrt(n_dithers)
+
+    truth_file, pointing_file, cr_file = _write_truth(
+        outdir, scene, snr_columns, pointing_rows, cr_rows, seed, context
+    )
+    seconds = time.perf_counter() - t0
+    result = SimulationResult(
+        outdir=outdir,
+        rate_files=rate_files,
+        background_files=bkg_files,
+        truth_file=truth_file,
+        pointing_file=pointing_file,
+        cosmic_ray_file=cr_file,
+        crds_path=crds_dir,
+        crds_context=context,
+        env_file=env_file,
+        env=env,
+        seconds=seconds,
+        groups=groups,
+    )
+    (outdir / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    log.info("simulated %d exposures in %.1f s", len(rate_files) + len(bkg_files), seconds)
+    return result
+
+
+def _offset(ra, dec, dxi, deta):
+    from .scene import offset_sky
+
+    return offset_sky(ra, dec, dxi, deta)
+
+
+def _write_truth(outdir, scene, snr_columns, pointing_rows, cr_rows, seed, context):
+    from astropy.table import Table
+
+    sources = Table()
+    sources["id"] = np.arange(1, len(scene) + 1)
+    sources["ra"] = scene.ra
+    sources["dec"] = scene.dec
+    sources["flux_jy"] = scene.flux_jy
+    sources["abmag"] = scene.abmag
+    sources["kind"] = scene.kind
+    sources["r_eff_arcsec"] = scene.r_eff_arcsec
+    sources["axis_ratio"] = scene.axis_ratio
+    sources["pa_deg"] = scene.pa_deg
+    for name, values in snr_columns.items():
+        sources[name] = values
+    sources["ra"].unit = sources["dec"].unit = "deg"
+    sources["flux_jy"].unit = "Jy"
+    sources.meta = {
+        "description": "Sources injected by jwstrun simulate (flat f_nu spectrum)",
+        "seed": seed,
+        "crds_context": context,
+        "snr": "expected combined aperture S/N over all dithers (r = FWHM aperture)",
+    }
+    pointing = Table(
+        rows=pointing_rows,
+        names=("file", "kind", "detector", "filter", "ra_ref", "dec_ref", "ra_ref_true",
+               "dec_ref_true", "error_xi_arcsec", "error_eta_arcsec", "sky_dn_s"),
+    ) if pointing_rows else Table()
+    pointing.meta = {"description": "header (nominal) vs true pointing of every exposure"}
+    crs = Table(rows=cr_rows, names=("file", "integration", "x", "y", "dn_s")) if cr_rows else Table(
+        names=("file", "integration", "x", "y", "dn_s"), dtype=("U64", int, int, int, float)
+    )
+    crs.meta = {"description": "unflagged cosmic-ray pixels (0-based pixel coordinates of the file)"}
+    paths = (outdir / TRUTH_FILE, outdir / POINTING_FILE, outdir / COSMIC_RAY_FILE)
+    for table, path in zip((sources, pointing, crs), paths):
+        table.write(path, format="ascii.ecsv", overwrite=True)
+    return paths
+
+
+def remove_simulation(outdir: Path) -> None:
+    """Delete a simulated program directory (used by ``--force`` callers)."""
+    shutil.rmtree(outdir, ignore_errors=True)
