@@ -1,0 +1,254 @@
+"""``jwstrun refs``: best references, prefetch and a CRDS check-up.
+
+Every command first settles the CRDS environment (``--crds-path``,
+``--crds-env``, ``--offline``, ``--crds-context``) and applies it before crds
+is imported, then makes one call into :mod:`jwstrun.refs`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .options import crds_context_option, crds_path_option, json_option
+
+__all__ = ["register", "refs_group"]
+
+
+def _env_options(func):
+    func = click.option(
+        "--offline",
+        is_flag=True,
+        help="Never contact the CRDS server (serverless mode): use the local cache only.",
+    )(func)
+    func = click.option(
+        "--crds-env",
+        "env_file",
+        type=click.Path(dir_okay=False, path_type=str),
+        default=None,
+        help="A crds.env file (lines 'export NAME=value', as written by `jwstrun simulate`).",
+    )(func)
+    func = crds_context_option(func)
+    func = crds_path_option(func)
+    return func
+
+
+def _setup(crds_path, env_file, offline, crds_context):
+    """Compute and apply the CRDS environment (before anything imports crds)."""
+    from .. import refs
+    from ..console import setup_logging
+
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    setup_logging((root.obj or {}).get("verbosity", 0))
+    env = refs.crds_environment(crds_path=crds_path, context=crds_context, env_file=env_file,
+                                offline=offline)
+    refs.apply_crds_environment(env)
+    return refs
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+@click.group("refs")
+def refs_group():
+    """CRDS reference files: which ones, fetch them, check the set-up.
+
+    \b
+    Examples:
+      jwstrun refs doctor sim/*_rate.fits
+      jwstrun refs bestrefs sim/*_rate.fits --crds-env sim/crds.env
+      jwstrun refs prefetch l2_asn.json l3_asn.json
+      jwstrun refs bestrefs out/*_cal.fits --crds-context jwst_1322.pmap --json
+    """
+
+
+@refs_group.command("bestrefs")
+@click.argument("inputs", nargs=-1, required=True)
+@_env_options
+@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(["image2", "image3"]),
+              help="Only the references of this pipeline (repeatable; default: image2 and image3 "
+              "for rate files, image3 for cal/crf files).")
+@click.option("--all", "show_all", is_flag=True, help="Also list reftypes that are N/A.")
+@json_option
+def bestrefs_command(inputs, crds_path, crds_context, env_file, offline, pipelines, show_all,
+                     as_json):
+    """Show the reference files CRDS picks for INPUTS, per group of matching parameters.
+
+    INPUTS are files, glob patterns or association JSON files.  Exposures that share
+    every CRDS matching parameter (instrument, detector, filter, pupil, ... and the
+    same UseAfter interval of their date) form one group and cost one CRDS lookup.
+    The reftypes are those Image2Pipeline/Image3Pipeline will request, step-parameter
+    (pars-*) references included.
+
+    \b
+    Examples:
+      jwstrun refs bestrefs sim/*_rate.fits --crds-env sim/crds.env
+      jwstrun refs bestrefs 'data/*_cal.fits' --pipeline image3 --json
+      jwstrun refs bestrefs l2_asn.json --crds-context jwst_1322.pmap --all
+    """
+    refs = _setup(crds_path, env_file, offline, crds_context)
+    resolution = refs.resolve_bestrefs(list(inputs), context=crds_context,
+                                       pipelines=tuple(pipelines) or None)
+    if as_json:
+        click.echo(json.dumps(resolution.to_dict(), indent=2))
+    else:
+        _render_resolution(resolution, show_all)
+    if resolution.problems:
+        raise click.exceptions.Exit(1)
+
+
+def _render_resolution(resolution, show_all: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    console.print(
+        f"Context [bold]{resolution.context}[/] (cache {escape(resolution.crds_path)}): "
+        f"{resolution.n_exposures} exposure(s) in {len(resolution.groups)} group(s), "
+        f"{resolution.n_crds_calls} CRDS lookup(s)."
+    )
+    for group in resolution.groups:
+        dates = group.dates[0] if group.dates[0] == group.dates[1] else \
+            f"{group.dates[0]} .. {group.dates[1]}"
+        n = len(group.exposures)
+        console.print()
+        console.print(f"[bold cyan]{escape(group.label)}[/]  {n} exposure{'s' * (n != 1)}, "
+                      f"{escape(dates)}, {'+'.join(group.pipelines)}")
+        first = ", ".join(group.exposures[:3]) + (" ..." if n > 3 else "")
+        console.print(f"  [dim]{escape(first)}[/]")
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("  reftype", no_wrap=True)
+        table.add_column("reference", overflow="fold")
+        n_na = 0
+        for reftype, name in group.references.items():
+            if reftype in group.errors:
+                table.add_row(f"  [red]{reftype}[/]", f"[red]{escape(group.errors[reftype])}[/]")
+            elif name == "N/A" and not show_all:
+                n_na += 1
+            else:
+                table.add_row(f"  {reftype}", "[dim]N/A[/]" if name == "N/A" else escape(name))
+        console.print(table)
+        if n_na:
+            console.print(f"  [dim]{n_na} more reftypes are N/A (--all lists them)[/]")
+    for text in resolution.problems:
+        console.print(f"[red]problem:[/] {escape(text)}")
+
+
+@refs_group.command("prefetch")
+@click.argument("inputs", nargs=-1, required=True)
+@_env_options
+@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(["image2", "image3"]),
+              help="Only what this pipeline needs (repeatable; default: image2 and image3).")
+@json_option
+def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelines, as_json):
+    """Download every reference INPUTS need into CRDS_PATH, so runs need no network.
+
+    Fetches the context's rules and every reference Image2/Image3 will ask for,
+    step-parameter (pars-*) references included, with crds' own downloader (atomic
+    writes, checksums).  Files already in the cache are counted, not fetched again.
+    Run it once on a node with network; afterwards run with --offline (workers use
+    CRDS_READONLY_CACHE=1).
+
+    \b
+    Examples:
+      jwstrun refs prefetch sim/*_rate.fits
+      CRDS_PATH=/shared/crds_cache jwstrun refs prefetch l2_asn.json --crds-context jwst_1322.pmap
+      jwstrun refs prefetch data/*_rate.fits --json > prefetch.json
+    """
+    refs = _setup(crds_path, env_file, offline, crds_context)
+    report = refs.prefetch(list(inputs), context=crds_context,
+                           pipelines=tuple(pipelines) or ("image2", "image3"))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    n_fetched, b_fetched = report.fetched
+    n_present, b_present = report.present
+    click.echo(f"Context {report.context}, cache {report.crds_path}")
+    click.echo(f"  fetched:         {n_fetched} files, {_human(b_fetched)}"
+               + (f" from {report.source}" if n_fetched else ""))
+    click.echo(f"  already present: {n_present} files, {_human(b_present)}")
+    n_refs = sum(1 for f in report.files if f.kind == "reference")
+    click.echo(f"  {n_refs} reference files for {report.resolution.n_exposures} exposure(s) in "
+               f"{len(report.resolution.groups)} group(s). Ready for offline runs "
+               f"(--offline --crds-context {report.context}).")
+
+
+@refs_group.command("doctor")
+@click.argument("inputs", nargs=-1)
+@_env_options
+@json_option
+def doctor_command(inputs, crds_path, crds_context, env_file, offline, as_json):
+    """Check the CRDS set-up: cache, server, context, and coverage of INPUTS.
+
+    Shows CRDS_PATH, CRDS_SERVER_URL, CRDS_CONTEXT, whether the server answers (a
+    3-second probe, never crds' one-hour timeout), the cache size, the kind of
+    storage it is on (shared NFS/Lustre/GPFS or local), and with INPUTS whether
+    every reference they need is already cached.  Each problem comes with advice.
+    Exit code 1 when there is a problem.
+
+    \b
+    Examples:
+      jwstrun refs doctor
+      jwstrun refs doctor sim/*_rate.fits --crds-env sim/crds.env
+      jwstrun refs doctor --json | jq .problems
+    """
+    refs = _setup(crds_path, env_file, offline, crds_context)
+    report = refs.doctor(list(inputs) or None, context=crds_context)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _render_doctor(report)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _render_doctor(report) -> None:
+    from rich.markup import escape
+
+    from ..console import get_console
+
+    console = get_console()
+
+    def row(name, value):
+        console.print(f"  {name:<17} {escape(str(value))}")
+
+    console.print("[bold]CRDS set-up[/]")
+    row("CRDS_PATH", report.crds_path or "(not set)")
+    row("CRDS_SERVER_URL", report.server_url or "(not set)")
+    row("CRDS_CONTEXT", report.context_env or "(not set)")
+    server = ("serverless (no network use)" if report.serverless else
+              ("reachable" if report.reachable else "NOT reachable")
+              + f" - {report.reachable_detail} [{report.probe_seconds:.1f} s]")
+    row("server", server)
+    if report.cache_exists:
+        row("cache", f"{report.cache_files} files, {_human(report.cache_bytes)}")
+        row("contexts", ", ".join(report.contexts_in_cache) or "(none)")
+    row("context in use", report.context or "(unknown)")
+    row("storage", f"{report.storage} ({report.filesystem} at {report.mount_point})")
+    if report.coverage is not None:
+        cov = report.coverage
+        covered = cov["needed"] - len(cov["missing"])
+        row("inputs", f"{cov['n_exposures']} exposure(s), {cov['n_groups']} group(s): "
+                      f"{covered}/{cov['needed']} reference files cached")
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {escape(note)}")
+    if report.ok:
+        console.print("[green]No problems found.[/]")
+    for item in report.problems:
+        console.print(f"[red]problem:[/] {escape(item['problem'])}")
+        console.print(f"  [yellow]advice:[/] {escape(item['advice'])}")
+
+
+def register(group: click.Group) -> None:
+    """Add the ``refs`` command group to the top-level CLI."""
+    group.add_command(refs_group)
