@@ -1,0 +1,260 @@
+"""``jwstrun validate`` and ``jwstrun info``: check products and summarise them."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import JwstrunError
+from ..validate import VALIDATED_TYPES
+from .options import json_option
+
+__all__ = ["register", "validate_command", "info_command"]
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--expect",
+    type=click.Choice(VALIDATED_TYPES),
+    default=None,
+    help="Validate every file as this product type (default: from the file-name suffix, "
+    "then DATAMODL).",
+)
+@click.option(
+    "--skip",
+    "expected_skips",
+    multiple=True,
+    metavar="STEP",
+    help="A step the profile skipped on purpose (tweakreg, skymatch, S_OUTLIR ...): its "
+    "SKIPPED status is not an error. Repeat for several.",
+)
+@click.option(
+    "--background",
+    "expect_background",
+    is_flag=True,
+    help="Background exposures were given: S_BKDSUB must be COMPLETE.",
+)
+@click.option(
+    "--headers-only",
+    is_flag=True,
+    help="Skip the pixel-data checks (SCI not all NaN/zero, OUTLIER flags in crf DQ).",
+)
+@json_option
+def validate_command(files, expect, expected_skips, expect_background, headers_only, as_json):
+    """Check that JWST products are complete and what they claim to be.
+
+    FILES are *_rate, *_rateints, *_bsub(ints), *_cal(ints), *_crf(ints), *_i2d,
+    *_segm FITS files and *_cat.ecsv catalogs. Each file gets a list of findings
+    (error or warning): missing extensions, wrong dtypes or shapes, a missing or
+    truncated ASDF extension, steps that were SKIPPED without being asked to,
+    wrong BUNIT, missing photometry keywords, empty science data, catalogs without
+    sky coordinates. Exit code 1 when any file has an error.
+
+    \b
+    Examples:
+      jwstrun validate out/*_cal.fits
+      jwstrun validate out/*_i2d.fits out/*_cat.ecsv --json > report.json
+      jwstrun validate mosaic.fits --expect i2d --skip tweakreg
+    """
+    from ..validate import validate_files
+
+    reports = validate_files(
+        files,
+        expect=expect,
+        expected_skips=expected_skips,
+        expect_background=expect_background,
+        check_data=not headers_only,
+    )
+    n_bad = sum(1 for r in reports if not r.ok)
+    if as_json:
+        payload = {
+            "files": [r.to_dict() for r in reports],
+            "n_files": len(reports),
+            "n_invalid": n_bad,
+            "valid": n_bad == 0,
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        _render_reports(reports)
+    if n_bad:
+        raise click.exceptions.Exit(1)
+
+
+def _render_reports(reports) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    for report in reports:
+        n_err, n_warn = len(report.errors), len(report.warnings)
+        kind = report.product_type or "?"
+        if n_err:
+            verdict = f"[bold red]INVALID[/] ({n_err} error{'s' * (n_err != 1)}"
+            verdict += f", {n_warn} warning{'s' * (n_warn != 1)})" if n_warn else ")"
+        elif n_warn:
+            verdict = f"[yellow]valid[/] ({n_warn} warning{'s' * (n_warn != 1)})"
+        else:
+            verdict = "[green]valid[/]"
+        console.print(f"{escape(report.path)}  [cyan]{kind}[/]  {verdict}")
+        if not report.findings:
+            continue
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("  severity", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("finding", overflow="fold")
+        for finding in report.findings:
+            style = "red" if finding.severity == "error" else "yellow"
+            table.add_row(
+                f"  [{style}]{finding.severity}[/]", finding.check, escape(finding.message)
+            )
+        console.print(table)
+    if len(reports) > 1:
+        n_bad = sum(1 for r in reports if not r.ok)
+        n_warn = sum(len(r.warnings) for r in reports)
+        console.print(
+            f"{len(reports)} files: {len(reports) - n_bad} valid, {n_bad} invalid, "
+            f"{n_warn} warning{'s' * (n_warn != 1)}."
+        )
+
+
+def _pair(ctx, param, value):
+    return tuple(value) if value else None
+
+
+@click.command("info")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--pixel",
+    nargs=2,
+    type=float,
+    default=None,
+    callback=_pair,
+    metavar="X Y",
+    help="Convert this 0-based pixel to RA/Dec with the WCS stored in the ASDF extension.",
+)
+@click.option(
+    "--sky",
+    nargs=2,
+    type=float,
+    default=None,
+    callback=_pair,
+    metavar="RA DEC",
+    help="Convert this sky position (degrees) to a 0-based pixel (inverse WCS).",
+)
+@json_option
+def info_command(files, pixel, sky, as_json):
+    """Summarise JWST products: type, instrument, shape, steps, CRDS context and references.
+
+    \b
+    Examples:
+      jwstrun info out/jw01288015001_04101_00001_mirimage_cal.fits
+      jwstrun info mosaic_i2d.fits --pixel 100 200
+      jwstrun info mosaic_i2d.fits --sky 83.8315 -5.4138 --json
+    """
+    from ..validate import product_info
+
+    results, failures = [], []
+    for path in files:
+        try:
+            results.append(product_info(path, pixel=pixel, sky=sky))
+        except JwstrunError as exc:
+            failures.append({"path": path, "error": str(exc)})
+    if as_json:
+        payload = results[0] if len(files) == 1 and results else {"files": results}
+        if failures:
+            payload = {"files": results, "errors": failures}
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        for info in results:
+            _render_info(info)
+        for failure in failures:
+            click.secho(f"Error: {failure['error']}", err=True, fg="red")
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+_INFO_FIELDS = (
+    ("product_type", "type"),
+    ("datamodl", "datamodel"),
+    ("instrument", "instrument"),
+    ("detector", "detector"),
+    ("filter", "filter"),
+    ("pupil", "pupil"),
+    ("subarray", "subarray"),
+    ("exp_type", "exp_type"),
+    ("target", "target"),
+    ("date_obs", "observed"),
+    ("exposure_time", "exposure [s]"),
+    ("shape", "shape (SCI)"),
+    ("nints", "nints"),
+    ("bunit", "units"),
+    ("photmjsr", "PHOTMJSR"),
+    ("pixar_sr", "PIXAR_SR"),
+    ("cal_ver", "jwst version"),
+    ("crds_context", "CRDS context"),
+    ("n_sources", "sources"),
+)
+
+
+def _render_info(info: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    table = Table(title=escape(info["path"]), show_header=False, box=None, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, label in _INFO_FIELDS:
+        value = info.get(key)
+        if value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            value = " x ".join(str(v) for v in value)
+        table.add_row(label, escape(str(value)))
+    if info.get("extensions"):
+        table.add_row(
+            "extensions", escape(", ".join(f"{n} {'x'.join(map(str, s)) or ''}".strip() for n, s, _ in info["extensions"]))
+        )
+    steps = info.get("step_status") or {}
+    if steps:
+        parts = []
+        for key, value in steps.items():
+            color = "green" if value == "COMPLETE" else "yellow" if value == "SKIPPED" else "red"
+            parts.append(f"{key}=[{color}]{value}[/]")
+        table.add_row("steps", " ".join(parts))
+    refs = info.get("references") or {}
+    if refs:
+        table.add_row("references", escape("\n".join(f"{k} {v}" for k, v in refs.items())))
+    if info.get("footprint"):
+        table.add_row(
+            "footprint",
+            " ".join(f"({ra:.6f}, {dec:+.6f})" for ra, dec in info["footprint"]),
+        )
+    if info.get("columns"):
+        table.add_row("columns", escape(", ".join(info["columns"])))
+    if info.get("pixel_to_sky"):
+        p = info["pixel_to_sky"]
+        table.add_row(
+            "pixel -> sky",
+            f"({p['pixel'][0]:g}, {p['pixel'][1]:g}) -> RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f}",
+        )
+    if info.get("sky_to_pixel"):
+        p = info["sky_to_pixel"]
+        table.add_row(
+            "sky -> pixel",
+            f"RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f} -> ({p['pixel'][0]:.3f}, {p['pixel'][1]:.3f})",
+        )
+    console.print(table)
+    console.print()
+
+
+def register(group: click.Group) -> None:
+    """Add ``validate`` and ``info`` to the top-level group."""
+    group.add_command(validate_command)
+    group.add_command(info_command)

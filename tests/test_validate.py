@@ -1,0 +1,741 @@
+"""jwstrun validate / info: real products pass, every failure mode is a finding, never a traceback.
+
+Products are written by stdatamodels itself (ImageModel, CubeModel,
+SegmentationMapModel with real meta and a gwcs in the ASDF extension), then
+broken with astropy the way real failures break them.  The two real MIRI i2d
+files in tests/data/real/ must validate clean.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+from jwstrun.errors import InputError
+from jwstrun.validate import (
+    DQ_OUTLIER,
+    PRODUCT_LAYOUTS,
+    VALIDATED_TYPES,
+    product_info,
+    schema_layout,
+    step_status_keys,
+    validate_file,
+    validate_files,
+)
+
+REAL = Path(__file__).parent / "data" / "real"
+REAL_I2D = sorted(REAL.glob("*_i2d.fits"))
+SHAPE = (40, 48)
+NINTS = 3
+
+
+# --------------------------------------------------------------------------- product factory
+
+
+def _simple_wcs(shape, ra=53.16, dec=-27.78, scale=0.031 / 3600):
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling import models
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs
+
+    ny, nx = shape
+    det = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
+    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg))
+    transform = (
+        (models.Shift(-(nx - 1) / 2) & models.Shift(-(ny - 1) / 2))
+        | (models.Scale(scale) & models.Scale(scale))
+        | models.Pix2Sky_TAN()
+        | models.RotateNative2Celestial(ra, dec, 180)
+    )
+    return wcs.WCS([(det, transform), (sky, None)])
+
+
+def _set_meta(model, steps=(), bunit="MJy/sr", wcs=True):
+    model.meta.instrument.name = "NIRCAM"
+    model.meta.instrument.detector = "NRCB1"
+    model.meta.instrument.module = "B"
+    model.meta.instrument.channel = "SHORT"
+    model.meta.instrument.filter = "F200W"
+    model.meta.instrument.pupil = "CLEAR"
+    model.meta.exposure.type = "NRC_IMAGE"
+    model.meta.subarray.name = "SUB64P"
+    model.meta.observation.date = "2023-01-01"
+    model.meta.observation.time = "00:00:00"
+    model.meta.ref_file.crds.context_used = "jwst_1322.pmap"
+    model.meta.ref_file.flat.name = "crds://jwst_nircam_flat_0001.fits"
+    for step in steps:
+        setattr(model.meta.cal_step, step, "COMPLETE")
+    if bunit:
+        model.meta.bunit_data = bunit
+        model.meta.bunit_err = bunit
+    if wcs:
+        model.meta.wcs = _simple_wcs(model.data.shape[-2:])
+
+
+def _fill_arrays(model, shape, rng, calibrated=True, outliers=False):
+    model.data = rng.normal(1.0, 0.1, shape).astype("f4")
+    model.err = np.full(shape, 0.1, "f4")
+    dq = np.zeros(shape, "u4")
+    if outliers:
+        dq[..., 5, 7] = DQ_OUTLIER | 1
+    model.dq = dq
+    model.var_poisson = np.full(shape, 0.005, "f4")
+    model.var_rnoise = np.full(shape, 0.005, "f4")
+    if calibrated:
+        model.var_flat = np.full(shape, 0.0001, "f4")
+        model.area = np.ones(shape[-2:], "f4")
+        model.meta.photometry.conversion_megajanskys = 0.48
+        model.meta.photometry.pixelarea_steradians = 2.29e-14
+        model.meta.ref_file.area.name = "crds://jwst_nircam_area_0001.fits"
+
+
+def _int_times(nints):
+    rows = [
+        (i + 1, 60000.0 + i, 60000.5 + i, 60001.0 + i, 60000.1 + i, 60000.6 + i, 60001.1 + i)
+        for i in range(nints)
+    ]
+    return np.array(
+        rows,
+        dtype=[
+            ("integration_number", "i4"),
+            ("int_start_MJD_UTC", "f8"),
+            ("int_mid_MJD_UTC", "f8"),
+            ("int_end_MJD_UTC", "f8"),
+            ("int_start_BJD_TDB", "f8"),
+            ("int_mid_BJD_TDB", "f8"),
+            ("int_end_BJD_TDB", "f8"),
+        ],
+    )
+
+
+IMAGE2 = ("assign_wcs", "flat_field", "photom")
+IMAGE3 = ("tweakreg", "skymatch", "outlier_detection")
+
+
+def make_product(outdir: Path, ptype: str, name: str | None = None) -> Path:
+    """Write a small, valid product of type ``ptype`` with stdatamodels."""
+    from stdatamodels.jwst.datamodels import CubeModel, ImageModel, SegmentationMapModel
+
+    rng = np.random.default_rng(42)
+    path = Path(outdir) / (name or f"jw01234001001_02101_00001_nrcb1_{ptype}.fits")
+    if ptype in ("rate", "bsub"):
+        model = ImageModel(SHAPE)
+        _fill_arrays(model, SHAPE, rng, calibrated=False)
+        _set_meta(model, steps=("bkg_subtract",) if ptype == "bsub" else (), bunit="DN/s",
+                  wcs=False)
+    elif ptype in ("rateints", "bsubints", "calints", "crfints"):
+        shape = (NINTS, *SHAPE)
+        model = CubeModel(shape)
+        calibrated = ptype in ("calints", "crfints")
+        _fill_arrays(model, shape, rng, calibrated=calibrated, outliers=ptype == "crfints")
+        model.int_times = _int_times(NINTS)
+        model.meta.exposure.nints = NINTS
+        steps = {"rateints": (), "bsubints": ("bkg_subtract",), "calints": IMAGE2,
+                 "crfints": IMAGE2 + ("outlier_detection",)}[ptype]
+        _set_meta(model, steps=steps, bunit="MJy/sr" if calibrated else "DN/s", wcs=calibrated)
+    elif ptype in ("cal", "crf"):
+        model = ImageModel(SHAPE)
+        _fill_arrays(model, SHAPE, rng, outliers=ptype == "crf")
+        _set_meta(model, steps=IMAGE2 + (IMAGE3 if ptype == "crf" else ()))
+    elif ptype == "i2d":
+        model = ImageModel(SHAPE)
+        model.data = rng.normal(1.0, 0.1, SHAPE).astype("f4")
+        model.data[:2] = np.nan  # edges without coverage, as resample writes them
+        model.err = np.full(SHAPE, 0.1, "f4")
+        model.con = np.ones((1, *SHAPE), "i4")
+        model.wht = np.full(SHAPE, 100.0, "f4")
+        model.var_poisson = np.full(SHAPE, 0.005, "f4")
+        model.var_rnoise = np.full(SHAPE, 0.005, "f4")
+        model.var_flat = np.full(SHAPE, 0.0001, "f4")
+        model.meta.photometry.pixelarea_steradians = 2.29e-14
+        _set_meta(model, steps=IMAGE2 + IMAGE3 + ("resample",))
+    elif ptype == "segm":
+        data = np.zeros(SHAPE, "u4")
+        data[10:14, 10:14] = 1
+        data[20:25, 30:33] = 2
+        model = SegmentationMapModel(data)
+        _set_meta(model, steps=IMAGE2 + IMAGE3 + ("resample",), bunit=None)
+    else:
+        raise ValueError(ptype)
+    model.meta.filename = path.name
+    model.save(path)
+    model.close()
+    return path
+
+
+def make_catalog(outdir: Path, n: int = 3, name="jw01234-o001_t001_nircam_clear-f200w_cat.ecsv",
+                 drop=(), sky=True) -> Path:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.table import QTable
+
+    table = QTable()
+    table["label"] = np.arange(1, n + 1)
+    table["xcentroid"] = np.linspace(5, 30, n)
+    table["ycentroid"] = np.linspace(4, 20, n)
+    if sky:
+        table["sky_centroid"] = SkyCoord(np.linspace(53.1, 53.2, n) * u.deg,
+                                         np.full(n, -27.8) * u.deg)
+    else:
+        table["sky_centroid"] = np.zeros(n)
+    for col in ("isophotal_flux", "isophotal_flux_err", "aper_total_flux", "aper_total_flux_err"):
+        table[col] = np.full(n, 1e-6) * u.Jy
+    for col in drop:
+        del table[col]
+    path = Path(outdir) / name
+    table.write(path, format="ascii.ecsv", overwrite=True)
+    return path
+
+
+def rewrite(src: Path, dst: Path, edit) -> Path:
+    """Copy ``src`` to ``dst`` with ``edit(hdul)`` applied (hdul in memory)."""
+    with fits.open(src) as hdul:
+        hdul = fits.HDUList([h.copy() for h in hdul])
+    edit(hdul)
+    hdul.writeto(dst, overwrite=True)
+    return dst
+
+
+def checks(report, severity="error"):
+    return [f.check for f in report.findings if f.severity == severity]
+
+
+def messages(report, severity="error"):
+    return [f.message for f in report.findings if f.severity == severity]
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory):
+    """One valid product of every FITS type plus a catalog, written once."""
+    outdir = tmp_path_factory.mktemp("products")
+    made = {t: make_product(outdir, t) for t in VALIDATED_TYPES if t != "cat"}
+    made["cat"] = make_catalog(outdir)
+    return made
+
+
+@pytest.fixture
+def cal(products, tmp_path):
+    return shutil.copy(products["cal"], tmp_path / products["cal"].name)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def test_layouts_come_from_the_installed_schemas():
+    image, cube, segm = (schema_layout(m) for m in ("ImageModel", "CubeModel",
+                                                    "SegmentationMapModel"))
+    assert image["SCI"]["datatype"] == "float32" and image["SCI"]["ndim"] == 2
+    assert cube["SCI"]["ndim"] == 3
+    assert image["DQ"]["datatype"] == "uint32"
+    assert image["CON"]["datatype"] == "int32"
+    assert [c["name"] for c in cube["INT_TIMES"]["datatype"]][0] == "integration_number"
+    assert segm["SCI"]["datatype"] == "uint32"
+    for ptype, (model, required, expected) in PRODUCT_LAYOUTS.items():
+        layout = schema_layout(model)
+        for extname in required + expected:
+            assert extname in layout, (ptype, extname)
+
+
+def test_outlier_flag_matches_stdatamodels():
+    from stdatamodels.jwst.datamodels import dqflags
+
+    assert DQ_OUTLIER == dqflags.pixel["OUTLIER"]
+
+
+def test_step_names_map_to_status_keywords():
+    assert step_status_keys(["tweakreg", "S_SKYMAT", "outlier_detection", "bkg_subtract"]) == {
+        "S_TWKREG", "S_SKYMAT", "S_OUTLIR", "S_BKDSUB"}
+    with pytest.raises(InputError, match="unknown pipeline step 'tweakregg'"):
+        step_status_keys(["tweakregg"])
+
+
+# --------------------------------------------------------------------------- valid products
+
+
+@pytest.mark.parametrize("path", REAL_I2D, ids=lambda p: p.name)
+def test_real_jwst_i2d_is_valid_without_findings(path):
+    report = validate_file(path)
+    assert report.product_type == "i2d"
+    assert report.findings == []
+    assert report.ok
+    assert report.summary["extensions"] == ["SCI", "ERR", "CON", "WHT", "VAR_POISSON",
+                                            "VAR_RNOISE", "VAR_FLAT", "ASDF"]
+
+
+def test_real_files_present():
+    assert len(REAL_I2D) == 2
+
+
+@pytest.mark.parametrize("ptype", [t for t in VALIDATED_TYPES])
+def test_products_written_by_stdatamodels_are_valid(products, ptype):
+    report = validate_file(products[ptype])
+    assert report.product_type == ptype
+    assert report.findings == [], [f.message for f in report.findings]
+
+
+def test_test_products_load_as_datamodels(products):
+    # our fixtures are real products: stdatamodels opens them with schema validation
+    from stdatamodels.jwst import datamodels
+
+    for ptype in ("cal", "calints", "i2d", "segm", "rateints"):
+        with datamodels.open(products[ptype]) as model:
+            assert model.data.ndim == (3 if ptype.endswith("ints") else 2)
+
+
+def test_type_from_datamodl_when_the_name_has_no_suffix(products, tmp_path):
+    plain = shutil.copy(products["cal"], tmp_path / "product.fits")
+    report = validate_file(plain)
+    assert report.product_type == "cal"
+    assert report.ok
+
+
+# --------------------------------------------------------------------------- layout failures
+
+
+def test_missing_extension_is_an_error(cal, tmp_path):
+    broken = rewrite(cal, tmp_path / "x_cal.fits", lambda h: h.remove(h["DQ"]))
+    report = validate_file(broken)
+    assert "required extension DQ is missing." in messages(report)
+    # the ASDF tree still points at the DQ array that is gone
+    assert "ASDF tree refers to extension DQ (dq) that the file does not have." in messages(report)
+
+
+def test_missing_expected_extension_is_a_warning(cal, tmp_path):
+    def edit(h):
+        h.remove(h["VAR_FLAT"])
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "extension VAR_FLAT is missing (current jwst writes it for 'cal')." in messages(
+        report, "warning")
+
+
+def test_wrong_dtype_is_an_error(cal, tmp_path):
+    def edit(h):
+        h["SCI"].data = h["SCI"].data.astype("f8")
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "SCI has dtype float64, the ImageModel schema says float32." in messages(report)
+
+
+def test_signed_dq_is_a_dtype_error(cal, tmp_path):
+    def edit(h):
+        h["DQ"].data = h["DQ"].data.astype("i4")
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "DQ has dtype int32, the ImageModel schema says uint32." in messages(report)
+
+
+def test_3d_data_in_a_2d_product_is_an_ndim_error(products):
+    report = validate_file(products["calints"], expect="cal")
+    errors = messages(report)
+    assert "DATAMODL is CubeModel but a 'cal' product is a ImageModel." in errors
+    assert f"SCI is 3-D {(NINTS, *SHAPE)}, a 'cal' product needs 2-D (ny x nx)." in errors
+    assert "file name says 'calints' but it is validated as 'cal' (--expect)." in messages(
+        report, "warning")
+
+
+def test_shape_mismatch_is_an_error(cal, tmp_path):
+    def edit(h):
+        h["ERR"].data = h["ERR"].data[:-1]
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert f"ERR shape {(SHAPE[0] - 1, SHAPE[1])} differs from SCI shape {SHAPE}." in messages(
+        report)
+
+
+def test_ints_product_needs_int_times(products, tmp_path):
+    src = shutil.copy(products["calints"], tmp_path / "a_calints.fits")
+    report = validate_file(rewrite(src, tmp_path / "b_calints.fits",
+                                   lambda h: h.remove(h["INT_TIMES"])))
+    assert "required extension INT_TIMES is missing." in messages(report)
+
+
+def test_int_times_columns_follow_the_schema(products, tmp_path):
+    from astropy.table import Table
+
+    def edit(h):
+        table = Table(h["INT_TIMES"].data)
+        del table["int_mid_BJD_TDB"]
+        new = fits.table_to_hdu(table)
+        new.name = "INT_TIMES"
+        h[h.index_of("INT_TIMES")] = new
+
+    src = shutil.copy(products["calints"], tmp_path / "a_calints.fits")
+    report = validate_file(rewrite(src, tmp_path / "b_calints.fits", edit))
+    assert "INT_TIMES table lacks column int_mid_BJD_TDB." in messages(report)
+
+
+def test_primary_hdu_with_data_is_an_error(cal, tmp_path):
+    def edit(h):
+        h[0].data = np.zeros((2, 2), "f4")
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "primary HDU holds data of shape (2, 2); JWST products keep the primary HDU empty " \
+           "(NAXIS = 0)." in messages(report)
+
+
+def test_missing_area_with_area_reference_is_an_error_without_is_a_warning(products, tmp_path):
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    with ImageModel(products["cal"]) as model:
+        del model.area  # as photom leaves it when no area reference was used
+        model.save(tmp_path / "a_cal.fits")
+        model.meta.ref_file.area.name = "N/A"
+        model.save(tmp_path / "b_cal.fits")
+    report = validate_file(tmp_path / "a_cal.fits")
+    assert messages(report) == [
+        "AREA extension is missing although photom used the area reference "
+        "crds://jwst_nircam_area_0001.fits."
+    ]
+    report = validate_file(tmp_path / "b_cal.fits")
+    assert report.ok
+    assert checks(report, "warning") == ["missing-extension"]
+
+
+# --------------------------------------------------------------------------- ASDF
+
+
+def test_no_asdf_extension_is_an_error(cal, tmp_path):
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", lambda h: h.remove(h["ASDF"])))
+    assert any(m.startswith("no ASDF extension: the file was not completely written")
+               for m in messages(report))
+
+
+def test_corrupt_asdf_tree_is_an_error(cal, tmp_path):
+    def edit(h):
+        raw = h["ASDF"].data["ASDF_METADATA"][0].tobytes()
+        cut = raw[: len(raw) // 2]
+        col = fits.Column(name="ASDF_METADATA", format=f"{len(cut)}B",
+                          array=np.frombuffer(cut, "u1")[None, :])
+        new = fits.BinTableHDU.from_columns([col])
+        new.name = "ASDF"
+        h[h.index_of("ASDF")] = new
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert ("ASDF extension is unreadable: its YAML tree has no end marker ('...'): the write "
+            "was cut short.") in messages(report)
+
+
+def test_calibrated_product_without_wcs_is_an_error(products, tmp_path):
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    with ImageModel(products["cal"]) as model:
+        model.meta.wcs = None
+        path = tmp_path / "nowcs_cal.fits"
+        model.save(path)
+    report = validate_file(path)
+    assert any(m.startswith("no WCS in the ASDF extension") for m in messages(report))
+
+
+# --------------------------------------------------------------------------- step status
+
+
+def _set_status(src, dst, **status):
+    def edit(h):
+        for key, value in status.items():
+            if value is None:
+                del h[0].header[key]
+            else:
+                h[0].header[key] = value
+
+    return rewrite(src, dst, edit)
+
+
+def test_skipped_step_is_an_error_unless_the_profile_skipped_it(cal, tmp_path):
+    path = _set_status(cal, tmp_path / "x_cal.fits", S_PHOTOM="SKIPPED")
+    report = validate_file(path)
+    assert [m for m in messages(report) if m.startswith("S_PHOTOM is SKIPPED: photom did not run")]
+    assert validate_file(path, expected_skips={"photom"}).ok
+    assert validate_file(path, expected_skips={"S_PHOTOM"}).ok
+
+
+def test_failed_and_missing_step_status_are_errors(cal, tmp_path):
+    report = validate_file(_set_status(cal, tmp_path / "a_cal.fits", S_FLAT="FAILED"))
+    assert "S_FLAT is FAILED: flat_field did not succeed. See the step log." in messages(report)
+    report = validate_file(_set_status(cal, tmp_path / "b_cal.fits", S_WCS=None))
+    assert ("S_WCS (assign_wcs) is not set: the step never ran on this 'cal' product."
+            in messages(report))
+
+
+def test_step_that_ran_although_skipped_in_the_profile_is_a_warning(products):
+    report = validate_file(products["cal"], expected_skips=["flat_field"])
+    assert report.ok
+    assert [m for m in messages(report, "warning") if m.startswith("S_FLAT is COMPLETE although")]
+
+
+def test_background_members_require_bkg_subtract(products):
+    assert validate_file(products["cal"]).ok
+    report = validate_file(products["cal"], expect_background=True)
+    assert ("S_BKDSUB (bkg_subtract) is not set: the step never ran on this 'cal' product."
+            in messages(report))
+    assert validate_file(products["bsub"], expect_background=True).ok
+
+
+def test_level3_steps_in_crf_and_mosaic(products, tmp_path):
+    crf = shutil.copy(products["crf"], tmp_path / "a_crf.fits")
+    report = validate_file(_set_status(crf, tmp_path / "b_crf.fits", S_TWKREG="SKIPPED"))
+    assert checks(report) == ["step-status"]
+    assert validate_file(tmp_path / "b_crf.fits", expected_skips=["tweakreg"]).ok
+    # tweakreg on a single exposure records FAILED: waived to a warning when expected
+    report = validate_file(_set_status(crf, tmp_path / "c_crf.fits", S_TWKREG="FAILED"),
+                           expected_skips=["tweakreg"])
+    assert report.ok and checks(report, "warning") == ["step-status"]
+    i2d = shutil.copy(products["i2d"], tmp_path / "a_i2d.fits")
+    report = validate_file(_set_status(i2d, tmp_path / "b_i2d.fits", S_OUTLIR="SKIPPED"))
+    assert [m for m in messages(report) if m.startswith("S_OUTLIR is SKIPPED")]
+
+
+def test_bad_step_name_raises_input_error(products):
+    with pytest.raises(InputError, match="unknown pipeline step 'outliers'"):
+        validate_file(products["cal"], expected_skips=["outliers"])
+
+
+# --------------------------------------------------------------------------- units, photometry, data
+
+
+def test_countrate_units_in_cal_are_an_error(cal, tmp_path):
+    def edit(h):
+        h["SCI"].header["BUNIT"] = "DN/s"
+        h["ERR"].header["BUNIT"] = "DN/s"
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "SCI BUNIT is 'DN/s', a 'cal' product is in MJy/sr." in messages(report)
+
+
+def test_rate_in_wrong_units_is_an_error(products, tmp_path):
+    src = shutil.copy(products["rate"], tmp_path / "a_rate.fits")
+    report = validate_file(rewrite(src, tmp_path / "b_rate.fits",
+                                   lambda h: h["SCI"].header.set("BUNIT", "MJy/sr")))
+    assert "SCI BUNIT is 'MJy/sr', a 'rate' product is in DN/s." in messages(report)
+
+
+def test_missing_photometry_keywords_are_errors(cal, tmp_path):
+    def edit(h):
+        del h["SCI"].header["PHOTMJSR"]
+        h["SCI"].header["PIXAR_SR"] = 0.0
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert "PHOTMJSR is missing from the SCI header (set by photom)." in messages(report)
+    assert "PIXAR_SR = 0.0 is not a positive number." in messages(report)
+
+
+@pytest.mark.parametrize("fill, word", [(np.nan, "NaN"), (0.0, "zero (or NaN)")])
+def test_empty_science_data_is_an_error(cal, tmp_path, fill, word):
+    def edit(h):
+        h["SCI"].data = np.full(SHAPE, fill, "f4")
+
+    report = validate_file(rewrite(cal, tmp_path / "x_cal.fits", edit))
+    assert (f"SCI is entirely {word}: no usable pixel. Check the input and the step logs."
+            in messages(report))
+    # --headers-only skips the pixel read
+    assert validate_file(tmp_path / "x_cal.fits", check_data=False).ok
+
+
+def test_crf_without_outlier_flags_is_a_warning(products, tmp_path):
+    assert validate_file(products["crf"]).findings == []
+    src = shutil.copy(products["crf"], tmp_path / "a_crf.fits")
+
+    def edit(h):
+        h["DQ"].data = np.zeros(SHAPE, "u4")
+
+    report = validate_file(rewrite(src, tmp_path / "b_crf.fits", edit))
+    assert report.ok and checks(report, "warning") == ["outliers"]
+
+
+def test_mosaic_without_wht_is_an_error(products, tmp_path):
+    src = shutil.copy(products["i2d"], tmp_path / "a_i2d.fits")
+    report = validate_file(rewrite(src, tmp_path / "b_i2d.fits", lambda h: h.remove(h["WHT"])))
+    assert "required extension WHT is missing." in messages(report)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_truncated_at_many_offsets_gives_an_error_never_a_traceback(cal, tmp_path):
+    raw = Path(cal).read_bytes()
+    with fits.open(cal) as hdul:
+        boundaries = []
+        for hdu in hdul:
+            info = hdu.fileinfo()
+            boundaries += [info["hdrLoc"], info["datLoc"]]
+    offsets = sorted({1, 80, 2000, 2880, len(raw) - 2880, len(raw) - 1000, len(raw) - 1,
+                      *boundaries[1:]} - {len(raw)})
+    assert len(offsets) >= 12
+    for offset in offsets:
+        path = tmp_path / f"cut{offset}_cal.fits"
+        path.write_bytes(raw[:offset])
+        report = validate_file(path)
+        assert not report.ok, offset
+        assert report.errors, offset
+        assert all("Traceback" not in m for m in messages(report))
+        # the first error either names the file or says what was cut
+        first = report.errors[0].message
+        assert str(path) in first or "missing" in first or "ASDF" in first, (offset, first)
+
+
+def test_truncated_on_a_block_boundary_says_truncated(cal, tmp_path):
+    raw = Path(cal).read_bytes()
+    path = tmp_path / "cut_cal.fits"
+    path.write_bytes(raw[: len(raw) - 2880])
+    report = validate_file(path)
+    assert report.errors[0].check == "truncated"
+    assert report.errors[0].message.startswith(
+        f"{path}: truncated: {len(raw) - 2880} bytes on disk, its headers describe {len(raw)}")
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "file is empty (0 bytes)"),
+        (b"hello world\n" * 300, "is not a FITS file"),
+        (None, "is gzip-compressed"),
+    ],
+)
+def test_bad_input_names_the_file(cal, tmp_path, content, expected):
+    path = tmp_path / "bad_cal.fits"
+    path.write_bytes(gzip.compress(Path(cal).read_bytes()) if content is None else content)
+    report = validate_file(path)
+    assert report.product_type == "cal"
+    assert len(report.errors) == 1
+    assert report.errors[0].message.startswith(f"{path}: {expected}")
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    report = validate_file(tmp_path / "nope_cal.fits")
+    assert report.errors[0].message == (
+        f"{tmp_path / 'nope_cal.fits'}: file not found. Check the path or the glob pattern.")
+    hdu = fits.PrimaryHDU()
+    hdu.writeto(tmp_path / "mystery.fits")
+    report = validate_file(tmp_path / "mystery.fits")
+    assert report.errors[0].check == "product-type"
+    assert "pass --expect TYPE" in report.errors[0].message
+
+
+def test_fits_without_sci_is_invalid(tmp_path):
+    hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4), "f4"), name="ERR")])
+    hdul[0].header["DATAMODL"] = "ImageModel"
+    hdul.writeto(tmp_path / "x_rate.fits")
+    report = validate_file(tmp_path / "x_rate.fits")
+    assert "required extension SCI is missing." in messages(report)
+
+
+# --------------------------------------------------------------------------- catalogs
+
+
+def test_catalog_failures(tmp_path):
+    report = validate_file(make_catalog(tmp_path, name="a_cat.ecsv", drop=("sky_centroid",)))
+    assert "column sky_centroid is missing." in messages(report)
+    report = validate_file(make_catalog(tmp_path, name="b_cat.ecsv", sky=False))
+    assert "sky_centroid is not a sky coordinate column (SkyCoord)." in messages(report)
+    report = validate_file(make_catalog(tmp_path, n=0, name="c_cat.ecsv"))
+    assert report.ok and messages(report, "warning") == ["catalog has no sources."]
+    (tmp_path / "d_cat.ecsv").write_text("label,x\n1,2\n")
+    report = validate_file(tmp_path / "d_cat.ecsv")
+    assert report.errors[0].message.startswith(f"{tmp_path / 'd_cat.ecsv'}: is not an ECSV table")
+    good = make_catalog(tmp_path, name="e_cat.ecsv")
+    (tmp_path / "f_cat.ecsv").write_bytes(good.read_bytes()[:200])
+    report = validate_file(tmp_path / "f_cat.ecsv")
+    assert report.errors[0].message.startswith(f"{tmp_path / 'f_cat.ecsv'}: cannot be read as")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_validate_exit_codes_and_table(products, cal, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["validate", str(products["cal"]), str(REAL_I2D[0])])
+    assert result.exit_code == 0, result.output
+    assert "2 files: 2 valid, 0 invalid, 0 warnings." in result.output
+    bad = _set_status(cal, tmp_path / "skip_cal.fits", S_PHOTOM="SKIPPED")
+    result = runner.invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert "INVALID (1 error)" in result.output
+    assert "S_PHOTOM is SKIPPED" in result.output
+    result = runner.invoke(cli, ["validate", str(bad), "--skip", "photom"])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_validate_json(products, tmp_path):
+    (tmp_path / "empty_cal.fits").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["validate", str(products["i2d"]),
+                                      str(tmp_path / "empty_cal.fits"), "--json"])
+    assert result.exit_code == 1
+    payload = json.loads(result.output)
+    assert payload["n_files"] == 2 and payload["n_invalid"] == 1 and not payload["valid"]
+    first, second = payload["files"]
+    assert first["valid"] and first["product_type"] == "i2d" and first["findings"] == []
+    assert second["findings"] == [{
+        "severity": "error", "check": "unreadable",
+        "message": f"{tmp_path / 'empty_cal.fits'}: file is empty (0 bytes). "
+                   "Re-download or re-create it."}]
+
+
+def test_cli_bad_skip_name(products):
+    result = CliRunner().invoke(cli, ["validate", str(products["cal"]), "--skip", "nosuchstep"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: unknown pipeline step 'nosuchstep'")
+
+
+def test_validate_files_calls_progress(products):
+    seen = []
+    reports = validate_files([products["rate"], products["segm"]], progress=seen.append)
+    assert [r.product_type for r in seen] == ["rate", "segm"] and reports == seen
+
+
+# --------------------------------------------------------------------------- info
+
+
+def test_info_summary(products):
+    info = product_info(products["cal"])
+    assert info["product_type"] == "cal"
+    assert (info["instrument"], info["detector"], info["filter"], info["pupil"]) == (
+        "NIRCAM", "NRCB1", "F200W", "CLEAR")
+    assert info["shape"] == list(SHAPE)
+    assert info["crds_context"] == "jwst_1322.pmap"
+    assert info["references"]["R_FLAT"] == "crds://jwst_nircam_flat_0001.fits"
+    assert info["step_status"] == {"S_WCS": "COMPLETE", "S_FLAT": "COMPLETE",
+                                   "S_PHOTOM": "COMPLETE"}
+    assert info["bunit"] == "MJy/sr"
+
+
+def test_info_pixel_and_sky_agree_with_the_fits_wcs_of_a_real_file():
+    from astropy.wcs import WCS
+
+    path = REAL_I2D[0]
+    info = product_info(path, pixel=(68.0, 64.0), sky=(83.8314, -5.4138))
+    fits_wcs = WCS(fits.getheader(path, "SCI"))
+    ra, dec = fits_wcs.pixel_to_world_values(68.0, 64.0)
+    got_ra, got_dec = info["pixel_to_sky"]["sky"]
+    assert abs(got_ra - ra) * 3600 < 0.01 and abs(got_dec - dec) * 3600 < 0.01
+    x, y = fits_wcs.world_to_pixel_values(83.8314, -5.4138)
+    gx, gy = info["sky_to_pixel"]["pixel"]
+    assert abs(gx - x) < 0.01 and abs(gy - y) < 0.01
+    assert len(info["footprint"]) == 4
+    assert info["crds_context"] == "jwst_1039.pmap"
+
+
+def test_cli_info_json_and_errors(products, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", str(products["i2d"]), "--json", "--pixel", "23.5", "19.5"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    ra, dec = payload["pixel_to_sky"]["sky"]
+    assert abs(ra - 53.16) < 1e-6 and abs(dec + 27.78) < 1e-6  # the fixture WCS centre
+    result = runner.invoke(cli, ["info", str(products["rate"]), "--pixel", "1", "2"])
+    assert result.exit_code == 1
+    assert "has no WCS (meta.wcs) in its ASDF extension" in result.output
+    (tmp_path / "junk_cal.fits").write_text("not fits")
+    result = runner.invoke(cli, ["info", str(tmp_path / "junk_cal.fits")])
+    assert result.exit_code == 1
+    assert f"Error: {tmp_path / 'junk_cal.fits'}: is not a FITS file" in result.output
+    result = runner.invoke(cli, ["info", str(products["cat"])])
+    assert result.exit_code == 0 and "sources" in result.output
