@@ -1,0 +1,464 @@
+"""``jwstrun image2``, ``jwstrun image3`` and ``jwstrun demo``: run the pipelines.
+
+Each command parses its options, makes one library call
+(:func:`jwstrun.runner.run_image2`, :func:`~jwstrun.runner.run_image3`,
+:func:`jwstrun.demo.run_demo`) and renders progress and the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from .options import (
+    crds_context_option,
+    crds_path_option,
+    json_option,
+    no_crds_steppars_option,
+    profile_option,
+    set_option,
+)
+
+__all__ = ["register", "image2_command", "image3_command", "demo_command"]
+
+
+# --------------------------------------------------------------------------
+# Progress display
+# --------------------------------------------------------------------------
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class RunProgress:
+    """Turns runner events into a live rich display (terminal) or plain lines."""
+
+    def __init__(self, label: str, live: bool, verbosity: int = 0):
+        self.label = label
+        self.live_enabled = live
+        self.verbosity = verbosity
+        self.total = 0
+        self.to_run = 0
+        self.done = 0
+        self.ran = 0
+        self.failed = 0
+        self.skipped = 0
+        self.jobs = 0
+        self.started = time.monotonic()
+        self.first_start: float | None = None
+        self.workers: dict[int, dict] = {}
+        self._live = None
+
+    # rich calls this on every refresh
+    def __rich__(self):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.started
+        head = Text.assemble(
+            (f"{self.label} ", "bold"),
+            f"{self.done}/{self.total} tasks",
+            (f"  {self.failed} failed" if self.failed else "", "red"),
+            (f"  {self.skipped} up to date" if self.skipped else "", "dim"),
+            f"  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(self.eta())}",
+        )
+        bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=40)
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for wid in sorted(self.workers):
+            info = self.workers[wid]
+            if info.get("task"):
+                table.add_row(
+                    Text(f"worker {wid}", style="dim"),
+                    info["task"],
+                    Text(info.get("step") or "starting", style="cyan"),
+                    _fmt_time(now - info["since"]),
+                )
+        return Group(head, bar, table)
+
+    def eta(self) -> float | None:
+        if not self.ran or self.first_start is None:
+            return None
+        remaining = self.to_run - self.ran
+        per_task = (time.monotonic() - self.first_start) / self.ran
+        return max(0.0, remaining * per_task)
+
+    def __enter__(self):
+        if self.live_enabled:
+            from rich.live import Live
+
+            from ..console import get_err_console
+
+            self._live = Live(self, console=get_err_console(), refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def _line(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def __call__(self, kind: str, **info) -> None:
+        if kind == "plan":
+            self.total, self.to_run, self.jobs = info["total"], info["to_run"], info["jobs"]
+            if not self.live_enabled and self.verbosity >= 0:
+                self._line(
+                    f"{self.label}: {self.total} task(s), {info['to_run']} to run, "
+                    f"{info['skipped']} up to date; {info['jobs']} job(s) ({info['jobs_reason']}); "
+                    f"CRDS context {info.get('context')}"
+                )
+        elif kind == "prefetch":
+            if not self.live_enabled and self.verbosity > 0:
+                self._line(f"references ready in {info['seconds']:.1f} s")
+        elif kind == "start":
+            if self.first_start is None:
+                self.first_start = time.monotonic()
+            self.workers[info["worker"]] = {
+                "task": info["task_id"], "step": None, "since": time.monotonic()
+            }
+        elif kind == "step":
+            worker = self.workers.setdefault(info["worker"], {"since": time.monotonic()})
+            worker["task"], worker["step"] = info["task_id"], info["step"]
+            if not self.live_enabled and self.verbosity > 0:
+                self._line(f"  {info['task_id']}: {info['step']}")
+        elif kind in ("retire", "lost"):
+            self.workers.pop(info["worker"], None)
+        elif kind == "done":
+            result = info["result"]
+            self.done += 1
+            if result.status == "skipped":
+                self.skipped += 1
+            else:
+                self.ran += 1
+                for wid, worker in list(self.workers.items()):
+                    if worker.get("task") == result.task_id:
+                        worker["task"] = None
+                if result.status == "failed":
+                    self.failed += 1
+            if not self.live_enabled and self.verbosity >= 0:
+                self._line(_result_line(self.done, self.total, result))
+        if self._live is not None:
+            self._live.refresh()
+
+
+def _result_line(done: int, total: int, result) -> str:
+    width = len(str(total))
+    head = f"[{done:>{width}}/{total}] {result.status:<7} {result.task_id}"
+    if result.status == "ok":
+        return f"{head}  {result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB"
+    if result.status == "failed":
+        return f"{head}  {result.error}"
+    return head + "  (up to date)"
+
+
+# --------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------
+def _render_summary(summary) -> None:
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    table = Table(title=f"{summary.pipeline} in {summary.outdir}", title_justify="left")
+    table.add_column("task")
+    table.add_column("status")
+    table.add_column("wall", justify="right")
+    table.add_column("peak RSS", justify="right")
+    table.add_column("products")
+    styles = {"ok": "green", "skipped": "dim", "failed": "red"}
+    for result in summary.results:
+        table.add_row(
+            result.task_id,
+            f"[{styles.get(result.status, '')}]{result.status}[/]",
+            f"{result.wall_s:.1f} s" if result.wall_s is not None else "-",
+            f"{result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else "-",
+            ", ".join(_short_products(result.outputs)) or "-",
+        )
+    console.print(table)
+    for result in summary.failed:
+        console.print(f"[red]FAILED[/] {result.task_id}: {result.error}")
+        if result.log_file:
+            console.print(f"       log: {result.log_file}")
+    counts = (
+        f"{len(summary.results)} task(s): {len(summary.succeeded)} ok, "
+        f"{len(summary.skipped)} up to date (skipped), {len(summary.failed)} failed"
+    )
+    console.print(
+        f"{counts} in {summary.wall_s:.1f} s with -j {summary.jobs}; CRDS context "
+        f"{summary.crds_context}; manifest {summary.manifest}"
+    )
+
+
+def _short_products(names) -> list[str]:
+    # "jw..._nrcb1_cal.fits" -> "_cal": the task id already names the exposure.
+    from ..products import product_suffix
+
+    shown = []
+    for name in names:
+        suffix = product_suffix(name)
+        shown.append(f"_{suffix}" if suffix else name)
+    return shown
+
+
+def _finish(ctx: click.Context, summary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=1, default=str))
+    else:
+        _render_summary(summary)
+    if summary.failed:
+        click.secho(
+            f"Error: {len(summary.failed)} of {len(summary.results)} task(s) failed; "
+            "their reasons and log files are listed above. Fix and re-run: finished tasks "
+            "are skipped.",
+            err=True,
+            fg="red",
+        )
+        ctx.exit(1)
+
+
+def _verbosity(ctx: click.Context) -> int:
+    root = ctx.find_root()
+    return int((root.obj or {}).get("verbosity", 0))
+
+
+def _run_with_progress(ctx, label, no_progress, as_json, call):
+    from ..console import is_terminal, setup_logging
+
+    verbosity = _verbosity(ctx)
+    setup_logging(verbosity)
+    live = is_terminal() and not no_progress and verbosity >= 0
+    progress = RunProgress(label, live=live, verbosity=-1 if (as_json and not live) else verbosity)
+    with progress:
+        summary = call(progress)
+    return summary
+
+
+# --------------------------------------------------------------------------
+# Shared options
+# --------------------------------------------------------------------------
+def _run_options(func):
+    options = [
+        click.option(
+            "-o", "--output-dir", "outdir", required=True,
+            type=click.Path(file_okay=False, path_type=str),
+            help="Directory for products, logs/ and jwstrun-manifest.json (created if needed).",
+        ),
+        click.option(
+            "-j", "--jobs", type=click.IntRange(min=1), default=None,
+            help="Parallel pipeline workers (default: what fits the CPUs and the available "
+            "memory, about 1.2 GB per full-frame NIRCam exposure).",
+        ),
+        click.option("--force", is_flag=True, help="Redo tasks whose products are up to date."),
+        profile_option,
+        set_option,
+        no_crds_steppars_option,
+        crds_path_option,
+        crds_context_option,
+        click.option(
+            "--crds-env", "crds_env_file", type=click.Path(dir_okay=False, exists=True),
+            default=None, help="A crds.env file (export CRDS_...=...) such as the one "
+            "'jwstrun simulate' writes.",
+        ),
+        click.option(
+            "--no-validate", is_flag=True,
+            help="Do not check products with 'jwstrun validate' before moving them into place.",
+        ),
+        click.option(
+            "--no-progress", is_flag=True,
+            help="Plain progress lines instead of the live display (default when not a terminal).",
+        ),
+        click.option(
+            "--max-tasks-per-worker", type=click.IntRange(min=1), default=25, show_default=True,
+            help="Replace a worker process after this many tasks (bounds memory growth).",
+        ),
+        json_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _common_kwargs(kw: dict) -> dict:
+    return {
+        "jobs": kw["jobs"],
+        "force": kw["force"],
+        "profiles": kw["profiles"],
+        "sets": kw["sets"],
+        "no_crds_steppars": kw["no_crds_steppars"],
+        "crds_path": kw["crds_path"],
+        "crds_context": kw["crds_context"],
+        "crds_env_file": kw["crds_env_file"],
+        "validate": not kw["no_validate"],
+        "max_tasks_per_child": kw["max_tasks_per_worker"],
+    }
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+@click.command("image2")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--save-bsub", is_flag=True,
+    help="Also write the background-subtracted _bsub product (when background members exist).",
+)
+@_run_options
+@click.pass_context
+def image2_command(ctx, inputs, save_bsub, **kw):
+    """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
+
+    INPUTS are *_rate.fits / *_rateints.fits files, glob patterns or Level-2
+    association files (with background members). Each exposure is one task: it
+    runs in a worker process, its products (_cal or _calints, _i2d unless the
+    resample step is skipped, _bsub with --save-bsub) appear in OUTDIR only once
+    they are complete and validated, and a failing exposure does not stop the
+    others. Re-running skips exposures whose products are up to date.
+
+    \b
+    Examples:
+      jwstrun image2 sim/*_rate.fits -o out/
+      jwstrun image2 'data/*_rate.fits' -o out/ -j 4 --profile fast
+      jwstrun image2 l2_asn.json -o out/ --save-bsub --set steps.resample.skip=true
+    """
+    from ..runner import run_image2
+
+    command = "jwstrun image2 " + " ".join(inputs)
+    summary = _run_with_progress(
+        ctx, "image2", kw["no_progress"], kw["as_json"],
+        lambda progress: run_image2(
+            inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
+            **_common_kwargs(kw),
+        ),
+    )
+    _finish(ctx, summary, kw["as_json"])
+
+
+@click.command("image3")
+@click.argument("inputs", nargs=-1, required=True)
+@_run_options
+@click.pass_context
+def image3_command(ctx, inputs, **kw):
+    """Run calwebb_image3 on Level-3 associations or on _cal files.
+
+    INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
+    which are grouped by program, instrument, filter, pupil and target into
+    associations written to OUTDIR. Each association is one task; several run
+    side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
+    catalog and _segm segmentation map.
+
+    \b
+    Examples:
+      jwstrun image3 out/*_cal.fits -o out/
+      jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
+    """
+    from ..runner import run_image3
+
+    command = "jwstrun image3 " + " ".join(inputs)
+    summary = _run_with_progress(
+        ctx, "image3", kw["no_progress"], kw["as_json"],
+        lambda progress: run_image3(
+            inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw)
+        ),
+    )
+    _finish(ctx, summary, kw["as_json"])
+
+
+@click.command("demo")
+@click.argument("outdir", required=False, default="jwstrun-demo",
+                type=click.Path(file_okay=False, path_type=str))
+@click.option("--full-frame", is_flag=True,
+              help="Full-frame NIRCam detectors (several minutes and ~1.5 GB per worker).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel workers (default: from CPUs and memory).")
+@click.option("--force", is_flag=True, help="Re-simulate and redo every stage.")
+@click.option("--no-progress", is_flag=True, help="Plain progress lines.")
+@json_option
+@click.pass_context
+def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json):
+    """Simulate, associate, run image2 and image3, validate and check the science.
+
+    Everything runs offline on the CRDS cache the simulator writes into
+    OUTDIR/sim. The summary lists the products, the time of each stage and
+    science checks against the simulator's truth: alignment residual after
+    tweakreg, flux recovery in the catalog and cosmic-ray recall of
+    outlier_detection. The default size finishes in about a minute on 2 cores.
+
+    \b
+    Examples:
+      jwstrun demo
+      jwstrun demo /tmp/demo --full-frame -j 2
+    """
+    from ..console import is_terminal, setup_logging
+    from ..demo import run_demo
+
+    verbosity = _verbosity(ctx)
+    setup_logging(verbosity)
+    live = is_terminal() and not no_progress and verbosity >= 0
+    current: dict = {}
+
+    def stage(name: str):
+        # A fresh progress display for each pipeline stage.
+        if current.get("progress") is not None:
+            current["progress"].__exit__(None, None, None)
+        current["progress"] = RunProgress(name, live=live, verbosity=-1 if as_json else verbosity)
+        current["progress"].__enter__()
+        return current["progress"]
+
+    try:
+        report = run_demo(outdir, full_frame=full_frame, jobs=jobs, force=force, stage=stage)
+    finally:
+        if current.get("progress") is not None:
+            current["progress"].__exit__(None, None, None)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        _render_demo(report)
+    if not report.ok:
+        click.secho(f"Error: {report.problem_text()}", err=True, fg="red")
+        ctx.exit(1)
+
+
+def _render_demo(report) -> None:
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    stages = Table(title=f"jwstrun demo in {report.outdir}", title_justify="left")
+    stages.add_column("stage")
+    stages.add_column("time", justify="right")
+    stages.add_column("result")
+    for item in report.stages:
+        stages.add_row(item["name"], f"{item['seconds']:.1f} s", item["detail"])
+    console.print(stages)
+    checks = Table(title="science checks against the truth", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("value", justify="right")
+    checks.add_column("requirement")
+    checks.add_column("")
+    for item in report.checks:
+        mark = "[green]pass[/]" if item["passed"] else "[red]FAIL[/]"
+        checks.add_row(item["name"], item["value"], item["requirement"], mark)
+    console.print(checks)
+    console.print("products:")
+    for path in report.products:
+        console.print(f"  {path}")
+
+
+def register(group: click.Group) -> None:
+    """Add image2, image3 and demo to the jwstrun group."""
+    group.add_command(image2_command)
+    group.add_command(image3_command)
+    group.add_command(demo_command)

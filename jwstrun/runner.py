@@ -1,0 +1,1200 @@
+"""One task = one pipeline call; planning, resume, atomic outputs.
+
+``run_image2`` / ``run_image3`` are what the CLI calls.  They
+
+1. expand and check every input before anything runs (``_cal`` given to image2,
+   ``_rate`` given to image3, missing association members -> :class:`InputError`),
+2. check that OUTDIR can be written and take its lock,
+3. turn the inputs into :class:`Task` objects -- one per exposure for image2, one
+   per association for image3 -- each with a fingerprint of its input
+   checksums, resolved call parameters, jwst/stpipe/crds versions and CRDS
+   context; a task whose recorded fingerprint matches and whose products are
+   all still there is skipped (``force=True`` redoes it),
+4. start the worker pool (workers import jwst while the parent prefetches CRDS
+   references once), run the tasks, and record every result in the manifest.
+
+:func:`run_task` is the one function a worker runs (the local pool and a future
+Dask executor alike).  It calls ``Pipeline.call(input, save_results=True,
+output_dir=<tmp>, configure_log=False, **parameters)`` in
+``OUTDIR/.jwstrun-tmp/<task-id>/out``, validates the products, and only then
+moves them into OUTDIR with ``os.replace`` -- a run killed at any moment never
+leaves a file in OUTDIR that looks finished but is not.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
+from .products import STAGE2_INPUTS, STAGE3_INPUTS, product_basename, product_type
+
+__all__ = [
+    "PIPELINES",
+    "Task",
+    "TaskResult",
+    "RunSummary",
+    "expand_inputs",
+    "prepare_outdir",
+    "file_sha256",
+    "software_versions",
+    "compute_fingerprint",
+    "plan_image2",
+    "plan_image3",
+    "run_task",
+    "run_tasks",
+    "run_image2",
+    "run_image3",
+]
+
+log = logging.getLogger(__name__)
+
+#: jwstrun pipeline name -> (module, class, stpipe alias)
+PIPELINES = {
+    "image2": ("jwst.pipeline.calwebb_image2", "Image2Pipeline", "calwebb_image2"),
+    "image3": ("jwst.pipeline.calwebb_image3", "Image3Pipeline", "calwebb_image3"),
+}
+
+TMP_DIRNAME = ".jwstrun-tmp"
+LOG_DIRNAME = "logs"
+
+# Peak memory of one worker running one task, used for the default -j.
+# Measured: NIRCam full frame image2 1.13 GB, SUB640 0.37 GB; image3 x4 full
+# frame 1.63 GB (docs/benchmarks.md, /work/shared/notes/offline-crds.md).
+_FULL_FRAME_PIXELS = 2048 * 2048
+_IMAGE2_BYTES = (0.30e9, 0.90e9)  # base + per full-frame-equivalent
+_IMAGE3_BYTES = (0.35e9, 0.32e9)  # base + per full-frame-equivalent member
+
+_GLOB_CHARS = set("*?[")
+
+
+# --------------------------------------------------------------------------
+# Data passed to workers and back
+# --------------------------------------------------------------------------
+@dataclass
+class Task:
+    """One pipeline call; picklable, sent to a worker."""
+
+    task_id: str
+    pipeline: str
+    input: str
+    product: str
+    inputs: list[dict]
+    outdir: str
+    workdir: str
+    log_file: str
+    parameters: dict
+    fingerprint: str
+    in_pool: bool = False
+    validate: bool = True
+    expect_background: bool = False
+
+    @property
+    def input_paths(self) -> list[str]:
+        return [entry["path"] for entry in self.inputs]
+
+
+@dataclass
+class TaskResult:
+    """What a worker reports for one task (also the core of its manifest record)."""
+
+    task_id: str
+    status: str  # "ok", "failed", "skipped"
+    outputs: list[str] = field(default_factory=list)
+    output_sizes: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    failed_step: str | None = None
+    start: float | None = None
+    end: float | None = None
+    wall_s: float | None = None
+    peak_rss_mb: float | None = None
+    worker_peak_rss_mb: float | None = None
+    rss_after_mb: float | None = None
+    worker_pid: int | None = None
+    host: str | None = None
+    tasks_in_worker: int | None = None
+    crds_context: str | None = None
+    references: dict[str, dict[str, str]] = field(default_factory=dict)
+    resolved_parameters: dict | None = None
+    validation: dict | None = None
+    step_times: dict[str, float] = field(default_factory=dict)
+    log_file: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    """Outcome of one ``run_image2`` / ``run_image3`` call."""
+
+    pipeline: str
+    outdir: Path
+    manifest: Path
+    results: list[TaskResult]
+    tasks: dict[str, Task]
+    jobs: int
+    jobs_reason: str
+    wall_s: float
+    crds_context: str | None = None
+    prefetch_s: float = 0.0
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    @property
+    def succeeded(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "ok"]
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.outdir / name for r in self.results if r.status != "failed" for name in r.outputs]
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.pipeline,
+            "outdir": str(self.outdir),
+            "manifest": str(self.manifest),
+            "jobs": self.jobs,
+            "jobs_reason": self.jobs_reason,
+            "wall_s": round(self.wall_s, 3),
+            "crds_context": self.crds_context,
+            "counts": {
+                "total": len(self.results),
+                "ok": len(self.succeeded),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+            },
+            "tasks": [r.to_dict() for r in self.results],
+        }
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand globs; every pattern must name an existing file or match at least one."""
+    paths: list[Path] = []
+    seen: set[Path] = set()
+    for pattern in patterns:
+        text = str(pattern)
+        if os.path.exists(text):
+            matches = [text]
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(os.path.expanduser(text)))
+            if not matches:
+                raise InputError(f"{text}: no files match this pattern. Check the path.")
+        else:
+            raise InputError(f"{text}: file not found. Check the path or the glob pattern.")
+        for match in matches:
+            path = Path(match).resolve()
+            if path.is_dir():
+                raise InputError(
+                    f"{match}: is a directory. Give files or a glob such as '{match}/*_rate.fits'."
+                )
+            if path not in seen:
+                seen.add(path)
+                paths.append(path)
+    if not paths:
+        raise InputError("no inputs given.")
+    return paths
+
+
+def _is_association(path: Path) -> bool:
+    return path.suffix.lower() == ".json"
+
+
+def _load_association(path: Path, level: int, allow_outside: bool = False):
+    """Load and check an association with jwstrun.asn; refuse the wrong level clearly."""
+    from .asn import check_association, load_association
+
+    found = load_association(path, allow_outside=allow_outside)
+    if found.level != level:
+        if level == 2:
+            raise InputError(
+                f"{path}: is a Level-3 (image3) association. Give it to 'jwstrun image3'; "
+                "image2 takes _rate/_rateints files or Level-2 associations."
+            )
+        raise InputError(
+            f"{path}: is a Level-2 (image2) association of _rate exposures. Run 'jwstrun image2' "
+            "on it first and give the resulting _cal files (or a Level-3 association) to image3."
+        )
+    check = check_association(path, allow_outside=allow_outside)
+    if check.problems:
+        raise InputError(f"{path}: " + " ".join(check.problems[:3]))
+    return check.association
+
+
+def _file_type(path: Path) -> str | None:
+    ptype = product_type(path)
+    if ptype is None and path.suffix.lower() in (".fits", ".fit"):
+        from .products import read_exposure_info
+
+        ptype = read_exposure_info(path).product_type
+    elif ptype is not None:
+        from .products import read_primary_header
+
+        read_primary_header(path)  # clear errors for empty / truncated / gzip files
+    return ptype
+
+
+def _wrong_stage_message(path: Path, ptype: str | None, pipeline: str) -> str:
+    if pipeline == "image2":
+        if ptype in STAGE3_INPUTS or ptype in ("i2d", "segm", "cat"):
+            return (
+                f"{path}: is a _{ptype} product, already processed by calwebb_image2. "
+                "Give _rate/_rateints files to image2, or give this file to 'jwstrun image3'."
+            )
+        return (
+            f"{path}: is not a _rate/_rateints exposure (product type {ptype or 'unknown'}). "
+            "image2 takes *_rate.fits, *_rateints.fits or Level-2 associations."
+        )
+    if ptype in STAGE2_INPUTS:
+        return (
+            f"{path}: is a _{ptype} exposure, not yet calibrated. Run 'jwstrun image2' on it "
+            "first and give the resulting _cal files to image3."
+        )
+    return (
+        f"{path}: is not a _cal/_calints/_crf product (product type {ptype or 'unknown'}). "
+        "image3 takes *_cal.fits files or Level-3 associations."
+    )
+
+
+# --------------------------------------------------------------------------
+# Checksums, versions, fingerprints
+# --------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike, chunk: int = 4 << 20) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions that change results: jwst, stpipe, crds, stdatamodels (no imports)."""
+    versions = {}
+    for dist in ("jwst", "stpipe", "crds", "stdatamodels", "stcal"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    from ._version import __version__
+
+    versions["jwstrun"] = __version__
+    return versions
+
+
+def compute_fingerprint(
+    pipeline: str,
+    inputs: list[dict],
+    parameters: dict,
+    versions: dict[str, str],
+    crds_context: str | None,
+) -> str:
+    """Hash of everything that determines a task's products.
+
+    ``inputs`` entries carry ``name`` and ``sha256`` (not the full path: moving
+    the input files does not change the products).  The jwstrun version is left
+    out on purpose: a jwstrun upgrade does not change what jwst computes.
+    """
+    payload = {
+        "pipeline": pipeline,
+        "inputs": sorted((e["name"], e["sha256"]) for e in inputs),
+        "parameters": parameters,
+        "versions": {k: v for k, v in versions.items() if k != "jwstrun"},
+        "crds_context": crds_context,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Output directory
+# --------------------------------------------------------------------------
+def prepare_outdir(outdir: str | os.PathLike) -> Path:
+    """Create OUTDIR if needed and prove it is writable; :class:`OutputError` otherwise."""
+    outdir = Path(outdir).expanduser()
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise OutputError(f"{outdir}: exists and is not a directory. Choose another -o OUTDIR.") from exc
+    except OSError as exc:
+        raise OutputError(
+            f"{outdir}: cannot create the output directory ({exc.strerror}). "
+            "Choose a directory you can write to with -o."
+        ) from exc
+    if not outdir.is_dir():
+        raise OutputError(f"{outdir}: exists and is not a directory. Choose another -o OUTDIR.")
+    probe = outdir / f".jwstrun-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{outdir}: cannot write to the output directory ({exc.strerror}). "
+            "Fix its permissions or choose another -o OUTDIR; nothing was run."
+        ) from exc
+    return outdir.resolve()
+
+
+# --------------------------------------------------------------------------
+# The sibling modules: profiles, refs, validate
+# --------------------------------------------------------------------------
+def _call_parameters(pipeline: str, profiles: Iterable[str], sets: Iterable[str]) -> dict:
+    """Pipeline.call keyword arguments from profiles and --set (checked by jwstrun.profiles)."""
+    profiles, sets = list(profiles or ()), list(sets or ())
+    if not profiles and not sets:
+        return {}
+    from .profiles import build_call_parameters
+
+    return dict(build_call_parameters(pipeline, profiles, sets) or {})
+
+
+def _skipped_steps(parameters: dict) -> list[str]:
+    return sorted(
+        step for step, pars in (parameters.get("steps") or {}).items()
+        if isinstance(pars, dict) and pars.get("skip") is True
+    )
+
+
+def _validate_products(paths: list[Path], parameters: dict, expect_background: bool) -> dict:
+    """Check products with jwstrun.validate; errors make the task fail before the move."""
+    from .validate import validate_file
+
+    report: dict = {"files": {}, "errors": [], "warnings": 0}
+    skips = _skipped_steps(parameters)
+    for path in paths:
+        file_report = validate_file(
+            path, expected_skips=skips, expect_background=expect_background
+        )
+        report["files"][path.name] = [f.to_dict() for f in file_report.findings]
+        report["warnings"] += len(file_report.warnings)
+        report["errors"].extend(f"{path.name}: {f.message}" for f in file_report.errors)
+    return report
+
+
+# --------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------
+def _safe_id(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _input_entry(path: Path, role: str) -> dict:
+    return {
+        "path": str(path),
+        "name": path.name,
+        "role": role,
+        "size": path.stat().st_size,
+        "sha256": None,  # filled in by _hash_inputs (in the parent, while workers warm up)
+    }
+
+
+def _write_product_asn(asn, product, dest: Path) -> None:
+    """Write a one-product copy of an association with absolute member paths."""
+    members = []
+    for raw, member in zip(_raw_members(asn, product.name), product.members, strict=True):
+        entry = dict(raw)
+        entry["expname"] = str(member.path)
+        members.append(entry)
+    single = {k: v for k, v in asn.data.items() if k != "products"}
+    raw_product = next(p for p in asn.data["products"] if p.get("name") == product.name)
+    single["products"] = [dict(raw_product, members=members)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(single, indent=4))
+
+
+def _raw_members(asn, product_name: str) -> list[dict]:
+    for raw in asn.data["products"]:
+        if raw.get("name") == product_name:
+            return list(raw["members"])
+    raise InputError(f"{asn.path}: product {product_name!r} not found.")
+
+
+@dataclass
+class _Planned:
+    pipeline: str
+    product: str
+    input: Path | None  # a file, or None when a one-product asn must be written
+    inputs: list[Path]
+    roles: list[str]
+    asn: object | None = None
+    asn_product: object | None = None
+    pixels: int = _FULL_FRAME_PIXELS
+    n_members: int = 1
+    has_background: bool = False
+
+
+def _exposure_pixels(path: Path) -> int:
+    try:
+        from .products import read_primary_header
+
+        header = read_primary_header(path)
+        xsize = int(header.get("SUBSIZE1") or 2048)
+        ysize = int(header.get("SUBSIZE2") or 2048)
+        return xsize * ysize
+    except (JwstrunError, ValueError, TypeError):
+        return _FULL_FRAME_PIXELS
+
+
+def plan_image2(paths: list[Path]) -> list[_Planned]:
+    """One planned task per science exposure; errors for anything image2 cannot take."""
+    planned: list[_Planned] = []
+    for path in paths:
+        if _is_association(path):
+            asn = _load_association(path, 2)
+            single = len(asn.products) == 1
+            for product in asn.products:
+                science = product.by_type("science")[0]
+                members = [m.path for m in product.members]
+                roles = [m.exptype for m in product.members]
+                planned.append(
+                    _Planned(
+                        "image2", product.name, path if single else None, [path, *members],
+                        ["association", *roles], asn=asn, asn_product=product,
+                        pixels=_exposure_pixels(science.path),
+                        has_background=bool(product.by_type("background")),
+                    )
+                )
+        else:
+            ptype = _file_type(path)
+            if ptype not in STAGE2_INPUTS:
+                raise InputError(_wrong_stage_message(path, ptype, "image2"))
+            planned.append(
+                _Planned("image2", product_basename(path), path, [path], ["science"],
+                         pixels=_exposure_pixels(path))
+            )
+    return planned
+
+
+def check_image3_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Split image3 inputs into (associations, loose _cal files), refusing anything else."""
+    cal_files: list[Path] = []
+    asn_paths: list[Path] = []
+    for path in paths:
+        if _is_association(path):
+            _load_association(path, 3)
+            asn_paths.append(path)
+        else:
+            ptype = _file_type(path)
+            if ptype not in STAGE3_INPUTS:
+                raise InputError(_wrong_stage_message(path, ptype, "image3"))
+            cal_files.append(path)
+    return asn_paths, cal_files
+
+
+def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
+    """One planned task per Level-3 association.
+
+    Loose _cal files are grouped (program, instrument, filter, pupil, target) and
+    written as associations into OUTDIR by jwstrun.asn -- call this only while
+    holding OUTDIR's lock.
+    """
+    asn_paths, cal_files = check_image3_inputs(paths)
+    asns = [_load_association(p, 3) for p in asn_paths]
+    if cal_files:
+        from .asn import make_associations
+
+        built = make_associations(
+            cal_files, outdir, level=3, group_by="default", force=True, allow_outside=True
+        )
+        for written in built.associations:
+            log.info("built %s from %d _cal files", written.path.name, written.n_members)
+            asns.append(_load_association(written.path, 3, allow_outside=True))
+    planned = []
+    for asn in asns:
+        product = asn.products[0]
+        members = [m.path for m in product.members]
+        planned.append(
+            _Planned(
+                "image3", product.name, Path(asn.path), [Path(asn.path), *members],
+                ["association", *[m.exptype for m in product.members]], asn=asn,
+                asn_product=product, pixels=_exposure_pixels(members[0]),
+                n_members=len(members),
+            )
+        )
+    return planned
+
+
+def _check_unique_products(planned: list[_Planned]) -> None:
+    seen: dict[str, _Planned] = {}
+    for item in planned:
+        if item.product in seen:
+            first = seen[item.product]
+            raise InputError(
+                f"{item.inputs[0]} and {first.inputs[0]} would both write products named "
+                f"{item.product}_*. Give each exposure once, or use separate output directories."
+            )
+        seen[item.product] = item
+
+
+def _bytes_per_worker(planned: list[_Planned]) -> float:
+    if not planned:
+        return _IMAGE2_BYTES[0]
+    if planned[0].pipeline == "image2":
+        base, per = _IMAGE2_BYTES
+        return base + per * max(p.pixels for p in planned) / _FULL_FRAME_PIXELS
+    base, per = _IMAGE3_BYTES
+    return base + per * max(p.pixels * p.n_members for p in planned) / _FULL_FRAME_PIXELS
+
+
+def _make_tasks(
+    planned: list[_Planned],
+    outdir: Path,
+    parameters: dict,
+    in_pool: bool,
+    validate: bool,
+) -> list[Task]:
+    tasks = []
+    tmp_root = outdir / TMP_DIRNAME
+    for item in planned:
+        task_id = f"{item.pipeline}-{_safe_id(item.product)}"
+        workdir = tmp_root / task_id
+        if item.input is not None:
+            task_input = item.input
+        else:
+            # Several products in one association: each task gets its own
+            # one-product copy (same file name, so meta.asn.table_name is kept).
+            task_input = workdir / "asn" / Path(item.asn.path).name
+            _write_product_asn(item.asn, item.asn_product, task_input)
+        inputs = [_input_entry(p, role) for p, role in zip(item.inputs, item.roles, strict=True)]
+        tasks.append(
+            Task(
+                task_id=task_id,
+                pipeline=item.pipeline,
+                input=str(task_input),
+                product=item.product,
+                inputs=inputs,
+                outdir=str(outdir),
+                workdir=str(workdir),
+                log_file=str(outdir / LOG_DIRNAME / f"{task_id}.log"),
+                parameters=parameters,
+                fingerprint="",
+                in_pool=in_pool,
+                validate=validate,
+                expect_background=item.has_background,
+            )
+        )
+    return tasks
+
+
+def _hash_inputs(tasks: list[Task]) -> None:
+    cache: dict[str, str] = {}
+    for task in tasks:
+        for entry in task.inputs:
+            if entry["path"] not in cache:
+                cache[entry["path"]] = file_sha256(entry["path"])
+            entry["sha256"] = cache[entry["path"]]
+
+
+def _check_maximum_cores(parameters: dict, jobs: int) -> None:
+    """Refuse a steps' maximum_cores other than 1 together with a pool of several workers."""
+    if jobs <= 1:
+        return
+    for step, pars in (parameters.get("steps") or {}).items():
+        value = (pars or {}).get("maximum_cores")
+        if value is None or str(value).lower() in ("1", "none"):
+            continue
+        raise ConfigError(
+            f"step {step}: maximum_cores={value} cannot be combined with -j {jobs}: each of the "
+            f"{jobs} workers would start its own processes and overload the machine "
+            "(jwst issues 8383, 8743). Use -j 1 to let the step use several cores, "
+            "or drop the maximum_cores setting."
+        )
+
+
+def _can_skip(task: Task, record: dict | None, outdir: Path) -> bool:
+    if not record or record.get("status") not in ("ok", "skipped"):
+        return False
+    if record.get("fingerprint") != task.fingerprint:
+        return False
+    sizes = record.get("output_sizes") or {}
+    outputs = record.get("outputs") or []
+    if not outputs:
+        return False
+    for name in outputs:
+        path = outdir / name
+        if not path.is_file():
+            return False
+        if name in sizes and path.stat().st_size != sizes[name]:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# The worker side
+# --------------------------------------------------------------------------
+_WORKER_STATE = {"tasks": 0, "peak_mb": 0.0}
+
+_STPIPE_LOGGERS = ("jwst", "stcal", "stdatamodels", "stpipe", "tweakwcs", "py.warnings")
+_LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+
+
+def _reset_peak_rss() -> None:
+    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM and ru_maxrss)
+    # of this process, so the peak measured after the task is the task's own.
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _proc_status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _peak_rss_mb() -> float:
+    value = _proc_status_mb("VmHWM")
+    if value is None:
+        import resource
+
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return value
+
+
+class _StepWatcher(logging.Handler):
+    """Follows stpipe's 'Step X running' / 'Step X done' lines: current step and its times."""
+
+    def __init__(self, task_id: str, progress: Callable | None):
+        super().__init__(logging.INFO)
+        self.task_id = task_id
+        self.progress = progress
+        self.stack: list[tuple[str, float]] = []
+        self.times: dict[str, float] = {}
+        self.parameters_text: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("stpipe"):
+            return
+        msg = record.msg if isinstance(record.msg, str) else ""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if msg.startswith("Step %s running") and args:
+            self.stack.append((str(args[0]), time.monotonic()))
+            self._report()
+        elif (msg == "Step %s done" and args) or msg == "Step skipped.":
+            if self.stack:
+                name, started = self.stack.pop()
+                self.times[name] = round(self.times.get(name, 0.0) + time.monotonic() - started, 3)
+            self._report()
+        elif msg.startswith("Step %s parameters are") and len(args) > 1 and not self.parameters_text:
+            self.parameters_text = str(args[1])
+
+    @property
+    def current(self) -> str | None:
+        return self.stack[-1][0] if self.stack else None
+
+    def _report(self) -> None:
+        if self.progress is not None and self.current:
+            try:
+                self.progress(self.task_id, self.current)
+            except Exception:  # noqa: BLE001 - progress is best effort
+                pass
+
+
+def _parse_logged_parameters(text: str | None) -> dict | None:
+    """stpipe logs the resolved parameters as YAML with Python literals; read them back."""
+    if not text:
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {"_text": text}
+
+    def fix(value):
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return None if value == "None" else value
+
+    return fix(data) if isinstance(data, dict) else {"_text": text}
+
+
+class _TaskLogging:
+    """Route the pipeline's own log lines (and stdout/stderr) into the task's log file."""
+
+    def __init__(self, log_file: Path, watcher: _StepWatcher):
+        self.log_file = log_file
+        self.watcher = watcher
+        self.handler: logging.Handler | None = None
+        self.saved_fds: list[tuple[int, int]] = []
+        self.saved_levels: dict[str, int] = {}
+
+    def __enter__(self):
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.write_text("")  # a re-run replaces the old log
+        self.handler = logging.FileHandler(self.log_file, mode="a", encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        self.handler.setLevel(logging.INFO)
+        for name in _STPIPE_LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved_levels[name] = logger.level
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+            logger.addHandler(self.handler)
+            logger.addHandler(self.watcher)
+        logging.captureWarnings(True)
+        # Anything written straight to stdout/stderr (the CRDS console handler,
+        # C extensions) also lands in this task's log, never on the terminal.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        for std in (1, 2):
+            self.saved_fds.append((std, os.dup(std)))
+            os.dup2(fd, std)
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for std, saved in self.saved_fds:
+            os.dup2(saved, std)
+            os.close(saved)
+        self.saved_fds.clear()
+        logging.captureWarnings(False)
+        for name, level in self.saved_levels.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(self.handler)
+            logger.removeHandler(self.watcher)
+            logger.setLevel(level)
+        if self.handler is not None:
+            self.handler.close()
+
+
+def _pipeline_class(pipeline: str):
+    import importlib
+
+    module_name, class_name, _alias = PIPELINES[pipeline]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _pool_parameters(cls, parameters: dict) -> dict:
+    """Inside a pool, steps that can use several cores get maximum_cores='1'."""
+    parameters = json.loads(json.dumps(parameters))  # deep copy
+    steps = parameters.setdefault("steps", {})
+    for name, step_cls in getattr(cls, "step_defs", {}).items():
+        if "maximum_cores" in (getattr(step_cls, "spec", "") or ""):
+            steps.setdefault(name, {}).setdefault("maximum_cores", "1")
+    if not steps:
+        parameters.pop("steps")
+    return parameters
+
+
+def _close_models(result) -> None:
+    items = result if isinstance(result, (list, tuple)) else [result]
+    for item in items:
+        close = getattr(item, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _describe_error(exc: BaseException) -> str:
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (
+            f"disk full while writing ({exc}). Free space in the output directory and "
+            "re-run: finished tasks are kept and skipped."
+        )
+    if isinstance(exc, MemoryError):
+        return "out of memory. Re-run with fewer parallel jobs (-j)."
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, JwstrunError) else text
+
+
+def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
+    """Run one pipeline call in ``task.workdir`` and move its products into OUTDIR.
+
+    Never raises for a pipeline failure: the returned :class:`TaskResult` has
+    ``status='failed'``, the reason and, where known, the failing step.
+    """
+    started = time.time()
+    _reset_peak_rss()
+    _WORKER_STATE["tasks"] += 1
+    result = TaskResult(
+        task_id=task.task_id, status="failed", start=started, log_file=task.log_file,
+        worker_pid=os.getpid(), host=socket.gethostname(), tasks_in_worker=_WORKER_STATE["tasks"],
+    )
+    workdir = Path(task.workdir)
+    outdir = Path(task.outdir)
+    out = workdir / "out"
+    watcher = _StepWatcher(task.task_id, progress)
+    alias = PIPELINES[task.pipeline][2]
+    try:
+        shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
+        out.mkdir(parents=True)
+        with _TaskLogging(Path(task.log_file), watcher):
+            log_task = logging.getLogger("jwstrun.runner")
+            try:
+                cls = _pipeline_class(task.pipeline)
+                parameters = _pool_parameters(cls, task.parameters) if task.in_pool else task.parameters
+                if progress is not None:
+                    progress(task.task_id, alias)
+                models = cls.call(
+                    task.input,
+                    output_dir=str(out),
+                    save_results=True,
+                    configure_log=False,
+                    **parameters,
+                )
+                _close_models(models)
+                del models
+            except Exception as exc:
+                step = watcher.current
+                result.failed_step = step
+                result.error_type = type(exc).__name__
+                where = f" in step {step}" if step and step not in (alias, cls_name(task)) else ""
+                result.error = f"{alias} failed{where} on {Path(task.input).name}: {_describe_error(exc)}"
+                logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
+                return result
+            finally:
+                result.step_times = dict(watcher.times)
+                result.resolved_parameters = _parse_logged_parameters(watcher.parameters_text)
+            del log_task
+        products = sorted(p for p in out.iterdir() if p.is_file())
+        if not products:
+            raise PipelineError(f"{alias} finished but wrote no products for {Path(task.input).name}.")
+        if task.validate:
+            result.validation = _validate_products(
+                products, task.parameters, task.expect_background
+            )
+            if result.validation.get("errors"):
+                raise PipelineError(
+                    "products failed validation: " + "; ".join(result.validation["errors"][:3])
+                )
+        for path in products:
+            context, refs = _product_crds_info(path)
+            if context and not result.crds_context:
+                result.crds_context = context
+            if refs:
+                result.references[path.name] = refs
+        # The only moment products appear in OUTDIR: after the pipeline
+        # succeeded and the products were checked, one atomic rename each.
+        sizes = {p.name: p.stat().st_size for p in products}
+        for path in products:
+            os.replace(path, outdir / path.name)
+        result.outputs = [p.name for p in products]
+        result.output_sizes = sizes
+        result.status = "ok"
+    except JwstrunError as exc:
+        result.error = f"{task.task_id}: {exc}"
+        result.error_type = type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
+        result.error = f"{task.task_id}: {_describe_error(exc)}"
+        result.error_type = type(exc).__name__
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.end = time.time()
+        result.wall_s = round(result.end - started, 3)
+        peak = _peak_rss_mb()
+        _WORKER_STATE["peak_mb"] = max(_WORKER_STATE["peak_mb"], peak)
+        result.peak_rss_mb = round(peak, 1)
+        result.worker_peak_rss_mb = round(_WORKER_STATE["peak_mb"], 1)
+        rss = _proc_status_mb("VmRSS")
+        result.rss_after_mb = round(rss, 1) if rss is not None else None
+    return result
+
+
+def cls_name(task: Task) -> str:
+    """Class name of a task's pipeline (e.g. Image2Pipeline)."""
+    return PIPELINES[task.pipeline][1]
+
+
+def _product_crds_info(path: Path):
+    from .manifest import product_crds_info
+
+    try:
+        return product_crds_info(path)
+    except JwstrunError:
+        return None, {}
+
+
+def lost_task_result(task: Task, reason: str) -> TaskResult:
+    """Result for a task whose worker died (or raised outside run_task)."""
+    now = time.time()
+    return TaskResult(
+        task_id=task.task_id, status="failed", error=f"{task.task_id}: {reason}",
+        error_type="WorkerLost", start=None, end=now, log_file=task.log_file,
+    )
+
+
+# --------------------------------------------------------------------------
+# The parent side
+# --------------------------------------------------------------------------
+def _manifest_record(task: Task, result: TaskResult, versions: dict, context: str | None) -> dict:
+    record = result.to_dict()
+    record.update(
+        pipeline=task.pipeline,
+        pipeline_class=cls_name(task),
+        input=task.input,
+        product=task.product,
+        inputs=[{k: v for k, v in e.items()} for e in task.inputs],
+        parameters=task.parameters,
+        fingerprint=task.fingerprint,
+        versions=versions,
+        crds_context=result.crds_context or context,
+        log_file=os.path.relpath(task.log_file, task.outdir),
+    )
+    for key in ("start", "end"):
+        if record.get(key):
+            record[key + "_iso"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record[key]))
+    return record
+
+
+def run_tasks(
+    pipeline: str,
+    planned: list[_Planned],
+    outdir: Path,
+    *,
+    parameters: dict,
+    crds_env: dict,
+    crds_context: str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    extra_env: dict | None = None,
+    validate: bool = True,
+    max_tasks_per_child: int = 25,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
+
+    ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
+    to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
+    (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
+    """
+    from . import refs
+    from .executors import LocalExecutor, default_jobs
+    from .manifest import Manifest
+
+    def emit(kind, **info):
+        if on_event is not None:
+            on_event(kind, **info)
+
+    run_start = time.time()
+    versions = software_versions()
+    manifest = Manifest.load(outdir)
+    jobs_reason = "-j"
+    if jobs is None:
+        jobs, jobs_reason = default_jobs(len(planned), _bytes_per_worker(planned))
+    _check_maximum_cores(parameters, jobs)
+    in_pool = jobs > 1
+
+    # The parent settles CRDS first: the context is pinned for every worker,
+    # and it is part of each task's fingerprint.
+    refs.apply_crds_environment(crds_env)
+    context = refs.context_in_use(crds_context)
+    worker_env = refs.worker_environment(crds_env, context)
+    worker_env.update(extra_env or {})
+    if in_pool:
+        # Several workers on few cores: numerical libraries get one thread
+        # each unless the user chose otherwise.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            worker_env.setdefault(var, os.environ.get(var, "1"))
+    fingerprint_parameters = dict(parameters)
+    if extra_env:
+        fingerprint_parameters["_environment"] = dict(sorted(extra_env.items()))
+
+    tasks = _make_tasks(planned, outdir, parameters, in_pool, validate)
+    by_id = {t.task_id: t for t in tasks}
+    executor = LocalExecutor(
+        min(jobs, len(tasks)) or 1,
+        run_task,
+        lost_task_result,
+        env=worker_env,
+        warm=(PIPELINES[pipeline][0],),
+        max_tasks_per_child=max_tasks_per_child,
+        on_event=lambda ev: emit(
+            ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid
+        ),
+    )
+    results: list[TaskResult] = []
+    prefetch_s = 0.0
+    to_run: list[Task] = []
+    try:
+        # Workers import jwst while this process hashes inputs and prefetches.
+        executor.start()
+        _hash_inputs(tasks)
+        for task in tasks:
+            task.fingerprint = compute_fingerprint(
+                pipeline, task.inputs, fingerprint_parameters, versions, context
+            )
+            record = manifest.get(task.task_id)
+            if not force and _can_skip(task, record, outdir):
+                results.append(
+                    TaskResult(
+                        task_id=task.task_id, status="skipped", outputs=list(record["outputs"]),
+                        output_sizes=dict(record.get("output_sizes") or {}),
+                        log_file=task.log_file, crds_context=record.get("crds_context"),
+                    )
+                )
+            else:
+                to_run.append(task)
+        emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(results), jobs=jobs,
+             jobs_reason=jobs_reason, tasks=[t.task_id for t in to_run], context=context)
+        for skipped in list(results):
+            emit("done", result=skipped)
+        if to_run:
+            t0 = time.time()
+            exposures = [p for t in to_run for p, e in zip(t.input_paths, t.inputs, strict=True)
+                         if e["role"] != "association"]
+            refs.prefetch(exposures, context=context, pipelines=(pipeline,),
+                          steps=parameters.get("steps"))
+            prefetch_s = time.time() - t0
+            emit("prefetch", seconds=prefetch_s, context=context)
+            for task in to_run:
+                executor.submit(task)
+            for result in executor.as_completed():
+                task = by_id[result.task_id]
+                manifest.record(_manifest_record(task, result, versions, context))
+                results.append(result)
+                emit("done", result=result)
+    except BaseException:
+        executor.shutdown(cancel=True)
+        manifest.add_run(_run_entry(command, run_start, results, interrupted=True))
+        raise
+    # Nothing ran: the warming workers are not needed, stop them at once.
+    executor.shutdown(cancel=not to_run)
+    manifest.add_run(_run_entry(command, run_start, results))
+    _tidy_tmp(outdir)
+    order = {t.task_id: i for i, t in enumerate(tasks)}
+    results.sort(key=lambda r: order.get(r.task_id, 0))
+    return RunSummary(
+        pipeline=pipeline, outdir=outdir, manifest=manifest.path, results=results, tasks=by_id,
+        jobs=jobs, jobs_reason=jobs_reason, wall_s=time.time() - run_start,
+        crds_context=context, prefetch_s=prefetch_s,
+    )
+
+
+def _run_entry(command: str, start: float, results: list[TaskResult], interrupted=False) -> dict:
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {
+        "command": command,
+        "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
+        "wall_s": round(time.time() - start, 3),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "counts": counts,
+        "interrupted": interrupted,
+    }
+
+
+def _tidy_tmp(outdir: Path) -> None:
+    tmp = outdir / TMP_DIRNAME
+    try:
+        tmp.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def _run(
+    pipeline: str,
+    inputs: Iterable[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    profiles: Iterable[str] = (),
+    sets: Iterable[str] = (),
+    extra_parameters: dict | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    crds_path: str | None = None,
+    crds_context: str | None = None,
+    crds_env_file: str | None = None,
+    no_crds_steppars: bool = False,
+    validate: bool = True,
+    max_tasks_per_child: int = 25,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    from . import refs
+    from .locking import OutdirLock
+
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"-j {jobs}: the number of jobs must be at least 1.")
+    # Everything that can be checked is checked before OUTDIR is touched.
+    paths = expand_inputs(inputs)
+    if pipeline == "image2":
+        planned = plan_image2(paths)
+        _check_unique_products(planned)
+    else:
+        check_image3_inputs(paths)
+    parameters = _call_parameters(pipeline, profiles, sets)
+    if extra_parameters:
+        parameters = _merge(parameters, extra_parameters)
+    crds_env = refs.crds_environment(
+        crds_path=crds_path, context=crds_context, env_file=crds_env_file
+    )
+    extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if no_crds_steppars else {}
+    outdir = prepare_outdir(outdir)
+    with OutdirLock(outdir, command=command):
+        if pipeline == "image3":
+            planned = plan_image3(paths, outdir)
+            _check_unique_products(planned)
+        return run_tasks(
+            pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
+            crds_context=crds_context, jobs=jobs, force=force, extra_env=extra_env,
+            validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
+            command=command,
+        )
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def run_image2(inputs, outdir, *, save_bsub: bool = False, **options) -> RunSummary:
+    """Run calwebb_image2 on _rate/_rateints files or Level-2 associations.
+
+    ``save_bsub`` saves the background-subtracted ``_bsub`` product (through the
+    background step's ``save_results``, the non-deprecated way).  Other options:
+    see :func:`run_tasks` (``jobs``, ``force``, ``profiles``, ``sets``,
+    ``crds_path``, ``crds_context``, ``on_event``...).
+    """
+    extra = {"steps": {"bkg_subtract": {"save_results": True}}} if save_bsub else None
+    return _run("image2", inputs, outdir, extra_parameters=extra, **options)
+
+
+def run_image3(inputs, outdir, **options) -> RunSummary:
+    """Run calwebb_image3 on Level-3 associations or a list of _cal files."""
+    return _run("image3", inputs, outdir, **options)
