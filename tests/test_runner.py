@@ -1,0 +1,348 @@
+"""Runner building blocks: lock, manifest, fingerprints, worker pool, input checks.
+
+The end-to-end pipeline runs (real calwebb_image2/image3 on simulated data) are
+in tests/test_cli_run.py; everything here runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import pool_tasks
+from jwstrun.errors import InputError, OutputError
+from jwstrun.executors import LocalExecutor, default_jobs
+from jwstrun.locking import LOCK_NAME, OutdirLock, lock_is_stale, read_lock
+from jwstrun.manifest import MANIFEST_NAME, Manifest, write_json_atomic
+from jwstrun.runner import (
+    _can_skip,
+    _check_maximum_cores,
+    _parse_logged_parameters,
+    _StepWatcher,
+    compute_fingerprint,
+    expand_inputs,
+    file_sha256,
+    plan_image2,
+    prepare_outdir,
+)
+
+
+def write_fits(path: Path, **cards) -> Path:
+    """A minimal primary-header-only FITS file with the given cards."""
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["DATAMODL"] = cards.pop("DATAMODL", "ImageModel")
+    header["INSTRUME"] = "NIRCAM"
+    header["EXP_TYPE"] = "NRC_IMAGE"
+    for key, value in cards.items():
+        header[key] = value
+    fits.PrimaryHDU(header=header).writeto(path)
+    return path
+
+
+# --------------------------------------------------------------------------- lock
+def test_lock_refuses_second_holder_and_names_it(tmp_path):
+    with OutdirLock(tmp_path, command="jwstrun image2 a"):
+        info = read_lock(tmp_path / LOCK_NAME)
+        assert info["pid"] == os.getpid()
+        assert info["host"] == socket.gethostname()
+        with pytest.raises(OutputError) as err:
+            OutdirLock(tmp_path, command="second").acquire()
+        text = str(err.value)
+        assert f"pid {os.getpid()}" in text
+        assert "jwstrun image2 a" in text
+        assert "use another -o OUTDIR" in text
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_stale_lock_of_dead_process_is_taken_over(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": proc.pid, "host": socket.gethostname(), "command": "old"})
+    )
+    assert lock_is_stale(read_lock(tmp_path / LOCK_NAME))
+    with OutdirLock(tmp_path) as lock:
+        assert read_lock(lock.path)["pid"] == os.getpid()
+
+
+def test_lock_from_other_host_or_reused_pid(tmp_path):
+    other = {"pid": os.getpid(), "host": "elsewhere.example", "command": "x"}
+    assert not lock_is_stale(other)
+    reused = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": "1"}
+    assert lock_is_stale(reused)  # same pid, different start time: pid was recycled
+    (tmp_path / LOCK_NAME).write_text(json.dumps(other))
+    with pytest.raises(OutputError, match="in use by another jwstrun run"):
+        OutdirLock(tmp_path).acquire()
+
+
+def test_corrupt_lock_is_not_removed_silently(tmp_path):
+    (tmp_path / LOCK_NAME).write_text("{not json")
+    with pytest.raises(OutputError, match="cannot be read"):
+        OutdirLock(tmp_path).acquire()
+    assert (tmp_path / LOCK_NAME).exists()
+
+
+# --------------------------------------------------------------------------- manifest
+def test_manifest_roundtrip_and_replace(tmp_path):
+    manifest = Manifest.load(tmp_path)
+    manifest.record({"task_id": "image2-a", "status": "failed"})
+    manifest.record({"task_id": "image2-a", "status": "ok", "outputs": ["a_cal.fits"]})
+    manifest.add_run({"command": "x"})
+    again = Manifest.load(tmp_path)
+    assert again.get("image2-a")["status"] == "ok"
+    assert len(again.tasks) == 1
+    assert again.data["runs"] == [{"command": "x"}]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_manifest_is_set_aside(tmp_path):
+    (tmp_path / MANIFEST_NAME).write_text('{"tasks": {"a": ')
+    manifest = Manifest.load(tmp_path)
+    assert manifest.tasks == {}
+    assert len(list(tmp_path.glob(f"{MANIFEST_NAME}.corrupt-*"))) == 1
+
+
+def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "m.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": 1, "b": object.__new__(type("X", (), {"__str__": None}))})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+# --------------------------------------------------------------------------- fingerprints
+VERSIONS = {"jwst": "3.0.0", "stpipe": "1.1.0", "crds": "14", "jwstrun": "0.1"}
+INPUTS = [{"name": "a_rate.fits", "sha256": "11"}]
+
+
+def test_fingerprint_changes_with_each_ingredient():
+    base = compute_fingerprint("image2", INPUTS, {}, VERSIONS, "jwst_0001.pmap")
+    assert base == compute_fingerprint("image2", INPUTS, {}, VERSIONS, "jwst_0001.pmap")
+    changed = [
+        compute_fingerprint("image2", [{"name": "a_rate.fits", "sha256": "12"}], {}, VERSIONS,
+                            "jwst_0001.pmap"),
+        compute_fingerprint("image2", INPUTS, {"steps": {"resample": {"skip": True}}}, VERSIONS,
+                            "jwst_0001.pmap"),
+        compute_fingerprint("image2", INPUTS, {}, dict(VERSIONS, jwst="3.0.1"), "jwst_0001.pmap"),
+        compute_fingerprint("image2", INPUTS, {}, VERSIONS, "jwst_0002.pmap"),
+        compute_fingerprint("image3", INPUTS, {}, VERSIONS, "jwst_0001.pmap"),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+    # a jwstrun upgrade alone does not redo work
+    assert base == compute_fingerprint("image2", INPUTS, {}, dict(VERSIONS, jwstrun="9"),
+                                       "jwst_0001.pmap")
+
+
+def test_file_sha256(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"abc")
+    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+class _T:
+    fingerprint = "f"
+
+
+def test_can_skip_needs_matching_fingerprint_and_intact_outputs(tmp_path):
+    (tmp_path / "a_cal.fits").write_bytes(b"12345")
+    record = {"status": "ok", "fingerprint": "f", "outputs": ["a_cal.fits"],
+              "output_sizes": {"a_cal.fits": 5}}
+    assert _can_skip(_T(), record, tmp_path)
+    assert not _can_skip(_T(), dict(record, fingerprint="g"), tmp_path)
+    assert not _can_skip(_T(), dict(record, status="failed"), tmp_path)
+    assert not _can_skip(_T(), None, tmp_path)
+    (tmp_path / "a_cal.fits").write_bytes(b"123")  # truncated / replaced
+    assert not _can_skip(_T(), record, tmp_path)
+    (tmp_path / "a_cal.fits").unlink()
+    assert not _can_skip(_T(), record, tmp_path)
+
+
+# --------------------------------------------------------------------------- inputs / outdir
+def test_expand_inputs_globs_and_errors(tmp_path):
+    a = write_fits(tmp_path / "jw1_nrcb1_rate.fits")
+    b = write_fits(tmp_path / "jw2_nrcb1_rate.fits")
+    assert expand_inputs([str(tmp_path / "*_rate.fits"), str(a)]) == [a.resolve(), b.resolve()]
+    with pytest.raises(InputError, match=r"no files match this pattern"):
+        expand_inputs([str(tmp_path / "*_cal.fits")])
+    with pytest.raises(InputError, match=r"nothing\.fits: file not found"):
+        expand_inputs([str(tmp_path / "nothing.fits")])
+
+
+def test_plan_image2_refuses_cal_and_broken_files(tmp_path):
+    rate = write_fits(tmp_path / "jw1_nrcb1_rate.fits")
+    cal = write_fits(tmp_path / "jw1_nrcb1_cal.fits", S_PHOTOM="COMPLETE")
+    empty = tmp_path / "jw3_nrcb1_rate.fits"
+    empty.write_bytes(b"")
+    planned = plan_image2([rate])
+    assert [p.product for p in planned] == ["jw1_nrcb1"]
+    with pytest.raises(InputError) as err:
+        plan_image2([rate, cal])
+    assert str(err.value) == (
+        f"{cal}: is a _cal product, already processed by calwebb_image2. Give _rate/_rateints "
+        "files to image2, or give this file to 'jwstrun image3'."
+    )
+    with pytest.raises(InputError, match="file is empty"):
+        plan_image2([empty])
+
+
+def test_prepare_outdir_errors(tmp_path):
+    assert prepare_outdir(tmp_path / "new" / "out").is_dir()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        prepare_outdir(afile)
+    with pytest.raises(OutputError, match="cannot create the output directory"):
+        prepare_outdir(afile / "sub")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_prepare_outdir_read_only(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="cannot write to the output directory"):
+            prepare_outdir(ro)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_maximum_cores_refused_with_pool():
+    pars = {"steps": {"jump": {"maximum_cores": "all"}}}
+    _check_maximum_cores(pars, 1)  # one worker: the step may use the cores
+    _check_maximum_cores({"steps": {"jump": {"maximum_cores": "1"}}}, 4)
+    with pytest.raises(Exception, match="maximum_cores=all cannot be combined with -j 2"):
+        _check_maximum_cores(pars, 2)
+
+
+def test_default_jobs_respects_tasks_and_memory():
+    jobs, reason = default_jobs(1, 1e9)
+    assert jobs == 1 and reason == "1 task"
+    jobs, _ = default_jobs(100, 1e18)  # more memory per worker than any machine has
+    assert jobs == 1
+
+
+# --------------------------------------------------------------------------- step watcher
+def test_step_watcher_follows_stpipe_lines():
+    import logging
+
+    seen = []
+    watcher = _StepWatcher("t1", lambda tid, step: seen.append((tid, step)))
+    logger = logging.getLogger("stpipe.step")
+    logger.addHandler(watcher)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("Step %s running with args %s.", "Image2Pipeline", ("x",))
+        logger.info("Step %s parameters are:%s", "Image2Pipeline", "\n  a: 1\n  b: None")
+        logger.info("Step %s running with args %s.", "flat_field", ("x",))
+        assert watcher.current == "flat_field"
+        logger.info("Step %s done", "flat_field")
+        logger.info("Step %s running with args %s.", "resample", ("x",))
+        logger.info("Step skipped.")
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(old)
+    assert seen[:2] == [("t1", "Image2Pipeline"), ("t1", "flat_field")]
+    assert watcher.current == "Image2Pipeline"
+    assert set(watcher.times) == {"flat_field", "resample"}
+    assert _parse_logged_parameters(watcher.parameters_text) == {"a": 1, "b": None}
+
+
+# --------------------------------------------------------------------------- pool
+@pytest.fixture(scope="module")
+def pool_results():
+    pool_tasks.PARENT_MARK = True  # a forked worker would inherit this
+    events = []
+    executor = LocalExecutor(
+        2, pool_tasks.run_pool_task, pool_tasks.lost_result,
+        env={"JWSTRUN_TEST_ENV": "set"}, warm=("json.tool",), max_tasks_per_child=2,
+        on_event=events.append,
+    )
+    with executor:
+        for i in range(5):
+            executor.submit(pool_tasks.PoolTask(f"t{i}", seconds=0.05))
+        executor.submit(pool_tasks.PoolTask("dies", "die"))
+        executor.submit(pool_tasks.PoolTask("raises", "raise"))
+        executor.submit(pool_tasks.PoolTask("after", seconds=0.05))
+        results = {r["task_id"]: r for r in executor.as_completed()}
+    pool_tasks.PARENT_MARK = False
+    return results, events
+
+
+def test_pool_runs_every_task_once(pool_results):
+    results, _ = pool_results
+    assert sorted(results) == sorted(["t0", "t1", "t2", "t3", "t4", "dies", "raises", "after"])
+
+
+def test_pool_workers_are_spawned_warm_and_get_env(pool_results):
+    results, _ = pool_results
+    ok = [r for r in results.values() if r["status"] == "ok"]
+    assert len(ok) == 6
+    assert all(r["env"] == "set" and r["warm_imported"] for r in ok)
+    assert not any(r["parent_mark"] for r in ok)  # spawn, not fork
+
+
+def test_pool_recycles_workers(pool_results):
+    results, events = pool_results
+    ok = [r for r in results.values() if r["status"] == "ok"]
+    per_pid = {}
+    for r in ok:
+        per_pid[r["pid"]] = per_pid.get(r["pid"], 0) + 1
+    assert max(per_pid.values()) <= 2
+    assert any(e.kind == "retire" for e in events)
+
+
+def test_pool_dead_worker_fails_only_its_task(pool_results):
+    results, events = pool_results
+    assert results["dies"]["status"] == "failed"
+    assert "killed by SIGKILL" in results["dies"]["error"]
+    assert "try fewer jobs with -j" in results["dies"]["error"]
+    assert results["after"]["status"] == "ok"
+    assert [e.task_id for e in events if e.kind == "lost"] == ["dies"]
+
+
+def test_pool_task_exception_is_a_failed_result(pool_results):
+    results, _ = pool_results
+    assert results["raises"] == {
+        "task_id": "raises", "status": "failed", "error": "ValueError: bad task raises"
+    }
+
+
+def test_pool_reports_steps(pool_results):
+    _, events = pool_results
+    steps = [(e.task_id, e.step) for e in events if e.kind == "step" and e.task_id == "t0"]
+    assert steps == [("t0", "first"), ("t0", "second")]
+
+
+def test_pool_shutdown_cancel_kills_running_task():
+    executor = LocalExecutor(1, pool_tasks.run_pool_task, pool_tasks.lost_result)
+    executor.submit(pool_tasks.PoolTask("slow", seconds=60))
+    executor.start()
+    started = time.monotonic()
+    stream = executor.as_completed()
+    # wait until the task is in the worker, then cancel
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(w.task for w in executor._workers.values()):
+        executor._dispatch()
+        for worker in list(executor._workers.values()):
+            list(executor._drain(worker))
+        time.sleep(0.05)
+    pids = [w.process.pid for w in executor._workers.values()]
+    executor.shutdown(cancel=True)
+    assert time.monotonic() - started < 30
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    del stream
