@@ -66,6 +66,7 @@ __all__ = [
     "resolve_parameters",
     "build_call_parameters",
     "crds_step_parameters",
+    "crds_steppars_environ",
     "export_parameter_file",
     "export_profile",
 ]
@@ -487,7 +488,7 @@ def _coerce(pspec: ParamSpec, value: Any, text: str | None) -> Any:
                     f"{value!r} is not an allowed value; choose one of {choices}"
                     f"{_suggest(str(value), [str(a) for a in args], show_valid=False)}"
                 ) from None
-            raise _Problem(f"{value!r}: {exc} (spec: {pspec.check})") from None
+            raise _Problem(f"{value!r} is out of range: {exc} (spec: {pspec.check})") from None
         except ValidateError as exc:
             raise _Problem(f"{value!r}: {exc} (spec: {pspec.check})") from None
     expected = _EXPECTED.get(fun, fun)
@@ -511,12 +512,11 @@ def _suggest(
     if aliases and word.lower() in aliases:
         return f"; did you mean {aliases[word.lower()]!r}?"
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    hint = ""
+    valid = ", ".join(choices) if show_valid and len(choices) <= 12 else ""
     if close:
         hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?"
-    if show_valid and len(choices) <= 12:
-        hint += " Valid: " + ", ".join(choices) + "."
-    return hint
+        return hint + (f" Valid: {valid}." if valid else "")
+    return f"; valid: {valid}." if valid else ""
 
 
 class _Errors:
@@ -599,7 +599,8 @@ def _compose_file(text: str, where: str):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        problem = exc.problem or exc.context or str(exc)
+        parts = [exc.context, exc.problem]
+        problem = ", ".join(p for p in parts if p) or str(exc)
         raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
@@ -747,7 +748,8 @@ def builtin_profile_names() -> list[str]:
     directory = builtin_profiles_dir()
     if not directory.is_dir():
         return []
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+    # 'default' first: it is what runs when no profile is named.
+    return sorted((p.stem for p in directory.glob("*.yaml")), key=lambda n: (n != "default", n))
 
 
 def _is_path(ref: str | os.PathLike) -> bool:
@@ -1105,6 +1107,15 @@ def crds_step_parameters(pipeline: str, dataset) -> dict:
         return {k: plain(v) if isinstance(v, dict) else v for k, v in section.items()}
 
     return plain(config)
+
+
+def crds_steppars_environ(disabled: bool) -> dict[str, str]:
+    """Environment for a pipeline worker honouring ``--no-crds-steppars``.
+
+    stpipe's ``Pipeline.call`` reads ``STPIPE_DISABLE_CRDS_STEPPARS`` (the same
+    switch as ``strun --disable-crds-steppars``); set it in the worker process.
+    """
+    return {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if disabled else {}
 
 
 # --------------------------------------------------------------------------

@@ -41,3 +41,45 @@ def debug_enabled(ctx: click.Context) -> bool:
     """True when the top-level ``--debug`` flag was given."""
     root = ctx.find_root()
     return bool(root.obj and root.obj.get("debug"))
+
+
+# --- step-parameter profiles (jwstrun.profiles) -----------------------------
+
+__all__ += ["profile_option", "set_option", "no_crds_steppars_option"]
+
+
+def profile_option(func):
+    """``--profile NAME|FILE`` (repeatable): step-parameter profiles, layered in order."""
+    return click.option(
+        "--profile",
+        "profiles",
+        multiple=True,
+        metavar="NAME|FILE.yaml",
+        help="Step-parameter profile: a built-in name (see `jwstrun profiles list`) or a "
+        "YAML file. Repeat to layer several; built-in profiles apply first, then files, "
+        "each in the order given.",
+    )(func)
+
+
+def set_option(func):
+    """``--set KEY=VALUE`` (repeatable): one parameter, above every profile."""
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set one parameter, overriding profiles: steps.STEP.PARAM=VALUE for a step "
+        "(e.g. steps.tweakreg.snr_threshold=10) or PARAM=VALUE for the pipeline. "
+        "Values are checked against the step's spec; lists as a,b; None for null.",
+    )(func)
+
+
+def no_crds_steppars_option(func):
+    """``--no-crds-steppars``: do not apply CRDS pars-* parameter references."""
+    return click.option(
+        "--no-crds-steppars",
+        is_flag=True,
+        default=False,
+        help="Do not apply the CRDS pars-* step-parameter reference files (stpipe's "
+        "STPIPE_DISABLE_CRDS_STEPPARS / strun --disable-crds-steppars).",
+    )(func)
