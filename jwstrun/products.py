@@ -162,6 +162,8 @@ class ExposureInfo:
     time_obs: str = ""
     nints: int = 1
     step_status: dict = field(default_factory=dict)
+    #: BKGDTARG: the exposure observes a dedicated background target.
+    background_target: bool = False
 
     @property
     def name(self) -> str:
@@ -212,4 +214,5 @@ def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
         time_obs=_str(header, "TIME-OBS"),
         nints=nints,
         step_status=status,
+        background_target=header.get("BKGDTARG", False) is True,
     )

@@ -1,0 +1,244 @@
+"""``jwstrun asn``: build, show and check JWST image associations."""
+
+from __future__ import annotations
+
+import glob
+import json
+
+import click
+
+from .options import json_option
+
+__all__ = ["register", "asn_command"]
+
+_MAX_MEMBERS_SHOWN = 3
+
+
+def _expand_backgrounds(values: tuple[str, ...]) -> list[str]:
+    """``--background`` values: file names, comma-separated lists or quoted glob patterns."""
+    from ..errors import InputError
+
+    paths: list[str] = []
+    for value in values:
+        for item in (v.strip() for v in value.split(",")):
+            if not item:
+                continue
+            if glob.has_magic(item):
+                matches = sorted(glob.glob(item))
+                if not matches:
+                    raise InputError(f"--background {item}: the pattern matches no file.")
+                paths.extend(matches)
+            else:
+                paths.append(item)
+    return paths
+
+
+def _short_members(names: list[str]) -> str:
+    shown = names[:_MAX_MEMBERS_SHOWN]
+    text = "\n".join(shown)
+    if len(names) > len(shown):
+        text += f"\n… and {len(names) - len(shown)} more"
+    return text
+
+
+def _render_build(result) -> None:
+    from rich.table import Table
+
+    from ..console import get_console
+
+    console = get_console()
+    level = result.level
+    if result.group_by:
+        table = Table(title=f"Level-{level} associations, grouped by {', '.join(result.group_by)}")
+        for key in result.group_by:
+            table.add_column(key)
+        table.add_column("association", overflow="fold")
+        table.add_column("products", justify="right")
+        table.add_column("members", justify="right")
+        table.add_column("member files", overflow="fold")
+        for asn in result.associations:
+            names = [m["expname"] for p in asn.data["products"] for m in p["members"]]
+            table.add_row(
+                *[asn.group.get(k) or "-" for k in result.group_by],
+                asn.path.name,
+                str(len(asn.data["products"])),
+                str(len(names)),
+                _short_members(names),
+            )
+        console.print(table)
+        console.print(
+            f"Wrote {len(result.associations)} association(s) to {result.associations[0].path.parent}"
+        )
+    else:
+        asn = result.associations[0]
+        _render_products(asn.data["products"], title=f"{asn.path} ({asn.data['asn_type']})")
+        console.print(f"Wrote {asn.path}")
+
+
+def _render_products(products, title: str, details=None) -> None:
+    from rich.table import Table
+
+    from ..console import get_console
+
+    table = Table(title=title)
+    table.add_column("product", overflow="fold")
+    table.add_column("member", overflow="fold")
+    table.add_column("exptype")
+    if details is not None:
+        for column in ("type", "instrument", "filter", "pupil"):
+            table.add_column(column)
+    for product in products:
+        for index, member in enumerate(product["members"]):
+            row = [product["name"] if index == 0 else "", member["expname"], member["exptype"]]
+            if details is not None:
+                info = details.get(member["expname"], {})
+                row += [str(info.get(k) or "-") for k in ("product_type", "instrument", "filter", "pupil")]
+            table.add_row(*row)
+    get_console().print(table)
+
+
+@click.command("asn")
+@click.argument("files", nargs=-1, metavar="FILES...")
+@click.option(
+    "-o", "--output", metavar="OUT.json|DIR",
+    help="Association file to write (.json); with --group-by, a directory for one file per group.",
+)
+@click.option(
+    "--level", type=click.Choice(["2", "3"]), default=None,
+    help="Force the association level (default: 2 for _rate/_rateints, 3 for _cal/_calints/_crf).",
+)
+@click.option(
+    "--product-name", metavar="NAME",
+    help="Product name (as asn_from_list). Default: the DMS Level-3 name, e.g. "
+    "jw01234-o001_t001_nircam_clear-f200w; with --group-by it may use group keys: 'mosaic_{filter}'.",
+)
+@click.option(
+    "-b", "--background", multiple=True, metavar="FILES",
+    help="Background exposures for calwebb_image2's background step (Level 2). Repeat it, "
+    "separate files with commas, or give a QUOTED pattern: --background 'bkg/*_rate.fits'.",
+)
+@click.option(
+    "--group-by", metavar="KEYS",
+    help="Write one association per group into the -o directory. KEYS: 'default' "
+    "(program,instrument,channel,filter,pupil,target) or a comma-separated list of program, "
+    "observation, visit, instrument, detector, module, channel, filter, pupil, subarray, "
+    "exp_type, target.",
+)
+@click.option("--allow-mixed", is_flag=True, help="Allow one Level-3 product to mix filters, pupils or targets.")
+@click.option(
+    "--allow-outside", is_flag=True,
+    help="Allow members outside the association's directory (written as relative paths with '..').",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing association files.")
+@click.option("--show", "show_path", metavar="ASN.json", help="Show the products and members of an association.")
+@click.option(
+    "--check", "check_path", metavar="ASN.json",
+    help="Check an association: JSON, schema, asn_type, names, members exist and are the right "
+    "product type, no duplicates, one instrument/filter per Level-3 product.",
+)
+@json_option
+@click.pass_context
+def asn_command(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    output: str | None,
+    level: str | None,
+    product_name: str | None,
+    background: tuple[str, ...],
+    group_by: str | None,
+    allow_mixed: bool,
+    allow_outside: bool,
+    force: bool,
+    show_path: str | None,
+    check_path: str | None,
+    as_json: bool,
+) -> None:
+    """Build a Level-2 or Level-3 image association from exposures, or show/check one.
+
+    Level 2 (from _rate/_rateints files) has one product per exposure, with matching
+    --background exposures as background members. Level 3 (from _cal files) has one
+    product; exposures with different filters are refused unless grouped
+    (--group-by) or --allow-mixed. Only FITS headers are read. Members are written
+    relative to the association (bare names when they sit beside it).
+
+    \b
+    Examples:
+      jwstrun asn data/*_rate.fits -o data/l2_asn.json
+      jwstrun asn data/*_rate.fits -b 'data/bkg/*_rate.fits' -o data/l2_asn.json
+      jwstrun asn out/*_cal.fits -o out/l3_asn.json --product-name mosaic
+      jwstrun asn out/*_cal.fits --group-by default -o out/
+      jwstrun asn --show out/l3_asn.json
+      jwstrun asn --check out/l3_asn.json --json
+    """
+    from .. import asn as asn_lib
+    from ..console import setup_logging
+
+    setup_logging((ctx.find_root().obj or {}).get("verbosity", 0))
+
+    if show_path and check_path:
+        raise click.UsageError("give either --show or --check, not both.")
+    inspect_path = show_path or check_path
+    if inspect_path:
+        if files or output or background or group_by or product_name or level:
+            raise click.UsageError(
+                "--show/--check take one association file; do not combine them with FILES or "
+                "build options."
+            )
+        if show_path:
+            asn = asn_lib.load_association(show_path, allow_outside=allow_outside, check_members_exist=False)
+            if as_json:
+                click.echo(json.dumps(asn.data, indent=2))
+            else:
+                _render_products(asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})")
+            return
+        report = asn_lib.check_association(check_path, allow_outside=allow_outside)
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            details = {
+                m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]
+            }
+            _render_products(
+                report.association.data["products"],
+                title=f"{report.association.path} ({report.association.asn_type})",
+                details=details,
+            )
+            from ..console import get_console
+
+            console = get_console()
+            if report.ok:
+                console.print(f"OK: {report.association.path} is a valid Level-{report.association.level} association.")
+            else:
+                for problem in report.problems:
+                    click.secho(f"Problem: {problem}", err=True, fg="red")
+        if not report.ok:
+            click.secho(
+                f"Error: {check_path}: {len(report.problems)} problem(s) found.", err=True, fg="red"
+            )
+            ctx.exit(1)
+        return
+
+    if not files:
+        raise click.UsageError("give exposures to associate (FILES...), or --show/--check ASN.json.")
+    if not output:
+        raise click.UsageError("give -o OUT.json (or -o DIR with --group-by).")
+    result = asn_lib.make_associations(
+        files,
+        output,
+        level=int(level) if level else None,
+        product_name=product_name,
+        background=_expand_backgrounds(background),
+        group_by=group_by,
+        force=force,
+        allow_mixed=allow_mixed,
+        allow_outside=allow_outside,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _render_build(result)
+
+
+def register(group: click.Group) -> None:
+    """Add the ``asn`` command to the ``jwstrun`` group."""
+    group.add_command(asn_command)

@@ -1,0 +1,774 @@
+"""Tests for jwstrun.asn and ``jwstrun asn``: build, show, check associations.
+
+Exposures are small stdatamodels ImageModels with JWST metadata; the
+associations are read back with jwst's own loaders (load_asn, LoadAsLevel2Asn,
+ModelLibrary, Image3Pipeline's input loader) and compared with asn_from_list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun import asn as asn_lib
+from jwstrun.cli import cli
+from jwstrun.errors import InputError, OutputError
+from jwstrun.products import read_exposure_info
+
+DETECTOR_MODULE = {"NRCA1": ("A", "SHORT"), "NRCB1": ("B", "SHORT"), "NRCBLONG": ("B", "LONG")}
+
+
+def make_exposure(
+    directory,
+    *,
+    product="rate",
+    instrument="NIRCAM",
+    detector="NRCB1",
+    filter="F200W",
+    pupil="CLEAR",
+    program=1234,
+    observation=1,
+    visit=1,
+    exposure=1,
+    target="NGC-1",
+    subarray="FULL",
+    exp_type=None,
+    background=False,
+    name=None,
+):
+    """Write a tiny JWST-like exposure (8x8 ImageModel) and return its path."""
+    from stdatamodels.jwst import datamodels
+
+    model = datamodels.ImageModel(np.ones((8, 8), dtype=np.float32))
+    meta = model.meta
+    meta.instrument.name = instrument
+    meta.instrument.detector = detector
+    if instrument == "NIRCAM":
+        meta.instrument.module, meta.instrument.channel = DETECTOR_MODULE[detector]
+        meta.instrument.pupil = pupil
+    meta.instrument.filter = filter
+    meta.exposure.type = exp_type or {"NIRCAM": "NRC_IMAGE", "MIRI": "MIR_IMAGE"}[instrument]
+    meta.observation.program_number = f"{program:05d}"
+    meta.observation.observation_number = f"{observation:03d}"
+    meta.observation.visit_number = f"{visit:03d}"
+    meta.observation.visit_group = "01"
+    meta.observation.sequence_id = "1"
+    meta.observation.activity_id = "01"
+    meta.observation.exposure_number = f"{exposure:05d}"
+    meta.observation.bkgdtarg = background
+    meta.observation.date = "2024-04-01"
+    meta.observation.time = "00:00:00"
+    meta.target.proposer_name = target
+    meta.subarray.name = subarray
+    if product == "cal":
+        meta.cal_step.photom = "COMPLETE"
+    if name is None:
+        name = (
+            f"jw{program:05d}{observation:03d}{visit:03d}_01101_{exposure:05d}_"
+            f"{detector.lower()}_{product}.fits"
+        )
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    model.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Rate and cal exposures: NIRCam F200W x3 (B1), F150W x2 (B1), F444W x2 (BLONG), MIRI x2, backgrounds."""
+    root = tmp_path_factory.mktemp("asn_data")
+    files = {"rate": [], "cal": [], "bkg": []}
+    for product in ("rate", "cal"):
+        d = root / product
+        exp = 0
+        for det, filt, n in (("NRCB1", "F200W", 3), ("NRCB1", "F150W", 2), ("NRCBLONG", "F444W", 2)):
+            for _ in range(n):
+                exp += 1
+                files[product].append(make_exposure(d, product=product, detector=det, filter=filt, exposure=exp))
+        for i in range(2):
+            files[product].append(
+                make_exposure(d, product=product, instrument="MIRI", detector="MIRIMAGE", filter="F770W",
+                              pupil=None, observation=2, exposure=i + 1)
+            )
+    for det, filt, exp in (("NRCB1", "F200W", 1), ("NRCB1", "F200W", 2), ("NRCBLONG", "F444W", 3)):
+        files["bkg"].append(
+            make_exposure(root / "rate", detector=det, filter=filt, observation=3, exposure=exp, background=True)
+        )
+    files["root"] = root
+    return files
+
+
+@pytest.fixture
+def asn_log(caplog):
+    """Capture jwstrun.asn warnings even after the CLI made the jwstrun logger non-propagating."""
+    logger = logging.getLogger("jwstrun")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.WARNING)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def by_filter(paths, filt):
+    return [p for p in paths if read_exposure_info(p).filter == filt]
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def level2_registry():
+    from jwst.associations import AssociationRegistry, libpath
+
+    return AssociationRegistry(definition_files=[libpath() / "rules_level2b.py"], include_default=False)
+
+
+# --------------------------------------------------------------------------- Level 2
+
+
+def test_level2_one_product_per_exposure_bare_names(data, tmp_path):
+    rate = data["rate"]
+    out = rate[0].parent / "l2_test_asn.json"
+    try:
+        result = asn_lib.make_associations(rate, out)
+        asn = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    assert result.level == 2
+    assert asn["asn_type"] == "image2"
+    assert asn["asn_rule"] == "Asn_Lv2Image"
+    assert asn["program"] == "01234"
+    assert len(asn["products"]) == len(rate)
+    names = sorted(p.name for p in rate)
+    assert [p["members"][0]["expname"] for p in asn["products"]] == names
+    assert [p["name"] for p in asn["products"]] == [n.removesuffix("_rate.fits") for n in names]
+    assert all(len(p["members"]) == 1 and p["members"][0]["exptype"] == "science" for p in asn["products"])
+
+
+def test_level2_loads_with_jwst_loaders(data):
+    from jwst.associations import load_asn
+    from jwst.associations.load_as_asn import LoadAsLevel2Asn
+
+    rate = by_filter(data["rate"], "F200W")
+    out = rate[0].parent / "l2_jwst_asn.json"
+    try:
+        asn_lib.make_associations(rate, out)
+        with open(out) as handle:
+            loaded = load_asn(handle, registry=level2_registry())  # validates, raises if not
+        with open(out) as handle:
+            loaded_default = load_asn(handle)
+        # Image2Pipeline's own loader; it silently falls back to treating the path as
+        # one exposure when the file does not load, so check it really read the JSON.
+        image2_view = LoadAsLevel2Asn.load(str(out))
+    finally:
+        out.unlink(missing_ok=True)
+    expected = [p.name.removesuffix("_rate.fits") for p in sorted(rate)]
+    assert [p["name"] for p in loaded["products"]] == expected
+    assert [p["name"] for p in loaded_default["products"]] == expected
+    assert image2_view.filename == str(out)
+    assert [p["name"] for p in image2_view["products"]] == expected
+    assert image2_view["asn_pool"] == "none"
+
+
+def test_level2_equivalent_to_asn_from_list(data):
+    from jwst.associations import AssociationRegistry
+    from jwst.associations.asn_from_list import asn_from_list
+    from jwst.associations.lib.diff import compare_membership
+
+    rate = data["rate"]
+    ours = asn_lib.build_level2(rate, asn_dir=rate[0].parent)
+    rule = AssociationRegistry(include_bases=True)["Asn_Lv2Image"]
+    theirs = asn_from_list([p.name for p in rate], rule=rule, meta={"asn_type": "image2"})
+    _, text = theirs.dump()
+    theirs = json.loads(text)
+    assert ours["asn_type"] == theirs["asn_type"] == "image2"
+    assert ours["asn_rule"] == theirs["asn_rule"]
+    compare_membership(ours, theirs, strict_expname=True)  # raises on any difference
+    assert sorted((p["name"], p["members"][0]["expname"], p["members"][0]["exptype"]) for p in ours["products"]) == sorted(
+        (p["name"], p["members"][0]["expname"], p["members"][0]["exptype"]) for p in theirs["products"]
+    )
+
+
+def test_level2_background_members_match_detector_and_filter(data):
+    rate = by_filter(data["rate"], "F200W") + by_filter(data["rate"], "F444W")
+    rate = [p for p in rate if not read_exposure_info(p).background_target]
+    asn = asn_lib.build_level2(rate, data["bkg"], asn_dir=rate[0].parent)
+    bkg_names = {p.name: read_exposure_info(p).filter for p in data["bkg"]}
+    for product in asn["products"]:
+        science = product["members"][0]
+        filt = read_exposure_info(rate[0].parent / science["expname"]).filter
+        backgrounds = [m["expname"] for m in product["members"] if m["exptype"] == "background"]
+        expected = sorted(n for n, f in bkg_names.items() if f == filt)
+        assert backgrounds == expected, product["name"]
+    # background members are valid for jwst's loader
+    from jwst.associations import load_asn
+
+    loaded = load_asn(json.dumps(asn), registry=level2_registry())
+    assert any(m["exptype"] == "background" for p in loaded["products"] for m in p["members"])
+
+
+def test_level2_unmatched_backgrounds(data, asn_log):
+    f150 = by_filter(data["rate"], "F150W")
+    f444_bkg = by_filter(data["bkg"], "F444W")
+    with pytest.raises(InputError) as err:
+        asn_lib.build_level2(f150, f444_bkg, asn_dir=f150[0].parent)
+    assert str(err.value).startswith(
+        f"{f444_bkg[0]}: no background exposure matches any science exposure (this one is "
+        "NIRCAM/NRCBLONG/F444W/CLEAR/FULL;"
+    )
+    # some unused: warned, the rest used
+    f200 = by_filter(data["rate"], "F200W")
+    asn = asn_lib.build_level2(f200, data["bkg"], asn_dir=f200[0].parent)
+    assert all(len(p["members"]) == 3 for p in asn["products"])
+    assert f"{f444_bkg[0]}: background exposure matches no science exposure" in asn_log.text
+    assert "not used" in asn_log.text
+
+
+def test_background_on_level3_is_refused(data, tmp_path):
+    result = run_cli("asn", *by_filter(data["cal"], "F200W"), "--background", data["bkg"][0], "-o", tmp_path / "x.json")
+    assert result.exit_code == 1
+    assert "Error: --background adds background members for calwebb_image2 (Level 2)" in result.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_background_target_given_as_science_warns(data, asn_log):
+    # what an unquoted --background bkg/*.fits does: background files land among FILES
+    f200_bkg = by_filter(data["bkg"], "F200W")
+    asn_lib.build_level2(by_filter(data["rate"], "F200W") + f200_bkg, f200_bkg[:1], asn_dir=f200_bkg[0].parent)
+    warned = [r.getMessage() for r in asn_log.records if "BKGDTARG=T" in r.getMessage()]
+    assert len(warned) == 2 and all("quote the pattern" in w for w in warned)
+
+
+def test_cli_background_pattern_is_expanded(data, tmp_path):
+    rate_dir = data["rate"][0].parent
+    f200 = [p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target]
+    out = rate_dir / "l2_bkg_cli_asn.json"
+    try:
+        result = run_cli("asn", *f200, "--background", str(rate_dir / "jw01234003*_rate.fits"), "-o", out, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+    finally:
+        out.unlink(missing_ok=True)
+    products = report["associations"][0]["products"]
+    assert len(products) == 3
+    for product in products:
+        assert [m["exptype"] for m in product["members"]] == ["science", "background", "background"]
+
+
+# --------------------------------------------------------------------------- Level 3
+
+
+def test_level3_dms_product_name_and_members(data):
+    cal = by_filter(data["cal"], "F200W")
+    asn = asn_lib.build_level3(cal, asn_dir=cal[0].parent)
+    assert asn["asn_type"] == "image3"
+    assert asn["asn_rule"] == "Asn_Lv3Image"
+    assert asn["asn_id"] == "o001"
+    assert len(asn["products"]) == 1
+    assert asn["products"][0]["name"] == "jw01234-o001_t001_nircam_clear-f200w"
+    assert [m["expname"] for m in asn["products"][0]["members"]] == sorted(p.name for p in cal)
+
+
+def test_level3_name_follows_jwst_rules(tmp_path):
+    # jwst sorts filter and pupil values; a non-FULL subarray is appended; several
+    # observations make a c-candidate.
+    a = make_exposure(tmp_path, product="cal", detector="NRCBLONG", filter="F444W", pupil="F405N",
+                      subarray="SUB640", observation=5)
+    b = make_exposure(tmp_path, product="cal", detector="NRCBLONG", filter="F444W", pupil="F405N",
+                      subarray="SUB640", observation=6)
+    infos = [read_exposure_info(a), read_exposure_info(b)]
+    assert asn_lib.level3_product_name(infos[:1]) == "jw01234-o005_t001_nircam_f405n-f444w-sub640"
+    assert asn_lib.level3_product_name(infos) == "jw01234-c1000_t001_nircam_f405n-f444w-sub640"
+    miri = make_exposure(tmp_path, product="cal", instrument="MIRI", detector="MIRIMAGE", filter="F770W", pupil=None)
+    assert asn_lib.level3_product_name([read_exposure_info(miri)]) == "jw01234-o001_t001_miri_f770w"
+
+
+def test_level3_equivalent_to_asn_from_list(data):
+    from jwst.associations import AssociationRegistry
+    from jwst.associations.asn_from_list import asn_from_list
+    from jwst.associations.lib.diff import compare_asns
+
+    cal = by_filter(data["cal"], "F200W")
+    ours = asn_lib.build_level3(cal, asn_dir=cal[0].parent, product_name="my_mosaic")
+    rule = AssociationRegistry(include_bases=True)["Asn_Lv3Image"]
+    theirs = asn_from_list([p.name for p in cal], rule=rule, product_name="my_mosaic")
+    # asn_from_list bypasses the rule's _init_hook, which is what sets the DMS type
+    # (Asn_Lv3Image._init_hook: asn_type = "image3"); its candidate id is a placeholder.
+    theirs.data["asn_type"] = "image3"
+    theirs = json.loads(theirs.dump()[1])
+    assert ours["asn_rule"] == theirs["asn_rule"] == "Asn_Lv3Image"
+    ours_cmp = dict(ours, asn_id=theirs["asn_id"])
+    compare_asns(ours_cmp, theirs, strict_expname=True)  # asn_type, products, members, exptype
+
+
+def test_level3_loads_in_modellibrary_and_image3_loader(data):
+    from jwst.associations import load_asn
+    from jwst.datamodels import ModelLibrary
+    from jwst.pipeline import Image3Pipeline
+
+    cal = by_filter(data["cal"], "F200W")
+    out = cal[0].parent / "l3_lib_asn.json"
+    try:
+        asn_lib.make_associations(cal, out)
+        with open(out) as handle:
+            loaded = load_asn(handle)
+        library = ModelLibrary(str(out), asn_exptypes=["science"], on_disk=False)
+        image3_library = Image3Pipeline()._load_input_as_library(str(out))
+        assert len(library) == len(cal)
+        assert len(image3_library) == len(cal)
+        assert library.asn["products"][0]["name"] == "jw01234-o001_t001_nircam_clear-f200w"
+        assert len(library.group_names) == len(cal)  # group_id from each member's header
+        with library:
+            model = library.borrow(0)
+            assert model.meta.filename == sorted(p.name for p in cal)[0]
+            assert model.meta.asn.exptype == "science"
+            library.shelve(model, 0, modify=False)
+    finally:
+        out.unlink(missing_ok=True)
+    assert loaded["asn_type"] == "image3"
+
+
+def test_level3_mixed_filters_refused_with_advice(data, tmp_path):
+    cal = by_filter(data["cal"], "F200W") + by_filter(data["cal"], "F150W")
+    result = run_cli("asn", *cal, "-o", tmp_path / "l3.json")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: these 5 exposures would mix filter: F150W, F200W in one Level-3 product. "
+        "Use --group-by default -o DIR/ to write one association per group, or pass "
+        "--allow-mixed if one product is really wanted."
+    )
+    assert not (tmp_path / "l3.json").exists()
+    result = run_cli("asn", *cal, "-o", tmp_path / "l3.json", "--allow-mixed", "--allow-outside", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["associations"][0]["products"][0]["name"] == (
+        "jw01234-o001_t001_nircam_clear-f150w-f200w"
+    )
+
+
+def linked(tmp_path, paths, sub="data"):
+    """Symlink fixture exposures into a fresh directory (members keep the link names)."""
+    directory = tmp_path / sub
+    directory.mkdir(exist_ok=True)
+    links = []
+    for path in paths:
+        (directory / path.name).symlink_to(path)
+        links.append(directory / path.name)
+    return links
+
+
+def test_group_by_default_one_level3_asn_per_filter(data, tmp_path):
+    cal = linked(tmp_path, data["cal"])
+    outdir = cal[0].parent
+    result = run_cli("asn", *cal, "--group-by", "default", "-o", outdir)
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in outdir.glob("*.json"))
+    assert files == [
+        "jw01234-o001_t001_nircam_clear-f150w_image3_asn.json",
+        "jw01234-o001_t001_nircam_clear-f200w_image3_asn.json",
+        "jw01234-o001_t001_nircam_clear-f444w_image3_asn.json",
+        "jw01234-o002_t001_miri_f770w_image3_asn.json",
+    ]
+    for name, n, filt in zip(files, (2, 3, 2, 2), ("F150W", "F200W", "F444W", "F770W")):
+        asn = asn_lib.load_association(outdir / name, level=3)  # members exist and resolve
+        members = asn.products[0].members
+        assert len(members) == n
+        assert {read_exposure_info(m.path).filter for m in members} == {filt}
+        assert all(m.expname == m.path.name for m in members)  # bare names beside the asn
+    # the table names the groups and their members
+    assert "F444W" in result.output and "MIRI" in result.output and "F770W" in result.output
+    assert "Wrote 4 association(s)" in result.output
+
+
+def test_members_below_asn_dir_are_relative(data, tmp_path):
+    cal = by_filter(linked(tmp_path, data["cal"], "cal"), "F200W")
+    out = tmp_path / "f200w_asn.json"
+    result = asn_lib.make_associations(cal, out)
+    members = [m["expname"] for m in result.associations[0].data["products"][0]["members"]]
+    assert members == [f"cal/{p.name}" for p in sorted(cal)]
+    assert asn_lib.load_association(out).member_paths() == sorted(cal)
+
+
+def test_members_outside_asn_dir_refused_unless_allowed(data, tmp_path):
+    cal = by_filter(data["cal"], "F200W")
+    out = tmp_path / "elsewhere" / "l3.json"
+    with pytest.raises(InputError) as err:
+        asn_lib.make_associations(cal, out)
+    assert str(err.value).startswith(f"{sorted(cal)[0]}: lies outside the association's directory")
+    assert not out.exists()
+    result = asn_lib.make_associations(cal, out, allow_outside=True)
+    members = [m["expname"] for m in result.associations[0].data["products"][0]["members"]]
+    assert all(m.startswith("../") for m in members)
+    with pytest.raises(InputError, match="lies outside the association's directory"):
+        asn_lib.load_association(out)
+    assert len(asn_lib.load_association(out, allow_outside=True).member_paths()) == 3
+
+
+def test_group_by_level2_and_custom_keys(data, tmp_path):
+    science = [p for p in data["rate"] if not read_exposure_info(p).background_target]
+    science = linked(tmp_path, science)
+    backgrounds = linked(tmp_path, data["bkg"])
+    outdir = science[0].parent
+    result = asn_lib.make_associations(science, outdir, group_by="instrument,filter", background=backgrounds)
+    assert [w.group for w in result.associations] == [
+        {"instrument": "MIRI", "filter": "F770W"},
+        {"instrument": "NIRCAM", "filter": "F150W"},
+        {"instrument": "NIRCAM", "filter": "F200W"},
+        {"instrument": "NIRCAM", "filter": "F444W"},
+    ]
+    assert [w.path.name for w in result.associations][:2] == [
+        "jw01234-o002_t001_miri_f770w_image2_asn.json",
+        "jw01234-o001_t001_nircam_clear-f150w_image2_asn.json",
+    ]
+    f200 = result.associations[2].data
+    assert f200["asn_type"] == "image2" and len(f200["products"]) == 3
+    assert all(len(p["members"]) == 3 for p in f200["products"])  # science + 2 backgrounds
+    assert all(len(p["members"]) == 1 for p in result.associations[1].data["products"])
+    for written in result.associations:
+        asn_lib.load_association(written.path, level=2)
+
+
+def test_group_by_unknown_key(data, tmp_path):
+    result = run_cli("asn", *data["cal"], "--group-by", "filter,colour", "-o", tmp_path / "g")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --group-by: unknown key 'colour'. Use 'default' or a comma-separated list of: program,")
+
+
+def test_product_name_template_and_refusals(data, tmp_path):
+    nircam = linked(tmp_path, [p for p in data["cal"] if read_exposure_info(p).instrument == "NIRCAM"])
+    outdir = nircam[0].parent
+    result = asn_lib.make_associations(nircam, outdir, group_by="filter", product_name="mosaic_{filter}")
+    assert sorted(w.data["products"][0]["name"] for w in result.associations) == [
+        "mosaic_f150w", "mosaic_f200w", "mosaic_f444w",
+    ]
+    with pytest.raises(InputError, match="would name all 3 groups alike"):
+        asn_lib.make_associations(nircam, outdir, group_by="filter", product_name="mosaic")
+    for bad in ("../mosaic", "out/mosaic", "a\\b", ".hidden", ""):
+        result = run_cli("asn", *by_filter(data["cal"], "F200W"), "--product-name", bad, "-o", tmp_path / "x.json")
+        assert result.exit_code == 1, bad
+        assert result.output.startswith("Error: --product-name: "), result.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_level_forced_and_detected(data, tmp_path, asn_log):
+    cal = by_filter(data["cal"], "F200W")
+    infos = [read_exposure_info(p) for p in cal]
+    assert asn_lib.detect_level(infos) == 3
+    assert asn_lib.detect_level(infos, level=2) == 2
+    assert "forcing a Level-2 association from cal products" in asn_log.text
+    result = run_cli("asn", *cal, "--level", "2", "-o", cal[0].parent / "forced_asn.json", "--json")
+    try:
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["associations"][0]["asn_type"] == "image2"
+    finally:
+        (cal[0].parent / "forced_asn.json").unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_name_the_file(tmp_path, data):
+    missing = tmp_path / "nothere_rate.fits"
+    text = tmp_path / "notes_rate.fits"
+    text.write_text("hello")
+    empty = tmp_path / "empty_rate.fits"
+    empty.write_bytes(b"")
+    from astropy.io import fits
+
+    plain = tmp_path / "plain_rate.fits"
+    fits.PrimaryHDU().writeto(plain)
+    spec = make_exposure(tmp_path, exp_type="NRC_WFSS", name="spec_rate.fits")
+    cases = {
+        missing: f"Error: {missing}: file not found.",
+        text: f"Error: {text}: is not a FITS file",
+        empty: f"Error: {empty}: file is empty",
+        plain: f"Error: {plain}: FITS file without JWST keywords (INSTRUME, EXP_TYPE missing",
+        spec: f"Error: {spec}: EXP_TYPE NRC_WFSS is not direct imaging",
+    }
+    for bad, message in cases.items():
+        out = tmp_path / "out.json"
+        result = run_cli("asn", data["rate"][0], bad, "-o", out)
+        assert result.exit_code == 1, bad
+        assert result.output.startswith(message), result.output
+        assert "Traceback" not in result.output
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["notes_rate.fits", "empty_rate.fits", "plain_rate.fits", "spec_rate.fits"]
+    )
+
+
+def test_mixed_product_types_and_empty_list(data, tmp_path):
+    result = run_cli("asn", data["rate"][0], data["cal"][0], data["cal"][1], "-o", tmp_path / "x.json")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: mixed product types: 2 cal (e.g. ")
+    assert "1 rate (e.g. " in result.output
+    with pytest.raises(InputError, match="^no input files given"):
+        asn_lib.make_associations([], tmp_path / "x.json")
+    result = run_cli("asn", "-o", tmp_path / "x.json")
+    assert result.exit_code == 2 and "give exposures to associate" in result.output
+
+
+def test_refuses_to_overwrite_without_force(data):
+    cal = by_filter(data["cal"], "F200W")
+    out = cal[0].parent / "once_asn.json"
+    out.write_text("precious")
+    try:
+        result = run_cli("asn", *cal, "-o", out)
+        assert result.exit_code == 1
+        assert result.output.strip() == f"Error: {out}: already exists. Pass --force to overwrite it or choose another -o."
+        assert out.read_text() == "precious"
+        result = run_cli("asn", *cal, "-o", out, "--force")
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.read_text())["asn_type"] == "image3"
+        assert [p.name for p in out.parent.glob(".once_asn.json*")] == []  # no temp files left
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_group_output_refuses_existing_before_writing_any(data, tmp_path):
+    cal = linked(tmp_path, data["cal"])
+    outdir = cal[0].parent
+    keep = outdir / "jw01234-o001_t001_nircam_clear-f444w_image3_asn.json"
+    keep.write_text("keep")
+    with pytest.raises(OutputError, match="already exists"):
+        asn_lib.make_associations(cal, outdir, group_by="default")
+    assert sorted(outdir.glob("*.json")) == [keep] and keep.read_text() == "keep"
+
+
+def test_json_given_as_input_points_to_show(tmp_path, data):
+    asn_file = tmp_path / "a_asn.json"
+    asn_file.write_text("{}")
+    result = run_cli("asn", asn_file, "-o", tmp_path / "x.json")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {asn_file}: is an association, not an exposure. To show or check it use")
+
+
+def test_write_association_interrupted_leaves_no_file(tmp_path):
+    class Boom:
+        pass
+
+    target = tmp_path / "a.json"
+    with pytest.raises(TypeError):
+        asn_lib.write_association({"products": [Boom()]}, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- load / check
+
+
+@pytest.fixture
+def good_l3(data):
+    cal = by_filter(data["cal"], "F200W")
+    path = cal[0].parent / "good_l3_asn.json"
+    asn_lib.make_associations(cal, path, force=True)
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def write_variant(good_path, name, mutate):
+    data = json.loads(good_path.read_text())
+    mutate(data)
+    path = good_path.parent / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_association_refusals(good_l3):
+    d = good_l3.parent
+
+    def first_member(data):
+        return data["products"][0]["members"][0]
+
+    cases = {
+        "malformed": (None, "is not valid JSON (line "),
+        "missing": (lambda a: first_member(a).update(expname="gone_cal.fits"),
+                    "1 member file(s) not found next to the association: gone_cal.fits"),
+        "type": (lambda a: a.update(asn_type="spec3"), "asn_type is 'spec3'; jwstrun runs image associations"),
+        "dup": (lambda a: a["products"][0]["members"].append(dict(first_member(a))), "lists "),
+        "dotdot": (lambda a: first_member(a).update(expname="../cal/" + first_member(a)["expname"]),
+                   "lies outside the association's directory"),
+        "abs": (lambda a: first_member(a).update(expname="/etc/passwd"), "member /etc/passwd lies outside"),
+        "sep": (lambda a: a["products"][0].update(name="out/mosaic"), "product name 'out/mosaic' contains a path separator"),
+        "dotname": (lambda a: a["products"][0].update(name="..mosaic"), "product name '..mosaic' contains"),
+        "nomembers": (lambda a: a["products"][0].update(members=[]), "has no members"),
+        "noexptype": (lambda a: first_member(a).pop("exptype"), "has no 'exptype'"),
+        "twoproducts": (lambda a: a["products"].append(dict(a["products"][0], name="other")),
+                        "has 2 products, but calwebb_image3 processes only the first"),
+    }
+    for name, (mutate, message) in cases.items():
+        path = d / f"bad_{name}_asn.json"
+        if mutate is None:
+            path.write_text(good_l3.read_text()[:-10])
+        else:
+            path = write_variant(good_l3, path.name, mutate)
+        try:
+            with pytest.raises(InputError) as err:
+                asn_lib.load_association(path)
+            assert str(err.value).startswith(f"{path}: "), name
+            assert message in str(err.value), (name, str(err.value))
+        finally:
+            path.unlink()
+
+
+def test_load_association_wrong_level_and_asn_from_list_types(good_l3, data):
+    with pytest.raises(InputError) as err:
+        asn_lib.load_association(good_l3, level=2)
+    assert str(err.value).startswith(
+        f"{good_l3}: asn_type is 'image3' (Level 3) but a Level-2 (image2) association is needed here."
+    )
+    # asn_from_list writes asn_type "None": the level comes from the member names
+    path = write_variant(good_l3, "afl_asn.json", lambda a: a.update(asn_type="None"))
+    try:
+        assert asn_lib.load_association(path).level == 3
+    finally:
+        path.unlink()
+
+
+def test_level2_load_rules(data):
+    rate = [p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target]
+    path = rate[0].parent / "l2_rules_asn.json"
+    asn_lib.make_associations(rate, path, background=data["bkg"][:2], force=True)
+    try:
+        asn = asn_lib.load_association(path, level=2)
+        assert len(asn.member_paths("science")) == 3 and len(asn.member_paths("background")) == 2
+        dup = write_variant(path, "l2_dup_asn.json",
+                            lambda a: a["products"][1]["members"].__setitem__(0, a["products"][0]["members"][0]))
+        with pytest.raises(InputError, match="is a science member of both"):
+            asn_lib.load_association(dup)
+        dup.unlink()
+        two = write_variant(path, "l2_two_asn.json",
+                            lambda a: a["products"][0]["members"].append(dict(a["products"][1]["members"][0])))
+        with pytest.raises(InputError, match="has 2 science members"):
+            asn_lib.load_association(two)
+        two.unlink()
+    finally:
+        path.unlink()
+
+
+def test_cli_show_and_check(good_l3, data):
+    result = run_cli("asn", "--show", good_l3)
+    assert result.exit_code == 0, result.output
+    assert "image3, Level 3" in result.output and result.output.count("science") == 3
+    result = run_cli("asn", "--show", good_l3, "--json")
+    assert json.loads(result.output) == json.loads(good_l3.read_text())
+    result = run_cli("asn", "--check", good_l3, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is True and report["problems"] == [] and report["level"] == 3
+    assert {m["filter"] for m in report["products"][0]["members"]} == {"F200W"}
+    result = run_cli("asn", "--check", good_l3)
+    assert result.exit_code == 0 and "OK: " in result.output
+
+
+def test_cli_check_finds_member_problems(data, tmp_path):
+    f200 = by_filter(data["cal"], "F200W")
+    links = linked(tmp_path, f200 + by_filter(data["cal"], "F150W")[:1] + data["rate"][:1])
+    path = tmp_path / "data" / "mixed_check_asn.json"
+    asn_lib.make_associations(links[:3], path)
+    text = json.loads(path.read_text())
+    text["products"][0]["members"] += [
+        {"expname": links[3].name, "exptype": "science"},
+        {"expname": links[4].name, "exptype": "science"},
+    ]
+    path.write_text(json.dumps(text))
+    result = run_cli("asn", "--check", path)
+    assert result.exit_code == 1
+    assert (
+        f"Problem: {links[4].name}: is a 'rate' product; a Level-3 association takes "
+        "cal/calints/crf files." in result.output
+    )
+    assert "mixes filter values F150W, F200W" in result.output
+    assert result.output.rstrip().endswith(f"Error: {path}: 2 problem(s) found.")
+    result = run_cli("asn", "--check", path, "--json")
+    assert result.exit_code == 1
+    assert len(json.loads(result.output.split("\nError:")[0])["problems"]) == 2
+
+
+def test_show_check_usage_errors(good_l3, data):
+    result = run_cli("asn", "--show", good_l3, data["cal"][0])
+    assert result.exit_code == 2
+    assert "--show/--check take one association file" in result.output
+    result = run_cli("asn", "--check", good_l3.parent / "nope.json")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {good_l3.parent / 'nope.json'}: association file not found.")
+
+
+# --------------------------------------------------------------------------- headers only
+
+
+def test_grouping_reads_headers_only(tmp_path):
+    """A 2 GiB (sparse) SCI extension is never read: grouping takes well under a second."""
+    import time
+
+    from astropy.io import fits
+
+    template = make_exposure(tmp_path / "t", product="cal")
+    primary = fits.getheader(template, 0)
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"jw01234001001_01101_0000{i + 1}_nrcb1_cal.fits"
+        header = primary.copy()
+        header["EXPOSURE"] = i + 1
+        sci = fits.ImageHDU(data=None, name="SCI")
+        sci.header["BITPIX"] = -64
+        sci.header["NAXIS"] = 2
+        sci.header["NAXIS1"] = 16384
+        sci.header["NAXIS2"] = 16384
+        with open(path, "wb") as handle:
+            handle.write(fits.PrimaryHDU(header=header).header.tostring().encode())
+            handle.write(sci.header.tostring().encode())
+            data_bytes = -(-16384 * 16384 * 8 // 2880) * 2880  # padded to whole FITS blocks
+            handle.truncate(handle.tell() + data_bytes)  # sparse: no pixel bytes on disk
+        paths.append(path)
+    t0 = time.perf_counter()
+    result = asn_lib.make_associations(paths, tmp_path / "big_asn.json", product_name="big")
+    elapsed = time.perf_counter() - t0
+    assert len(result.associations[0].data["products"][0]["members"]) == 2
+    assert elapsed < 1.0, elapsed
+
+
+def test_exposure_types_match_jwst():
+    from jwst.associations.lib.dms_base import IMAGE2_SCIENCE_EXP_TYPES
+
+    assert {t.lower() for t in asn_lib.IMAGING_EXP_TYPES} <= set(IMAGE2_SCIENCE_EXP_TYPES)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_background_step_runs_end_to_end(tmp_path):
+    """calwebb_image2 on a Level-2 association with background members: S_BKDSUB COMPLETE."""
+    simulate = pytest.importorskip("jwstrun.simulate")
+    if not hasattr(simulate, "simulate_program"):
+        pytest.skip("jwstrun.simulate.simulate_program does not exist yet")
+    sim = simulate.simulate_program(
+        tmp_path / "sim", instrument="NIRCAM", detectors=["NRCB1"], filters=["F200W"],
+        subarray="SUB160", n_dithers=1, n_background=2,
+    )
+    assert sim.background_files, "the simulator wrote no background exposures"
+    science = [p for p in sim.rate_files if p not in set(sim.background_files)]
+    asn_path = Path(sim.outdir) / "l2_bkg_asn.json"
+    asn_lib.make_associations(science[:1], asn_path, background=sim.background_files)
+    env = dict(os.environ, **sim.env, STPIPE_DISABLE_CRDS_STEPPARS="True")
+    # calwebb_image2 resolves members relative to the working directory (jwst issue 5950)
+    code = (
+        "from jwst.pipeline import Image2Pipeline;"
+        f"Image2Pipeline.call({asn_path.name!r}, save_results=True, output_dir='out',"
+        " steps={'resample': {'skip': True}})"
+    )
+    (Path(sim.outdir) / "out").mkdir()
+    run = subprocess.run([sys.executable, "-c", code], cwd=sim.outdir, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    cal = list((Path(sim.outdir) / "out").glob("*_cal.fits"))
+    assert len(cal) == 1
+    info = read_exposure_info(cal[0])
+    assert info.step_status.get("S_BKDSUB") == "COMPLETE"
