@@ -210,7 +210,10 @@ def crds_environment(
     :func:`apply_crds_environment`.
     """
     base = dict(os.environ if base is None else base)
-    env = {k: v for k, v in base.items() if k.startswith("CRDS_")}
+    # "None" is how an imported crds exports its unset settings; it configures nothing
+    env = {k: v for k, v in base.items() if k.startswith("CRDS_") and v not in ("None", "none")}
+    if env.get("CRDS_CLIENT_TIMEOUT_SECONDS") == _MANAGED["CRDS_CLIENT_TIMEOUT_SECONDS"]:
+        del env["CRDS_CLIENT_TIMEOUT_SECONDS"]  # crds' own default, exported at import
     if env_file is not None:
         env.update({k: v for k, v in read_env_file(env_file).items() if k.startswith("CRDS_")})
     if crds_path is not None:
@@ -243,35 +246,60 @@ def _check_context_name(context: str) -> str:
     return name
 
 
+#: CRDS variables jwstrun sets or clears.  crds exports its own settings' defaults into
+#: os.environ when imported and reads them back later, so after import a managed
+#: variable is reset to crds' default string rather than deleted.
+_MANAGED = {
+    "CRDS_PATH": None,
+    "CRDS_SERVER_URL": None,
+    "CRDS_CONTEXT": None,
+    "CRDS_READONLY_CACHE": None,
+    "CRDS_PATH_SINGLE": None,
+    "CRDS_MAPPATH": None,
+    "CRDS_REFPATH": None,
+    "CRDS_CFGPATH": None,
+    "CRDS_CLIENT_TIMEOUT_SECONDS": "3600",
+    "CRDS_CONFIG_URI": "None",
+    "CRDS_MAPPING_URI": "None",
+    "CRDS_REFERENCE_URI": "None",
+    "CRDS_PICKLE_URI": "None",
+}
+
+
 def apply_crds_environment(env: dict[str, str]) -> None:
     """Make ``env`` (from :func:`crds_environment`) the process's CRDS configuration.
 
-    ``os.environ``'s ``CRDS_*`` variables become exactly ``env``.  Call it before
-    crds, stpipe or jwst are imported.  If crds is already imported, its cached
-    server URL, configuration and context are reset with crds' own
-    ``config.set_crds_state`` and ``utils.clear_function_caches`` so the new
-    values take effect.
+    Sets the ``CRDS_*`` variables of ``env`` in ``os.environ`` and clears the
+    location/server/context variables ``env`` does not name.  Call it before crds,
+    stpipe or jwst are imported.  If crds is already imported, its cached server
+    URL, configuration and context are reset with crds' own
+    ``config.set_crds_state`` and ``utils.clear_function_caches``.
     """
     env = {k: str(v) for k, v in env.items() if k.startswith("CRDS_")}
     if "crds" not in sys.modules:
-        for key in [k for k in os.environ if k.startswith("CRDS_")]:
+        for key in _MANAGED:
             if key not in env:
-                del os.environ[key]
+                os.environ.pop(key, None)
         os.environ.update(env)
         return
     from crds.core import config, utils
 
     state = config.get_crds_state()
-    for key in [k for k in state if k.startswith("CRDS_") and k not in ("CRDS_REF_SUBDIR_MODE", "CRDS_VERBOSITY")]:
-        del state[key]
+    for key, default in _MANAGED.items():
+        if key in env:
+            continue
+        if default is None:
+            state.pop(key, None)
+        else:
+            state[key] = default
     state.update(env)
     state["CRDS_REF_SUBDIR_MODE"] = "None"  # re-read the mode tag of the (new) cache
+    state["_CRDS_CACHE_READONLY"] = False  # crds' in-process flag; CRDS_READONLY_CACHE still counts
     config.set_crds_state(state)
-    for key in ("CRDS_REF_SUBDIR_MODE", "CRDS_VERBOSITY"):
-        # set_crds_state exports its bookkeeping entries; they are not crds settings
+    for key in ("CRDS_REF_SUBDIR_MODE", "CRDS_VERBOSITY", "PASS_INVALID_VALUES"):
+        # set_crds_state exports its own bookkeeping entries; they are not crds settings
         if key not in env:
             os.environ.pop(key, None)
-    os.environ.pop("PASS_INVALID_VALUES", None)
     utils.clear_function_caches()
     _context_cache.clear()
 
@@ -332,7 +360,7 @@ def context_in_use(context: str | None = None) -> str:
     from crds.core import heavy_client
 
     cfg = Path(_crds_path()) / "config" / OBSERVATORY / "server_config"
-    if not cfg.is_file() and not os.environ.get("CRDS_CONFIG_URI"):
+    if not cfg.is_file() and not _env_value("CRDS_CONFIG_URI"):
         reachable = server_reachable(os.environ.get("CRDS_SERVER_URL"))[0]
         if not reachable:
             raise CrdsError(
@@ -869,10 +897,17 @@ class PrefetchReport:
         }
 
 
+def _env_value(name: str) -> str | None:
+    """An environment setting, with crds' exported "None" placeholder read as unset."""
+    value = os.environ.get(name)
+    return None if value in (None, "", "None", "none") else value
+
+
 def _download_source() -> tuple[bool, str]:
     """Whether crds can download now, and from where."""
-    if os.environ.get("CRDS_REFERENCE_URI") or os.environ.get("CRDS_MAPPING_URI"):
-        return True, "mirror " + (os.environ.get("CRDS_REFERENCE_URI") or os.environ["CRDS_MAPPING_URI"])
+    mirror = _env_value("CRDS_REFERENCE_URI") or _env_value("CRDS_MAPPING_URI")
+    if mirror:
+        return True, f"mirror {mirror}"
     url = os.environ.get("CRDS_SERVER_URL")
     reachable, detail = server_reachable(url)
     return reachable, (url or "no server") + ("" if reachable else f" ({detail})")
@@ -902,29 +937,47 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     ctx = context_in_use(context)
     files: list[FetchedFile] = []
 
-    # 1. mappings of the context
-    try:
-        pmap = _load_context(ctx)
-        mapping_status = "present"
-    except CrdsError:
-        if not can_download:
-            raise
-        pmap = None
-    if pmap is None:
-        from crds.client import api
-
-        with _quiet_crds():
-            try:
-                api.dump_mappings3(ctx, raise_exceptions=True)
-            except Exception as exc:  # noqa: BLE001
-                raise CrdsError(f"could not download the mappings of {ctx} from {source}: {exc}. "
-                                f"{_offline_advice()}.") from exc
-        pmap = _load_context(ctx)
-        mapping_status = "fetched"
-    for name in sorted(pmap.mapping_names()):
+    if config.get_cache_readonly():
+        log.info("CRDS_READONLY_CACHE is set: prefetch will only check the cache")
+    # 1. mappings of the context: walk pmap -> imaps -> rmaps, fetching what is missing.
+    # (crds' dump_mappings asks the server for the closure; walking the files also works
+    # with a mirror given by CRDS_MAPPING_URI.)
+    mapping_status: dict[str, str] = {}
+    queue = [ctx]
+    while queue:
+        name = queue.pop()
+        if name in mapping_status:
+            continue
         path = Path(config.locate_mapping(name, OBSERVATORY))
-        size = path.stat().st_size if path.exists() else 0
-        files.append(FetchedFile(name, "mapping", mapping_status, size))
+        if path.exists():
+            mapping_status[name] = "present"
+        else:
+            if not can_download:
+                raise CrdsError(
+                    f"{path}: mapping {name} of context {ctx} is not in the CRDS cache and the "
+                    f"CRDS server cannot be reached ({source}). To fix: {_offline_advice()}."
+                )
+            from crds.client import api
+
+            with _quiet_crds():
+                try:
+                    api.FileCacher(ctx, raise_exceptions=True).get_local_files([name])
+                except Exception as exc:  # noqa: BLE001 - crds download errors
+                    raise CrdsError(f"could not download mapping {name} from {source}: {exc}. "
+                                    f"To fix: {_offline_advice()}.") from exc
+            if not path.exists():
+                raise CrdsError(f"{path}: mapping {name} was not written by the download "
+                                "(is CRDS_READONLY_CACHE set?). Unset CRDS_READONLY_CACHE for the "
+                                "prefetch and check that CRDS_PATH is writable.")
+            mapping_status[name] = "fetched"
+        if not name.endswith(".rmap"):
+            text = path.read_text()
+            body = text[text.find("selector"):]
+            queue.extend(re.findall(r"['\"](jwst_[a-z0-9_\-]+\.[ir]map)['\"]", body))
+    pmap = _load_context(ctx)
+    for name, status in sorted(mapping_status.items()):
+        path = Path(config.locate_mapping(name, OBSERVATORY))
+        files.append(FetchedFile(name, "mapping", status, path.stat().st_size))
 
     # 2. server_config: without it crds refuses to run offline later
     cfg = Path(crds_path) / "config" / OBSERVATORY / "server_config"
@@ -1003,10 +1056,9 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
 
 def filesystem_of(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> tuple[str, str]:
     """(fstype, mount point) of the filesystem holding ``path`` (its nearest existing parent)."""
-    target = Path(path).expanduser()
-    while not target.exists() and target != target.parent:
-        target = target.parent
-    real = os.path.realpath(target)
+    # realpath resolves symlinks of the existing part; a not-yet-created cache still
+    # belongs to the mount its path falls under
+    real = os.path.realpath(Path(path).expanduser())
     best = ("unknown", "/")
     best_len = -1
     try:

@@ -1,0 +1,496 @@
+"""Tests for jwstrun.refs and `jwstrun refs`: real crds client, real local caches.
+
+Caches are written with correct mapping checksums (tests/_crds_testcache.py and
+the simulator's crds_cache writer); a second copy of a cache plays the part of
+the CRDS server through crds' own CRDS_*_URI download settings, so prefetch's
+downloads go through crds' real FileCacher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from _crds_testcache import IMAGE2_TYPES, IMAGE3_TYPES, Rmap, write_context, write_remote_config, write_server_config
+from jwstrun import refs
+from jwstrun.cli import cli
+from jwstrun.errors import CrdsError, InputError
+
+DET = ("META.INSTRUMENT.DETECTOR",)
+DFP = ("META.INSTRUMENT.DETECTOR", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
+FP = ("META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
+EARLY = "2014-01-01 00:00:00"
+FLAT_SWITCH = "2023-06-01 00:00:00"
+
+
+@pytest.fixture(autouse=True)
+def _restore_crds_environment():
+    """Every test may switch caches; give the next test (and other modules) the old CRDS_*."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
+    yield
+    refs.apply_crds_environment(saved)
+
+
+def nircam_rules(flat_early="jwst_nircam_flat_0001.fits") -> dict:
+    rules: dict = {t: "N/A" for t in IMAGE2_TYPES + IMAGE3_TYPES}
+    rules["distortion"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_distortion_0001.asdf"},
+                                     ("NRCA1",): {EARLY: "jwst_nircam_distortion_0002.asdf"}})
+    rules["flat"] = Rmap(DFP, {
+        ("NRCB1", "F200W", "CLEAR"): {EARLY: flat_early, FLAT_SWITCH: "jwst_nircam_flat_0002.fits"},
+        ("NRCB1", "F150W", "CLEAR"): {EARLY: "jwst_nircam_flat_0003.fits"},
+        ("NRCA1", "F200W", "CLEAR"): {EARLY: "jwst_nircam_flat_0004.fits"},
+    })
+    rules["photom"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_photom_0001.fits"},
+                                 ("NRCA1",): {EARLY: "jwst_nircam_photom_0002.fits"}})
+    rules["apcorr"] = Rmap(FP, {("F200W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"},
+                                ("F150W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"}})
+    rules["abvegaoffset"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"},
+                                       ("NRCA1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"}})
+    rules["pars-tweakregstep"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"},
+                                            ("NRCA1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"}})
+    rules["pars-image2pipeline"] = "N/A"  # the other pars-* types are absent from the imap
+    return rules
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    root = tmp_path / "crds_cache"
+    pmap = write_context(root, 1, {"nircam": nircam_rules()})
+    write_server_config(root, pmap)
+    return root
+
+
+def make_exposure(path: Path, detector="NRCB1", filt="F200W", pupil="CLEAR", date="2024-03-01",
+                  time_obs="10:00:00", suffix_type="rate") -> Path:
+    from stdatamodels.jwst import datamodels
+
+    model = datamodels.ImageModel(np.zeros((8, 8), dtype=np.float32))
+    meta = model.meta
+    meta.telescope = "JWST"
+    meta.instrument.name = "NIRCAM"
+    meta.instrument.detector = detector
+    meta.instrument.filter = filt
+    meta.instrument.pupil = pupil
+    meta.instrument.module = detector[3]
+    meta.instrument.channel = "SHORT"
+    meta.exposure.type = "NRC_IMAGE"
+    meta.observation.date = date
+    meta.observation.time = time_obs
+    meta.subarray.name = "SUB64P"
+    if suffix_type == "cal":
+        meta.cal_step.photom = "COMPLETE"
+    model.save(path)
+    model.close()
+    return path
+
+
+@pytest.fixture
+def exposures(tmp_path) -> list[Path]:
+    """Six exposures: 4 alike within one UseAfter interval, 1 earlier, 1 other filter."""
+    data = tmp_path / "data"
+    data.mkdir()
+    files = [make_exposure(data / f"jw01_00{i}_nrcb1_rate.fits", date=f"2024-03-0{i + 1}",
+                           time_obs=f"1{i}:00:00") for i in range(4)]
+    files.append(make_exposure(data / "jw01_004_nrcb1_rate.fits", date="2022-12-31"))
+    files.append(make_exposure(data / "jw01_005_nrcb1_rate.fits", filt="F150W"))
+    return files
+
+
+def use(cache: Path, **kwargs) -> dict:
+    env = refs.crds_environment(crds_path=cache, base={}, **kwargs)
+    refs.apply_crds_environment(env)
+    return env
+
+
+# ---------------------------------------------------------------- environment
+
+
+def test_env_file_and_precedence(tmp_path):
+    env_file = tmp_path / "crds.env"
+    env_file.write_text(
+        "# written by jwstrun simulate\n"
+        "export CRDS_PATH=crds_cache\n"
+        "export CRDS_SERVER_URL='https://jwst-serverless-mode.stsci.edu'\n"
+        "export CRDS_CONTEXT=jwst_0001.pmap\n"
+        "export OTHER=ignored\n"
+    )
+    env = refs.crds_environment(env_file=env_file, base={"CRDS_CONTEXT": "jwst_0009.pmap"})
+    assert env == {
+        "CRDS_PATH": str((tmp_path / "crds_cache").resolve()),
+        "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
+        "CRDS_CONTEXT": "jwst_0001.pmap",  # the file beats the ambient environment
+    }
+    pinned = refs.crds_environment(env_file=env_file, context="jwst_0002.pmap", base={})
+    assert pinned["CRDS_CONTEXT"] == "jwst_0002.pmap"  # an explicit argument beats the file
+
+
+def test_crds_path_implies_serverless_only_when_no_url(tmp_path):
+    env = refs.crds_environment(crds_path=tmp_path, base={})
+    assert env["CRDS_SERVER_URL"] == refs.SERVERLESS_URL
+    kept = refs.crds_environment(crds_path=tmp_path, probe=False,
+                                 base={"CRDS_SERVER_URL": "https://jwst-crds.stsci.edu"})
+    assert kept["CRDS_SERVER_URL"] == "https://jwst-crds.stsci.edu"
+    offline = refs.crds_environment(crds_path=tmp_path, offline=True,
+                                    base={"CRDS_SERVER_URL": "https://jwst-crds.stsci.edu"})
+    assert offline["CRDS_SERVER_URL"] == refs.SERVERLESS_URL
+
+
+def test_bad_env_file_and_context_names(tmp_path):
+    bad = tmp_path / "crds.env"
+    bad.write_text("export CRDS_PATH\n")
+    with pytest.raises(InputError) as err:
+        refs.crds_environment(env_file=bad, base={})
+    assert str(err.value) == f"{bad}:1: expected 'export NAME=value', got 'export CRDS_PATH'."
+    with pytest.raises(InputError) as err:
+        refs.crds_environment(context="1322", base={})
+    assert str(err.value) == (
+        "--crds-context '1322': expected a JWST pipeline context name such as jwst_1322.pmap "
+        "(see `jwstrun refs doctor` for the contexts in your cache).")
+
+
+def test_server_probe_is_fast_and_honest():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        assert refs.server_reachable(f"http://127.0.0.1:{port}")[0] is True
+    finally:
+        listener.close()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    assert refs.server_reachable(f"http://127.0.0.1:{closed_port}")[0] is False
+    assert refs.server_reachable(refs.SERVERLESS_URL) == (
+        False, "serverless mode: crds never contacts a server")
+    # The real CRDS server: unreachable from here, answered within the probe limit.
+    start = time.monotonic()
+    env = refs.crds_environment(base={"CRDS_SERVER_URL": "https://jwst-crds-probe-test.stsci.edu"})
+    assert time.monotonic() - start < refs.PROBE_TIMEOUT_SECONDS + 1
+    assert env["CRDS_CLIENT_TIMEOUT_SECONDS"] == refs.UNREACHABLE_TIMEOUT_SECONDS
+
+
+def test_apply_switches_an_already_imported_crds(tmp_path, exposures):
+    import crds  # noqa: F401 - the point is that crds is already loaded
+
+    first = tmp_path / "first"
+    write_server_config(first, write_context(first, 1, {"nircam": nircam_rules()}))
+    second = tmp_path / "second"
+    write_server_config(second, write_context(
+        second, 7, {"nircam": nircam_rules(flat_early="jwst_nircam_flat_0099.fits")}))
+    use(first)
+    a = refs.resolve_bestrefs([exposures[4]])
+    use(second)
+    b = refs.resolve_bestrefs([exposures[4]])
+    assert (a.context, b.context) == ("jwst_0001.pmap", "jwst_0007.pmap")
+    assert a.references_for(exposures[4])["flat"] == "jwst_nircam_flat_0001.fits"
+    assert b.references_for(exposures[4])["flat"] == "jwst_nircam_flat_0099.fits"
+    assert b.crds_path == str(second.resolve())
+
+
+# ---------------------------------------------------------------- reftypes
+
+
+def test_reftypes_from_installed_pipelines():
+    image2 = refs.reftypes_for("image2")
+    image3 = refs.reftypes_for("calwebb_image3")
+    for reftype in ("distortion", "filteroffset", "flat", "photom", "area", "bkg",
+                    "pars-image2pipeline", "pars-flatfieldstep", "pars-resamplestep"):
+        assert reftype in image2
+    for reftype in ("apcorr", "abvegaoffset", "pars-image3pipeline", "pars-tweakregstep",
+                    "pars-sourcecatalogstep"):
+        assert reftype in image3
+    assert "apcorr" not in image2 and "flat" not in image3
+    no_flat = refs.reftypes_for("image2", steps={"flat_field": {"skip": True}})
+    assert not {"flat", "fflat", "sflat", "dflat"} & set(no_flat)
+    assert "pars-flatfieldstep" in no_flat  # stpipe still asks for every step's parameters
+    assert "pars-image2pipeline" not in refs.reftypes_for("image2", pars=False)
+    with pytest.raises(InputError, match="unknown pipeline 'spec2'"):
+        refs.reftypes_for("spec2")
+
+
+# ---------------------------------------------------------------- bestrefs
+
+
+def test_grouping_matches_stpipe_per_exposure_lookup(cache, exposures):
+    """Grouped answers equal crds' answer for each exposure's full datamodel parameters."""
+    import crds
+    from stdatamodels.jwst import datamodels
+
+    use(cache)
+    resolution = refs.resolve_bestrefs([str(p) for p in exposures])
+    assert resolution.context == "jwst_0001.pmap"
+    assert resolution.n_exposures == 6
+    assert len(resolution.groups) == 3 and resolution.n_crds_calls == 3
+    sizes = sorted(len(g.exposures) for g in resolution.groups)
+    assert sizes == [1, 1, 4]
+    imap = crds.get_pickled_mapping(resolution.context).get_imap("NIRCAM")
+    for path in exposures:
+        with datamodels.open(path) as model:
+            params = model.get_crds_parameters()  # exactly what stpipe hands to crds
+        grouped = resolution.references_for(path)
+        known = [t for t in grouped if t in imap.selections]
+        direct = crds.getrecommendations(params, reftypes=known, context=resolution.context,
+                                         observatory="jwst")
+        for reftype in known:
+            expected = "N/A" if direct[reftype].startswith("NOT FOUND") else direct[reftype]
+            assert grouped[reftype] == expected, (path.name, reftype)
+    by_name = {Path(p).name: resolution.references_for(p) for p in exposures}
+    assert by_name["jw01_000_nrcb1_rate.fits"]["flat"] == "jwst_nircam_flat_0002.fits"
+    assert by_name["jw01_004_nrcb1_rate.fits"]["flat"] == "jwst_nircam_flat_0001.fits"
+    assert by_name["jw01_005_nrcb1_rate.fits"]["flat"] == "jwst_nircam_flat_0003.fits"
+    assert by_name["jw01_000_nrcb1_rate.fits"]["pars-tweakregstep"] == \
+        "jwst_nircam_pars-tweakregstep_0001.asdf"
+    assert by_name["jw01_000_nrcb1_rate.fits"]["pars-skymatchstep"] == "N/A"  # not in the imap
+    assert resolution.problems == []
+
+
+def test_five_hundred_alike_exposures_cost_one_lookup(cache):
+    use(cache)
+    headers = [{"INSTRUME": "NIRCAM", "DETECTOR": "NRCB1", "FILTER": "F200W", "PUPIL": "CLEAR",
+                "EXP_TYPE": "NRC_IMAGE", "SUBARRAY": "FULL", "DATE-OBS": f"2024-03-{1 + i % 28:02d}",
+                "TIME-OBS": f"{i % 24:02d}:{i % 60:02d}:00", "path": f"exp{i:03d}_rate.fits"}
+               for i in range(500)]
+    headers.append(dict(headers[0], DETECTOR="NRCA1", path="other_rate.fits"))
+    resolution = refs.resolve_bestrefs(headers)
+    assert resolution.n_crds_calls == 2 and len(resolution.groups) == 2
+    big = max(resolution.groups, key=lambda g: len(g.exposures))
+    assert len(big.exposures) == 500
+    stamps = sorted(f"{h['DATE-OBS']} {h['TIME-OBS']}" for h in headers[:500])
+    assert big.dates == (stamps[0], stamps[-1])
+    assert resolution.references_for("other_rate.fits")["flat"] == "jwst_nircam_flat_0004.fits"
+
+
+def test_cal_files_only_need_image3(cache, tmp_path):
+    use(cache)
+    cal = make_exposure(tmp_path / "jw01_001_nrcb1_cal.fits", suffix_type="cal")
+    resolution = refs.resolve_bestrefs([cal])
+    (group,) = resolution.groups
+    assert group.pipelines == ("image3",)
+    assert "flat" not in group.references and group.references["apcorr"] == \
+        "jwst_nircam_apcorr_0001.fits"
+
+
+def test_association_inputs(cache, exposures, tmp_path):
+    use(cache)
+    asn = exposures[0].parent / "l2_asn.json"
+    asn.write_text(json.dumps({"asn_type": "image2", "products": [
+        {"name": Path(p).stem, "members": [{"expname": Path(p).name, "exptype": "science"}]}
+        for p in exposures[:2]]}))
+    resolution = refs.resolve_bestrefs([str(asn)])
+    assert resolution.n_exposures == 2 and resolution.n_crds_calls == 1
+    broken = tmp_path / "bad_asn.json"
+    broken.write_text(json.dumps({"products": [{"members": [{"expname": "gone_rate.fits"}]}]}))
+    with pytest.raises(InputError) as err:
+        refs.resolve_bestrefs([str(broken)])
+    assert str(err.value) == f"{broken}: member gone_rate.fits not found at {tmp_path / 'gone_rate.fits'}."
+
+
+def test_reftype_missing_from_imap_is_a_problem(tmp_path, exposures):
+    rules = nircam_rules()
+    del rules["photom"]  # the imap no longer lists photom: image2's prefetch would fail
+    root = tmp_path / "holey"
+    write_server_config(root, write_context(root, 3, {"nircam": rules}))
+    use(root)
+    resolution = refs.resolve_bestrefs([exposures[0]])
+    assert resolution.problems == [
+        f"{exposures[0]}: no photom reference under jwst_0003.pmap (NIRCAM NRCB1 F200W CLEAR): "
+        "reftype 'photom' is not listed in jwst_nircam_0003.imap; the pipeline's prefetch will fail"
+    ]
+    result = CliRunner().invoke(cli, ["refs", "bestrefs", str(exposures[0]), "--crds-path", str(root)])
+    assert result.exit_code == 1
+    assert "problem:" in result.output and "photom" in result.output
+
+
+def test_missing_context_says_what_to_do(cache, exposures):
+    use(cache, context="jwst_0042.pmap")
+    with pytest.raises(CrdsError) as err:
+        refs.resolve_bestrefs([exposures[0]])
+    text = str(err.value)
+    assert text.startswith(f"CRDS context jwst_0042.pmap cannot be loaded from {cache.resolve()}/mappings/jwst")
+    assert text.endswith("Run `jwstrun refs prefetch` on a node with network, or set CRDS_PATH to a "
+                         "synced cache. Contexts in this cache: jwst_0001.pmap.")
+
+
+# ---------------------------------------------------------------- two contexts
+
+
+def test_two_contexts_select_different_references(tmp_path, exposures):
+    """The simulator's cache writer makes a second context; pinning picks the older rules."""
+    from jwstrun.simulate import crds_cache
+
+    root = tmp_path / "sim_cache"
+    refdir = root / "references" / "jwst" / "nircam"
+    refdir.mkdir(parents=True)
+    for name in ("jwst_nircam_flat_1001.fits", "jwst_nircam_flat_1002.fits",
+                 "jwst_nircam_distortion_1001.asdf"):
+        (refdir / name).write_bytes(name.encode() * 100)
+    match = (("META.INSTRUMENT.DETECTOR", "NRCB1"), ("META.INSTRUMENT.FILTER", "F200W"))
+    dist = crds_cache.RefEntry("nircam", "distortion", "jwst_nircam_distortion_1001.asdf",
+                               (("META.INSTRUMENT.DETECTOR", "NRCB1"),))
+    old = crds_cache.write_crds_cache(root, [
+        crds_cache.RefEntry("nircam", "flat", "jwst_nircam_flat_1001.fits", match), dist])
+    new = crds_cache.add_context(root, [
+        crds_cache.RefEntry("nircam", "flat", "jwst_nircam_flat_1002.fits", match)], "jwst_0002.pmap")
+    assert (old, new) == ("jwst_0001.pmap", "jwst_0002.pmap")
+
+    runner = CliRunner()
+    exposure = str(exposures[0])
+
+    def flat_of(*args, env=None):
+        result = runner.invoke(cli, ["refs", "bestrefs", exposure, "--crds-path", str(root),
+                                     "--json", *args], env=env)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        return data["context"], data["groups"][0]["references"]["flat"]
+
+    assert flat_of() == ("jwst_0002.pmap", "jwst_nircam_flat_1002.fits")  # operational
+    assert flat_of("--crds-context", "jwst_0001.pmap") == ("jwst_0001.pmap", "jwst_nircam_flat_1001.fits")
+    assert flat_of(env={"CRDS_CONTEXT": "jwst_0001.pmap"}) == ("jwst_0001.pmap", "jwst_nircam_flat_1001.fits")
+
+
+# ---------------------------------------------------------------- prefetch
+
+
+@pytest.fixture
+def mirror(cache, tmp_path) -> dict:
+    """A copy of the cache served through crds' CRDS_*_URI settings, as a server would."""
+    remote = tmp_path / "remote"
+    shutil.copytree(cache, remote)
+    flat = remote / "flat_references"
+    flat.mkdir()
+    for ref in (remote / "references" / "jwst").glob("*/*"):
+        shutil.copy(ref, flat / ref.name)
+    write_remote_config(remote, "jwst_0001.pmap")
+    return {
+        "CRDS_CONFIG_URI": str(remote / "config" / "jwst"),
+        "CRDS_MAPPING_URI": (remote / "mappings" / "jwst").as_uri(),
+        "CRDS_REFERENCE_URI": flat.as_uri(),
+        "CRDS_SERVER_URL": refs.SERVERLESS_URL,
+    }
+
+
+def test_prefetch_fetches_then_runs_offline(mirror, exposures, tmp_path):
+    from stdatamodels.jwst import datamodels
+    from stpipe import crds_client
+
+    local = tmp_path / "empty_cache"
+    refs.apply_crds_environment(refs.crds_environment(crds_path=local, base=mirror))
+    report = refs.prefetch([str(p) for p in exposures])
+    fetched_files, fetched_bytes = report.fetched
+    on_disk = [p for p in local.rglob("*") if p.is_file() and p.parent.name != "jwst" or
+               p.suffix in (".pmap", ".imap", ".rmap")]
+    names = {f.name for f in report.files}
+    assert report.context == "jwst_0001.pmap" and report.present == (0, 0)
+    assert fetched_files == len(names) == 8 + 8  # 8 mappings, 8 references for these inputs
+    assert fetched_bytes == sum((local / "references" / "jwst" / "nircam" / n).stat().st_size
+                                for n in names if not n.endswith("map")) + \
+        sum((local / "mappings" / "jwst" / n).stat().st_size for n in names if n.endswith("map"))
+    assert "jwst_nircam_photom_0002.fits" not in names  # NRCA1 only: not needed by these inputs
+    assert (local / "config" / "jwst" / "server_config").is_file() and on_disk
+
+    again = refs.prefetch([str(p) for p in exposures])
+    assert again.fetched == (0, 0) and again.present == (fetched_files, fetched_bytes)
+
+    # Network gone: serverless, read-only, pinned context; stpipe's own crds adapter.
+    refs.apply_crds_environment(refs.worker_environment({"CRDS_PATH": str(local)}, report.context))
+    types = refs.reftypes_for("image2", pars=False)
+    for path in exposures:
+        with datamodels.open(path) as model:
+            paths = crds_client.get_multiple_reference_paths(model.get_crds_parameters(), types, "jwst")
+        assert paths["flat"].startswith(str(local)) and Path(paths["flat"]).is_file()
+        assert paths["area"] == "N/A"
+
+
+def test_prefetch_offline_with_missing_file_fails_fast(cache, exposures):
+    (cache / "references" / "jwst" / "nircam" / "jwst_nircam_flat_0003.fits").unlink()
+    use(cache)
+    start = time.monotonic()
+    with pytest.raises(CrdsError) as err:
+        refs.prefetch([str(p) for p in exposures])
+    assert time.monotonic() - start < 10
+    assert str(err.value) == (
+        f"1 reference file(s) are not in the CRDS cache {cache.resolve()} and the CRDS server cannot "
+        "be reached (https://jwst-serverless-mode.stsci.edu (serverless mode: crds never contacts a "
+        f"server)):\n  jwst_nircam_flat_0003.fits (flat; needed by {exposures[5]})\n"
+        "To fix: run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
+        "CRDS_PATH to a synced cache."
+    )
+
+
+def test_prefetch_cli_reports_counts(mirror, exposures, tmp_path):
+    local = tmp_path / "cli_cache"
+    runner = CliRunner()
+    args = ["refs", "prefetch", *map(str, exposures), "--crds-path", str(local)]
+    first = runner.invoke(cli, args + ["--json"], env=mirror)
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.stdout)
+    assert data["fetched"]["files"] == 16 and data["present"]["files"] == 0
+    second = runner.invoke(cli, args, env=mirror)
+    assert second.exit_code == 0, second.output
+    assert "fetched:         0 files, 0 B" in second.output
+    assert "already present: 16 files" in second.output
+
+
+# ---------------------------------------------------------------- doctor & CLI
+
+
+def test_doctor_reports_coverage_and_advice(cache, exposures):
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--crds-path", str(cache), "--json"])
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.stdout)
+    assert data["ok"] and data["context"] == "jwst_0001.pmap" and data["serverless"]
+    assert data["coverage"]["needed"] == 8 and data["coverage"]["missing"] == []
+    assert data["contexts_in_cache"] == ["jwst_0001.pmap"] and data["cache_files"] > 0
+    (cache / "references" / "jwst" / "nircam" / "jwst_nircam_flat_0002.fits").unlink()
+    bad = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--crds-path", str(cache)])
+    assert bad.exit_code == 1
+    assert "1 of 8 reference files the inputs need are not in the cache" in bad.output
+    assert "advice:" in bad.output and "jwstrun refs prefetch" in bad.output
+
+
+def test_doctor_without_cache_config(tmp_path):
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["refs", "doctor", "--crds-path", str(empty), "--json"])
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert problems == [{
+        "problem": f"{empty.resolve()}/config/jwst/server_config is missing; crds cannot work "
+                   "offline without it.",
+        "advice": "Run `jwstrun refs prefetch INPUTS` once on a node with network (it writes the file).",
+    }]
+
+
+def test_storage_kind_from_mounts(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n"
+                      "server:/export /shared nfs4 rw 0 0\n"
+                      "tmpfs /tmp tmpfs rw 0 0\n")
+    assert refs.filesystem_of("/shared/crds/cache", mounts_file=str(mounts)) == ("nfs4", "/shared")
+    assert refs.filesystem_of("/home/user/crds", mounts_file=str(mounts)) == ("ext4", "/")
+    assert refs._storage_kind("nfs4") == "shared" and refs._storage_kind("lustre") == "shared"
+    assert refs._storage_kind("ext4") == "local" and refs._storage_kind("tmpfs") == "local"
+
+
+def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["refs", "bestrefs", str(exposures[0].parent / "*_rate.fits"),
+                                 "--crds-path", str(cache)])
+    assert result.exit_code == 0, result.output
+    assert "6 exposure(s) in 3 group(s), 3 CRDS lookup(s)" in " ".join(result.output.split())
+    assert "jwst_nircam_flat_0002.fits" in result.output
+    missing = tmp_path / "nope_rate.fits"
+    result = runner.invoke(cli, ["refs", "bestrefs", str(missing), "--crds-path", str(cache)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {missing}: file not found. Check the path or the glob pattern."
