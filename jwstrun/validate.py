@@ -656,8 +656,8 @@ def _validate_fits(path, expect, skip_keys, expect_background, check_data, repor
         except OSError as exc:
             report.error(
                 "truncated",
-                f"{path}: a FITS header is incomplete ({exc}): the file was cut short while "
-                "being written or copied. Re-create it.",
+                f"{path}: a FITS header is incomplete or damaged ({exc}): the file was cut "
+                "short or corrupted while being written or copied. Re-create it.",
             )
             return
         try:

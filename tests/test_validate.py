@@ -739,3 +739,83 @@ def test_cli_info_json_and_errors(products, tmp_path):
     assert f"Error: {tmp_path / 'junk_cal.fits'}: is not a FITS file" in result.output
     result = runner.invoke(cli, ["info", str(products["cat"])])
     assert result.exit_code == 0 and "sources" in result.output
+
+
+# --------------------------------------------------------------------------- products written by jwst
+
+STRUN = str(Path(__import__("sys").executable).with_name("strun"))
+ASN_FROM_LIST = str(Path(__import__("sys").executable).with_name("asn_from_list"))
+
+
+@pytest.fixture(scope="module")
+def pipeline_products(tmp_path_factory):
+    """calwebb_image2 + calwebb_image3 (official strun, offline CRDS) on a simulated program."""
+    import os
+    import subprocess
+
+    from jwstrun.simulate import simulate_program
+
+    root = tmp_path_factory.mktemp("pipeline")
+    sim = simulate_program(root / "sim", seed=11, n_dithers=2, detectors=["NRCB1"],
+                           filters=["F200W"], subarray="SUB640")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env.update(sim.env)
+    work = root / "work"
+    work.mkdir()
+
+    def run(*cmd):
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    rates = [str(p.resolve()) for p in sim.rate_files]
+    run(ASN_FROM_LIST, "-o", "l2_asn.json", "-r", "DMSLevel2bBase", *rates)
+    run(STRUN, "calwebb_image2", "l2_asn.json", "--output_dir", ".")
+    cals = sorted(p.name for p in work.glob("*_cal.fits"))
+    run(ASN_FROM_LIST, "-o", "l3_asn.json", "--product-name", "l3_results", *cals)
+    run(STRUN, "calwebb_image3", "l3_asn.json", "--output_dir", ".")
+    return sim, work
+
+
+def test_every_product_jwst_wrote_is_valid(pipeline_products):
+    sim, work = pipeline_products
+    written = sorted(work.glob("*.fits")) + sorted(work.glob("*_cat.ecsv"))
+    kinds = {validate_file(p).product_type for p in written}
+    assert {"cal", "crf", "i2d"} <= kinds
+    for path in [*sim.rate_files, *written]:
+        report = validate_file(path)
+        assert report.findings == [], (path.name, [f.message for f in report.findings])
+        assert report.seconds < 0.5
+
+
+def test_pipeline_products_broken_the_way_pipelines_break(pipeline_products, tmp_path):
+    _, work = pipeline_products
+    cal = sorted(work.glob("*_cal.fits"))[0]
+    raw = cal.read_bytes()
+    # killed while writing: everything after the SCI data is gone
+    with fits.open(cal) as hdul:
+        cut = hdul["ERR"].fileinfo()["hdrLoc"]
+    (tmp_path / "killed_cal.fits").write_bytes(raw[:cut])
+    report = validate_file(tmp_path / "killed_cal.fits")
+    assert {"missing-extension", "asdf"} <= set(checks(report))
+    # flat reference missing from CRDS: the step skips itself
+    report = validate_file(_set_status(cal, tmp_path / "noflat_cal.fits", S_FLAT="SKIPPED"))
+    assert [m for m in messages(report) if m.startswith("S_FLAT is SKIPPED")]
+    mosaic = work / "l3_results_i2d.fits"
+    report = validate_file(_set_status(mosaic, tmp_path / "l3_i2d.fits", S_SKYMAT="SKIPPED"))
+    assert [m for m in messages(report) if m.startswith("S_SKYMAT is SKIPPED")]
+    assert validate_file(tmp_path / "l3_i2d.fits", expected_skips={"skymatch"}).ok
+
+
+def test_info_on_a_jwst_cal(pipeline_products):
+    sim, work = pipeline_products
+    cal = sorted(work.glob("*_cal.fits"))[0]
+    info = product_info(cal, pixel=(320.0, 320.0))
+    assert info["crds_context"] == sim.crds_context
+    assert info["references"]["R_FLAT"].startswith("crds://")
+    assert info["step_status"]["S_PHOTOM"] == "COMPLETE"
+    assert len(info["footprint"]) == 4
+    ra, dec = info["pixel_to_sky"]["sky"]
+    ras = [p[0] for p in info["footprint"]]
+    decs = [p[1] for p in info["footprint"]]
+    assert min(ras) < ra < max(ras) and min(decs) < dec < max(decs)
