@@ -487,6 +487,7 @@ def build_level2(
         return tuple(GROUP_KEYS[k](info) for k in _BACKGROUND_MATCH)
 
     used: set[str] = set()
+    without: list[ExposureInfo] = []
     products = []
     for info in science:
         name = product_name or product_basename(info.path)
@@ -498,11 +499,7 @@ def build_level2(
                 )
                 used.add(bkg.path)
         if background and len(members) == 1:
-            log.warning(
-                "%s: no background exposure matches its %s; its background step will be skipped.",
-                info.path,
-                "/".join(v or "-" for v in match(info)),
-            )
+            without.append(info)
         products.append({"name": name, "members": members})
     unused = [bkg for bkg in background if bkg.path not in used]
     if background and len(unused) == len(background):
@@ -516,6 +513,14 @@ def build_level2(
             "%s: background exposure matches no science exposure (%s); not used.",
             bkg.path,
             "/".join(v or "-" for v in match(bkg)),
+        )
+    if without:
+        log.warning(
+            "%d science exposure(s) have no background exposure with the same instrument, "
+            "detector, filter, pupil and subarray (%s%s); their background step will be skipped.",
+            len(without),
+            ", ".join(e.name for e in without[:3]),
+            ", ..." if len(without) > 3 else "",
         )
     data = _header(2, science, _acid(science))
     data["target"] = str(_single_target(science))
@@ -784,7 +789,7 @@ def make_associations(
     written = []
     for path, data, key in planned:
         write_association(data, path, force=True)
-        log.info("wrote %s (%d products)", path, len(data["products"]))
+        log.debug("wrote %s (%d products)", path, len(data["products"]))
         written.append(WrittenAssociation(path, data, key))
     return AsnBuildResult(level, written, keys)
 

@@ -42,6 +42,7 @@ def _short_members(names: list[str]) -> str:
 
 
 def _render_build(result) -> None:
+    from rich import box
     from rich.table import Table
 
     from ..console import get_console
@@ -49,21 +50,24 @@ def _render_build(result) -> None:
     console = get_console()
     level = result.level
     if result.group_by:
-        table = Table(title=f"Level-{level} associations, grouped by {', '.join(result.group_by)}")
-        for key in result.group_by:
-            table.add_column(key)
-        table.add_column("association", overflow="fold")
-        table.add_column("products", justify="right")
-        table.add_column("members", justify="right")
-        table.add_column("member files", overflow="fold")
+        groups = [a.group for a in result.associations]
+        # Keys with one value for all groups go to the title; the others are columns.
+        varying = [k for k in result.group_by if len({g.get(k) for g in groups}) > 1]
+        constant = [f"{k}={groups[0].get(k) or '-'}" for k in result.group_by if k not in varying]
+        title = f"Level-{level} associations grouped by {', '.join(result.group_by)}"
+        if constant:
+            title += f" ({', '.join(constant)})"
+        table = Table(title=title, box=box.SIMPLE_HEAD)
+        for key in varying:
+            table.add_column(key, no_wrap=True)
+        table.add_column("n", justify="right", no_wrap=True)
+        table.add_column("association / members", overflow="fold")
         for asn in result.associations:
             names = [m["expname"] for p in asn.data["products"] for m in p["members"]]
             table.add_row(
-                *[asn.group.get(k) or "-" for k in result.group_by],
-                asn.path.name,
-                str(len(asn.data["products"])),
+                *[asn.group.get(k) or "-" for k in varying],
                 str(len(names)),
-                _short_members(names),
+                f"[bold]{asn.path.name}[/bold]\n" + _indented(names),
             )
         console.print(table)
         console.print(
@@ -75,24 +79,36 @@ def _render_build(result) -> None:
         console.print(f"Wrote {asn.path}")
 
 
+def _indented(names: list[str]) -> str:
+    from rich.markup import escape
+
+    return "\n".join("  " + escape(line) for line in _short_members(names).splitlines())
+
+
 def _render_products(products, title: str, details=None) -> None:
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from ..console import get_console
 
-    table = Table(title=title)
+    table = Table(title=escape(title), box=box.SIMPLE_HEAD)
     table.add_column("product", overflow="fold")
     table.add_column("member", overflow="fold")
-    table.add_column("exptype")
+    table.add_column("exptype", no_wrap=True)
     if details is not None:
-        for column in ("type", "instrument", "filter", "pupil"):
-            table.add_column(column)
+        for column in ("type", "filter", "pupil"):
+            table.add_column(column, no_wrap=True)
     for product in products:
         for index, member in enumerate(product["members"]):
-            row = [product["name"] if index == 0 else "", member["expname"], member["exptype"]]
+            row = [
+                escape(product["name"]) if index == 0 else "",
+                escape(member["expname"]),
+                member["exptype"],
+            ]
             if details is not None:
                 info = details.get(member["expname"], {})
-                row += [str(info.get(k) or "-") for k in ("product_type", "instrument", "filter", "pupil")]
+                row += [str(info.get(k) or "-") for k in ("product_type", "filter", "pupil")]
             table.add_row(*row)
     get_console().print(table)
 
