@@ -24,10 +24,12 @@ the pipeline step the task is in.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -94,11 +96,34 @@ class WorkerEvent:
     time: float = field(default_factory=time.time)
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies (kill -9), instead of running on orphaned.
+
+    An orphaned worker would finish its task and race a re-run for the same
+    temporary directory; dying with the parent leaves only a temporary
+    directory that the next run removes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before prctl took effect
+
+
 def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
     """Entry point of a spawned worker process."""
     # The parent owns Ctrl-C: it stops the workers itself, so a KeyboardInterrupt
     # never surfaces half-way through a pipeline step as a task "failure".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     os.environ.update(env or {})
     import importlib
 
@@ -138,6 +163,26 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
         send(("result", worker_id, task_id, result, retiring))
         if retiring:
             return
+
+
+@contextlib.contextmanager
+def _main_module_importable():
+    """Let spawn work when __main__ is not a file (``python -`` or ``python -c``).
+
+    A spawned child re-imports the parent's main script by path; when that path
+    does not exist (stdin) the child would die at start-up, so hide it for the
+    duration of ``Process.start``.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.exists(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 @dataclass
@@ -227,7 +272,8 @@ class LocalExecutor:
             name=f"jwstrun-worker-{wid}",
             daemon=True,
         )
-        process.start()
+        with _main_module_importable():
+            process.start()
         child_conn.close()
         worker = _Worker(wid, process, parent_conn)
         self._workers[wid] = worker
