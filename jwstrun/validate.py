@@ -740,7 +740,9 @@ def _check_layout(ptype, primary, hdus, report):
             report.error("dtype", f"{name} should be an image extension, found a table.")
             continue
         if datatype and h.dtype != datatype:
-            report.error("dtype", f"{name} has dtype {h.dtype}, the {model} schema says {datatype}.")
+            report.error(
+                "dtype", f"{name} has dtype {h.dtype}, the {model} schema says {datatype}."
+            )
         ndim = len(h.shape)
         if spec["ndim"] and ndim != spec["ndim"]:
             report.error(
@@ -762,7 +764,8 @@ def _check_layout(ptype, primary, hdus, report):
             if h is not None and h.kind == "image" and h.shape and h.shape[-2:] != sci.shape[-2:]:
                 report.error(
                     "shape",
-                    f"{name} image size {h.shape[-2:]} differs from SCI image size {sci.shape[-2:]}.",
+                    f"{name} image size {h.shape[-2:]} differs from SCI image size "
+                    f"{sci.shape[-2:]}.",
                 )
         if ptype.endswith("ints") and len(sci.shape) == 3:
             _check_nints(primary, sci, by_name.get("INT_TIMES"), report)
@@ -853,7 +856,8 @@ def _check_asdf(ptype, primary, hdus, size, report):
         if target is None:
             report.error(
                 "asdf",
-                f"ASDF tree refers to extension {extname} ({attribute}) that the file does not have.",
+                f"ASDF tree refers to extension {extname} ({attribute}) that the file does "
+                "not have.",
             )
         elif not node.get("shape"):
             continue
@@ -921,7 +925,9 @@ def _check_steps(ptype, primary, skip_keys, expect_background, report):
             if key in skip_keys:
                 report.warn("step-status", f"{key} is FAILED ({step} was expected not to run).")
             else:
-                report.error("step-status", f"{key} is FAILED: {step} did not succeed. See the step log.")
+                report.error(
+                    "step-status", f"{key} is FAILED: {step} did not succeed. See the step log."
+                )
         else:
             report.error("step-status", f"{key} is {value!r}, expected COMPLETE.")
 
@@ -1194,7 +1200,11 @@ def product_info(path: str | os.PathLike, pixel=None, sky=None) -> dict:
         try:
             with fits.open(path, memmap=True) as hdul:
                 hdus = _scan_hdus(hdul)
-                extensions = [[h.name, list(h.shape), h.dtype] for h in hdus[1:]]
+                # tables report their row count (NAXIS2), not the row width in bytes
+                extensions = [
+                    [h.name, list(h.shape[:1]) if h.kind == "table" else list(h.shape), h.dtype]
+                    for h in hdus[1:]
+                ]
                 sci = next((h for h in hdus if h.name == "SCI"), None)
                 if sci is not None:
                     info["shape"] = list(sci.shape)

@@ -499,7 +499,7 @@ def test_bad_step_name_raises_input_error(products):
         validate_file(products["cal"], expected_skips=["outliers"])
 
 
-# --------------------------------------------------------------------------- units, photometry, data
+# ------------------------------------------------------------------ units, photometry, data
 
 
 def test_countrate_units_in_cal_are_an_error(cal, tmp_path):
@@ -741,7 +741,7 @@ def test_cli_info_json_and_errors(products, tmp_path):
     assert result.exit_code == 0 and "sources" in result.output
 
 
-# --------------------------------------------------------------------------- products written by jwst
+# ------------------------------------------------------------------ products written by jwst
 
 STRUN = str(Path(__import__("sys").executable).with_name("strun"))
 ASN_FROM_LIST = str(Path(__import__("sys").executable).with_name("asn_from_list"))
@@ -819,3 +819,13 @@ def test_info_on_a_jwst_cal(pipeline_products):
     ras = [p[0] for p in info["footprint"]]
     decs = [p[1] for p in info["footprint"]]
     assert min(ras) < ra < max(ras) and min(decs) < dec < max(decs)
+
+
+def test_cli_info_several_files_json(products):
+    result = CliRunner().invoke(cli, ["info", str(products["cal"]), str(products["calints"]),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert [f["product_type"] for f in payload["files"]] == ["cal", "calints"]
+    extensions = {name: shape for name, shape, _ in payload["files"][1]["extensions"]}
+    assert extensions["SCI"] == [NINTS, *SHAPE] and extensions["INT_TIMES"] == [NINTS]

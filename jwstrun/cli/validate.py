@@ -149,6 +149,8 @@ def _pair(ctx, param, value):
 def info_command(files, pixel, sky, as_json):
     """Summarise JWST products: type, instrument, shape, steps, CRDS context and references.
 
+    With --json, one FILE prints one object; several print {"files": [...]}.
+
     \b
     Examples:
       jwstrun info out/jw01288015001_04101_00001_mirimage_cal.fits
@@ -218,9 +220,14 @@ def _render_info(info: dict) -> None:
             value = " x ".join(str(v) for v in value)
         table.add_row(label, escape(str(value)))
     if info.get("extensions"):
-        table.add_row(
-            "extensions", escape(", ".join(f"{n} {'x'.join(map(str, s)) or ''}".strip() for n, s, _ in info["extensions"]))
-        )
+        parts = []
+        for name, shape, dtype in info["extensions"]:
+            if dtype == "table":
+                rows = shape[0] if shape else 0
+                parts.append(f"{name} ({rows} row{'s' * (rows != 1)})")
+            else:
+                parts.append(f"{name} {'x'.join(map(str, shape))} {dtype}".strip())
+        table.add_row("extensions", escape(", ".join(parts)))
     steps = info.get("step_status") or {}
     if steps:
         parts = []
@@ -242,13 +249,15 @@ def _render_info(info: dict) -> None:
         p = info["pixel_to_sky"]
         table.add_row(
             "pixel -> sky",
-            f"({p['pixel'][0]:g}, {p['pixel'][1]:g}) -> RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f}",
+            f"({p['pixel'][0]:g}, {p['pixel'][1]:g}) -> "
+            f"RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f}",
         )
     if info.get("sky_to_pixel"):
         p = info["sky_to_pixel"]
         table.add_row(
             "sky -> pixel",
-            f"RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f} -> ({p['pixel'][0]:.3f}, {p['pixel'][1]:.3f})",
+            f"RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f} -> "
+            f"({p['pixel'][0]:.3f}, {p['pixel'][1]:.3f})",
         )
     console.print(table)
     console.print()
