@@ -925,8 +925,15 @@ def _check_steps(ptype, primary, skip_keys, expect_background, report):
             if key in skip_keys:
                 report.warn("step-status", f"{key} is FAILED ({step} was expected not to run).")
             else:
+                hint = (
+                    " jwst records FAILED when it finds too few matches or only one exposure "
+                    "group; skip tweakreg (--skip tweakreg) if that is expected."
+                    if step == "tweakreg"
+                    else ""
+                )
                 report.error(
-                    "step-status", f"{key} is FAILED: {step} did not succeed. See the step log."
+                    "step-status",
+                    f"{key} is FAILED: {step} did not succeed. See the step log.{hint}",
                 )
         else:
             report.error("step-status", f"{key} is {value!r}, expected COMPLETE.")
