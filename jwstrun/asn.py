@@ -174,7 +174,11 @@ def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> l
 
 
 def _check_jwst_exposure(info: ExposureInfo) -> None:
-    missing = [key for key, value in (("INSTRUME", info.instrument), ("EXP_TYPE", info.exp_type)) if not value]
+    missing = [
+        key
+        for key, value in (("INSTRUME", info.instrument), ("EXP_TYPE", info.exp_type))
+        if not value
+    ]
     if missing:
         raise InputError(
             f"{info.path}: FITS file without JWST keywords ({', '.join(missing)} missing from "
@@ -214,7 +218,8 @@ def detect_level(exposures: Sequence[ExposureInfo], level: int | None = None) ->
             )
     if len(levels) > 1:
         listing = ", ".join(
-            f"{len(infos)} {ptype} (e.g. {infos[0].name})" for ptype, infos in sorted(by_type.items())
+            f"{len(infos)} {ptype} (e.g. {infos[0].name})"
+            for ptype, infos in sorted(by_type.items())
         )
         raise InputError(
             f"mixed product types: {listing}. Give only _rate/_rateints files (Level 2) or only "
@@ -272,7 +277,9 @@ def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
                 f"{', '.join(GROUP_KEYS)}."
             )
     if not keys:
-        raise InputError(f"--group-by: no keys given. Use 'default' or some of: {', '.join(GROUP_KEYS)}.")
+        raise InputError(
+            f"--group-by: no keys given. Use 'default' or some of: {', '.join(GROUP_KEYS)}."
+        )
     return tuple(keys)
 
 
@@ -285,7 +292,7 @@ def group_exposures(
     for info in exposures:
         groups[tuple(GROUP_KEYS[k](info) for k in keys)].append(info)
     return [
-        ExposureGroup(dict(zip(keys, values)), sorted(members, key=lambda e: e.name))
+        ExposureGroup(dict(zip(keys, values, strict=True)), sorted(members, key=lambda e: e.name))
         for values, members in sorted(groups.items())
     ]
 
@@ -458,7 +465,9 @@ def build_level2(
     """
     science = sorted(_as_infos(science, "science"), key=lambda e: e.name)
     background = list(background)
-    background = sorted(_as_infos(background, "background"), key=lambda e: e.name) if background else []
+    background = (
+        sorted(_as_infos(background, "background"), key=lambda e: e.name) if background else []
+    )
     asn_dir = _absolute(asn_dir)
     for info in background:
         if info.product_type not in STAGE2_INPUTS:
@@ -491,11 +500,16 @@ def build_level2(
     products = []
     for info in science:
         name = product_name or product_basename(info.path)
-        members = [{"expname": _member_name(info.path, asn_dir, allow_outside), "exptype": "science"}]
+        members = [
+            {"expname": _member_name(info.path, asn_dir, allow_outside), "exptype": "science"}
+        ]
         for bkg in background:
             if match(bkg) == match(info) and _absolute(bkg.path) != _absolute(info.path):
                 members.append(
-                    {"expname": _member_name(bkg.path, asn_dir, allow_outside), "exptype": "background"}
+                    {
+                        "expname": _member_name(bkg.path, asn_dir, allow_outside),
+                        "exptype": "background",
+                    }
                 )
                 used.add(bkg.path)
         if background and len(members) == 1:
@@ -605,12 +619,16 @@ def write_association(data: dict, path: str | os.PathLike, force: bool = False) 
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file name such as {path}/asn.json.")
     if path.exists() and not force:
-        raise OutputError(f"{path}: already exists. Pass --force to overwrite it or choose another -o.")
+        raise OutputError(
+            f"{path}: already exists. Pass --force to overwrite it or choose another -o."
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror}). Choose another -o.") from exc
+        raise OutputError(
+            f"{path}: cannot write here ({exc.strerror}). Choose another -o."
+        ) from exc
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=4)
@@ -724,13 +742,20 @@ def make_associations(
         asn_dir = output.parent
         if level == 2:
             data = build_level2(
-                exposures, backgrounds, asn_dir=asn_dir, product_name=product_name,
+                exposures,
+                backgrounds,
+                asn_dir=asn_dir,
+                product_name=product_name,
                 allow_outside=allow_outside,
             )
         else:
             data = build_level3(
-                exposures, asn_dir=asn_dir, product_name=product_name, allow_mixed=allow_mixed,
-                targets=targets, allow_outside=allow_outside,
+                exposures,
+                asn_dir=asn_dir,
+                product_name=product_name,
+                allow_mixed=allow_mixed,
+                targets=targets,
+                allow_outside=allow_outside,
             )
         planned.append((output, data, {}))
         keys = None
@@ -798,7 +823,9 @@ def _has_program(group: ExposureGroup) -> bool:
     return all(GROUP_KEYS["program"](e).isdigit() for e in group.exposures)
 
 
-def _matching_backgrounds(group: ExposureGroup, backgrounds: list[ExposureInfo]) -> list[ExposureInfo]:
+def _matching_backgrounds(
+    group: ExposureGroup, backgrounds: list[ExposureInfo]
+) -> list[ExposureInfo]:
     wanted = {tuple(GROUP_KEYS[k](e) for k in _BACKGROUND_MATCH) for e in group.exposures}
     return [b for b in backgrounds if tuple(GROUP_KEYS[k](b) for k in _BACKGROUND_MATCH) in wanted]
 
@@ -812,7 +839,11 @@ def _make_names_unique(planned: list[tuple[Path, dict, dict]], level: int) -> No
         if counts[path] > 1:
             seen[path] += 1
             suffix = f"-{seen[path]}"
-            new = path.with_name(path.name.replace(f"_{_ASN_TYPE[level]}_asn.json", f"{suffix}_{_ASN_TYPE[level]}_asn.json"))
+            new = path.with_name(
+                path.name.replace(
+                    f"_{_ASN_TYPE[level]}_asn.json", f"{suffix}_{_ASN_TYPE[level]}_asn.json"
+                )
+            )
             if level == 3:
                 data["products"][0]["name"] += suffix
             planned[index] = (new, data, key)
@@ -878,7 +909,12 @@ def _schema_path(level: int) -> Path | None:
     spec = find_spec("jwst")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "associations" / "lib" / _SCHEMA_FILE[level]
+    path = (
+        Path(list(spec.submodule_search_locations)[0])
+        / "associations"
+        / "lib"
+        / _SCHEMA_FILE[level]
+    )
     return path if path.is_file() else None
 
 
@@ -911,7 +947,9 @@ def _parse_products(path: Path, data) -> list[tuple[str, list[tuple[str, str]]]]
         raise _structure_error(path, "top level", "expected a JSON object with 'products'")
     products = data.get("products")
     if not isinstance(products, list) or not products:
-        raise _structure_error(path, "products", "missing or empty; an association needs at least one product")
+        raise _structure_error(
+            path, "products", "missing or empty; an association needs at least one product"
+        )
     parsed = []
     for index, product in enumerate(products):
         where = f"product {index + 1}"
@@ -931,7 +969,9 @@ def _parse_products(path: Path, data) -> list[tuple[str, list[tuple[str, str]]]]
         for m_index, member in enumerate(members):
             m_where = f"{where} ({name}), member {m_index + 1}"
             if not isinstance(member, dict):
-                raise _structure_error(path, m_where, "expected an object with 'expname' and 'exptype'")
+                raise _structure_error(
+                    path, m_where, "expected an object with 'expname' and 'exptype'"
+                )
             expname, exptype = member.get("expname"), member.get("exptype")
             if not isinstance(expname, str) or not expname.strip():
                 raise _structure_error(path, m_where, "has no 'expname'")
@@ -955,8 +995,8 @@ def _infer_level(path: Path, parsed) -> int:
     if len(levels) != 1:
         raise InputError(
             f"{path}: cannot tell whether this is a Level-2 or a Level-3 association (asn_type "
-            "does not say and the member names do not either). Set \"asn_type\" to \"image2\" "
-            "or \"image3\"."
+            'does not say and the member names do not either). Set "asn_type" to "image2" '
+            'or "image3".'
         )
     return levels.pop()
 
@@ -1065,7 +1105,9 @@ def load_association(
             raise InputError(f"{path}: product '{name}' has no science members.")
         products.append(AsnProduct(name, members))
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
         raise InputError(
             f"{path}: {len(missing)} member file(s) not found next to the association: {shown}. "
             "Members are looked up relative to the association's directory; move the association "
@@ -1114,7 +1156,9 @@ class AssociationCheck:
                         {
                             "expname": m.expname,
                             "exptype": m.exptype,
-                            "product_type": getattr(self.exposures.get(m.path), "product_type", None),
+                            "product_type": getattr(
+                                self.exposures.get(m.path), "product_type", None
+                            ),
                             "instrument": getattr(self.exposures.get(m.path), "instrument", None),
                             "filter": getattr(self.exposures.get(m.path), "filter", None),
                             "pupil": getattr(self.exposures.get(m.path), "pupil", None),

@@ -89,8 +89,14 @@ def time_datamodels(paths) -> float:
     for path in paths:
         with datamodels.open(path) as model:
             m = model.meta
-            key = (m.observation.program_number, m.instrument.name, m.instrument.channel,
-                   m.instrument.filter, m.instrument.pupil, m.target.proposer_name)
+            key = (
+                m.observation.program_number,
+                m.instrument.name,
+                m.instrument.channel,
+                m.instrument.filter,
+                m.instrument.pupil,
+                m.target.proposer_name,
+            )
             groups.setdefault(key, []).append(path.name)
     return time.perf_counter() - start
 
@@ -98,8 +104,12 @@ def time_datamodels(paths) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--n-datamodel", type=int, default=200,
-                        help="files opened as datamodels for the comparison (scaled to --n)")
+    parser.add_argument(
+        "--n-datamodel",
+        type=int,
+        default=200,
+        help="files opened as datamodels for the comparison (scaled to --n)",
+    )
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
@@ -116,8 +126,19 @@ def main() -> None:
 
     # 1. the CLI as a user runs it: a fresh process, imports included
     outdir = data  # associations beside their members, the JWST convention
-    cmd = [sys.executable, "-m", "jwstrun", "-q", "asn", *map(str, paths), "--group-by", "default",
-           "-o", str(outdir), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jwstrun",
+        "-q",
+        "asn",
+        *map(str, paths),
+        "--group-by",
+        "default",
+        "-o",
+        str(outdir),
+        "--json",
+    ]
     start = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     t_cli = time.perf_counter() - start
@@ -142,9 +163,15 @@ def main() -> None:
     t_dm = time_datamodels(paths[:n_dm]) / n_dm * len(paths)
 
     print(f"{len(paths)} rate files -> {n_asn} Level-2 associations (group-by default)")
-    print(f"jwstrun asn CLI (fresh process)   {t_cli:6.2f} s  ({t_cli / len(paths) * 1e3:.2f} ms/file)")
-    print(f"make_associations (warm)          {t_lib:6.2f} s  ({t_lib / len(paths) * 1e3:.2f} ms/file)")
-    print(f"datamodels.open + meta (from {n_dm})  {t_dm:6.2f} s  ({t_dm / len(paths) * 1e3:.2f} ms/file)")
+    print(
+        f"jwstrun asn CLI (fresh process)   {t_cli:6.2f} s  ({t_cli / len(paths) * 1e3:.2f} ms/file)"
+    )
+    print(
+        f"make_associations (warm)          {t_lib:6.2f} s  ({t_lib / len(paths) * 1e3:.2f} ms/file)"
+    )
+    print(
+        f"datamodels.open + meta (from {n_dm})  {t_dm:6.2f} s  ({t_dm / len(paths) * 1e3:.2f} ms/file)"
+    )
     print(f"ratio datamodels / make_associations {t_dm / t_lib:.1f}x")
     verdict = "met" if t_cli < LIMIT_SECONDS else "NOT met"
     print(f"target: {len(paths)} files grouped in < {LIMIT_SECONDS:.0f} s by the CLI: {verdict}")

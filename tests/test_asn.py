@@ -90,18 +90,39 @@ def data(tmp_path_factory):
     for product in ("rate", "cal"):
         d = root / product
         exp = 0
-        for det, filt, n in (("NRCB1", "F200W", 3), ("NRCB1", "F150W", 2), ("NRCBLONG", "F444W", 2)):
+        for det, filt, n in (
+            ("NRCB1", "F200W", 3),
+            ("NRCB1", "F150W", 2),
+            ("NRCBLONG", "F444W", 2),
+        ):
             for _ in range(n):
                 exp += 1
-                files[product].append(make_exposure(d, product=product, detector=det, filter=filt, exposure=exp))
+                files[product].append(
+                    make_exposure(d, product=product, detector=det, filter=filt, exposure=exp)
+                )
         for i in range(2):
             files[product].append(
-                make_exposure(d, product=product, instrument="MIRI", detector="MIRIMAGE", filter="F770W",
-                              pupil=None, observation=2, exposure=i + 1)
+                make_exposure(
+                    d,
+                    product=product,
+                    instrument="MIRI",
+                    detector="MIRIMAGE",
+                    filter="F770W",
+                    pupil=None,
+                    observation=2,
+                    exposure=i + 1,
+                )
             )
     for det, filt, exp in (("NRCB1", "F200W", 1), ("NRCB1", "F200W", 2), ("NRCBLONG", "F444W", 3)):
         files["bkg"].append(
-            make_exposure(root / "rate", detector=det, filter=filt, observation=3, exposure=exp, background=True)
+            make_exposure(
+                root / "rate",
+                detector=det,
+                filter=filt,
+                observation=3,
+                exposure=exp,
+                background=True,
+            )
         )
     files["root"] = root
     return files
@@ -129,7 +150,9 @@ def run_cli(*args):
 def level2_registry():
     from jwst.associations import AssociationRegistry, libpath
 
-    return AssociationRegistry(definition_files=[libpath() / "rules_level2b.py"], include_default=False)
+    return AssociationRegistry(
+        definition_files=[libpath() / "rules_level2b.py"], include_default=False
+    )
 
 
 # --------------------------------------------------------------------------- Level 2
@@ -151,7 +174,9 @@ def test_level2_one_product_per_exposure_bare_names(data, tmp_path):
     names = sorted(p.name for p in rate)
     assert [p["members"][0]["expname"] for p in asn["products"]] == names
     assert [p["name"] for p in asn["products"]] == [n.removesuffix("_rate.fits") for n in names]
-    assert all(len(p["members"]) == 1 and p["members"][0]["exptype"] == "science" for p in asn["products"])
+    assert all(
+        len(p["members"]) == 1 and p["members"][0]["exptype"] == "science" for p in asn["products"]
+    )
 
 
 def test_level2_loads_with_jwst_loaders(data):
@@ -193,8 +218,12 @@ def test_level2_equivalent_to_asn_from_list(data):
     assert ours["asn_type"] == theirs["asn_type"] == "image2"
     assert ours["asn_rule"] == theirs["asn_rule"]
     compare_membership(ours, theirs, strict_expname=True)  # raises on any difference
-    assert sorted((p["name"], p["members"][0]["expname"], p["members"][0]["exptype"]) for p in ours["products"]) == sorted(
-        (p["name"], p["members"][0]["expname"], p["members"][0]["exptype"]) for p in theirs["products"]
+    assert sorted(
+        (p["name"], p["members"][0]["expname"], p["members"][0]["exptype"])
+        for p in ours["products"]
+    ) == sorted(
+        (p["name"], p["members"][0]["expname"], p["members"][0]["exptype"])
+        for p in theirs["products"]
     )
 
 
@@ -234,26 +263,47 @@ def test_level2_unmatched_backgrounds(data, asn_log):
 
 
 def test_background_on_level3_is_refused(data, tmp_path):
-    result = run_cli("asn", *by_filter(data["cal"], "F200W"), "--background", data["bkg"][0], "-o", tmp_path / "x.json")
+    result = run_cli(
+        "asn",
+        *by_filter(data["cal"], "F200W"),
+        "--background",
+        data["bkg"][0],
+        "-o",
+        tmp_path / "x.json",
+    )
     assert result.exit_code == 1
-    assert "Error: --background adds background members for calwebb_image2 (Level 2)" in result.output
+    assert (
+        "Error: --background adds background members for calwebb_image2 (Level 2)" in result.output
+    )
     assert not (tmp_path / "x.json").exists()
 
 
 def test_background_target_given_as_science_warns(data, asn_log):
     # what an unquoted --background bkg/*.fits does: background files land among FILES
     f200_bkg = by_filter(data["bkg"], "F200W")
-    asn_lib.build_level2(by_filter(data["rate"], "F200W") + f200_bkg, f200_bkg[:1], asn_dir=f200_bkg[0].parent)
+    asn_lib.build_level2(
+        by_filter(data["rate"], "F200W") + f200_bkg, f200_bkg[:1], asn_dir=f200_bkg[0].parent
+    )
     warned = [r.getMessage() for r in asn_log.records if "BKGDTARG=T" in r.getMessage()]
     assert len(warned) == 2 and all("quote the pattern" in w for w in warned)
 
 
 def test_cli_background_pattern_is_expanded(data, tmp_path):
     rate_dir = data["rate"][0].parent
-    f200 = [p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target]
+    f200 = [
+        p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target
+    ]
     out = rate_dir / "l2_bkg_cli_asn.json"
     try:
-        result = run_cli("asn", *f200, "--background", str(rate_dir / "jw01234003*_rate.fits"), "-o", out, "--json")
+        result = run_cli(
+            "asn",
+            *f200,
+            "--background",
+            str(rate_dir / "jw01234003*_rate.fits"),
+            "-o",
+            out,
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.output)
     finally:
@@ -281,14 +331,30 @@ def test_level3_dms_product_name_and_members(data):
 def test_level3_name_follows_jwst_rules(tmp_path):
     # jwst sorts filter and pupil values; a non-FULL subarray is appended; several
     # observations make a c-candidate.
-    a = make_exposure(tmp_path, product="cal", detector="NRCBLONG", filter="F444W", pupil="F405N",
-                      subarray="SUB640", observation=5)
-    b = make_exposure(tmp_path, product="cal", detector="NRCBLONG", filter="F444W", pupil="F405N",
-                      subarray="SUB640", observation=6)
+    a = make_exposure(
+        tmp_path,
+        product="cal",
+        detector="NRCBLONG",
+        filter="F444W",
+        pupil="F405N",
+        subarray="SUB640",
+        observation=5,
+    )
+    b = make_exposure(
+        tmp_path,
+        product="cal",
+        detector="NRCBLONG",
+        filter="F444W",
+        pupil="F405N",
+        subarray="SUB640",
+        observation=6,
+    )
     infos = [read_exposure_info(a), read_exposure_info(b)]
     assert asn_lib.level3_product_name(infos[:1]) == "jw01234-o005_t001_nircam_f405n-f444w-sub640"
     assert asn_lib.level3_product_name(infos) == "jw01234-c1000_t001_nircam_f405n-f444w-sub640"
-    miri = make_exposure(tmp_path, product="cal", instrument="MIRI", detector="MIRIMAGE", filter="F770W", pupil=None)
+    miri = make_exposure(
+        tmp_path, product="cal", instrument="MIRI", detector="MIRIMAGE", filter="F770W", pupil=None
+    )
     assert asn_lib.level3_product_name([read_exposure_info(miri)]) == "jw01234-o001_t001_miri_f770w"
 
 
@@ -347,7 +413,9 @@ def test_level3_mixed_filters_refused_with_advice(data, tmp_path):
         "--allow-mixed if one product is really wanted."
     )
     assert not (tmp_path / "l3.json").exists()
-    result = run_cli("asn", *cal, "-o", tmp_path / "l3.json", "--allow-mixed", "--allow-outside", "--json")
+    result = run_cli(
+        "asn", *cal, "-o", tmp_path / "l3.json", "--allow-mixed", "--allow-outside", "--json"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["associations"][0]["products"][0]["name"] == (
         "jw01234-o001_t001_nircam_clear-f150w-f200w"
@@ -377,7 +445,9 @@ def test_group_by_default_one_level3_asn_per_filter(data, tmp_path):
         "jw01234-o001_t001_nircam_clear-f444w_image3_asn.json",
         "jw01234-o002_t001_miri_f770w_image3_asn.json",
     ]
-    for name, n, filt in zip(files, (2, 3, 2, 2), ("F150W", "F200W", "F444W", "F770W")):
+    for name, n, filt in zip(
+        files, (2, 3, 2, 2), ("F150W", "F200W", "F444W", "F770W"), strict=True
+    ):
         asn = asn_lib.load_association(outdir / name, level=3)  # members exist and resolve
         members = asn.products[0].members
         assert len(members) == n
@@ -417,7 +487,9 @@ def test_group_by_level2_and_custom_keys(data, tmp_path):
     science = linked(tmp_path, science)
     backgrounds = linked(tmp_path, data["bkg"])
     outdir = science[0].parent
-    result = asn_lib.make_associations(science, outdir, group_by="instrument,filter", background=backgrounds)
+    result = asn_lib.make_associations(
+        science, outdir, group_by="instrument,filter", background=backgrounds
+    )
     assert [w.group for w in result.associations] == [
         {"instrument": "MIRI", "filter": "F770W"},
         {"instrument": "NIRCAM", "filter": "F150W"},
@@ -439,20 +511,35 @@ def test_group_by_level2_and_custom_keys(data, tmp_path):
 def test_group_by_unknown_key(data, tmp_path):
     result = run_cli("asn", *data["cal"], "--group-by", "filter,colour", "-o", tmp_path / "g")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: --group-by: unknown key 'colour'. Use 'default' or a comma-separated list of: program,")
+    assert result.output.startswith(
+        "Error: --group-by: unknown key 'colour'. Use 'default' or a comma-separated list of: program,"
+    )
 
 
 def test_product_name_template_and_refusals(data, tmp_path):
-    nircam = linked(tmp_path, [p for p in data["cal"] if read_exposure_info(p).instrument == "NIRCAM"])
+    nircam = linked(
+        tmp_path, [p for p in data["cal"] if read_exposure_info(p).instrument == "NIRCAM"]
+    )
     outdir = nircam[0].parent
-    result = asn_lib.make_associations(nircam, outdir, group_by="filter", product_name="mosaic_{filter}")
+    result = asn_lib.make_associations(
+        nircam, outdir, group_by="filter", product_name="mosaic_{filter}"
+    )
     assert sorted(w.data["products"][0]["name"] for w in result.associations) == [
-        "mosaic_f150w", "mosaic_f200w", "mosaic_f444w",
+        "mosaic_f150w",
+        "mosaic_f200w",
+        "mosaic_f444w",
     ]
     with pytest.raises(InputError, match="would name all 3 groups alike"):
         asn_lib.make_associations(nircam, outdir, group_by="filter", product_name="mosaic")
     for bad in ("../mosaic", "out/mosaic", "a\\b", ".hidden", ""):
-        result = run_cli("asn", *by_filter(data["cal"], "F200W"), "--product-name", bad, "-o", tmp_path / "x.json")
+        result = run_cli(
+            "asn",
+            *by_filter(data["cal"], "F200W"),
+            "--product-name",
+            bad,
+            "-o",
+            tmp_path / "x.json",
+        )
         assert result.exit_code == 1, bad
         assert result.output.startswith("Error: --product-name: "), result.output
     assert not (tmp_path / "x.json").exists()
@@ -506,7 +593,9 @@ def test_bad_inputs_name_the_file(tmp_path, data):
 
 
 def test_mixed_product_types_and_empty_list(data, tmp_path):
-    result = run_cli("asn", data["rate"][0], data["cal"][0], data["cal"][1], "-o", tmp_path / "x.json")
+    result = run_cli(
+        "asn", data["rate"][0], data["cal"][0], data["cal"][1], "-o", tmp_path / "x.json"
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: mixed product types: 2 cal (e.g. ")
     assert "1 rate (e.g. " in result.output
@@ -523,7 +612,10 @@ def test_refuses_to_overwrite_without_force(data):
     try:
         result = run_cli("asn", *cal, "-o", out)
         assert result.exit_code == 1
-        assert result.output.strip() == f"Error: {out}: already exists. Pass --force to overwrite it or choose another -o."
+        assert (
+            result.output.strip()
+            == f"Error: {out}: already exists. Pass --force to overwrite it or choose another -o."
+        )
         assert out.read_text() == "precious"
         result = run_cli("asn", *cal, "-o", out, "--force")
         assert result.exit_code == 0, result.output
@@ -548,7 +640,9 @@ def test_json_given_as_input_points_to_show(tmp_path, data):
     asn_file.write_text("{}")
     result = run_cli("asn", asn_file, "-o", tmp_path / "x.json")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {asn_file}: is an association, not an exposure. To show or check it use")
+    assert result.output.startswith(
+        f"Error: {asn_file}: is an association, not an exposure. To show or check it use"
+    )
 
 
 def test_write_association_interrupted_leaves_no_file(tmp_path):
@@ -589,19 +683,37 @@ def test_load_association_refusals(good_l3):
 
     cases = {
         "malformed": (None, "is not valid JSON (line "),
-        "missing": (lambda a: first_member(a).update(expname="gone_cal.fits"),
-                    "1 member file(s) not found next to the association: gone_cal.fits"),
-        "type": (lambda a: a.update(asn_type="spec3"), "asn_type is 'spec3'; jwstrun runs image associations"),
+        "missing": (
+            lambda a: first_member(a).update(expname="gone_cal.fits"),
+            "1 member file(s) not found next to the association: gone_cal.fits",
+        ),
+        "type": (
+            lambda a: a.update(asn_type="spec3"),
+            "asn_type is 'spec3'; jwstrun runs image associations",
+        ),
         "dup": (lambda a: a["products"][0]["members"].append(dict(first_member(a))), "lists "),
-        "dotdot": (lambda a: first_member(a).update(expname="../cal/" + first_member(a)["expname"]),
-                   "lies outside the association's directory"),
-        "abs": (lambda a: first_member(a).update(expname="/etc/passwd"), "member /etc/passwd lies outside"),
-        "sep": (lambda a: a["products"][0].update(name="out/mosaic"), "product name 'out/mosaic' contains a path separator"),
-        "dotname": (lambda a: a["products"][0].update(name="..mosaic"), "product name '..mosaic' contains"),
+        "dotdot": (
+            lambda a: first_member(a).update(expname="../cal/" + first_member(a)["expname"]),
+            "lies outside the association's directory",
+        ),
+        "abs": (
+            lambda a: first_member(a).update(expname="/etc/passwd"),
+            "member /etc/passwd lies outside",
+        ),
+        "sep": (
+            lambda a: a["products"][0].update(name="out/mosaic"),
+            "product name 'out/mosaic' contains a path separator",
+        ),
+        "dotname": (
+            lambda a: a["products"][0].update(name="..mosaic"),
+            "product name '..mosaic' contains",
+        ),
         "nomembers": (lambda a: a["products"][0].update(members=[]), "has no members"),
         "noexptype": (lambda a: first_member(a).pop("exptype"), "has no 'exptype'"),
-        "twoproducts": (lambda a: a["products"].append(dict(a["products"][0], name="other")),
-                        "has 2 products, but calwebb_image3 processes only the first"),
+        "twoproducts": (
+            lambda a: a["products"].append(dict(a["products"][0], name="other")),
+            "has 2 products, but calwebb_image3 processes only the first",
+        ),
     }
     for name, (mutate, message) in cases.items():
         path = d / f"bad_{name}_asn.json"
@@ -633,19 +745,27 @@ def test_load_association_wrong_level_and_asn_from_list_types(good_l3, data):
 
 
 def test_level2_load_rules(data):
-    rate = [p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target]
+    rate = [
+        p for p in by_filter(data["rate"], "F200W") if not read_exposure_info(p).background_target
+    ]
     path = rate[0].parent / "l2_rules_asn.json"
     asn_lib.make_associations(rate, path, background=data["bkg"][:2], force=True)
     try:
         asn = asn_lib.load_association(path, level=2)
         assert len(asn.member_paths("science")) == 3 and len(asn.member_paths("background")) == 2
-        dup = write_variant(path, "l2_dup_asn.json",
-                            lambda a: a["products"][1]["members"].__setitem__(0, a["products"][0]["members"][0]))
+        dup = write_variant(
+            path,
+            "l2_dup_asn.json",
+            lambda a: a["products"][1]["members"].__setitem__(0, a["products"][0]["members"][0]),
+        )
         with pytest.raises(InputError, match="is a science member of both"):
             asn_lib.load_association(dup)
         dup.unlink()
-        two = write_variant(path, "l2_two_asn.json",
-                            lambda a: a["products"][0]["members"].append(dict(a["products"][1]["members"][0])))
+        two = write_variant(
+            path,
+            "l2_two_asn.json",
+            lambda a: a["products"][0]["members"].append(dict(a["products"][1]["members"][0])),
+        )
         with pytest.raises(InputError, match="has 2 science members"):
             asn_lib.load_association(two)
         two.unlink()
@@ -698,7 +818,9 @@ def test_show_check_usage_errors(good_l3, data):
     assert "--show/--check take one association file" in result.output
     result = run_cli("asn", "--check", good_l3.parent / "nope.json")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {good_l3.parent / 'nope.json'}: association file not found.")
+    assert result.output.startswith(
+        f"Error: {good_l3.parent / 'nope.json'}: association file not found."
+    )
 
 
 # --------------------------------------------------------------------------- headers only
@@ -750,8 +872,13 @@ def test_background_step_runs_end_to_end(tmp_path):
     if not hasattr(simulate, "simulate_program"):
         pytest.skip("jwstrun.simulate.simulate_program does not exist yet")
     sim = simulate.simulate_program(
-        tmp_path / "sim", instrument="NIRCAM", detectors=["NRCB1"], filters=["F200W"],
-        subarray="SUB160", n_dithers=1, n_background=2,
+        tmp_path / "sim",
+        instrument="NIRCAM",
+        detectors=["NRCB1"],
+        filters=["F200W"],
+        subarray="SUB160",
+        n_dithers=1,
+        n_background=2,
     )
     assert sim.background_files, "the simulator wrote no background exposures"
     science = [p for p in sim.rate_files if p not in set(sim.background_files)]
@@ -765,10 +892,37 @@ def test_background_step_runs_end_to_end(tmp_path):
         " steps={'resample': {'skip': True}})"
     )
     (Path(sim.outdir) / "out").mkdir()
-    run = subprocess.run([sys.executable, "-c", code], cwd=sim.outdir, env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=sim.outdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     cal = list((Path(sim.outdir) / "out").glob("*_cal.fits"))
     assert len(cal) == 1
     info = read_exposure_info(cal[0])
     assert info.step_status.get("S_BKDSUB") == "COMPLETE"
+
+
+def test_output_option_misuse(data, tmp_path):
+    rate = by_filter(data["rate"], "F200W")
+    result = run_cli("asn", *rate, "-o", tmp_path / "l2.txt")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: -o {tmp_path / 'l2.txt'}: an association file name must end in .json"
+    )
+    result = run_cli("asn", *rate, "--group-by", "default", "-o", tmp_path / "g.json")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: -o {tmp_path / 'g.json'}: with --group-by, -o is a directory"
+    )
+    result = run_cli("asn", *rate, "--product-name", "one", "-o", rate[0].parent / "n_asn.json")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: --product-name names one product, but a Level-2 association has one product per "
+        "exposure (3 here)."
+    )
+    assert list(tmp_path.iterdir()) == [] and not (rate[0].parent / "n_asn.json").exists()

@@ -116,39 +116,60 @@ def _render_products(products, title: str, details=None) -> None:
 @click.command("asn")
 @click.argument("files", nargs=-1, metavar="FILES...")
 @click.option(
-    "-o", "--output", metavar="OUT.json|DIR",
+    "-o",
+    "--output",
+    metavar="OUT.json|DIR",
     help="Association file to write (.json); with --group-by, a directory for one file per group.",
 )
 @click.option(
-    "--level", type=click.Choice(["2", "3"]), default=None,
+    "--level",
+    type=click.Choice(["2", "3"]),
+    default=None,
     help="Force the association level (default: 2 for _rate/_rateints, 3 for _cal/_calints/_crf).",
 )
 @click.option(
-    "--product-name", metavar="NAME",
+    "--product-name",
+    metavar="NAME",
     help="Product name (as asn_from_list). Default: the DMS Level-3 name, e.g. "
     "jw01234-o001_t001_nircam_clear-f200w; with --group-by it may use group keys: 'mosaic_{filter}'.",
 )
 @click.option(
-    "-b", "--background", multiple=True, metavar="FILES",
+    "-b",
+    "--background",
+    multiple=True,
+    metavar="FILES",
     help="Background exposures for calwebb_image2's background step (Level 2). Repeat it, "
     "separate files with commas, or give a QUOTED pattern: --background 'bkg/*_rate.fits'.",
 )
 @click.option(
-    "--group-by", metavar="KEYS",
+    "--group-by",
+    metavar="KEYS",
     help="Write one association per group into the -o directory. KEYS: 'default' "
     "(program,instrument,channel,filter,pupil,target) or a comma-separated list of program, "
     "observation, visit, instrument, detector, module, channel, filter, pupil, subarray, "
     "exp_type, target.",
 )
-@click.option("--allow-mixed", is_flag=True, help="Allow one Level-3 product to mix filters, pupils or targets.")
 @click.option(
-    "--allow-outside", is_flag=True,
+    "--allow-mixed",
+    is_flag=True,
+    help="Allow one Level-3 product to mix filters, pupils or targets.",
+)
+@click.option(
+    "--allow-outside",
+    is_flag=True,
     help="Allow members outside the association's directory (written as relative paths with '..').",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing association files.")
-@click.option("--show", "show_path", metavar="ASN.json", help="Show the products and members of an association.")
 @click.option(
-    "--check", "check_path", metavar="ASN.json",
+    "--show",
+    "show_path",
+    metavar="ASN.json",
+    help="Show the products and members of an association.",
+)
+@click.option(
+    "--check",
+    "check_path",
+    metavar="ASN.json",
     help="Check an association: JSON, schema, asn_type, names, members exist and are the right "
     "product type, no duplicates, one instrument/filter per Level-3 product.",
 )
@@ -201,19 +222,21 @@ def asn_command(
                 "build options."
             )
         if show_path:
-            asn = asn_lib.load_association(show_path, allow_outside=allow_outside, check_members_exist=False)
+            asn = asn_lib.load_association(
+                show_path, allow_outside=allow_outside, check_members_exist=False
+            )
             if as_json:
                 click.echo(json.dumps(asn.data, indent=2))
             else:
-                _render_products(asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})")
+                _render_products(
+                    asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
+                )
             return
         report = asn_lib.check_association(check_path, allow_outside=allow_outside)
         if as_json:
             click.echo(json.dumps(report.to_dict(), indent=2))
         else:
-            details = {
-                m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]
-            }
+            details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
             _render_products(
                 report.association.data["products"],
                 title=f"{report.association.path} ({report.association.asn_type})",
@@ -223,7 +246,9 @@ def asn_command(
 
             console = get_console()
             if report.ok:
-                console.print(f"OK: {report.association.path} is a valid Level-{report.association.level} association.")
+                console.print(
+                    f"OK: {report.association.path} is a valid Level-{report.association.level} association."
+                )
             else:
                 for problem in report.problems:
                     click.secho(f"Problem: {problem}", err=True, fg="red")
@@ -235,7 +260,9 @@ def asn_command(
         return
 
     if not files:
-        raise click.UsageError("give exposures to associate (FILES...), or --show/--check ASN.json.")
+        raise click.UsageError(
+            "give exposures to associate (FILES...), or --show/--check ASN.json."
+        )
     if not output:
         raise click.UsageError("give -o OUT.json (or -o DIR with --group-by).")
     result = asn_lib.make_associations(
