@@ -203,5 +203,15 @@ def subarray_geometry(detector: Detector, subarray: str) -> tuple[int, int, int,
     if key not in valid:
         raise _unknown(f"subarray for {detector.name}", key, valid)
     aperture = siaf_aperture(detector, key)
-    xstart, ystart = aperture.dms_corner()
-    return int(xstart), int(ystart), int(aperture.XSciSize), int(aperture.YSciSize)
+    # SUBSTRT is the subarray's first pixel in the full-frame *science* (DMS) frame,
+    # which is where jwst's subarray transform puts it in front of the full-frame
+    # distortion.  (pysiaf's dms_corner() is the OSS/detector-frame corner, which
+    # differs for detectors read out flipped, such as NRCB1.)
+    full = siaf_aperture(detector, "FULL")
+    xstart, ystart = full.det_to_sci(*aperture.sci_to_det(1.0, 1.0))
+    return (
+        int(round(float(xstart))),
+        int(round(float(ystart))),
+        int(aperture.XSciSize),
+        int(aperture.YSciSize),
+    )
