@@ -1,0 +1,164 @@
+"""The simulator: files, metadata, truth tables and bad input (no pipeline runs here)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+from jwstrun.simulate import simulate_program
+
+NAME_RE = re.compile(r"^jw\d{5}\d{3}\d{3}_\d{2}\d\d{2}_\d{5}_[a-z0-9]+_(rate|rateints)\.fits$")
+
+
+@pytest.fixture(scope="module")
+def small_program(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    return simulate_program(out, subarray="SUB160", n_dithers=2, n_background=1, seed=7, force=True)
+
+
+def test_files_follow_jwst_naming(small_program):
+    names = [p.name for p in small_program.rate_files + small_program.background_files]
+    assert len(small_program.rate_files) == 2
+    assert len(small_program.background_files) == 1
+    for name in names:
+        assert NAME_RE.match(name), name
+    assert all(p.exists() for p in small_program.rate_files)
+    # no temporary files left behind
+    assert not list(small_program.outdir.glob(".*part*"))
+
+
+def test_rate_metadata_and_layout(small_program):
+    path = small_program.rate_files[0]
+    with fits.open(path) as hdul:
+        assert hdul[0].data is None
+        names = [h.name for h in hdul]
+        for ext in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE", "ASDF"):
+            assert ext in names
+        hdr = hdul[0].header
+        assert hdr["INSTRUME"] == "NIRCAM"
+        assert hdr["DETECTOR"] == "NRCB1"
+        assert hdr["EXP_TYPE"] == "NRC_IMAGE"
+        assert hdr["FILTER"] == "F200W"
+        assert hdr["PUPIL"] == "CLEAR"
+        assert hdr["SUBARRAY"] == "SUB160"
+        # SIAF: NRCB1_SUB160 is the first 160x160 science pixels of NRCB1 (read out flipped:
+        # its detector-frame corner is (1, 1889))
+        assert (hdr["SUBSTRT1"], hdr["SUBSTRT2"], hdr["SUBSIZE1"], hdr["SUBSIZE2"]) == (1, 1, 160, 160)
+        assert hdl_shape(hdul) == (160, 160)
+        sci = hdul["SCI"].data
+        err = hdul["ERR"].data
+        var = hdul["VAR_POISSON"].data + hdul["VAR_RNOISE"].data
+        assert sci.dtype == np.float32 and hdul["DQ"].data.dtype == np.uint32
+        np.testing.assert_allclose(err**2, var, rtol=1e-4)
+        assert (hdul["DQ"].data & 1).any(), "some DO_NOT_USE pixels expected"
+        assert hdul["SCI"].header["BUNIT"] == "DN/s"
+
+
+def hdl_shape(hdul):
+    return hdul["SCI"].data.shape
+
+
+def test_background_exposure_flagged_and_empty(small_program):
+    bkg = small_program.background_files[0]
+    assert fits.getval(bkg, "BKGDTARG") is True
+    sci = fits.getdata(bkg, "SCI")
+    dq = fits.getdata(bkg, "DQ")
+    good = sci[(dq & 1) == 0]
+    # no sources: the brightest good pixel is sky + noise (+ cosmic rays)
+    assert np.median(good) > 0
+
+
+def test_truth_tables(small_program):
+    truth = Table.read(small_program.truth_file)
+    assert {"ra", "dec", "flux_jy", "abmag", "kind"} <= set(truth.colnames)
+    assert (truth["kind"] == "point").sum() >= 40
+    assert (truth["kind"] == "galaxy").sum() >= 8
+    np.testing.assert_allclose(truth["abmag"], -2.5 * np.log10(truth["flux_jy"] / 3631.0))
+    pointing = Table.read(small_program.pointing_file)
+    assert len(pointing) == 3
+    err = np.hypot(pointing["error_xi_arcsec"], pointing["error_eta_arcsec"])
+    assert 0 < err.max() < 1.0
+    crs = Table.read(small_program.cosmic_ray_file)
+    assert len(crs) > 10
+    assert set(crs["file"]) <= {p.name for p in small_program.rate_files + small_program.background_files}
+
+
+def test_env_file(small_program):
+    text = small_program.env_file.read_text()
+    assert "CRDS_PATH" in text and "CRDS_SERVER_URL" in text and "serverless" in text
+    assert (small_program.crds_path / "config" / "jwst" / "server_config").exists()
+
+
+def test_same_seed_same_data(tmp_path, small_program):
+    again = simulate_program(tmp_path / "again", subarray="SUB160", n_dithers=2, n_background=1, seed=7)
+    a = fits.getdata(small_program.rate_files[1], "SCI")
+    b = fits.getdata(again.rate_files[1], "SCI")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_rateints_are_cubes(tmp_path):
+    result = simulate_program(tmp_path / "ints", subarray="SUB160", n_dithers=1, rateints=True, nints=3)
+    path = result.rate_files[0]
+    assert path.name.endswith("_rateints.fits")
+    with fits.open(path) as hdul:
+        assert hdul["SCI"].data.shape == (3, 160, 160)
+        assert len(hdul["INT_TIMES"].data) == 3
+        assert hdul[0].header["NINTS"] == 3
+
+
+def test_pointing_error_moves_sources(tmp_path):
+    """Sources are rendered at the true pointing, the header carries the nominal one."""
+    result = simulate_program(tmp_path / "p", subarray="SUB160", n_dithers=1, pointing_error=0.0, seed=3)
+    moved = simulate_program(tmp_path / "q", subarray="SUB160", n_dithers=1, pointing_error=0.5, seed=3)
+    assert fits.getval(result.rate_files[0], "RA_REF", "SCI") == pytest.approx(
+        fits.getval(moved.rate_files[0], "RA_REF", "SCI"))
+    a = fits.getdata(result.rate_files[0], "SCI")
+    b = fits.getdata(moved.rate_files[0], "SCI")
+    assert not np.array_equal(a, b)
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def test_cli_refuses_non_empty_outdir(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    result = CliRunner().invoke(cli, ["simulate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not empty" in result.output and "--force" in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--detector", "NRCB9"], "unknown detector 'NRCB9'. Did you mean NRCB1?"),
+        (["--detector", "NRCB1", "--filter", "F444W"], "unknown filter for NRCB1 'F444W'"),
+        (["--subarray", "SUB999"], "unknown subarray for NRCB1 'SUB999'"),
+        (["--instrument", "MIRI", "--detector", "NRCB1"], "do not belong to instrument MIRI"),
+    ],
+)
+def test_cli_bad_names_list_valid_ones(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["simulate", str(tmp_path / "o"), *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Valid:" in result.output or "belong" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_json(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["simulate", str(tmp_path / "j"), "--subarray", "SUB160", "--dithers", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert len(data["rate_files"]) == 1
+    assert data["env"]["CRDS_PATH"].endswith("crds_cache")
