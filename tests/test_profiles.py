@@ -820,3 +820,128 @@ def test_spec_cache_avoids_importing_jwst(tmp_path):
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "False"  # warm: jwst never imported
+
+
+# --------------------------------------------------------------------------
+# end to end: strun with the exported files == jwstrun with the profile
+# --------------------------------------------------------------------------
+
+JWSTRUN = str(Path(sys.executable).with_name("jwstrun"))
+ASN_FROM_LIST = str(Path(sys.executable).with_name("asn_from_list"))
+
+USER_PROFILE = """
+description: fast plus a coarser SIP approximation, so the products show the profile was used
+why:
+  image2.steps.assign_wcs: A degree-2 SIP differs from the default, visible in the headers.
+image2:
+  steps:
+    resample:
+      skip: true
+    assign_wcs:
+      sip_degree: 2
+      sip_npoints: 16
+"""
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    root = tmp_path_factory.mktemp("profiles_e2e")
+    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
+    profile = root / "mine.yaml"
+    profile.write_text(USER_PROFILE)
+    return root, sim, profile
+
+
+def _run(args, cwd, env=None):
+    proc = subprocess.run(
+        args, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _assert_same_products(a_dir: Path, b_dir: Path, names: list[str]) -> None:
+    import numpy as np
+    from astropy.io import fits
+
+    for name in names:
+        with fits.open(a_dir / name) as a, fits.open(b_dir / name) as b:
+            assert [h.name for h in a] == [h.name for h in b], name
+            for hdu_a, hdu_b in zip(a, b):
+                if hdu_a.name == "ASDF" or hdu_a.data is None:
+                    continue
+                if isinstance(hdu_a, fits.BinTableHDU):
+                    continue  # HDRTAB and friends carry file names and dates
+                assert np.array_equal(hdu_a.data, hdu_b.data, equal_nan=True), (name, hdu_a.name)
+            for key in [k for k in a[0].header if k.startswith("S_")]:
+                assert a[0].header[key] == b[0].header[key], (name, key)
+            if "SCI" in a:
+                for key in ("CTYPE1", "A_ORDER", "B_ORDER", "CRVAL1", "CRVAL2"):
+                    assert a["SCI"].header.get(key) == b["SCI"].header.get(key), (name, key)
+
+
+def test_strun_with_exported_image2_file_gives_jwstrun_products(simulated):
+    root, sim, profile = simulated
+    sets = ["--set", "steps.photom.apply_time_correction=false"]
+    _run(
+        [JWSTRUN, "profiles", "export", str(profile), "--pipeline", "image2",
+         "-o", str(root / "image2.asdf"), *sets],
+        cwd=root,
+    )
+    rate = sim.rate_files[0]
+    _run(
+        [JWSTRUN, "image2", str(rate), "-o", str(root / "jwstrun"), "-j", "1",
+         "--crds-env", str(sim.env_file), "--profile", str(profile), *sets],
+        cwd=root,
+    )
+    (root / "strun").mkdir()
+    _run([STRUN, str(root / "image2.asdf"), str(rate)], cwd=root / "strun", env=sim.env)
+
+    cal = rate.name.replace("_rate.fits", "_cal.fits")
+    products = sorted(p.name for p in (root / "jwstrun").glob("*.fits"))
+    assert products == sorted(p.name for p in (root / "strun").glob("*.fits")) == [cal]
+    _assert_same_products(root / "jwstrun", root / "strun", [cal])
+    from astropy.io import fits
+
+    assert fits.getval(root / "strun" / cal, "A_ORDER", "SCI") == 2  # the profile was used
+    assert fits.getval(root / "strun" / cal, "S_RESAMP") == "SKIPPED"
+
+
+@pytest.mark.slow
+def test_strun_with_exported_image3_file_gives_jwstrun_products(tmp_path):
+    from jwstrun.simulate import simulate_program
+
+    # tweakreg needs enough stars in common: four SUB640 dithers (as the strun smoke test).
+    root = tmp_path
+    sim = simulate_program(root / "sim", subarray="SUB640", n_dithers=4, seed=3)
+    cal_dir = root / "cal"
+    _run(
+        [JWSTRUN, "image2", *map(str, sim.rate_files), "-o", str(cal_dir), "-j", "1",
+         "--crds-env", str(sim.env_file), "--profile", "fast"],
+        cwd=root,
+    )
+    _run([JWSTRUN, "profiles", "export", "fast", "-o", str(root / "params")], cwd=root)
+    cals = sorted(p.name for p in cal_dir.glob("*_cal.fits"))
+    strun_dir = root / "strun3"
+    strun_dir.mkdir()
+    for name in cals:
+        (strun_dir / name).write_bytes((cal_dir / name).read_bytes())
+    _run([ASN_FROM_LIST, "-o", "l3_asn.json", "--product-name", "mosaic", *cals], cwd=strun_dir)
+    _run([STRUN, str(root / "params" / "fast_calwebb_image3.asdf"), "l3_asn.json"],
+         cwd=strun_dir, env=sim.env)
+    (strun_dir / "l3_asn.json").rename(root / "l3_asn.json")
+    jwst3 = root / "jwstrun3"
+    jwst3.mkdir()
+    for name in cals:
+        (jwst3 / name).write_bytes((cal_dir / name).read_bytes())
+    (jwst3 / "l3_asn.json").write_bytes((root / "l3_asn.json").read_bytes())
+    _run(
+        [JWSTRUN, "image3", "l3_asn.json", "-o", str(jwst3), "-j", "1",
+         "--crds-env", str(sim.env_file), "--profile", "fast"],
+        cwd=jwst3,
+    )
+    assert (strun_dir / "mosaic_i2d.fits").is_file()
+    _assert_same_products(jwst3, strun_dir, ["mosaic_i2d.fits"])
