@@ -594,12 +594,22 @@ _FITS_OVERRIDES = {
 }
 
 
-def _fits_keyword(parkey: str) -> str:
-    if parkey in _FITS_OVERRIDES:
-        return _FITS_OVERRIDES[parkey]
-    from crds.jwst import schema
+_fits_locations: dict[str, tuple[str, str]] = {}
 
-    return schema.dm_to_fits(parkey) or parkey.rsplit(".", 1)[-1]
+
+def _fits_location(parkey: str) -> tuple[str, str]:
+    """(FITS keyword, HDU name) where the JWST datamodel schema keeps ``parkey``."""
+    if parkey not in _fits_locations:
+        from crds.jwst import schema
+
+        flat = schema.get_flat_schema()
+        keyword = _FITS_OVERRIDES.get(parkey) or schema.dm_to_fits(parkey) or parkey.rsplit(".", 1)[-1]
+        _fits_locations[parkey] = (keyword, str(flat.get(parkey + ".FITS_HDU", "PRIMARY")).upper())
+    return _fits_locations[parkey]
+
+
+def _fits_keyword(parkey: str) -> str:
+    return _fits_location(parkey)[0]
 
 
 def _useafter_dates(selector, dates: set) -> None:
@@ -659,7 +669,7 @@ class _HeaderSource:
     def __init__(self, item, index: int):
         from .products import product_type, read_primary_header
 
-        self.sci_header = None
+        self.ext_headers: dict = {}
         self.path = None
         if isinstance(item, (str, os.PathLike)):
             self.path = Path(item)
@@ -683,19 +693,20 @@ class _HeaderSource:
     def get(self, parkey: str):
         if self.meta is not None:
             return self.meta.get(parkey, "UNDEFINED")
-        keyword = _fits_keyword(parkey)
+        keyword, hdu = _fits_location(parkey)
         if keyword in self.primary:
             return self.primary[keyword]
-        if self.path is not None and self.sci_header is None:
-            # a few model keys live in the SCI header; read it only when needed
-            from astropy.io import fits
+        if hdu != "PRIMARY" and self.path is not None:
+            # a few model keys (none of the usual imaging ones) live in the SCI header
+            if hdu not in self.ext_headers:
+                from astropy.io import fits
 
-            try:
-                self.sci_header = fits.getheader(self.path, 1)
-            except Exception:  # noqa: BLE001 - no SCI extension is fine
-                self.sci_header = {}
-        if self.sci_header and keyword in self.sci_header:
-            return self.sci_header[keyword]
+                try:
+                    self.ext_headers[hdu] = fits.getheader(self.path, hdu)
+                except Exception:  # noqa: BLE001 - no such extension: the key is undefined
+                    self.ext_headers[hdu] = {}
+            if keyword in self.ext_headers[hdu]:
+                return self.ext_headers[hdu][keyword]
         return "UNDEFINED"
 
     @property

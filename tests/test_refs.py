@@ -494,3 +494,68 @@ def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
     result = runner.invoke(cli, ["refs", "bestrefs", str(missing), "--crds-path", str(cache)])
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {missing}: file not found. Check the path or the glob pattern."
+
+
+# ---------------------------------------------------------------- end to end
+
+
+_OFFLINE_IMAGE2 = r'''
+import json, sys
+attempts = []
+def audit(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
+        attempts.append(event)
+sys.addaudithook(audit)
+from jwst.pipeline import Image2Pipeline
+from stdatamodels.jwst import datamodels
+result = Image2Pipeline.call(sys.argv[1], output_dir=sys.argv[2], save_results=True,
+                             steps={"resample": {"skip": True}})
+model = result[0] if isinstance(result, (list, tuple)) else result
+with datamodels.open(model) as cal:
+    status = {"flat": cal.meta.cal_step.flat_field, "photom": cal.meta.cal_step.photom,
+              "r_flat": cal.meta.ref_file.flat.name, "context": cal.meta.ref_file.crds.context_used}
+print("RESULT " + json.dumps({"attempts": attempts, **status}))
+'''
+
+
+def test_simulated_program_prefetch_then_image2_offline(tmp_path):
+    """Simulator cache as the 'server'; prefetch into an empty cache; real image2 offline."""
+    import subprocess
+    import sys
+
+    from jwstrun.simulate import simulate_program
+
+    sim = simulate_program(tmp_path / "sim", n_dithers=2, subarray="SUB160")
+    remote = tmp_path / "server"
+    shutil.copytree(sim.crds_path, remote)
+    flat = remote / "flat_references"
+    flat.mkdir()
+    for ref in (remote / "references" / "jwst").glob("*/*"):
+        shutil.copy(ref, flat / ref.name)
+    write_remote_config(remote, sim.crds_context)
+    mirror = {"CRDS_CONFIG_URI": str(remote / "config" / "jwst"),
+              "CRDS_MAPPING_URI": (remote / "mappings" / "jwst").as_uri(),
+              "CRDS_REFERENCE_URI": flat.as_uri(), "CRDS_SERVER_URL": refs.SERVERLESS_URL}
+    node_cache = tmp_path / "node_cache"
+    refs.apply_crds_environment(refs.crds_environment(crds_path=node_cache, base=mirror))
+    report = refs.prefetch([str(p) for p in sim.rate_files])
+    assert report.context == sim.crds_context and report.present == (0, 0)
+    needed = set(report.resolution.files)
+    assert {"distortion", "flat", "photom"} <= {t for f in report.files for t in f.reftypes}
+    assert needed == {p.name for p in (node_cache / "references").rglob("*") if p.is_file()}
+
+    worker = refs.worker_environment({"CRDS_PATH": str(node_cache)}, report.context)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env.update(worker)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _OFFLINE_IMAGE2, str(sim.rate_files[0]), str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    assert result["attempts"] == []  # not one socket: the network could as well be gone
+    assert result["flat"] == result["photom"] == "COMPLETE"
+    assert result["context"] == report.context
+    expected_flat = report.resolution.references_for(sim.rate_files[0])["flat"]
+    assert result["r_flat"] == f"crds://{expected_flat}"
