@@ -829,10 +829,10 @@ def resolve_bestrefs(
         n_calls += 1
         for reftype in types:
             if reftype not in plan.known:
-                if reftype.startswith("pars-"):
-                    group.references[reftype] = "N/A"  # stpipe then uses the step's defaults
-                else:
-                    group.references[reftype] = "N/A"
+                # an unlisted pars-* type only means "no parameter file": stpipe uses the
+                # step's defaults; any other type makes stpipe's prefetch raise
+                group.references[reftype] = "N/A"
+                if not reftype.startswith("pars-"):
                     group.errors[reftype] = (f"reftype {reftype!r} is not listed in "
                                              f"{pmap.get_imap(group.instrument).basename}; the "
                                              "pipeline's prefetch will fail")
@@ -985,7 +985,7 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
             text = path.read_text()
             body = text[text.find("selector"):]
             queue.extend(re.findall(r"['\"](jwst_[a-z0-9_\-]+\.[ir]map)['\"]", body))
-    pmap = _load_context(ctx)
+    _load_context(ctx)  # the whole closure is present and checksums are right
     for name, status in sorted(mapping_status.items()):
         path = Path(config.locate_mapping(name, OBSERVATORY))
         files.append(FetchedFile(name, "mapping", status, path.stat().st_size))
