@@ -924,6 +924,19 @@ def _split_value(text: str) -> Any:
     return value
 
 
+def _other_pipeline_hint(pipeline: str, step: str | None, param: str | None) -> str:
+    """Point at the other pipeline when the key belongs there (commands running both)."""
+    for other in PIPELINES:
+        if other == pipeline:
+            continue
+        spec = pipeline_spec(other)
+        if step is None and param in spec.params or (
+            step in spec.steps and (param is None or param in spec.steps[step].params)
+        ):
+            return f" (it belongs to {other}: prefix the key with '{other}.')"
+    return ""
+
+
 def parse_sets(sets: Sequence[str], pipeline: str) -> Profile:
     """Turn ``--set`` options into a pseudo-profile for ``pipeline``.
 
@@ -963,7 +976,7 @@ def parse_sets(sets: Sequence[str], pipeline: str) -> Profile:
             if step not in spec.steps:
                 problems.append(
                     f"{where}: unknown step {step!r} in {pipeline} ({spec.alias})"
-                    f"{_suggest(step, spec.steps)}"
+                    f"{_suggest(step, spec.steps)}{_other_pipeline_hint(pipeline, step, None)}"
                 )
                 continue
         elif len(parts) == 1:
@@ -986,7 +999,7 @@ def parse_sets(sets: Sequence[str], pipeline: str) -> Profile:
             owner = f"step {step}" if step else spec.alias
             problems.append(
                 f"{where}: unknown parameter {param!r} for {owner} in {pipeline}"
-                f"{_suggest(param, params)}"
+                f"{_suggest(param, params)}{_other_pipeline_hint(pipeline, step, param)}"
             )
             continue
         try:

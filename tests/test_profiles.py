@@ -534,6 +534,15 @@ def test_set_errors():
     )
 
 
+def test_set_for_the_other_pipeline_says_so():
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["in_memory=false"], "image2")
+    assert str(info.value) == (
+        "--set in_memory=false: unknown parameter 'in_memory' for calwebb_image2 in image2 "
+        "(it belongs to image3: prefix the key with 'image3.')"
+    )
+
+
 def test_unknown_pipeline_name():
     with pytest.raises(ConfigError) as info:
         P.pipeline_spec("calwebb_image2")

@@ -1,0 +1,102 @@
+"""Wall time of calwebb_image2 per full-frame exposure: profile `fast` vs `default`.
+
+Simulates one NIRCam full-frame exposure (and its CRDS cache), then runs
+``Image2Pipeline.call`` with ``build_call_parameters("image2", [profile])`` in a
+fresh process per run, alternating default / fast so both see the same machine
+load.  Only the pipeline call is timed (the ~3 s ``import jwst.pipeline`` is
+excluded and identical for both).  Also times ``jwstrun profiles check`` with a
+cold and a warm spec cache.
+
+    python scripts/bench_profiles.py [--repeat 3] [--subarray FULL] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from jwst.pipeline import Image2Pipeline
+from jwstrun.profiles import build_call_parameters
+rate, outdir, profile = sys.argv[1:4]
+kwargs = build_call_parameters("image2", [profile])
+t0 = time.perf_counter()
+Image2Pipeline.call(rate, output_dir=outdir, save_results=True, configure_log=False, **kwargs)
+wall = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"wall": wall, "rss_mb": rss}))
+"""
+
+
+def run_once(rate: Path, outdir: Path, profile: str, env: dict) -> dict:
+    outdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(rate), str(outdir), profile],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"{profile} run failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["products"] = sorted(p.name.split("_")[-1] for p in outdir.glob("*.fits"))
+    return result
+
+
+def time_check(env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "jwstrun", "profiles", "check",
+         str(Path(__file__).resolve().parent.parent / "configs" / "crowded.yaml")],
+        env=env, check=True, capture_output=True,
+    )
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--subarray", default="FULL")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    from jwstrun.simulate import simulate_program
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_profiles_"))
+    sim = simulate_program(work / "sim", subarray=args.subarray, n_dithers=1, force=True)
+    rate = sim.rate_files[0]
+    env = {**os.environ, **sim.env}
+    print(f"input: {rate.name} ({args.subarray}), CRDS {sim.crds_context}")
+
+    walls: dict[str, list[float]] = {"default": [], "fast": []}
+    for i in range(args.repeat):
+        for profile in ("default", "fast"):
+            r = run_once(rate, work / f"{profile}{i}", profile, env)
+            walls[profile].append(r["wall"])
+            print(
+                f"  run {i + 1} {profile:7s} {r['wall']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
+                f"  products {', '.join(r['products'])}"
+            )
+    d, f = statistics.median(walls["default"]), statistics.median(walls["fast"])
+    print(f"image2 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
+
+    cache_env = {**os.environ, "XDG_CACHE_HOME": str(work / "xdg")}
+    cold = time_check(cache_env)
+    warm = min(time_check(cache_env) for _ in range(3))
+    print(
+        f"jwstrun profiles check: cold spec cache {cold:.2f} s, warm {warm:.2f} s, "
+        f"ratio {cold / warm:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
