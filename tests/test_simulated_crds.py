@@ -64,7 +64,15 @@ def _make_rate(path: Path, detector_name: str, filter_name: str, subarray: str) 
     xstart, ystart, xsize, ysize = subarray_geometry(det, subarray)
     ap = siaf_aperture(det, subarray)
     rng = np.random.default_rng(1)
-    data = (1.0 + 0.01 * rng.standard_normal((ysize, xsize))).astype(np.float32)
+    data = 1.0 + 0.01 * rng.standard_normal((ysize, xsize))
+    # a few isolated stars for source_catalog (Gaussian PSF of the filter's FWHM)
+    sigma = filt.fwhm_arcsec / det.pixel_scale / 2.3548
+    yy, xx = np.mgrid[0:ysize, 0:xsize]
+    for fx in (0.25, 0.5, 0.75):
+        for fy in (0.3, 0.7):
+            x0, y0 = fx * xsize + 0.3, fy * ysize - 0.2
+            data += 20.0 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2))
+    data = data.astype(np.float32)
     model = ImageModel(data=data)
     model.dq = np.zeros(data.shape, np.uint32)
     model.err = np.full(data.shape, 0.01, np.float32)
@@ -343,10 +351,14 @@ def test_stock_crds_client_selects_the_simulated_references(program, bestrefs, d
 
 
 _IMAGE2 = r"""
-import json, sys
+import glob, sys
 from jwst.pipeline import Image2Pipeline
+from jwst.source_catalog import SourceCatalogStep
 for path in sys.argv[2:]:
     Image2Pipeline.call(path, output_dir=sys.argv[1], save_results=True)
+# source_catalog (calwebb_image3's last step) needs the apcorr and abvegaoffset refs
+for i2d in sorted(glob.glob(sys.argv[1] + "/*_i2d.fits")):
+    SourceCatalogStep.call(i2d, output_dir=sys.argv[1], save_results=True)
 """
 
 
@@ -359,7 +371,7 @@ def image2(program):
     env = _env(cache)
     _run([STRUN, "calwebb_image2", str(program["rates"]["NRCB1"]), "--output_dir", str(out)],
          env, root)  # fmt: skip
-    others = [str(program["rates"][d]) for d in ("NRCBLONG", "MIRIMAGE")]
+    others = [str(program["rates"][d]) for d in ("NRCBLONG", "MIRIMAGE")]  # then catalogs of all 3
     _run([PYTHON, "-c", _IMAGE2, str(out), *others], env, root)
     return out
 
@@ -399,6 +411,33 @@ def test_image2_runs_offline_with_every_step_complete(program, image2, det_name,
     np.testing.assert_allclose(cal_data[good], rate_data[good] / flat[good] * filt.photmjsr, rtol=1e-5)
     with fits.open(image2 / rate.name.replace("_rate", "_i2d")) as hdul:
         assert hdul[0].header["S_RESAMP"] == "COMPLETE"
+
+
+@pytest.mark.parametrize("det_name,filt_name,sub", CASES)
+def test_source_catalog_uses_apcorr_and_abvegaoffset(program, image2, det_name, filt_name, sub):
+    from astropy import units as u
+    from astropy.table import Table
+    from stdatamodels.jwst.datamodels import ABVegaOffsetModel
+
+    rate = program["rates"][det_name]
+    cat = Table.read(image2 / rate.name.replace("_rate.fits", "_cat.ecsv"))
+    assert len(cat) >= 6  # the six stars (edge noise may add a few)
+    det = get_detector(det_name)
+    refdir = program["cache"] / "references" / "jwst" / det.instrument.lower()
+    abv_file = next(e.filename for e in program["entries"][det_name] if e.reftype == "abvegaoffset")
+    with ABVegaOffsetModel(str(refdir / abv_file)) as ab:
+        table = ab.abvega_offset
+        offset = float(table["abvega_offset"][table["filter"] == filt_name][0])
+    good = np.isfinite(cat["aper_total_abmag"])
+    assert good.sum() >= 6
+    diff = cat["aper_total_abmag"][good] - cat["aper_total_vegamag"][good]
+    np.testing.assert_allclose(diff, offset, atol=1e-4)
+    # apcorr: aperture-corrected total flux of the bright stars ~ the Gaussian's total
+    filt = get_filter(det, filt_name)
+    sigma = filt.fwhm_arcsec / det.pixel_scale / 2.3548
+    expected_jy = 20.0 * 2 * np.pi * sigma**2 * filt.photmjsr * pixel_area_sr(det) * 1e6
+    bright = u.Quantity(cat["aper_total_flux"][good]).to_value(u.Jy)
+    assert np.median(np.sort(bright)[-6:]) == pytest.approx(expected_jy, rel=0.15)
 
 
 # --------------------------------------------------------------- a second context
