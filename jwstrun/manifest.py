@@ -35,6 +35,7 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; the manifest is for everyone
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=1, sort_keys=False, default=str)
             handle.write("\n")

@@ -172,7 +172,7 @@ def _render_summary(summary) -> None:
 
     console = get_console()
     table = Table(title=f"{summary.pipeline} in {summary.outdir}", title_justify="left")
-    table.add_column("task")
+    table.add_column("task", overflow="fold")
     table.add_column("status")
     table.add_column("wall", justify="right")
     table.add_column("peak RSS", justify="right")
@@ -188,16 +188,18 @@ def _render_summary(summary) -> None:
         )
     console.print(table)
     for result in summary.failed:
-        console.print(f"[red]FAILED[/] {result.task_id}: {result.error}")
+        # soft_wrap: paths and reasons stay on one line, easy to copy and to grep
+        console.print(f"[red]FAILED[/] {result.task_id}: {result.error}", soft_wrap=True)
         if result.log_file:
-            console.print(f"       log: {result.log_file}")
+            console.print(f"       log: {result.log_file}", soft_wrap=True)
     counts = (
         f"{len(summary.results)} task(s): {len(summary.succeeded)} ok, "
         f"{len(summary.skipped)} up to date (skipped), {len(summary.failed)} failed"
     )
     console.print(
         f"{counts} in {summary.wall_s:.1f} s with -j {summary.jobs}; CRDS context "
-        f"{summary.crds_context}; manifest {summary.manifest}"
+        f"{summary.crds_context}; manifest {summary.manifest}",
+        soft_wrap=True,
     )
 
 

@@ -1,0 +1,276 @@
+"""``jwstrun image2`` / ``image3`` end to end on simulated data with the real pipelines.
+
+One module-scoped simulation (NIRCam SUB320, two dithers) and one jwstrun
+image2 run serve many small asserts: products, manifest, logs, resume, a
+failing exposure that does not stop the other, untouched inputs, and equality
+with ``strun calwebb_image2`` on the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+VENV_BIN = Path(sys.executable).parent
+STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
+JWSTRUN = shutil.which("jwstrun", path=str(VENV_BIN)) or shutil.which("jwstrun")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def crds_env(sim: Path) -> dict:
+    from jwstrun.refs import read_env_file
+
+    env = dict(os.environ)
+    env.update(read_env_file(sim / "crds.env"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    outdir = tmp_path_factory.mktemp("run") / "sim"
+    result = simulate_program(outdir, subarray="SUB320", n_dithers=2, seed=3)
+    return result
+
+
+@pytest.fixture(scope="module")
+def broken(sim):
+    """A _rate file whose header is fine but which has no data: fails inside the pipeline."""
+    from astropy.io import fits
+
+    source = sim.rate_files[0]
+    path = source.with_name(source.name.replace("_00001_", "_00009_"))
+    with fits.open(source) as hdul:
+        primary = hdul[0].copy()
+    primary.header["EXPOSURE"] = 9
+    primary.header["FILENAME"] = path.name
+    fits.HDUList([primary]).writeto(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image2(sim, broken, tmp_path_factory):
+    """jwstrun image2 on both exposures plus the broken one, -j 2, and checksums around it."""
+    inputs = [*sim.rate_files, broken]
+    before = {p: sha256(p) for p in inputs}
+    outdir = tmp_path_factory.mktemp("image2") / "out"
+    runner = CliRunner()
+    args = ["image2", *map(str, inputs), "-o", str(outdir), "-j", "2",
+            "--crds-env", str(sim.env_file), "--no-progress"]
+    result = runner.invoke(cli, args)
+    after = {p: sha256(p) for p in inputs}
+    return {"result": result, "outdir": outdir, "args": args, "before": before, "after": after,
+            "inputs": inputs}
+
+
+@pytest.fixture(scope="module")
+def manifest(image2):
+    return json.loads((image2["outdir"] / "jwstrun-manifest.json").read_text())
+
+
+def _task(manifest, name_part):
+    return next(v for k, v in manifest["tasks"].items() if name_part in k)
+
+
+def test_image2_exit_code_and_summary_name_the_failure(image2, broken):
+    result = image2["result"]
+    assert result.exit_code == 1, result.output
+    assert "2 ok" in result.output and "1 failed" in result.output
+    assert "FAILED image2-" + broken.name.removesuffix("_rate.fits") in result.output
+    log_name = f"image2-{broken.name.removesuffix('_rate.fits')}.log"
+    assert f"log: {image2['outdir'] / 'logs' / log_name}" in result.output
+    assert "Error: 1 of 3 task(s) failed" in result.output
+
+
+def test_image2_products_in_outdir_only(image2, sim, broken):
+    names = sorted(p.name for p in image2["outdir"].iterdir())
+    expected = []
+    for rate in sim.rate_files:
+        base = rate.name.removesuffix("_rate.fits")
+        expected += [f"{base}_cal.fits", f"{base}_i2d.fits"]
+    assert names == sorted([*expected, "jwstrun-manifest.json", "logs"])
+    # the failed exposure left nothing that looks like a product, and no temp dir
+    assert not list(image2["outdir"].glob(broken.name.replace("_rate.fits", "*")))
+
+
+def test_inputs_never_modified(image2):
+    assert image2["before"] == image2["after"]
+
+
+def test_manifest_records_what_ran(manifest, sim):
+    task = _task(manifest, sim.rate_files[0].name.removesuffix("_rate.fits"))
+    assert task["status"] == "ok"
+    assert task["inputs"][0]["sha256"] == sha256(sim.rate_files[0])
+    assert task["versions"]["jwst"] and task["versions"]["stpipe"] and task["versions"]["crds"]
+    assert task["crds_context"] == sim.crds_context
+    refs = task["references"][task["outputs"][0]]
+    assert refs["R_FLAT"].startswith("crds://") and refs["R_DISTOR"].startswith("crds://")
+    assert task["peak_rss_mb"] > 100 and task["wall_s"] > 0
+    assert task["start"] < task["end"]
+    assert task["resolved_parameters"]["steps"]["resample"]["skip"] is False
+    assert set(task["step_times"]) >= {"assign_wcs", "flat_field", "photom", "resample"}
+    assert len(task["fingerprint"]) == 64
+    assert task["log_file"].startswith("logs/")
+
+
+def test_manifest_records_the_failure(manifest, broken):
+    task = _task(manifest, broken.name.removesuffix("_rate.fits"))
+    assert task["status"] == "failed"
+    assert task["error"].startswith("calwebb_image2 failed")
+    assert broken.name in task["error"]
+    assert task["outputs"] == []
+
+
+def test_log_file_has_the_pipeline_lines(image2, sim):
+    base = sim.rate_files[0].name.removesuffix("_rate.fits")
+    text = (image2["outdir"] / "logs" / f"image2-{base}.log").read_text()
+    assert " - stpipe.step - INFO - Step flat_field running with args" in text
+    assert "Step Image2Pipeline done" in text
+
+
+def test_products_equal_strun(image2, sim, tmp_path_factory):
+    """strun calwebb_image2 on the same files gives identical SCI, ERR, DQ (and WHT/CON)."""
+    from astropy.io import fits
+
+    outdir = tmp_path_factory.mktemp("strun")
+    for rate in sim.rate_files:
+        proc = subprocess.run(
+            [STRUN, "calwebb_image2", str(rate), "--output_dir", str(outdir)],
+            env=crds_env(sim.outdir), capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    compared = 0
+    for ours in sorted(image2["outdir"].glob("*.fits")):
+        theirs = outdir / ours.name
+        assert theirs.exists(), ours.name
+        with fits.open(ours) as a, fits.open(theirs) as b:
+            for ext in ("SCI", "ERR", "DQ", "WHT", "CON"):
+                if ext not in a and ext not in b:
+                    continue
+                np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{ours.name}[{ext}]")
+                compared += 1
+    assert compared == 2 * 3 + 2 * 4  # cal: SCI ERR DQ; i2d: SCI ERR WHT CON
+
+
+def test_rerun_skips_up_to_date_and_force_redoes(image2, sim):
+    outdir = image2["outdir"]
+    runner = CliRunner()
+    good = [str(p) for p in sim.rate_files]
+    base = ["image2", *good, "-o", str(outdir), "--crds-env", str(sim.env_file),
+            "--no-progress", "--json"]
+    first = runner.invoke(cli, base)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["counts"] == {"total": 2, "ok": 0, "skipped": 2, "failed": 0}
+    # a changed input is redone even without --force
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+    task_id = next(k for k in manifest["tasks"] if sim.rate_files[0].name[:25] in k)
+    manifest["tasks"][task_id]["fingerprint"] = "0" * 64
+    (outdir / "jwstrun-manifest.json").write_text(json.dumps(manifest))
+    second = runner.invoke(cli, [*base, "-j", "1"])
+    assert second.exit_code == 0, second.output
+    counts = json.loads(second.stdout)["counts"]
+    assert counts == {"total": 2, "ok": 1, "skipped": 1, "failed": 0}
+
+
+def test_wrong_stage_inputs_are_refused_before_anything_runs(image2, sim, tmp_path):
+    runner = CliRunner()
+    cal = next(image2["outdir"].glob("*_cal.fits"))
+    out = tmp_path / "never"
+    result = runner.invoke(cli, ["image2", str(cal), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {cal}: is a _cal product, already processed by calwebb_image2. Give "
+        "_rate/_rateints files to image2, or give this file to 'jwstrun image3'."
+    )
+    result = runner.invoke(cli, ["image3", str(sim.rate_files[0]), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {sim.rate_files[0]}: is a _rate exposure, not yet calibrated. Run 'jwstrun "
+        "image2' on it first and give the resulting _cal files to image3."
+    )
+    assert not out.exists()
+
+
+def test_unwritable_outdir_is_refused_before_work(sim, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(blocker / "out")])
+    assert result.exit_code == 1
+    assert "cannot create the output directory" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_second_concurrent_run_is_refused(image2, sim):
+    from jwstrun.locking import OutdirLock
+
+    with OutdirLock(image2["outdir"], command="jwstrun image2 (test holder)"):
+        result = CliRunner().invoke(
+            cli, ["image2", str(sim.rate_files[0]), "-o", str(image2["outdir"]),
+                  "--crds-env", str(sim.env_file)],
+        )
+    assert result.exit_code == 1
+    assert "is in use by another jwstrun run" in result.output
+    assert "jwstrun image2 (test holder)" in result.output
+
+
+def test_image3_on_cal_files(image2, sim):
+    outdir = image2["outdir"]
+    result = CliRunner().invoke(
+        cli, ["image3", *map(str, sorted(outdir.glob("*_cal.fits"))), "-o", str(outdir),
+              "--crds-env", str(sim.env_file), "--no-progress", "--json",
+              # a SUB320 field has too few stars for tweakreg's 15 matches
+              "--set", "steps.tweakreg.skip=true"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    (task,) = summary["tasks"]
+    assert task["status"] == "ok"
+    suffixes = sorted(name.rsplit("_", 1)[1] for name in task["outputs"])
+    assert suffixes.count("crf.fits") == 2
+    assert "i2d.fits" in suffixes
+    assert list(outdir.glob("*_image3_asn.json"))  # the association it built, for the record
+
+
+def test_kill_minus_9_leaves_no_half_product(sim, tmp_path):
+    """Kill the whole run mid-way: everything in OUTDIR is complete, a re-run finishes."""
+    outdir = tmp_path / "killed"
+    args = [JWSTRUN, "image2", *map(str, sim.rate_files), "-o", str(outdir), "-j", "2",
+            "--crds-env", str(sim.env_file), "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    tmp = outdir / ".jwstrun-tmp"
+    # wait until a pipeline is writing its products into the temporary directory
+    while time.monotonic() < deadline and proc.poll() is None:
+        if tmp.exists() and any(tmp.glob("*/out/*")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # parent and workers, like a node crash
+    proc.wait()
+    from jwstrun.validate import validate_file
+
+    for product in outdir.glob("*.fits"):
+        assert validate_file(product).ok, product
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(list(outdir.glob("*_cal.fits"))) == len(sim.rate_files)
+    assert not tmp.exists()
