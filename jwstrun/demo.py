@@ -1,0 +1,180 @@
+"""``jwstrun demo``: simulate -> associations -> image2 -> image3 -> validation -> science.
+
+Runs entirely offline on the CRDS cache the simulator writes, then judges the
+result against the simulator's truth tables (alignment after tweakreg,
+cosmic-ray recall of outlier_detection, point-source recovery and flux).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DemoReport", "run_demo", "REQUIREMENTS"]
+
+log = logging.getLogger(__name__)
+
+#: What the demo calls a pass (same limits as the simulator's proof with strun).
+REQUIREMENTS = {
+    "alignment_max_arcsec": 0.01,
+    "cosmic_ray_recall": 0.90,
+    "sources_recovered": 0.95,
+    "flux_ratio": (0.85, 1.15),
+}
+
+_SMALL = dict(detectors=["NRCB1"], filters=["F200W"], subarray="SUB640", n_dithers=4, seed=11)
+_FULL = dict(detectors=["NRCB1"], filters=["F200W"], subarray="FULL", n_dithers=4, seed=11)
+
+
+@dataclass
+class DemoReport:
+    """Stages with times, science checks with pass/fail, products."""
+
+    outdir: Path
+    stages: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    science: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(c["passed"] for c in self.checks)
+
+    def problem_text(self) -> str:
+        failed = [f"{c['name']} {c['value']} (needs {c['requirement']})"
+                  for c in self.checks if not c["passed"]]
+        return "; ".join(self.problems + failed) or "none"
+
+    def to_dict(self) -> dict:
+        return {
+            "outdir": str(self.outdir),
+            "ok": self.ok,
+            "stages": self.stages,
+            "checks": self.checks,
+            "science": self.science,
+            "products": self.products,
+            "problems": self.problems,
+        }
+
+
+def _check(name: str, value, requirement: str, passed: bool, fmt: str) -> dict:
+    shown = "-" if value is None else format(value, fmt)
+    return {"name": name, "value": shown, "requirement": requirement,
+            "passed": bool(passed) and value is not None}
+
+
+def run_demo(
+    outdir: str | Path = "jwstrun-demo",
+    *,
+    full_frame: bool = False,
+    jobs: int | None = None,
+    force: bool = False,
+    stage: Callable[[str], Callable] | None = None,
+) -> DemoReport:
+    """Run the whole chain in ``outdir`` (``sim/`` with the associations, ``out/``) and judge it.
+
+    ``stage(name)`` returns the progress callback for one pipeline stage (the CLI
+    passes a fresh live display per stage).
+    """
+    from .asn import make_associations
+    from .runner import prepare_outdir, run_image2, run_image3
+    from .simulate import simulate_program
+    from .simulate.checks import run_checks
+    from .validate import validate_files
+
+    outdir = prepare_outdir(outdir)
+    report = DemoReport(outdir=outdir)
+
+    def timed(name, func, detail):
+        start = time.monotonic()
+        value = func()
+        report.stages.append({"name": name, "seconds": round(time.monotonic() - start, 2),
+                              "detail": detail(value)})
+        return value
+
+    options = _FULL if full_frame else _SMALL
+    sim = timed(
+        "simulate",
+        lambda: simulate_program(outdir / "sim", force=force, **options),
+        lambda s: f"{len(s.rate_files)} {options['subarray']} exposures, CRDS cache "
+        f"{s.crds_context}",
+    )
+    # Associations live next to their members, the JWST convention.
+    asn_dir = outdir / "sim"
+    built = timed(
+        "associations",
+        lambda: make_associations(sim.rate_files, asn_dir, level=2, group_by="default",
+                                  force=True),
+        lambda b: f"{len(b.associations)} Level-2 association(s) in sim/",
+    )
+    out = outdir / "out"
+    common = dict(jobs=jobs, force=force, crds_env_file=str(sim.env_file))
+    image2 = timed(
+        "image2",
+        lambda: run_image2([str(a.path) for a in built.associations], out,
+                           on_event=stage("image2") if stage else None,
+                           command="jwstrun demo (image2)", **common),
+        lambda s: f"{len(s.succeeded)} ran, {len(s.skipped)} up to date, {len(s.failed)} failed "
+        f"(-j {s.jobs})",
+    )
+    if image2.failed:
+        report.problems += [r.error for r in image2.failed]
+        return report
+    cal_files = [out / n for r in image2.results for n in r.outputs if n.endswith("_cal.fits")]
+    image3 = timed(
+        "image3",
+        lambda: run_image3([str(p) for p in cal_files], out,
+                           on_event=stage("image3") if stage else None,
+                           command="jwstrun demo (image3)", **common),
+        lambda s: f"{len(s.succeeded)} ran, {len(s.skipped)} up to date, {len(s.failed)} failed",
+    )
+    if image3.failed:
+        report.problems += [r.error for r in image3.failed]
+        return report
+    products = sorted({*image2.outputs, *image3.outputs})
+    report.products = [str(p) for p in products]
+    reports = timed(
+        "validate",
+        lambda: validate_files(products),
+        lambda rs: f"{sum(r.ok for r in rs)}/{len(rs)} products valid",
+    )
+    report.problems += [f"{r.name}: {f.message}" for r in reports for f in r.errors]
+
+    (result3,) = [r for r in image3.results]
+    crf_files = [out / n for n in result3.outputs if n.endswith("_crf.fits")]
+    cat_files = [out / n for n in result3.outputs if n.endswith("_cat.ecsv")]
+    group = sim.groups[0]
+    snr_column = f"snr_{group['detector'].lower()}_{group['filter'].lower()}"
+    science = timed(
+        "science checks",
+        lambda: run_checks(sim.outdir, crf_files, cat_files[0] if cat_files else None,
+                           sim.crds_path, snr_column),
+        lambda c: "against truth_*.ecsv",
+    )
+    report.science = science.to_dict()
+    req = REQUIREMENTS
+    report.checks = [
+        _check("alignment residual (max, arcsec)", science.alignment_max_arcsec,
+               f"< {req['alignment_max_arcsec']} (before tweakreg: "
+               f"{_fmt(science.alignment_before_max_arcsec)})",
+               (science.alignment_max_arcsec or 1) < req["alignment_max_arcsec"], ".4f"),
+        _check("flux recovery (median measured/true)", science.flux_ratio_median,
+               f"{req['flux_ratio'][0]}-{req['flux_ratio'][1]}",
+               req["flux_ratio"][0] < (science.flux_ratio_median or 0) < req["flux_ratio"][1],
+               ".3f"),
+        _check("point sources recovered", science.sources_recovered,
+               f">= {req['sources_recovered']} of {science.sources_considered}",
+               (science.sources_recovered or 0) >= req["sources_recovered"], ".3f"),
+        _check("cosmic-ray recall", science.cosmic_ray_recall,
+               f">= {req['cosmic_ray_recall']} of {science.cosmic_rays_injected}",
+               (science.cosmic_ray_recall or 0) >= req["cosmic_ray_recall"], ".3f"),
+    ]
+    return report
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
