@@ -184,7 +184,10 @@ def test_flat_arrays_are_deterministic_and_flag_bad_pixels():
     bad = np.isnan(flat)
     assert 4 <= bad.sum() < 1000
     assert np.array_equal(bad, dq != 0)
-    assert set(np.unique(dq[bad])) == {1 | 262144}
+    from stdatamodels.jwst.datamodels import dqflags
+
+    expected_flag = dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["NO_FLAT_FIELD"]
+    assert set(np.unique(dq[bad])) == {expected_flag}
     good = flat[~bad]
     assert 0.96 < good.min() and good.max() < 1.04  # 2 % smooth + 3 x 0.5 % pixel-to-pixel
     assert abs(np.median(good) - 1.0) < 0.01
@@ -299,11 +302,13 @@ import json, sys
 import crds
 from stdatamodels.jwst import datamodels
 from jwst.pipeline import Image2Pipeline, Image3Pipeline
-types = set()
+types, pars = set(), set()
 for pipe in (Image2Pipeline, Image3Pipeline):
+    pars.add("pars-" + pipe.__name__.lower())
     for step in pipe.step_defs.values():
         types |= set(step.reference_file_types)
-result = {"pipeline_types": sorted(types), "refs": {}}
+        pars.add("pars-" + step.__name__.lower())
+result = {"pipeline_types": sorted(types), "pars_types": sorted(pars), "refs": {}}
 for path in sys.argv[1:]:
     with datamodels.open(path) as model:
         params = model.get_crds_parameters()
@@ -334,6 +339,7 @@ def bestrefs(program):
 
 def test_imap_lists_every_reftype_the_installed_pipelines_prefetch(bestrefs):
     assert set(bestrefs["pipeline_types"]) <= set(PIPELINE_REFTYPES)
+    assert set(bestrefs["pars_types"]) <= set(PARS_REFTYPES)
 
 
 @pytest.mark.parametrize("det_name,filt_name,sub", CASES)
@@ -417,6 +423,7 @@ def test_image2_runs_offline_with_every_step_complete(program, image2, det_name,
 def test_source_catalog_uses_apcorr_and_abvegaoffset(program, image2, det_name, filt_name, sub):
     from astropy import units as u
     from astropy.table import Table
+    from stdatamodels.jwst import datamodels
     from stdatamodels.jwst.datamodels import ABVegaOffsetModel
 
     rate = program["rates"][det_name]
@@ -432,12 +439,21 @@ def test_source_catalog_uses_apcorr_and_abvegaoffset(program, image2, det_name, 
     assert good.sum() >= 6
     diff = cat["aper_total_abmag"][good] - cat["aper_total_vegamag"][good]
     np.testing.assert_allclose(diff, offset, atol=1e-4)
-    # apcorr: aperture-corrected total flux of the bright stars ~ the Gaussian's total
-    filt = get_filter(det, filt_name)
-    sigma = filt.fwhm_arcsec / det.pixel_scale / 2.3548
-    expected_jy = 20.0 * 2 * np.pi * sigma**2 * filt.photmjsr * pixel_area_sr(det) * 1e6
-    bright = u.Quantity(cat["aper_total_flux"][good]).to_value(u.Jy)
-    assert np.median(np.sort(bright)[-6:]) == pytest.approx(expected_jy, rel=0.15)
+    # apcorr: the 70 % aperture's radius and correction come from the apcorr reference
+    apcorr_file = next(e.filename for e in program["entries"][det_name] if e.reftype == "apcorr")
+    with datamodels.open(str(refdir / apcorr_file)) as ap:
+        rows = ap.apcorr_table
+        second = "pupil" if det.instrument == "NIRCAM" else "subarray"
+        value = get_filter(det, filt_name).pupil if second == "pupil" else sub
+        row = rows[(rows["filter"] == filt_name) & (rows[second] == value)
+                   & (np.round(rows["eefraction"] * 100) == 70)][0]  # fmt: skip
+    params = cat.meta["aperture_params"]
+    ratio = params["aperture_radii"][2] / row["radius"]  # 1 / pixel_scale_ratio of the i2d
+    assert 0.5 < ratio < 2.0
+    assert params["aperture_corrections"][2] == pytest.approx(row["apcorr"])
+    total = u.Quantity(cat["aper_total_flux"][good]).to_value(u.Jy)
+    aper70 = u.Quantity(cat["aper70_flux"][good]).to_value(u.Jy)
+    np.testing.assert_allclose(total, aper70 * row["apcorr"], rtol=1e-5)
 
 
 # --------------------------------------------------------------- a second context

@@ -23,7 +23,9 @@ is the one module that does).
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime
+import fcntl
 import os
 import pprint
 import re
@@ -127,6 +129,18 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _cache_lock(crds_path: Path):
+    """Serialise mapping updates: two writers would otherwise pick the same serial."""
+    crds_path.mkdir(parents=True, exist_ok=True)
+    with open(crds_path / ".jwstrun-cache.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------- mapping text I/O
@@ -415,8 +429,9 @@ def write_crds_cache(crds_path, entries: list[RefEntry], context: str = "jwst_00
     crds_path = Path(crds_path)
     _check_context_name(context)
     _check_entries(crds_path, entries)
-    _build_context(crds_path, context, list(entries), context)
-    _write_server_config(crds_path, context)
+    with _cache_lock(crds_path):
+        _build_context(crds_path, context, list(entries), context)
+        _write_server_config(crds_path, context)
     return context
 
 
@@ -430,15 +445,16 @@ def add_context(crds_path, entries: list[RefEntry], new_context: str,
     """
     crds_path = Path(crds_path)
     _check_context_name(new_context)
-    base = operational_context(crds_path)
-    if base is None or not (_mapping_dir(crds_path) / base).is_file():
-        raise ConfigError(
-            f"no CRDS context to copy in {crds_path}: write the cache first (write_crds_cache)."
-        )
     _check_entries(crds_path, entries)
-    _build_context(crds_path, base, list(entries), new_context)
-    if make_operational:
-        _write_server_config(crds_path, new_context)
+    with _cache_lock(crds_path):
+        base = operational_context(crds_path)
+        if base is None or not (_mapping_dir(crds_path) / base).is_file():
+            raise ConfigError(
+                f"no CRDS context to copy in {crds_path}: write the cache first (write_crds_cache)."
+            )
+        _build_context(crds_path, base, list(entries), new_context)
+        if make_operational:
+            _write_server_config(crds_path, new_context)
     return new_context
 
 

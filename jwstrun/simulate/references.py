@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -68,6 +69,7 @@ NIRCAM_ABVEGA_FILE = Path(__file__).parent / "data" / "nircam_abvega_offset.asdf
 _EE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 _ARCSEC2_TO_SR = (math.pi / 180.0 / 3600.0) ** 2
+_NO_FLAT = 1 | 262144  # stdatamodels dqflags DO_NOT_USE | NO_FLAT_FIELD (tests check the values)
 
 
 # ------------------------------------------------------------------- match keys
@@ -332,7 +334,7 @@ def _flat(detector_name: str, filter_name: str, shape: tuple[int, int]):
     bad = rng.choice(ny * nx, size=nbad, replace=False)
     dq = np.zeros(shape, dtype=np.uint32)
     flat.flat[bad] = np.nan
-    dq.flat[bad] = 1 | 262144  # DO_NOT_USE | NO_FLAT_FIELD
+    dq.flat[bad] = _NO_FLAT  # DO_NOT_USE | NO_FLAT_FIELD
     flat.setflags(write=False)
     dq.setflags(write=False)
     return flat, dq
@@ -377,11 +379,19 @@ def _set_common(model, detector: Detector, reftype: str, description: str) -> No
 
 
 def _save(model, path: Path) -> None:
-    # Write next to the target and rename, so that a crash never leaves a file
-    # that looks finished (the cache reuses existing files).
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    model.save(tmp)
-    tmp.replace(path)
+    # Write next to the target under a unique name and rename: a crash never leaves a
+    # file that looks finished (existing files are reused), and two simulations
+    # writing into one cache never interleave.
+    # The temporary file keeps the final basename: stdatamodels records it in FILENAME.
+    import shutil
+    import tempfile
+
+    tmpdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+    try:
+        model.save(tmpdir / path.name)
+        (tmpdir / path.name).replace(path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _write_distortion(path: Path, detector: Detector) -> None:
@@ -567,7 +577,12 @@ def _write_abvegaoffset(path: Path, detector: Detector) -> None:
 
     if detector.instrument == "NIRCAM":
         # The real NIRCam reference file, byte for byte.
-        shutil.copyfile(NIRCAM_ABVEGA_FILE, path)
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
+        shutil.copyfile(NIRCAM_ABVEGA_FILE, tmp)
+        Path(tmp).replace(path)
         return
     from astropy.table import Table
     from stdatamodels.jwst.datamodels import ABVegaOffsetModel
