@@ -295,6 +295,11 @@ def test_crds_env_without_cache_says_what_to_do(tmp_path):
         crds_env(tmp_path)
 
 
+def test_crds_env_refuses_a_context_the_cache_does_not_hold(program):
+    with pytest.raises(ConfigError, match=r"jwst_0099\.pmap is not in .*use one of: jwst_0001\.pmap"):
+        crds_env(program["cache"], "jwst_0099.pmap")
+
+
 # ------------------------------------------------------- the stock crds client, offline
 
 _BESTREFS = r"""

@@ -474,10 +474,17 @@ def crds_env(crds_path, context: str | None = None) -> dict[str, str]:
                 f"no CRDS cache at {crds_path} (config/jwst/server_config is missing): "
                 "run `jwstrun simulate OUTDIR` or pass the --crds-path of a CRDS cache."
             )
+    _check_context_name(context)
+    if not (_mapping_dir(crds_path) / context).is_file():
+        known = sorted(p.name for p in _mapping_dir(crds_path).glob("*.pmap"))
+        raise ConfigError(
+            f"CRDS context {context} is not in {_mapping_dir(crds_path)} (serverless crds "
+            f"cannot fetch it); use one of: {', '.join(known) or 'none, write the cache first'}."
+        )
     return {
         "CRDS_PATH": str(crds_path),
         "CRDS_SERVER_URL": SERVERLESS_URL,
-        "CRDS_CONTEXT": _check_context_name(context),
+        "CRDS_CONTEXT": context,
         "CRDS_CLIENT_TIMEOUT_SECONDS": "10",
     }
 
