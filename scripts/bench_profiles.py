@@ -5,9 +5,10 @@ Simulates one NIRCam full-frame exposure (and its CRDS cache), then runs
 fresh process per run, alternating default / fast so both see the same machine
 load.  Only the pipeline call is timed (the ~3 s ``import jwst.pipeline`` is
 excluded and identical for both).  Also times ``jwstrun profiles check`` with a
-cold and a warm spec cache.
+cold and a warm spec cache.  With ``--image3 N``, also simulates N dithers,
+reduces them with image2 and times ``Image3Pipeline.call`` default vs fast.
 
-    python scripts/bench_profiles.py [--repeat 3] [--subarray FULL] [--workdir DIR]
+    python scripts/bench_profiles.py [--repeat 3] [--subarray FULL] [--image3 4] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -24,22 +25,23 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from jwst.pipeline import Image2Pipeline
+from jwst.pipeline import Image2Pipeline, Image3Pipeline
 from jwstrun.profiles import build_call_parameters
-rate, outdir, profile = sys.argv[1:4]
-kwargs = build_call_parameters("image2", [profile])
+rate, outdir, profile, pipeline = sys.argv[1:5]
+kwargs = build_call_parameters(pipeline, [profile])
+cls = Image2Pipeline if pipeline == "image2" else Image3Pipeline
 t0 = time.perf_counter()
-Image2Pipeline.call(rate, output_dir=outdir, save_results=True, configure_log=False, **kwargs)
+cls.call(rate, output_dir=outdir, save_results=True, configure_log=False, **kwargs)
 wall = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"wall": wall, "rss_mb": rss}))
 """
 
 
-def run_once(rate: Path, outdir: Path, profile: str, env: dict) -> dict:
+def run_once(rate: Path, outdir: Path, profile: str, env: dict, pipeline="image2") -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(rate), str(outdir), profile],
+        [sys.executable, "-c", CHILD, str(rate), str(outdir), profile, pipeline],
         env=env,
         capture_output=True,
         text=True,
@@ -62,11 +64,44 @@ def time_check(env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def bench_image3(work: Path, args) -> None:
+    from jwstrun.simulate import simulate_program
+
+    sim = simulate_program(
+        work / "sim3", subarray=args.subarray, n_dithers=args.image3, force=True
+    )
+    env = {**os.environ, **sim.env}
+    cal_dir = work / "cal3"
+    for rate in sim.rate_files:
+        run_once(rate, cal_dir, "fast", env)
+    cals = sorted(p.name for p in cal_dir.glob("*_cal.fits"))
+    subprocess.run(
+        [str(Path(sys.executable).with_name("asn_from_list")), "-o", "l3_asn.json",
+         "--product-name", "mosaic", *cals],
+        cwd=cal_dir, check=True, capture_output=True,
+    )
+    print(f"image3: {len(cals)} x {args.subarray} exposures")
+    walls: dict[str, list[float]] = {"default": [], "fast": []}
+    for i in range(max(1, args.repeat - 1)):
+        for profile in ("default", "fast"):
+            r = run_once(cal_dir / "l3_asn.json", work / f"i3{profile}{i}", profile, env, "image3")
+            walls[profile].append(r["wall"])
+            size = sum(p.stat().st_size for p in (work / f"i3{profile}{i}").glob("*_i2d.fits"))
+            print(
+                f"  run {i + 1} {profile:7s} {r['wall']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
+                f"  _i2d {size / 1e6:.0f} MB"
+            )
+    d, f = statistics.median(walls["default"]), statistics.median(walls["fast"])
+    print(f"image3 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--subarray", default="FULL")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--image3", type=int, default=0, metavar="N",
+                        help="also time image3 default vs fast on N dithers")
     args = parser.parse_args()
 
     from jwstrun.simulate import simulate_program
@@ -88,6 +123,9 @@ def main() -> None:
             )
     d, f = statistics.median(walls["default"]), statistics.median(walls["fast"])
     print(f"image2 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
+
+    if args.image3:
+        bench_image3(work, args)
 
     cache_env = {**os.environ, "XDG_CACHE_HOME": str(work / "xdg")}
     cold = time_check(cache_env)
