@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+import re
+
 from ..products import product_basename
 
 __all__ = ["ScienceChecks", "alignment_residuals", "cosmic_ray_recall", "source_recovery", "run_checks"]
@@ -46,6 +48,16 @@ class ScienceChecks:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_EXPOSURE_RE = re.compile(r"^(jw\d{11}_\d{5}_\d{5}_[a-z0-9]+)")
+
+
+def _exposure_key(name) -> str:
+    """``jw..._nrcb1`` of any product of an exposure (Stage 3 inserts ``_a3001`` etc.)."""
+    base = product_basename(name)
+    match = _EXPOSURE_RE.match(base)
+    return match.group(1) if match else base
 
 
 def _truth_tables(sim_dir: Path):
@@ -112,10 +124,10 @@ def alignment_residuals(crf_files, sim_dir, crds_path):
     from stdatamodels.jwst.datamodels import ImageModel
 
     _, pointing, _ = _truth_tables(Path(sim_dir))
-    by_name = {product_basename(row["file"]): row for row in pointing}
+    by_name = {_exposure_key(row["file"]): row for row in pointing}
     after, before = [], []
     for path in crf_files:
-        row = by_name.get(product_basename(path))
+        row = by_name.get(_exposure_key(path))
         if row is None:
             continue
         with ImageModel(path) as model:
@@ -146,10 +158,10 @@ def cosmic_ray_recall(crf_files, sim_dir) -> tuple[float | None, int]:
         return None, 0
     by_base = {}
     for row in crs:
-        by_base.setdefault(product_basename(row["file"]), []).append(row)
+        by_base.setdefault(_exposure_key(row["file"]), []).append(row)
     flagged = total = 0
     for path in crf_files:
-        rows = by_base.get(product_basename(path), [])
+        rows = by_base.get(_exposure_key(path), [])
         if not rows:
             continue
         dq = fits.getdata(path, "DQ")
@@ -162,56 +174,57 @@ def cosmic_ray_recall(crf_files, sim_dir) -> tuple[float | None, int]:
 
 def source_recovery(cat_file, sim_dir, snr_column, snr_cut=20.0, radius=0.05):
     """(recovered fraction, n considered, common frame offset, median flux ratio)."""
+    import astropy.units as u
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
-    import astropy.units as u
 
     truth, _, _ = _truth_tables(Path(sim_dir))
+    ra = np.asarray(truth["ra"], dtype=float)
+    dec = np.asarray(truth["dec"], dtype=float)
+    flux = np.asarray(truth["flux_jy"], dtype=float)
+    snr = np.asarray(truth[snr_column], dtype=float)
     cat = Table.read(cat_file, format="ascii.ecsv")
-    if len(cat) == 0:
-        return 0.0, 0, None, None
-    sky = cat["sky_centroid"]
-    sel = (truth["kind"] == "point") & (truth[snr_column] > snr_cut)
-    cat_coord = SkyCoord(sky.ra, sky.dec)
-    # only the part of the sky the mosaic covers: truth sources inside the catalog's extent
-    truth_coord = SkyCoord(truth["ra"] * u.deg, truth["dec"] * u.deg)
-    idx, sep, _ = truth_coord.match_to_catalog_sky(cat_coord)
-    close = sel & (sep.arcsec < 0.3)
-    if close.sum() < 3:
-        return 0.0, int(sel.sum()), None, None
-    dra, ddec = _offset_arcsec(cat_coord.ra.deg[idx[close]], cat_coord.dec.deg[idx[close]],
-                               truth["ra"][close], truth["dec"][close])
-    off = (float(np.median(dra)), float(np.median(ddec)))
-    shifted = SkyCoord(
-        (truth["ra"] + off[0] / 3600 / np.cos(np.radians(truth["dec"]))) * u.deg,
-        (truth["dec"] + off[1] / 3600) * u.deg,
-    )
-    idx, sep, _ = shifted.match_to_catalog_sky(cat_coord)
-    inside = _inside_footprint(cat_file, truth)
+    sel = (np.asarray(truth["kind"]) == "point") & (snr > snr_cut)
+    inside = _inside_footprint(cat_file, ra, dec)
     considered = sel & inside
+    n = int(considered.sum())
+    if len(cat) == 0:
+        return 0.0, n, None, None
+    cat_coord = SkyCoord(cat["sky_centroid"].ra, cat["sky_centroid"].dec)
+    idx, sep, _ = SkyCoord(ra * u.deg, dec * u.deg).match_to_catalog_sky(cat_coord)
+    close = considered & (sep.arcsec < 0.3)
+    if close.sum() < 3:
+        return 0.0, n, None, None
+    # the mosaic's absolute frame is the reference exposure's (no absolute catalog):
+    # remove that common offset before matching at the tight radius
+    dra, ddec = _offset_arcsec(cat_coord.ra.deg[idx[close]], cat_coord.dec.deg[idx[close]],
+                               ra[close], dec[close])
+    off = (float(np.median(dra)), float(np.median(ddec)))
+    shifted = SkyCoord((ra + off[0] / 3600 / np.cos(np.radians(dec))) * u.deg,
+                       (dec + off[1] / 3600) * u.deg)
+    idx, sep, _ = shifted.match_to_catalog_sky(cat_coord)
     found = considered & (sep.arcsec < radius)
     ratio = None
-    flux_col = "aper_total_flux" if "aper_total_flux" in cat.colnames else None
-    bright = found & (truth[snr_column] > 50)
-    if flux_col and bright.any():
-        measured = np.asarray(cat[flux_col].to_value(u.Jy) if hasattr(cat[flux_col], "unit") and cat[flux_col].unit else cat[flux_col])[idx[bright]]
-        ratio = float(np.nanmedian(measured / truth["flux_jy"][bright]))
-    n = int(considered.sum())
+    bright = found & (snr > 50)
+    if "aper_total_flux" in cat.colnames and bright.any():
+        column = cat["aper_total_flux"]
+        measured = u.Quantity(column).to_value(u.Jy) if column.unit else np.asarray(column)
+        ratio = float(np.nanmedian(np.asarray(measured)[idx[bright]] / flux[bright]))
     return (found.sum() / n if n else None), n, float(math.hypot(*off)), ratio
 
 
-def _inside_footprint(cat_file, truth, margin_pix=10):
+def _inside_footprint(cat_file, ra, dec, margin_pix=10):
     """Truth sources that fall on the mosaic with full coverage (weight > 0 around them)."""
     from stdatamodels.jwst.datamodels import ImageModel
 
     i2d = Path(str(cat_file).replace("_cat.ecsv", "_i2d.fits"))
     with ImageModel(i2d) as model:
-        x, y = model.meta.wcs.world_to_pixel_values(np.asarray(truth["ra"]), np.asarray(truth["dec"]))
+        x, y = model.meta.wcs.world_to_pixel_values(ra, dec)
         wht = model.wht
         ny, nx = wht.shape
         ok = np.isfinite(x) & np.isfinite(y)
         ok &= (x > margin_pix) & (x < nx - margin_pix) & (y > margin_pix) & (y < ny - margin_pix)
-        inside = np.zeros(len(truth), bool)
+        inside = np.zeros(len(ra), bool)
         xi = np.clip(np.round(np.nan_to_num(x)).astype(int), 0, nx - 1)
         yi = np.clip(np.round(np.nan_to_num(y)).astype(int), 0, ny - 1)
         full = np.nanmax(wht) * 0.5

@@ -201,22 +201,27 @@ def _bad_pixel_mask(det: Detector, geometry, rng_static: np.random.Generator) ->
     return dq[ystart - 1 : ystart - 1 + ysize, xstart - 1 : xstart - 1 + xsize]
 
 
-def _cosmic_rays(rng, shape, dq, gain, t_int, rate_scale):
-    """Unflagged cosmic-ray hits: 1-3 pixel clusters, 400-4000 e- each."""
+def _cosmic_rays(rng, shape, dq, sigma, rate_scale):
+    """Unflagged cosmic-ray residuals: 1-3 pixel clusters of 15-300 sigma.
+
+    Their strength is set against each pixel's noise rather than as a charge, so
+    that they are as visible on MIRI's bright thermal sky as on NIRCam's dark one:
+    what the ramp-fitting jump detection would have let through.
+    """
     ny, nx = shape
     n_hits = max(5, int(ny * nx * 3e-4 * rate_scale))
     hits = []
     image = np.zeros(shape, dtype=np.float64)
     for _ in range(n_hits):
         y, x = int(rng.integers(1, ny - 1)), int(rng.integers(1, nx - 1))
-        charge = float(np.exp(rng.uniform(math.log(400.0), math.log(4000.0))))
+        strength = float(np.exp(rng.uniform(math.log(15.0), math.log(300.0))))
         npix = int(rng.integers(1, 4))
         dxdy = [(0, 0), (1, 0), (0, 1)][:npix] if rng.random() < 0.5 else [(0, 0), (0, 1), (1, 1)][:npix]
         for k, (dx, dy) in enumerate(dxdy):
             xx, yy = x + dx, y + dy
             if dq[yy, xx] & DO_NOT_USE or image[yy, xx] > 0:
                 continue
-            dn_s = charge * (1.0 if k == 0 else 0.4) / gain / t_int
+            dn_s = strength * (1.0 if k == 0 else 0.6) * float(sigma[yy, xx])
             image[yy, xx] = dn_s
             hits.append((xx, yy, dn_s))
     return image, hits
@@ -272,8 +277,9 @@ def write_exposure(
     for k in range(nints):
         vp = np.clip(signal, 0, None) / (det.gain * t_int)
         vr = np.full(shape, (det.read_noise_dn / t_int) ** 2)
-        noisy = signal + rng.normal(size=shape) * np.sqrt(vp + vr)
-        cr_image, hits = _cosmic_rays(rng, shape, dq, det.gain, t_int, 1.0 / nints if nints > 1 else 1.0)
+        sigma = np.sqrt(vp + vr)
+        noisy = signal + rng.normal(size=shape) * sigma
+        cr_image, hits = _cosmic_rays(rng, shape, dq, sigma, 1.0 / nints if nints > 1 else 1.0)
         noisy += cr_image
         crs.extend((k, x, y, v) for x, y, v in hits)
         hot = (dq & HOT) > 0
@@ -302,7 +308,9 @@ def write_exposure(
             )
             for k in range(nints)
         ]
-        model.int_times = np.array(rows, dtype=model.int_times.dtype)
+        names = ("integration_number", "int_start_MJD_UTC", "int_mid_MJD_UTC", "int_end_MJD_UTC",
+                 "int_start_BJD_TDB", "int_mid_BJD_TDB", "int_end_BJD_TDB")  # int_times schema
+        model.int_times = np.array(rows, dtype=[(names[0], "<i4")] + [(n, "<f8") for n in names[1:]])
     else:
         model = ImageModel(shape)
         model.data = sci[0]

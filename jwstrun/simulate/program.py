@@ -149,7 +149,7 @@ def simulate_program(
     """
     from . import crds_cache, references
     from .exposures import ExposureSpec, write_exposure
-    from .scene import make_scene, snr_to_flux_e
+    from .scene import make_scene, psf_encircled_energy, snr_to_flux_e
 
     t0 = time.perf_counter()
     if n_dithers < 1:
@@ -197,7 +197,7 @@ def simulate_program(
     rn_e = det0.read_noise_dn * det0.gain
 
     def snr_flux_jy(snr):
-        e = snr_to_flux_e(snr, npix, sky_e, rn_e, n_exp, 0.9375)
+        e = snr_to_flux_e(snr, npix, sky_e, rn_e, n_exp, psf_encircled_energy(1.0, 1.0))
         dn_s = e / det0.gain / det0.exposure_time
         return dn_s * filt0.photmjsr * pixar0 * 1e6
 
@@ -210,6 +210,7 @@ def simulate_program(
         n_gal,
         (snr_flux_jy(8.0), snr_flux_jy(1500.0)),
         (snr_flux_jy(40.0), snr_flux_jy(1500.0)),
+        min_separation=(max(12 * filt0.fwhm_arcsec, 0.5), max(30 * filt0.fwhm_arcsec, 2.5)),
     )
 
     # --- exposures
@@ -287,7 +288,8 @@ def simulate_program(
         sky_e_i = sky_base * det.gain * det.exposure_time
         npix_i = math.pi * max(filt.fwhm_arcsec / det.pixel_scale, 1.0) ** 2
         s_e = scene.flux_jy * 1e-6 / (filt.photmjsr * pixar) * det.gain * det.exposure_time
-        per_exp = 0.9375 * s_e / np.sqrt(0.9375 * s_e + npix_i * (sky_e_i + (det.read_noise_dn * det.gain) ** 2))
+        ee = psf_encircled_energy(1.0, 1.0)  # aperture radius = FWHM
+        per_exp = ee * s_e / np.sqrt(ee * s_e + npix_i * (sky_e_i + (det.read_noise_dn * det.gain) ** 2))
         snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = per_exp * math.sqrt(n_dithers)
 
     truth_file, pointing_file, cr_file = _write_truth(

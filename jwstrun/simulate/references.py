@@ -506,19 +506,19 @@ def _write_area(path: Path, detector: Detector) -> None:
 
 
 def _ee_radius_pixels(fwhm_pixels: float, fraction: float) -> float:
-    # Encircled energy of a circular Gaussian: EE(r) = 1 - exp(-r^2 / (2 sigma^2)).
-    # source_catalog measures on the resampled image, where the optical PSF has been
-    # integrated over the detector pixel and again over the drizzle kernel (a square
-    # pixel, pixfrac 1): each adds the variance of a unit box, 1/12 pixel^2 per axis.
-    sigma2 = (fwhm_pixels / (2.0 * math.sqrt(2.0 * math.log(2.0)))) ** 2 + 2.0 / 12.0
-    return math.sqrt(sigma2) * math.sqrt(-2.0 * math.log(1.0 - fraction))
+    # Encircled-energy radius of the simulator's own PSF as source_catalog sees it on
+    # the resampled image (PSF integrated over the detector pixel and the drizzle kernel).
+    from .scene import psf_ee_radius
+
+    return psf_ee_radius(fwhm_pixels, fraction)
 
 
 def _apcorr_rows(detectors: list[Detector]):
     """(filter, pupil-or-subarray, eefraction, radius, apcorr, skyin, skyout) rows.
 
-    Radii are for a Gaussian PSF of the filter's FWHM in native pixels; the
-    aperture correction is 1/EE (the sky annulus, beyond 4 FWHM, holds no PSF flux).
+    Radii (native pixels) enclose the EE fraction of the simulator's own PSF
+    (:func:`jwstrun.simulate.scene.psf_ee_radius`, the filter's FWHM); the aperture
+    correction is 1/EE (the sky annulus, beyond 4 FWHM, holds little PSF flux).
     """
     rows = []
     seen = set()
