@@ -274,3 +274,13 @@ def test_kill_minus_9_leaves_no_half_product(sim, tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert len(list(outdir.glob("*_cal.fits"))) == len(sim.rate_files)
     assert not tmp.exists()
+
+
+@pytest.mark.slow
+def test_demo_passes_its_science_checks(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and len(report["checks"]) == 4
+    assert [s["name"] for s in report["stages"]] == [
+        "simulate", "associations", "image2", "image3", "validate", "science checks"]

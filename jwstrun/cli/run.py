@@ -53,6 +53,7 @@ class RunProgress:
         self.started = time.monotonic()
         self.first_start: float | None = None
         self.workers: dict[int, dict] = {}
+        self.phase = "checking inputs, starting workers"
         self._live = None
 
     # rich calls this on every refresh
@@ -70,6 +71,8 @@ class RunProgress:
             (f"  {self.skipped} up to date" if self.skipped else "", "dim"),
             f"  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(self.eta())}",
         )
+        if self.phase:
+            head.append(f"  ({self.phase})", style="dim")
         bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=40)
         table = Table.grid(padding=(0, 2))
         now = time.monotonic()
@@ -112,6 +115,7 @@ class RunProgress:
     def __call__(self, kind: str, **info) -> None:
         if kind == "plan":
             self.total, self.to_run, self.jobs = info["total"], info["to_run"], info["jobs"]
+            self.phase = "resolving CRDS references" if info["to_run"] else None
             if not self.live_enabled and self.verbosity >= 0:
                 self._line(
                     f"{self.label}: {self.total} task(s), {info['to_run']} to run, "
@@ -119,6 +123,7 @@ class RunProgress:
                     f"CRDS context {info.get('context')}"
                 )
         elif kind == "prefetch":
+            self.phase = None
             if not self.live_enabled and self.verbosity > 0:
                 self._line(f"references ready in {info['seconds']:.1f} s")
         elif kind == "start":
