@@ -1028,6 +1028,9 @@ def run_tasks(
     if extra_env:
         fingerprint_parameters["_environment"] = dict(sorted(extra_env.items()))
 
+    # We hold the lock, so anything in the temporary area is left over from a
+    # run that was killed: remove it before new tasks write there.
+    shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
     tasks = _make_tasks(planned, outdir, parameters, in_pool, validate)
     by_id = {t.task_id: t for t in tasks}
     executor = LocalExecutor(

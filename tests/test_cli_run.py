@@ -169,7 +169,7 @@ def test_products_equal_strun(image2, sim, tmp_path_factory):
     assert compared == 2 * 3 + 2 * 4  # cal: SCI ERR DQ; i2d: SCI ERR WHT CON
 
 
-def test_rerun_skips_up_to_date_and_force_redoes(image2, sim):
+def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     outdir = image2["outdir"]
     runner = CliRunner()
     good = [str(p) for p in sim.rate_files]
