@@ -235,6 +235,26 @@ def _finish(ctx: click.Context, summary, as_json: bool) -> None:
         ctx.exit(1)
 
 
+def _write_report(outdir: str, as_json: bool) -> None:
+    """The HTML run report (jwstrun.look); a report problem never changes the run's outcome."""
+    import logging
+
+    from ..look import write_report
+
+    try:
+        path = write_report(outdir)
+    except Exception as exc:  # noqa: BLE001 - the products are what matters
+        logging.getLogger("jwstrun").warning("no HTML report: %s", exc)
+        return
+    click.echo(f"report: {path}", err=as_json)  # stdout stays pure JSON with --json
+
+
+_no_report_option = click.option(
+    "--no-report", is_flag=True,
+    help="Do not write OUTDIR/jwstrun-report.html (see 'jwstrun report').",
+)
+
+
 def _verbosity(ctx: click.Context) -> int:
     root = ctx.find_root()
     return int((root.obj or {}).get("verbosity", 0))
@@ -355,8 +375,9 @@ def image2_command(ctx, inputs, save_bsub, **kw):
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
 @_run_options
+@_no_report_option
 @click.pass_context
-def image3_command(ctx, inputs, **kw):
+def image3_command(ctx, inputs, no_report, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
 
     INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
@@ -379,6 +400,8 @@ def image3_command(ctx, inputs, **kw):
             inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw)
         ),
     )
+    if not no_report:
+        _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
 
 
@@ -391,9 +414,10 @@ def image3_command(ctx, inputs, **kw):
               help="Parallel workers (default: from CPUs and memory).")
 @click.option("--force", is_flag=True, help="Re-simulate and redo every stage.")
 @click.option("--no-progress", is_flag=True, help="Plain progress lines.")
+@_no_report_option
 @json_option
 @click.pass_context
-def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json):
+def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_report):
     """Simulate, associate, run image2 and image3, validate and check the science.
 
     Everything runs offline on the CRDS cache the simulator writes into
@@ -428,6 +452,8 @@ def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json):
     finally:
         if current.get("progress") is not None:
             current["progress"].__exit__(None, None, None)
+    if not no_report:
+        _write_report(outdir, as_json)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1, default=str))
     else:
