@@ -276,6 +276,7 @@ def apply_crds_environment(env: dict[str, str]) -> None:
     ``config.set_crds_state`` and ``utils.clear_function_caches``.
     """
     env = {k: str(v) for k, v in env.items() if k.startswith("CRDS_")}
+    _context_cache.clear()
     if "crds" not in sys.modules:
         for key in _MANAGED:
             if key not in env:
@@ -353,8 +354,10 @@ def context_in_use(context: str | None = None) -> str:
     cache's ``operational_context`` from ``config/jwst/server_config``.
     This is stpipe's own ``crds_client.get_context_used`` logic.
     """
-    if context in _context_cache:
-        return _context_cache[context]
+    # keyed by the settings that decide it: one process may switch caches
+    key = (context, _crds_path(), os.environ.get("CRDS_CONTEXT"), os.environ.get("CRDS_SERVER_URL"))
+    if key in _context_cache:
+        return _context_cache[key]
     if context:
         _check_context_name(context)
     from crds.core import heavy_client
@@ -378,7 +381,7 @@ def context_in_use(context: str | None = None) -> str:
         ) from exc
     except Exception as exc:  # noqa: BLE001 - crds raises many types here
         raise CrdsError(f"cannot determine the CRDS context: {exc}") from exc
-    _context_cache[context] = str(name)
+    _context_cache[key] = str(name)
     return str(name)
 
 
