@@ -126,7 +126,8 @@ def _kind_text(ptype: str | None) -> str:
 def _check_previewable(path: Path) -> str:
     """The product type of ``path`` if preview can draw it; InputError naming the file if not."""
     ptype = product_type(path)  # the suffix first: a _cat.ecsv is not "a broken FITS file"
-    if ptype is None:
+    if ptype is None or ptype in PREVIEW_TYPES:
+        # the header too: a junk or truncated file fails here, before anything is drawn
         ptype = product_type(path, read_primary_header(path))
     if ptype not in PREVIEW_TYPES:
         raise InputError(
@@ -666,7 +667,8 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;
      border-bottom:1px solid #d5dae3;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:.86em;margin:.4em 0}
 th,td{border:1px solid #d5dae3;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.when{white-space:nowrap}
 .ok{color:#137333;font-weight:600} .failed{color:#b3261e;font-weight:600}
 .skipped{color:#7a5b00;font-weight:600} .muted{color:#667085}
 .warn{color:#7a5b00} .err{color:#b3261e}
@@ -818,7 +820,7 @@ def _tasks_section(records: list[dict], run_dir: Path, report_dir: Path) -> str:
             f"<td>{_e(record.get('pipeline'))}</td><td class='{_e(status)}'>{_e(status)}</td>"
             f"<td class='num'>{_num(record.get('wall_s'), '.1f', ' s')}</td>"
             f"<td class='num'>{_num(record.get('peak_rss_mb'), '.0f', ' MB')}</td>"
-            f"<td>{_e(record.get('start_iso', '-'))}</td><td>{vtext}</td>"
+            f"<td class='when'>{_e(str(record.get('start_iso', '-')).replace('T', ' ')[:19])}</td><td>{vtext}</td>"
             f"<td><code>{_e(record.get('crds_context') or '-')}</code></td>"
             f"<td class='num'>{len(record.get('outputs') or [])}</td><td>{log_cell}</td></tr>"
             f"<tr class='details'><td colspan='10'><details><summary>details of "

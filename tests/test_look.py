@@ -1,0 +1,501 @@
+"""``jwstrun preview``, ``report`` and ``view`` on products of a real pipeline run.
+
+One module-scoped run (simulated NIRCam SUB640, two dithers; ``jwstrun image2``
+then ``jwstrun image3`` through the CLI) serves every test: the report that
+image3 writes by itself is rendered in headless Chromium, previews are drawn
+from its products, the i2d is opened with astropy / stdatamodels / photutils
+and loaded through ginga's own API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+REAL = Path(__file__).parent / "data" / "real"
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """simulate -> jwstrun image2 -> jwstrun image3 (which writes the report)."""
+    from jwstrun.simulate import simulate_program
+
+    root = tmp_path_factory.mktemp("look")
+    sim = simulate_program(root / "sim", subarray="SUB640", n_dithers=2, seed=11)
+    out = root / "out"
+    runner = CliRunner()
+    common = ["-o", str(out), "--crds-env", str(sim.env_file), "--no-progress"]
+    image2 = runner.invoke(cli, ["image2", *map(str, sim.rate_files), "-j", "2", *common])
+    assert image2.exit_code == 0, image2.output
+    cals = sorted(out.glob("*_cal.fits"))
+    image3 = runner.invoke(cli, ["image3", *map(str, cals), *common, "--json"])
+    assert image3.exit_code == 0, image3.output
+    summary = json.loads(image3.stdout)
+    (task,) = summary["tasks"]
+    outputs = {name.rsplit("_", 1)[1]: out / name for name in task["outputs"]}
+    return {
+        "root": root, "sim": sim, "out": out, "image3": image3, "task": task,
+        "i2d": outputs["i2d.fits"], "cat": outputs["cat.ecsv"], "cals": cals,
+        "crfs": sorted(out.glob("*_crf.fits")),
+    }
+
+
+# --------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------
+def test_image3_writes_the_report_itself(run):
+    report = run["out"] / "jwstrun-report.html"
+    assert report.is_file()
+    assert f"report: {report.resolve()}" in run["image3"].stderr
+    assert "report:" not in run["image3"].stdout  # --json stdout stays pure JSON
+
+
+def test_report_is_self_contained(run):
+    page = (run["out"] / "jwstrun-report.html").read_text()
+    # no network resources and no scripts at all
+    assert not re.search(r"""(?:src|href)\s*=\s*['"]?(?:https?:)?//""", page)
+    assert "<script" not in page.lower()
+    # every relative link and image resolves inside OUTDIR
+    targets = re.findall(r"""(?:src|href)='([^']+)'""", page)
+    relative = [t for t in targets if not t.startswith("data:")]
+    assert relative, "thumbnails must link to full previews"
+    from urllib.parse import unquote
+
+    for target in relative:
+        path = (run["out"] / unquote(target)).resolve()
+        assert path.is_file(), target
+        assert run["out"].resolve() in path.parents
+    embedded = [t for t in targets if t.startswith("data:image/")]
+    assert len(embedded) >= 2 + 2 + 2 + 1  # thumbnails of 2 cal, 2 crf, 2+1 i2d, plots
+
+
+def test_report_content(run):
+    page = (run["out"] / "jwstrun-report.html").read_text()
+    manifest = json.loads((run["out"] / "jwstrun-manifest.json").read_text())
+    for task_id, record in manifest["tasks"].items():
+        assert task_id in page
+        assert f"{record['peak_rss_mb']:.0f} MB" in page
+        assert record["crds_context"] in page
+    assert "resolved parameters" in page and "snr_threshold" in page  # tweakreg's, resolved
+    assert "crds://jwst_nircam_distortion_sim-nrcb1.asdf" in page
+    # tweakreg: one aligned group, its residual after is far below the offset before
+    rows = re.findall(r"<tr class='tweakreg'>(.*?)</tr>", page)
+    assert len(rows) == 1
+    numbers = [float(x) for x in re.findall(r"<td class='num'>([0-9.]+)</td>", rows[0])]
+    _n_fit, before, after, wcs_moved = numbers
+    assert after < 0.02 < before  # simulated pointing errors are ~0.1 arcsec
+    assert wcs_moved == pytest.approx(before, abs=0.002)  # the crf WCS moved by the fit's shift
+    # skymatch: one level per exposure, log and crf header agree
+    sky_rows = re.findall(r"<tr class='skymatch'>(.*?)</tr>", page)
+    assert len(sky_rows) == 2
+    for row in sky_rows:
+        log_level, header_level = re.findall(r"<td class='num'>([^<]+)</td>", row)
+        assert float(log_level) == pytest.approx(float(header_level), rel=1e-4, abs=1e-6)
+    # catalog: compared with the simulator's truth found next to the raw inputs
+    assert re.search(r"\d+ sources matched to truth_sources.ecsv", page)
+    delta = float(re.search(r"median measured − injected = ([-+0-9.]+) mag", page).group(1))
+    assert abs(delta) < 0.15
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs "
+                    "Debian's 'chromium'); the report is not rendered in a browser here")
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    report = run["out"] / "jwstrun-report.html"
+    # A copy next to the original (so relative links resolve) with a probe that
+    # writes what the browser loaded into the DOM; the report itself has no script.
+    probe = run["out"] / "probe-report.html"
+    probe.write_text(report.read_text().replace(
+        "</body>",
+        "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+        "const p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify({"
+        "images:i.length,loaded:i.filter(x=>x.complete&&x.naturalWidth>0).length,"
+        "tasks:document.querySelectorAll('#tasks tr.task').length,"
+        "thumbs:document.querySelectorAll('img.thumb').length});"
+        "document.body.appendChild(p)});</script></body>"))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    try:
+        dom = subprocess.run(
+            [*flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    finally:
+        probe.unlink()
+    found = json.loads(re.search(r"<pre id=\"probe\">(.*?)</pre>", dom).group(1))
+    assert found["tasks"] == 3  # 2 image2 + 1 image3
+    assert found["thumbs"] >= 7
+    assert found["images"] >= found["thumbs"] + 2  # plus the alignment and magnitude plots
+    assert found["loaded"] == found["images"], found
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri()],
+        capture_output=True, timeout=60, check=True,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2000, 1280)
+    # The thumbnails are dark sky with stars: a page of text on white has no such block.
+    dark_rows = (pixels < 60).mean(axis=1) > 0.3
+    assert dark_rows.sum() > 150
+    shutil.copy(shot, run["root"] / "report-screenshot.png")  # for a human to look at
+
+
+def test_report_on_demo_layout_and_without_previews(run, tmp_path):
+    """OUTDIR with out/ (the demo layout) works; --no-previews draws nothing."""
+    from jwstrun.look import write_report
+
+    path = write_report(run["root"], previews=False)
+    assert path == run["root"].resolve() / "jwstrun-report.html"
+    page = path.read_text()
+    assert "id='tasks'" in page and "img class='thumb'" not in page
+    assert "href='out/logs/" in page  # links relative to the page
+
+
+def test_no_report_option(run):
+    report = run["out"] / "jwstrun-report.html"
+    saved = report.read_bytes()
+    report.unlink()
+    try:
+        result = CliRunner().invoke(cli, [
+            "image3", *map(str, run["cals"]), "-o", str(run["out"]),
+            "--crds-env", str(run["sim"].env_file), "--no-progress", "--no-report"])
+        assert result.exit_code == 0, result.output
+        assert not report.exists()
+    finally:
+        report.write_bytes(saved)
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("missing", "Error: {d}: directory not found. Give the -o OUTDIR of a jwstrun run.\n"),
+    ("empty", "Error: {d}: has no jwstrun-manifest.json (nor out/jwstrun-manifest.json). Give "
+              "the output directory of 'jwstrun image2', 'jwstrun image3' or 'jwstrun demo'.\n"),
+])
+def test_report_bad_outdir(tmp_path, setup, message):
+    target = tmp_path / "x"
+    if setup == "empty":
+        target.mkdir()
+    result = CliRunner().invoke(cli, ["report", str(target)])
+    assert result.exit_code == 1
+    assert result.stderr == message.format(d=target)
+    assert not (target / "jwstrun-report.html").exists()
+
+
+def test_report_broken_manifest(tmp_path):
+    (tmp_path / "jwstrun-manifest.json").write_text("{ not json")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {tmp_path / 'jwstrun-manifest.json'}: unreadable manifest (")
+    assert result.stderr.endswith("Re-run the pipeline command to rewrite it.\n")
+    assert (tmp_path / "jwstrun-manifest.json").read_text() == "{ not json"  # left untouched
+
+
+def test_parse_tweakreg_general_fit(tmp_path):
+    from jwstrun.look import parse_tweakreg_log
+
+    log = tmp_path / "t.log"
+    prefix = "2026-01-01 00:00:00,000 - tweakwcs.{} - INFO - "
+    log.write_text("\n".join(prefix.format(m) + t for m, t in [
+        ("imalign", "Selected image 'GROUP ID: a' as reference image"),
+        ("imalign", "Aligning image catalog 'GROUP ID: b' to the reference catalog."),
+        ("wcsimage", "Found 31 matches for 'GROUP ID: b'..."),
+        ("wcsimage", "Computed 'general' fit for 'GROUP ID: b':"),
+        ("wcsimage", "XSH: 0.3  YSH: -0.4    PROPER ROT: 0.001"),
+        ("wcsimage", "<ROT>: 0.001  SKEW: 0    ROT_X: 0.001  ROT_Y: 0.001"),
+        ("wcsimage", "FIT RMSE: 0.0123   FIT MAE: 0.01"),
+        ("wcsimage", "Final solution based on 29 objects."),
+    ]) + "\n")
+    parsed = parse_tweakreg_log(log)
+    assert parsed["reference"] == "GROUP ID: a"
+    (group,) = parsed["groups"]
+    assert group["fit"] == "general" and group["matches"] == 31 and group["n_fit"] == 29
+    assert group["shift_arcsec"] == pytest.approx(0.5)
+    assert group["rmse"] == pytest.approx(0.0123) and group["rot"] == pytest.approx(0.001)
+
+
+# --------------------------------------------------------------------------
+# Previews
+# --------------------------------------------------------------------------
+def test_preview_i2d_with_catalog_and_maps(run, tmp_path):
+    from astropy.table import Table
+
+    result = CliRunner().invoke(cli, ["preview", str(run["i2d"]), "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    stem = run["i2d"].name.removesuffix(".fits")
+    assert payload["files"] == [str(tmp_path / f"{stem}{s}.png") for s in ("", "_wht", "_con")]
+    for name in payload["files"]:
+        width, height = _png_size(Path(name))
+        assert width >= 600 and height >= 400
+    (preview,) = payload["previews"]
+    assert preview["bunit"] == "MJy/sr"
+    assert preview["n_catalog_sources"] == len(Table.read(run["cat"])) > 10
+
+
+def test_preview_dq_counts_match_the_dq_array(run, tmp_path):
+    from astropy.io import fits
+
+    crf = run["crfs"][0]
+    result = CliRunner().invoke(cli, ["preview", str(crf), "-o", str(tmp_path), "--dq", "--json",
+                                      "--stretch", "zscale"])
+    assert result.exit_code == 0, result.output
+    (preview,) = json.loads(result.stdout)["previews"]
+    dq = fits.getdata(crf, "DQ").astype(np.uint32)
+    outlier = (dq & 16) > 0
+    expected = {"OUTLIER": int(outlier.sum()), "DO_NOT_USE": int((((dq & 1) > 0) & ~outlier).sum()),
+                "other flags": int(((dq > 0) & ((dq & 17) == 0)).sum())}
+    assert preview["dq_counts"] == expected
+    assert expected["DO_NOT_USE"] > 0  # the simulated detector has bad pixels
+    # the overlay is drawn: the DQ preview differs from the plain one
+    plain = CliRunner().invoke(cli, ["preview", str(crf), "-o", str(tmp_path / "plain"),
+                                     "--stretch", "zscale"])
+    assert plain.exit_code == 0
+    name = crf.name.replace(".fits", ".png")
+    assert (tmp_path / name).read_bytes() != (tmp_path / "plain" / name).read_bytes()
+
+
+def test_preview_rate_and_cal_units(run, tmp_path):
+    from jwstrun.look import preview_files
+
+    previews = preview_files([run["sim"].rate_files[0], run["cals"][0]], tmp_path)
+    assert [p.bunit for p in previews] == ["DN/s", "MJy/sr"]
+    assert [p.product_type for p in previews] == ["rate", "cal"]
+    assert all(len(p.files) == 1 and p.files[0].is_file() for p in previews)
+
+
+def test_preview_real_miri_i2d(tmp_path):
+    """A real archive i2d (jwst 1.8.2) is drawn like ours: SCI, WHT and CON."""
+    from jwstrun.look import preview_file
+
+    preview = preview_file(REAL / "jw01288015001_04101_00001_mirimage_i2d.fits", tmp_path)
+    assert [p.name for p in preview.files] == [
+        "jw01288015001_04101_00001_mirimage_i2d.png",
+        "jw01288015001_04101_00001_mirimage_i2d_wht.png",
+        "jw01288015001_04101_00001_mirimage_i2d_con.png",
+    ]
+    assert preview.bunit == "MJy/sr" and preview.n_catalog_sources is None
+
+
+@pytest.fixture(scope="module")
+def rateints(run, tmp_path_factory):
+    """A 3-integration _rateints made from a simulated _rate (integration k scaled by k)."""
+    from astropy.io import fits
+
+    rate = run["sim"].rate_files[0]
+    path = tmp_path_factory.mktemp("ints") / rate.name.replace("_rate.fits", "_rateints.fits")
+    with fits.open(rate) as hdul:
+        hdul[0].header["DATAMODL"] = "CubeModel"
+        hdul[0].header["NINTS"] = 3
+        for name in ("SCI", "ERR", "DQ"):
+            hdul[name].data = np.stack([hdul[name].data * (k if name != "DQ" else 1)
+                                        for k in (1, 2, 3)])
+        hdul.writeto(path)
+    return path
+
+
+def test_preview_rateints_integration(rateints, tmp_path):
+    runner = CliRunner()
+    first = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path), "--json"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path), "--json",
+                                 "--integration", "3", "--dq"])
+    assert second.exit_code == 0, second.output
+    one, three = (json.loads(r.stdout)["previews"][0] for r in (first, second))
+    stem = rateints.name.removesuffix(".fits")
+    assert one["files"] == [str(tmp_path / f"{stem}_int1.png")] and one["integration"] == 1
+    assert three["files"] == [str(tmp_path / f"{stem}_int3.png")] and three["integration"] == 3
+    too_far = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path / "no"),
+                                  "--integration", "4"])
+    assert too_far.exit_code == 1
+    assert too_far.stderr == (f"Error: {rateints}: has 3 integration(s); --integration must be "
+                              "between 1 and 3.\n")
+    assert not (tmp_path / "no").exists()
+
+
+def test_preview_bad_inputs_name_the_file(run, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "png"
+    junk = tmp_path / "junk_cal.fits"
+    junk.write_text("not a fits file")
+    truncated = tmp_path / "cut_cal.fits"
+    truncated.write_bytes(run["cals"][0].read_bytes()[:2880 * 3 + 100])
+    cases = [
+        ([str(tmp_path / "nope_cal.fits")],
+         f"Error: {tmp_path / 'nope_cal.fits'}: file not found. Check the path or the glob pattern.\n"),
+        ([str(run["cat"])],
+         f"Error: {run['cat']}: is a _cat product; preview draws rate, rateints, cal, calints, crf "
+         "and i2d images. Give those files (catalogs are drawn on their _i2d).\n"),
+        ([str(junk)],
+         f"Error: {junk}: is not a FITS file (no SIMPLE card at the start). Give JWST products "
+         "such as *_rate.fits or *_cal.fits.\n"),
+        ([str(truncated)],
+         f"Error: {truncated}: is truncated ({2880 * 3 + 100} bytes is not a whole number of "
+         "2880-byte FITS blocks). The file was not completely written or downloaded; re-create it.\n"),
+        # a good file first: nothing is drawn when a later one is bad
+        ([str(run["cals"][0]), str(junk)],
+         f"Error: {junk}: is not a FITS file (no SIMPLE card at the start). Give JWST products "
+         "such as *_rate.fits or *_cal.fits.\n"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, ["preview", *args, "-o", str(out)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == message
+        assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------
+# The products stay standard
+# --------------------------------------------------------------------------
+def test_i2d_opens_with_astropy_gwcs_and_photutils(run):
+    from astropy.io import fits
+    from astropy.stats import sigma_clipped_stats
+    from astropy.table import Table
+    from astropy.wcs import WCS
+    from photutils.detection import DAOStarFinder
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    with fits.open(run["i2d"]) as hdul:
+        assert [h.name for h in hdul][:5] == ["PRIMARY", "SCI", "ERR", "CON", "WHT"]
+        data = hdul["SCI"].data.astype(float)
+        fits_wcs = WCS(hdul["SCI"].header)
+    with ImageModel(run["i2d"]) as model:
+        gwcs = model.meta.wcs
+        ny, nx = model.data.shape
+        ra, dec = gwcs(nx / 2, ny / 2)
+        x_back, y_back = gwcs.invert(ra, dec)
+    assert (x_back, y_back) == pytest.approx((nx / 2, ny / 2), abs=1e-3)
+    sky = fits_wcs.pixel_to_world(nx / 2, ny / 2)
+    assert abs(sky.ra.deg - ra) * np.cos(np.radians(dec)) * 3600 < 0.01
+    assert abs(sky.dec.deg - dec) * 3600 < 0.01
+    assert (ra, dec) == pytest.approx((53.1625, -27.7914), abs=0.01)  # the simulated pointing
+
+    finite = np.where(np.isfinite(data), data, 0.0)
+    _mean, median, std = sigma_clipped_stats(finite[np.isfinite(data)], sigma=3.0)
+    found = DAOStarFinder(threshold=10 * std, fwhm=2.5)(finite - median)
+    assert found is not None and len(found) >= 20
+    # photutils recovers the pipeline's own catalog: the 20 brightest point sources
+    # of the _cat.ecsv each have a DAOStarFinder detection within 1 pixel.
+    catalog = Table.read(run["cat"])
+    points = catalog[~np.asarray(catalog["is_extended"], bool)]
+    points.sort("aper_total_flux", reverse=True)
+    bright = points[:20]
+    x_name = "x_centroid" if "x_centroid" in found.colnames else "xcentroid"
+    y_name = "y_centroid" if "y_centroid" in found.colnames else "ycentroid"
+    dist = np.hypot(np.asarray(found[x_name])[:, None] - np.asarray(bright["xcentroid"])[None, :],
+                    np.asarray(found[y_name])[:, None] - np.asarray(bright["ycentroid"])[None, :])
+    assert (dist.min(axis=0) < 1.0).all(), dist.min(axis=0)
+
+
+# --------------------------------------------------------------------------
+# Viewers
+# --------------------------------------------------------------------------
+def test_view_check_loads_the_i2d_in_ginga(run):
+    pytest.importorskip("ginga", reason="ginga is not installed (pip install ginga; it is in "
+                        "the 'test' extra)")
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    result = CliRunner().invoke(cli, ["view", str(run["i2d"]), "--with", "ginga", "--check",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    header = fits.getheader(run["i2d"], "SCI")
+    assert info["shape"] == [header["NAXIS2"], header["NAXIS1"]]
+    assert info["bunit"] == "MJy/sr"
+    # ginga's WCS and astropy's agree on the sky position of the centre pixel
+    ny, nx = info["shape"]
+    sky = WCS(header).pixel_to_world(nx / 2, ny / 2)
+    assert info["center_radec"] == pytest.approx([sky.ra.deg, sky.dec.deg], abs=1e-5)
+
+
+def test_view_missing_viewer_gives_install_hint(run):
+    if shutil.which("ds9"):
+        pytest.skip("ds9 is installed here")
+    result = CliRunner().invoke(cli, ["view", str(run["i2d"]), "--with", "ds9"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: ds9 is not installed; install SAOImage DS9 (Debian/Ubuntu: 'apt-get install "
+        "saods9'; others: https://sites.google.com/cfa.harvard.edu/saoimageds9). Or make PNG "
+        "quick looks with 'jwstrun preview'.\n")
+
+
+def test_view_glue_hint_or_load(run):
+    import importlib.util
+
+    if importlib.util.find_spec("glue") is not None:
+        from jwstrun.look import load_in_viewer
+
+        info = load_in_viewer(run["i2d"], "glue")
+        assert info["shape"]
+        return
+    result = CliRunner().invoke(cli, ["view", str(run["i2d"]), "--with", "glue", "--check"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: glue is not installed; install it with 'pip install "
+                             "glue-qt'. Or make PNG quick looks with 'jwstrun preview'.\n")
+
+
+def test_view_without_display_or_qt_is_clear(run, monkeypatch):
+    """Opening a window needs Qt and a display; either missing gives one clear line."""
+    from jwstrun.look import viewer_status
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    status = viewer_status("ginga")
+    result = CliRunner().invoke(cli, ["view", str(run["i2d"]), "--with", "ginga"])
+    assert result.exit_code == 1
+    if not status["python_module"]:
+        expected = ("Error: ginga is not installed; install it with 'pip install ginga PyQt5'. "
+                    "Or make PNG quick looks with 'jwstrun preview'.\n")
+    elif not status["qt_binding"]:
+        expected = ("Error: ginga is installed but has no Qt binding to open a window; install "
+                    f"one with 'pip install PyQt5'. Or load the file without a window: jwstrun "
+                    f"view {run['i2d']} --with ginga --check.\n")
+    else:
+        expected = (f"Error: no display to open ginga on (DISPLAY is not set). Use ssh -X, or "
+                    f"make PNG quick looks with 'jwstrun preview {run['i2d']} -o previews/'.\n")
+    assert result.stderr == expected
+
+
+def test_view_bad_file(tmp_path):
+    missing = tmp_path / "gone_i2d.fits"
+    result = CliRunner().invoke(cli, ["view", str(missing)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {missing}: file not found. Check the path or the glob pattern.\n"
+
+
+def test_report_shows_a_failed_task(run, tmp_path):
+    """A failed task is listed with its reason; its (absent) products are not drawn."""
+    from jwstrun.look import write_report
+
+    manifest = json.loads((run["out"] / "jwstrun-manifest.json").read_text())
+    record = dict(next(r for r in manifest["tasks"].values() if r["pipeline"] == "image2"))
+    record.update(task_id="image2-broken", status="failed", outputs=["broken_cal.fits"],
+                  error="calwebb_image2 failed in step flat_field on broken_rate.fits: "
+                  "ValueError: <bad> & data", validation=None, log_file="logs/missing.log")
+    manifest["tasks"] = {"image2-broken": record}
+    (tmp_path / "jwstrun-manifest.json").write_text(json.dumps(manifest))
+    page = write_report(tmp_path).read_text()
+    assert "<td class='failed'>failed</td>" in page
+    assert "ValueError: &lt;bad&gt; &amp; data" in page  # escaped, not raw HTML
+    assert "No image products in this run." in page
+    assert "<span class='muted'>not run</span>" in page  # validation
