@@ -167,12 +167,21 @@ def get_filter(detector: Detector, name: str | None) -> FilterInfo:
 
 @lru_cache(maxsize=None)
 def _siaf(instrument: str):
+    import logging
     import warnings
 
-    import pysiaf
+    # Importing pysiaf asks GitHub whether its PRD is the newest and logs a warning
+    # when it cannot (always, offline). The shipped PRD is what we use; keep it quiet.
+    pysiaf_log = logging.getLogger("pysiaf")
+    level = pysiaf_log.level
+    pysiaf_log.setLevel(logging.ERROR)
+    try:
+        import pysiaf
+    finally:
+        pysiaf_log.setLevel(level)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pysiaf cannot check the PRD version offline
+        warnings.simplefilter("ignore")
         return pysiaf.Siaf(instrument)
 
 
