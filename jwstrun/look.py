@@ -585,14 +585,23 @@ def parse_tweakreg_log(path: str | os.PathLike) -> dict:
     ``matches``, ``fit`` geometry, ``xsh``/``ysh``/``rot``/``scale`` (the correction
     the fit applied; shifts in arcsec in the tangent plane), ``shift_arcsec``
     (its length: the misalignment before), ``rmse``/``mae`` (arcsec: the
-    residual after), ``n_fit``.  ``warnings`` keeps tweakreg's warning lines.
+    residual after), ``n_fit``.  ``warnings`` keeps tweakreg's warning lines;
+    ``ran`` / ``skipped`` say whether the step ran or stpipe skipped it.
     """
-    result: dict = {"reference": None, "groups": [], "warnings": [], "ran": False}
+    result: dict = {"reference": None, "groups": [], "warnings": [], "ran": False,
+                    "skipped": False}
     current: dict | None = None
+    in_step = False
     for logger, level, msg in _log_messages(Path(path)):
+        if logger.startswith("stpipe"):
+            if msg.startswith("Step tweakreg running"):
+                result["ran"] = in_step = True
+            elif in_step and msg.startswith("Step skipped"):
+                result["skipped"], result["ran"] = True, False
+            elif msg.startswith("Step tweakreg done"):
+                in_step = False
+            continue
         if not (logger.startswith("tweakwcs") or logger.startswith("jwst.tweakreg")):
-            if logger == "stpipe.step" and msg.startswith("Step tweakreg running"):
-                result["ran"] = True
             continue
         result["ran"] = True
         if level in ("WARNING", "ERROR"):
@@ -897,7 +906,9 @@ def _alignment_section(records: list[dict], run_dir: Path) -> str:
             continue
         tw = parse_tweakreg_log(log_path)
         if not tw["ran"]:
-            blocks.append(f"<p>{_e(record['task_id'])}: tweakreg did not run (skipped).</p>")
+            why = "was skipped" if tw["skipped"] else "did not run"
+            blocks.append(f"<h3>{_e(record['task_id'])}</h3><p>tweakreg {why}: the exposures "
+                          "keep their pointing WCS.</p>")
             continue
         cal_by_base = {product_basename(e["name"]): e for e in record.get("inputs") or []
                        if e.get("name", "").endswith("_cal.fits")}
@@ -935,7 +946,7 @@ def _alignment_section(records: list[dict], run_dir: Path) -> str:
         if fitted:
             plot = _alignment_plot(fitted)
         blocks.append(
-            f"<h3>{_e(record['task_id'])}</h3><table id='tweakreg'><tr><th>image group</th><th>fit</th>"
+            f"<h3>{_e(record['task_id'])}</h3><table class='tweakreg-table'><tr><th>image group</th><th>fit</th>"
             "<th>sources in fit</th><th>before: offset removed (arcsec)</th>"
             "<th>after: fit RMSE (arcsec)</th><th>WCS moved cal→crf (arcsec)</th><th>fit</th></tr>"
             + "".join(rows) + "</table>" + (f"<ul>{warn}</ul>" if warn else "") + plot
@@ -998,7 +1009,7 @@ def _skymatch_section(records: list[dict], run_dir: Path) -> str:
                 f"<td>{_e(crf_name or '-')}</td></tr>"
             )
         blocks.append(
-            f"<h3>{_e(record['task_id'])}</h3><table id='skymatch'><tr><th>image</th>"
+            f"<h3>{_e(record['task_id'])}</h3><table class='skymatch-table'><tr><th>image</th>"
             "<th>sky level (skymatch log)</th><th>BKGLEVEL (crf header)</th><th>method</th>"
             "<th>subtracted</th><th>crf</th></tr>" + "".join(rows) + "</table>"
         )

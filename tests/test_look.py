@@ -10,7 +10,6 @@ and loaded through ginga's own API.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -499,3 +498,16 @@ def test_report_shows_a_failed_task(run, tmp_path):
     assert "ValueError: &lt;bad&gt; &amp; data" in page  # escaped, not raw HTML
     assert "No image products in this run." in page
     assert "<span class='muted'>not run</span>" in page  # validation
+
+
+def test_parse_tweakreg_skipped(tmp_path):
+    from jwstrun.look import parse_tweakreg_log
+
+    log = tmp_path / "t.log"
+    log.write_text(
+        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step tweakreg running with args (x,).\n"
+        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step skipped.\n"
+        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step skymatch running with args (x,).\n"
+    )
+    parsed = parse_tweakreg_log(log)
+    assert parsed["skipped"] and not parsed["ran"] and parsed["groups"] == []
