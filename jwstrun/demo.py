@@ -87,7 +87,7 @@ def run_demo(
     """
     from .asn import make_associations
     from .runner import prepare_outdir, run_image2, run_image3
-    from .simulate import simulate_program
+    from .simulate import load_simulation, simulate_program
     from .simulate.checks import run_checks
     from .validate import validate_files
 
@@ -102,11 +102,13 @@ def run_demo(
         return value
 
     options = _FULL if full_frame else _SMALL
+    # A demo re-run in the same OUTDIR reuses the simulation and resumes the rest.
+    previous = None if force else load_simulation(outdir / "sim", **options)
     sim = timed(
         "simulate",
-        lambda: simulate_program(outdir / "sim", force=force, **options),
+        lambda: previous or simulate_program(outdir / "sim", force=force, **options),
         lambda s: f"{len(s.rate_files)} {options['subarray']} exposures, CRDS cache "
-        f"{s.crds_context}",
+        f"{s.crds_context}" + (" (reused)" if previous else ""),
     )
     # Associations live next to their members, the JWST convention.
     asn_dir = outdir / "sim"

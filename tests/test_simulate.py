@@ -162,3 +162,14 @@ def test_cli_json(tmp_path):
     data = json.loads(result.output)
     assert len(data["rate_files"]) == 1
     assert data["env"]["CRDS_PATH"].endswith("crds_cache")
+
+
+def test_load_simulation_reuses_only_a_matching_program(small_program):
+    from jwstrun.simulate import load_simulation
+
+    same = load_simulation(small_program.outdir, subarray="sub160", n_dithers=2, seed=7)
+    assert same is not None
+    assert same.rate_files == small_program.rate_files
+    assert same.crds_context == small_program.crds_context
+    assert load_simulation(small_program.outdir, seed=8) is None
+    assert load_simulation(small_program.outdir / "nowhere") is None

@@ -7,6 +7,6 @@ tables (ECSV) and a CRDS cache whose reference files are stdatamodels models
 client resolves without a server.
 """
 
-from .program import SimulationResult, simulate_program
+from .program import SimulationResult, load_simulation, simulate_program
 
-__all__ = ["SimulationResult", "simulate_program"]
+__all__ = ["SimulationResult", "load_simulation", "simulate_program"]

@@ -23,7 +23,14 @@ from .instruments import (
     subarray_geometry,
 )
 
-__all__ = ["SimulationResult", "simulate_program", "ENV_FILE", "TRUTH_FILE", "COSMIC_RAY_FILE"]
+__all__ = [
+    "SimulationResult",
+    "simulate_program",
+    "load_simulation",
+    "ENV_FILE",
+    "TRUTH_FILE",
+    "COSMIC_RAY_FILE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ class SimulationResult:
     env: dict[str, str]
     seconds: float = 0.0
     groups: list[dict] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -70,7 +78,22 @@ class SimulationResult:
             "env": self.env,
             "seconds": round(self.seconds, 2),
             "groups": self.groups,
+            "options": self.options,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SimulationResult:
+        paths = ("outdir", "truth_file", "pointing_file", "cosmic_ray_file", "crds_path", "env_file")
+        return cls(
+            **{k: Path(data[k]) for k in paths},
+            rate_files=[Path(p) for p in data["rate_files"]],
+            background_files=[Path(p) for p in data["background_files"]],
+            crds_context=data["crds_context"],
+            env=dict(data["env"]),
+            seconds=float(data.get("seconds", 0.0)),
+            groups=list(data.get("groups", [])),
+            options=dict(data.get("options", {})),
+        )
 
 
 def _dither_offsets(n: int, step_arcsec: float) -> list[tuple[float, float]]:
@@ -152,6 +175,12 @@ def simulate_program(
     from .scene import make_scene, psf_encircled_energy, snr_to_flux_e
 
     t0 = time.perf_counter()
+    options = {
+        "instrument": instrument, "detectors": list(detectors), "filters": list(filters),
+        "subarray": subarray.upper(), "n_dithers": n_dithers, "n_background": n_background,
+        "rateints": rateints, "nints": nints, "seed": seed, "pointing_error": pointing_error,
+        "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
+    }
     if n_dithers < 1:
         raise InputError("--dithers must be at least 1.")
     if n_background < 0:
@@ -309,9 +338,34 @@ def simulate_program(
         env=env,
         seconds=seconds,
         groups=groups,
+        options=options,
     )
     (outdir / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d exposures in %.1f s", len(rate_files) + len(bkg_files), seconds)
+    return result
+
+
+def load_simulation(outdir, **expected_options) -> SimulationResult | None:
+    """The result of an earlier :func:`simulate_program` in ``outdir``, or None.
+
+    None also when any of ``expected_options`` differs from what was simulated or
+    a file the summary lists is missing (the simulation has to be redone).
+    """
+    summary = Path(outdir) / SUMMARY_FILE
+    try:
+        result = SimulationResult.from_dict(json.loads(summary.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for key, value in expected_options.items():
+        if key in ("detectors", "filters"):
+            value = list(value)
+        if key == "subarray":
+            value = str(value).upper()
+        if result.options.get(key) != value:
+            return None
+    needed = [*result.rate_files, *result.background_files, result.truth_file, result.env_file]
+    if not all(Path(p).is_file() for p in needed):
+        return None
     return result
 
 
