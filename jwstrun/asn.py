@@ -1032,6 +1032,13 @@ def load_association(
             f"{path}: is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
             "Fix the file or rebuild it with 'jwstrun asn'."
         ) from None
+    except RecursionError:
+        # json raises this (not JSONDecodeError) for arrays/objects nested
+        # thousands deep; no association looks like that.
+        raise InputError(
+            f"{path}: is not an association: its JSON is nested too deeply. "
+            "Rebuild it with 'jwstrun asn'."
+        ) from None
     parsed = _parse_products(path, data)
 
     asn_type = data.get("asn_type", "")

@@ -23,6 +23,7 @@ __all__ = [
     "read_primary_header",
     "read_exposure_info",
     "product_basename",
+    "check_fits_complete",
 ]
 
 #: Product type -> (is per-integration, expected DATAMODL values)
@@ -216,3 +217,92 @@ def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
         step_status=status,
         background_target=header.get("BKGDTARG", False) is True,
     )
+
+
+_BLOCK = 2880
+
+
+def _hdu_layout(handle, size: int, max_hdus: int = 1000):
+    """Walk the HDUs of an open FITS file by their headers alone.
+
+    Yields ``(extname, header_start, data_end)``; raises ``ValueError`` for a
+    header cut off before its END card.  Pure Python on purpose: a few header
+    blocks per HDU, about 0.1 ms per file, where astropy takes ~4 ms.
+    """
+    offset = 0
+    for index in range(max_hdus):
+        if offset >= size:
+            return
+        handle.seek(offset)
+        cards: dict[str, str] = {}
+        start = offset
+        ended = False
+        while not ended:
+            block = handle.read(_BLOCK)
+            if len(block) < _BLOCK:
+                raise ValueError(f"HDU {index} header is cut off before its END card")
+            offset += _BLOCK
+            if index > 0 and offset == start + _BLOCK and not block.startswith(b"XTENSION"):
+                return  # trailing bytes that are not an extension: the HDUs ended
+            for pos in range(0, _BLOCK, 80):
+                card = block[pos : pos + 80].decode("ascii", "replace")
+                key = card[:8].strip()
+                if key == "END":
+                    ended = True
+                    break
+                if card[8:10] == "= " and key not in cards:
+                    cards[key] = card[10:].split("/", 1)[0].strip()
+        try:
+            naxis = int(cards.get("NAXIS", "0"))
+            bitpix = abs(int(cards.get("BITPIX", "8")))
+            pcount = int(cards.get("PCOUNT", "0"))
+            gcount = int(cards.get("GCOUNT", "1"))
+            dims = [int(cards.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]
+        except ValueError as exc:
+            raise ValueError(f"HDU {index} has a malformed size keyword ({exc})") from None
+        if index == 0 and dims and dims[0] == 0:
+            dims = dims[1:]  # random groups
+        npix = 1
+        for dim in dims:
+            npix *= dim
+        nbytes = bitpix // 8 * gcount * (pcount + (npix if naxis else 0))
+        offset += -(-nbytes // _BLOCK) * _BLOCK
+        name = cards.get("EXTNAME", "PRIMARY" if index == 0 else "").strip("'").strip()
+        yield name.upper(), start, offset
+
+
+def check_fits_complete(path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")) -> None:
+    """Refuse a FITS file that was cut short or lacks the extensions a JWST product needs.
+
+    ``read_primary_header`` catches a file that is not a whole number of FITS
+    blocks; this catches a file cut on a block boundary (headers describe more
+    bytes than the file has) and one without SCI, or without the ASDF extension
+    that stdatamodels writes last.  Headers only: no data is read.
+    """
+    path = Path(path)
+    _check_fits_file(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            hdus = list(_hdu_layout(handle, size))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: is truncated or damaged ({exc}). The file was not completely written "
+            "or downloaded; re-create it."
+        ) from None
+    names = [name for name, _start, _end in hdus]
+    end = max((e for _n, _s, e in hdus), default=0)
+    if end > size:
+        cut = [name or "?" for name, _s, e in hdus if e > size]
+        raise InputError(
+            f"{path}: is truncated: {size} bytes, but its headers describe {end} "
+            f"(data of {', '.join(cut)} cut off). The file was not completely written or "
+            "downloaded; re-create it."
+        )
+    missing = [ext for ext in required if ext not in names]
+    if missing:
+        raise InputError(
+            f"{path}: has no {' or '.join(missing)} extension (it has {', '.join(names)}): "
+            "not a complete JWST product (stdatamodels writes SCI first and ASDF last), so "
+            "the file was cut short or not written by the JWST pipeline. Re-create it."
+        )

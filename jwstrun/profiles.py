@@ -604,6 +604,12 @@ def _compose_file(text: str, where: str):
         raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level: a few hundred
+        # '[' exhaust the stack long before the 16-level check can run.
+        raise ConfigError(
+            f"{where}: the YAML is nested too deeply; profiles are at most a few levels deep"
+        ) from None
 
 
 def _scalar(node) -> Any:

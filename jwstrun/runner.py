@@ -239,7 +239,17 @@ def _load_association(path: Path, level: int, allow_outside: bool = False):
     check = check_association(path, allow_outside=allow_outside)
     if check.problems:
         raise InputError(f"{path}: " + " ".join(check.problems[:3]))
+    _check_complete(m.path for product in check.association.products for m in product.members)
     return check.association
+
+
+def _check_complete(paths: Iterable[Path]) -> None:
+    """Refuse exposures cut short or without SCI/ASDF before anything runs (headers only)."""
+    from .products import check_fits_complete
+
+    for path in paths:
+        if not _is_association(Path(path)):
+            check_fits_complete(path)
 
 
 def _file_type(path: Path) -> str | None:
@@ -1156,6 +1166,7 @@ def _run(
         _check_unique_products(planned)
     else:
         check_image3_inputs(paths)
+    _check_complete(paths)  # after the product-type checks, whose messages say more
     parameters = _call_parameters(pipeline, profiles, sets)
     if extra_parameters:
         parameters = _merge(parameters, extra_parameters)

@@ -52,16 +52,18 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broken(sim):
-    """A _rate file whose header is fine but which has no data: fails inside the pipeline."""
+    """A _rate file that passes jwstrun's input checks (headers, SCI and ASDF present) but
+    lacks the ERR extension its ASDF tree points at: fails inside the pipeline.
+    (A file without SCI or ASDF is refused before the run: tests/reliability.)"""
     from astropy.io import fits
 
     source = sim.rate_files[0]
     path = source.with_name(source.name.replace("_00001_", "_00009_"))
     with fits.open(source) as hdul:
-        primary = hdul[0].copy()
-    primary.header["EXPOSURE"] = 9
-    primary.header["FILENAME"] = path.name
-    fits.HDUList([primary]).writeto(path)
+        kept = fits.HDUList([hdu.copy() for hdu in hdul if hdu.name != "ERR"])
+    kept[0].header["EXPOSURE"] = 9
+    kept[0].header["FILENAME"] = path.name
+    kept.writeto(path)
     return path
 
 
