@@ -144,6 +144,20 @@ def read_env_file(path: str | os.PathLike) -> dict[str, str]:
     return env
 
 
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its user info (``user:password@``, or a token as user) shown as ``***``.
+
+    For messages and logs: a URL with credentials never reaches the terminal,
+    a log file or the manifest.
+    """
+    if not url or "@" not in url:
+        return url
+    parsed = urlparse(url)
+    if "@" not in parsed.netloc:
+        return url
+    return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def is_serverless(url: str | None) -> bool:
     """True when crds will not contact any server for this CRDS_SERVER_URL."""
     return bool(url) and ("serverless" in url or "server-less" in url)
@@ -168,7 +182,7 @@ def server_reachable(url: str | None, timeout: float = PROBE_TIMEOUT_SECONDS) ->
     parsed = urlparse(url)
     host = parsed.hostname
     if not host:
-        return False, f"cannot parse a host name from {url!r}"
+        return False, f"cannot parse a host name from {redact_url(url)!r}"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     outcome: list[tuple[bool, str]] = []
 
@@ -231,7 +245,7 @@ def crds_environment(
         reachable, detail = server_reachable(url)
         if not reachable:
             log.warning("CRDS server %s does not answer (%s); using the local cache with a "
-                        "%s s client timeout.", url, detail, UNREACHABLE_TIMEOUT_SECONDS)
+                        "%s s client timeout.", redact_url(url), detail, UNREACHABLE_TIMEOUT_SECONDS)
             env["CRDS_CLIENT_TIMEOUT_SECONDS"] = UNREACHABLE_TIMEOUT_SECONDS
     return env
 
@@ -921,10 +935,10 @@ def _download_source() -> tuple[bool, str]:
     """Whether crds can download now, and from where."""
     mirror = _env_value("CRDS_REFERENCE_URI") or _env_value("CRDS_MAPPING_URI")
     if mirror:
-        return True, f"mirror {mirror}"
+        return True, f"mirror {redact_url(mirror)}"
     url = os.environ.get("CRDS_SERVER_URL")
     reachable, detail = server_reachable(url)
-    return reachable, (url or "no server") + ("" if reachable else f" ({detail})")
+    return reachable, (redact_url(url) or "no server") + ("" if reachable else f" ({detail})")
 
 
 def _offline_advice() -> str:
@@ -1191,7 +1205,7 @@ def doctor(inputs=None, context: str | None = None) -> DoctorReport:
     if not url:
         notes.append("CRDS_SERVER_URL is not set; crds then runs in serverless mode.")
     elif not serverless and not reachable:
-        problem(f"The CRDS server {url} does not answer ({detail}).",
+        problem(f"The CRDS server {redact_url(url)} does not answer ({detail}).",
                 "Work from the local cache: pass --offline or set CRDS_SERVER_URL="
                 f"{SERVERLESS_URL} so crds never waits on the network (its default timeout is one "
                 "hour per request). Fetch missing files where there is network with "
@@ -1247,7 +1261,7 @@ def doctor(inputs=None, context: str | None = None) -> DoctorReport:
             for text in resolution.problems:
                 problem(text, "Pin another context with --crds-context or fix the CRDS rules.")
     return DoctorReport(
-        crds_path=crds_path, server_url=url, context_env=env.get("CRDS_CONTEXT"),
+        crds_path=crds_path, server_url=redact_url(url), context_env=env.get("CRDS_CONTEXT"),
         readonly=env.get("CRDS_READONLY_CACHE", "").lower() in ("1", "true", "yes", "t"),
         serverless=serverless, reachable=reachable, reachable_detail=detail,
         probe_seconds=round(probe_seconds, 3), cache_exists=exists, cache_files=n_files,
