@@ -55,6 +55,7 @@ __all__ = [
     "PIPELINES",
     "crds_environment",
     "apply_crds_environment",
+    "applied_crds_environment",
     "worker_environment",
     "read_env_file",
     "server_reachable",
@@ -280,7 +281,7 @@ _MANAGED = {
 }
 
 
-def apply_crds_environment(env: dict[str, str]) -> None:
+def apply_crds_environment(env: dict[str, str]) -> dict[str, str]:
     """Make ``env`` (from :func:`crds_environment`) the process's CRDS configuration.
 
     Sets the ``CRDS_*`` variables of ``env`` in ``os.environ`` and clears the
@@ -288,15 +289,19 @@ def apply_crds_environment(env: dict[str, str]) -> None:
     stpipe or jwst are imported.  If crds is already imported, its cached server
     URL, configuration and context are reset with crds' own
     ``config.set_crds_state`` and ``utils.clear_function_caches``.
+
+    Returns the ``CRDS_*`` variables as they were before; a library call that
+    should not change its caller's settings uses :func:`applied_crds_environment`.
     """
     env = {k: str(v) for k, v in env.items() if k.startswith("CRDS_")}
+    previous = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
     _context_cache.clear()
     if "crds" not in sys.modules:
         for key in _MANAGED:
             if key not in env:
                 os.environ.pop(key, None)
         os.environ.update(env)
-        return
+        return previous
     from crds.core import config, utils
 
     state = config.get_crds_state()
@@ -317,6 +322,29 @@ def apply_crds_environment(env: dict[str, str]) -> None:
             os.environ.pop(key, None)
     utils.clear_function_caches()
     _context_cache.clear()
+    return previous
+
+
+@contextlib.contextmanager
+def applied_crds_environment(env: dict[str, str]):
+    """:func:`apply_crds_environment` for a ``with`` block, then the caller's settings again.
+
+    A run applies the CRDS_* variables of its own cache (a crds.env may pin
+    CRDS_CONTEXT).  Left in ``os.environ`` they would become the defaults of
+    the next call in a long-lived process (a notebook, a test session, a Dask
+    client), whose other cache would then be read under the first one's
+    context.  On exit the previous variables are put back and crds' in-process
+    state is resynchronised with them.
+    """
+    previous = apply_crds_environment(env)
+    try:
+        yield
+    finally:
+        for key in env:
+            # unmanaged settings (CRDS_MODE...) are not cleared by apply_crds_environment
+            if key.startswith("CRDS_") and key not in previous and key not in _MANAGED:
+                os.environ.pop(key, None)
+        apply_crds_environment(previous)
 
 
 def worker_environment(env: dict[str, str], context: str) -> dict[str, str]:
