@@ -507,6 +507,10 @@ def _association_members(path: Path) -> list[Path]:
 
 _reftype_cache: dict[tuple, list[str]] = {}
 
+#: Set to any value to always read reference types from jwst (no disk cache).
+NO_CACHE_VARIABLE = "JWSTRUN_NO_SPEC_CACHE"
+_REFTYPE_CACHE_FORMAT = 1
+
 
 def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = True) -> list[str]:
     """Reference types ``pipeline_name`` (image2 / image3) will request from CRDS.
@@ -516,6 +520,13 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
     nested overrides, e.g. ``{"resample": {"skip": True}}``), plus, with
     ``pars``, the step-parameter references ``pars-<class name lowercased>``
     stpipe looks up for the pipeline and each of its steps.
+
+    ``import jwst.pipeline`` costs ~3 s and ~250 MB, too much for a parent
+    process that only plans and prefetches while its workers import jwst.  So
+    what the answer is made of (each step's reftypes, default ``skip`` and
+    ``prefetch_references``) is kept on disk in ``$XDG_CACHE_HOME/jwstrun/``,
+    keyed by the jwst and stpipe versions and install paths
+    (``JWSTRUN_NO_SPEC_CACHE`` turns the cache off).
     """
     key = (pipeline_name.lower(), json.dumps(steps or {}, sort_keys=True, default=str), pars)
     if key in _reftype_cache:
@@ -523,6 +534,14 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
     class_name = PIPELINES.get(pipeline_name.lower())
     if class_name is None:
         raise InputError(f"unknown pipeline {pipeline_name!r}: use one of image2, image3.")
+    types = _reftypes_from_layout(_pipeline_layouts().get(class_name), steps, pars)
+    if types is None:  # overrides the cached layout cannot answer: ask stpipe itself
+        types = _reftypes_from_jwst(class_name, steps, pars)
+    _reftype_cache[key] = types
+    return list(types)
+
+
+def _reftypes_from_jwst(class_name: str, steps: dict | None, pars: bool) -> list[str]:
     import jwst.pipeline
 
     cls = getattr(jwst.pipeline, class_name)
@@ -531,9 +550,112 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
     if pars:
         types.append(cls.get_config_reftype())
         types.extend(step_cls.get_config_reftype() for step_cls in cls.step_defs.values())
-    types = list(dict.fromkeys(t.lower() for t in types))
-    _reftype_cache[key] = types
-    return list(types)
+    return list(dict.fromkeys(t.lower() for t in types))
+
+
+def _reftypes_from_layout(layout: dict | None, steps: dict | None, pars: bool) -> list[str] | None:
+    """Same answer as :func:`_reftypes_from_jwst` from a cached layout, or None if unsure."""
+    if layout is None:
+        return None
+    steps = steps or {}
+    if not isinstance(steps, dict) or set(steps) - set(layout["steps"]):
+        return None
+    types: list[str] = []
+    for name, info in layout["steps"].items():
+        skip = (steps.get(name) or {}).get("skip", info["skip"])
+        if not isinstance(skip, bool):  # "yes", 1...: stpipe's own coercion decides
+            return None
+        if not skip and info["prefetch_references"]:
+            types.extend(info["reftypes"])
+    types = list(dict.fromkeys(types))
+    if pars:
+        types.append(layout["config_reftype"])
+        types.extend(info["config_reftype"] for info in layout["steps"].values())
+    return list(dict.fromkeys(t.lower() for t in types))
+
+
+def _installed_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("jwst", "stpipe"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "missing"
+    return out
+
+
+def _reftype_cache_path() -> Path | None:
+    if os.environ.get(NO_CACHE_VARIABLE):
+        return None
+    import hashlib
+    import importlib.util
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    versions = _installed_versions()
+    # versions alone miss editable/dev installs of jwst: key on where it lives too
+    key = [str(_REFTYPE_CACHE_FORMAT), versions["jwst"], versions["stpipe"]]
+    for dist in ("jwst", "stpipe"):
+        found = importlib.util.find_spec(dist)
+        origin = Path(found.origin) if found and found.origin else None
+        if origin is not None and origin.exists():
+            key += [str(origin), str(origin.stat().st_mtime_ns)]
+    digest = hashlib.sha1("|".join(key).encode()).hexdigest()[:12]
+    return Path(base) / "jwstrun" / f"pipeline-reftypes-jwst{versions['jwst']}-{digest}.json"
+
+
+def _layouts_from_jwst() -> dict[str, dict]:
+    """What reftypes_for needs of each pipeline in PIPELINES, read from jwst (slow)."""
+    import jwst.pipeline
+
+    layouts = {}
+    for class_name in sorted(set(PIPELINES.values())):
+        cls = getattr(jwst.pipeline, class_name)
+        pipeline = cls()
+        layouts[class_name] = {
+            "config_reftype": cls.get_config_reftype(),
+            "steps": {
+                name: {
+                    "reftypes": list(getattr(pipeline, name).reference_file_types),
+                    "skip": bool(getattr(pipeline, name).skip),
+                    "prefetch_references": bool(getattr(pipeline, name).prefetch_references),
+                    "config_reftype": step_cls.get_config_reftype(),
+                }
+                for name, step_cls in cls.step_defs.items()
+            },
+        }
+    return layouts
+
+
+_layouts: dict[str, dict] | None = None
+
+
+def _pipeline_layouts() -> dict[str, dict]:
+    """Layouts from the disk cache, or from jwst (then written to the cache)."""
+    global _layouts
+    if _layouts is not None:
+        return _layouts
+    cache = _reftype_cache_path()
+    if cache is not None and cache.is_file():
+        try:
+            data = json.loads(cache.read_text())
+            if set(data) == set(PIPELINES.values()):
+                _layouts = data
+                return data
+        except (OSError, ValueError):
+            log.debug("ignoring unreadable reftype cache %s", cache)
+    data = _layouts_from_jwst()
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, cache)  # readers see the old file or the whole new one
+        except OSError as exc:  # a read-only home must not break a run
+            log.debug("cannot write reftype cache %s: %s", cache, exc)
+    _layouts = data
+    return data
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""``refs.reftypes_for`` answers from a disk cache without importing jwst.pipeline.
+
+The cache holds what the answer is made of (per step: reftypes, default skip,
+prefetch_references, pars-* type); these tests check that every answer built
+from it equals what stpipe itself computes on an instantiated pipeline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jwstrun import refs
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(refs.NO_CACHE_VARIABLE, raising=False)
+    monkeypatch.setattr(refs, "_layouts", None)
+    monkeypatch.setattr(refs, "_reftype_cache", {})
+    return tmp_path / "xdg"
+
+
+def _step_overrides(class_name: str):
+    """{} plus every single step skipped, plus all skipped."""
+    import jwst.pipeline
+
+    names = list(getattr(jwst.pipeline, class_name).step_defs)
+    yield {}
+    for name in names:
+        yield {name: {"skip": True}}
+    yield {name: {"skip": True} for name in names}
+    yield {names[0]: {"skip": False}}
+
+
+def test_cached_equals_computed(cache_home):
+    first = refs.reftypes_for("image2")
+    path = refs._reftype_cache_path()
+    assert path.parent == cache_home / "jwstrun" and path.is_file()
+    layouts = json.loads(path.read_text())
+    assert set(layouts) == {"Image2Pipeline", "Image3Pipeline"}
+    assert first == refs._reftypes_from_jwst("Image2Pipeline", None, True)
+    compared = 0
+    for class_name in layouts:
+        for steps, pars in itertools.product(_step_overrides(class_name), (True, False)):
+            cached = refs._reftypes_from_layout(layouts[class_name], steps, pars)
+            assert cached == refs._reftypes_from_jwst(class_name, steps, pars), (class_name, steps)
+            compared += 1
+    assert compared > 20
+    # what image2 prefetches for imaging (offline-crds notes) is in there
+    assert {"distortion", "flat", "photom", "area", "pars-image2pipeline"} <= set(first)
+    assert "flat" not in refs._reftypes_from_layout(layouts["Image2Pipeline"],
+                                                     {"flat_field": {"skip": True}}, True)
+
+
+def test_warm_cache_does_not_import_jwst_pipeline(cache_home):
+    refs.reftypes_for("image3")  # writes the cache
+    code = (
+        "import sys, json; from jwstrun import refs; "
+        "out = {p: refs.reftypes_for(p, steps={'resample': {'skip': True}}) for p in ('image2', 'image3')}; "
+        "print(json.dumps({'types': out, 'imported': 'jwst.pipeline' in sys.modules}))"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    data = json.loads(proc.stdout)
+    assert data["imported"] is False
+    for name, class_name in (("image2", "Image2Pipeline"), ("image3", "Image3Pipeline")):
+        assert data["types"][name] == refs._reftypes_from_jwst(class_name, {"resample": {"skip": True}}, True)
+
+
+def test_overrides_the_layout_cannot_answer_go_to_stpipe(cache_home):
+    layouts = refs._pipeline_layouts()
+    layout = layouts["Image2Pipeline"]
+    assert refs._reftypes_from_layout(layout, {"flat_field": {"skip": "yes"}}, True) is None
+    assert refs._reftypes_from_layout(layout, {"no_such_step": {"skip": True}}, True) is None
+    # ... and reftypes_for still answers, the way stpipe coerces "yes"
+    assert "flat" not in refs.reftypes_for("image2", steps={"flat_field": {"skip": "yes"}})
+
+
+def test_unreadable_or_disabled_cache(cache_home, monkeypatch):
+    path = refs._reftype_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert refs.reftypes_for("image3") == refs._reftypes_from_jwst("Image3Pipeline", None, True)
+    assert json.loads(path.read_text())  # rewritten whole
+    monkeypatch.setenv(refs.NO_CACHE_VARIABLE, "1")
+    assert refs._reftype_cache_path() is None
