@@ -118,11 +118,20 @@ def _die_with_parent() -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
+def _exit_on_sigterm(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
 def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
     """Entry point of a spawned worker process."""
     # The parent owns Ctrl-C: it stops the workers itself, so a KeyboardInterrupt
     # never surfaces half-way through a pipeline step as a task "failure".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # shutdown(cancel=True) terminates workers: leave through Python so that
+    # multiprocessing's finalizers unregister the semaphore crds creates at
+    # import; a bare SIGTERM death makes the resource tracker print a "leaked
+    # semaphore objects" warning after every Ctrl-C or failed run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _die_with_parent()
     os.environ.update(env or {})
     import importlib
@@ -154,6 +163,8 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
 
         try:
             result = task_function(task, progress)
+        except SystemExit:
+            raise  # terminated by the parent: nothing to report
         except BaseException as exc:  # noqa: BLE001 - report, keep the worker honest
             result = _UnhandledError(task_id, f"{type(exc).__name__}: {exc}")
         done += 1

@@ -165,7 +165,13 @@ class OutdirLock:
             return
         info = read_lock(self.path)
         if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                # OUTDIR became unwritable during the run: the error that stopped
+                # the run matters more; the next run sees this lock as stale.
+                log.warning("Could not remove the lock %s (%s); the next run will take it over.",
+                            self.path, exc.strerror or exc)
         self.acquired = False
 
     def __enter__(self) -> "OutdirLock":

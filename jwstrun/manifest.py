@@ -9,12 +9,15 @@ truncated one.  Only the parent process writes it (workers return records).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from .errors import OutputError
 
 __all__ = [
     "MANIFEST_NAME",
@@ -132,7 +135,17 @@ class Manifest:
             self.save()
 
     def save(self) -> None:
-        """Write the manifest atomically."""
+        """Write the manifest atomically; :class:`OutputError` when OUTDIR cannot take it."""
         self.data["format"] = MANIFEST_FORMAT
         self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(self.path, self.data)
+        try:
+            write_json_atomic(self.path, self.data)
+        except OSError as exc:
+            # A full disk or a directory made read-only during the run: say so
+            # plainly (the previous manifest is intact, products already moved
+            # into OUTDIR are complete; a re-run redoes what is not recorded).
+            what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise OutputError(
+                f"{self.path}: cannot write the run manifest ({what}). Free space or restore "
+                "write permission on the output directory and re-run: finished tasks are kept."
+            ) from exc

@@ -1097,7 +1097,10 @@ def run_tasks(
                 emit("done", result=result)
     except BaseException:
         executor.shutdown(cancel=True)
-        manifest.add_run(_run_entry(command, run_start, results, interrupted=True))
+        try:
+            manifest.add_run(_run_entry(command, run_start, results, interrupted=True))
+        except JwstrunError as exc:  # the manifest may be what failed: keep the first error
+            log.debug("%s", exc)
         raise
     # Nothing ran: the warming workers are not needed, stop them at once.
     executor.shutdown(cancel=not to_run)
