@@ -99,6 +99,10 @@ _REFUSED_KEYS = {
     "config_file": "it loads another stpipe parameter file, which may name Python classes",
     "pre_hooks": "hooks name Python classes or commands that stpipe imports and runs",
     "post_hooks": "hooks name Python classes or commands that stpipe imports and runs",
+    # Not code, but a way around OUTDIR: stpipe would write that step's products
+    # there directly, outside jwstrun's validate-then-move (tests/reliability).
+    "output_dir": "jwstrun writes every product into -o OUTDIR, after validating it; "
+    "an output_dir would write around that (possibly outside OUTDIR)",
 }
 
 # Spec keys that are plumbing rather than parameters (added by Pipeline.load_spec_file).
