@@ -259,10 +259,27 @@ def _file_type(path: Path) -> str | None:
 
         ptype = read_exposure_info(path).product_type
     elif ptype is not None:
-        from .products import read_primary_header
-
-        read_primary_header(path)  # clear errors for empty / truncated / gzip files
+        _planning_header(path)  # clear errors for empty / truncated / gzip files
     return ptype
+
+
+def _planning_header(path: Path):
+    """read_primary_header, remembered for the next call on the same unchanged file.
+
+    Planning needs each exposure's header twice (product type, then size); with
+    astropy at ~1.5 ms a read, 10,000 exposures took twice as long as needed.
+    """
+    from .products import read_primary_header
+
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if _LAST_HEADER.get("key") != key:
+        header = read_primary_header(path)
+        _LAST_HEADER.update(key=key, header=header)
+    return _LAST_HEADER["header"]
+
+
+_LAST_HEADER: dict = {}
 
 
 def _wrong_stage_message(path: Path, ptype: str | None, pipeline: str) -> str:
@@ -456,9 +473,7 @@ class _Planned:
 
 def _exposure_pixels(path: Path) -> int:
     try:
-        from .products import read_primary_header
-
-        header = read_primary_header(path)
+        header = _planning_header(path)
         xsize = int(header.get("SUBSIZE1") or 2048)
         ysize = int(header.get("SUBSIZE2") or 2048)
         return xsize * ysize
