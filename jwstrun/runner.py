@@ -56,6 +56,7 @@ __all__ = [
     "run_tasks",
     "run_image2",
     "run_image3",
+    "select_executor",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class Task:
     in_pool: bool = False
     validate: bool = True
     expect_background: bool = False
+    #: Environment the task runs with (the CRDS worker settings); applied by
+    #: run_task itself, so a Dask worker needs no set-up of its own.
+    env: dict = field(default_factory=dict)
 
     @property
     def input_paths(self) -> list[str]:
@@ -860,6 +864,23 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, JwstrunError) else text
 
 
+def _apply_task_environment(env: dict) -> None:
+    """Make a task's environment this process's (a no-op in a local pool worker, which has it).
+
+    A long-lived Dask worker may have run another jwstrun run with another
+    CRDS cache or context: CRDS settings go through refs.apply_crds_environment,
+    which also resets crds' in-process state when crds is already imported.
+    """
+    changed = {k: str(v) for k, v in (env or {}).items() if os.environ.get(k) != str(v)}
+    if not changed:
+        return
+    os.environ.update({k: v for k, v in changed.items() if not k.startswith("CRDS_")})
+    if any(k.startswith("CRDS_") for k in changed):
+        from .refs import apply_crds_environment
+
+        apply_crds_environment({k: str(v) for k, v in env.items() if k.startswith("CRDS_")})
+
+
 def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     """Run one pipeline call in ``task.workdir`` and move its products into OUTDIR.
 
@@ -867,6 +888,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     ``status='failed'``, the reason and, where known, the failing step.
     """
     started = time.time()
+    _apply_task_environment(task.env)
     _reset_peak_rss()
     _WORKER_STATE["tasks"] += 1
     result = TaskResult(
@@ -1014,6 +1036,8 @@ def run_tasks(
     max_tasks_per_child: int = 25,
     on_event: Callable | None = None,
     command: str = "jwstrun",
+    executor_kind: str = "local",
+    dask_options=None,
 ) -> RunSummary:
     """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
 
@@ -1035,8 +1059,10 @@ def run_tasks(
     jobs_reason = "-j"
     if jobs is None:
         jobs, jobs_reason = default_jobs(len(planned), _bytes_per_worker(planned))
-    _check_maximum_cores(parameters, jobs)
-    in_pool = jobs > 1
+    on_dask = executor_kind == "dask"
+    # A Dask worker shares its node with other workers: it is a pool worker.
+    _check_maximum_cores(parameters, max(jobs, 2) if on_dask else jobs)
+    in_pool = jobs > 1 or on_dask
 
     # The parent settles CRDS first: the context is pinned for every worker,
     # and it is part of each task's fingerprint.
@@ -1057,6 +1083,8 @@ def run_tasks(
     # run that was killed: remove it before new tasks write there.
     shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
     tasks = _make_tasks(planned, outdir, parameters, in_pool, validate)
+    for task in tasks:
+        task.env = dict(worker_env)  # travels with the task to wherever it runs
     by_id = {t.task_id: t for t in tasks}
     executor = LocalExecutor(
         min(jobs, len(tasks)) or 1,
@@ -1069,6 +1097,11 @@ def run_tasks(
             ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid
         ),
     )
+    if on_dask:
+        # Same tasks, same run_task: only submitting and gathering differ.
+        # Connect now, before the run is recorded: a bad address is a plain error.
+        executor = _start_dask_executor(dask_options, min(jobs, len(tasks)) or 1, worker_env, emit)
+        jobs, jobs_reason = executor.jobs, executor.jobs_reason
     results: list[TaskResult] = []
     prefetch_s = 0.0
     to_run: list[Task] = []
@@ -1130,6 +1163,19 @@ def run_tasks(
     )
 
 
+def _start_dask_executor(dask_options, jobs: int, worker_env: dict, emit: Callable):
+    """A started :class:`~jwstrun.executors.DaskExecutor` for run_tasks."""
+    from .executors import DaskExecutor
+
+    executor = DaskExecutor(
+        run_task, lost_task_result, options=dask_options, jobs=jobs, env=worker_env,
+        on_event=lambda ev: emit(
+            ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid
+        ),
+    )
+    return executor.start()
+
+
 def _run_entry(command: str, start: float, results: list[TaskResult], interrupted=False) -> dict:
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     for r in results:
@@ -1171,12 +1217,15 @@ def _run(
     max_tasks_per_child: int = 25,
     on_event: Callable | None = None,
     command: str = "jwstrun",
+    executor: str | None = None,
+    dask_options=None,
 ) -> RunSummary:
     from . import refs
     from .locking import OutdirLock
 
     if jobs is not None and jobs < 1:
         raise ConfigError(f"-j {jobs}: the number of jobs must be at least 1.")
+    executor, dask_options = select_executor(executor, dask_options, jobs)
     # Everything that can be checked is checked before OUTDIR is touched.
     paths = expand_inputs(inputs)
     if pipeline == "image2":
@@ -1203,8 +1252,37 @@ def _run(
             pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
             crds_context=crds_context, jobs=jobs, force=force, extra_env=extra_env,
             validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
-            command=command,
+            command=command, executor_kind=executor, dask_options=dask_options,
         )
+
+
+#: values of ``executor=`` / ``--executor``
+EXECUTORS = ("local", "dask")
+
+
+def select_executor(executor: str | None, dask_options=None, jobs: int | None = None):
+    """``(kind, DaskOptions or None)`` from the user's choice; errors before anything runs.
+
+    ``executor=None`` means local, or dask when ``dask_options`` names a
+    scheduler or a cluster.  Asking for dask without dask installed is an
+    :class:`InputError` that says how to install it.
+    """
+    from .executors import DaskOptions, check_dask_options
+
+    options = DaskOptions.coerce(dask_options) if dask_options is not None else None
+    remote = options is not None and (options.scheduler or options.cluster)
+    if executor is None:
+        executor = "dask" if remote else "local"
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor {executor!r}: unknown; choose one of {', '.join(EXECUTORS)}.")
+    if executor == "local":
+        if remote:
+            raise ConfigError(
+                "--scheduler and --cluster need --executor dask (the local executor runs "
+                "worker processes on this machine)."
+            )
+        return "local", None
+    return "dask", check_dask_options(options or DaskOptions(), jobs)
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -1223,12 +1301,18 @@ def run_image2(inputs, outdir, *, save_bsub: bool = False, **options) -> RunSumm
     ``save_bsub`` saves the background-subtracted ``_bsub`` product (through the
     background step's ``save_results``, the non-deprecated way).  Other options:
     see :func:`run_tasks` (``jobs``, ``force``, ``profiles``, ``sets``,
-    ``crds_path``, ``crds_context``, ``on_event``...).
+    ``crds_path``, ``crds_context``, ``on_event``...).  ``executor='dask'``
+    with ``dask_options`` (a :class:`jwstrun.executors.DaskOptions` or a dict
+    of its fields, e.g. ``{"scheduler": "tcp://host:8786"}``) runs the tasks on
+    Dask (docs/dask.md).
     """
     extra = {"steps": {"bkg_subtract": {"save_results": True}}} if save_bsub else None
     return _run("image2", inputs, outdir, extra_parameters=extra, **options)
 
 
 def run_image3(inputs, outdir, **options) -> RunSummary:
-    """Run calwebb_image3 on Level-3 associations or a list of _cal files."""
+    """Run calwebb_image3 on Level-3 associations or a list of _cal files.
+
+    Options as for :func:`run_image2` (``executor='dask'`` and ``dask_options`` included).
+    """
     return _run("image3", inputs, outdir, **options)

@@ -333,6 +333,81 @@ def _common_kwargs(kw: dict) -> dict:
 
 
 # --------------------------------------------------------------------------
+# Dask options (docs/dask.md)
+# --------------------------------------------------------------------------
+def _parse_cluster_option(ctx, param, values):
+    """KEY=VALUE pairs for the dask-jobqueue cluster; values are read as YAML scalars/lists."""
+    import yaml
+
+    parsed = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{item!r}: give KEY=VALUE, e.g. --cluster-option queue=short "
+                "--cluster-option account=abc123", param=param,
+            )
+        try:
+            parsed[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed[key] = value
+        if isinstance(parsed[key], (int, float)) and not isinstance(parsed[key], bool) \
+                and key in ("queue", "account", "project", "interface", "walltime"):
+            parsed[key] = value  # names that look like numbers stay text
+    return parsed
+
+
+def _dask_options(func):
+    options = [
+        click.option(
+            "--executor", type=click.Choice(["local", "dask"]), default=None,
+            help="Where tasks run: 'local' worker processes (default) or 'dask' (a LocalCluster "
+            "on 127.0.0.1 with -j workers, or --scheduler / --cluster). See docs/dask.md.",
+        ),
+        click.option(
+            "--scheduler", metavar="ADDRESS", default=None,
+            help="Run on a running Dask scheduler, e.g. tcp://node17:8786 or tls://... "
+            "(implies --executor dask; inputs, OUTDIR and CRDS_PATH must be on shared storage).",
+        ),
+        click.option(
+            "--cluster", type=click.Choice(["slurm", "pbs"]), default=None,
+            help="Start Dask workers as SLURM/PBS batch jobs through dask-jobqueue "
+            "(implies --executor dask).",
+        ),
+        click.option("--cluster-cores", type=click.IntRange(min=1), default=None,
+                     help="--cluster: cores per batch job."),
+        click.option("--cluster-memory", default=None, metavar="SIZE",
+                     help="--cluster: memory per batch job, e.g. 16GB."),
+        click.option("--cluster-walltime", default=None, metavar="HH:MM:SS",
+                     help="--cluster: wall time per batch job."),
+        click.option("--cluster-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="--cluster: number of batch jobs to start."),
+        click.option(
+            "--cluster-option", "cluster_options", multiple=True, metavar="KEY=VALUE",
+            callback=_parse_cluster_option,
+            help="--cluster: any dask-jobqueue setting, e.g. queue=short, account=abc123, "
+            "interface=ib0 (required unless in dask config). Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _dask_kwargs(kw: dict) -> dict:
+    """executor= and dask_options= for run_image2 / run_image3."""
+    from ..executors import DaskOptions
+
+    dask_options = DaskOptions(
+        scheduler=kw["scheduler"], cluster=kw["cluster"], cluster_cores=kw["cluster_cores"],
+        cluster_memory=kw["cluster_memory"], cluster_walltime=kw["cluster_walltime"],
+        cluster_jobs=kw["cluster_jobs"], cluster_options=dict(kw["cluster_options"] or {}),
+    )
+    return {"executor": kw["executor"], "dask_options": dask_options}
+
+
+# --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
 @click.command("image2")
@@ -342,6 +417,7 @@ def _common_kwargs(kw: dict) -> dict:
     help="Also write the background-subtracted _bsub product (when background members exist).",
 )
 @_run_options
+@_dask_options
 @click.pass_context
 def image2_command(ctx, inputs, save_bsub, **kw):
     """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
@@ -358,6 +434,7 @@ def image2_command(ctx, inputs, save_bsub, **kw):
       jwstrun image2 sim/*_rate.fits -o out/
       jwstrun image2 'data/*_rate.fits' -o out/ -j 4 --profile fast
       jwstrun image2 l2_asn.json -o out/ --save-bsub --set steps.resample.skip=true
+      jwstrun image2 'data/*_rate.fits' -o out/ --scheduler tcp://node17:8786
     """
     from ..runner import run_image2
 
@@ -366,7 +443,7 @@ def image2_command(ctx, inputs, save_bsub, **kw):
         ctx, "image2", kw["no_progress"], kw["as_json"],
         lambda progress: run_image2(
             inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
-            **_common_kwargs(kw),
+            **_common_kwargs(kw), **_dask_kwargs(kw),
         ),
     )
     _finish(ctx, summary, kw["as_json"])
@@ -375,6 +452,7 @@ def image2_command(ctx, inputs, save_bsub, **kw):
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
 @_run_options
+@_dask_options
 @_no_report_option
 @click.pass_context
 def image3_command(ctx, inputs, no_report, **kw):
@@ -390,6 +468,8 @@ def image3_command(ctx, inputs, no_report, **kw):
     Examples:
       jwstrun image3 out/*_cal.fits -o out/
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
+      jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
+          --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
     from ..runner import run_image3
 
@@ -397,7 +477,8 @@ def image3_command(ctx, inputs, no_report, **kw):
     summary = _run_with_progress(
         ctx, "image3", kw["no_progress"], kw["as_json"],
         lambda progress: run_image3(
-            inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw)
+            inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw),
+            **_dask_kwargs(kw),
         ),
     )
     if not no_report:

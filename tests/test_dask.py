@@ -1,0 +1,385 @@
+"""jwstrun on Dask: a real ``distributed.LocalCluster`` with worker processes on loopback.
+
+One module-scoped cluster (2 worker processes, 1 thread each, 127.0.0.1) and one
+small simulation (NIRCam SUB160, two dithers) serve the end-to-end tests:
+products identical to the local executor, resume, a worker killed in the
+middle of a task, an unreachable scheduler.  Generic executor behaviour
+(progress events, failure isolation, loopback-only LocalCluster, a SLURM job
+script run by a stand-in ``sbatch``) uses the small task functions of
+tests/pool_tasks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+from jwstrun.errors import ConfigError, InputError
+
+distributed = pytest.importorskip("distributed")
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pool_tasks  # noqa: E402  (picklable task functions, importable by Dask workers)
+
+TESTS_DIR = str(Path(__file__).parent)
+ARRAYS = {"cal": ("SCI", "ERR", "DQ"), "i2d": ("SCI", "ERR", "WHT", "CON")}
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Spawned worker processes get this process's sys.path, so they can import
+    # the test helpers (pool_tasks) by module name.
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=40,
+    ) as cl, Client(cl, set_as_default=False) as client:
+        yield cl, client
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    return simulate_program(
+        tmp_path_factory.mktemp("dask") / "sim", subarray="SUB160", n_dithers=2, seed=5
+    )
+
+
+@pytest.fixture(scope="module")
+def local_run(sim, tmp_path_factory):
+    from jwstrun.runner import run_image2
+
+    outdir = tmp_path_factory.mktemp("dask") / "local"
+    summary = run_image2([str(p) for p in sim.rate_files], outdir, jobs=2,
+                         crds_env_file=str(sim.env_file))
+    assert not summary.failed, [r.error for r in summary.failed]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def dask_run(sim, cluster, tmp_path_factory):
+    """The same exposures through the CLI on the running cluster."""
+    outdir = tmp_path_factory.mktemp("dask") / "dask"
+    args = ["image2", *map(str, sim.rate_files), "-o", str(outdir), "--crds-env",
+            str(sim.env_file), "--scheduler", cluster[0].scheduler_address, "--json",
+            "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    return outdir, summary
+
+
+def assert_same_products(dir_a: Path, dir_b: Path, names) -> None:
+    from astropy.io import fits
+
+    for name in names:
+        kind = "i2d" if name.endswith("_i2d.fits") else "cal"
+        with fits.open(dir_a / name) as a, fits.open(dir_b / name) as b:
+            for ext in ARRAYS[kind]:
+                np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{name}[{ext}]")
+
+
+# --------------------------------------------------------------------------
+# End to end on simulated exposures
+# --------------------------------------------------------------------------
+def test_dask_products_identical_to_local_executor(local_run, dask_run, cluster):
+    outdir, summary = dask_run
+    assert summary["counts"] == {"total": 2, "ok": 2, "skipped": 0, "failed": 0}
+    names = [n for r in local_run.results for n in r.outputs]
+    assert sorted(names) == sorted(n for t in summary["tasks"] for n in t["outputs"])
+    assert len(names) == 4  # _cal and _i2d per exposure
+    assert_same_products(local_run.outdir, outdir, names)
+    # They really ran in the cluster's worker processes.
+    worker_pids = set(cluster[1].run(os.getpid).values())
+    assert {t["worker_pid"] for t in summary["tasks"]} <= worker_pids
+    assert summary["jobs_reason"].startswith(f"Dask scheduler {cluster[0].scheduler_address}")
+
+
+def test_dask_run_manifest_logs_and_no_leftovers(dask_run):
+    outdir, _summary = dask_run
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+    records = manifest["tasks"].values()
+    assert {r["status"] for r in records} == {"ok"}
+    for record in records:
+        assert record["crds_context"] == "jwst_0001.pmap"
+        assert set(record["step_times"]) >= {"assign_wcs", "flat_field", "photom", "resample"}
+        log_text = (outdir / record["log_file"]).read_text()
+        assert "Step flat_field done" in log_text
+    assert not (outdir / ".jwstrun-tmp").exists()
+    assert not (outdir / ".jwstrun.lock").exists()
+
+
+def test_dask_resume_skips_up_to_date_tasks(sim, dask_run, cluster):
+    from jwstrun.runner import run_image2
+
+    outdir, _summary = dask_run
+    before = {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.fits")}
+    summary = run_image2([str(p) for p in sim.rate_files], outdir,
+                         crds_env_file=str(sim.env_file), executor="dask",
+                         dask_options={"scheduler": cluster[0].scheduler_address})
+    assert [r.status for r in summary.results] == ["skipped", "skipped"]
+    assert {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.fits")} == before
+
+
+@pytest.mark.timeout(120)
+def test_killed_worker_task_is_retried_elsewhere(sim, local_run, cluster, tmp_path):
+    """SIGKILL the worker process while it runs a pipeline step: the scheduler hands the
+    task to another worker and the product is complete and correct."""
+    from jwstrun.runner import run_image2
+
+    killed: list[int] = []
+
+    def on_event(kind, **info):
+        if (kind == "step" and not killed and info.get("pid")
+                and info.get("step") not in ("Image2Pipeline", "calwebb_image2")):
+            killed.append(info["pid"])
+            os.kill(info["pid"], signal.SIGKILL)
+
+    outdir = tmp_path / "out"
+    summary = run_image2([str(sim.rate_files[0])], outdir, crds_env_file=str(sim.env_file),
+                         executor="dask", on_event=on_event,
+                         dask_options={"scheduler": cluster[0].scheduler_address})
+    assert killed, "the task was never seen running a step"
+    (result,) = summary.results
+    assert result.status == "ok", result.error
+    assert result.worker_pid != killed[0]
+    assert_same_products(local_run.outdir, outdir, result.outputs)
+    assert sorted(p.name for p in outdir.glob("*.fits")) == sorted(result.outputs)
+    assert not (outdir / ".jwstrun-tmp").exists()
+
+
+def test_unreachable_scheduler_fails_fast_and_clearly(sim, tmp_path):
+    port = closed_port()
+    outdir = tmp_path / "out"
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, [
+        "image2", str(sim.rate_files[0]), "-o", str(outdir), "--crds-env", str(sim.env_file),
+        "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress",
+    ])
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 1
+    assert elapsed < 10
+    assert result.output.startswith(
+        f"Error: --scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 5 s ("
+    ), result.output
+    assert result.output.rstrip().endswith(
+        "Check the address (the scheduler prints it at start-up), that the scheduler is "
+        "running and that this machine can reach its port."
+    ), result.output
+    assert "Traceback" not in result.output
+    # Nothing ran, so nothing was recorded and no product appeared.
+    assert not (outdir / "jwstrun-manifest.json").exists()
+    assert not list(outdir.glob("*.fits"))
+    assert not (outdir / ".jwstrun.lock").exists()
+
+
+# --------------------------------------------------------------------------
+# Options and installation errors (no cluster needed)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scheduler", "tcp://127.0.0.1:1", "--cluster", "slurm"],
+         "Error: --scheduler and --cluster exclude each other"),
+        (["--executor", "local", "--scheduler", "tcp://127.0.0.1:1"],
+         "Error: --scheduler and --cluster need --executor dask"),
+        (["--scheduler", "tcp://127.0.0.1:1", "-j", "3"],
+         "Error: -j 3 sets the number of local worker processes; with --scheduler the "
+         "parallelism comes from the running cluster. Leave out -j."),
+        (["--executor", "dask", "--cluster-cores", "4"],
+         "Error: --cluster-cores only apply with --cluster slurm|pbs."),
+        (["--scheduler", "http://node:8786"],
+         "Error: --scheduler http://node:8786: not a Dask scheduler address."),
+        (["--cluster", "slurm", "--cluster-option", "interface=lo"],
+         "Error: --cluster slurm: the 'sbatch' command is not on PATH"),
+    ],
+)
+def test_dask_option_errors(sim, tmp_path, extra, message, monkeypatch):
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no sbatch here
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(outdir),
+                                      "--crds-env", str(sim.env_file), *extra])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(message), result.output
+    assert not outdir.exists()  # refused before OUTDIR was touched
+
+
+def test_cluster_needs_an_interface(tmp_path, monkeypatch):
+    from jwstrun.executors import DaskOptions, check_dask_options
+
+    bin_dir = _fake_batch_system(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(ConfigError) as info:
+        check_dask_options(DaskOptions(cluster="slurm", cluster_cores=2, cluster_memory="2GB"))
+    assert str(info.value).startswith(
+        "--cluster slurm: name the network interface the compute nodes reach this machine on, "
+        "e.g. --cluster-option interface=ib0"
+    )
+
+
+def test_without_dask_the_error_says_how_to_install(sim, tmp_path, monkeypatch):
+    # An import of 'distributed' fails as it would where dask is not installed.
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(tmp_path / "o"),
+                                      "--executor", "dask"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: the dask executor needs dask.distributed, which is not installed. Install it "
+        "with pip install 'jwstrun[dask]' (or: pip install 'dask[distributed]' dask-jobqueue), "
+        "or run with --executor local.\n"
+    )
+    from jwstrun.runner import select_executor
+
+    with pytest.raises(InputError):
+        select_executor("dask")
+    assert select_executor(None) == ("local", None)
+
+
+def test_without_jobqueue_the_error_says_how_to_install(monkeypatch):
+    from jwstrun.runner import select_executor
+
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)
+    with pytest.raises(InputError) as info:
+        select_executor(None, {"cluster": "slurm"})
+    assert str(info.value) == (
+        "--cluster slurm needs dask-jobqueue, which is not installed. Install it with "
+        "pip install 'jwstrun[dask]' (or: pip install 'dask[distributed]' dask-jobqueue)."
+    )
+
+
+# --------------------------------------------------------------------------
+# The executor itself, with small task functions
+# --------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_dask_executor_isolates_failures_and_reports_progress(cluster):
+    from jwstrun.executors import DaskExecutor
+
+    events = []
+    tasks = [pool_tasks.PoolTask(f"t{i}") for i in range(3)]
+    tasks.append(pool_tasks.PoolTask("bad", action="raise"))
+    executor = DaskExecutor(
+        pool_tasks.run_pool_task, pool_tasks.lost_result, on_event=events.append,
+        options={"scheduler": cluster[0].scheduler_address},
+    )
+    with executor:
+        executor.start()
+        for task in tasks:
+            executor.submit(task)
+        results = {r["task_id"]: r for r in executor.as_completed()}
+    assert set(results) == {"t0", "t1", "t2", "bad"}
+    assert results["bad"] == {"task_id": "bad", "status": "failed",
+                              "error": "ValueError: bad task bad"}
+    assert all(results[f"t{i}"]["status"] == "ok" for i in range(3))
+    steps = [(e.kind, e.task_id, e.step) for e in events if e.task_id == "t1"]
+    assert steps == [("start", "t1", None), ("step", "t1", "first"), ("step", "t1", "second")]
+    assert {e.worker for e in events} <= {0, 1}
+
+
+@pytest.mark.timeout(120)
+def test_own_local_cluster_is_loopback_only_and_lost_tasks_fail_alone(tmp_path):
+    """--executor dask without --scheduler: a LocalCluster bound to 127.0.0.1; a task that
+    kills every worker it lands on fails alone, with the reason."""
+    import dask
+
+    from jwstrun.executors import DaskExecutor
+
+    tasks = [pool_tasks.PoolTask("ok1"), pool_tasks.PoolTask("die", action="die"),
+             pool_tasks.PoolTask("ok2")]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        executor = DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result, jobs=2,
+                                env={"JWSTRUN_TEST_ENV": "set-by-jwstrun"})
+        with executor:
+            executor.start()
+            addresses = [executor.address, *executor.client.scheduler_info()["workers"]]
+            for task in tasks:
+                executor.submit(task)
+            results = {r["task_id"]: r for r in executor.as_completed()}
+    assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+    assert results["ok1"]["status"] == results["ok2"]["status"] == "ok"
+    assert results["ok1"]["env"] == "set-by-jwstrun"
+    assert results["die"]["status"] == "failed"
+    assert results["die"]["error"].startswith("Dask workers died while running this task")
+
+
+def _fake_batch_system(tmp_path: Path) -> Path:
+    """A stand-in for SLURM: 'sbatch' runs the job script in the background, 'scancel' stops it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "batch.log"
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\n"
+        # dask-jobqueue deletes its script file as soon as sbatch returns: keep a copy.
+        f"job=$(mktemp {tmp_path}/job-XXXXXX) && cp \"$1\" \"$job\" || exit 1\n"
+        f"cp \"$1\" {tmp_path}/submitted.sh\n"
+        f"setsid bash \"$job\" >>{log} 2>&1 </dev/null &\n"
+        "echo \"Submitted batch job $!\"\n"
+    )
+    (bin_dir / "scancel").write_text(
+        "#!/bin/sh\nfor id in \"$@\"; do kill -TERM -- -\"$id\" 2>/dev/null || kill \"$id\"; done\n"
+    )
+    for name in ("sbatch", "scancel"):
+        path = bin_dir / name
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+@pytest.mark.timeout(120)
+def test_slurm_cluster_job_script_runs_workers(tmp_path, monkeypatch):
+    """--cluster slurm: the job script dask-jobqueue writes carries the resources and
+    pass-through options, and the workers it starts run tasks."""
+    from jwstrun.executors import DaskExecutor, DaskOptions
+
+    bin_dir = _fake_batch_system(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", TESTS_DIR)
+    options = DaskOptions(
+        cluster="slurm", cluster_cores=1, cluster_memory="1GB", cluster_walltime="00:10:00",
+        cluster_jobs=1,
+        cluster_options={"interface": "lo", "queue": "short", "account": "abc123",
+                         "python": sys.executable, "log_directory": str(tmp_path / "logs")},
+    )
+    executor = DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result, options=options,
+                            env={"OMP_NUM_THREADS": "1", "CRDS_PATH": "/not/exported"})
+    with executor:
+        executor.start()
+        script = executor.job_script()
+        executor.submit(pool_tasks.PoolTask("remote"))
+        (result,) = list(executor.as_completed())
+    for line in ("#SBATCH -p short", "#SBATCH -A abc123", "#SBATCH -n 1",
+                 "#SBATCH --cpus-per-task=1", "#SBATCH --mem=954M", "#SBATCH -t 00:10:00",
+                 "export OMP_NUM_THREADS=1"):
+        assert line in script, script
+    assert "CRDS_PATH" not in script  # CRDS settings travel with each task instead
+    assert "tcp://127.0.0.1:" in script  # the scheduler listens on the interface asked for
+    assert result["status"] == "ok"
+    assert result["pid"] != os.getpid()
+    assert (tmp_path / "submitted.sh").read_text().startswith("#!/usr/bin/env bash")
+
+
+def test_dask_docs_point_to_refs_doctor_and_tls():
+    text = (Path(__file__).parents[1] / "docs" / "dask.md").read_text()
+    assert "jwstrun refs doctor" in text
+    assert "CRDS_READONLY_CACHE=1" in text
+    assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in text
+    assert "pip install 'jwstrun[dask]'" in text
