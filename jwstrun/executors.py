@@ -124,8 +124,12 @@ def _die_with_parent() -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
+class _Terminated(SystemExit):
+    """Raised by the SIGTERM handler (not by a task's own sys.exit, which is reported)."""
+
+
 def _exit_on_sigterm(signum, _frame):
-    raise SystemExit(128 + signum)
+    raise _Terminated(128 + signum)
 
 
 def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
@@ -169,7 +173,7 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
 
         try:
             result = task_function(task, progress)
-        except SystemExit:
+        except _Terminated:
             raise  # terminated by the parent: nothing to report
         except BaseException as exc:  # noqa: BLE001 - report, keep the worker honest
             result = _UnhandledError(task_id, f"{type(exc).__name__}: {exc}")
