@@ -545,6 +545,13 @@ def check_dask_options(options: DaskOptions, jobs: int | None = None) -> DaskOpt
                 f"--scheduler {options.scheduler}: not a Dask scheduler address. Give it as "
                 "tcp://HOST:PORT (or tls://HOST:PORT), as printed by 'dask scheduler'."
             )
+        if scheme == "tls" and not _tls_configured():
+            raise ConfigError(
+                f"--scheduler {options.scheduler}: TLS needs certificates. Set "
+                "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT "
+                "and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (or distributed.comm.tls in "
+                "~/.config/dask/distributed.yaml); see docs/dask.md."
+            )
     if not options.cluster:
         given = [name for name, value in (
             ("--cluster-cores", options.cluster_cores), ("--cluster-memory", options.cluster_memory),
@@ -593,6 +600,13 @@ def check_dask_options(options: DaskOptions, jobs: int | None = None) -> DaskOpt
     if options.retries < 0:
         raise ConfigError("Dask retries must be 0 or more.")
     return options
+
+
+def _tls_configured() -> bool:
+    """True when dask's configuration names a TLS CA file (distributed.comm.tls.ca-file)."""
+    import dask
+
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
 
 
 def _jobqueue_interface(options: DaskOptions) -> str | None:
@@ -757,10 +771,10 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         # Loopback only: a cluster jwstrun starts on its own is never reachable
-        # from the network (no dashboard either).
+        # from the network (its HTTP server / dashboard included, on a free port).
         self.cluster = LocalCluster(
             n_workers=self.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR,
+            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
             env={k: v for k, v in self.env.items() if not k.startswith("CRDS_")},
         )
         self.client = Client(self.cluster, set_as_default=False)
@@ -784,6 +798,11 @@ class DaskExecutor:
         # worker imports numpy: export them in the job script.
         exports = [f"export {k}={v}" for k, v in self.env.items() if not k.startswith("CRDS_")]
         kwargs["job_script_prologue"] = list(kwargs.get("job_script_prologue") or []) + exports
+        if "security" not in kwargs and _tls_configured():
+            # TLS certificates from dask's configuration: scheduler and workers use them.
+            from distributed.security import Security
+
+            kwargs["security"] = Security()
         scheduler_options = dict(kwargs.pop("scheduler_options", None) or {})
         scheduler_options.setdefault("dashboard_address", "127.0.0.1:8787")
         kwargs["scheduler_options"] = scheduler_options

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -226,6 +227,7 @@ def test_dask_option_errors(sim, tmp_path, extra, message, monkeypatch):
 
 
 def test_cluster_needs_an_interface(tmp_path, monkeypatch):
+    pytest.importorskip("dask_jobqueue")
     from jwstrun.executors import DaskOptions, check_dask_options
 
     bin_dir = _fake_batch_system(tmp_path)
@@ -312,14 +314,33 @@ def test_own_local_cluster_is_loopback_only_and_lost_tasks_fail_alone(tmp_path):
         with executor:
             executor.start()
             addresses = [executor.address, *executor.client.scheduler_info()["workers"]]
+            listening = _listening_sockets()
             for task in tasks:
                 executor.submit(task)
             results = {r["task_id"]: r for r in executor.as_completed()}
     assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+    assert listening, "no listening sockets seen"
+    assert {ip for _pid, ip, _port in listening} == {"127.0.0.1"}, listening
     assert results["ok1"]["status"] == results["ok2"]["status"] == "ok"
     assert results["ok1"]["env"] == "set-by-jwstrun"
     assert results["die"]["status"] == "failed"
     assert results["die"]["error"].startswith("Dask workers died while running this task")
+
+
+def _listening_sockets() -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every listening socket of this process and its children."""
+    import psutil
+
+    me = psutil.Process()
+    found = []
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            connections = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        found += [(proc.pid, c.laddr.ip, c.laddr.port) for c in connections
+                  if c.status == psutil.CONN_LISTEN]
+    return found
 
 
 def _fake_batch_system(tmp_path: Path) -> Path:
@@ -348,6 +369,7 @@ def _fake_batch_system(tmp_path: Path) -> Path:
 def test_slurm_cluster_job_script_runs_workers(tmp_path, monkeypatch):
     """--cluster slurm: the job script dask-jobqueue writes carries the resources and
     pass-through options, and the workers it starts run tasks."""
+    pytest.importorskip("dask_jobqueue")
     from jwstrun.executors import DaskExecutor, DaskOptions
 
     bin_dir = _fake_batch_system(tmp_path)
@@ -375,6 +397,77 @@ def test_slurm_cluster_job_script_runs_workers(tmp_path, monkeypatch):
     assert result["status"] == "ok"
     assert result["pid"] != os.getpid()
     assert (tmp_path / "submitted.sh").read_text().startswith("#!/usr/bin/env bash")
+
+
+def _make_certificates(directory: Path) -> dict[str, str]:
+    """A throw-away CA and one certificate for 127.0.0.1 (openssl command line)."""
+    import subprocess
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "1", "-subj", "/CN=jwstrun-test-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+            "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "node.pem", "-days", "1", "-extfile", "san.ext")
+    return {"ca": str(directory / "ca.pem"), "cert": str(directory / "node.pem"),
+            "key": str(directory / "node.key")}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_tls_scheduler_with_certificates_from_dask_environment(tmp_path):
+    """--scheduler tls://...: jwstrun passes dask's own TLS settings (here the
+    DASK_DISTRIBUTED__COMM__TLS__* variables) through to the client; without them the
+    error says what to set."""
+    import subprocess
+
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    from jwstrun.executors import DaskOptions, check_dask_options
+
+    certs = _make_certificates(tmp_path)
+    security = Security(
+        tls_ca_file=certs["ca"], tls_scheduler_cert=certs["cert"],
+        tls_scheduler_key=certs["key"], tls_worker_cert=certs["cert"],
+        tls_worker_key=certs["key"], tls_client_cert=certs["cert"],
+        tls_client_key=certs["key"], require_encryption=True,
+    )
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      protocol="tls://", security=security, dashboard_address=None,
+                      silence_logs=40) as tls_cluster:
+        address = tls_cluster.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        with pytest.raises(ConfigError) as info:
+            check_dask_options(DaskOptions(scheduler=address))
+        assert str(info.value) == (
+            f"--scheduler {address}: TLS needs certificates. Set "
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT "
+            "and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (or distributed.comm.tls in "
+            "~/.config/dask/distributed.yaml); see docs/dask.md."
+        )
+        env = dict(os.environ, PYTHONPATH=TESTS_DIR,
+                   DASK_DISTRIBUTED__COMM__TLS__CA_FILE=certs["ca"],
+                   DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT=certs["cert"],
+                   DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY=certs["key"])
+        script = (
+            "import json, pool_tasks\n"
+            "from jwstrun.executors import DaskExecutor\n"
+            "ex = DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result,\n"
+            f"                 options={{'scheduler': {address!r}}})\n"
+            "with ex:\n"
+            "    ex.submit(pool_tasks.PoolTask('over-tls'))\n"
+            "    print(json.dumps(list(ex.as_completed())))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["task_id"] == "over-tls" and result["status"] == "ok"
 
 
 def test_dask_docs_point_to_refs_doctor_and_tls():
