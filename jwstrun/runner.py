@@ -13,8 +13,8 @@
 4. start the worker pool (workers import jwst while the parent prefetches CRDS
    references once), run the tasks, and record every result in the manifest.
 
-:func:`run_task` is the one function a worker runs (the local pool and a future
-Dask executor alike).  It calls ``Pipeline.call(input, save_results=True,
+:func:`run_task` is the one function a worker runs (the local pool and the
+Dask executor alike, see docs/dask.md).  It calls ``Pipeline.call(input, save_results=True,
 output_dir=<tmp>, configure_log=False, **parameters)`` in
 ``OUTDIR/.jwstrun-tmp/<task-id>/out``, validates the products, and only then
 moves them into OUTDIR with ``os.replace`` -- a run killed at any moment never
