@@ -853,7 +853,12 @@ def _close_models(result) -> None:
 def _describe_error(exc: BaseException) -> str:
     import errno
 
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    # astropy checks free space itself and raises a plain OSError (no errno) that
+    # starts "Not enough space on disk"; the disk is just as full.
+    full = isinstance(exc, OSError) and (
+        exc.errno == errno.ENOSPC or str(exc).startswith("Not enough space on disk")
+    )
+    if full:
         return (
             f"disk full while writing ({exc}). Free space in the output directory and "
             "re-run: finished tasks are kept and skipped."
