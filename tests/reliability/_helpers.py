@@ -214,9 +214,12 @@ def assert_same_products(outdir: Path, reference: Path, names=None) -> int:
     return compared
 
 
-def assert_no_traceback(text: str) -> None:
+def assert_no_traceback(text: str, worker_killed: bool = False) -> None:
+    """No traceback; no multiprocessing resource-tracker warning either, except after a
+    worker was SIGKILLed (the tracker then rightly cleans up the semaphore crds made)."""
     assert "Traceback" not in text, text[-3000:]
-    assert "leaked semaphore" not in text, text[-3000:]
+    if not worker_killed:
+        assert "leaked semaphore" not in text, text[-3000:]
 
 
 def image2_args(sim, outdir, *inputs, jobs=JOBS, extra=()):
