@@ -554,7 +554,8 @@ def check_dask_options(options: DaskOptions, jobs: int | None = None) -> DaskOpt
             )
     if not options.cluster:
         given = [name for name, value in (
-            ("--cluster-cores", options.cluster_cores), ("--cluster-memory", options.cluster_memory),
+            ("--cluster-cores", options.cluster_cores),
+            ("--cluster-memory", options.cluster_memory),
             ("--cluster-walltime", options.cluster_walltime),
             ("--cluster-option", options.cluster_options),
         ) if value]

@@ -53,7 +53,7 @@ def cluster():
 
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
+        dashboard_address="127.0.0.1:0", silence_logs=40,
     ) as cl, Client(cl, set_as_default=False) as client:
         yield cl, client
 
@@ -143,6 +143,22 @@ def test_dask_resume_skips_up_to_date_tasks(sim, dask_run, cluster):
     assert {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.fits")} == before
 
 
+def test_image3_on_dask(sim, dask_run, cluster, tmp_path):
+    """image3 takes the _cal products of the Dask image2 run; the association jwstrun
+    writes into OUTDIR is read by the worker from the shared filesystem."""
+    from jwstrun.runner import run_image3
+
+    outdir, _summary = dask_run
+    summary = run_image3(sorted(str(p) for p in outdir.glob("*_cal.fits")), tmp_path / "l3",
+                         crds_env_file=str(sim.env_file), executor="dask",
+                         dask_options={"scheduler": cluster[0].scheduler_address})
+    (result,) = summary.results
+    assert result.status == "ok", result.error
+    suffixes = sorted(name.rsplit("_", 1)[-1] for name in result.outputs)
+    assert suffixes[:3] == ["cat.ecsv", "crf.fits", "crf.fits"] and "i2d.fits" in suffixes
+    assert result.validation["errors"] == []
+
+
 @pytest.mark.timeout(120)
 def test_killed_worker_task_is_retried_elsewhere(sim, local_run, cluster, tmp_path):
     """SIGKILL the worker process while it runs a pipeline step: the scheduler hands the
@@ -224,6 +240,20 @@ def test_dask_option_errors(sim, tmp_path, extra, message, monkeypatch):
     assert result.exit_code == 1, result.output
     assert result.output.startswith(message), result.output
     assert not outdir.exists()  # refused before OUTDIR was touched
+
+
+def test_cluster_option_values(sim, tmp_path):
+    from jwstrun.cli.run import _parse_cluster_option
+
+    parsed = _parse_cluster_option(None, None, (
+        "queue=123", "processes=4", 'job-extra-directives=["--constraint=cpu"]', "account=ab12",
+    ))
+    assert parsed == {"queue": "123", "processes": 4, "account": "ab12",
+                      "job_extra_directives": ["--constraint=cpu"]}
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(tmp_path / "o"),
+                                      "--cluster", "slurm", "--cluster-option", "queue"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--cluster-option': 'queue': give KEY=VALUE" in result.output
 
 
 def test_cluster_needs_an_interface(tmp_path, monkeypatch):
@@ -379,7 +409,8 @@ def test_slurm_cluster_job_script_runs_workers(tmp_path, monkeypatch):
         cluster="slurm", cluster_cores=1, cluster_memory="1GB", cluster_walltime="00:10:00",
         cluster_jobs=1,
         cluster_options={"interface": "lo", "queue": "short", "account": "abc123",
-                         "python": sys.executable, "log_directory": str(tmp_path / "logs")},
+                         "python": sys.executable, "log_directory": str(tmp_path / "logs"),
+                         "scheduler_options": {"dashboard_address": "127.0.0.1:0"}},
     )
     executor = DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result, options=options,
                             env={"OMP_NUM_THREADS": "1", "CRDS_PATH": "/not/exported"})
@@ -438,7 +469,7 @@ def test_tls_scheduler_with_certificates_from_dask_environment(tmp_path):
         tls_client_key=certs["key"], require_encryption=True,
     )
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      protocol="tls://", security=security, dashboard_address=None,
+                      protocol="tls://", security=security, dashboard_address="127.0.0.1:0",
                       silence_logs=40) as tls_cluster:
         address = tls_cluster.scheduler_address
         assert address.startswith("tls://127.0.0.1:")
