@@ -170,8 +170,8 @@ def assert_nothing_half_written(outdir: Path, expected_skips=()) -> list[Path]:
 
     products = []
     for path in sorted(outdir.iterdir()):
-        if path.name.startswith(".") or path.name == "logs":
-            continue
+        if path.name.startswith(".") or (path.is_dir() and path.name in ("logs", "previews")):
+            continue  # hidden temporaries; logs/ and the report's previews/
         if path.name in NOT_PRODUCTS or path.name.endswith("_asn.json"):
             continue
         assert product_like(path), f"unexpected file in OUTDIR: {path.name}"
