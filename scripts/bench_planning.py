@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Planning an image2 run over N exposures: one header read per exposure vs two.
+
+``jwstrun.runner.plan_image2`` needs each exposure's primary header twice (its
+product type, then its size for the default -j).  The runner remembers the last
+header read (keyed by path, mtime and size); this script times planning N hard
+links of one simulated SUB160 exposure with that memo and with it bypassed (every
+call reads the file again, as before), side by side in one process, and prints
+the ratio.  The input-completeness check (``products.check_fits_complete``) is
+timed on the same files.
+
+    python scripts/bench_planning.py             # N = 10,000, about a minute
+    python scripts/bench_planning.py -n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=10_000, help="number of exposures")
+    args = parser.parse_args()
+
+    from jwstrun import runner
+    from jwstrun.products import read_primary_header
+    from jwstrun.simulate import simulate_program
+
+    root = Path(tempfile.mkdtemp(prefix="jwstrun-bench-planning-"))
+    try:
+        sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=1, seed=1)
+        many = root / "many"
+        many.mkdir()
+        for i in range(args.n):
+            os.link(sim.rate_files[0],
+                    many / f"jw01234{i // 100 + 1:03d}001_02101_{i % 100 + 1:05d}_nrcb1_rate.fits")
+        paths = runner.expand_inputs([str(many / "*_rate.fits")])
+        runner.plan_image2(paths[:50])  # imports and caches warm for both sides
+
+        memo = runner._planning_header
+        timings = {}
+        for label, header_reader in (("two reads", read_primary_header), ("one read", memo)):
+            runner._planning_header = header_reader
+            try:
+                started = time.perf_counter()
+                planned = runner.plan_image2(paths)
+                timings[label] = time.perf_counter() - started
+            finally:
+                runner._planning_header = memo
+            assert len(planned) == args.n
+        started = time.perf_counter()
+        runner._check_complete(paths)
+        complete = time.perf_counter() - started
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    per = {k: v / args.n * 1e3 for k, v in timings.items()}
+    print(f"plan_image2 over {args.n} exposures")
+    print(f"  header read twice  {timings['two reads']:6.1f} s  ({per['two reads']:.2f} ms each)")
+    print(f"  header read once   {timings['one read']:6.1f} s  ({per['one read']:.2f} ms each)")
+    print(f"  ratio {timings['two reads'] / timings['one read']:.2f}x")
+    print(f"check_fits_complete {complete:.1f} s ({complete / args.n * 1e3:.2f} ms each)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
