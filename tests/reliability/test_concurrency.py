@@ -21,6 +21,8 @@ from ._helpers import assert_no_traceback, assert_nothing_half_written, read_man
 
 
 def test_second_run_while_the_first_runs_is_refused(reference):
+    """A second 'jwstrun image2 --force' on the OUTDIR of a running run: refused, naming the
+    holder's pid, host, start time and command."""
     holder, second = reference["holder"], reference["second"]
     assert reference["second_while_running"], "the first run ended before the second tried"
     assert second.returncode == 1
@@ -104,6 +106,7 @@ def test_lock_held_elsewhere_is_never_taken_over(sim, tmp_path):
 
 
 def test_unreadable_lock_is_not_taken_over(sim, tmp_path):
+    """A corrupt lock file is reported, never removed silently."""
     outdir = tmp_path / "out"
     outdir.mkdir()
     (outdir / LOCK_NAME).write_text('{"pid": 12')

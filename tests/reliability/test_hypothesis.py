@@ -114,6 +114,9 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def test_random_associations_never_crash(sim, cal_files, asn_dir):
+    """Random and plausible-but-perturbed associations: accepted (then nothing outside the
+    directory, no separator in product names) or an InputError; also what image2/image3
+    check before running."""
     from jwstrun.asn import check_association, load_association
     from jwstrun.runner import _load_association
 
@@ -151,6 +154,7 @@ def test_random_associations_never_crash(sim, cal_files, asn_dir):
 @given(text=st.text(alphabet='{}[]",:0123456789.eE-+ \n\tnulltruefalse\\"ab/', max_size=120)
        | st.binary(max_size=120).map(lambda b: b.decode("latin-1")))
 def test_random_json_text_never_crashes(text, tmp_path_factory):
+    """Random JSON-like text and bytes as an association file."""
     from jwstrun.asn import load_association
 
     path = tmp_path_factory.getbasetemp() / "text_asn.json"
@@ -211,6 +215,8 @@ def profile_dir(tmp_path_factory):
 
 
 def test_random_profiles_never_crash(profile_dir):
+    """Random profile documents: accepted (then no refused key reaches Pipeline.call) or
+    a ConfigError."""
     from jwstrun.profiles import build_call_parameters, load_profile
 
     seen = {"accepted": 0, "refused": 0}
@@ -240,6 +246,7 @@ YAML_ALPHABET = "ab: -[]{}&*!<>|#'\"\n\t,?%@`\\01.~=image2steps"
 
 
 def test_random_yaml_text_never_crashes(profile_dir):
+    """Random YAML-ish text with anchors, aliases, tags, merge keys, directives."""
     from jwstrun.profiles import load_profile
 
     sentinel = profile_dir / "PWNED"
@@ -272,6 +279,7 @@ def test_random_yaml_text_never_crashes(profile_dir):
                      "steps.resample.output_dir", "image2.", "steps.resample"]),
     st.text(max_size=20)), max_size=3), pipeline=st.sampled_from(["image2", "image3"]))
 def test_random_set_options_never_crash(items, pipeline):
+    """Random --set strings for image2 and image3."""
     from jwstrun.profiles import build_call_parameters
 
     try:

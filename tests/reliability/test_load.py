@@ -23,6 +23,8 @@ RECORD_FIELDS = ("status", "inputs", "outputs", "output_sizes", "versions", "crd
 
 @pytest.mark.slow
 def test_image2_over_50_exposures(tmp_path):
+    """image2 over 50 exposures, -j 2: every product valid, the manifest complete, workers
+    recycled and their memory flat (slow)."""
     from jwstrun.simulate import simulate_program
 
     sim = simulate_program(tmp_path / "sim", subarray="SUB160", n_dithers=N_EXPOSURES, seed=5)

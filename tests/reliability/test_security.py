@@ -64,6 +64,8 @@ def hostile_run(sim, tmp_path_factory):
 
 
 def test_hostile_header_run_writes_only_into_outdir(hostile_run):
+    """FILENAME = '../../escape_rate.fits' in the exposure's header: products are named
+    after the file and nothing outside OUTDIR appears or changes."""
     run = hostile_run["run"]
     assert run.returncode == 0, run.stderr[-3000:]
     assert_no_traceback(run.stderr)
@@ -79,6 +81,8 @@ def test_hostile_header_run_writes_only_into_outdir(hostile_run):
 
 
 def test_no_secret_is_written_or_printed(hostile_run):
+    """API tokens, AWS keys, a password and a CRDS_SERVER_URL password in the environment
+    of a run and its report: in no file of OUTDIR, on neither stream."""
     assert hostile_run["report"].returncode == 0, hostile_run["report"].stderr[-2000:]
     outdir = hostile_run["outdir"]
     assert (outdir / "jwstrun-report.html").exists()
