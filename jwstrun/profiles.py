@@ -40,10 +40,11 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ._pipeline_cache import pipeline_cache_path
 from .errors import ConfigError, OutputError
 
 __all__ = [
@@ -307,33 +308,8 @@ class PipelineSpec:
 # --------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for dist in ("jwst", "stpipe"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "missing"
-    return out
-
-
 def _spec_cache_path() -> Path | None:
-    if os.environ.get("JWSTRUN_NO_SPEC_CACHE"):
-        return None
-    import hashlib
-    import importlib.util
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    v = _versions()
-    # Versions alone miss editable/dev installs of jwst: key on where it lives too.
-    key = [v["jwst"], v["stpipe"]]
-    for dist in ("jwst", "stpipe"):
-        found = importlib.util.find_spec(dist)
-        origin = Path(found.origin) if found and found.origin else None
-        if origin is not None and origin.exists():
-            key += [str(origin), str(origin.stat().st_mtime_ns)]
-    digest = hashlib.sha1("|".join(key).encode()).hexdigest()[:12]
-    return Path(base) / "jwstrun" / f"pipeline-specs-jwst{v['jwst']}-{digest}.json"
+    return pipeline_cache_path("specs")
 
 
 def _read_specs_from_pipeline(pipeline: str) -> dict:

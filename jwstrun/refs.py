@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ._pipeline_cache import NO_CACHE_VARIABLE, pipeline_cache_path
 from .errors import CrdsError, InputError
 
 __all__ = [
@@ -508,7 +509,6 @@ def _association_members(path: Path) -> list[Path]:
 _reftype_cache: dict[tuple, list[str]] = {}
 
 #: Set to any value to always read reference types from jwst (no disk cache).
-NO_CACHE_VARIABLE = "JWSTRUN_NO_SPEC_CACHE"
 _REFTYPE_CACHE_FORMAT = 1
 
 
@@ -574,35 +574,8 @@ def _reftypes_from_layout(layout: dict | None, steps: dict | None, pars: bool) -
     return list(dict.fromkeys(t.lower() for t in types))
 
 
-def _installed_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("jwst", "stpipe"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "missing"
-    return out
-
-
 def _reftype_cache_path() -> Path | None:
-    if os.environ.get(NO_CACHE_VARIABLE):
-        return None
-    import hashlib
-    import importlib.util
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    versions = _installed_versions()
-    # versions alone miss editable/dev installs of jwst: key on where it lives too
-    key = [str(_REFTYPE_CACHE_FORMAT), versions["jwst"], versions["stpipe"]]
-    for dist in ("jwst", "stpipe"):
-        found = importlib.util.find_spec(dist)
-        origin = Path(found.origin) if found and found.origin else None
-        if origin is not None and origin.exists():
-            key += [str(origin), str(origin.stat().st_mtime_ns)]
-    digest = hashlib.sha1("|".join(key).encode()).hexdigest()[:12]
-    return Path(base) / "jwstrun" / f"pipeline-reftypes-jwst{versions['jwst']}-{digest}.json"
+    return pipeline_cache_path("reftypes", str(_REFTYPE_CACHE_FORMAT))
 
 
 def _layouts_from_jwst() -> dict[str, dict]:
