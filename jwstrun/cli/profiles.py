@@ -36,6 +36,13 @@ def profiles_group() -> None:
     Layering, lowest first:
       step spec default < CRDS pars-* reference < built-in profile
         < --profile FILE.yaml < --set KEY=VALUE
+
+    \b
+    Examples:
+      jwstrun profiles list
+      jwstrun profiles show fast --pipeline image2 --resolved
+      jwstrun profiles check my_profile.yaml
+      jwstrun profiles export deep --pipeline image3 -o deep_image3.asdf
     """
 
 
