@@ -83,7 +83,7 @@ class ExposureTruth:
     cosmic_rays: list[tuple[int, int, int, float]] = field(default_factory=list)  # (int, x, y, DN/s)
 
 
-def _set_metadata(model, spec: ExposureSpec, shape) -> None:
+def _set_metadata(model, spec: ExposureSpec) -> None:
     det, filt = spec.detector, spec.filter
     xstart, ystart, xsize, ysize = spec.geometry
     aperture = siaf_aperture(det, spec.subarray)
@@ -105,7 +105,7 @@ def _set_metadata(model, spec: ExposureSpec, shape) -> None:
     meta.subarray.xsize = xsize
     meta.subarray.ysize = ysize
     meta.subarray.fastaxis = -1 if det.instrument == "NIRCAM" else 1
-    meta.subarray.slowaxis = 2 if det.instrument == "NIRCAM" else 2
+    meta.subarray.slowaxis = 2
     meta.aperture.name = f"{det.siaf_prefix}_{spec.subarray}"
 
     from astropy.time import Time
@@ -174,7 +174,7 @@ def exposure_wcs(spec: ExposureSpec, references: dict[str, str], true_pointing: 
 
     xsize, ysize = spec.geometry[2], spec.geometry[3]
     model = ImageModel((ysize, xsize))
-    _set_metadata(model, spec, (ysize, xsize))
+    _set_metadata(model, spec)
     if true_pointing:
         ra, dec = offset_sky(spec.ra_ref, spec.dec_ref, *spec.error_arcsec)
         model.meta.wcsinfo.ra_ref = ra
@@ -318,7 +318,7 @@ def write_exposure(
         model.var_poisson = var_p[0]
         model.var_rnoise = var_r[0]
         model.err = np.sqrt(var_p[0] + var_r[0]).astype(np.float32)
-    _set_metadata(model, spec, shape)
+    _set_metadata(model, spec)
     model.meta.filename = path.name
     model.meta.model_type = type(model).__name__
     tmp = path.with_name(f".{path.stem}.part.fits")  # atomic: never a half-written *_rate.fits

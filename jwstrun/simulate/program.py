@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ from .instruments import (
     default_detector,
     get_detector,
     get_filter,
-    siaf_aperture,
     subarray_geometry,
 )
 
@@ -172,7 +170,7 @@ def simulate_program(
     """
     from . import crds_cache, references
     from .exposures import ExposureSpec, write_exposure
-    from .scene import make_scene, psf_encircled_energy, snr_to_flux_e
+    from .scene import make_scene, offset_sky, psf_encircled_energy, snr_to_flux_e
 
     t0 = time.perf_counter()
     options = {
@@ -267,10 +265,10 @@ def simulate_program(
                 exposure_counter += 1
                 if kind == "science":
                     dxi, deta = offsets[k]
-                    ra_ref, dec_ref = _offset(ra, dec, dxi, deta)
+                    ra_ref, dec_ref = offset_sky(ra, dec, dxi, deta)
                 else:
                     # dedicated background: an empty field 5' away
-                    ra_ref, dec_ref = _offset(ra, dec, 300.0 + 3.0 * k, 0.0)
+                    ra_ref, dec_ref = offset_sky(ra, dec, 300.0 + 3.0 * k, 0.0)
                 err = tuple(rng.normal(0.0, pointing_error / math.sqrt(2), 2)) if pointing_error else (0.0, 0.0)
                 spec = ExposureSpec(
                     detector=det,
@@ -369,12 +367,6 @@ def load_simulation(outdir, **expected_options) -> SimulationResult | None:
     return result
 
 
-def _offset(ra, dec, dxi, deta):
-    from .scene import offset_sky
-
-    return offset_sky(ra, dec, dxi, deta)
-
-
 def _write_truth(outdir, scene, snr_columns, pointing_rows, cr_rows, seed, context):
     from astropy.table import Table
 
@@ -412,8 +404,3 @@ def _write_truth(outdir, scene, snr_columns, pointing_rows, cr_rows, seed, conte
     for table, path in zip((sources, pointing, crs), paths):
         table.write(path, format="ascii.ecsv", overwrite=True)
     return paths
-
-
-def remove_simulation(outdir: Path) -> None:
-    """Delete a simulated program directory (used by ``--force`` callers)."""
-    shutil.rmtree(outdir, ignore_errors=True)

@@ -78,9 +78,8 @@ class Run:
         raise TimeoutError("condition not reached")
 
 
-def session_processes(sid: int) -> list[int]:
-    """Pids of live (non-zombie) processes in session ``sid`` (a run and its workers)."""
-    pids = []
+def _proc_stats():
+    """(pid, fields after the command name) of every process in /proc (Linux)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -88,26 +87,18 @@ def session_processes(sid: int) -> list[int]:
             data = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = data[data.rfind(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:  # state, ..., session is field 6
-            pids.append(int(entry.name))
-    return pids
+        yield int(entry.name), data[data.rfind(")") + 2 :].split()
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in session ``sid`` (a run and its workers)."""
+    # fields: state, ppid, pgrp, session, ...
+    return [pid for pid, fields in _proc_stats() if fields[0] != "Z" and int(fields[3]) == sid]
 
 
 def children_of(pid: int) -> list[int]:
     """Direct children of ``pid`` (Linux /proc)."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            data = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = data[data.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.append(int(entry.name))
-    return kids
+    return [child for child, fields in _proc_stats() if fields[0] != "Z" and int(fields[1]) == pid]
 
 
 def worker_pids(pid: int) -> list[int]:
