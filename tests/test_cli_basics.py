@@ -47,11 +47,47 @@ def test_version_names_the_pipeline_stack():
         assert any(line.startswith(name + " ") for line in result.output.splitlines()), name
 
 
-def test_every_command_has_help_with_an_example():
-    for name, command in cli.commands.items():
-        result = CliRunner().invoke(cli, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert "jwstrun " in result.output, f"{name} --help has no example"
+def test_every_command_has_a_summary_and_an_example():
+    """Every command and group, nested ones included: a one-line summary (the first line
+    of its help, a sentence that its group's listing shows whole) and an example line
+    that runs that very command."""
+    from jwstrun.cli.docs import command_help, iter_commands
+
+    commands = list(iter_commands())
+    assert len(commands) > len(cli.commands), "nested commands were not walked"
+    for path, command in commands:
+        title = " ".join(("jwstrun", *path))
+        summary = (command.help or "").strip().splitlines()[0] if command.help else ""
+        assert summary.endswith("."), f"{title}: help must start with a one-line summary"
+        assert command.get_short_help_str(limit=200) == summary, f"{title}: summary is cut"
+        text = command_help(path)
+        assert summary in text, title
+        if path:  # the group's listing shows the summary whole, not cut with '...'
+            parent = command_help(path[:-1])
+            listed = [line for line in parent.splitlines() if line.strip().startswith(path[-1] + " ")]
+            assert listed and listed[0].rstrip().endswith(summary), f"{title}: {listed}"
+        examples = [line for line in text.splitlines() if (line.strip() + " ").startswith(title + " ")]
+        examples = [line for line in examples if not line.startswith("Usage:")]
+        assert examples, f"{title} --help has no example line starting with '{title} '"
+
+
+def test_version_is_the_package_version_and_has_a_changelog_section():
+    import re
+    from importlib import metadata
+    from pathlib import Path
+
+    import jwstrun
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.output.splitlines()[0] == f"jwstrun {jwstrun.__version__}"
+    assert metadata.version("jwstrun") == jwstrun.__version__, (
+        "installed metadata differs from jwstrun/_version.py: reinstall (pip install -e .)"
+    )
+    changelog = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text(encoding="utf-8")
+    heading = rf"^## \[?{re.escape(jwstrun.__version__)}\]?(\s|$)"
+    assert re.search(heading, changelog, re.M), (
+        f"CHANGELOG.md has no '## {jwstrun.__version__}' section for the current version"
+    )
 
 
 def test_unknown_file_is_one_clear_line():

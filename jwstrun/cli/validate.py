@@ -147,7 +147,7 @@ def _pair(ctx, param, value):
 )
 @json_option
 def info_command(files, pixel, sky, as_json):
-    """Summarise JWST products: type, instrument, shape, steps, CRDS context and references.
+    """Summarise JWST products: type, instrument, shape, steps, CRDS context, references.
 
     With --json, one FILE prints one object; several print {"files": [...]}.
 
