@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._pipeline_cache import pipeline_cache_path
+from ._pipeline_cache import cached_json, pipeline_cache_path
 from .errors import ConfigError, OutputError
 
 __all__ = [
@@ -345,22 +345,11 @@ def _read_specs_from_pipeline(pipeline: str) -> dict:
 @functools.lru_cache(maxsize=None)
 def _all_specs() -> dict:
     """Specs of every pipeline in PIPELINES, from the disk cache or from jwst itself."""
-    cache = _spec_cache_path()
-    if cache is not None and cache.is_file():
-        try:
-            data = json.loads(cache.read_text())
-            if set(data) == set(PIPELINES):
-                return data
-        except (OSError, ValueError):
-            logger.debug("ignoring unreadable spec cache %s", cache)
-    data = {name: _read_specs_from_pipeline(name) for name in PIPELINES}
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(cache, json.dumps(data, indent=1))
-        except OSError as exc:  # a read-only home must not break validation
-            logger.debug("cannot write spec cache %s: %s", cache, exc)
-    return data
+    return cached_json(
+        _spec_cache_path(),
+        lambda: {name: _read_specs_from_pipeline(name) for name in PIPELINES},
+        lambda data: set(data) == set(PIPELINES),
+    )
 
 
 @functools.lru_cache(maxsize=None)

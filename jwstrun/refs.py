@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ._pipeline_cache import NO_CACHE_VARIABLE, pipeline_cache_path
+from ._pipeline_cache import NO_CACHE_VARIABLE, cached_json, pipeline_cache_path
 from .errors import CrdsError, InputError
 
 __all__ = [
@@ -607,28 +607,12 @@ _layouts: dict[str, dict] | None = None
 def _pipeline_layouts() -> dict[str, dict]:
     """Layouts from the disk cache, or from jwst (then written to the cache)."""
     global _layouts
-    if _layouts is not None:
-        return _layouts
-    cache = _reftype_cache_path()
-    if cache is not None and cache.is_file():
-        try:
-            data = json.loads(cache.read_text())
-            if set(data) == set(PIPELINES.values()):
-                _layouts = data
-                return data
-        except (OSError, ValueError):
-            log.debug("ignoring unreadable reftype cache %s", cache)
-    data = _layouts_from_jwst()
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, cache)  # readers see the old file or the whole new one
-        except OSError as exc:  # a read-only home must not break a run
-            log.debug("cannot write reftype cache %s: %s", cache, exc)
-    _layouts = data
-    return data
+    if _layouts is None:
+        _layouts = cached_json(
+            _reftype_cache_path(), _layouts_from_jwst,
+            lambda data: set(data) == set(PIPELINES.values()),
+        )
+    return _layouts
 
 
 # ---------------------------------------------------------------------------
@@ -734,18 +718,39 @@ _FITS_OVERRIDES = {
 }
 
 
-_fits_locations: dict[str, tuple[str, str]] = {}
+_SCHEMA_CACHE_FORMAT = 1
+_schema_locations: dict[str, list[str]] | None = None
+
+
+def _locations_from_schema() -> dict[str, list[str]]:
+    """{datamodel key: [FITS keyword, HDU]} for every key the core schema puts in FITS (slow:
+    crds loads the schema through stdatamodels and asdf, about 4 s)."""
+    from crds.jwst import schema
+
+    flat = schema.get_flat_schema()
+    suffix = ".FITS_KEYWORD"
+    return {
+        key[: -len(suffix)]: [str(value), str(flat.get(key[: -len(suffix)] + ".FITS_HDU", "PRIMARY")).upper()]
+        for key, value in flat.items()
+        if key.endswith(suffix)
+    }
 
 
 def _fits_location(parkey: str) -> tuple[str, str]:
-    """(FITS keyword, HDU name) where the JWST datamodel schema keeps ``parkey``."""
-    if parkey not in _fits_locations:
-        from crds.jwst import schema
+    """(FITS keyword, HDU name) where the JWST datamodel schema keeps ``parkey``.
 
-        flat = schema.get_flat_schema()
-        keyword = _FITS_OVERRIDES.get(parkey) or schema.dm_to_fits(parkey) or parkey.rsplit(".", 1)[-1]
-        _fits_locations[parkey] = (keyword, str(flat.get(parkey + ".FITS_HDU", "PRIMARY")).upper())
-    return _fits_locations[parkey]
+    The schema's locations are cached on disk per crds/stdatamodels install, so
+    a run's parent process does not load the datamodel schemas (about 4 s).
+    """
+    global _schema_locations
+    if _schema_locations is None:
+        _schema_locations = cached_json(
+            pipeline_cache_path("schema", str(_SCHEMA_CACHE_FORMAT), ("stdatamodels", "crds")),
+            _locations_from_schema,
+            lambda data: isinstance(data, dict) and "META.INSTRUMENT.NAME" in data,
+        )
+    keyword, hdu = _schema_locations.get(parkey, [None, "PRIMARY"])
+    return _FITS_OVERRIDES.get(parkey) or keyword or parkey.rsplit(".", 1)[-1], hdu
 
 
 def _fits_keyword(parkey: str) -> str:

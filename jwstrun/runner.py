@@ -431,12 +431,16 @@ def _safe_id(name: str) -> str:
 
 
 def _input_entry(path: Path, role: str) -> dict:
+    stat = path.stat()
     return {
         "path": str(path),
         "name": path.name,
         "role": role,
-        "size": path.stat().st_size,
-        "sha256": None,  # filled in by _hash_inputs (in the parent, while workers warm up)
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        # from the manifest when size and mtime are unchanged, else hashed by
+        # _InputHasher in the parent while the workers run
+        "sha256": None,
     }
 
 
@@ -626,13 +630,69 @@ def _make_tasks(
     return tasks
 
 
-def _hash_inputs(tasks: list[Task]) -> None:
-    cache: dict[str, str] = {}
-    for task in tasks:
-        for entry in task.inputs:
-            if entry["path"] not in cache:
-                cache[entry["path"]] = file_sha256(entry["path"])
-            entry["sha256"] = cache[entry["path"]]
+def _reuse_checksums(task: Task, record: dict | None) -> None:
+    """Take each input's sha256 from the manifest when its size and mtime are unchanged.
+
+    The quick check of make and rsync: a re-run does not read every input
+    again to learn that nothing changed; ``checksum=True`` (``--checksum``)
+    re-hashes instead.
+    """
+    recorded = {e.get("path"): e for e in (record or {}).get("inputs") or []}
+    for entry in task.inputs:
+        old = recorded.get(entry["path"])
+        if (
+            old and old.get("sha256") and old.get("size") == entry["size"]
+            and old.get("mtime_ns") == entry.get("mtime_ns")
+        ):
+            entry["sha256"] = old["sha256"]
+
+
+class _InputHasher:
+    """SHA-256 of the tasks' inputs in a background thread of the parent.
+
+    Started once the tasks are submitted, so hashing overlaps the workers'
+    start-up and their first tasks instead of delaying them (hashlib releases
+    the GIL).  :meth:`wait` blocks until one task's inputs are hashed; a file
+    that cannot be read gets ``sha256=None`` (its task's fingerprint then never
+    matches, so it is redone on the next run).
+    """
+
+    def __init__(self, tasks: list[Task]):
+        import threading
+
+        self._tasks = list(tasks)
+        self._done = {t.task_id: threading.Event() for t in self._tasks}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jwstrun-hasher", daemon=True)
+
+    def start(self) -> "_InputHasher":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        known: dict[str, str | None] = {}
+        for task in self._tasks:
+            for entry in task.inputs:
+                if self._stop.is_set():
+                    return
+                if entry["sha256"]:
+                    continue
+                if entry["path"] not in known:
+                    try:
+                        known[entry["path"]] = file_sha256(entry["path"])
+                    except OSError as exc:
+                        log.warning("cannot checksum %s: %s", entry["path"], exc)
+                        known[entry["path"]] = None
+                entry["sha256"] = known[entry["path"]]
+            self._done[task.task_id].set()
+
+    def wait(self, task: Task) -> None:
+        event = self._done.get(task.task_id)
+        if event is not None:
+            event.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _check_maximum_cores(parameters: dict, jobs: int) -> None:
@@ -1036,6 +1096,7 @@ def run_tasks(
     crds_context: str | None = None,
     jobs: int | None = None,
     force: bool = False,
+    checksum: bool = False,
     extra_env: dict | None = None,
     validate: bool = True,
     max_tasks_per_child: int = 25,
@@ -1045,6 +1106,11 @@ def run_tasks(
     dask_options=None,
 ) -> RunSummary:
     """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
+
+    A task is up to date when its manifest record is ok, its products are there
+    with their recorded sizes, and its fingerprint (input checksums, parameters,
+    versions, CRDS context) is unchanged.  Inputs whose size and mtime match the
+    record keep their recorded checksum unless ``checksum=True``.
 
     ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
     to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
@@ -1110,25 +1176,34 @@ def run_tasks(
     results: list[TaskResult] = []
     prefetch_s = 0.0
     to_run: list[Task] = []
+    hasher: _InputHasher | None = None
     try:
-        # Workers import jwst while this process hashes inputs and prefetches.
+        # Workers import jwst while this process decides what is up to date and
+        # prefetches; inputs of the tasks that run are hashed in a thread of this
+        # process while the workers work (only needed for the manifest).
         executor.start()
-        _hash_inputs(tasks)
         for task in tasks:
-            task.fingerprint = compute_fingerprint(
-                pipeline, task.inputs, fingerprint_parameters, versions, context
-            )
-            record = manifest.get(task.task_id)
-            if not force and _can_skip(task, record, outdir):
-                results.append(
-                    TaskResult(
-                        task_id=task.task_id, status="skipped", outputs=list(record["outputs"]),
-                        output_sizes=dict(record.get("output_sizes") or {}),
-                        log_file=task.log_file, crds_context=record.get("crds_context"),
-                    )
+            record = None if force else manifest.get(task.task_id)
+            if record and record.get("status") in ("ok", "skipped"):
+                if not checksum:
+                    _reuse_checksums(task, record)
+                for entry in task.inputs:
+                    if not entry["sha256"]:
+                        entry["sha256"] = file_sha256(entry["path"])
+                task.fingerprint = compute_fingerprint(
+                    pipeline, task.inputs, fingerprint_parameters, versions, context
                 )
-            else:
-                to_run.append(task)
+                if _can_skip(task, record, outdir):
+                    results.append(
+                        TaskResult(
+                            task_id=task.task_id, status="skipped",
+                            outputs=list(record["outputs"]),
+                            output_sizes=dict(record.get("output_sizes") or {}),
+                            log_file=task.log_file, crds_context=record.get("crds_context"),
+                        )
+                    )
+                    continue
+            to_run.append(task)
         emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(results), jobs=jobs,
              jobs_reason=jobs_reason, tasks=[t.task_id for t in to_run], context=context)
         for skipped in list(results):
@@ -1143,12 +1218,20 @@ def run_tasks(
             emit("prefetch", seconds=prefetch_s, context=context)
             for task in to_run:
                 executor.submit(task)
+            hasher = _InputHasher(to_run).start()
             for result in executor.as_completed():
                 task = by_id[result.task_id]
+                hasher.wait(task)
+                if all(e["sha256"] for e in task.inputs):
+                    task.fingerprint = compute_fingerprint(
+                        pipeline, task.inputs, fingerprint_parameters, versions, context
+                    )
                 manifest.record(_manifest_record(task, result, versions, context))
                 results.append(result)
                 emit("done", result=result)
     except BaseException:
+        if hasher is not None:
+            hasher.stop()
         executor.shutdown(cancel=True)
         try:
             manifest.add_run(_run_entry(command, run_start, results, interrupted=True))
@@ -1214,6 +1297,7 @@ def _run(
     extra_parameters: dict | None = None,
     jobs: int | None = None,
     force: bool = False,
+    checksum: bool = False,
     crds_path: str | None = None,
     crds_context: str | None = None,
     crds_env_file: str | None = None,
@@ -1255,7 +1339,8 @@ def _run(
             _check_unique_products(planned)
         return run_tasks(
             pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
-            crds_context=crds_context, jobs=jobs, force=force, extra_env=extra_env,
+            crds_context=crds_context, jobs=jobs, force=force, checksum=checksum,
+            extra_env=extra_env,
             validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
             command=command, executor_kind=executor, dask_options=dask_options,
         )

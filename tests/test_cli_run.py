@@ -192,6 +192,37 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     assert counts == {"total": 2, "ok": 1, "skipped": 1, "failed": 0}
 
 
+def test_rerun_trusts_unchanged_size_and_mtime_unless_checksum(image2, sim):
+    """Resume reads no input whose size and mtime match the manifest (make/rsync's quick
+    check); --checksum re-hashes and redoes an exposure edited behind that check's back."""
+    outdir = image2["outdir"]
+    path = sim.rate_files[1]
+    original = path.read_bytes()
+    stat = path.stat()
+    marker = b"DATE    = '"
+    at = original.index(marker) + len(marker)
+    edited = original[:at] + (b"1" if original[at:at + 1] != b"1" else b"2") + original[at + 1:]
+    runner = CliRunner()
+    base = ["image2", *map(str, sim.rate_files), "-o", str(outdir), "--crds-env",
+            str(sim.env_file), "--no-progress", "--json", "-j", "1"]
+    try:
+        path.write_bytes(edited)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+        quick = runner.invoke(cli, base)
+        assert quick.exit_code == 0, quick.output
+        assert json.loads(quick.stdout)["counts"]["skipped"] == 2
+        checked = runner.invoke(cli, [*base, "--checksum"])
+        assert checked.exit_code == 0, checked.output
+        assert json.loads(checked.stdout)["counts"] == {"total": 2, "ok": 1, "skipped": 1,
+                                                        "failed": 0}
+        manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+        task = _task(manifest, path.name[:25])
+        assert task["inputs"][0]["sha256"] == hashlib.sha256(edited).hexdigest()
+        assert task["inputs"][0]["mtime_ns"] == stat.st_mtime_ns
+    finally:
+        path.write_bytes(original)  # new mtime: the next run re-hashes and redoes it
+
+
 def test_wrong_stage_inputs_are_refused_before_anything_runs(image2, sim, tmp_path):
     runner = CliRunner()
     cal = next(image2["outdir"].glob("*_cal.fits"))

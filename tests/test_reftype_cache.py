@@ -92,3 +92,29 @@ def test_unreadable_or_disabled_cache(cache_home, monkeypatch):
     assert json.loads(path.read_text())  # rewritten whole
     monkeypatch.setenv(refs.NO_CACHE_VARIABLE, "1")
     assert refs._reftype_cache_path() is None
+
+
+def test_schema_locations_cached_and_equal_to_crds(cache_home, monkeypatch):
+    """The FITS keyword/HDU of every CRDS matching key comes from a disk cache after the
+    first run, and equals what crds reads from the datamodel schema."""
+    from crds.jwst import schema
+
+    monkeypatch.setattr(refs, "_schema_locations", None)
+    keys = ["META.INSTRUMENT.DETECTOR", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL",
+            "META.SUBARRAY.NAME", "META.EXPOSURE.TYPE", "META.OBSERVATION.DATE"]
+    located = {k: refs._fits_location(k) for k in keys}
+    files = list((cache_home / "jwstrun").glob("pipeline-schema-stdatamodels*.json"))
+    assert len(files) == 1
+    flat = schema.get_flat_schema()
+    for key, (keyword, hdu) in located.items():
+        assert keyword == refs._FITS_OVERRIDES.get(key, schema.dm_to_fits(key))
+        assert hdu == str(flat.get(key + ".FITS_HDU", "PRIMARY")).upper()
+    # a new process answers from the file without loading the datamodel schemas
+    code = (
+        "import sys; from jwstrun import refs; "
+        f"print(refs._fits_location('META.INSTRUMENT.FILTER')); "
+        "print('stdatamodels.jwst.datamodels' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ), check=True).stdout.split("\n")
+    assert out[0] == str(located["META.INSTRUMENT.FILTER"]) and out[1] == "False"

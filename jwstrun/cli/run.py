@@ -288,6 +288,11 @@ def _run_options(func):
             "memory, about 1.2 GB per full-frame NIRCam exposure).",
         ),
         click.option("--force", is_flag=True, help="Redo tasks whose products are up to date."),
+        click.option(
+            "--checksum", is_flag=True,
+            help="Re-hash every input to decide what is up to date, instead of trusting an "
+            "unchanged size and modification time (like rsync --checksum).",
+        ),
         profile_option,
         set_option,
         no_crds_steppars_option,
@@ -321,6 +326,7 @@ def _common_kwargs(kw: dict) -> dict:
     return {
         "jobs": kw["jobs"],
         "force": kw["force"],
+        "checksum": kw["checksum"],
         "profiles": kw["profiles"],
         "sets": kw["sets"],
         "no_crds_steppars": kw["no_crds_steppars"],
