@@ -765,6 +765,8 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
         ("versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())),
         ("fingerprint", (record.get("fingerprint") or "-")[:16]),
     ]
+    if record.get("memory"):
+        meta.insert(4, ("memory", _memory_text(record["memory"], record.get("peak_rss_mb"))))
     parts.append("<table class='kv'>" + "".join(
         f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta) + "</table>")
     steps = record.get("step_times") or {}
@@ -811,6 +813,27 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
     return "".join(parts)
 
 
+def _peak_cell(record: dict) -> str:
+    """Measured peak, and for image3 the estimate made before the run (jwstrun.mosaic)."""
+    measured = _num(record.get("peak_rss_mb"), ".0f", " MB")
+    memory = record.get("memory") or {}
+    if memory.get("estimate_mb") is None:
+        return measured
+    return (f"{measured} <span class='muted' title='estimated before the run'>"
+            f"(est. {_num(memory['estimate_mb'], '.0f', ' MB')})</span>")
+
+
+def _memory_text(memory: dict, peak_mb) -> str:
+    mosaic = memory.get("mosaic") or {}
+    shape = mosaic.get("shape")
+    grid = f"mosaic {shape[1]} x {shape[0]} pixels" if shape else "no mosaic (resample skipped)"
+    ratio = ""
+    if peak_mb and memory.get("estimate_mb"):
+        ratio = f", estimate / measured peak {memory['estimate_mb'] / peak_mb:.2f}"
+    return (f"{str(memory.get('mode', '-')).replace('_', ' ')} mode, {grid}, estimated peak "
+            f"{_num(memory.get('estimate_mb'), '.0f', ' MB')}{ratio}; {memory.get('reason', '')}")
+
+
 def _tasks_section(records: list[dict], run_dir: Path, report_dir: Path) -> str:
     rows = []
     for record in records:
@@ -828,7 +851,7 @@ def _tasks_section(records: list[dict], run_dir: Path, report_dir: Path) -> str:
             f"<tr class='task' data-status='{_e(status)}'><td><code>{_e(record.get('task_id'))}</code></td>"
             f"<td>{_e(record.get('pipeline'))}</td><td class='{_e(status)}'>{_e(status)}</td>"
             f"<td class='num'>{_num(record.get('wall_s'), '.1f', ' s')}</td>"
-            f"<td class='num'>{_num(record.get('peak_rss_mb'), '.0f', ' MB')}</td>"
+            f"<td class='num'>{_peak_cell(record)}</td>"
             f"<td class='when'>{_e(str(record.get('start_iso', '-')).replace('T', ' ')[:19])}</td><td>{vtext}</td>"
             f"<td><code>{_e(record.get('crds_context') or '-')}</code></td>"
             f"<td class='num'>{len(record.get('outputs') or [])}</td><td>{log_cell}</td></tr>"

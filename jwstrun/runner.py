@@ -103,6 +103,8 @@ class Task:
     #: Environment the task runs with (the CRDS worker settings); applied by
     #: run_task itself, so a Dask worker needs no set-up of its own.
     env: dict = field(default_factory=dict)
+    #: image3: the mosaic and memory estimate and the mode chosen (jwstrun.mosaic)
+    memory: dict | None = None
 
     @property
     def input_paths(self) -> list[str]:
@@ -186,8 +188,15 @@ class RunSummary:
                 "skipped": len(self.skipped),
                 "failed": len(self.failed),
             },
-            "tasks": [r.to_dict() for r in self.results],
+            "tasks": [self._task_dict(r) for r in self.results],
         }
+
+    def _task_dict(self, result: TaskResult) -> dict:
+        data = result.to_dict()
+        task = self.tasks.get(result.task_id)
+        if task is not None and task.memory is not None:
+            data["memory"] = task.memory
+        return data
 
 
 # --------------------------------------------------------------------------
@@ -477,6 +486,7 @@ class _Planned:
     pixels: int = _FULL_FRAME_PIXELS
     n_members: int = 1
     has_background: bool = False
+    memory: object | None = None  # image3: a jwstrun.mosaic.MemoryPlan
 
 
 def _exposure_pixels(path: Path) -> int:
@@ -586,6 +596,9 @@ def _bytes_per_worker(planned: list[_Planned]) -> float:
     if planned[0].pipeline == "image2":
         base, per = _IMAGE2_BYTES
         return base + per * max(p.pixels for p in planned) / _FULL_FRAME_PIXELS
+    if all(p.memory is not None for p in planned):
+        # the in-memory estimate: the same -j that jwstrun.mosaic split the budget by
+        return float(max(p.memory.estimate.in_memory_bytes for p in planned))
     base, per = _IMAGE3_BYTES
     return base + per * max(p.pixels * p.n_members for p in planned) / _FULL_FRAME_PIXELS
 
@@ -610,6 +623,9 @@ def _make_tasks(
             task_input = workdir / "asn" / Path(item.asn.path).name
             _write_product_asn(item.asn, item.asn_product, task_input)
         inputs = [_input_entry(p, role) for p, role in zip(item.inputs, item.roles, strict=True)]
+        task_parameters = parameters
+        if item.memory is not None and item.memory.call_overrides():
+            task_parameters = _merge(parameters, item.memory.call_overrides())
         tasks.append(
             Task(
                 task_id=task_id,
@@ -620,11 +636,12 @@ def _make_tasks(
                 outdir=str(outdir),
                 workdir=str(workdir),
                 log_file=str(outdir / LOG_DIRNAME / f"{task_id}.log"),
-                parameters=parameters,
+                parameters=task_parameters,
                 fingerprint="",
                 in_pool=in_pool,
                 validate=validate,
                 expect_background=item.has_background,
+                memory=item.memory.to_dict() if item.memory is not None else None,
             )
         )
     return tasks
@@ -946,6 +963,31 @@ def _apply_task_environment(env: dict) -> None:
         apply_crds_environment({k: str(v) for k, v in env.items() if k.startswith("CRDS_")})
 
 
+class _on_disk_directory:
+    """With ``in_memory=False``, work in the task's directory while the pipeline runs.
+
+    jwst 3.0's on-disk ModelLibrary and stcal's on-disk median write their
+    temporary files into the current directory; this keeps them under
+    ``OUTDIR/.jwstrun-tmp/<task-id>`` (removed with the task's directory)
+    instead of wherever the worker was started.
+    """
+
+    def __init__(self, parameters: dict, workdir: Path):
+        on_disk = str(parameters.get("in_memory", True)).strip().lower() in ("false", "0", "no")
+        self.workdir = workdir if on_disk else None
+        self.saved: str | None = None
+
+    def __enter__(self):
+        if self.workdir is not None:
+            self.saved = os.getcwd()
+            os.chdir(self.workdir)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.chdir(self.saved)
+
+
 def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     """Run one pipeline call in ``task.workdir`` and move its products into OUTDIR.
 
@@ -975,13 +1017,14 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
                 parameters = _pool_parameters(cls, task.parameters) if task.in_pool else task.parameters
                 if progress is not None:
                     progress(task.task_id, alias)
-                models = cls.call(
-                    task.input,
-                    output_dir=str(out),
-                    save_results=True,
-                    configure_log=False,
-                    **parameters,
-                )
+                with _on_disk_directory(parameters, workdir):
+                    models = cls.call(
+                        task.input,
+                        output_dir=str(out),
+                        save_results=True,
+                        configure_log=False,
+                        **parameters,
+                    )
                 _close_models(models)
                 del models
             except Exception as exc:
@@ -1080,6 +1123,8 @@ def _manifest_record(task: Task, result: TaskResult, versions: dict, context: st
         crds_context=result.crds_context or context,
         log_file=os.path.relpath(task.log_file, task.outdir),
     )
+    if task.memory is not None:
+        record["memory"] = dict(task.memory)
     for key in ("start", "end"):
         if record.get(key):
             record[key + "_iso"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record[key]))
@@ -1308,6 +1353,7 @@ def _run(
     command: str = "jwstrun",
     executor: str | None = None,
     dask_options=None,
+    memory_options: dict | None = None,
 ) -> RunSummary:
     from . import refs
     from .locking import OutdirLock
@@ -1337,6 +1383,7 @@ def _run(
         if pipeline == "image3":
             planned = plan_image3(paths, outdir)
             _check_unique_products(planned)
+            _plan_image3_memory(planned, parameters, jobs, executor, **(memory_options or {}))
         return run_tasks(
             pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
             crds_context=crds_context, jobs=jobs, force=force, checksum=checksum,
@@ -1400,9 +1447,67 @@ def run_image2(inputs, outdir, *, save_bsub: bool = False, **options) -> RunSumm
     return _run("image2", inputs, outdir, extra_parameters=extra, **options)
 
 
-def run_image3(inputs, outdir, **options) -> RunSummary:
+def _plan_image3_memory(
+    planned: list[_Planned],
+    parameters: dict,
+    jobs: int | None,
+    executor: str,
+    *,
+    max_memory=None,
+    max_mosaic_pixels: int | None = None,
+    low_memory: bool = False,
+) -> None:
+    """Mosaic preflight and memory mode of every association (jwstrun.mosaic); before any step."""
+    from .mosaic import decide, default_max_mosaic_pixels, estimate_association, memory_budget
+
+    if low_memory and "in_memory" in parameters and str(parameters["in_memory"]).lower() == "true":
+        raise ConfigError(
+            "--low-memory asks for the pipeline's on-disk mode but in_memory=true is set "
+            "(profile or --set); drop one of them."
+        )
+    budget, source = memory_budget(max_memory)
+    limit = max_mosaic_pixels or default_max_mosaic_pixels(budget)
+    estimates = [
+        estimate_association(
+            item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
+            max_mosaic_pixels=limit,
+        )
+        for item in planned
+    ]
+    # The budget is split between the associations that run at the same time:
+    # -j, or the -j that run_tasks will choose from the same in-memory estimates.
+    if jobs is None and executor == "local":
+        from .executors import default_jobs
+
+        jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates))[0]
+    concurrent = max(1, min(jobs or 1, len(planned)))
+    share = budget // concurrent
+    for item, estimate in zip(planned, estimates, strict=True):
+        item.memory = decide(
+            estimate, share, budget, source, low_memory=low_memory,
+            user_in_memory=parameters.get("in_memory"), jobs=concurrent,
+        )
+        log.info("%s: %s mode, mosaic %s; %s", item.product, item.memory.mode.replace("_", " "),
+                 "x".join(map(str, estimate.shape[::-1])) if estimate.shape else "-",
+                 item.memory.reason)
+
+
+def run_image3(
+    inputs, outdir, *, max_memory=None, max_mosaic_pixels: int | None = None,
+    low_memory: bool = False, **options,
+) -> RunSummary:
     """Run calwebb_image3 on Level-3 associations or a list of _cal files.
 
-    Options as for :func:`run_image2` (``executor='dask'`` and ``dask_options`` included).
+    Before any step runs, each association's output mosaic and peak memory are
+    estimated (:mod:`jwstrun.mosaic`): a mosaic beyond ``max_mosaic_pixels``
+    (default derived from the memory budget) is refused naming the inputs far
+    from the rest; an association whose in-memory estimate exceeds its share of
+    ``max_memory`` (bytes or '8GB'; default 80 % of the available memory, split
+    between the associations that run at once) runs in the pipeline's on-disk
+    mode (``in_memory=False``), or is refused when even that does not fit.
+    ``low_memory=True`` forces the on-disk mode.  Other options as for
+    :func:`run_image2` (``executor='dask'`` and ``dask_options`` included).
     """
-    return _run("image3", inputs, outdir, **options)
+    memory_options = {"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
+                      "low_memory": low_memory}
+    return _run("image3", inputs, outdir, memory_options=memory_options, **options)

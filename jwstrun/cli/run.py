@@ -455,9 +455,52 @@ def image2_command(ctx, inputs, save_bsub, **kw):
     _finish(ctx, summary, kw["as_json"])
 
 
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    from ..errors import ConfigError
+    from ..mosaic import parse_size
+
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _memory_options(func):
+    options = [
+        click.option(
+            "--max-memory", metavar="SIZE", default=None, callback=_parse_size,
+            help="Memory budget, e.g. 16GB (default: 80% of the available memory), split "
+            "between the associations running at once. An association whose estimated peak "
+            "exceeds its share runs in the pipeline's on-disk mode (in_memory=False), or is "
+            "refused before anything runs when even that does not fit.",
+        ),
+        click.option(
+            "--low-memory", is_flag=True,
+            help="Always use the pipeline's on-disk mode (in_memory=False): one exposure in "
+            "memory at a time, the outlier median from temporary files. Slower.",
+        ),
+        click.option(
+            "--max-mosaic-pixels", type=click.IntRange(min=1), default=None, metavar="N",
+            help="Refuse an output mosaic larger than N pixels, naming the inputs far from the "
+            "rest (default: the largest mosaic the memory budget can hold).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _memory_kwargs(kw: dict) -> dict:
+    return {"max_memory": kw["max_memory"], "low_memory": kw["low_memory"],
+            "max_mosaic_pixels": kw["max_mosaic_pixels"]}
+
+
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
 @_run_options
+@_memory_options
 @_dask_options
 @_no_report_option
 @click.pass_context
@@ -470,10 +513,17 @@ def image3_command(ctx, inputs, no_report, **kw):
     side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
     catalog and _segm segmentation map.
 
+    Before any step runs, each association's output mosaic and peak memory are
+    estimated from the input footprints (docs/image3-scale.md): a mosaic too
+    large for the budget is refused, naming the inputs far from the rest, and
+    an association that does not fit its share of --max-memory runs in the
+    pipeline's on-disk mode.
+
     \b
     Examples:
       jwstrun image3 out/*_cal.fits -o out/
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
+      jwstrun image3 big_image3_asn.json -o mosaics/ --max-memory 8GB
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
@@ -484,7 +534,7 @@ def image3_command(ctx, inputs, no_report, **kw):
         ctx, "image3", kw["no_progress"], kw["as_json"],
         lambda progress: run_image3(
             inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw),
-            **_dask_kwargs(kw),
+            **_memory_kwargs(kw), **_dask_kwargs(kw),
         ),
     )
     if not no_report:

@@ -1,0 +1,264 @@
+"""Image3 at scale (jwstrun.mosaic): mosaic preflight, memory budget and the on-disk mode.
+
+One simulated NIRCam SUB640 program with four dithers, reduced once by
+``jwstrun image2``.  On it:
+
+- the predicted mosaic matches the _i2d that resample writes;
+- an association with one exposure whose pointing is wrong by 3 degrees (its
+  _rate header edited before image2, so assign_wcs puts it there) is refused
+  before any step runs, naming that file;
+- a ``--max-memory`` below the in-memory estimate switches to the pipeline's
+  on-disk mode, and the products are identical to the default in-memory run;
+- with -j 2 each association gets half of the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun import mosaic
+from jwstrun.cli import cli
+from jwstrun.errors import ConfigError, InputError
+
+VENV_BIN = Path(sys.executable).parent
+JWSTRUN = shutil.which("jwstrun", path=str(VENV_BIN)) or shutil.which("jwstrun")
+
+
+# --------------------------------------------------------------------------
+# No pipeline
+# --------------------------------------------------------------------------
+def test_parse_size():
+    assert mosaic.parse_size("8GB") == 8_000_000_000
+    assert mosaic.parse_size("1.5G") == 1_500_000_000
+    assert mosaic.parse_size("512MiB") == 512 * 1024**2
+    assert mosaic.parse_size("2e9") == 2_000_000_000
+    assert mosaic.parse_size(1000) == 1000
+    for bad in ("lots", "-1GB", "0", "8XB"):
+        with pytest.raises(ConfigError):
+            mosaic.parse_size(bad)
+
+
+def _square(path, ra, dec, size=0.01):
+    vertices = [(ra, dec), (ra + size, dec), (ra + size, dec + size), (ra, dec + size)]
+    return mosaic.Footprint(path=path, vertices=vertices, shape=(640, 640),
+                            pixel_scale=size / 640, wcsinfo={})
+
+
+def test_far_inputs_names_the_stray_exposures():
+    tiles = [_square(f"tile{i}.fits", 53.0 + 0.009 * i, -27.8) for i in range(6)]
+    stray = _square("stray.fits", 56.0, -27.8)
+    far = mosaic.far_inputs([*tiles[:3], stray, *tiles[3:]])
+    assert [f.path for f, _ in far] == ["stray.fits"]
+    assert 2.5 < far[0][1] < 3.0  # degrees from the main group
+    assert mosaic.far_inputs(tiles) == []  # a wide survey of neighbouring tiles is one field
+
+
+def test_decide_modes_and_refusal():
+    est = mosaic.MosaicEstimate("p", 4, 4, 4 * 640 * 640, (700, 700), (700, 700),
+                                in_memory_bytes=500_000_000, on_disk_bytes=400_000_000)
+    assert mosaic.decide(est, 600_000_000, 600_000_000, "x").mode == "in_memory"
+    plan = mosaic.decide(est, 450_000_000, 900_000_000, "x", jobs=2)
+    assert plan.mode == "on_disk" and plan.call_overrides() == {"in_memory": False}
+    assert "500 MB in memory, 400 MB on disk" in plan.reason and "/ 2 concurrent" in plan.reason
+    assert mosaic.decide(est, 10**12, 10**12, "x", low_memory=True).mode == "on_disk"
+    assert mosaic.decide(est, 10**12, 10**12, "x", user_in_memory=False).mode == "on_disk"
+    with pytest.raises(InputError, match="does not fit in memory even in the pipeline's on-disk"):
+        mosaic.decide(est, 300_000_000, 300_000_000, "x")
+
+
+# --------------------------------------------------------------------------
+# Simulated data through the real pipelines
+# --------------------------------------------------------------------------
+def _env(sim) -> dict:
+    from jwstrun.refs import read_env_file
+
+    env = dict(os.environ)
+    env.update(read_env_file(sim.env_file))
+    return env
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    return simulate_program(tmp_path_factory.mktemp("mosaic") / "sim", subarray="SUB640",
+                            n_dithers=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def caldir(sim, tmp_path_factory):
+    """image2 on the four exposures, plus a fifth whose pointing is 3 degrees off."""
+    from astropy.io import fits
+
+    caldir = tmp_path_factory.mktemp("mosaic_cal")
+    rates = sorted(sim.rate_files)
+    stray_rate = caldir / "stray" / rates[-1].name.replace("_00004_", "_00005_")
+    stray_rate.parent.mkdir()
+    shutil.copy(rates[-1], stray_rate)
+    with fits.open(stray_rate, mode="update") as hdul:
+        for hdu in hdul:
+            if "RA_REF" in hdu.header:
+                hdu.header["RA_REF"] = hdu.header["RA_REF"] + 3.0
+        hdul[0].header["EXPOSURE"] = "5"
+    result = CliRunner().invoke(cli, [
+        "image2", *map(str, rates), str(stray_rate), "-o", str(caldir), "-j", "2",
+        "--crds-env", str(sim.env_file), "--no-progress",
+        "--set", "steps.resample.skip=true",
+    ])
+    assert result.exit_code == 0, result.output
+    assert len(list(caldir.glob("*_cal.fits"))) == 5
+    return caldir
+
+
+def _association(caldir: Path, names: list[Path], name: str, product: str | None = None) -> Path:
+    from jwstrun.asn import make_associations
+
+    (written,) = make_associations(names, caldir / name, level=3).associations
+    if product:
+        data = json.loads(written.path.read_text())
+        data["products"][0]["name"] = product
+        written.path.write_text(json.dumps(data, indent=1))
+    return written.path
+
+
+@pytest.fixture(scope="module")
+def good_asn(caldir):
+    cal = sorted(p for p in caldir.glob("*_cal.fits") if "_00005_" not in p.name)
+    return _association(caldir, cal, "good_asn.json")
+
+
+def test_stray_pointing_is_refused_before_any_step(sim, caldir, good_asn, tmp_path):
+    stray = next(caldir.glob("*_00005_*_cal.fits"))
+    asn = _association(caldir, sorted(caldir.glob("*_cal.fits")), "stray_asn.json")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image3", str(asn), "-o", str(out), "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report",
+    ])
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert "beyond the limit" in message and "--max-mosaic-pixels" in message
+    assert f"These inputs lie far from the rest: {stray.name} (2." in message
+    assert "Traceback" not in result.output
+    assert not list(out.glob("logs/*.log"))  # no task started
+    assert not list(out.glob("*_i2d.fits")) and not list(out.glob("*_crf.fits"))
+
+
+def test_predicted_mosaic_is_the_one_resample_makes(default_run):
+    from astropy.io import fits
+
+    out, summary = default_run
+    (task,) = summary["tasks"]
+    predicted = task["memory"]["mosaic"]["shape"]
+    actual = fits.getdata(next(out.glob("*_i2d.fits")), "SCI").shape
+    # tweakreg moves the exposures by a fraction of a pixel before resample
+    assert abs(predicted[0] - actual[0]) <= 8 and abs(predicted[1] - actual[1]) <= 8
+
+
+@pytest.fixture(scope="module")
+def runs(sim, good_asn, tmp_path_factory):
+    """The default run and a run with a --max-memory below the in-memory estimate, side by side."""
+    estimate = mosaic.estimate_association("x", _members(good_asn), {})
+    tight = (estimate.in_memory_bytes + estimate.on_disk_bytes) // 2
+    default_out = tmp_path_factory.mktemp("mosaic_default")
+    disk_out = tmp_path_factory.mktemp("mosaic_disk")
+    disk = subprocess.Popen(
+        [JWSTRUN, "image3", str(good_asn), "-o", str(disk_out), "-j", "1", "--max-memory",
+         str(tight), "--crds-env", str(sim.env_file), "--no-progress", "--json"],
+        env=_env(sim), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        result = CliRunner().invoke(cli, [
+            "image3", str(good_asn), "-o", str(default_out), "-j", "1", "--crds-env",
+            str(sim.env_file), "--no-progress", "--json", "--no-report",
+        ])
+        disk_stdout, disk_stderr = disk.communicate(timeout=900)
+    finally:
+        if disk.poll() is None:
+            disk.kill()
+    assert result.exit_code == 0, result.output
+    assert disk.returncode == 0, disk_stderr[-3000:]
+    return {
+        "default": (default_out, json.loads(result.stdout)),
+        "disk": (disk_out, json.loads(disk_stdout)),
+        "estimate": estimate,
+        "tight": tight,
+    }
+
+
+def _members(asn: Path) -> list[Path]:
+    data = json.loads(asn.read_text())
+    return [asn.parent / m["expname"] for m in data["products"][0]["members"]]
+
+
+@pytest.fixture(scope="module")
+def default_run(runs):
+    return runs["default"]
+
+
+def test_tight_budget_switches_to_on_disk_mode(runs):
+    out, summary = runs["disk"]
+    (task,) = summary["tasks"]
+    assert task["status"] == "ok"
+    memory = task["memory"]
+    assert memory["mode"] == "on_disk"
+    assert memory["share_bytes"] == runs["tight"]
+    assert memory["estimate_bytes"] == runs["estimate"].on_disk_bytes
+    manifest = json.loads((out / "jwstrun-manifest.json").read_text())
+    record = manifest["tasks"][task["task_id"]]
+    assert record["parameters"]["in_memory"] is False
+    assert record["memory"]["mode"] == "on_disk" and record["peak_rss_mb"] > 100
+    assert record["resolved_parameters"]["in_memory"] is False  # as stpipe logged it
+    # the on-disk temporary files lived in the task's directory, removed with it
+    assert not (out / ".jwstrun-tmp").exists()
+    report = (out / "jwstrun-report.html").read_text()
+    assert "est. " in report and "on disk mode" in report
+
+
+def test_default_run_stays_in_memory(runs):
+    _out, summary = runs["default"]
+    (task,) = summary["tasks"]
+    assert task["memory"]["mode"] == "in_memory"
+    assert "in_memory" not in json.dumps(task.get("parameters") or {})
+
+
+def test_on_disk_products_are_identical(runs):
+    from astropy.io import fits
+
+    default_out, _ = runs["default"]
+    disk_out, _ = runs["disk"]
+    names = sorted(p.name for p in default_out.glob("*_i2d.fits")) + sorted(
+        p.name for p in default_out.glob("*_crf.fits"))
+    assert len(names) == 5
+    for name in names:
+        with fits.open(default_out / name) as ours, fits.open(disk_out / name) as theirs:
+            for ext in ("SCI", "ERR", "DQ"):
+                if ext == "DQ" and name.endswith("_i2d.fits"):
+                    continue  # resample writes no DQ array unless propagate_dq
+                a, b = ours[ext].data, theirs[ext].data
+                assert a.shape == b.shape, (name, ext)
+                assert np.array_equal(a, b, equal_nan=True), (name, ext)
+
+
+def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
+    from jwstrun.runner import _plan_image3_memory, plan_image3
+
+    cal = sorted(p for p in caldir.glob("*_cal.fits") if "_00005_" not in p.name)
+    other = _association(caldir, cal, "other_asn.json", product="jw01234-o001_t001_other")
+    planned = plan_image3([good_asn, other], caldir)
+    estimate = mosaic.estimate_association("x", cal, {})
+    budget = int(estimate.in_memory_bytes * 1.5)  # one fits in memory, two do not
+    _plan_image3_memory(planned, {}, 2, "local", max_memory=budget)
+    assert [p.memory.mode for p in planned] == ["on_disk", "on_disk"]
+    assert {p.memory.share_bytes for p in planned} == {budget // 2}
+    _plan_image3_memory(planned, {}, 1, "local", max_memory=budget)
+    assert [p.memory.mode for p in planned] == ["in_memory", "in_memory"]
