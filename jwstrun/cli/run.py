@@ -188,7 +188,7 @@ def _render_summary(summary) -> None:
             result.task_id,
             f"[{styles.get(result.status, '')}]{result.status}[/]",
             f"{result.wall_s:.1f} s" if result.wall_s is not None else "-",
-            f"{result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else "-",
+            _peak_text(summary, result),
             ", ".join(_short_products(result.outputs)) or "-",
         )
     console.print(table)
@@ -206,6 +206,17 @@ def _render_summary(summary) -> None:
         f"{summary.crds_context}; manifest {summary.manifest}",
         soft_wrap=True,
     )
+
+
+def _peak_text(summary, result) -> str:
+    # image3: the estimate made before the run, and the mode it chose (jwstrun.mosaic)
+    peak = f"{result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else "-"
+    task = summary.tasks.get(result.task_id)
+    memory = getattr(task, "memory", None)
+    if not memory or result.status == "skipped":
+        return peak
+    mode = "on disk" if memory.get("mode") == "on_disk" else "in memory"
+    return f"{peak} (est. {memory['estimate_mb']:.0f} MB, {mode})"
 
 
 def _short_products(names) -> list[str]:
