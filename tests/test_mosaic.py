@@ -256,9 +256,12 @@ def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
     other = _association(caldir, cal, "other_asn.json", product="jw01234-o001_t001_other")
     planned = plan_image3([good_asn, other], caldir)
     estimate = mosaic.estimate_association("x", cal, {})
-    budget = int(estimate.in_memory_bytes * 1.5)  # one fits in memory, two do not
+    # one at a time fits in memory; two at a time each get the midpoint: on disk
+    budget = estimate.in_memory_bytes + estimate.on_disk_bytes
     _plan_image3_memory(planned, {}, 2, "local", max_memory=budget)
     assert [p.memory.mode for p in planned] == ["on_disk", "on_disk"]
     assert {p.memory.share_bytes for p in planned} == {budget // 2}
     _plan_image3_memory(planned, {}, 1, "local", max_memory=budget)
     assert [p.memory.mode for p in planned] == ["in_memory", "in_memory"]
+    with pytest.raises(InputError, match=r"/ 2 concurrent associations\)"):
+        _plan_image3_memory(planned, {}, 2, "local", max_memory=estimate.on_disk_bytes)
