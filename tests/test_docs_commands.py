@@ -98,7 +98,10 @@ def check_invocation(args: list[str]) -> None:
         command, path = sub, [*path, name]
     if isinstance(command, click.Group) or set(args) & {"--help", "-h", "--version"}:
         return
-    ctx = click.Context(command, info_name=" ".join(path))
+    # A context that inherits the group's settings (-h/--help): Click caches each
+    # command's help option on first use, so a bare Context would change later --help.
+    root = click.Context(cli, info_name="jwstrun", **cli.context_settings)
+    ctx = click.Context(command, parent=root, info_name=" ".join(path[1:]))
     values, extra, _order = command.make_parser(ctx).parse_args(list(args))
     if extra:
         raise click.UsageError(f"{' '.join(path)}: unexpected extra arguments {extra}")

@@ -52,7 +52,7 @@ def iter_commands(
         from . import cli as group
     yield path, group
     if isinstance(group, click.Group):
-        ctx = click.Context(group, info_name="jwstrun")
+        ctx = click.Context(group, info_name="jwstrun", **group.context_settings)
         for name in group.list_commands(ctx):
             command = group.get_command(ctx, name)
             if command is None or command.hidden:
