@@ -1,0 +1,57 @@
+"""What the benchmark scripts share: the venv's commands, simulated inputs reused
+between runs, a CRDS environment for subprocesses, and appending to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+STRUN = str(BIN / "strun")
+JWSTRUN = str(BIN / "jwstrun")
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def fresh(path: Path) -> Path:
+    """An empty directory at ``path``."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def simulated(work: Path, subarray: str, n: int, seed: int) -> tuple[list[str], Path, dict]:
+    """(rate files, crds.env, subprocess environment) of a one-detector NIRCam program,
+    simulated once under ``work`` and reused by later runs."""
+    from jwstrun.refs import read_env_file
+    from jwstrun.simulate import simulate_program
+
+    sim_dir = work / f"sim-{subarray}-{n}"
+    env_file = sim_dir / "crds.env"
+    if not env_file.exists():
+        simulate_program(sim_dir, detectors=["NRCB1"], filters=["F200W"], subarray=subarray,
+                         n_dithers=n, seed=seed, force=True)
+    files = sorted(str(p) for p in sim_dir.glob("*_rate.fits"))
+    if len(files) != n:
+        raise SystemExit(f"expected {n} exposures in {sim_dir}, found {len(files)}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env.update(read_env_file(env_file))
+    return files, env_file, env
+
+
+def machine() -> str:
+    """One line on where and when: date, CPUs, load average."""
+    load = os.getloadavg()
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {load[0]:.1f}")
+
+
+def record(title: str, script: str, text: str, note: str = "") -> None:
+    """Append a section with the command that produced ``text`` to docs/benchmarks.md."""
+    command = f"python scripts/{script} " + " ".join(sys.argv[1:])
+    with BENCHMARKS_MD.open("a") as handle:
+        handle.write(f"\n## {title}\n\nCommand: `{command.strip()}` ({machine()}).\n\n"
+                     f"```\n{text}\n```\n" + (f"\n{note}\n" if note else ""))
