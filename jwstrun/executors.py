@@ -280,6 +280,28 @@ class LocalExecutor:
             self._spawn()
         return self
 
+    def resize(self, jobs: int, env: dict | None = None) -> "LocalExecutor":
+        """Set the pool's size (and the environment of workers started from now on).
+
+        For a pool started early, while the caller still plans: workers beyond
+        ``jobs`` that hold no task are stopped, missing ones are started.
+        """
+        if jobs < 1:
+            raise ValueError("jobs must be at least 1")
+        self.jobs = jobs
+        if env is not None:
+            self.env = dict(env)
+        idle = [w for w in self._workers.values() if w.task is None]
+        for worker in idle[: max(0, len(self._workers) - jobs)]:
+            worker.process.terminate()
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+            worker.conn.close()
+            del self._workers[worker.id]
+        return self.start()
+
     def _spawn(self) -> _Worker:
         wid = self._next_id
         self._next_id += 1

@@ -348,17 +348,19 @@ def applied_crds_environment(env: dict[str, str]):
         apply_crds_environment(previous)
 
 
-def worker_environment(env: dict[str, str], context: str) -> dict[str, str]:
+def worker_environment(env: dict[str, str], context: str | None) -> dict[str, str]:
     """Variables for pipeline workers after a successful :func:`prefetch`.
 
     Workers never download (CRDS_READONLY_CACHE=1, which also stops concurrent
     writes into one cache), never contact a server (serverless URL) and use the
-    exact context the references were fetched for (CRDS_CONTEXT).
+    exact context the references were fetched for (CRDS_CONTEXT; ``None`` while
+    it is not known yet: the workers of a pool started early get it with each task).
     """
     worker = dict(env)
     worker["CRDS_READONLY_CACHE"] = "1"
     worker["CRDS_SERVER_URL"] = SERVERLESS_URL
-    worker["CRDS_CONTEXT"] = context
+    if context is not None:
+        worker["CRDS_CONTEXT"] = context
     worker.pop("CRDS_CLIENT_TIMEOUT_SECONDS", None)
     return worker
 

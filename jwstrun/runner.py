@@ -4,14 +4,16 @@
 
 1. expand and check every input before anything runs (``_cal`` given to image2,
    ``_rate`` given to image3, missing association members -> :class:`InputError`),
-2. check that OUTDIR can be written and take its lock,
+2. check that OUTDIR can be written, start the local worker pool (from here on
+   the workers import jwst while the parent works) and take OUTDIR's lock,
 3. turn the inputs into :class:`Task` objects -- one per exposure for image2, one
    per association for image3 -- each with a fingerprint of its input
    checksums, resolved call parameters, jwst/stpipe/crds versions and CRDS
    context; a task whose recorded fingerprint matches and whose products are
-   all still there is skipped (``force=True`` redoes it),
-4. start the worker pool (workers import jwst while the parent prefetches CRDS
-   references once), run the tasks, and record every result in the manifest.
+   all still there is skipped (``force=True`` redoes it; an input whose size
+   and mtime are unchanged keeps its recorded checksum unless ``checksum=True``),
+4. prefetch CRDS references once, run the tasks, hash the inputs of the tasks
+   that run in a background thread, and record every result in the manifest.
 
 :func:`run_task` is the one function a worker runs (the local pool and the
 Dask executor alike, see docs/dask.md).  It calls ``Pipeline.call(input, save_results=True,
@@ -1131,6 +1133,39 @@ def _manifest_record(task: Task, result: TaskResult, versions: dict, context: st
     return record
 
 
+def _worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
+                in_pool: bool) -> dict:
+    from . import refs
+
+    env = refs.worker_environment(crds_env, context)
+    env.update(extra_env or {})
+    if in_pool:
+        # Several workers on few cores: numerical libraries get one thread
+        # each unless the user chose otherwise.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, os.environ.get(var, "1"))
+    return env
+
+
+def _early_pool(pipeline: str, n_tasks: int, jobs: int | None, bytes_per_worker: float,
+                crds_env: dict, extra_env: dict, max_tasks_per_child: int):
+    """Start the local workers now, so that their ~4 s jwst import overlaps the
+    parent's planning, CRDS context lookup and prefetch instead of following them.
+
+    Their environment lacks only the CRDS context, which each task sets before
+    it runs (``Task.env``); run_tasks gives the pool its final size.
+    """
+    from .executors import LocalExecutor, default_jobs
+
+    if jobs is None:
+        jobs = default_jobs(n_tasks, bytes_per_worker)[0]
+    jobs = max(1, min(jobs, n_tasks))
+    env = _worker_env(crds_env, None, extra_env, jobs > 1)
+    return LocalExecutor(jobs, run_task, lost_task_result, env=env,
+                         warm=(PIPELINES[pipeline][0],),
+                         max_tasks_per_child=max_tasks_per_child).start()
+
+
 def run_tasks(
     pipeline: str,
     planned: list[_Planned],
@@ -1149,8 +1184,12 @@ def run_tasks(
     command: str = "jwstrun",
     executor_kind: str = "local",
     dask_options=None,
+    pool=None,
 ) -> RunSummary:
     """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
+
+    ``pool`` is a :class:`LocalExecutor` the caller started early (see
+    :func:`_early_pool`); run_tasks resizes it, uses it and shuts it down.
 
     A task is up to date when its manifest record is ok, its products are there
     with their recorded sizes, and its fingerprint (input checksums, parameters,
@@ -1184,13 +1223,7 @@ def run_tasks(
     # and it is part of each task's fingerprint.
     refs.apply_crds_environment(crds_env)
     context = refs.context_in_use(crds_context)
-    worker_env = refs.worker_environment(crds_env, context)
-    worker_env.update(extra_env or {})
-    if in_pool:
-        # Several workers on few cores: numerical libraries get one thread
-        # each unless the user chose otherwise.
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            worker_env.setdefault(var, os.environ.get(var, "1"))
+    worker_env = _worker_env(crds_env, context, extra_env, in_pool)
     fingerprint_parameters = dict(parameters)
     if extra_env:
         fingerprint_parameters["_environment"] = dict(sorted(extra_env.items()))
@@ -1202,17 +1235,28 @@ def run_tasks(
     for task in tasks:
         task.env = dict(worker_env)  # travels with the task to wherever it runs
     by_id = {t.task_id: t for t in tasks}
-    executor = LocalExecutor(
-        min(jobs, len(tasks)) or 1,
-        run_task,
-        lost_task_result,
-        env=worker_env,
-        warm=(PIPELINES[pipeline][0],),
-        max_tasks_per_child=max_tasks_per_child,
-        on_event=lambda ev: emit(
-            ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid
-        ),
-    )
+    def on_worker_event(ev):
+        emit(ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid)
+
+    if pool is not None and not on_dask:
+        # Started by _run before planning: the workers have been importing jwst
+        # meanwhile. Now the pool gets its final size and the full environment.
+        executor = pool
+        executor.max_tasks_per_child = max_tasks_per_child
+        executor.on_event = on_worker_event
+        executor.resize(min(jobs, len(tasks)) or 1, env=worker_env)
+    else:
+        if pool is not None:
+            pool.shutdown(cancel=True)
+        executor = LocalExecutor(
+            min(jobs, len(tasks)) or 1,
+            run_task,
+            lost_task_result,
+            env=worker_env,
+            warm=(PIPELINES[pipeline][0],),
+            max_tasks_per_child=max_tasks_per_child,
+            on_event=on_worker_event,
+        )
     if on_dask:
         # Same tasks, same run_task: only submitting and gathering differ.
         # Connect now, before the run is recorded: a bad address is a plain error.
@@ -1367,7 +1411,7 @@ def _run(
         planned = plan_image2(paths)
         _check_unique_products(planned)
     else:
-        check_image3_inputs(paths)
+        image3_asns = check_image3_inputs(paths)[0]
     _check_complete(paths)  # after the product-type checks, whose messages say more
     parameters = _call_parameters(pipeline, profiles, sets)
     if extra_parameters:
@@ -1377,20 +1421,36 @@ def _run(
     )
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if no_crds_steppars else {}
     outdir = prepare_outdir(outdir)
+    pool = None
+    if executor == "local":
+        # (loose _cal files make tasks only once grouped: run_tasks adds their workers)
+        n_tasks = len(planned) if pipeline == "image2" else len(image3_asns)
+        if n_tasks:
+            pool = _early_pool(
+                pipeline, n_tasks, jobs,
+                _bytes_per_worker(planned) if pipeline == "image2" else _IMAGE3_BYTES[0],
+                crds_env, extra_env, max_tasks_per_child,
+            )
     # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
     # in a long-lived process: the next call may use another cache.
-    with OutdirLock(outdir, command=command), refs.applied_crds_environment(crds_env):
-        if pipeline == "image3":
-            planned = plan_image3(paths, outdir)
-            _check_unique_products(planned)
-            _plan_image3_memory(planned, parameters, jobs, executor, **(memory_options or {}))
-        return run_tasks(
-            pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
-            crds_context=crds_context, jobs=jobs, force=force, checksum=checksum,
-            extra_env=extra_env,
-            validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
-            command=command, executor_kind=executor, dask_options=dask_options,
-        )
+    try:
+        with OutdirLock(outdir, command=command), refs.applied_crds_environment(crds_env):
+            if pipeline == "image3":
+                planned = plan_image3(paths, outdir)
+                _check_unique_products(planned)
+                _plan_image3_memory(planned, parameters, jobs, executor, **(memory_options or {}))
+            return run_tasks(
+                pipeline, planned, outdir, parameters=parameters, crds_env=crds_env,
+                crds_context=crds_context, jobs=jobs, force=force, checksum=checksum,
+                extra_env=extra_env,
+                validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
+                command=command, executor_kind=executor, dask_options=dask_options,
+                pool=pool,
+            )
+    except BaseException:
+        if pool is not None:  # run_tasks shuts it down itself; this covers what comes before
+            pool.shutdown(cancel=True)
+        raise
 
 
 #: values of ``executor=`` / ``--executor``

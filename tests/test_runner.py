@@ -346,3 +346,26 @@ def test_pool_shutdown_cancel_kills_running_task():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     del stream
+
+
+def test_pool_started_early_is_resized_before_work():
+    """A pool started while the caller still plans shrinks to the -j the plan asks for
+    (idle workers stopped) and grows again with the new environment for new workers."""
+    executor = LocalExecutor(3, pool_tasks.run_pool_task, pool_tasks.lost_result,
+                             env={"JWSTRUN_TEST_ENV": "early"})
+    with executor:
+        executor.start()
+        first = [w.process for w in executor._workers.values()]
+        executor.resize(1)
+        assert len(executor._workers) == 1
+        assert sum(p.is_alive() for p in first) == 1
+        executor.submit(pool_tasks.PoolTask("a", seconds=0.05))
+        executor.submit(pool_tasks.PoolTask("b", seconds=0.05))
+        results = list(executor.as_completed())
+        assert len({r["pid"] for r in results}) == 1
+        executor.resize(2, env={"JWSTRUN_TEST_ENV": "late"})
+        assert len(executor._workers) == 2
+        for i in range(4):
+            executor.submit(pool_tasks.PoolTask(f"c{i}", seconds=1.0))
+        envs = {r["pid"]: r["env"] for r in executor.as_completed()}
+    assert sorted(envs.values()) == ["early", "late"]
