@@ -72,23 +72,30 @@ log = logging.getLogger(__name__)
 #: Share of the available RAM that is the default memory budget.
 DEFAULT_MEMORY_FRACTION = 0.8
 
-# ---- the memory model (bytes), from the arrays jwst 3.0 allocates, then fitted
-# against measured peaks (scripts/bench_image3_memory.py, docs/benchmarks.md).
-#: a worker with jwst imported and the association opened
-_BASE = 0.33e9
-#: an open _cal exposure: SCI, ERR, AREA, VAR_POISSON/RNOISE/FLAT float32, DQ uint32
-#: plus the WCS evaluation grids of tweakreg/skymatch
-_PER_INPUT_PIXEL = 36.0
-#: resampling one input: pixel map (2 x float64), its weight map and copies
-_PIXMAP_PER_INPUT_PIXEL = 32.0
-#: final resample: data, wht, err, three variances each drizzled with its own
-#: weight, plus the output model written from them
-_RESAMPLE_PER_OUTPUT_PIXEL = 64.0
+# ---- the memory model (bytes per pixel unless said otherwise).  The terms are the
+# arrays jwst 3.0 allocates; the sizes were fitted to the peak RSS measured, step by
+# step, on NIRCam SUB640 x 4/8/16 and FULL x 4 in both modes
+# (scripts/bench_image3_memory.py checks them; docs/image3-scale.md).
+#: a worker with jwst imported (0.25 GB) and the association opened
+_BASE = 0.28e9
+#: in memory, every exposure stays open: SCI, ERR, AREA, three VAR float32, DQ uint32
+#: and the WCS grids of tweakreg/skymatch (per input pixel, all inputs)
+_HELD_IN_MEMORY = 38.0
+#: on disk, what stays of each exposure: tweakreg catalogs, WCS, metadata
+_HELD_ON_DISK = 11.0
+#: resampling or blotting one exposure: pixel map (2 x float64), weight, variance
+#: copies (per pixel of the largest exposure); on disk the exposure itself is read
+#: back from its temporary file on top of that
+_STEP_PER_INPUT_PIXEL = {False: 55.0, True: 155.0}
+#: final resample: data, wht, err and three variances each drizzled with its own
+#: weight, then the output model made from them
+_RESAMPLE_PER_OUTPUT_PIXEL = 100.0
 #: context image: one int32 plane per 32 inputs
 _CON_PER_OUTPUT_PIXEL_PER_32 = 4.0
 #: outlier_detection: one resampled group (data, weight) and the median
 _OUTLIER_PER_OUTPUT_PIXEL = 16.0
 #: outlier_detection in memory: the median cube, one float32 plane per group
+#: (on disk: one plane of buffer)
 _CUBE_PER_OUTPUT_PIXEL_PER_GROUP = 4.0
 #: source_catalog on the mosaic: background, segmentation, convolved image, ...
 _CATALOG_PER_OUTPUT_PIXEL = 60.0
@@ -398,24 +405,23 @@ def estimate_memory(
     The mosaic arrays of resample and source_catalog are needed either way.
     """
     biggest = max(input_pixels) if input_pixels else 0
-    held = sum(input_pixels) if not on_disk else biggest
-    inputs = _PER_INPUT_PIXEL * held
-    pixmap = _PIXMAP_PER_INPUT_PIXEL * biggest
+    held = (_HELD_ON_DISK if on_disk else _HELD_IN_MEMORY) * sum(input_pixels)
+    one_input = _STEP_PER_INPUT_PIXEL[on_disk] * biggest
     phases = {}
     if outlier and n_groups >= 2:
         cube = _CUBE_PER_OUTPUT_PIXEL_PER_GROUP * outlier_pixels * (1 if on_disk else n_groups)
-        phases["outlier_detection"] = _OUTLIER_PER_OUTPUT_PIXEL * outlier_pixels + cube + pixmap
+        phases["outlier_detection"] = _OUTLIER_PER_OUTPUT_PIXEL * outlier_pixels + cube + one_input
     if resample:
         con = _CON_PER_OUTPUT_PIXEL_PER_32 * math.ceil(len(input_pixels) / 32)
-        phases["resample"] = (_RESAMPLE_PER_OUTPUT_PIXEL + con) * output_pixels + pixmap
+        phases["resample"] = (_RESAMPLE_PER_OUTPUT_PIXEL + con) * output_pixels + one_input
         if catalog:
             phases["source_catalog"] = _CATALOG_PER_OUTPUT_PIXEL * output_pixels
     peak_phase = max(phases, key=phases.get) if phases else None
-    total = _BASE + inputs + (phases[peak_phase] if peak_phase else 0.0)
+    total = _BASE + held + (phases[peak_phase] if peak_phase else 0.0)
     return {
         "bytes": int(total),
         "base": int(_BASE),
-        "inputs": int(inputs),
+        "inputs": int(held),
         "peak_step": peak_phase,
         "peak_step_bytes": int(phases[peak_phase]) if peak_phase else 0,
     }

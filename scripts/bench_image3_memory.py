@@ -47,6 +47,10 @@ def prepare(work: Path, subarray: str, n: int) -> tuple[Path, Path]:
     """Simulate and reduce n exposures once (reused afterwards); (cal dir, crds.env)."""
     from jwstrun.simulate import simulate_program
 
+    for done in sorted(work.glob(f"cal-{subarray}-*"), key=lambda p: int(p.name.split("-")[-1])):
+        m = int(done.name.split("-")[-1])
+        if m >= n and len(list(done.glob("*_cal.fits"))) >= m:  # a larger set made earlier
+            return done, work / f"sim-{subarray}-{m}" / "crds.env"
     sim_dir = work / f"sim-{subarray}-{n}"
     env_file = sim_dir / "crds.env"
     if not env_file.exists():
@@ -66,7 +70,8 @@ def association(cal_dir: Path, n: int) -> Path:
     from jwstrun.asn import make_associations
 
     cal = sorted(cal_dir.glob("*_cal.fits"))[:n]
-    (written,) = make_associations(cal, cal_dir / f"l3_{n}_asn.json", level=3).associations
+    (written,) = make_associations(cal, cal_dir / f"l3_{n}_asn.json", level=3,
+                                   force=True).associations
     return written.path
 
 
