@@ -820,8 +820,48 @@ def _parse_profile_text(text: str, where: str, name: str, path: Path | None, kin
             errors.add(_line(key_node), f"unknown top-level key {key!r}{hint}")
     if why_node is not None:
         _parse_why(profile, why_node, errors)
+    for pipe, section in profile.sections.items():
+        for line, message in _pair_problems(pipe, section):
+            errors.add(line, message)
     errors.raise_if_any()
     return profile
+
+
+#: (pipeline, step, larger, smaller, factor): stpipe checks each value alone, but the
+#: step refuses the pair at run time (stcal.tweakreg: separation > sqrt(2) x tolerance),
+#: records FAILED and aligns nothing -- caught here, before anything runs.
+_PAIR_RULES = [
+    ("image3", "tweakreg", "separation", "tolerance", 2 ** 0.5),
+    ("image3", "tweakreg", "abs_separation", "abs_tolerance", 2 ** 0.5),
+]
+
+
+def _pair_problems(pipeline: str, params: ParameterSet) -> list[tuple[int | None, str]]:
+    """(line, message) for every _PAIR_RULES pair ``params`` breaks (spec defaults fill
+    in the member it does not set; a pair it does not touch is not its business)."""
+    problems = []
+    for pipe, step, big, small, factor in _PAIR_RULES:
+        if pipe != pipeline:
+            continue
+        mine = {key: params.get(step, key) for key in (big, small)}
+        if not any(mine.values()):
+            continue
+        spec = pipeline_spec(pipeline).steps[step].params
+        value = {k: (mine[k].value if mine[k] else spec_default(spec[k])) for k in mine}
+        if value[big] is None or value[small] is None or value[big] > factor * value[small]:
+            continue
+
+        def where(key):
+            return str(mine[key].origin) if mine[key] else "spec default"
+
+        line = next((mine[k].origin.line for k in (big, small) if mine[k]), None)
+        problems.append((line, (
+            f"{pipeline}.steps.{step}: {big} {value[big]:g} ({where(big)}) must be larger than "
+            f"sqrt(2) x {small} {value[small]:g} ({where(small)}) = {factor * value[small]:.3g}; "
+            f"{step} would refuse the pair at run time and record FAILED. Raise {big} or "
+            f"lower {small}."
+        )))
+    return problems
 
 
 def _setting_paths(profile: Profile) -> set[str]:
@@ -1076,7 +1116,11 @@ def build_call_parameters(
     validated before any processing; errors are :class:`ConfigError`.
     """
     layers = [*load_profiles(profiles), parse_sets(sets, pipeline_name)]
-    return merge_layers(pipeline_name, layers).to_call_kwargs()
+    merged = merge_layers(pipeline_name, layers)
+    problems = _pair_problems(pipeline_name, merged)
+    if problems:
+        raise ConfigError(problems[0][1])
+    return merged.to_call_kwargs()
 
 
 def crds_step_parameters(pipeline: str, dataset) -> dict:

@@ -123,7 +123,7 @@ def test_layering_builtin_then_files_then_set(tmp_path):
     assert tweak["snr_threshold"].origin == P.Origin("file", "second", str(second), 4)
     assert tweak["brightest"].value == 50
     assert str(tweak["brightest"].origin) == f"{first}:5"
-    assert tweak["separation"].value == 0.3 and tweak["separation"].origin.kind == "builtin"
+    assert tweak["separation"].value == 0.5 and tweak["separation"].origin.kind == "builtin"
     assert tweak["searchrad"].value == 0.25
     assert str(tweak["searchrad"].origin) == "--set steps.tweakreg.searchrad=0.25"
 
@@ -954,3 +954,20 @@ def test_strun_with_exported_image3_file_gives_jwstrun_products(tmp_path):
     )
     assert (strun_dir / "mosaic_i2d.fits").is_file()
     _assert_same_products(jwst3, strun_dir, ["mosaic_i2d.fits"])
+
+
+def test_tweakreg_separation_tolerance_pair_checked_before_running(tmp_path):
+    """stpipe accepts each value alone; stcal's tweakreg refuses separation <= sqrt(2) x
+    tolerance at run time (FAILED, nothing aligned): refused in the profile, with its line,
+    and in the merged layers (a --set against a profile or the spec default)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("image3:\n  steps:\n    tweakreg:\n      separation: 0.5\n      tolerance: 0.4\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:4: image3.steps.tweakreg: separation 0.5"):
+        P.load_profile(bad)
+    with pytest.raises(ConfigError, match=r"separation 0.5 \(profile crowded.*tolerance 0.4 "
+                                          r"\(--set steps.tweakreg.tolerance=0.4\)"):
+        P.build_call_parameters("image3", ["crowded"], ["steps.tweakreg.tolerance=0.4"])
+    with pytest.raises(ConfigError, match=r"abs_separation 0.1 .*abs_tolerance 0.7 \(spec default\)"):
+        P.build_call_parameters("image3", [], ["steps.tweakreg.abs_separation=0.1"])
+    ok = P.build_call_parameters("image3", ["crowded"], ["steps.tweakreg.tolerance=0.35"])
+    assert ok["steps"]["tweakreg"]["tolerance"] == 0.35
