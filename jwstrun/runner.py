@@ -1390,6 +1390,7 @@ def _run(
     crds_path: str | None = None,
     crds_context: str | None = None,
     crds_env_file: str | None = None,
+    crds_offline: bool = False,
     no_crds_steppars: bool = False,
     validate: bool = True,
     max_tasks_per_child: int = 25,
@@ -1417,7 +1418,7 @@ def _run(
     if extra_parameters:
         parameters = _merge(parameters, extra_parameters)
     crds_env = refs.crds_environment(
-        crds_path=crds_path, context=crds_context, env_file=crds_env_file
+        crds_path=crds_path, context=crds_context, env_file=crds_env_file, offline=crds_offline
     )
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if no_crds_steppars else {}
     outdir = prepare_outdir(outdir)

@@ -132,6 +132,22 @@ def test_manifest_records_what_ran(manifest, sim):
     assert task["log_file"].startswith("logs/")
 
 
+def test_manifest_records_the_whole_command_line(image2):
+    """runs[].command can be pasted again: the options are in it, not only the inputs;
+    run again that way (with --offline), it finds the same work up to date."""
+    import shlex
+
+    manifest = json.loads((image2["outdir"] / "jwstrun-manifest.json").read_text())
+    words = shlex.split(manifest["runs"][0]["command"])
+    assert words[:2] == ["jwstrun", "image2"]
+    assert {"--jobs", "2", "--crds-env", "--no-progress", "--output-dir"} <= set(words)
+    assert [str(p) for p in image2["inputs"]] == words[-len(image2["inputs"]):]
+    good = [w for w in words[1:] if "_00009_" not in w]  # without the broken exposure
+    again = CliRunner().invoke(cli, [*good, "--offline", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["counts"]["skipped"] == 2
+
+
 def test_manifest_records_the_failure(manifest, broken):
     task = _task(manifest, broken.name.removesuffix("_rate.fits"))
     assert task["status"] == "failed"

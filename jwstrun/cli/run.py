@@ -310,6 +310,11 @@ def _run_options(func):
         crds_path_option,
         crds_context_option,
         click.option(
+            "--offline", is_flag=True,
+            help="Never contact the CRDS server (serverless mode): use the local cache only, "
+            "e.g. after 'jwstrun refs prefetch' on a node with network.",
+        ),
+        click.option(
             "--crds-env", "crds_env_file", type=click.Path(dir_okay=False, exists=True),
             default=None, help="A crds.env file (export CRDS_...=...) such as the one "
             "'jwstrun simulate' writes.",
@@ -333,6 +338,31 @@ def _run_options(func):
     return func
 
 
+def _invocation(ctx: click.Context) -> str:
+    """The command line of this run, for the manifest: rebuilt from what Click parsed
+    (arguments, and every option not left at its default), so it can be pasted again."""
+    import shlex
+
+    parts = ["jwstrun", *ctx.command_path.split()[1:]]
+    arguments = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            arguments.extend(value if isinstance(value, (list, tuple)) else [value])
+            continue
+        if value is None or value == param.default or value in ((), [], False):
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            parts.append(flag)
+        elif getattr(param, "multiple", False):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join([*parts, *map(str, arguments)])
+
+
 def _common_kwargs(kw: dict) -> dict:
     return {
         "jobs": kw["jobs"],
@@ -344,6 +374,7 @@ def _common_kwargs(kw: dict) -> dict:
         "crds_path": kw["crds_path"],
         "crds_context": kw["crds_context"],
         "crds_env_file": kw["crds_env_file"],
+        "crds_offline": kw["offline"],
         "validate": not kw["no_validate"],
         "max_tasks_per_child": kw["max_tasks_per_worker"],
     }
@@ -455,7 +486,7 @@ def image2_command(ctx, inputs, save_bsub, **kw):
     """
     from ..runner import run_image2
 
-    command = "jwstrun image2 " + " ".join(inputs)
+    command = _invocation(ctx)
     summary = _run_with_progress(
         ctx, "image2", kw["no_progress"], kw["as_json"],
         lambda progress: run_image2(
@@ -540,7 +571,7 @@ def image3_command(ctx, inputs, no_report, **kw):
     """
     from ..runner import run_image3
 
-    command = "jwstrun image3 " + " ".join(inputs)
+    command = _invocation(ctx)
     summary = _run_with_progress(
         ctx, "image3", kw["no_progress"], kw["as_json"],
         lambda progress: run_image3(
