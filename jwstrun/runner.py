@@ -1541,7 +1541,8 @@ def _plan_image3_memory(
         from .executors import default_jobs
 
         jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates))[0]
-    concurrent = max(1, min(jobs or 1, len(planned)))
+    # Dask workers have their own memory (unknown here): each gets the whole budget.
+    concurrent = 1 if executor == "dask" else max(1, min(jobs or 1, len(planned)))
     share = budget // concurrent
     for item, estimate in zip(planned, estimates, strict=True):
         item.memory = decide(
