@@ -1188,6 +1188,36 @@ def _image_products(records: list[dict], run_dir: Path) -> list[Path]:
     return [p for _key, p in sorted(found)]
 
 
+#: what drawing a report imports (about 2 s): :func:`preload_report_modules` imports
+#: them ahead, in a thread of a process that is waiting for its workers anyway
+_REPORT_MODULES = (
+    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "astropy.wcs",
+    "astropy.coordinates", "matplotlib.figure", "matplotlib.backends.backend_agg",
+    "matplotlib.colors", "matplotlib.patches", "matplotlib.image", "yaml",
+)
+
+
+def preload_report_modules():
+    """Import what :func:`write_report` needs in a daemon thread; returns the thread.
+
+    ``jwstrun image3`` and ``demo`` start it with the run: the parent only waits
+    for its workers meanwhile, so the report at the end does not pay the imports.
+    """
+    import importlib
+    import threading
+
+    def run():
+        for name in _REPORT_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the report itself will say what is wrong
+                log.debug("preloading %s failed", name, exc_info=True)
+
+    thread = threading.Thread(target=run, name="jwstrun-report-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def write_report(outdir: str | os.PathLike, *, previews: bool = True, max_previews: int = 60) -> Path:
     """Write ``OUTDIR/jwstrun-report.html`` for the run in OUTDIR (or OUTDIR/out for a demo).
 

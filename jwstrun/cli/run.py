@@ -572,6 +572,10 @@ def image3_command(ctx, inputs, no_report, **kw):
     from ..runner import run_image3
 
     command = _invocation(ctx)
+    if not no_report:
+        from ..look import preload_report_modules
+
+        preload_report_modules()  # while the parent waits for its workers
     summary = _run_with_progress(
         ctx, "image3", kw["no_progress"], kw["as_json"],
         lambda progress: run_image3(
