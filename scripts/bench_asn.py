@@ -1,15 +1,15 @@
 """Benchmark ``jwstrun asn`` grouping (headers only) against opening exposures as datamodels.
 
 Measures, side by side in one run, on N small NIRCam ``_rate`` files (4 filters on
-3 detectors, 64 x 64 pixels so the datamodel side is not slowed by pixel volume):
+2 detectors, 64 x 64 pixels so the datamodel side is not slowed by pixel volume):
   1. ``jwstrun asn FILES --group-by default -o DIR`` as a fresh process (imports,
      header reads, grouping, writing the JSON files): the number users see;
   2. ``jwstrun.asn.make_associations`` in-process (warm imports);
   3. what grouping by opening each file with ``stdatamodels.jwst.datamodels.open``
      and reading its meta would cost (from ``--n-datamodel`` files, scaled to N).
 
-Usage:  python scripts/bench_asn.py [--n 1000] [--n-datamodel 200] [--workdir DIR]
-Results go to docs/benchmarks.md by hand (command + printed lines).
+Usage:  python scripts/bench_asn.py [--n 1000] [--n-datamodel 200] [--workdir DIR] [--record]
+``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _benchlib import machine, record
 
 SETUPS = [  # (detector, module, channel, filter)
     ("NRCB1", "B", "SHORT", "F150W"),
@@ -111,6 +112,7 @@ def main() -> None:
         help="files opened as datamodels for the comparison (scaled to --n)",
     )
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 
     from jwstrun.asn import make_associations
@@ -118,6 +120,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_asn_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"workdir {work}")
+    started = machine()
     template = make_template(work / "template_rate.fits")
     data = work / "data"
     start = time.perf_counter()
@@ -162,19 +165,24 @@ def main() -> None:
     n_dm = min(args.n_datamodel, len(paths))
     t_dm = time_datamodels(paths[:n_dm]) / n_dm * len(paths)
 
-    print(f"{len(paths)} rate files -> {n_asn} Level-2 associations (group-by default)")
-    print(
-        f"jwstrun asn CLI (fresh process)   {t_cli:6.2f} s  ({t_cli / len(paths) * 1e3:.2f} ms/file)"
-    )
-    print(
-        f"make_associations (warm)          {t_lib:6.2f} s  ({t_lib / len(paths) * 1e3:.2f} ms/file)"
-    )
-    print(
-        f"datamodels.open + meta (from {n_dm})  {t_dm:6.2f} s  ({t_dm / len(paths) * 1e3:.2f} ms/file)"
-    )
-    print(f"ratio datamodels / make_associations {t_dm / t_lib:.1f}x")
     verdict = "met" if t_cli < LIMIT_SECONDS else "NOT met"
-    print(f"target: {len(paths)} files grouped in < {LIMIT_SECONDS:.0f} s by the CLI: {verdict}")
+    lines = [
+        f"started {started}",
+        f"{len(paths)} rate files -> {n_asn} Level-2 associations (group-by default)",
+        f"jwstrun asn CLI (fresh process)   {t_cli:6.2f} s  "
+        f"({t_cli / len(paths) * 1e3:.2f} ms/file)",
+        f"make_associations (warm)          {t_lib:6.2f} s  "
+        f"({t_lib / len(paths) * 1e3:.2f} ms/file)",
+        f"datamodels.open + meta (from {n_dm})  {t_dm:6.2f} s  "
+        f"({t_dm / len(paths) * 1e3:.2f} ms/file)",
+        f"ratio datamodels / make_associations {t_dm / t_lib:.1f}x",
+        f"target: {len(paths)} files grouped in < {LIMIT_SECONDS:.0f} s by the CLI: {verdict}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.record:
+        record(f"asn: grouping {len(paths)} rate files from headers vs opening them as datamodels",
+               "bench_asn.py", text)
     if not args.workdir:
         shutil.rmtree(work)
 

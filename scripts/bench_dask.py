@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _benchlib import machine, record
+
 
 @dataclass
 class NoopTask:
@@ -80,6 +82,7 @@ def main() -> None:
     from jwstrun.runner import run_image2
     from jwstrun.simulate import simulate_program
 
+    started = machine()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-dask-"))
     sim = simulate_program(work / "sim", subarray=args.subarray, n_dithers=args.exposures,
                            seed=7, force=True)
@@ -103,6 +106,9 @@ def main() -> None:
 
     local_wall = rows[0][1]
     lines = [
+        f"started {started}",
+        f"image2, {args.exposures} x NIRCam {args.subarray}, {os.cpu_count()} CPUs",
+        "",
         "| executor | wall (s) | wall / local | sum of task walls (s) "
         "| first task per worker (s) | later tasks (s) |",
         "|---|---|---|---|---|---|",
@@ -117,17 +123,10 @@ def main() -> None:
         f"{overhead['dask'] * 1e3:.2f} ms (ratio {overhead['dask'] / overhead['local']:.1f}x).",
     ]
     table = "\n".join(lines)
-    print(f"image2, {args.exposures} x NIRCam {args.subarray}, {os.cpu_count()} CPUs")
     print(table)
     if args.record:
-        doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-        with open(doc, "a") as handle:
-            handle.write(
-                f"\n## Dask: local pool vs a 2-worker LocalCluster ({args.subarray})\n\n"
-                f"`python scripts/bench_dask.py -n {args.exposures} --subarray {args.subarray} "
-                f"--record` ({args.exposures} simulated NIRCam exposures, image2, "
-                f"{os.cpu_count()} CPUs shared with other jobs):\n\n{table}\n"
-            )
+        record(f"Dask: local pool vs a 2-worker LocalCluster ({args.subarray})", "bench_dask.py",
+               table)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from _benchlib import record
+
 BIN = Path(sys.executable).parent
 JWSTRUN = str(BIN / "jwstrun")
 EARLY = 5
@@ -108,12 +110,8 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-        command = "python scripts/bench_memory.py " + " ".join(sys.argv[1:])
-        with doc.open("a") as handle:
-            handle.write(f"\n## Worker memory over {args.n} exposures ({args.subarray})\n\n"
-                         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, shared 2-core "
-                         "machine).\n\n```\n" + text + "\n```\n")
+        record(f"Worker memory over {args.n} exposures ({args.subarray})", "bench_memory.py",
+               text)
     return 0 if ratio <= 1.10 else 1
 
 

@@ -11,6 +11,7 @@ timed on the same files.
 
     python scripts/bench_planning.py             # N = 10,000, about a minute
     python scripts/bench_planning.py -n 2000
+    python scripts/bench_planning.py --record   # append to docs/benchmarks.md with date, machine
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from _benchlib import machine, record
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10_000, help="number of exposures")
+    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
+    where = machine()
 
     from jwstrun import runner
     from jwstrun.products import read_primary_header
@@ -61,11 +66,18 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     per = {k: v / args.n * 1e3 for k, v in timings.items()}
-    print(f"plan_image2 over {args.n} exposures")
-    print(f"  header read twice  {timings['two reads']:6.1f} s  ({per['two reads']:.2f} ms each)")
-    print(f"  header read once   {timings['one read']:6.1f} s  ({per['one read']:.2f} ms each)")
-    print(f"  ratio {timings['two reads'] / timings['one read']:.2f}x")
-    print(f"check_fits_complete {complete:.1f} s ({complete / args.n * 1e3:.2f} ms each)")
+    text = "\n".join([
+        f"started {where}",
+        f"plan_image2 over {args.n} exposures",
+        f"  header read twice  {timings['two reads']:6.1f} s  ({per['two reads']:.2f} ms each)",
+        f"  header read once   {timings['one read']:6.1f} s  ({per['one read']:.2f} ms each)",
+        f"  ratio {timings['two reads'] / timings['one read']:.2f}x",
+        f"check_fits_complete {complete:.1f} s ({complete / args.n * 1e3:.2f} ms each)",
+    ])
+    print(text)
+    if args.record:
+        record("planning: one header read per exposure vs two (runner)", "bench_planning.py",
+               text)
     return 0
 
 

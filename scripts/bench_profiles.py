@@ -9,6 +9,11 @@ cold and a warm spec cache.  With ``--image3 N``, also simulates N dithers,
 reduces them with image2 and times ``Image3Pipeline.call`` default vs fast.
 
     python scripts/bench_profiles.py [--repeat 3] [--subarray FULL] [--image3 4] [--workdir DIR]
+        [--record]
+
+About 2 minutes on 2 shared cores with --repeat 3 (full frame, image2 only; 100 s at
+load average 4); --image3 4 adds several minutes (two full-frame mosaics per repeat).
+``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _benchlib import machine, record
 
 CHILD = r"""
 import json, resource, sys, time
@@ -64,7 +71,7 @@ def time_check(env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def bench_image3(work: Path, args) -> None:
+def bench_image3(work: Path, args, say) -> None:
     from jwstrun.simulate import simulate_program
 
     sim = simulate_program(
@@ -80,19 +87,19 @@ def bench_image3(work: Path, args) -> None:
          "--product-name", "mosaic", *cals],
         cwd=cal_dir, check=True, capture_output=True,
     )
-    print(f"image3: {len(cals)} x {args.subarray} exposures")
+    say(f"image3: {len(cals)} x {args.subarray} exposures")
     walls: dict[str, list[float]] = {"default": [], "fast": []}
     for i in range(max(1, args.repeat - 1)):
         for profile in ("default", "fast"):
             r = run_once(cal_dir / "l3_asn.json", work / f"i3{profile}{i}", profile, env, "image3")
             walls[profile].append(r["wall"])
             size = sum(p.stat().st_size for p in (work / f"i3{profile}{i}").glob("*_i2d.fits"))
-            print(
+            say(
                 f"  run {i + 1} {profile:7s} {r['wall']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
                 f"  _i2d {size / 1e6:.0f} MB"
             )
     d, f = statistics.median(walls["default"]), statistics.median(walls["fast"])
-    print(f"image3 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
+    say(f"image3 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
 
 
 def main() -> None:
@@ -102,7 +109,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--image3", type=int, default=0, metavar="N",
                         help="also time image3 default vs fast on N dithers")
+    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    say(f"started {machine()}")
 
     from jwstrun.simulate import simulate_program
 
@@ -110,30 +125,33 @@ def main() -> None:
     sim = simulate_program(work / "sim", subarray=args.subarray, n_dithers=1, force=True)
     rate = sim.rate_files[0]
     env = {**os.environ, **sim.env}
-    print(f"input: {rate.name} ({args.subarray}), CRDS {sim.crds_context}")
+    say(f"input: {rate.name} ({args.subarray}), CRDS {sim.crds_context}")
 
     walls: dict[str, list[float]] = {"default": [], "fast": []}
     for i in range(args.repeat):
         for profile in ("default", "fast"):
             r = run_once(rate, work / f"{profile}{i}", profile, env)
             walls[profile].append(r["wall"])
-            print(
+            say(
                 f"  run {i + 1} {profile:7s} {r['wall']:6.2f} s  peak RSS {r['rss_mb']:6.0f} MB"
                 f"  products {', '.join(r['products'])}"
             )
     d, f = statistics.median(walls["default"]), statistics.median(walls["fast"])
-    print(f"image2 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
+    say(f"image2 median: default {d:.2f} s, fast {f:.2f} s, ratio default/fast {d / f:.2f}x")
 
     if args.image3:
-        bench_image3(work, args)
+        bench_image3(work, args, say)
 
     cache_env = {**os.environ, "XDG_CACHE_HOME": str(work / "xdg")}
     cold = time_check(cache_env)
     warm = min(time_check(cache_env) for _ in range(3))
-    print(
+    say(
         f"jwstrun profiles check: cold spec cache {cold:.2f} s, warm {warm:.2f} s, "
         f"ratio {cold / warm:.1f}x"
     )
+    if args.record:
+        record(f"profiles: `fast` vs `default`, NIRCam {args.subarray}", "bench_profiles.py",
+               "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Both answers are compared, then the ratio of wall times is printed.
 
     python scripts/bench_refs.py            # 500 exposures
     python scripts/bench_refs.py -n 100 --keep /tmp/bench_refs
+    python scripts/bench_refs.py --record   # append to docs/benchmarks.md with date, machine
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _benchlib import machine, record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=500, help="number of exposures (default 500)")
     parser.add_argument("--keep", type=Path, default=None, help="work directory to keep")
+    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
+    started = machine()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_refs_"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -113,12 +118,19 @@ def main() -> None:
             1 for p in paths
             if any(resolution.references_for(p)[t] != per_exposure[str(p)][t] for t in known)
         )
-        print(f"exposures:                 {len(paths)} (one detector and filter, 10 days)")
-        print(f"per exposure (stpipe way): {t_each:7.3f} s, {len(paths)} crds lookups")
-        print(f"grouped (jwstrun refs):    {t_grouped:7.3f} s, {resolution.n_crds_calls} crds "
-              f"lookup(s), {len(resolution.groups)} group(s)")
-        print(f"answers differing:         {mismatches}")
-        print(f"speed-up:                  {t_each / t_grouped:.1f}x")
+        text = "\n".join([
+            f"started {started}",
+            f"exposures:                 {len(paths)} (one detector and filter, 10 days)",
+            f"per exposure (stpipe way): {t_each:7.3f} s, {len(paths)} crds lookups",
+            f"grouped (jwstrun refs):    {t_grouped:7.3f} s, {resolution.n_crds_calls} crds "
+            f"lookup(s), {len(resolution.groups)} group(s)",
+            f"answers differing:         {mismatches}",
+            f"speed-up:                  {t_each / t_grouped:.1f}x",
+        ])
+        print(text)
+        if args.record and not mismatches:
+            record(f"refs: best references for {len(paths)} alike exposures, per exposure vs "
+                   "grouped", "bench_refs.py", text)
         if mismatches:
             raise SystemExit(1)
     finally:

@@ -6,8 +6,8 @@ Measures, side by side in one run:
   2. N small products (copies of one 64 x 80 cal): validate_files header-level
      (check_data=False) and full, vs datamodels.open on the same files.
 
-Usage:  python scripts/bench_validate.py [--n-small 1000] [--workdir DIR]
-Results go to docs/benchmarks.md by hand (command + printed lines).
+Usage:  python scripts/bench_validate.py [--n-small 1000] [--workdir DIR] [--record]
+``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _benchlib import machine, record
 
 
 def make_cal(path: Path, shape, crf=False) -> Path:
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--n-datamodel", type=int, default=100,
                         help="small files opened as datamodels for the comparison")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 
     from jwstrun.validate import validate_file, validate_files
@@ -62,13 +64,20 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_validate_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"workdir {work}")
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    say(f"started {machine()}")
 
     # warm imports and schema caches so both sides are measured warm
     small = make_cal(work / "small_cal.fits", (64, 80))
     validate_file(small)
     time_datamodel_open([small])
 
-    print("== full frame 2048 x 2048")
+    say("== full frame 2048 x 2048")
     for kind in ("cal", "crf"):
         path = make_cal(work / f"full_{kind}.fits", (2048, 2048), crf=kind == "crf")
         size_mb = path.stat().st_size / 1e6
@@ -80,10 +89,10 @@ def main() -> None:
             assert report.ok, [f.message for f in report.findings]
         t_validate = min(runs)
         t_model = min(time_datamodel_open([path]) for _ in range(2))
-        print(f"{kind}: {size_mb:.0f} MB  validate_file {t_validate:.3f} s  "
-              f"datamodels.open {t_model:.3f} s  ratio {t_model / t_validate:.1f}x")
+        say(f"{kind}: {size_mb:.0f} MB  validate_file {t_validate:.3f} s  "
+            f"datamodels.open {t_model:.3f} s  ratio {t_model / t_validate:.1f}x")
 
-    print(f"== {args.n_small} small products (64 x 80 cal)")
+    say(f"== {args.n_small} small products (64 x 80 cal)")
     smalldir = work / "small"
     smalldir.mkdir(exist_ok=True)
     paths = []
@@ -100,9 +109,13 @@ def main() -> None:
     t_full = time.perf_counter() - start
     n_dm = min(args.n_datamodel, len(paths))
     t_dm = time_datamodel_open(paths[:n_dm]) / n_dm * len(paths)
-    print(f"header-level {t_headers:.2f} s ({t_headers / len(paths) * 1e3:.1f} ms/file)  "
-          f"with data {t_full:.2f} s  datamodels.open {t_dm:.2f} s "
-          f"(from {n_dm} files)  ratio {t_dm / t_headers:.1f}x")
+    say(f"header-level {t_headers:.2f} s ({t_headers / len(paths) * 1e3:.1f} ms/file)  "
+        f"with data {t_full:.2f} s  datamodels.open {t_dm:.2f} s "
+        f"(from {n_dm} files)  ratio {t_dm / t_headers:.1f}x")
+
+    if args.record:
+        record("validate: jwstrun.validate vs opening products as datamodels",
+               "bench_validate.py", "\n".join(lines))
 
 
 if __name__ == "__main__":
