@@ -72,9 +72,9 @@ PIPELINES = {
 TMP_DIRNAME = ".jwstrun-tmp"
 LOG_DIRNAME = "logs"
 
-# Peak memory of one worker running one task, used for the default -j.
-# Measured: NIRCam full frame image2 1.13 GB, SUB640 0.37 GB; image3 x4 full
-# frame 1.63 GB (docs/benchmarks.md, /work/shared/notes/offline-crds.md).
+# Peak memory of one worker running one task, used for the default -j: fitted to
+# the peaks scripts/bench_profiles.py and scripts/bench_image3_memory.py measure
+# (docs/benchmarks.md, sections "profiles" and "image3 memory").
 _FULL_FRAME_PIXELS = 2048 * 2048
 _IMAGE2_BYTES = (0.30e9, 0.90e9)  # base + per full-frame-equivalent
 _IMAGE3_BYTES = (0.35e9, 0.32e9)  # base + per full-frame-equivalent member

@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-STRUN = str(BIN / "strun")
-JWSTRUN = str(BIN / "jwstrun")
+from _benchlib import JWSTRUN, STRUN, fresh, machine, record, simulated
+
 # Run in a separate process: import jwst once, then time each Pipeline.call.
 TIMER = """
 import json, sys, time
@@ -43,12 +41,6 @@ print(json.dumps(times))
 """
 
 
-def fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=4, help="exposures (default 4)")
@@ -58,19 +50,10 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 
-    from jwstrun.refs import read_env_file
-    from jwstrun.simulate import simulate_program
-
     work = Path(args.work)
     subarray = "FULL" if args.full_frame else "SUB640"
-    sim_dir = work / f"sim-{subarray}-{args.n}"
-    env_file = sim_dir / "crds.env"
-    if not env_file.exists():  # simulate once, reuse afterwards
-        simulate_program(sim_dir, detectors=["NRCB1"], filters=["F200W"], subarray=subarray,
-                         n_dithers=args.n, seed=5, force=True)
-    files = sorted(str(p) for p in sim_dir.glob("*_rate.fits"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
-    env.update(read_env_file(env_file))
+    files, env_file, env = simulated(work, subarray, args.n, seed=5)
+    started = machine()
     results = {}
 
     # 0. per-exposure pipeline times, warm process
@@ -121,12 +104,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-        command = "python scripts/bench_image2.py " + " ".join(sys.argv[1:])
-        with doc.open("a") as handle:
-            handle.write(f"\n## image2: strun loop vs xargs -P vs jwstrun image2 ({subarray})\n\n"
-                         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, shared 2-core "
-                         "machine).\n\n```\n" + text + "\n```\n")
+        record(f"image2: strun loop vs xargs -P vs jwstrun image2 ({subarray} x{args.n})",
+               "bench_image2.py", f"started {started}\n" + text)
 
 
 if __name__ == "__main__":
