@@ -1408,12 +1408,6 @@ def _run(
     executor, dask_options = select_executor(executor, dask_options, jobs)
     # Everything that can be checked is checked before OUTDIR is touched.
     paths = expand_inputs(inputs)
-    if pipeline == "image2":
-        planned = plan_image2(paths)
-        _check_unique_products(planned)
-    else:
-        image3_asns = check_image3_inputs(paths)[0]
-    _check_complete(paths)  # after the product-type checks, whose messages say more
     parameters = _call_parameters(pipeline, profiles, sets)
     if extra_parameters:
         parameters = _merge(parameters, extra_parameters)
@@ -1421,20 +1415,28 @@ def _run(
         crds_path=crds_path, context=crds_context, env_file=crds_env_file, offline=crds_offline
     )
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if no_crds_steppars else {}
-    outdir = prepare_outdir(outdir)
     pool = None
     if executor == "local":
-        # (loose _cal files make tasks only once grouped: run_tasks adds their workers)
-        n_tasks = len(planned) if pipeline == "image2" else len(image3_asns)
-        if n_tasks:
-            pool = _early_pool(
-                pipeline, n_tasks, jobs,
-                _bytes_per_worker(planned) if pipeline == "image2" else _IMAGE3_BYTES[0],
-                crds_env, extra_env, max_tasks_per_child,
-            )
-    # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
-    # in a long-lived process: the next call may use another cache.
+        # The workers start now: their ~4 s jwst import overlaps the input checks,
+        # planning, CRDS context lookup and prefetch below. Tasks are counted for
+        # sure only once planned (loose _cal files are grouped): run_tasks resizes.
+        if pipeline == "image2":
+            n_tasks, per_worker = len(paths), sum(_IMAGE2_BYTES)
+        else:
+            n_tasks = sum(map(_is_association, paths)) + any(not _is_association(p) for p in paths)
+            per_worker = _IMAGE3_BYTES[0]
+        pool = _early_pool(pipeline, n_tasks, jobs, per_worker, crds_env, extra_env,
+                           max_tasks_per_child)
     try:
+        if pipeline == "image2":
+            planned = plan_image2(paths)
+            _check_unique_products(planned)
+        else:
+            check_image3_inputs(paths)
+        _check_complete(paths)  # after the product-type checks, whose messages say more
+        outdir = prepare_outdir(outdir)
+        # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
+        # in a long-lived process: the next call may use another cache.
         with OutdirLock(outdir, command=command), refs.applied_crds_environment(crds_env):
             if pipeline == "image3":
                 planned = plan_image3(paths, outdir)
@@ -1449,7 +1451,7 @@ def _run(
                 pool=pool,
             )
     except BaseException:
-        if pool is not None:  # run_tasks shuts it down itself; this covers what comes before
+        if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
             pool.shutdown(cancel=True)
         raise
 
