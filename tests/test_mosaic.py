@@ -294,3 +294,17 @@ def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_pa
         # the estimate is within 25 % of the measured peak (docs/benchmarks.md)
         assert task["peak_rss_mb"] * 1e6 <= 1.25 * share
     assert len(list(out.glob("*_i2d.fits"))) == 2
+
+
+def test_max_mosaic_pixels_accepts_what_the_docs_write():
+    import click
+
+    from jwstrun.cli.run import PixelCount
+
+    pixels = PixelCount()
+    assert pixels.convert("2e9", None, None) == 2_000_000_000
+    assert pixels.convert("2_000_000", None, None) == 2_000_000
+    assert pixels.convert("150000000", None, None) == 150_000_000
+    for bad in ("2.5", "0", "-3", "lots", "1e-3"):
+        with pytest.raises(click.BadParameter):
+            pixels.convert(bad, None, None)

@@ -497,6 +497,31 @@ def image2_command(ctx, inputs, save_bsub, **kw):
     _finish(ctx, summary, kw["as_json"])
 
 
+class PixelCount(click.ParamType):
+    """A whole number of pixels at least 1, written plainly, with underscores or as 2e9."""
+
+    name = "pixels"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip().replace("_", "")
+            try:
+                number = int(text)
+            except ValueError:
+                try:
+                    as_float = float(text)
+                except ValueError:
+                    self.fail(f"{value!r} is not a number of pixels (e.g. 2e9).", param, ctx)
+                if not as_float.is_integer():
+                    self.fail(f"{value!r} is not a whole number of pixels.", param, ctx)
+                number = int(as_float)
+        if number < 1:
+            self.fail(f"{value!r}: the limit must be at least 1 pixel.", param, ctx)
+        return number
+
+
 def _parse_size(ctx, param, value):
     if value is None:
         return None
@@ -524,9 +549,10 @@ def _memory_options(func):
             "memory at a time, the outlier median from temporary files. Slower.",
         ),
         click.option(
-            "--max-mosaic-pixels", type=click.IntRange(min=1), default=None, metavar="N",
-            help="Refuse an output mosaic larger than N pixels, naming the inputs far from the "
-            "rest (default: the largest mosaic the memory budget can hold).",
+            "--max-mosaic-pixels", type=PixelCount(), default=None, metavar="N",
+            help="Refuse an output mosaic larger than N pixels (2000000000, 2_000_000_000 or "
+            "2e9), naming the inputs far from the rest (default: the largest mosaic the "
+            "memory budget can hold).",
         ),
     ]
     for option in reversed(options):
