@@ -313,11 +313,7 @@ class LocalExecutor:
         idle = [w for w in self._workers.values() if w.task is None]
         for worker in idle[: max(0, len(self._workers) - jobs)]:
             worker.process.terminate()
-            worker.process.join(5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(5)
-            worker.conn.close()
+            self._wait_for_exit(worker, 5)
             del self._workers[worker.id]
         return self.start()
 
@@ -386,12 +382,17 @@ class LocalExecutor:
                     pass
         deadline = time.monotonic() + 10
         for worker in list(self._workers.values()):
-            worker.process.join(max(0.1, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(5)
-            worker.conn.close()
+            self._wait_for_exit(worker, max(0.1, deadline - time.monotonic()))
         self._workers.clear()
+
+    @staticmethod
+    def _wait_for_exit(worker: _Worker, timeout: float) -> None:
+        """Join a worker told to stop; kill it if it is still there after ``timeout``."""
+        worker.process.join(timeout)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+        worker.conn.close()
 
     def __enter__(self) -> "LocalExecutor":
         return self

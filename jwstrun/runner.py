@@ -666,6 +666,26 @@ def _reuse_checksums(task: Task, record: dict | None) -> None:
             entry["sha256"] = old["sha256"]
 
 
+def _fill_checksums(task: Task, known: dict[str, str | None], strict: bool = True) -> None:
+    """sha256 of each of ``task``'s inputs that has none yet; ``known`` (path -> digest)
+    is shared by the whole run, so an input of several tasks (a background exposure
+    of many Level-2 associations) is read once.  ``strict=False``: an unreadable file
+    gets None (and a warning) instead of raising."""
+    for entry in task.inputs:
+        if entry["sha256"]:
+            continue
+        path = entry["path"]
+        if path not in known:
+            try:
+                known[path] = file_sha256(path)
+            except OSError as exc:
+                if strict:
+                    raise
+                log.warning("cannot checksum %s: %s", path, exc)
+                known[path] = None
+        entry["sha256"] = known[path]
+
+
 class _InputHasher:
     """SHA-256 of the tasks' inputs in a background thread of the parent.
 
@@ -676,10 +696,11 @@ class _InputHasher:
     matches, so it is redone on the next run).
     """
 
-    def __init__(self, tasks: list[Task]):
+    def __init__(self, tasks: list[Task], known: dict[str, str | None]):
         import threading
 
         self._tasks = list(tasks)
+        self._known = known
         self._done = {t.task_id: threading.Event() for t in self._tasks}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jwstrun-hasher", daemon=True)
@@ -689,20 +710,10 @@ class _InputHasher:
         return self
 
     def _run(self) -> None:
-        known: dict[str, str | None] = {}
         for task in self._tasks:
-            for entry in task.inputs:
-                if self._stop.is_set():
-                    return
-                if entry["sha256"]:
-                    continue
-                if entry["path"] not in known:
-                    try:
-                        known[entry["path"]] = file_sha256(entry["path"])
-                    except OSError as exc:
-                        log.warning("cannot checksum %s: %s", entry["path"], exc)
-                        known[entry["path"]] = None
-                entry["sha256"] = known[entry["path"]]
+            if self._stop.is_set():
+                return
+            _fill_checksums(task, self._known, strict=False)
             self._done[task.task_id].set()
 
     def wait(self, task: Task) -> None:
@@ -1155,15 +1166,22 @@ def _early_pool(pipeline: str, n_tasks: int, jobs: int | None, bytes_per_worker:
     Their environment lacks only the CRDS context, which each task sets before
     it runs (``Task.env``); run_tasks gives the pool its final size.
     """
-    from .executors import LocalExecutor, default_jobs
+    from .executors import default_jobs
 
     if jobs is None:
         jobs = default_jobs(n_tasks, bytes_per_worker)[0]
     jobs = max(1, min(jobs, n_tasks))
     env = _worker_env(crds_env, None, extra_env, jobs > 1)
+    return _local_pool(pipeline, jobs, env, max_tasks_per_child).start()
+
+
+def _local_pool(pipeline: str, jobs: int, env: dict, max_tasks_per_child: int, on_event=None):
+    """The local executor for ``pipeline``'s tasks (not started)."""
+    from .executors import LocalExecutor
+
     return LocalExecutor(jobs, run_task, lost_task_result, env=env,
                          warm=(PIPELINES[pipeline][0],),
-                         max_tasks_per_child=max_tasks_per_child).start()
+                         max_tasks_per_child=max_tasks_per_child, on_event=on_event)
 
 
 def run_tasks(
@@ -1201,7 +1219,7 @@ def run_tasks(
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
     from . import refs
-    from .executors import LocalExecutor, default_jobs
+    from .executors import default_jobs
     from .manifest import Manifest
 
     def emit(kind, **info):
@@ -1248,15 +1266,8 @@ def run_tasks(
     else:
         if pool is not None:
             pool.shutdown(cancel=True)
-        executor = LocalExecutor(
-            min(jobs, len(tasks)) or 1,
-            run_task,
-            lost_task_result,
-            env=worker_env,
-            warm=(PIPELINES[pipeline][0],),
-            max_tasks_per_child=max_tasks_per_child,
-            on_event=on_worker_event,
-        )
+        executor = _local_pool(pipeline, min(jobs, len(tasks)) or 1, worker_env,
+                               max_tasks_per_child, on_event=on_worker_event)
     if on_dask:
         # Same tasks, same run_task: only submitting and gathering differ.
         # Connect now, before the run is recorded: a bad address is a plain error.
@@ -1266,6 +1277,7 @@ def run_tasks(
     prefetch_s = 0.0
     to_run: list[Task] = []
     hasher: _InputHasher | None = None
+    checksums: dict[str, str | None] = {}  # path -> sha256, for every task of this run
     try:
         # Workers import jwst while this process decides what is up to date and
         # prefetches; inputs of the tasks that run are hashed in a thread of this
@@ -1276,9 +1288,7 @@ def run_tasks(
             if record and record.get("status") in ("ok", "skipped"):
                 if not checksum:
                     _reuse_checksums(task, record)
-                for entry in task.inputs:
-                    if not entry["sha256"]:
-                        entry["sha256"] = file_sha256(entry["path"])
+                _fill_checksums(task, checksums)
                 task.fingerprint = compute_fingerprint(
                     pipeline, task.inputs, fingerprint_parameters, versions, context
                 )
@@ -1307,7 +1317,7 @@ def run_tasks(
             emit("prefetch", seconds=prefetch_s, context=context)
             for task in to_run:
                 executor.submit(task)
-            hasher = _InputHasher(to_run).start()
+            hasher = _InputHasher(to_run, checksums).start()
             for result in executor.as_completed():
                 task = by_id[result.task_id]
                 hasher.wait(task)

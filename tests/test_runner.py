@@ -369,3 +369,30 @@ def test_pool_started_early_is_resized_before_work():
             executor.submit(pool_tasks.PoolTask(f"c{i}", seconds=1.0))
         envs = {r["pid"]: r["env"] for r in executor.as_completed()}
     assert sorted(envs.values()) == ["early", "late"]
+
+
+def test_checksums_shared_between_tasks_and_unreadable_inputs(tmp_path):
+    """One path -> digest table per run: an input of several tasks (a shared background)
+    is hashed once; strict hashing raises for a missing file, the background hasher
+    records None instead (the task's fingerprint then never matches)."""
+    from types import SimpleNamespace
+
+    from jwstrun.runner import _fill_checksums
+
+    shared = tmp_path / "bkg_rate.fits"
+    shared.write_bytes(b"background")
+    own = [tmp_path / f"sci{i}_rate.fits" for i in range(2)]
+    for i, path in enumerate(own):
+        path.write_bytes(f"science {i}".encode())
+    tasks = [SimpleNamespace(inputs=[{"path": str(p), "sha256": None},
+                                     {"path": str(shared), "sha256": None}]) for p in own]
+    known: dict = {}
+    for task in tasks:
+        _fill_checksums(task, known)
+    assert len(known) == 3
+    assert {t.inputs[1]["sha256"] for t in tasks} == {file_sha256(shared)}
+    gone = SimpleNamespace(inputs=[{"path": str(tmp_path / "gone.fits"), "sha256": None}])
+    with pytest.raises(OSError):
+        _fill_checksums(gone, known)
+    _fill_checksums(gone, known, strict=False)
+    assert gone.inputs[0]["sha256"] is None
