@@ -167,7 +167,10 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
 
     for module in warm or ():
         try:
-            importlib.import_module(module)
+            if callable(module):
+                module()
+            else:
+                importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - the task will report it properly
             logging.getLogger(__name__).warning("worker could not import %s: %s", module, exc)
     send_lock = threading.Lock()
@@ -256,8 +259,8 @@ class LocalExecutor:
         ``f(task, reason) -> result`` builds the result of a task whose worker died.
     env : dict, optional
         Environment variables set in each worker before anything is imported.
-    warm : sequence of str
-        Modules each worker imports at start-up.
+    warm : sequence of str or callable
+        Modules each worker imports at start-up, or picklable functions it calls.
     max_tasks_per_child : int
         Tasks a worker handles before it is replaced (0 = never).
     on_event : callable, optional
@@ -271,7 +274,7 @@ class LocalExecutor:
         lost_result: Callable,
         *,
         env: dict | None = None,
-        warm: tuple[str, ...] = (),
+        warm: tuple = (),
         max_tasks_per_child: int = 25,
         on_event: Callable[[WorkerEvent], None] | None = None,
     ):

@@ -308,15 +308,18 @@ class PipelineSpec:
 # --------------------------------------------------------------------------
 
 
+def _pipeline_cls(pipeline: str):
+    from ._jwst_import import pipeline_class
+
+    return pipeline_class(PIPELINES[pipeline][1])
+
+
 def _spec_cache_path() -> Path | None:
     return pipeline_cache_path("specs")
 
 
 def _read_specs_from_pipeline(pipeline: str) -> dict:
-    import importlib
-
-    module_name, class_name = PIPELINES[pipeline]
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = _pipeline_cls(pipeline)
     spec = cls.load_spec_file()
 
     def params(section) -> dict:
@@ -1129,10 +1132,7 @@ def crds_step_parameters(pipeline: str, dataset) -> dict:
     Uses stpipe's own ``Pipeline.get_config_from_reference`` (which talks to
     CRDS through stpipe's crds client); returns ``{params..., "steps": {...}}``.
     """
-    import importlib
-
-    module_name, class_name = PIPELINES[pipeline]
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = _pipeline_cls(pipeline)
     config = cls.get_config_from_reference(dataset, disable=False)
 
     def plain(section) -> dict:
@@ -1169,8 +1169,6 @@ def export_parameter_file(
     ``full=True`` the pipeline's own ``export_config`` writes every parameter
     (spec defaults frozen, CRDS parameter references then overridden).
     """
-    import importlib
-
     from stpipe._config import StepConfig
 
     path = Path(path)
@@ -1180,8 +1178,7 @@ def export_parameter_file(
     merged = merge_layers(pipeline, layers)
     kwargs = merged.to_call_kwargs()
 
-    module_name, class_name = PIPELINES[pipeline]
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = _pipeline_cls(pipeline)
     tmp = _temp_sibling(path)
     try:
         if full:

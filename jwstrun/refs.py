@@ -544,9 +544,9 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
 
 
 def _reftypes_from_jwst(class_name: str, steps: dict | None, pars: bool) -> list[str]:
-    import jwst.pipeline
+    from ._jwst_import import pipeline_class
 
-    cls = getattr(jwst.pipeline, class_name)
+    cls = pipeline_class(class_name)
     pipeline = cls(steps=steps or {})
     types = list(dict.fromkeys(pipeline.reference_file_types))
     if pars:
@@ -582,11 +582,11 @@ def _reftype_cache_path() -> Path | None:
 
 def _layouts_from_jwst() -> dict[str, dict]:
     """What reftypes_for needs of each pipeline in PIPELINES, read from jwst (slow)."""
-    import jwst.pipeline
+    from ._jwst_import import pipeline_class
 
     layouts = {}
     for class_name in sorted(set(PIPELINES.values())):
-        cls = getattr(jwst.pipeline, class_name)
+        cls = pipeline_class(class_name)
         pipeline = cls()
         layouts[class_name] = {
             "config_reftype": cls.get_config_reftype(),

@@ -25,6 +25,7 @@ leaves a file in OUTDIR that looks finished but is not.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -911,10 +912,9 @@ class _TaskLogging:
 
 
 def _pipeline_class(pipeline: str):
-    import importlib
+    from ._jwst_import import pipeline_class
 
-    module_name, class_name, _alias = PIPELINES[pipeline]
-    return getattr(importlib.import_module(module_name), class_name)
+    return pipeline_class(PIPELINES[pipeline][1])
 
 
 def _pool_parameters(cls, parameters: dict) -> dict:
@@ -1180,7 +1180,7 @@ def _local_pool(pipeline: str, jobs: int, env: dict, max_tasks_per_child: int, o
     from .executors import LocalExecutor
 
     return LocalExecutor(jobs, run_task, lost_task_result, env=env,
-                         warm=(PIPELINES[pipeline][0],),
+                         warm=(functools.partial(_pipeline_class, pipeline),),
                          max_tasks_per_child=max_tasks_per_child, on_event=on_event)
 
 

@@ -816,9 +816,10 @@ def test_spec_cache_avoids_importing_jwst(tmp_path):
     profile = write(tmp_path, "image3:\n  steps:\n    tweakreg:\n      brightest: 10\n")
     code = (
         "import sys, jwstrun.profiles as P, jwstrun.cli\n"
-        "assert 'jwst.pipeline' not in sys.modules\n"
+        "pipelines = lambda: any(m.startswith('jwst.pipeline') for m in sys.modules)\n"
+        "assert not pipelines()\n"
         f"P.load_profile({str(profile)!r})\n"
-        "print('jwst.pipeline' in sys.modules)\n"
+        "print(pipelines())\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("JWSTRUN_NO_SPEC_CACHE", None)
