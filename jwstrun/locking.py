@@ -2,11 +2,15 @@
 
 Two runs writing into the same OUTDIR would move products over each other and
 both rewrite the manifest, so the second run refuses with a message naming the
-holder.  A lock left behind by a run that was killed (kill -9, power loss) is
-detected as stale when its process no longer exists on this host and is taken
-over; a lock held from another host cannot be checked and is never taken over
-silently.
-"""
+holder.  A lock left behind by a run that was killed (kill -9, power loss, a
+batch job at its wall time) is detected as stale and taken over:
+
+- on the same host, as soon as its process no longer exists (pid and process
+  start time are recorded, so a recycled pid is not mistaken for the holder);
+- from another host, whose processes cannot be checked, once the lock has had
+  no heartbeat for ``JWSTRUN_LOCK_STALE_SECONDS`` (default 600): the holder
+  touches the lock file every 30 s while it runs, so a job resubmitted to
+  another node after its first node died goes on by itself after ten minutes.
 
 from __future__ import annotations
 
@@ -14,14 +18,22 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["LOCK_NAME", "OutdirLock", "read_lock", "lock_is_stale"]
+__all__ = ["LOCK_NAME", "OutdirLock", "lock_age", "lock_is_stale", "read_lock",
+           "stale_after_seconds"]
 
 LOCK_NAME = ".jwstrun.lock"
+
+#: Seconds between two touches of the lock file by the run that holds it.
+HEARTBEAT_SECONDS = 30.0
+#: A lock from another host without a heartbeat for this long is stale.
+STALE_VARIABLE = "JWSTRUN_LOCK_STALE_SECONDS"
+DEFAULT_STALE_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +79,33 @@ def read_lock(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else {}
 
 
-def lock_is_stale(info: dict, host: str | None = None) -> bool:
-    """True when the lock's process is known to be gone (same host only)."""
+def stale_after_seconds() -> float:
+    """Heartbeat age after which another host's lock is stale (``JWSTRUN_LOCK_STALE_SECONDS``)."""
+    try:
+        value = float(os.environ.get(STALE_VARIABLE, DEFAULT_STALE_SECONDS))
+    except ValueError:
+        return DEFAULT_STALE_SECONDS
+    return value if value > 0 else DEFAULT_STALE_SECONDS
+
+
+def lock_age(path: str | os.PathLike) -> float | None:
+    """Seconds since the lock file was last touched (its holder's heartbeat)."""
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def lock_is_stale(info: dict, host: str | None = None, age: float | None = None) -> bool:
+    """True when the lock's holder is known to be gone.
+
+    Same host: its process no longer exists (or the pid was reused).  Another
+    host: ``age`` (seconds since the last heartbeat, :func:`lock_age`) exceeds
+    :func:`stale_after_seconds`; without an age it cannot be told.
+    """
     host = host or socket.gethostname()
     if info.get("host") != host:
-        return False
+        return age is not None and age > stale_after_seconds()
     try:
         pid = int(info["pid"])
     except (KeyError, TypeError, ValueError):
@@ -95,11 +129,23 @@ class OutdirLock:
         What is running, recorded in the lock for the error message of a second run.
     """
 
-    def __init__(self, outdir: str | os.PathLike, command: str = "jwstrun"):
+    def __init__(self, outdir: str | os.PathLike, command: str = "jwstrun",
+                 heartbeat: float = HEARTBEAT_SECONDS):
         self.outdir = Path(outdir)
         self.path = self.outdir / LOCK_NAME
         self.command = command
         self.acquired = False
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _beating(self) -> None:
+        """Touch the lock while the run holds it, so other hosts can tell it is alive."""
+        while not self._stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass  # OUTDIR gone or read-only now: the run's own error says so
 
     def _info(self) -> dict:
         return {
@@ -108,6 +154,7 @@ class OutdirLock:
             "proc_start": _process_start_ticks(os.getpid()),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": self.command,
+            "heartbeat_s": self.heartbeat,
         }
 
     def _try_create(self) -> bool:
@@ -130,6 +177,10 @@ class OutdirLock:
             try:
                 if self._try_create():
                     self.acquired = True
+                    self._stop.clear()
+                    self._beat = threading.Thread(target=self._beating, daemon=True,
+                                                  name="jwstrun-lock-heartbeat")
+                    self._beat.start()
                     return
             except PermissionError as exc:
                 raise OutputError(
@@ -139,11 +190,14 @@ class OutdirLock:
             info = read_lock(self.path)
             if info is None:
                 continue  # released between our attempt and the read
-            if info and lock_is_stale(info):
-                log.warning(
-                    "Removing stale lock %s left by process %s (%s), which no longer runs.",
-                    self.path, info.get("pid"), info.get("command", "?"),
-                )
+            age = lock_age(self.path)
+            if info and lock_is_stale(info, age=age):
+                if info.get("host") == socket.gethostname():
+                    why = "which no longer runs"
+                else:
+                    why = f"on {info.get('host')}, silent for {age / 60:.0f} minutes"
+                log.warning("Removing stale lock %s left by process %s (%s), %s.",
+                            self.path, info.get("pid"), info.get("command", "?"), why)
                 self.path.unlink(missing_ok=True)
                 continue
             if not info:
@@ -151,11 +205,18 @@ class OutdirLock:
                     f"{self.outdir} is locked by {self.path}, which cannot be read. "
                     f"If no jwstrun run is using this directory, delete {self.path} and retry."
                 )
+            elsewhere = ""
+            if info.get("host") != socket.gethostname() and age is not None:
+                elsewhere = (
+                    f" Its last heartbeat was {age:.0f} s ago; a lock from another host is "
+                    f"taken over after {stale_after_seconds():.0f} s without one "
+                    f"({STALE_VARIABLE})."
+                )
             raise OutputError(
                 f"{self.outdir} is in use by another jwstrun run "
                 f"(pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "
                 f"{info.get('command', '?')}). Wait for it to finish or use another -o OUTDIR. "
-                f"If that run is dead, delete {self.path}."
+                f"If that run is dead, delete {self.path}.{elsewhere}"
             )
         raise OutputError(f"{self.outdir}: could not take the lock {self.path}; retry.")
 
@@ -163,6 +224,10 @@ class OutdirLock:
         """Remove the lock if we hold it (and it is still ours)."""
         if not self.acquired:
             return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
         info = read_lock(self.path)
         if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
             try:

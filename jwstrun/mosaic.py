@@ -149,14 +149,18 @@ def memory_budget(max_memory: int | str | None = None) -> tuple[int, str]:
     if max_memory is not None:
         value = parse_size(max_memory)
         return value, f"--max-memory {format_bytes(value)}"
-    from .executors import available_memory_bytes
+    from .executors import available_memory
 
-    available = available_memory_bytes()
-    if available is None:
-        available = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    found = available_memory()
+    if found is None:
+        found = (int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "physical memory")
+    available, source = found
     value = int(available * DEFAULT_MEMORY_FRACTION)
-    return value, (f"{DEFAULT_MEMORY_FRACTION:.0%} of {format_bytes(available)} "
-                   "available memory")
+    return value, f"{DEFAULT_MEMORY_FRACTION:.0%} of {format_bytes(available)} {source}"
+
+
+class MosaicRefused(InputError):
+    """The preflight refuses an association (mosaic too large, or no memory mode fits)."""
 
 
 # --------------------------------------------------------------------------
@@ -452,9 +456,24 @@ class MosaicEstimate:
         return data
 
 
+def spec_bool(value) -> bool | None:
+    """A boolean parameter the way stpipe's spec (configobj) reads it: True/False,
+    1/0, or "true"/"yes"/"on"/"1" and "false"/"no"/"off"/"0" in any case; None for
+    anything else (including unset)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    return None
+
+
 def _skip(parameters: dict, step: str) -> bool:
-    value = ((parameters.get("steps") or {}).get(step) or {}).get("skip")
-    return value is True or str(value).lower() == "true"
+    return spec_bool(((parameters.get("steps") or {}).get(step) or {}).get("skip")) is True
 
 
 def estimate_association(
@@ -482,7 +501,7 @@ def estimate_association(
         if grid is None or max_mosaic_pixels is None:
             continue
         if grid[0] * grid[1] > max_mosaic_pixels:
-            raise InputError(_too_large_message(product, name, grid, footprints, max_mosaic_pixels))
+            raise MosaicRefused(_too_large_message(product, name, grid, footprints, max_mosaic_pixels))
     n_groups = len({f.group or f.path for f in footprints})
     pixels = [f.pixels for f in footprints]
     out_px = shape[0] * shape[1] if shape else 0
@@ -583,7 +602,7 @@ def decide(
     if low_memory:
         return MemoryPlan("on_disk", f"--low-memory; {numbers}", **plan)
     if user_in_memory is not None:
-        mode = "in_memory" if _truthy(user_in_memory) else "on_disk"
+        mode = "on_disk" if spec_bool(user_in_memory) is False else "in_memory"
         if mode == "in_memory" and need_mem > share:
             log.warning("%s: in_memory=True was set; %s", estimate.product, numbers)
         return MemoryPlan(mode, f"in_memory={user_in_memory} set by the user; {numbers}", **plan)
@@ -591,7 +610,7 @@ def decide(
         return MemoryPlan("in_memory", numbers, **plan)
     if need_disk <= share:
         return MemoryPlan("on_disk", f"in memory would not fit: {numbers}", **plan)
-    raise InputError(
+    raise MosaicRefused(
         f"{estimate.product}: does not fit in memory even in the pipeline's on-disk mode: "
         f"{numbers}. The mosaic is {_shape_text(estimate.shape)}. Raise --max-memory, run fewer "
         "associations at once (-j), split the association, or make the mosaic smaller "
@@ -603,10 +622,6 @@ def decide(
 
 def _shape_text(shape) -> str:
     return f"{shape[1]} x {shape[0]} pixels" if shape else "not made (resample skipped)"
-
-
-def _truthy(value) -> bool:
-    return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
 def _names(paths: Iterable[Path]) -> str:

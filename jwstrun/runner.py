@@ -490,6 +490,7 @@ class _Planned:
     n_members: int = 1
     has_background: bool = False
     memory: object | None = None  # image3: a jwstrun.mosaic.MemoryPlan
+    refused: Exception | None = None  # image3: the preflight's refusal, raised if it must run
 
 
 def _exposure_pixels(path: Path) -> int:
@@ -986,7 +987,9 @@ class _on_disk_directory:
     """
 
     def __init__(self, parameters: dict, workdir: Path):
-        on_disk = str(parameters.get("in_memory", True)).strip().lower() in ("false", "0", "no")
+        from .mosaic import spec_bool
+
+        on_disk = spec_bool(parameters.get("in_memory", True)) is False
         self.workdir = workdir if on_disk else None
         self.saved: str | None = None
 
@@ -1252,6 +1255,7 @@ def run_tasks(
     tasks = _make_tasks(planned, outdir, parameters, in_pool, validate)
     for task in tasks:
         task.env = dict(worker_env)  # travels with the task to wherever it runs
+    refusals = {t.task_id: p.refused for t, p in zip(tasks, planned, strict=True) if p.refused}
     by_id = {t.task_id: t for t in tasks}
     def on_worker_event(ev):
         emit(ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid)
@@ -1278,6 +1282,7 @@ def run_tasks(
     to_run: list[Task] = []
     hasher: _InputHasher | None = None
     checksums: dict[str, str | None] = {}  # path -> sha256, for every task of this run
+    refused: Exception | None = None
     try:
         # Workers import jwst while this process decides what is up to date and
         # prefetches; inputs of the tasks that run are hashed in a thread of this
@@ -1303,6 +1308,10 @@ def run_tasks(
                     )
                     continue
             to_run.append(task)
+        # The image3 preflight's refusals count only for what has to run; nothing ran yet.
+        refused = next((refusals[t.task_id] for t in to_run if t.task_id in refusals), None)
+        if refused is not None:
+            raise refused
         emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(results), jobs=jobs,
              jobs_reason=jobs_reason, tasks=[t.task_id for t in to_run], context=context)
         for skipped in list(results):
@@ -1328,14 +1337,17 @@ def run_tasks(
                 manifest.record(_manifest_record(task, result, versions, context))
                 results.append(result)
                 emit("done", result=result)
-    except BaseException:
+    except BaseException as exc:
         if hasher is not None:
             hasher.stop()
         executor.shutdown(cancel=True)
+        if exc is refused:  # refused before anything ran: not a run to record
+            shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
+            raise
         try:
             manifest.add_run(_run_entry(command, run_start, results, interrupted=True))
-        except JwstrunError as exc:  # the manifest may be what failed: keep the first error
-            log.debug("%s", exc)
+        except JwstrunError as error:  # the manifest may be what failed: keep the first error
+            log.debug("%s", error)
         raise
     # Nothing ran: the warming workers are not needed, stop them at once.
     executor.shutdown(cancel=not to_run)
@@ -1531,36 +1543,55 @@ def _plan_image3_memory(
     low_memory: bool = False,
 ) -> None:
     """Mosaic preflight and memory mode of every association (jwstrun.mosaic); before any step."""
-    from .mosaic import decide, default_max_mosaic_pixels, estimate_association, memory_budget
+    from .mosaic import (
+        MosaicRefused,
+        decide,
+        default_max_mosaic_pixels,
+        estimate_association,
+        memory_budget,
+        spec_bool,
+    )
 
-    if low_memory and "in_memory" in parameters and str(parameters["in_memory"]).lower() == "true":
+    if low_memory and spec_bool(parameters.get("in_memory")) is True:
         raise ConfigError(
             "--low-memory asks for the pipeline's on-disk mode but in_memory=true is set "
             "(profile or --set); drop one of them."
         )
     budget, source = memory_budget(max_memory)
     limit = max_mosaic_pixels or default_max_mosaic_pixels(budget)
-    estimates = [
-        estimate_association(
-            item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
-            max_mosaic_pixels=limit,
-        )
-        for item in planned
-    ]
+    # A refusal is kept with its association and raised by run_tasks only if the
+    # association has to run: an up-to-date product is not refused on a re-run
+    # with a smaller --max-memory.
+    estimates = {}
+    for item in planned:
+        try:
+            estimates[item.product] = estimate_association(
+                item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
+                max_mosaic_pixels=limit,
+            )
+        except MosaicRefused as exc:
+            item.refused = exc
     # The budget is split between the associations that run at the same time:
     # -j, or the -j that run_tasks will choose from the same in-memory estimates.
-    if jobs is None and executor == "local":
+    if jobs is None and executor == "local" and estimates:
         from .executors import default_jobs
 
-        jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates))[0]
+        jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates.values()))[0]
     # Dask workers have their own memory (unknown here): each gets the whole budget.
     concurrent = 1 if executor == "dask" else max(1, min(jobs or 1, len(planned)))
     share = budget // concurrent
-    for item, estimate in zip(planned, estimates, strict=True):
-        item.memory = decide(
-            estimate, share, budget, source, low_memory=low_memory,
-            user_in_memory=parameters.get("in_memory"), jobs=concurrent,
-        )
+    for item in planned:
+        estimate = estimates.get(item.product)
+        if estimate is None:
+            continue
+        try:
+            item.memory = decide(
+                estimate, share, budget, source, low_memory=low_memory,
+                user_in_memory=parameters.get("in_memory"), jobs=concurrent,
+            )
+        except MosaicRefused as exc:
+            item.refused = exc
+            continue
         log.info("%s: %s mode, mosaic %s; %s", item.product, item.memory.mode.replace("_", " "),
                  "x".join(map(str, estimate.shape[::-1])) if estimate.shape else "-",
                  item.memory.reason)

@@ -308,3 +308,37 @@ def test_max_mosaic_pixels_accepts_what_the_docs_write():
     for bad in ("2.5", "0", "-3", "lots", "1e-3"):
         with pytest.raises(click.BadParameter):
             pixels.convert(bad, None, None)
+
+
+def test_spec_bool_reads_booleans_as_stpipe_does():
+    from configobj import validate
+
+    from jwstrun.mosaic import spec_bool
+
+    check = validate.Validator()
+    for value in (True, False, 1, 0, "True", "false", "YES", "no", "on", "Off", "1", "0"):
+        assert spec_bool(value) is check.check("boolean", value)
+    for value in (None, "maybe", "", 2, "2"):
+        assert spec_bool(value) is None
+
+
+def test_up_to_date_product_is_not_refused_on_a_tighter_rerun(sim, good_asn, default_run):
+    """The preflight refuses only what has to run: a re-run with a --max-memory that
+    nothing fits skips the finished association; with --force it is refused, unrecorded."""
+    out, _summary = default_run
+    manifest = out / "jwstrun-manifest.json"
+    runs_before = len(json.loads(manifest.read_text())["runs"])
+    products = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    args = ["image3", str(good_asn), "-o", str(out), "-j", "1", "--crds-env", str(sim.env_file),
+            "--no-progress", "--no-report", "--max-memory", "1MB"]
+    again = CliRunner().invoke(cli, [*args, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["counts"]["skipped"] == 1
+    forced = CliRunner().invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 1
+    assert "does not fit in memory even in the pipeline's on-disk mode" in " ".join(
+        forced.output.split())
+    assert "Traceback" not in forced.output
+    assert len(json.loads(manifest.read_text())["runs"]) == runs_before + 1  # the skip run only
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")} == products
+    assert not (out / ".jwstrun-tmp").exists()

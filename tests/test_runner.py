@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 import pool_tasks
 from jwstrun.errors import InputError, OutputError
 from jwstrun.executors import LocalExecutor, default_jobs
-from jwstrun.locking import LOCK_NAME, OutdirLock, lock_is_stale, read_lock
+from jwstrun.locking import LOCK_NAME, OutdirLock, lock_age, lock_is_stale, read_lock
 from jwstrun.manifest import MANIFEST_NAME, Manifest, write_json_atomic
 from jwstrun.runner import (
     _can_skip,
@@ -83,6 +84,38 @@ def test_lock_from_other_host_or_reused_pid(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps(other))
     with pytest.raises(OutputError, match="in use by another jwstrun run"):
         OutdirLock(tmp_path).acquire()
+
+
+def test_lock_from_another_host_is_taken_over_after_its_heartbeat_stops(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("JWSTRUN_LOCK_STALE_SECONDS", raising=False)
+    path = tmp_path / LOCK_NAME
+    path.write_text(json.dumps({"pid": 1234, "host": "node17.example", "command": "jwstrun image2 x"}))
+    with pytest.raises(OutputError, match=r"last heartbeat was \d+ s ago.*600 s"):
+        OutdirLock(tmp_path).acquire()
+    assert path.exists()
+    old = time.time() - 601
+    os.utime(path, (old, old))  # the job on node17 died ten minutes ago
+    with caplog.at_level("WARNING", logger="jwstrun.locking"), OutdirLock(tmp_path) as lock:
+        assert read_lock(lock.path)["pid"] == os.getpid()
+    assert "node17.example, silent for 10 minutes" in caplog.text
+    monkeypatch.setenv("JWSTRUN_LOCK_STALE_SECONDS", "3600")
+    path.write_text(json.dumps({"pid": 1234, "host": "node17.example"}))
+    os.utime(path, (old, old))
+    with pytest.raises(OutputError, match="in use by another jwstrun run"):
+        OutdirLock(tmp_path).acquire()
+
+
+def test_the_holder_keeps_its_lock_fresh(tmp_path):
+    with OutdirLock(tmp_path, heartbeat=0.05) as lock:
+        old = time.time() - 1000
+        os.utime(lock.path, (old, old))
+        deadline = time.time() + 5
+        while lock_age(lock.path) > 500 and time.time() < deadline:
+            time.sleep(0.02)
+        assert lock_age(lock.path) < 5
+        assert read_lock(lock.path)["heartbeat_s"] == 0.05
+    assert not lock.path.exists()
+    assert not any(t.name == "jwstrun-lock-heartbeat" for t in threading.enumerate())
 
 
 def test_corrupt_lock_is_not_removed_silently(tmp_path):

@@ -88,7 +88,7 @@ def _lock(outdir, **info):
 
 
 def test_lock_held_elsewhere_is_never_taken_over(sim, tmp_path):
-    """A live holder on this host, or any holder on another host (which cannot be checked),
+    """A live holder on this host, or a holder on another host with a recent heartbeat,
     refuses the run before anything is written."""
     for info in ({}, {"host": "node042.cluster", "pid": 1}):
         outdir = tmp_path / "out"
