@@ -11,6 +11,7 @@ batch job at its wall time) is detected as stale and taken over:
   no heartbeat for ``JWSTRUN_LOCK_STALE_SECONDS`` (default 600): the holder
   touches the lock file every 30 s while it runs, so a job resubmitted to
   another node after its first node died goes on by itself after ten minutes.
+"""
 
 from __future__ import annotations
 
