@@ -1564,6 +1564,7 @@ def _plan_image3_memory(
     # with a smaller --max-memory.
     estimates = {}
     for item in planned:
+        item.memory = item.refused = None
         try:
             estimates[item.product] = estimate_association(
                 item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
