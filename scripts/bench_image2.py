@@ -124,7 +124,7 @@ def main() -> None:
     jw, ideal = f"jwstrun image2 -j {args.j}", "ideal (sum / j)"
     times = {name: statistics.median(r["times"][name] for r in rounds) for name in rounds[0]["times"]}
     every = [t for r in rounds for t in r["pipeline_times"]]
-    per_round = lambda f: " ".join(f"{f(r['times']):.2f}" for r in rounds)  # noqa: E731
+    per_round = lambda f, digits=2: " ".join(f"{f(r['times']):.{digits}f}" for r in rounds)  # noqa: E731
     lines = [
         f"{args.n} x NIRCam {subarray} image2, -j {args.j}, {os.cpu_count()} CPUs, "
         f"{args.rounds} round(s), medians "
@@ -137,8 +137,8 @@ def main() -> None:
                  + (f"   rounds: {per_round(lambda t: t[loop] / t[jw])}" if args.rounds > 1 else ""))
     lines.append(f"speed-up vs xargs -P {args.j}:     {times[xargs] / times[jw]:.2f}x (target >= 1.3)"
                  + (f"   rounds: {per_round(lambda t: t[xargs] / t[jw])}" if args.rounds > 1 else ""))
-    lines.append(f"jwstrun / ideal:            {times[jw] / times[ideal]:.2f} (target <= 1.15)"
-                 + (f"   rounds: {per_round(lambda t: t[jw] / t[ideal])}" if args.rounds > 1 else ""))
+    lines.append(f"jwstrun / ideal:            {times[jw] / times[ideal]:.3f} (target <= 1.15)"
+                 + (f"   rounds: {per_round(lambda t: t[jw] / t[ideal], 3)}" if args.rounds > 1 else ""))
     lines.append("where jwstrun's time went (its manifest; medians):")
     lines.extend(f"  {name:<55} {statistics.median(r['breakdown'][name] for r in rounds):6.1f} s"
                  for name in rounds[0]["breakdown"])
