@@ -17,6 +17,14 @@ relative imports (``from ..stpipe import Pipeline``) resolve as usual, and
 stpipe's ``import_class("jwst.pipeline.Image2Pipeline")`` still works (it then
 imports the package normally).  If anything about that layout is not as
 expected, the normal import is used.
+
+One difference remains: a package imported after the module does not get the
+attribute ``jwst.pipeline.calwebb_image2`` (the import system sets it only
+when it loads the submodule itself; ``import jwst.pipeline.calwebb_image2``
+still works).  So the one-pipeline import serves jwstrun's tasks (in the
+worker processes it spawns, or on Dask workers); code that runs in a caller's process (the
+Python API in a notebook, the parent's cold reads of pipeline specs) uses
+:func:`package_pipeline_class`, the package as jwst makes it.
 """
 
 from __future__ import annotations
@@ -65,3 +73,8 @@ def pipeline_class(class_name: str):
     if module_name is None:
         return getattr(importlib.import_module("jwst.pipeline"), class_name)
     return getattr(import_pipeline_module(module_name), class_name)
+
+
+def package_pipeline_class(class_name: str):
+    """The class from ``jwst.pipeline`` imported whole (for processes jwstrun does not own)."""
+    return getattr(importlib.import_module("jwst.pipeline"), class_name)

@@ -309,7 +309,7 @@ class PipelineSpec:
 
 
 def _pipeline_cls(pipeline: str):
-    from ._jwst_import import pipeline_class
+    from ._jwst_import import package_pipeline_class as pipeline_class
 
     return pipeline_class(PIPELINES[pipeline][1])
 

@@ -544,7 +544,7 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
 
 
 def _reftypes_from_jwst(class_name: str, steps: dict | None, pars: bool) -> list[str]:
-    from ._jwst_import import pipeline_class
+    from ._jwst_import import package_pipeline_class as pipeline_class
 
     cls = pipeline_class(class_name)
     pipeline = cls(steps=steps or {})
@@ -582,7 +582,7 @@ def _reftype_cache_path() -> Path | None:
 
 def _layouts_from_jwst() -> dict[str, dict]:
     """What reftypes_for needs of each pipeline in PIPELINES, read from jwst (slow)."""
-    from ._jwst_import import pipeline_class
+    from ._jwst_import import package_pipeline_class as pipeline_class
 
     layouts = {}
     for class_name in sorted(set(PIPELINES.values())):
