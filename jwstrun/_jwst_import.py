@@ -12,7 +12,7 @@ module ``jwst.pipeline.calwebb_image2`` with the import system's own finder
 and loader, without executing the package's ``__init__``.  Nothing in jwst is
 replaced or changed: the module object is the one a later ``import
 jwst.pipeline`` finds in ``sys.modules`` and re-exports (so
-``jwst.pipeline.Image2Pipeline is pipeline_class("Image2Pipeline")``), its
+``jwst.pipeline.Image2Pipeline`` is the class loaded here), its
 relative imports (``from ..stpipe import Pipeline``) resolve as usual, and
 stpipe's ``import_class("jwst.pipeline.Image2Pipeline")`` still works (it then
 imports the package normally).  If anything about that layout is not as
@@ -23,8 +23,8 @@ attribute ``jwst.pipeline.calwebb_image2`` (the import system sets it only
 when it loads the submodule itself; ``import jwst.pipeline.calwebb_image2``
 still works).  So the one-pipeline import serves jwstrun's tasks (in the
 worker processes it spawns, or on Dask workers); code that runs in a caller's process (the
-Python API in a notebook, the parent's cold reads of pipeline specs) uses
-:func:`package_pipeline_class`, the package as jwst makes it.
+Python API in a notebook, the parent's cold reads of pipeline specs) imports
+``jwst.pipeline`` as usual.
 """
 
 from __future__ import annotations
@@ -33,12 +33,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-
-#: class name -> the module that defines it.
-PIPELINE_MODULES = {
-    "Image2Pipeline": "jwst.pipeline.calwebb_image2",
-    "Image3Pipeline": "jwst.pipeline.calwebb_image3",
-}
 
 
 def import_pipeline_module(module_name: str):
@@ -66,15 +60,3 @@ def import_pipeline_module(module_name: str):
         raise
     return module
 
-
-def pipeline_class(class_name: str):
-    """The jwst pipeline class ``class_name`` (e.g. ``Image2Pipeline``)."""
-    module_name = PIPELINE_MODULES.get(class_name)
-    if module_name is None:
-        return getattr(importlib.import_module("jwst.pipeline"), class_name)
-    return getattr(import_pipeline_module(module_name), class_name)
-
-
-def package_pipeline_class(class_name: str):
-    """The class from ``jwst.pipeline`` imported whole (for processes jwstrun does not own)."""
-    return getattr(importlib.import_module("jwst.pipeline"), class_name)

@@ -42,8 +42,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 __all__ = [
-    "LocalExecutor", "WorkerEvent", "default_jobs", "available_memory", "available_memory_bytes",
-    "batch_memory_limit", "cgroup_memory_available", "cpu_count",
+    "LocalExecutor", "WorkerEvent", "default_jobs", "available_memory", "batch_memory_limit",
+    "cgroup_memory_available", "cpu_count",
     "DaskExecutor", "DaskOptions", "check_dask_options", "dask_available",
 ]
 
@@ -167,12 +167,6 @@ def available_memory() -> tuple[int, str] | None:
     if batch is not None:
         candidates.append(batch)
     return min(candidates) if candidates else None
-
-
-def available_memory_bytes() -> int | None:
-    """The bytes of :func:`available_memory` (None where unknown)."""
-    found = available_memory()
-    return found[0] if found else None
 
 
 def default_jobs(n_tasks: int, bytes_per_worker: float) -> tuple[int, str]:

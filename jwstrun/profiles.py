@@ -309,9 +309,11 @@ class PipelineSpec:
 
 
 def _pipeline_cls(pipeline: str):
-    from ._jwst_import import package_pipeline_class as pipeline_class
+    """The pipeline class of a profile section (the package ``jwst.pipeline`` imported whole)."""
+    import importlib
 
-    return pipeline_class(PIPELINES[pipeline][1])
+    module_name, class_name = PIPELINES[pipeline]
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _spec_cache_path() -> Path | None:

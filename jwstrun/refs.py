@@ -544,9 +544,9 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
 
 
 def _reftypes_from_jwst(class_name: str, steps: dict | None, pars: bool) -> list[str]:
-    from ._jwst_import import package_pipeline_class as pipeline_class
+    import jwst.pipeline
 
-    cls = pipeline_class(class_name)
+    cls = getattr(jwst.pipeline, class_name)
     pipeline = cls(steps=steps or {})
     types = list(dict.fromkeys(pipeline.reference_file_types))
     if pars:
@@ -582,11 +582,11 @@ def _reftype_cache_path() -> Path | None:
 
 def _layouts_from_jwst() -> dict[str, dict]:
     """What reftypes_for needs of each pipeline in PIPELINES, read from jwst (slow)."""
-    from ._jwst_import import package_pipeline_class as pipeline_class
+    import jwst.pipeline
 
     layouts = {}
     for class_name in sorted(set(PIPELINES.values())):
-        cls = pipeline_class(class_name)
+        cls = getattr(jwst.pipeline, class_name)
         pipeline = cls()
         layouts[class_name] = {
             "config_reftype": cls.get_config_reftype(),

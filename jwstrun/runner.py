@@ -913,9 +913,11 @@ class _TaskLogging:
 
 
 def _pipeline_class(pipeline: str):
-    from ._jwst_import import pipeline_class
+    """The task's pipeline class, its module loaded without jwst.pipeline's other nine."""
+    from ._jwst_import import import_pipeline_module
 
-    return pipeline_class(PIPELINES[pipeline][1])
+    module_name, class_name, _alias = PIPELINES[pipeline]
+    return getattr(import_pipeline_module(module_name), class_name)
 
 
 def _pool_parameters(cls, parameters: dict) -> dict:

@@ -26,8 +26,9 @@ if sys.argv[1] == "package":
     import jwst.pipeline
     cls = getattr(jwst.pipeline, sys.argv[2])
 else:
-    from jwstrun._jwst_import import pipeline_class
-    cls = pipeline_class(sys.argv[2])
+    from jwstrun._jwst_import import import_pipeline_module
+    module = "jwst.pipeline.calwebb_" + sys.argv[2][:6].lower()  # Image2Pipeline -> ..._image2
+    cls = getattr(import_pipeline_module(module), sys.argv[2])
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "modules": len(sys.modules), "package_imported": "jwst.pipeline" in sys.modules}))
