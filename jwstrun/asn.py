@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import string
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -330,10 +331,39 @@ def _acid(exposures: Sequence[ExposureInfo]) -> str:
     return f"o{int(observation):03d}"
 
 
+#: Header keyword behind each group key, for messages about its value.
+_KEYWORDS = {"program": "PROGRAM", "observation": "OBSERVTN", "visit": "VISIT",
+             "instrument": "INSTRUME", "detector": "DETECTOR", "module": "MODULE",
+             "channel": "CHANNEL", "filter": "FILTER", "pupil": "PUPIL", "subarray": "SUBARRAY",
+             "exp_type": "EXP_TYPE", "target": "TARGPROP"}
+_MAX_VALUE = 40  # longest header value used in a name (real ones have at most ~20)
+_MAX_NAME = 200  # product names; file names add suffixes and are limited to 255 bytes
+
+
+def _sanitise(value: str) -> str:
+    """DMS style: lower-case letters, digits and '_'; any other run of characters -> '-'."""
+    return re.sub(r"[^a-z0-9_]+", "-", value.lower()).strip("-")
+
+
+def _name_value(info: ExposureInfo, key: str) -> str:
+    """A group key's header value as a part of a file name, or InputError when over-long.
+
+    Header values choose file names (products, associations): a separator, '..',
+    a control character or anything else outside ``[a-z0-9_]`` never reaches one.
+    """
+    value = GROUP_KEYS[key](info)
+    if len(value) > _MAX_VALUE:
+        raise InputError(
+            f"{info.path}: header keyword {_KEYWORDS[key]} is {len(value)} characters long, "
+            f"not a usable {key} (at most {_MAX_VALUE}). Fix the header value."
+        )
+    return _sanitise(value)
+
+
 def _optical_elements(exposures: Sequence[ExposureInfo]) -> str:
     # As jwst's DMSBaseMixin.get_opt_element: filter values and pupil values, each
     # sorted and joined, then the two sorted and joined; nothing -> "clear".
-    parts = [_join(GROUP_KEYS[k](e) for e in exposures) for k in ("filter", "pupil")]
+    parts = [_join(_name_value(e, k) for e in exposures) for k in ("filter", "pupil")]
     return "-".join(sorted((p for p in parts if p), key=str.lower)) or "clear"
 
 
@@ -364,16 +394,16 @@ def level3_product_name(
         program=_join(programs),
         acid=_acid(exposures),
         target=target,
-        instrument=_join(GROUP_KEYS["instrument"](e) for e in exposures),
+        instrument=_join(_name_value(e, "instrument") for e in exposures),
         opt=_optical_elements(exposures),
     )
-    subarrays = {GROUP_KEYS["subarray"](e) for e in exposures}
-    if len(subarrays) == 1 and subarrays != {"FULL"} and subarrays != {""}:
+    subarrays = {_name_value(e, "subarray") for e in exposures}
+    if len(subarrays) == 1 and subarrays != {"full"} and subarrays != {""}:
         name += "-" + subarrays.pop()
-    for value in extra:
+    for value in map(_sanitise, extra):
         if value:
             name += "-" + value
-    return name.lower()
+    return check_product_name(name.lower(), f"{exposures[0].path}: the name built from its header")
 
 
 _BAD_NAME = re.compile(r"[/\\\x00]")
@@ -383,6 +413,12 @@ def check_product_name(name: str, where: str = "--product-name") -> str:
     """Refuse product names that would write outside the output directory."""
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"{where}: the product name is empty. Give a plain name such as 'mosaic'.")
+    if len(name) > _MAX_NAME or not name.isprintable():
+        raise InputError(
+            f"{where}: product name {name[:60]!r}{'...' if len(name) > 60 else ''} is "
+            f"{'too long' if len(name) > _MAX_NAME else 'not printable'}; give a plain name of at "
+            f"most {_MAX_NAME} characters such as 'mosaic'."
+        )
     if _BAD_NAME.search(name) or ".." in name or name.startswith("."):
         raise InputError(
             f"{where}: product name '{name}' contains a path separator, '..' or a leading dot; "
@@ -690,14 +726,22 @@ def _group_product_name(template: str | None, group: ExposureGroup, n_groups: in
                 "out for DMS names, or use group keys as fields, e.g. 'mosaic_{filter}'."
             )
         return template
+    # Only plain {key} fields: no attribute, index, conversion or format spec.
+    refused = InputError(
+        f"--product-name '{template}': cannot fill it from the group keys "
+        f"({', '.join(group.key)}); use plain fields such as {{filter}}, without '.', '[', '!' "
+        "or ':'."
+    )
     try:
-        name = template.format(**{k: v.lower() for k, v in group.key.items()})
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InputError(
-            f"--product-name '{template}': cannot fill it from the group keys "
-            f"({', '.join(group.key)}): {exc}."
-        ) from exc
-    return check_product_name(name)
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        raise refused from None
+    parts = []
+    for literal, key, spec, conversion in fields:
+        if key is not None and (key not in group.key or spec or conversion):
+            raise refused
+        parts += [literal, _name_value(group.exposures[0], key) if key is not None else ""]
+    return check_product_name("".join(parts))
 
 
 def make_associations(
@@ -776,7 +820,7 @@ def make_associations(
         # Keys the DMS name does not carry are appended so group names stay distinct.
         extra_keys = [k for k in keys if k in ("module", "detector", "visit", "exp_type")]
         for group in groups:
-            extra = [group.key[k] for k in extra_keys]
+            extra = [_name_value(group.exposures[0], k) for k in extra_keys]
             name = _group_product_name(product_name, group, len(groups))
             if level == 2:
                 data = build_level2(

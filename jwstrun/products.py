@@ -185,6 +185,16 @@ class ExposureInfo:
 def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
     """Read one product's primary header into an :class:`ExposureInfo`."""
     header = read_primary_header(path)
+    try:
+        return _exposure_info(path, header)
+    except Exception as exc:  # astropy parses cards lazily: VerifyError for a NUL, a newline
+        raise InputError(
+            f"{path}: cannot read the FITS header ({str(exc).split(', fix it')[0]}). "
+            "Fix the header or re-create the file."
+        ) from exc
+
+
+def _exposure_info(path, header) -> ExposureInfo:
     status = {k: _str(header, k) for k in header if k.startswith("S_")}
     try:
         nints = int(header.get("NINTS", 1) or 1)
