@@ -985,14 +985,15 @@ class _on_disk_directory:
     jwst 3.0's on-disk ModelLibrary and stcal's on-disk median write their
     temporary files into the current directory; this keeps them under
     ``OUTDIR/.jwstrun-tmp/<task-id>`` (removed with the task's directory)
-    instead of wherever the worker was started.
+    instead of wherever the worker was started.  Also when the directory's path
+    has a '$': the pipeline is then given relative paths (see :func:`_stpipe_path`).
     """
 
     def __init__(self, parameters: dict, workdir: Path):
         from .mosaic import spec_bool
 
         on_disk = spec_bool(parameters.get("in_memory", True)) is False
-        self.workdir = workdir if on_disk else None
+        self.workdir = workdir if on_disk or "$" in str(workdir) else None
         self.saved: str | None = None
 
     def __enter__(self):
@@ -1004,6 +1005,29 @@ class _on_disk_directory:
     def __exit__(self, *exc):
         if self.saved is not None:
             os.chdir(self.saved)
+
+
+def _stpipe_path(path: Path, workdir: Path) -> str:
+    """``path`` as stpipe may be given it: without a '$' where it would be expanded.
+
+    stpipe expands ``$VARS`` in ``output_dir`` and, with jwst, in association
+    paths (not in member or exposure paths).  An association is then given as a
+    copy in ``workdir`` with absolute member paths; a path in ``workdir`` relative
+    to it (the current directory meanwhile when its path has a '$').
+    """
+    if "$" not in str(path):
+        return str(path)
+    if _is_association(path) and workdir not in path.parents:
+        data = json.loads(path.read_text())
+        for product in data.get("products") or []:
+            for member in product.get("members") or []:
+                member["expname"] = str(path.parent / member["expname"])
+        path = workdir / "asn" / path.name.replace("$", "_")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=4))
+    if "$" in str(workdir) and (path == workdir or workdir in path.parents):
+        return os.path.relpath(path, workdir)
+    return str(path)
 
 
 def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
@@ -1037,8 +1061,8 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
                     progress(task.task_id, alias)
                 with _on_disk_directory(parameters, workdir):
                     models = cls.call(
-                        task.input,
-                        output_dir=str(out),
+                        _stpipe_path(Path(task.input), workdir),
+                        output_dir=_stpipe_path(out, workdir),
                         save_results=True,
                         configure_log=False,
                         **parameters,
