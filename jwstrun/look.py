@@ -886,6 +886,8 @@ def _gallery_section(products: list[Path], run_dir: Path, report_dir: Path,
     if not products:
         return "<h2>Images</h2><p class='muted'>No image products in this run.</p>"
     preview_dir = run_dir / PREVIEW_DIRNAME
+    if preview_dir.is_symlink():  # the report's own directory: never written through a link
+        preview_dir.unlink()
     cards = []
     for path in products[:max_previews]:
         try:

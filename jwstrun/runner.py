@@ -389,7 +389,10 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
         raise OutputError(f"{outdir}: exists and is not a directory. Choose another -o OUTDIR.")
     probe = outdir / f".jwstrun-write-test-{os.getpid()}"
     try:
-        probe.write_bytes(b"x")
+        probe.unlink(missing_ok=True)  # a planted symlink is removed, never written through
+        with os.fdopen(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                               0o644), "wb") as handle:
+            handle.write(b"x")
         probe.unlink()
     except OSError as exc:
         raise OutputError(
@@ -866,14 +869,18 @@ class _TaskLogging:
     def __init__(self, log_file: Path, watcher: _StepWatcher):
         self.log_file = log_file
         self.watcher = watcher
-        self.handler: logging.Handler | None = None
+        self.handler: logging.StreamHandler | None = None
         self.saved_fds: list[tuple[int, int]] = []
         self.saved_levels: dict[str, int] = {}
 
     def __enter__(self):
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.write_text("")  # a re-run replaces the old log
-        self.handler = logging.FileHandler(self.log_file, mode="a", encoding="utf-8")
+        # A re-run replaces the old log: removed, then created anew, never through
+        # a symlink (one planted in logs/ would have its target overwritten).
+        self.log_file.unlink(missing_ok=True)
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW, 0o644)
+        self.handler = logging.StreamHandler(os.fdopen(os.dup(fd), "a", encoding="utf-8"))
         self.handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         self.handler.setLevel(logging.INFO)
         for name in _STPIPE_LOGGERS:
@@ -888,7 +895,6 @@ class _TaskLogging:
         # C extensions) also lands in this task's log, never on the terminal.
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         for std in (1, 2):
             self.saved_fds.append((std, os.dup(std)))
             os.dup2(fd, std)
@@ -910,6 +916,7 @@ class _TaskLogging:
             logger.setLevel(level)
         if self.handler is not None:
             self.handler.close()
+            self.handler.stream.close()
 
 
 def _pipeline_class(pipeline: str):
@@ -1276,7 +1283,12 @@ def run_tasks(
         fingerprint_parameters["_environment"] = dict(sorted(extra_env.items()))
 
     # We hold the lock, so anything in the temporary area is left over from a
-    # run that was killed: remove it before new tasks write there.
+    # run that was killed: remove it before new tasks write there.  jwstrun's
+    # own directories are never written through a symlink planted in OUTDIR.
+    for name in (TMP_DIRNAME, LOG_DIRNAME):
+        if (outdir / name).is_symlink():
+            log.warning("%s: was a symbolic link; replaced by a directory.", outdir / name)
+            (outdir / name).unlink()
     shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
     tasks = _make_tasks(planned, outdir, parameters, in_pool, validate)
     for task in tasks:
