@@ -188,7 +188,7 @@ def _sregion_polygons(text: str) -> list[list[tuple[float, float]]]:
     """(RA, Dec) vertex lists of an S_REGION ('POLYGON ICRS ra dec ...', maybe several)."""
     polygons = []
     for part in re.split(r"(?i)polygon", text or ""):
-        numbers = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", part)
+        numbers = re.findall(r"(?i)[-+]?(?:nan|inf|\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", part)
         values = [float(n) for n in numbers]
         if len(values) >= 6 and len(values) % 2 == 0:
             polygons.append(list(zip(values[::2], values[1::2], strict=True)))
@@ -220,6 +220,13 @@ def read_footprint(path: str | os.PathLike) -> Footprint:
     except (OSError, KeyError) as exc:
         raise InputError(f"{path}: cannot read its SCI header ({exc}).") from exc
     polygons = _sregion_polygons(str(sregion or ""))
+    values = [c for poly in polygons for vertex in poly for c in vertex]
+    if not all(map(math.isfinite, values)):
+        raise InputError(
+            f"{path}: S_REGION in its SCI header is invalid "
+            f"({'NaN' if any(map(math.isnan, values)) else 'infinite'} vertices), so the mosaic "
+            "cannot be planned. Its WCS is broken: re-run 'jwstrun image2' on its _rate file."
+        )
     missing = [k for k, v in wcsinfo.items() if v is None]
     if not polygons or missing or cd is None:
         what = "S_REGION" if not polygons else ", ".join(missing) or "CD/PC matrix"

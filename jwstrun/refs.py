@@ -147,17 +147,26 @@ def read_env_file(path: str | os.PathLike) -> dict[str, str]:
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` with its user info (``user:password@``, or a token as user) shown as ``***``.
+    """``url`` with its user info (``user:password@``, or a token as user) and the values
+    of its query and fragment (``?token=...``) shown as ``***``.
 
     For messages and logs: a URL with credentials never reaches the terminal,
     a log file or the manifest.
     """
-    if not url or "@" not in url:
+    if not url or not any(c in url for c in "@?#;"):
         return url
-    parsed = urlparse(url)
-    if "@" not in parsed.netloc:
-        return url
-    return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # e.g. an unclosed '[': drop what may hold a secret
+        return re.sub(r"//[^/]*@", "//***@", re.split(r"[?#;]", url)[0])
+    netloc = parsed.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{key}=***" if sep else "***"
+                     for key, sep, _value in (p.partition("=") for p in parsed.query.split("&")))
+    return parsed._replace(netloc=netloc, params="***" if parsed.params else "",
+                           query=query if parsed.query else "",
+                           fragment="***" if parsed.fragment else "").geturl()
 
 
 def is_serverless(url: str | None) -> bool:

@@ -206,7 +206,12 @@ class RunSummary:
 # Inputs
 # --------------------------------------------------------------------------
 def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand globs; every pattern must name an existing file or match at least one."""
+    """Expand globs; every pattern must name an existing file or match at least one.
+
+    Paths are made absolute but keep the names given (a symlink is not replaced
+    by its target in messages and product names); duplicates are dropped by the
+    file they resolve to.
+    """
     paths: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
@@ -220,14 +225,20 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             raise InputError(f"{text}: file not found. Check the path or the glob pattern.")
         for match in matches:
-            path = Path(match).resolve()
-            if path.is_dir():
+            name = os.path.basename(match)
+            if not (name.isascii() and name.isprintable()):
+                raise InputError(
+                    f"{match!r}: the file name has a newline, control or non-ASCII character, "
+                    "which FITS headers (FILENAME) cannot hold. Rename the file."
+                )
+            resolved = Path(match).resolve()
+            if resolved.is_dir():
                 raise InputError(
                     f"{match}: is a directory. Give files or a glob such as '{match}/*_rate.fits'."
                 )
-            if path not in seen:
-                seen.add(path)
-                paths.append(path)
+            if resolved not in seen:
+                seen.add(resolved)
+                paths.append(Path(match).absolute())
     if not paths:
         raise InputError("no inputs given.")
     return paths
