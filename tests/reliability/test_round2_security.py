@@ -235,7 +235,8 @@ def test_redact_url_hides_query_and_fragment_values(sim):
     shown as *** by redact_url and never printed by 'jwstrun refs doctor'."""
     from jwstrun.refs import read_env_file, redact_url
 
-    assert redact_url("https://u:pw@h/x?token=abc&x=1#frag") == "https://***@h/x?token=***&x=***#***"
+    assert redact_url("https://u:pw@h/x?token=abc&x=1#frag") == \
+        "https://***@h/x?token=***&x=***#***"
     assert redact_url("https://h/p;session=s3cr3t?bare-token") == "https://h/p;***?***"
     assert redact_url("http://u:p@[::1?t=x") == "http://***@[::1"
     assert redact_url("https://crds.stsci.edu") == "https://crds.stsci.edu"
