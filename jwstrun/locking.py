@@ -172,8 +172,8 @@ class OutdirLock:
         # place: link() fails if the lock exists, and a lock that exists is
         # never half-written (a plain O_EXCL create could be seen empty).
         tmp = self.outdir / f"{LOCK_NAME}.{os.getpid()}.{time.monotonic_ns()}"
-        tmp.write_text(json.dumps(self._info()))
         try:
+            tmp.write_text(json.dumps(self._info()))
             os.link(tmp, self.path)
             return True
         except FileExistsError:
