@@ -36,11 +36,16 @@ RACE_TRIALS = 800
 RACE_PROCESSES = 4
 
 
-def _dead_pid() -> int:
-    """A pid of this host whose process has ended (and been reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+def _dead_process() -> tuple[int, str]:
+    """Pid and start time of a process of this host that has ended (and been reaped): the
+    start time keeps the lock stale even if the pid is reused meanwhile."""
+    from jwstrun.locking import _process_start_ticks
+
+    proc = subprocess.Popen(["sleep", "60"])
+    start = _process_start_ticks(proc.pid)
+    proc.kill()
     proc.wait()
-    return proc.pid
+    return proc.pid, start
 
 
 def _race_worker(root: str, trials: int, barrier, results) -> None:
@@ -65,9 +70,9 @@ def _race_worker(root: str, trials: int, barrier, results) -> None:
 def test_stale_lock_takeover_race_has_one_winner(tmp_path):
     """800 times, 4 processes released at a barrier take over the same stale lock (a dead pid
     of this host): exactly one wins each time, the others are refused naming it."""
-    dead = _dead_pid()
-    stale = {"pid": dead, "host": socket.gethostname(), "started": "2026-01-01T00:00:00",
-             "command": "jwstrun image2 killed"}
+    dead, start = _dead_process()
+    stale = {"pid": dead, "proc_start": start, "host": socket.gethostname(),
+             "started": "2026-01-01T00:00:00", "command": "jwstrun image2 killed"}
     for trial in range(RACE_TRIALS):
         (tmp_path / f"t{trial}").mkdir()
         (tmp_path / f"t{trial}" / LOCK_NAME).write_text(json.dumps(stale))
