@@ -11,10 +11,19 @@ batch job at its wall time) is detected as stale and taken over:
   no heartbeat for ``JWSTRUN_LOCK_STALE_SECONDS`` (default 600): the holder
   touches the lock file every 30 s while it runs, so a job resubmitted to
   another node after its first node died goes on by itself after ten minutes.
+
+Several starters may judge the same lock stale at once (a batch of jobs
+resubmitted after a crash): the takeover is serialised by an ``flock`` on the
+stale lock file itself, and only a starter that finds, under that flock, the
+very file it judged (same inode, same contents) still in place removes it.
+The others then see the winner's new lock and refuse.  The flock is held for
+the takeover only: the lock itself stays a plain file with a heartbeat, which
+works across the hosts of a shared (NFS) file system.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -163,14 +172,52 @@ class OutdirLock:
         # place: link() fails if the lock exists, and a lock that exists is
         # never half-written (a plain O_EXCL create could be seen empty).
         tmp = self.outdir / f"{LOCK_NAME}.{os.getpid()}.{time.monotonic_ns()}"
-        tmp.write_text(json.dumps(self._info()))
         try:
+            tmp.write_text(json.dumps(self._info()))
             os.link(tmp, self.path)
             return True
         except FileExistsError:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _remove_stale(self, info: dict, age: float | None) -> None:
+        """Remove the lock judged stale from ``info``, if it is still that very file.
+
+        Under an flock on the lock file, so that of several starters that judged
+        it stale only the first removes it; the others find it gone or replaced
+        (another inode, other contents) and leave the new lock alone.
+        """
+        # NFS locks exclusively only a file open for writing
+        flags = os.O_RDWR if os.access(self.path, os.W_OK) else os.O_RDONLY
+        try:
+            fd = os.open(self.path, flags)
+        except FileNotFoundError:
+            return  # removed by another starter meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without locks: take over unserialised
+                log.debug("cannot flock %s (%s)", self.path, exc)
+            try:
+                if not os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    return  # replaced by a new lock meanwhile
+            except FileNotFoundError:
+                return  # removed by another starter meanwhile
+            try:
+                if json.loads(os.pread(fd, 1 << 16, 0)) != info:
+                    return  # another lock than the one judged stale
+            except ValueError:
+                return
+            if info.get("host") == socket.gethostname():
+                why = "which no longer runs"
+            else:
+                why = f"on {info.get('host')}, silent for {(age or 0) / 60:.0f} minutes"
+            log.warning("Removing stale lock %s left by process %s (%s), %s.",
+                        self.path, info.get("pid"), info.get("command", "?"), why)
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`OutputError` saying who holds it."""
@@ -193,13 +240,7 @@ class OutdirLock:
                 continue  # released between our attempt and the read
             age = lock_age(self.path)
             if info and lock_is_stale(info, age=age):
-                if info.get("host") == socket.gethostname():
-                    why = "which no longer runs"
-                else:
-                    why = f"on {info.get('host')}, silent for {age / 60:.0f} minutes"
-                log.warning("Removing stale lock %s left by process %s (%s), %s.",
-                            self.path, info.get("pid"), info.get("command", "?"), why)
-                self.path.unlink(missing_ok=True)
+                self._remove_stale(info, age)
                 continue
             if not info:
                 raise OutputError(

@@ -21,6 +21,7 @@ backend (a Jupyter session) is left alone.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import io
 import json
@@ -529,17 +530,20 @@ def find_run_dir(outdir: str | os.PathLike) -> Path:
 
 
 def _load_manifest(run_dir: Path) -> dict:
-    from .manifest import MANIFEST_NAME
+    """The manifest's records and runs that have the expected shape (a warning for the rest)."""
+    from .manifest import MANIFEST_NAME, check_manifest
 
     path = run_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-            raise ValueError("no 'tasks' table")
-    except (OSError, ValueError) as exc:
+        data, problems = check_manifest(json.loads(path.read_text()))
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(
             f"{path}: unreadable manifest ({exc}). Re-run the pipeline command to rewrite it."
         ) from exc
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        log.warning("%s is not a valid manifest (%s%s): the report leaves that out. Re-run the "
+                    "pipeline command to rebuild it.", path, "; ".join(problems[:3]), more)
     return data
 
 
@@ -1230,6 +1234,8 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True, max_previe
     outdir = Path(outdir)
     run_dir = find_run_dir(outdir)
     manifest = _load_manifest(run_dir)
+    for directory in dict.fromkeys((outdir, run_dir) if previews else (outdir,)):
+        _check_writable(directory)  # before spending time on drawing
     records = sorted(manifest["tasks"].values(), key=_task_sort_key)
     report_dir = outdir.resolve()
     run_dir = run_dir.resolve()
@@ -1265,17 +1271,38 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True, max_previe
         + f"<p class='muted'>Written by jwstrun in {time.monotonic() - start:.1f} s.</p></body></html>\n"
     )
     dest = report_dir / REPORT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=report_dir)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=report_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(page)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(outdir, exc) from exc
         raise
     log.info("report written to %s", dest)
     return dest
+
+
+def _unwritable(directory: Path, exc: OSError) -> OutputError:
+    what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return OutputError(
+        f"{directory}: cannot write the report there ({what}). Make the directory writable "
+        "(or free space), or run 'jwstrun report' on a writable copy of it."
+    )
+
+
+def _check_writable(directory: Path) -> None:
+    """:class:`OutputError` unless a file can be created in ``directory``."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise _unwritable(directory, exc) from exc
 
 
 # --------------------------------------------------------------------------

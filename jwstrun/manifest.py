@@ -23,6 +23,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MANIFEST_FORMAT",
     "Manifest",
+    "check_manifest",
     "write_json_atomic",
     "product_crds_info",
 ]
@@ -71,6 +72,134 @@ def product_crds_info(path: str | os.PathLike) -> tuple[str | None, dict[str, st
     return (str(context).strip() if context else None), refs
 
 
+#: Deepest nesting of a task record or run entry (a record is about 6 levels deep): deeper
+#: ones are hand-made, and too deep for the recursive code that reads them (YAML dump).
+MAX_DEPTH = 64
+_NUMBER = (int, float)
+#: Type of every record field the runner or ``jwstrun report`` reads (None allowed too).
+_RECORD_TYPES = {
+    **dict.fromkeys(("task_id", "status", "pipeline", "pipeline_class", "input", "product",
+                     "fingerprint", "crds_context", "error", "error_type", "failed_step",
+                     "log_file", "host", "start_iso", "end_iso"), str),
+    **dict.fromkeys(("start", "end", "wall_s", "peak_rss_mb", "worker_peak_rss_mb",
+                     "rss_after_mb"), _NUMBER),
+    **dict.fromkeys(("worker_pid", "tasks_in_worker"), int),
+    **dict.fromkeys(("outputs", "inputs"), list),
+    **dict.fromkeys(("output_sizes", "versions", "references", "parameters",
+                     "resolved_parameters", "validation", "step_times", "memory"), dict),
+}
+_INPUT_TYPES = {"path": str, "name": str, "role": str, "size": int, "mtime_ns": int,
+                "sha256": str}
+_RUN_TYPES = {"command": str, "start": str, "wall_s": _NUMBER, "host": str, "pid": int,
+              "counts": dict, "interrupted": bool}
+_WORDS = {str: "a string", _NUMBER: "a number", int: "an integer", list: "a list",
+          dict: "an object", bool: "true or false"}
+
+
+def _depth(value) -> int:
+    """Nesting depth of a JSON value, counted up to MAX_DEPTH + 1 (level by level, not
+    recursively: the value may be deeper than the stack)."""
+    level, frontier = 0, [value] if isinstance(value, (dict, list)) else []
+    while frontier and level <= MAX_DEPTH:
+        level += 1
+        frontier = [child for item in frontier
+                    for child in (item.values() if isinstance(item, dict) else item)
+                    if isinstance(child, (dict, list))]
+    return level
+
+
+def _wrong_types(entry, types: dict, required=()) -> str | None:
+    """What is wrong with the types of ``entry``'s fields (None, or absent, is allowed
+    for the fields not ``required``)."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for key, wanted in types.items():
+        value = entry.get(key)
+        if (value is not None or key in required) and not isinstance(value, wanted):
+            return f"{key!r} is not {_WORDS[wanted]}"
+    return None
+
+
+def _plain_name(name) -> bool:
+    """A file name directly in OUTDIR: no directory part, no '..', no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name)
+
+
+def _record_problem(record) -> str | None:
+    """Why a task record cannot be used (None when it can)."""
+    problem = _wrong_types(record, _RECORD_TYPES, required=("task_id", "status"))
+    if problem:
+        return problem
+    for entry in record.get("inputs") or []:
+        problem = _wrong_types(entry, _INPUT_TYPES, required=("path", "name"))
+        if problem:
+            return f"an input {problem}"
+    names = list(record.get("outputs") or []) + list(record.get("output_sizes") or {})
+    bad = next((n for n in names if not _plain_name(n)), None)
+    if bad is not None:
+        return f"output {bad!r} is not a file name in the output directory"
+    if any(not isinstance(v, int) for v in (record.get("output_sizes") or {}).values()):
+        return "an output size is not an integer"
+    log_file = record.get("log_file")
+    if log_file and (Path(log_file).is_absolute() or ".." in Path(log_file).parts):
+        return f"log file {log_file!r} is outside the output directory"
+    if any(not isinstance(v, dict) for v in (record.get("references") or {}).values()):
+        return "'references' is not an object of objects"
+    files = (record.get("validation") or {}).get("files") or {}
+    if not isinstance(files, dict) or any(
+        not isinstance(items, list) or any(not isinstance(f, dict) for f in items)
+        for items in files.values()
+    ):
+        return "'validation' files are not lists of findings"
+    memory = record.get("memory") or {}
+    mosaic = memory.get("mosaic") or {}
+    shape = mosaic.get("shape") if isinstance(mosaic, dict) else ()
+    if (shape is not None and not (isinstance(shape, list) and len(shape) == 2)) or (
+        not isinstance(memory.get("estimate_mb"), (*_NUMBER, type(None)))
+    ):
+        return "'memory' is not a memory plan"
+    return None
+
+
+def check_manifest(data) -> tuple[dict, list[str]]:
+    """The part of a manifest document that has the expected shape, and what did not.
+
+    Checks the document (an object with a ``tasks`` object and a ``runs`` list),
+    every task record and run entry (at most :data:`MAX_DEPTH` levels deep; the
+    type of each field the runner and ``jwstrun report`` read; outputs named as
+    plain files in OUTDIR, the log file inside it).  Returns a clean document with the
+    records and runs that conform, and one line per problem (empty: all conform).
+    """
+    clean: dict = {"format": MANIFEST_FORMAT, "tasks": {}, "runs": []}
+    if not isinstance(data, dict):
+        return clean, ["the document is not an object"]
+    problems = []
+    tasks, runs = data.get("tasks"), data.get("runs", [])
+    if not isinstance(tasks, dict):
+        problems.append("no 'tasks' table")
+        tasks = {}
+    if not isinstance(runs, list):
+        problems.append("'runs' is not a list")
+        runs = []
+    deep = f"nested more than {MAX_DEPTH} levels deep"
+    for task_id, record in tasks.items():
+        problem = deep if _depth(record) > MAX_DEPTH else _record_problem(record)
+        if problem:
+            problems.append(f"record {task_id!r}: {problem}")
+        else:
+            clean["tasks"][task_id] = record
+    for number, run in enumerate(runs, 1):
+        problem = deep if _depth(run) > MAX_DEPTH else _wrong_types(run, _RUN_TYPES)
+        if problem:
+            problems.append(f"run entry {number}: {problem}")
+        else:
+            clean["runs"].append(run)
+    if isinstance(data.get("updated"), str):
+        clean["updated"] = data["updated"]
+    return clean, problems
+
+
 class Manifest:
     """The manifest of one output directory.
 
@@ -89,27 +218,29 @@ class Manifest:
     def load(cls, outdir: str | os.PathLike) -> "Manifest":
         """Read the manifest of ``outdir`` (an empty one if there is none).
 
-        An unreadable manifest is set aside (renamed ``*.corrupt-<time>``) with a
-        warning; the run then redoes every task, which is always safe.
+        A manifest that is unreadable or not of the expected shape
+        (:func:`check_manifest`) is set aside (renamed ``*.corrupt-<time>``) with a
+        warning; the run keeps the records that conform and redoes the other
+        tasks, which is always safe.
         """
         manifest = cls(outdir)
         if not manifest.path.exists():
             return manifest
         try:
-            data = json.loads(manifest.path.read_text())
-            if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-                raise ValueError("no 'tasks' table")
-        except (OSError, ValueError) as exc:
+            data, problems = check_manifest(json.loads(manifest.path.read_text()))
+        except (OSError, ValueError, RecursionError) as exc:
+            data, problems = manifest.data, [f"unreadable: {exc}"]
+        if problems:
             aside = manifest.path.with_name(
                 f"{MANIFEST_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
             )
+            more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
             log.warning(
-                "%s is unreadable (%s); moved it to %s and will redo every task.",
-                manifest.path, exc, aside.name,
+                "%s is not a valid manifest (%s%s); moved it to %s, kept the %d valid task "
+                "record(s) and will redo the other tasks.",
+                manifest.path, "; ".join(problems[:3]), more, aside.name, len(data["tasks"]),
             )
             os.replace(manifest.path, aside)
-            return manifest
-        data.setdefault("runs", [])
         manifest.data = data
         return manifest
 

@@ -25,6 +25,7 @@ leaves a file in OUTDIR that looks finished but is not.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -401,14 +402,16 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     probe = outdir / f".jwstrun-write-test-{os.getpid()}"
     try:
         probe.unlink(missing_ok=True)  # a planted symlink is removed, never written through
-        with os.fdopen(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                               0o644), "wb") as handle:
-            handle.write(b"x")
-        probe.unlink()
+        try:
+            with os.fdopen(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                   0o644), "wb") as handle:
+                handle.write(b"x")
+        finally:  # a full disk fails the write after the file was created
+            probe.unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(
             f"{outdir}: cannot write to the output directory ({exc.strerror}). "
-            "Fix its permissions or choose another -o OUTDIR; nothing was run."
+            "Free space or fix its permissions, or choose another -o OUTDIR; nothing was run."
         ) from exc
     return outdir.resolve()
 
@@ -1250,11 +1253,15 @@ def run_tasks(
     executor_kind: str = "local",
     dask_options=None,
     pool=None,
+    remove_if_refused: list | None = None,
 ) -> RunSummary:
     """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
 
     ``pool`` is a :class:`LocalExecutor` the caller started early (see
     :func:`_early_pool`); run_tasks resizes it, uses it and shuts it down.
+    ``remove_if_refused``: files the caller wrote for these tasks (associations), to
+    remove if the run stops before any task is submitted; run_tasks empties the list
+    when it submits the first (from then on they are inputs the records name).
 
     A task is up to date when its manifest record is ok, its products are there
     with their recorded sizes, and its fingerprint (input checksums, parameters,
@@ -1373,6 +1380,8 @@ def run_tasks(
                           steps=parameters.get("steps"))
             prefetch_s = time.time() - t0
             emit("prefetch", seconds=prefetch_s, context=context)
+            if remove_if_refused:
+                remove_if_refused.clear()
             for task in to_run:
                 executor.submit(task)
             hasher = _InputHasher(to_run, checksums).start()
@@ -1508,9 +1517,12 @@ def _run(
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.
-        with OutdirLock(outdir, command=command), refs.applied_crds_environment(crds_env):
+        with OutdirLock(outdir, command=command), refs.applied_crds_environment(crds_env), \
+                _removed_if_refused() as made:
             if pipeline == "image3":
+                known = set(outdir.glob("*_asn.json"))
                 planned = plan_image3(paths, outdir)
+                made += sorted(set(outdir.glob("*_asn.json")) - known)
                 _check_unique_products(planned)
                 _plan_image3_memory(planned, parameters, jobs, executor, **(memory_options or {}))
             return run_tasks(
@@ -1519,11 +1531,24 @@ def _run(
                 extra_env=extra_env,
                 validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
                 command=command, executor_kind=executor, dask_options=dask_options,
-                pool=pool,
+                pool=pool, remove_if_refused=made,
             )
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
             pool.shutdown(cancel=True)
+        raise
+
+
+@contextlib.contextmanager
+def _removed_if_refused():
+    """A list of files this run wrote for its tasks (associations), removed if the run
+    stops before run_tasks submitted a task (it empties the list when it does)."""
+    made: list[Path] = []
+    try:
+        yield made
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
         raise
 
 
