@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
-from .products import STAGE2_INPUTS, STAGE3_INPUTS, product_basename, product_type
+from .products import STAGE2_INPUTS, STAGE3_INPUTS, product_basename, product_type, stage_type
 
 __all__ = [
     "PIPELINES",
@@ -255,17 +255,24 @@ def _load_association(path: Path, level: int, allow_outside: bool = False):
     check = check_association(path, allow_outside=allow_outside)
     if check.problems:
         raise InputError(f"{path}: " + " ".join(check.problems[:3]))
-    _check_complete(m.path for product in check.association.products for m in product.members)
+    _check_complete((m.path for product in check.association.products for m in product.members),
+                    f"image{level}")
     return check.association
 
 
-def _check_complete(paths: Iterable[Path]) -> None:
-    """Refuse exposures cut short or without SCI/ASDF before anything runs (headers only)."""
+def _check_complete(paths: Iterable[Path], pipeline: str) -> None:
+    """Refuse exposures cut short or without SCI/ASDF, or whose SCI unit says they are of
+    another stage than ``pipeline`` takes (:func:`jwstrun.products.stage_type`), before
+    anything runs (headers only)."""
     from .products import check_fits_complete
 
+    takes = STAGE2_INPUTS if pipeline == "image2" else STAGE3_INPUTS
     for path in paths:
         if not _is_association(Path(path)):
-            check_fits_complete(path)
+            cards = check_fits_complete(path)
+            found = stage_type(path, cards["PRIMARY"], cards["SCI"].get("BUNIT"))
+            if found not in takes:
+                raise InputError(_wrong_stage_message(Path(path), found, pipeline))
 
 
 def _file_type(path: Path) -> str | None:
@@ -275,7 +282,8 @@ def _file_type(path: Path) -> str | None:
 
         ptype = read_exposure_info(path).product_type
     elif ptype is not None:
-        _planning_header(path)  # clear errors for empty / truncated / gzip files
+        # clear errors for empty / truncated / gzip files; a _cal renamed _rate is a cal
+        ptype = stage_type(path, _planning_header(path))
     return ptype
 
 
@@ -299,23 +307,28 @@ _LAST_HEADER: dict = {}
 
 
 def _wrong_stage_message(path: Path, ptype: str | None, pipeline: str) -> str:
+    from .products import product_suffix
+
+    named = product_suffix(path)
+    # The header says otherwise than the name (products.stage_type)
+    where = f"{path}: its header says it" if named and ptype and named != ptype else f"{path}:"
     if pipeline == "image2":
         if ptype in STAGE3_INPUTS or ptype in ("i2d", "segm", "cat"):
             return (
-                f"{path}: is a _{ptype} product, already processed by calwebb_image2. "
+                f"{where} is a _{ptype} product, already processed by calwebb_image2. "
                 "Give _rate/_rateints files to image2, or give this file to 'jwstrun image3'."
             )
         return (
-            f"{path}: is not a _rate/_rateints exposure (product type {ptype or 'unknown'}). "
+            f"{where} is not a _rate/_rateints exposure (product type {ptype or 'unknown'}). "
             "image2 takes *_rate.fits, *_rateints.fits or Level-2 associations."
         )
     if ptype in STAGE2_INPUTS:
         return (
-            f"{path}: is a _{ptype} exposure, not yet calibrated. Run 'jwstrun image2' on it "
+            f"{where} is a _{ptype} exposure, not yet calibrated. Run 'jwstrun image2' on it "
             "first and give the resulting _cal files to image3."
         )
     return (
-        f"{path}: is not a _cal/_calints/_crf product (product type {ptype or 'unknown'}). "
+        f"{where} is not a _cal/_calints/_crf product (product type {ptype or 'unknown'}). "
         "image3 takes *_cal.fits files or Level-3 associations."
     )
 
@@ -439,7 +452,17 @@ def _validate_products(paths: list[Path], parameters: dict, expect_background: b
 # Planning
 # --------------------------------------------------------------------------
 def _safe_id(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """``name`` with characters other than letters, digits and ``-_.`` made ``_``; when any
+    was, a short hash of the exact name is appended, so ``evil a`` and ``evil_a`` get
+    different ids (and the same name always the same id: resume keys on it)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe
+
+
+def _task_id(item: "_Planned") -> str:
+    return f"{item.pipeline}-{_safe_id(item.product)}"
 
 
 def _input_entry(path: Path, role: str) -> dict:
@@ -584,6 +607,7 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
 
 def _check_unique_products(planned: list[_Planned]) -> None:
     seen: dict[str, _Planned] = {}
+    ids: dict[str, _Planned] = {}
     for item in planned:
         if item.product in seen:
             first = seen[item.product]
@@ -591,7 +615,13 @@ def _check_unique_products(planned: list[_Planned]) -> None:
                 f"{item.inputs[0]} and {first.inputs[0]} would both write products named "
                 f"{item.product}_*. Give each exposure once, or use separate output directories."
             )
-        seen[item.product] = item
+        first = ids.get(_task_id(item))
+        if first is not None:  # a name made to match another name's sanitised id and hash
+            raise InputError(
+                f"{item.inputs[0]} and {first.inputs[0]}: products {item.product!r} and "
+                f"{first.product!r} would share task id {_task_id(item)}. Rename one of them."
+            )
+        seen[item.product] = ids[_task_id(item)] = item
 
 
 def _bytes_per_worker(planned: list[_Planned]) -> float:
@@ -617,7 +647,7 @@ def _make_tasks(
     tasks = []
     tmp_root = outdir / TMP_DIRNAME
     for item in planned:
-        task_id = f"{item.pipeline}-{_safe_id(item.product)}"
+        task_id = _task_id(item)
         workdir = tmp_root / task_id
         if item.input is not None:
             task_input = item.input
@@ -1457,7 +1487,7 @@ def _run(
             _check_unique_products(planned)
         else:
             check_image3_inputs(paths)
-        _check_complete(paths)  # after the product-type checks, whose messages say more
+        _check_complete(paths, pipeline)  # after the product-type checks, whose messages say more
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.

@@ -1,0 +1,210 @@
+"""Planning stands no task in for another (issue 21, items 1-4 and the smaller ones): task
+ids unique per product, inputs judged by their headers and not their names alone, no
+product replacing another task's, the same exposure never mosaicked twice, and parameters
+that would do nothing or fail late refused up front."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+from ._helpers import (
+    assert_no_traceback,
+    assert_nothing_half_written,
+    jwstrun_command,
+    read_manifest,
+    sha256,
+    tree_digest,
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _jwstrun(*args, timeout=600) -> subprocess.CompletedProcess:
+    """A real ``python -m jwstrun`` run."""
+    return subprocess.run(jwstrun_command(*args), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _image2(sim, outdir, *inputs, jobs="2", extra=()):
+    return _jwstrun("image2", *inputs, "-o", outdir, "-j", jobs, "--crds-env", sim.env_file,
+                    "--no-progress", *extra)
+
+
+def _image3(sim, outdir, *inputs, extra=()):
+    return _jwstrun("image3", *inputs, "-o", outdir, "-j", "1", "--crds-env", sim.env_file,
+                    "--no-progress", *extra)
+
+
+def _refused(args, tmp_path) -> str:
+    """Run the CLI on ``args`` (OUTDIR tmp_path/out): exit 1, one Error line, no OUTDIR."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*map(str, args), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert_no_traceback(result.output)
+    text = result.output.strip()
+    assert text.startswith("Error: ") and "\n" not in text, text
+    assert not out.exists(), "OUTDIR was created for a refused run"
+    return text
+
+
+def _same_data(product: Path, reference: Path) -> None:
+    """SCI, ERR and DQ of ``product`` equal those of ``reference``."""
+    from astropy.io import fits
+
+    with fits.open(product) as a, fits.open(reference) as b:
+        for ext in ("SCI", "ERR", "DQ"):
+            np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{product.name}[{ext}]")
+
+
+def _statuses(outdir: Path) -> dict[str, str]:
+    return {k: r["status"] for k, r in read_manifest(outdir)["tasks"].items()}
+
+
+def _rate(sim, n: int) -> Path:
+    return next(p for p in sim.rate_files if f"_0000{n}_" in p.name)
+
+
+def _cal(cal_files, n: int) -> Path:
+    return next(p for p in cal_files if f"_0000{n}_" in p.name)
+
+
+# ----------------------------------------------------------------------------- item 1
+def test_loose_files_differing_in_punctuation_get_their_own_tasks(sim, reference, tmp_path):
+    """Loose '..._nrcb1 v2_rate.fits' (exposure 1) and '..._nrcb1_v2_rate.fits' (exposure 2)
+    with -j 2: two task ids, both ok, each product calibrated from its own exposure, and a
+    re-run skips both."""
+    data = tmp_path / "in"
+    data.mkdir()
+    stem = _rate(sim, 1).name.removesuffix("_rate.fits")
+    spaced, plain = data / f"{stem} v2_rate.fits", data / f"{stem}_v2_rate.fits"
+    shutil.copy(_rate(sim, 1), spaced)
+    shutil.copy(_rate(sim, 2), plain)
+    outdir = tmp_path / "out"
+    run = _image2(sim, outdir, spaced, plain)
+    assert run.returncode == 0, run.stderr[-3000:]
+    statuses = _statuses(outdir)
+    assert sorted(statuses.values()) == ["ok", "ok"], statuses
+    assert len({Path(r["log_file"]).name for r in read_manifest(outdir)["tasks"].values()}) == 2
+    assert_nothing_half_written(outdir)
+    ref = reference["outdir"]
+    _same_data(outdir / f"{stem} v2_cal.fits", ref / _rate(sim, 1).name.replace("_rate", "_cal"))
+    _same_data(outdir / f"{stem}_v2_cal.fits", ref / _rate(sim, 2).name.replace("_rate", "_cal"))
+    again = _image2(sim, outdir, spaced, plain)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 ok, 2 up to date (skipped), 0 failed" in again.stdout + again.stderr
+
+
+def test_association_products_differing_in_punctuation_get_their_own_tasks(
+    sim, reference, tmp_path
+):
+    """A Level-2 association with products 'evil a' (exposure 1) and 'evil_a' (exposure 2),
+    -j 2: both ok, each from its own exposure, and a re-run skips both."""
+    data = tmp_path / "in"
+    data.mkdir()
+    for n in (1, 2):
+        shutil.copy(_rate(sim, n), data / _rate(sim, n).name)
+    asn = data / "evil_asn.json"
+    asn.write_text(json.dumps({
+        "asn_type": "image2", "asn_rule": "Asn_Lv2Image", "asn_id": "o001", "asn_pool": "none",
+        "program": "01234",
+        "products": [{"name": name, "members": [{"expname": _rate(sim, n).name,
+                                                 "exptype": "science"}]}
+                     for name, n in (("evil a", 1), ("evil_a", 2))],
+    }))
+    outdir = tmp_path / "out"
+    run = _image2(sim, outdir, asn)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = read_manifest(outdir)["tasks"]
+    assert sorted((r["product"], r["status"]) for r in records.values()) == [
+        ("evil a", "ok"), ("evil_a", "ok")]
+    assert_nothing_half_written(outdir)
+    ref = reference["outdir"]
+    _same_data(outdir / "evil a_cal.fits", ref / _rate(sim, 1).name.replace("_rate", "_cal"))
+    _same_data(outdir / "evil_a_cal.fits", ref / _rate(sim, 2).name.replace("_rate", "_cal"))
+    again = _image2(sim, outdir, asn)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 ok, 2 up to date (skipped), 0 failed" in again.stdout + again.stderr
+
+
+def test_task_ids_stay_readable_stable_and_distinct():
+    """Ids of plain names are unchanged (old manifests resume); a sanitised name gets a
+    hash of the exact name; a name crafted to equal another's id is refused naming both."""
+    from jwstrun.errors import InputError
+    from jwstrun.runner import _check_unique_products, _Planned, _safe_id
+
+    assert _safe_id("jw01234001001_02101_00001_nrcb1") == "jw01234001001_02101_00001_nrcb1"
+    assert _safe_id("evil a") == _safe_id("evil a") != _safe_id("evil_a") == "evil_a"
+    assert _safe_id("evil a").startswith("evil_a-")
+    assert _safe_id("evil/a") != _safe_id("evil a")
+    crafted = [_Planned("image2", name, Path(f"{i}_rate.fits"), [Path(f"{i}_rate.fits")],
+                        ["science"]) for i, name in enumerate(("evil a", _safe_id("evil a")))]
+    with pytest.raises(InputError, match="would share task id image2-evil_a-"):
+        _check_unique_products(crafted)
+
+
+# ----------------------------------------------------------------------------- item 2
+@pytest.fixture(scope="module")
+def renamed(sim, cal_files, tmp_path_factory):
+    """A _cal renamed *_rate.fits, the same with its step statuses removed (only SCI BUNIT
+    MJy/sr left to tell), a _rate renamed *_cal.fits, and a Level-2 association of the first."""
+    from astropy.io import fits
+
+    root = tmp_path_factory.mktemp("renamed")
+    stem = "jw01234001001_02101_00011_nrcb1"  # names no real exposure has
+    cal_as_rate = root / f"{stem}_rate.fits"
+    shutil.copy(_cal(cal_files, 1), cal_as_rate)
+    stripped = root / "jw01234001001_02101_00012_nrcb1_rate.fits"
+    shutil.copy(_cal(cal_files, 2), stripped)
+    with fits.open(stripped, mode="update") as hdul:
+        for key in ("S_WCS", "S_FLAT", "S_PHOTOM"):
+            del hdul[0].header[key]
+    rate_as_cal = root / "jw01234001001_02101_00013_nrcb1_cal.fits"
+    shutil.copy(_rate(sim, 3), rate_as_cal)
+    asn = root / "l2_asn.json"
+    asn.write_text(json.dumps({
+        "asn_type": "image2", "asn_rule": "Asn_Lv2Image", "asn_id": "o001", "asn_pool": "none",
+        "products": [{"name": stem, "members": [{"expname": cal_as_rate.name,
+                                                 "exptype": "science"}]}],
+    }))
+    return {"root": root, "cal_as_rate": cal_as_rate, "stripped": stripped,
+            "rate_as_cal": rate_as_cal, "asn": asn, "before": tree_digest(root)}
+
+
+def test_calibrated_file_renamed_rate_is_refused_by_image2(renamed, sim, tmp_path):
+    """A _cal renamed *_rate.fits (flat and photom would be applied twice), also with its
+    S_WCS/S_FLAT/S_PHOTOM removed (SCI BUNIT MJy/sr tells), alone or among real _rate files:
+    image2 refuses it with the message it gives for a _cal."""
+    for path in (renamed["cal_as_rate"], renamed["stripped"]):
+        text = _refused(["image2", *sim.rate_files, path], tmp_path)
+        assert text == (
+            f"Error: {path}: its header says it is a _cal product, already processed by "
+            "calwebb_image2. Give _rate/_rateints files to image2, or give this file to "
+            "'jwstrun image3'."
+        )
+    text = _refused(["image2", renamed["asn"]], tmp_path)
+    assert text == (
+        f"Error: {renamed['asn']}: {renamed['cal_as_rate'].name}: is a 'cal' product; a Level-2 "
+        "association takes rate/rateints files."
+    )
+    assert tree_digest(renamed["root"]) == renamed["before"]
+
+
+def test_rate_file_renamed_cal_is_refused_by_image3(renamed, cal_files, tmp_path):
+    """A _rate renamed *_cal.fits, among real _cal files: image3 refuses it with the message
+    it gives for a _rate."""
+    path = renamed["rate_as_cal"]
+    text = _refused(["image3", *cal_files[:2], path], tmp_path)
+    assert text == (
+        f"Error: {path}: its header says it is a _rate exposure, not yet calibrated. Run "
+        "'jwstrun image2' on it first and give the resulting _cal files to image3."
+    )
+    assert tree_digest(renamed["root"]) == renamed["before"]
