@@ -624,6 +624,47 @@ def _check_unique_products(planned: list[_Planned]) -> None:
         seen[item.product] = ids[_task_id(item)] = item
 
 
+#: What each pipeline writes as <product>_<suffix> (image3 adds <member>_<asn_id>_crf.fits).
+_PRODUCT_SUFFIXES = {
+    "image2": ("cal.fits", "calints.fits", "bsub.fits", "bsubints.fits", "i2d.fits"),
+    "image3": ("i2d.fits", "segm.fits", "cat.ecsv"),
+}
+
+
+def _expected_outputs(item: _Planned) -> list[str]:
+    """The names a planned task may write into OUTDIR."""
+    names = [f"{item.product}_{suffix}" for suffix in _PRODUCT_SUFFIXES[item.pipeline]]
+    if item.pipeline == "image3" and item.asn_product is not None:
+        asn_id = item.asn.data.get("asn_id")
+        names += ["_".join([product_basename(m.path), *([str(asn_id)] if asn_id else []), "crf.fits"])
+                  for m in item.asn_product.by_type("science")]
+    return names
+
+
+def _replacement(to_run: list[tuple[Task, _Planned]], manifest, outdir: Path):
+    """An :class:`OutputError` when a task would replace a file that another task's
+    manifest record owns, or that another task of this run writes too; else None."""
+    owners: dict[str, set[str]] = {}
+    for owner, record in manifest.tasks.items():
+        if isinstance(record, dict) and record.get("status") in ("ok", "skipped"):
+            for name in record.get("outputs") or ():
+                if (outdir / str(name)).exists():
+                    owners.setdefault(str(name), set()).add(owner)
+    for task, item in to_run:
+        for name in _expected_outputs(item):
+            others = sorted(owners.get(name, set()) - {task.task_id})
+            if others:
+                return OutputError(
+                    f"{outdir / name}: task {task.task_id} ({task.input}) would replace this "
+                    f"product of task {others[0]}. Give the product another name (for an "
+                    "association: its product name, or asn_id for _crf files) or use another "
+                    "-o OUTDIR; nothing was run."
+                )
+        for name in _expected_outputs(item):
+            owners.setdefault(name, set()).add(task.task_id)
+    return None
+
+
 def _bytes_per_worker(planned: list[_Planned]) -> float:
     if not planned:
         return _IMAGE2_BYTES[0]
@@ -1289,6 +1330,7 @@ def run_tasks(
         task.env = dict(worker_env)  # travels with the task to wherever it runs
     refusals = {t.task_id: p.refused for t, p in zip(tasks, planned, strict=True) if p.refused}
     by_id = {t.task_id: t for t in tasks}
+    by_plan = {t.task_id: p for t, p in zip(tasks, planned, strict=True)}
     def on_worker_event(ev):
         emit(ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid)
 
@@ -1342,6 +1384,8 @@ def run_tasks(
             to_run.append(task)
         # The image3 preflight's refusals count only for what has to run; nothing ran yet.
         refused = next((refusals[t.task_id] for t in to_run if t.task_id in refusals), None)
+        refused = refused or _replacement([(t, by_plan[t.task_id]) for t in to_run], manifest,
+                                          outdir)
         if refused is not None:
             raise refused
         emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(results), jobs=jobs,

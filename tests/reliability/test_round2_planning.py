@@ -208,3 +208,78 @@ def test_rate_file_renamed_cal_is_refused_by_image3(renamed, cal_files, tmp_path
         "'jwstrun image2' on it first and give the resulting _cal files to image3."
     )
     assert tree_digest(renamed["root"]) == renamed["before"]
+
+
+# ----------------------------------------------------------------------------- item 3
+def _level3(path: Path, product: str, members, asn_id="o001") -> Path:
+    path.write_text(json.dumps({
+        "asn_type": "image3", "asn_rule": "Asn_Lv3Image", "asn_id": asn_id, "asn_pool": "none",
+        "program": "01234",
+        "products": [{"name": product, "members": [{"expname": m.name, "exptype": "science"}
+                                                   for m in members]}],
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cal_dir(cal_files, tmp_path_factory):
+    """Copies of the reference _cal files, next to which associations are written."""
+    root = tmp_path_factory.mktemp("cal_dir")
+    for cal in cal_files:
+        shutil.copy(cal, root / cal.name)
+    return root
+
+
+def test_level3_product_named_like_an_exposure_does_not_replace_image2_products(
+    sim, reference, cal_files, cal_dir, tmp_path
+):
+    """A Level-3 association whose product name is exposure 1's basename, run into image2's
+    OUTDIR, would write its _i2d over image2's: refused before anything runs, naming the
+    file and the owner task; the other way round (image2 after that image3) too."""
+    stem = _rate(sim, 1).name.removesuffix("_rate.fits")
+    asn = _level3(cal_dir / "clash_asn.json", stem, sorted(cal_dir.glob("*_cal.fits")))
+    outdir = tmp_path / "image2_out"
+    shutil.copytree(reference["outdir"], outdir)
+    before = tree_digest(outdir)
+    run = _image3(sim, outdir, asn)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert_no_traceback(run.stderr)
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"Error: {outdir / stem}_i2d.fits: task image3-{stem} ({asn}) would replace this "
+        f"product of task image2-{stem}. Give the product another name (for an association: "
+        "its product name, or asn_id for _crf files) or use another -o OUTDIR; nothing was run."
+    )
+    assert tree_digest(outdir) == before
+    assert not (outdir / ".jwstrun-tmp").exists()
+
+    # image3 first, then image2 on the exposure whose name the mosaic took
+    outdir = tmp_path / "image3_out"
+    first = _image3(sim, outdir, asn)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = tree_digest(outdir)
+    run = _image2(sim, outdir, _rate(sim, 1))
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        f"Error: {outdir / stem}_i2d.fits: task image2-{stem} ({_rate(sim, 1)}) would replace "
+        f"this product of task image3-{stem}."
+    )
+    assert tree_digest(outdir) == before
+    assert _statuses(outdir) == {f"image3-{stem}": "ok"}
+
+
+def test_two_mosaics_sharing_an_exposure_do_not_replace_each_others_crf(sim, cal_dir, tmp_path):
+    """Two Level-3 associations with one member and the asn_id in common would both write
+    that member's _crf file: refused before anything runs, naming the file."""
+    cals = sorted(cal_dir.glob("*_cal.fits"))
+    a = _level3(cal_dir / "a_asn.json", "mosaic_a", cals[:2])
+    b = _level3(cal_dir / "b_asn.json", "mosaic_b", cals[1:])
+    crf = cals[1].name.replace("_cal.fits", "_o001_crf.fits")
+    outdir = tmp_path / "out"
+    run = _image3(sim, outdir, a, b)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        f"Error: {outdir / crf}: task image3-mosaic_b ({b}) would replace this product of "
+        "task image3-mosaic_a."
+    )
+    assert_no_traceback(run.stderr)
+    assert sorted(p.name for p in outdir.iterdir()) == []
