@@ -189,6 +189,8 @@ class ExposureInfo:
     sequence_id: str = ""
     activity_id: str = ""
     exposure_number: str = ""
+    obs_id: str = ""
+    segment: str = ""
     target: str = ""
     target_name: str = ""
     date_obs: str = ""
@@ -241,6 +243,8 @@ def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
         sequence_id=_str(header, "SEQ_ID"),
         activity_id=_str(header, "ACT_ID"),
         exposure_number=_str(header, "EXPOSURE"),
+        obs_id=_str(header, "OBS_ID"),
+        segment=_str(header, "EXSEGNUM"),
         target=_str(header, "TARGPROP"),
         target_name=_str(header, "TARGNAME"),
         date_obs=_str(header, "DATE-OBS"),

@@ -208,7 +208,7 @@ class RunSummary:
 def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand globs; every pattern must name an existing file or match at least one."""
     paths: list[Path] = []
-    seen: set[Path] = set()
+    seen: dict = {}  # (device, inode) -> the name first given for that file
     for pattern in patterns:
         text = str(pattern)
         if os.path.exists(text):
@@ -225,9 +225,15 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
                 raise InputError(
                     f"{match}: is a directory. Give files or a glob such as '{match}/*_rate.fits'."
                 )
-            if path not in seen:
-                seen.add(path)
+            try:
+                key = (path.stat().st_dev, path.stat().st_ino)
+            except OSError:
+                key = path  # planning says what is wrong with it
+            if key not in seen:
+                seen[key] = match
                 paths.append(path)
+            elif os.path.abspath(match) != os.path.abspath(seen[key]):  # a symlink or hard link
+                log.warning("%s: is the same file as %s; using it once.", match, seen[key])
     if not paths:
         raise InputError("no inputs given.")
     return paths
@@ -480,12 +486,11 @@ def _input_entry(path: Path, role: str) -> dict:
 
 
 def _write_product_asn(asn, product, dest: Path) -> None:
-    """Write a one-product copy of an association with absolute member paths."""
-    members = []
-    for raw, member in zip(_raw_members(asn, product.name), product.members, strict=True):
-        entry = dict(raw)
-        entry["expname"] = str(member.path)
-        members.append(entry)
+    """Write a one-product copy of an association with absolute member paths (those of
+    ``product.members``, which may leave some of the association's out)."""
+    paths = {member.expname: member.path for member in product.members}
+    members = [dict(raw, expname=str(paths[raw["expname"]]))
+               for raw in _raw_members(asn, product.name) if raw["expname"] in paths]
     single = {k: v for k, v in asn.data.items() if k != "products"}
     raw_product = next(p for p in asn.data["products"] if p.get("name") == product.name)
     single["products"] = [dict(raw_product, members=members)]
@@ -580,7 +585,7 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
     holding OUTDIR's lock.
     """
     asn_paths, cal_files = check_image3_inputs(paths)
-    asns = [_load_association(p, 3) for p in asn_paths]
+    asns = [(_load_association(p, 3), True) for p in asn_paths]
     if cal_files:
         from .asn import make_associations
 
@@ -589,20 +594,37 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
         )
         for written in built.associations:
             log.info("built %s from %d _cal files", written.path.name, written.n_members)
-            asns.append(_load_association(written.path, 3, allow_outside=True))
+            # read_exposures gave each exposure once already
+            asns.append((_load_association(written.path, 3, allow_outside=True), False))
     planned = []
-    for asn in asns:
-        product = asn.products[0]
+    for asn, given in asns:
+        product = _unique_members(asn) if given else asn.products[0]
         members = [m.path for m in product.members]
+        whole = len(product.members) == len(asn.products[0].members)
         planned.append(
             _Planned(
-                "image3", product.name, Path(asn.path), [Path(asn.path), *members],
+                "image3", product.name, Path(asn.path) if whole else None,
+                [Path(asn.path), *members],
                 ["association", *[m.exptype for m in product.members]], asn=asn,
                 asn_product=product, pixels=_exposure_pixels(members[0]),
                 n_members=len(members),
             )
         )
     return planned
+
+
+def _unique_members(asn):
+    """The Level-3 product of ``asn`` with each exposure once (:func:`jwstrun.asn.repeated_exposures`):
+    a repeat is left out with a warning, and the task runs a copy of the association."""
+    from .asn import AsnProduct, repeated_exposures
+    from .products import read_exposure_info
+
+    product = asn.products[0]
+    repeats = repeated_exposures([read_exposure_info(m.path) for m in product.members])
+    for index, (first, why) in repeats.items():
+        log.warning("%s: member %s %s %s; using it once.", asn.path,
+                    product.members[index].expname, why, product.members[first].expname)
+    return AsnProduct(product.name, [m for i, m in enumerate(product.members) if i not in repeats])
 
 
 def _check_unique_products(planned: list[_Planned]) -> None:

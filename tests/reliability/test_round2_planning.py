@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -283,3 +284,91 @@ def test_two_mosaics_sharing_an_exposure_do_not_replace_each_others_crf(sim, cal
     )
     assert_no_traceback(run.stderr)
     assert sorted(p.name for p in outdir.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- item 4
+@pytest.fixture(scope="module")
+def repeated(cal_files, tmp_path_factory):
+    """Three _cal files plus each again: exposure 1 as a symlink, exposure 2 as a hard link,
+    exposure 3 as a copy in a subdirectory, each under another exposure's name; and a
+    Level-3 association listing all six."""
+    root = tmp_path_factory.mktemp("repeated")
+    (root / "sub").mkdir()
+    for cal in cal_files:
+        shutil.copy(cal, root / cal.name)
+    names = {n: _cal(cal_files, n).name for n in (1, 2, 3)}
+    symlink = root / names[1].replace("_00001_", "_00004_")
+    symlink.symlink_to(names[1])
+    hardlink = root / names[2].replace("_00002_", "_00005_")
+    os.link(root / names[2], hardlink)
+    copy = root / "sub" / names[3].replace("_00003_", "_00006_")
+    shutil.copy(root / names[3], copy)
+    unique = [root / names[n] for n in (1, 2, 3)]
+    asn = _level3(root / "repeat_asn.json", "repeat", [*unique, symlink, hardlink])
+    data = json.loads(asn.read_text())
+    data["products"][0]["members"].append({"expname": f"sub/{copy.name}", "exptype": "science"})
+    asn.write_text(json.dumps(data))
+    # (the repeat, why, the one kept)
+    warnings = [
+        (symlink.name, "is the same file as", names[1]),
+        (hardlink.name, "is the same file as", names[2]),
+        (copy.name, "is the same exposure (OBS_ID V01234001001P000000002101, EXPOSURE 00003, "
+         "DETECTOR NRCB1) as", names[3]),
+    ]
+    return {"root": root, "unique": unique, "repeats": [symlink, hardlink, copy], "asn": asn,
+            "warnings": warnings, "before": tree_digest(root)}
+
+
+def _warned(stderr: str, warnings, prefix="") -> None:
+    """One warning line per repeat, naming it, why, and the one kept, in that order."""
+    lines = [line for line in stderr.splitlines() if line.endswith("; using it once.")]
+    assert len(lines) == len(warnings), stderr[-3000:]
+    for repeat, why, kept in warnings:
+        pattern = rf"^WARNING {prefix}.*{re.escape(repeat)}:? {re.escape(why)} .*{re.escape(kept)};"
+        assert any(re.search(pattern, line) for line in lines), (pattern, lines)
+
+
+def test_same_exposure_twice_is_mosaicked_once(sim, repeated, tmp_path):
+    """A hand-written Level-3 association and loose _cal files that list exposures again (a
+    symlink, a hard link, a copy under another name): each exposure is mosaicked once, with
+    a warning naming both, and both give the same mosaic."""
+    outdir = tmp_path / "asn_out"
+    run = _image3(sim, outdir, repeated["asn"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    _warned(run.stderr, repeated["warnings"], prefix=re.escape(f"{repeated['asn']}: member "))
+    (record,) = read_manifest(outdir)["tasks"].values()
+    assert sorted(e["name"] for e in record["inputs"]) == sorted(
+        [repeated["asn"].name, *(p.name for p in repeated["unique"])])
+    assert len(list(outdir.glob("*_crf.fits"))) == 3
+
+    loose = tmp_path / "loose_out"
+    run = _image3(sim, loose, *repeated["unique"], *repeated["repeats"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    _warned(run.stderr, repeated["warnings"])
+    (built,) = loose.glob("*_image3_asn.json")
+    members = json.loads(built.read_text())["products"][0]["members"]
+    assert sorted(Path(m["expname"]).name for m in members) == sorted(
+        p.name for p in repeated["unique"])
+    (a,), (b,) = outdir.glob("*_i2d.fits"), loose.glob("*_i2d.fits")
+    from astropy.io import fits
+
+    with fits.open(a) as ha, fits.open(b) as hb:
+        np.testing.assert_array_equal(ha["SCI"].data, hb["SCI"].data)
+        np.testing.assert_array_equal(ha["WHT"].data, hb["WHT"].data)
+    assert tree_digest(repeated["root"]) == repeated["before"]
+
+
+def test_jwstrun_asn_lists_each_exposure_once(repeated, tmp_path):
+    """'jwstrun asn' given an exposure again (a symlink, a hard link, a copy under another
+    name): the association lists each exposure once, with a warning naming both."""
+    for out, extra in ((tmp_path / "l3_asn.json", ()), (tmp_path / "grouped", ("--group-by",
+                                                                             "default"))):
+        run = _jwstrun("asn", *repeated["unique"], *repeated["repeats"], "-o", out,
+                       "--allow-outside", *extra)
+        assert run.returncode == 0, run.stderr[-3000:]
+        _warned(run.stderr, repeated["warnings"])
+        (written,) = [out] if out.is_file() else out.glob("*_asn.json")
+        members = json.loads(written.read_text())["products"][0]["members"]
+        assert sorted(Path(m["expname"]).name for m in members) == sorted(
+            p.name for p in repeated["unique"])
+    assert tree_digest(repeated["root"]) == repeated["before"]
