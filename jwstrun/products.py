@@ -154,7 +154,8 @@ def stage_type(path: str | os.PathLike, header, sci_bunit=None) -> str | None:
     if named in STAGE2_INPUTS:
         found = header_type(header, sci_bunit)
         return found if found not in (None, *STAGE2_INPUTS) else named
-    done = [k for k in ("S_WCS", "S_FLAT", "S_PHOTOM") if str(header.get(k, "")).strip() == "COMPLETE"]
+    done = [k for k in ("S_WCS", "S_FLAT", "S_PHOTOM")
+            if str(header.get(k, "")).strip() == "COMPLETE"]
     if named in STAGE3_INPUTS and not done:  # no calwebb_image2 step ever ran on it
         return header_type(header, sci_bunit) or named
     return named or header_type(header, sci_bunit)
@@ -259,7 +260,7 @@ _BLOCK = 2880
 
 
 def _card_value(text: str) -> str:
-    """A header card's value text: a quoted string unquoted (it may hold '/'), else up to the comment."""
+    """A card's value: a quoted string unquoted (it may hold '/'), else the text up to a comment."""
     text = text.strip()
     if text.startswith("'"):
         match = _FITS_STRING.match(text)
@@ -321,7 +322,9 @@ def _hdu_layout(handle, size: int, max_hdus: int = 1000):
         yield name.upper(), start, offset, cards
 
 
-def check_fits_complete(path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")) -> dict:
+def check_fits_complete(
+    path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")
+) -> dict[str, dict[str, str]]:
     """Refuse a FITS file that was cut short or lacks the extensions a JWST product needs.
 
     ``read_primary_header`` catches a file that is not a whole number of FITS

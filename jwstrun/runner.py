@@ -614,8 +614,9 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
 
 
 def _unique_members(asn):
-    """The Level-3 product of ``asn`` with each exposure once (:func:`jwstrun.asn.repeated_exposures`):
-    a repeat is left out with a warning, and the task runs a copy of the association."""
+    """The Level-3 product of ``asn`` with each exposure once
+    (:func:`jwstrun.asn.repeated_exposures`): a repeat is left out with a warning, and the
+    task runs a copy of the association without it."""
     from .asn import AsnProduct, repeated_exposures
     from .products import read_exposure_info
 
@@ -658,8 +659,8 @@ def _expected_outputs(item: _Planned) -> list[str]:
     names = [f"{item.product}_{suffix}" for suffix in _PRODUCT_SUFFIXES[item.pipeline]]
     if item.pipeline == "image3" and item.asn_product is not None:
         asn_id = item.asn.data.get("asn_id")
-        names += ["_".join([product_basename(m.path), *([str(asn_id)] if asn_id else []), "crf.fits"])
-                  for m in item.asn_product.by_type("science")]
+        names += ["_".join([product_basename(m.path), *([str(asn_id)] if asn_id else []),
+                            "crf.fits"]) for m in item.asn_product.by_type("science")]
     return names
 
 
@@ -1036,7 +1037,7 @@ def _close_models(result) -> None:
                 pass
 
 
-def _describe_error(exc: BaseException) -> str:
+def _describe_error(exc: BaseException, task: Task | None = None) -> str:
     import errno
 
     # astropy checks free space itself and raises a plain OSError (no errno) that
@@ -1050,7 +1051,15 @@ def _describe_error(exc: BaseException) -> str:
             "re-run: finished tasks are kept and skipped."
         )
     if isinstance(exc, MemoryError):
-        return "out of memory. Re-run with fewer parallel jobs (-j)."
+        if task is None or task.in_pool:
+            return "out of memory. Re-run with fewer parallel jobs (-j)."
+        return (
+            "out of memory with a single job (-j 1). Run it with more memory available, "
+            + ("with --low-memory (the pipeline's on-disk mode, in_memory=False), or on fewer "
+               "exposures per association" if task.pipeline == "image3" else "or on smaller inputs")
+            + " (and check parameters that enlarge the products, such as resample's "
+            "pixel_scale_ratio)."
+        )
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, JwstrunError) else text
 
@@ -1143,7 +1152,8 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
                 result.failed_step = step
                 result.error_type = type(exc).__name__
                 where = f" in step {step}" if step and step not in (alias, cls_name(task)) else ""
-                result.error = f"{alias} failed{where} on {Path(task.input).name}: {_describe_error(exc)}"
+                result.error = (f"{alias} failed{where} on {Path(task.input).name}: "
+                                f"{_describe_error(exc, task)}")
                 logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
                 return result
             finally:
@@ -1179,7 +1189,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         result.error = f"{task.task_id}: {exc}"
         result.error_type = type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
-        result.error = f"{task.task_id}: {_describe_error(exc)}"
+        result.error = f"{task.task_id}: {_describe_error(exc, task)}"
         result.error_type = type(exc).__name__
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

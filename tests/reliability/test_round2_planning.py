@@ -19,12 +19,13 @@ from click.testing import CliRunner
 from jwstrun.cli import cli
 
 from ._helpers import (
+    Run,
     assert_no_traceback,
     assert_nothing_half_written,
     jwstrun_command,
     read_manifest,
-    sha256,
     tree_digest,
+    worker_pids,
 )
 
 
@@ -372,3 +373,101 @@ def test_jwstrun_asn_lists_each_exposure_once(repeated, tmp_path):
         assert sorted(Path(m["expname"]).name for m in members) == sorted(
             p.name for p in repeated["unique"])
     assert tree_digest(repeated["root"]) == repeated["before"]
+
+
+# ----------------------------------------------------------------------------- smaller items
+def test_pipeline_level_skip_is_refused(sim, tmp_path):
+    """--set skip=true (and 'skip: true' at pipeline level in a profile), which stpipe
+    ignores for a pipeline run on its own: refused before anything runs; skip=false and a
+    step's skip are accepted."""
+    rate = sim.rate_files[0]
+    why = ("true is refused at pipeline level: stpipe ignores it for a pipeline run on its "
+           "own, which would run anyway. Skip steps with steps.STEP.skip=true, or do not run "
+           "the pipeline")
+    assert _refused(["image2", rate, "--set", "skip=true"], tmp_path) == (
+        f"Error: --set skip=true: skip: {why}")
+    profile = tmp_path / "skip.yaml"
+    profile.write_text("image2:\n  skip: true\n")
+    assert _refused(["image2", rate, "--profile", profile], tmp_path) == (
+        f"Error: {profile}:2: image2.skip: {why}")
+    from jwstrun.profiles import parse_sets
+
+    parse_sets(["skip=false", "steps.resample.skip=true"], "image2")
+
+
+def test_nan_parameters_are_refused(sim, cal_files, tmp_path):
+    """--set steps.resample.pixfrac=nan (range 0-1, where inf is refused), nan in a list,
+    in an unbounded float and '.nan' in a profile: refused before anything runs."""
+    assert _refused(["image3", *cal_files, "--set", "steps.resample.pixfrac=nan"], tmp_path) == (
+        "Error: --set steps.resample.pixfrac=nan: 'nan' is not a number (NaN); give a finite "
+        "value (spec: float(min=0.0, max=1.0, default=1.0))")
+    assert _refused(["image3", *cal_files, "--set", "steps.resample.pixfrac=inf"], tmp_path) == (
+        "Error: --set steps.resample.pixfrac=inf: 'inf' is out of range: the value \"inf\" is "
+        "too big. (spec: float(min=0.0, max=1.0, default=1.0))")
+    for setting in ("steps.resample.crval=1,NaN", "steps.tweakreg.searchrad=nan"):
+        assert "is not a number (NaN)" in _refused(["image3", *cal_files, "--set", setting],
+                                                    tmp_path)
+    profile = tmp_path / "nan.yaml"
+    profile.write_text("image2:\n  steps:\n    resample:\n      pixfrac: .nan\n")
+    assert _refused(["image2", sim.rate_files[0], "--profile", profile], tmp_path) == (
+        f"Error: {profile}:4: image2.steps.resample.pixfrac: nan is not a number (NaN); give a "
+        "finite value (spec: float(min=0.0, max=1.0, default=1.0))")
+
+
+def _limit_address_space():
+    """preexec_fn: 6 GB of address space, so a 95 GB allocation fails with MemoryError."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+
+def test_out_of_memory_at_one_job_does_not_advise_fewer_jobs(sim, tmp_path):
+    """A real MemoryError at -j 1 (resample asked for a 95 GB mosaic, address space limited to
+    6 GB): the reason says to give it more memory or smaller inputs, not to use fewer jobs."""
+    outdir = tmp_path / "out"
+    run = subprocess.run(
+        jwstrun_command("image2", sim.rate_files[0], "-o", outdir, "-j", "1", "--crds-env",
+                        sim.env_file, "--no-progress", "--set",
+                        "steps.resample.pixel_scale_ratio=0.001"),
+        capture_output=True, text=True, timeout=600, preexec_fn=_limit_address_space,
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert_no_traceback(run.stderr)
+    (record,) = read_manifest(outdir)["tasks"].values()
+    assert record["error"].endswith(
+        f"failed in step resample on {sim.rate_files[0].name}: out of memory with a single "
+        "job (-j 1). Run it with more memory available, or on smaller inputs (and check "
+        "parameters that enlarge the products, such as resample's pixel_scale_ratio)."
+    ), record["error"]
+    assert "fewer parallel jobs" not in run.stdout + run.stderr
+
+
+def _holds_a_log(pid: int, logs: Path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(logs))
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_worker_killed_at_one_job_does_not_advise_fewer_jobs(sim, tmp_path,
+                                                             no_leftover_processes):
+    """The only worker of a -j 1 run SIGKILLed mid-task (as by the OOM killer): the reason
+    does not advise fewer jobs."""
+    outdir = tmp_path / "out"
+    run = Run(["image2", sim.rate_files[0], "-o", outdir, "-j", "1", "--crds-env",
+               sim.env_file, "--no-progress"], tmp_path / "logs", name="run")
+    no_leftover_processes.append(run.pid)
+    busy: list[int] = []
+
+    def the_worker_is_busy():
+        busy[:] = [pid for pid in worker_pids(run.pid) if _holds_a_log(pid, outdir / "logs")]
+        return bool(busy)
+
+    assert run.wait_for(the_worker_is_busy), run.stderr
+    os.kill(busy[0], 9)
+    assert run.wait() == 1, run.stderr[-3000:]
+    assert_no_traceback(run.stderr, worker_killed=True)
+    assert ("worker process was killed by SIGKILL (out of memory? with a single job already: "
+            "run it with more memory available, or with --low-memory for image3)") in run.stderr
+    assert "fewer jobs" not in run.stderr
