@@ -324,14 +324,14 @@ def _hdu_layout(handle, size: int, max_hdus: int = 1000):
 
 def check_fits_complete(
     path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")
-) -> dict[str, dict[str, str]]:
+) -> list[tuple[str, dict[str, str]]]:
     """Refuse a FITS file that was cut short or lacks the extensions a JWST product needs.
 
     ``read_primary_header`` catches a file that is not a whole number of FITS
     blocks; this catches a file cut on a block boundary (headers describe more
     bytes than the file has) and one without SCI, or without the ASDF extension
-    that stdatamodels writes last.  Headers only: no data is read.  Returns the
-    header cards of each extension by name (the first of a name), as :func:`_hdu_layout`.
+    that stdatamodels writes last.  Headers only: no data is read.  Returns each HDU's
+    ``(extname, cards)`` in order, as :func:`_hdu_layout` reads them.
     """
     path = Path(path)
     _check_fits_file(path)
@@ -360,4 +360,4 @@ def check_fits_complete(
             "not a complete JWST product (stdatamodels writes SCI first and ASDF last), so "
             "the file was cut short or not written by the JWST pipeline. Re-create it."
         )
-    return {name: cards for name, _s, _e, cards in reversed(hdus)}
+    return [(name, cards) for name, _s, _e, cards in hdus]

@@ -226,7 +226,8 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
                     f"{match}: is a directory. Give files or a glob such as '{match}/*_rate.fits'."
                 )
             try:
-                key = (path.stat().st_dev, path.stat().st_ino)
+                stat = path.stat()
+                key = (stat.st_dev, stat.st_ino)
             except OSError:
                 key = path  # planning says what is wrong with it
             if key not in seen:
@@ -275,8 +276,9 @@ def _check_complete(paths: Iterable[Path], pipeline: str) -> None:
     takes = STAGE2_INPUTS if pipeline == "image2" else STAGE3_INPUTS
     for path in paths:
         if not _is_association(Path(path)):
-            cards = check_fits_complete(path)
-            found = stage_type(path, cards["PRIMARY"], cards["SCI"].get("BUNIT"))
+            hdus = check_fits_complete(path)
+            sci = next(cards for name, cards in hdus if name == "SCI")
+            found = stage_type(path, hdus[0][1], sci.get("BUNIT"))
             if found not in takes:
                 raise InputError(_wrong_stage_message(Path(path), found, pipeline))
 
@@ -666,16 +668,22 @@ def _expected_outputs(item: _Planned) -> list[str]:
 
 def _replacement(to_run: list[tuple[Task, _Planned]], manifest, outdir: Path):
     """An :class:`OutputError` when a task would replace a file that another task's
-    manifest record owns, or that another task of this run writes too; else None."""
-    owners: dict[str, set[str]] = {}
+    manifest record owns, or that another task of this run writes too; else None.
+
+    Tasks are told apart by pipeline and product (what their ids are made of), so a
+    record kept under an id of an older jwstrun is still the same task's.
+    """
+    owners: dict[str, dict] = {}  # file name -> {(pipeline, product): task id}
     for owner, record in manifest.tasks.items():
         if isinstance(record, dict) and record.get("status") in ("ok", "skipped"):
             for name in record.get("outputs") or ():
                 if (outdir / str(name)).exists():
-                    owners.setdefault(str(name), set()).add(owner)
+                    key = (record.get("pipeline"), record.get("product"))
+                    owners.setdefault(str(name), {})[key] = owner
     for task, item in to_run:
         for name in _expected_outputs(item):
-            others = sorted(owners.get(name, set()) - {task.task_id})
+            others = [o for key, o in owners.get(name, {}).items()
+                      if key != (task.pipeline, task.product)]
             if others:
                 return OutputError(
                     f"{outdir / name}: task {task.task_id} ({task.input}) would replace this "
@@ -684,7 +692,7 @@ def _replacement(to_run: list[tuple[Task, _Planned]], manifest, outdir: Path):
                     "-o OUTDIR; nothing was run."
                 )
         for name in _expected_outputs(item):
-            owners.setdefault(name, set()).add(task.task_id)
+            owners.setdefault(name, {})[(task.pipeline, task.product)] = task.task_id
     return None
 
 

@@ -135,6 +135,17 @@ def test_association_products_differing_in_punctuation_get_their_own_tasks(
     again = _image2(sim, outdir, asn)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 ok, 2 up to date (skipped), 0 failed" in again.stdout + again.stderr
+    # A manifest of before this fix kept 'evil a' under the id 'image2-evil_a' (the last
+    # record written there): that record is the product's own, not another task's whose
+    # files would be replaced, so both tasks simply run again.
+    manifest = read_manifest(outdir)
+    old = next(k for k, r in manifest["tasks"].items() if r["product"] == "evil a")
+    manifest["tasks"]["image2-evil_a"] = dict(manifest["tasks"].pop(old), task_id="image2-evil_a")
+    (outdir / "jwstrun-manifest.json").write_text(json.dumps(manifest))
+    again = _image2(sim, outdir, asn)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 ok, 0 up to date (skipped), 0 failed" in again.stdout + again.stderr
+    _same_data(outdir / "evil a_cal.fits", ref / _rate(sim, 1).name.replace("_rate", "_cal"))
 
 
 def test_task_ids_stay_readable_stable_and_distinct():
