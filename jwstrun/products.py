@@ -138,7 +138,11 @@ def header_type(header, sci_bunit=None) -> str | None:
             return "crf"
         if calibrated:
             return "cal"
-        return "rateints" if str(header.get("NINTS", 1)).strip() not in ("", "0", "1") else "rate"
+        try:
+            is_3d = int(header.get("NINTS", 1) or 1) > 1
+        except (TypeError, ValueError):  # a header read without astropy gives text
+            is_3d = False
+        return "rateints" if is_3d else "rate"
     if datamodl == "SegmentationMapModel":
         return "segm"
     return None

@@ -41,7 +41,14 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
-from .products import STAGE2_INPUTS, STAGE3_INPUTS, product_basename, product_type, stage_type
+from .products import (
+    STAGE2_INPUTS,
+    STAGE3_INPUTS,
+    product_basename,
+    product_suffix,
+    product_type,
+    stage_type,
+)
 
 __all__ = [
     "PIPELINES",
@@ -315,8 +322,6 @@ _LAST_HEADER: dict = {}
 
 
 def _wrong_stage_message(path: Path, ptype: str | None, pipeline: str) -> str:
-    from .products import product_suffix
-
     named = product_suffix(path)
     # The header says otherwise than the name (products.stage_type)
     where = f"{path}: its header says it" if named and ptype and named != ptype else f"{path}:"
@@ -1061,11 +1066,13 @@ def _describe_error(exc: BaseException, task: Task | None = None) -> str:
     if isinstance(exc, MemoryError):
         if task is None or task.in_pool:
             return "out of memory. Re-run with fewer parallel jobs (-j)."
+        advice = (
+            "with --low-memory (the pipeline's on-disk mode, in_memory=False), or on fewer "
+            "exposures per association" if task.pipeline == "image3" else "or on smaller inputs"
+        )
         return (
-            "out of memory with a single job (-j 1). Run it with more memory available, "
-            + ("with --low-memory (the pipeline's on-disk mode, in_memory=False), or on fewer "
-               "exposures per association" if task.pipeline == "image3" else "or on smaller inputs")
-            + " (and check parameters that enlarge the products, such as resample's "
+            f"out of memory with a single job (-j 1). Run it with more memory available, {advice} "
+            "(and check parameters that enlarge the products, such as resample's "
             "pixel_scale_ratio)."
         )
     text = str(exc).strip() or type(exc).__name__
