@@ -50,6 +50,7 @@ __all__ = [
     "AsnBuildResult",
     "AssociationCheck",
     "read_exposures",
+    "repeated_exposures",
     "detect_level",
     "parse_group_by",
     "group_exposures",
@@ -148,7 +149,6 @@ def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> l
             "'jwstrun asn data/*_rate.fits -o l2_asn.json'."
         )
     seen: dict[Path, Path] = {}
-    by_name: dict[str, Path] = {}
     exposures = []
     for path in paths:
         if path.suffix.lower() == ".json":
@@ -158,20 +158,59 @@ def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> l
             )
         resolved = path.resolve()
         if resolved in seen:
-            log.warning("%s: listed more than once; using it once.", path)
+            if os.path.abspath(path) == os.path.abspath(seen[resolved]):
+                log.warning("%s: listed more than once; using it once.", path)
+            else:  # a symlink
+                log.warning("%s: is the same file as %s; using it once.", path, seen[resolved])
             continue
-        other = by_name.get(path.name)
-        if other is not None:
-            raise InputError(
-                f"{path}: has the same file name as {other}; their products would overwrite "
-                "each other. Give each exposure once."
-            )
         info = read_exposure_info(path)
         _check_jwst_exposure(info)
         seen[resolved] = path
-        by_name[path.name] = path
         exposures.append(info)
+    repeats = repeated_exposures(exposures)
+    for index, (first, why) in repeats.items():
+        log.warning("%s: %s %s; using it once.", exposures[index].path, why, exposures[first].path)
+    exposures = [info for index, info in enumerate(exposures) if index not in repeats]
+    by_name: dict[str, str] = {}
+    for info in exposures:
+        other = by_name.get(info.name)
+        if other is not None:
+            raise InputError(
+                f"{info.path}: has the same file name as {other}; their products would "
+                "overwrite each other. Give each exposure once."
+            )
+        by_name[info.name] = info.path
     return exposures
+
+
+def repeated_exposures(exposures: Sequence[ExposureInfo]) -> dict[int, tuple[int, str]]:
+    """The exposures that repeat an earlier one: index -> (index of the first, why).
+
+    The same file under another name (a symlink or hard link: same device and inode), or
+    the same exposure in the header (OBS_ID, EXPOSURE, DETECTOR and segment EXSEGNUM: a
+    copy), would be calibrated or mosaicked twice.
+    """
+    files: dict[tuple[int, int], int] = {}
+    identities: dict[tuple[str, ...], int] = {}
+    repeats: dict[int, tuple[int, str]] = {}
+    for index, info in enumerate(exposures):
+        try:
+            stat = os.stat(info.path)
+        except OSError:
+            stat = None
+        key = (stat.st_dev, stat.st_ino) if stat is not None else None
+        identity = (info.obs_id, info.exposure_number, info.detector.upper(), info.segment)
+        if key in files:
+            repeats[index] = (files[key], "is the same file as")
+        elif all(identity[:3]) and identity in identities:
+            repeats[index] = (identities[identity], (
+                f"is the same exposure (OBS_ID {info.obs_id}, EXPOSURE {info.exposure_number}, "
+                f"DETECTOR {info.detector}) as"))
+        else:
+            if key is not None:
+                files[key] = index
+            identities.setdefault(identity, index)
+    return repeats
 
 
 def _check_jwst_exposure(info: ExposureInfo) -> None:

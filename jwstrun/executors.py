@@ -587,8 +587,11 @@ class LocalExecutor:
                     except ValueError:
                         name = str(-code)
                     reason = f"worker process was killed by {name}"
-                    if -code == signal.SIGKILL:
+                    if -code == signal.SIGKILL and self.jobs > 1:
                         reason += " (out of memory? try fewer jobs with -j)"
+                    elif -code == signal.SIGKILL:
+                        reason += (" (out of memory? with a single job already: run it with more "
+                                   "memory available, or with --low-memory for image3)")
                 else:
                     reason = f"worker process exited unexpectedly with code {code}"
                 self._outstanding -= 1

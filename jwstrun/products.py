@@ -20,6 +20,8 @@ __all__ = [
     "ExposureInfo",
     "product_suffix",
     "product_type",
+    "header_type",
+    "stage_type",
     "read_primary_header",
     "read_exposure_info",
     "product_basename",
@@ -111,21 +113,56 @@ def product_type(path: str | os.PathLike, header=None) -> str | None:
         return suffix
     if header is None:
         return None
+    return header_type(header)
+
+
+def header_type(header, sci_bunit=None) -> str | None:
+    """Product type from the header alone, whatever the file is named.
+
+    DATAMODL and the step statuses: flat_field or photom COMPLETE (or the SCI
+    extension's ``sci_bunit`` in MJy/sr, when given) make a calibrated product,
+    resample or outlier_detection COMPLETE a Level-3 one.
+    """
     datamodl = str(header.get("DATAMODL", ""))
-    is_3d = int(header.get("NINTS", 1) or 1) > 1
+    done = {key for key in ("S_FLAT", "S_PHOTOM", "S_RESAMP", "S_OUTLIR")
+            if str(header.get(key, "")).strip() == "COMPLETE"}
+    calibrated = bool(done & {"S_FLAT", "S_PHOTOM"}) or (
+        "".join(str(sci_bunit or "").split()).lower() == "mjy/sr"
+    )
     if datamodl == "CubeModel":
-        return "calints" if str(header.get("S_PHOTOM", "")) == "COMPLETE" else "rateints"
+        return "calints" if calibrated else "rateints"
     if datamodl == "ImageModel":
-        if str(header.get("S_RESAMP", "")) == "COMPLETE":
+        if "S_RESAMP" in done:
             return "i2d"
-        if str(header.get("S_OUTLIR", "")) == "COMPLETE":
+        if "S_OUTLIR" in done:
             return "crf"
-        if str(header.get("S_PHOTOM", "")) == "COMPLETE":
+        if calibrated:
             return "cal"
+        try:
+            is_3d = int(header.get("NINTS", 1) or 1) > 1
+        except (TypeError, ValueError):  # a header read without astropy gives text
+            is_3d = False
         return "rateints" if is_3d else "rate"
     if datamodl == "SegmentationMapModel":
         return "segm"
     return None
+
+
+def stage_type(path: str | os.PathLike, header, sci_bunit=None) -> str | None:
+    """The product type of ``path`` as a pipeline must take it: the suffix's, unless the
+    header shows another stage (a ``_cal`` renamed ``*_rate.fits`` is ``cal``: calibrating
+    it again would apply flat and photom twice; a ``_rate`` renamed ``*_cal.fits`` is
+    ``rate``); the header's alone when the name does not say.  ``sci_bunit``: see
+    :func:`header_type`."""
+    named = product_suffix(path)
+    if named in STAGE2_INPUTS:
+        found = header_type(header, sci_bunit)
+        return found if found not in (None, *STAGE2_INPUTS) else named
+    done = [k for k in ("S_WCS", "S_FLAT", "S_PHOTOM")
+            if str(header.get(k, "")).strip() == "COMPLETE"]
+    if named in STAGE3_INPUTS and not done:  # no calwebb_image2 step ever ran on it
+        return header_type(header, sci_bunit) or named
+    return named or header_type(header, sci_bunit)
 
 
 def _str(header, key: str, default: str = "") -> str:
@@ -157,6 +194,8 @@ class ExposureInfo:
     sequence_id: str = ""
     activity_id: str = ""
     exposure_number: str = ""
+    obs_id: str = ""
+    segment: str = ""
     target: str = ""
     target_name: str = ""
     date_obs: str = ""
@@ -202,7 +241,7 @@ def _exposure_info(path, header) -> ExposureInfo:
         nints = 1
     return ExposureInfo(
         path=str(path),
-        product_type=product_type(path, header),
+        product_type=stage_type(path, header),
         datamodl=_str(header, "DATAMODL"),
         instrument=_str(header, "INSTRUME"),
         detector=_str(header, "DETECTOR"),
@@ -219,6 +258,8 @@ def _exposure_info(path, header) -> ExposureInfo:
         sequence_id=_str(header, "SEQ_ID"),
         activity_id=_str(header, "ACT_ID"),
         exposure_number=_str(header, "EXPOSURE"),
+        obs_id=_str(header, "OBS_ID"),
+        segment=_str(header, "EXSEGNUM"),
         target=_str(header, "TARGPROP"),
         target_name=_str(header, "TARGNAME"),
         date_obs=_str(header, "DATE-OBS"),
@@ -232,10 +273,24 @@ def _exposure_info(path, header) -> ExposureInfo:
 _BLOCK = 2880
 
 
+def _card_value(text: str) -> str:
+    """A card's value: a quoted string unquoted (it may hold '/'), else the text up to a comment."""
+    text = text.strip()
+    if text.startswith("'"):
+        match = _FITS_STRING.match(text)
+        if match:
+            return match.group(1).replace("''", "'").rstrip()
+    return text.split("/", 1)[0].strip()
+
+
+_FITS_STRING = re.compile(r"'((?:[^']|'')*)'")
+
+
 def _hdu_layout(handle, size: int, max_hdus: int = 1000):
     """Walk the HDUs of an open FITS file by their headers alone.
 
-    Yields ``(extname, header_start, data_end)``; raises ``ValueError`` for a
+    Yields ``(extname, header_start, data_end, cards)`` (``cards``: keyword -> raw value
+    text of the header, the first of each keyword); raises ``ValueError`` for a
     header cut off before its END card.  Pure Python on purpose: a few header
     blocks per HDU, about 0.1 ms per file, where astropy takes ~4 ms.
     """
@@ -261,7 +316,7 @@ def _hdu_layout(handle, size: int, max_hdus: int = 1000):
                     ended = True
                     break
                 if card[8:10] == "= " and key not in cards:
-                    cards[key] = card[10:].split("/", 1)[0].strip()
+                    cards[key] = _card_value(card[10:])
         try:
             naxis = int(cards.get("NAXIS", "0"))
             bitpix = abs(int(cards.get("BITPIX", "8")))
@@ -278,16 +333,19 @@ def _hdu_layout(handle, size: int, max_hdus: int = 1000):
         nbytes = bitpix // 8 * gcount * (pcount + (npix if naxis else 0))
         offset += -(-nbytes // _BLOCK) * _BLOCK
         name = cards.get("EXTNAME", "PRIMARY" if index == 0 else "").strip("'").strip()
-        yield name.upper(), start, offset
+        yield name.upper(), start, offset, cards
 
 
-def check_fits_complete(path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")) -> None:
+def check_fits_complete(
+    path: str | os.PathLike, required: tuple[str, ...] = ("SCI", "ASDF")
+) -> list[tuple[str, dict[str, str]]]:
     """Refuse a FITS file that was cut short or lacks the extensions a JWST product needs.
 
     ``read_primary_header`` catches a file that is not a whole number of FITS
     blocks; this catches a file cut on a block boundary (headers describe more
     bytes than the file has) and one without SCI, or without the ASDF extension
-    that stdatamodels writes last.  Headers only: no data is read.
+    that stdatamodels writes last.  Headers only: no data is read.  Returns each HDU's
+    ``(extname, cards)`` in order, as :func:`_hdu_layout` reads them.
     """
     path = Path(path)
     _check_fits_file(path)
@@ -300,10 +358,10 @@ def check_fits_complete(path: str | os.PathLike, required: tuple[str, ...] = ("S
             f"{path}: is truncated or damaged ({exc}). The file was not completely written "
             "or downloaded; re-create it."
         ) from None
-    names = [name for name, _start, _end in hdus]
-    end = max((e for _n, _s, e in hdus), default=0)
+    names = [name for name, _start, _end, _cards in hdus]
+    end = max((e for _n, _s, e, _c in hdus), default=0)
     if end > size:
-        cut = [name or "?" for name, _s, e in hdus if e > size]
+        cut = [name or "?" for name, _s, e, _c in hdus if e > size]
         raise InputError(
             f"{path}: is truncated: {size} bytes, but its headers describe {end} "
             f"(data of {', '.join(cut)} cut off). The file was not completely written or "
@@ -316,3 +374,4 @@ def check_fits_complete(path: str | os.PathLike, required: tuple[str, ...] = ("S
             "not a complete JWST product (stdatamodels writes SCI first and ASDF last), so "
             "the file was cut short or not written by the JWST pipeline. Re-create it."
         )
+    return [(name, cards) for name, _s, _e, cards in hdus]

@@ -36,6 +36,7 @@ import difflib
 import functools
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -104,6 +105,13 @@ _REFUSED_KEYS = {
     # there directly, outside jwstrun's validate-then-move (tests/reliability).
     "output_dir": "jwstrun writes every product into -o OUTDIR, after validating it; "
     "an output_dir would write around that (possibly outside OUTDIR)",
+}
+
+# Pipeline-level keys stpipe accepts and then ignores (a pipeline run on its own sets
+# skip back to False): refused, so that nobody believes a setting that does nothing.
+_PIPELINE_REFUSED_KEYS = {
+    "skip": "stpipe ignores it for a pipeline run on its own, which would run anyway. "
+    "Skip steps with steps.STEP.skip=true, or do not run the pipeline",
 }
 
 # Spec keys that are plumbing rather than parameters (added by Pipeline.load_spec_file).
@@ -452,7 +460,16 @@ def _coerce(pspec: ParamSpec, value: Any, text: str | None) -> Any:
 
     for candidate in candidates:
         try:
-            return _validator().check(pspec.check, candidate)
+            checked = _validator().check(pspec.check, candidate)
+            # configobj's range checks compare, and NaN passes every comparison: the
+            # pipeline would fail late (or not at all) on what inf is refused for here.
+            if fun in ("float", "float_list") and any(
+                isinstance(v, float) and math.isnan(v)
+                for v in (checked if isinstance(checked, list) else [checked])
+            ):
+                raise _Problem(f"{value!r} is not a number (NaN); give a finite value "
+                               f"(spec: {pspec.check})")
+            return checked
         except VdtTypeError:
             continue
         except VdtValueError as exc:
@@ -639,6 +656,13 @@ def _refusal(key: str) -> str:
     )
 
 
+def _ignored(step: str | None, key: str, value: Any) -> str | None:
+    """Why setting ``key`` of the pipeline (``step`` None) to ``value`` is refused; None if not."""
+    if step is None and key in _PIPELINE_REFUSED_KEYS and value is True:
+        return f"{key}: true is refused at pipeline level: {_PIPELINE_REFUSED_KEYS[key]}"
+    return None
+
+
 def _parse_section(pipeline: str, node, errors: _Errors, make_origin) -> ParameterSet:
     spec = pipeline_spec(pipeline)
     section = ParameterSet(pipeline)
@@ -699,6 +723,9 @@ def _parse_param(spec: PipelineSpec, step, key, key_node, value_node, errors, ma
         coerced = _coerce(params[key], value, text)
     except _Problem as exc:
         errors.add(_line(value_node), f"{where}.{key}: {exc}")
+        return None
+    if _ignored(step, key, coerced):
+        errors.add(_line(key_node), f"{where}.{_ignored(step, key, coerced)}")
         return None
     return Setting(coerced, make_origin(_line(value_node)))
 
@@ -1026,6 +1053,9 @@ def parse_sets(sets: Sequence[str], pipeline: str) -> Profile:
             value = _coerce(params[param], _split_value(text), None)
         except _Problem as exc:
             problems.append(f"{where}: {exc}")
+            continue
+        if _ignored(step, param, value):
+            problems.append(f"{where}: {_ignored(step, param, value)}")
             continue
         section.set(step, param, Setting(value, Origin("set", item)))
     if problems:

@@ -42,7 +42,14 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
-from .products import STAGE2_INPUTS, STAGE3_INPUTS, product_basename, product_type
+from .products import (
+    STAGE2_INPUTS,
+    STAGE3_INPUTS,
+    product_basename,
+    product_suffix,
+    product_type,
+    stage_type,
+)
 
 __all__ = [
     "PIPELINES",
@@ -214,7 +221,7 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     file they resolve to.
     """
     paths: list[Path] = []
-    seen: set[Path] = set()
+    seen: dict = {}  # (device, inode) -> the name first given for that file
     for pattern in patterns:
         text = str(pattern)
         if os.path.exists(text):
@@ -237,9 +244,16 @@ def expand_inputs(patterns: Iterable[str | os.PathLike]) -> list[Path]:
                 raise InputError(
                     f"{match}: is a directory. Give files or a glob such as '{match}/*_rate.fits'."
                 )
-            if resolved not in seen:
-                seen.add(resolved)
+            try:
+                stat = resolved.stat()
+                key = (stat.st_dev, stat.st_ino)
+            except OSError:
+                key = resolved  # planning says what is wrong with it
+            if key not in seen:
+                seen[key] = match
                 paths.append(Path(match).absolute())
+            elif os.path.abspath(match) != os.path.abspath(seen[key]):  # a symlink or hard link
+                log.warning("%s: is the same file as %s; using it once.", match, seen[key])
     if not paths:
         raise InputError("no inputs given.")
     return paths
@@ -267,17 +281,25 @@ def _load_association(path: Path, level: int, allow_outside: bool = False):
     check = check_association(path, allow_outside=allow_outside)
     if check.problems:
         raise InputError(f"{path}: " + " ".join(check.problems[:3]))
-    _check_complete(m.path for product in check.association.products for m in product.members)
+    _check_complete((m.path for product in check.association.products for m in product.members),
+                    f"image{level}")
     return check.association
 
 
-def _check_complete(paths: Iterable[Path]) -> None:
-    """Refuse exposures cut short or without SCI/ASDF before anything runs (headers only)."""
+def _check_complete(paths: Iterable[Path], pipeline: str) -> None:
+    """Refuse exposures cut short or without SCI/ASDF, or whose SCI unit says they are of
+    another stage than ``pipeline`` takes (:func:`jwstrun.products.stage_type`), before
+    anything runs (headers only)."""
     from .products import check_fits_complete
 
+    takes = STAGE2_INPUTS if pipeline == "image2" else STAGE3_INPUTS
     for path in paths:
         if not _is_association(Path(path)):
-            check_fits_complete(path)
+            hdus = check_fits_complete(path)
+            sci = next(cards for name, cards in hdus if name == "SCI")
+            found = stage_type(path, hdus[0][1], sci.get("BUNIT"))
+            if found not in takes:
+                raise InputError(_wrong_stage_message(Path(path), found, pipeline))
 
 
 def _file_type(path: Path) -> str | None:
@@ -287,7 +309,8 @@ def _file_type(path: Path) -> str | None:
 
         ptype = read_exposure_info(path).product_type
     elif ptype is not None:
-        _planning_header(path)  # clear errors for empty / truncated / gzip files
+        # clear errors for empty / truncated / gzip files; a _cal renamed _rate is a cal
+        ptype = stage_type(path, _planning_header(path))
     return ptype
 
 
@@ -311,23 +334,26 @@ _LAST_HEADER: dict = {}
 
 
 def _wrong_stage_message(path: Path, ptype: str | None, pipeline: str) -> str:
+    named = product_suffix(path)
+    # The header says otherwise than the name (products.stage_type)
+    where = f"{path}: its header says it" if named and ptype and named != ptype else f"{path}:"
     if pipeline == "image2":
         if ptype in STAGE3_INPUTS or ptype in ("i2d", "segm", "cat"):
             return (
-                f"{path}: is a _{ptype} product, already processed by calwebb_image2. "
+                f"{where} is a _{ptype} product, already processed by calwebb_image2. "
                 "Give _rate/_rateints files to image2, or give this file to 'jwstrun image3'."
             )
         return (
-            f"{path}: is not a _rate/_rateints exposure (product type {ptype or 'unknown'}). "
+            f"{where} is not a _rate/_rateints exposure (product type {ptype or 'unknown'}). "
             "image2 takes *_rate.fits, *_rateints.fits or Level-2 associations."
         )
     if ptype in STAGE2_INPUTS:
         return (
-            f"{path}: is a _{ptype} exposure, not yet calibrated. Run 'jwstrun image2' on it "
+            f"{where} is a _{ptype} exposure, not yet calibrated. Run 'jwstrun image2' on it "
             "first and give the resulting _cal files to image3."
         )
     return (
-        f"{path}: is not a _cal/_calints/_crf product (product type {ptype or 'unknown'}). "
+        f"{where} is not a _cal/_calints/_crf product (product type {ptype or 'unknown'}). "
         "image3 takes *_cal.fits files or Level-3 associations."
     )
 
@@ -456,7 +482,17 @@ def _validate_products(paths: list[Path], parameters: dict, expect_background: b
 # Planning
 # --------------------------------------------------------------------------
 def _safe_id(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """``name`` with characters other than letters, digits and ``-_.`` made ``_``; when any
+    was, a short hash of the exact name is appended, so ``evil a`` and ``evil_a`` get
+    different ids (and the same name always the same id: resume keys on it)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe
+
+
+def _task_id(item: "_Planned") -> str:
+    return f"{item.pipeline}-{_safe_id(item.product)}"
 
 
 def _input_entry(path: Path, role: str) -> dict:
@@ -474,12 +510,11 @@ def _input_entry(path: Path, role: str) -> dict:
 
 
 def _write_product_asn(asn, product, dest: Path) -> None:
-    """Write a one-product copy of an association with absolute member paths."""
-    members = []
-    for raw, member in zip(_raw_members(asn, product.name), product.members, strict=True):
-        entry = dict(raw)
-        entry["expname"] = str(member.path)
-        members.append(entry)
+    """Write a one-product copy of an association with absolute member paths (those of
+    ``product.members``, which may leave some of the association's out)."""
+    paths = {member.expname: member.path for member in product.members}
+    members = [dict(raw, expname=str(paths[raw["expname"]]))
+               for raw in _raw_members(asn, product.name) if raw["expname"] in paths]
     single = {k: v for k, v in asn.data.items() if k != "products"}
     raw_product = next(p for p in asn.data["products"] if p.get("name") == product.name)
     single["products"] = [dict(raw_product, members=members)]
@@ -574,7 +609,7 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
     holding OUTDIR's lock.
     """
     asn_paths, cal_files = check_image3_inputs(paths)
-    asns = [_load_association(p, 3) for p in asn_paths]
+    asns = [(_load_association(p, 3), True) for p in asn_paths]
     if cal_files:
         from .asn import make_associations
 
@@ -583,14 +618,17 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
         )
         for written in built.associations:
             log.info("built %s from %d _cal files", written.path.name, written.n_members)
-            asns.append(_load_association(written.path, 3, allow_outside=True))
+            # read_exposures gave each exposure once already
+            asns.append((_load_association(written.path, 3, allow_outside=True), False))
     planned = []
-    for asn in asns:
-        product = asn.products[0]
+    for asn, given in asns:
+        product = _unique_members(asn) if given else asn.products[0]
         members = [m.path for m in product.members]
+        whole = len(product.members) == len(asn.products[0].members)
         planned.append(
             _Planned(
-                "image3", product.name, Path(asn.path), [Path(asn.path), *members],
+                "image3", product.name, Path(asn.path) if whole else None,
+                [Path(asn.path), *members],
                 ["association", *[m.exptype for m in product.members]], asn=asn,
                 asn_product=product, pixels=_exposure_pixels(members[0]),
                 n_members=len(members),
@@ -599,8 +637,24 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
     return planned
 
 
+def _unique_members(asn):
+    """The Level-3 product of ``asn`` with each exposure once
+    (:func:`jwstrun.asn.repeated_exposures`): a repeat is left out with a warning, and the
+    task runs a copy of the association without it."""
+    from .asn import AsnProduct, repeated_exposures
+    from .products import read_exposure_info
+
+    product = asn.products[0]
+    repeats = repeated_exposures([read_exposure_info(m.path) for m in product.members])
+    for index, (first, why) in repeats.items():
+        log.warning("%s: member %s %s %s; using it once.", asn.path,
+                    product.members[index].expname, why, product.members[first].expname)
+    return AsnProduct(product.name, [m for i, m in enumerate(product.members) if i not in repeats])
+
+
 def _check_unique_products(planned: list[_Planned]) -> None:
     seen: dict[str, _Planned] = {}
+    ids: dict[str, _Planned] = {}
     for item in planned:
         if item.product in seen:
             first = seen[item.product]
@@ -608,7 +662,60 @@ def _check_unique_products(planned: list[_Planned]) -> None:
                 f"{item.inputs[0]} and {first.inputs[0]} would both write products named "
                 f"{item.product}_*. Give each exposure once, or use separate output directories."
             )
-        seen[item.product] = item
+        first = ids.get(_task_id(item))
+        if first is not None:  # a name made to match another name's sanitised id and hash
+            raise InputError(
+                f"{item.inputs[0]} and {first.inputs[0]}: products {item.product!r} and "
+                f"{first.product!r} would share task id {_task_id(item)}. Rename one of them."
+            )
+        seen[item.product] = ids[_task_id(item)] = item
+
+
+#: What each pipeline writes as <product>_<suffix> (image3 adds <member>_<asn_id>_crf.fits).
+_PRODUCT_SUFFIXES = {
+    "image2": ("cal.fits", "calints.fits", "bsub.fits", "bsubints.fits", "i2d.fits"),
+    "image3": ("i2d.fits", "segm.fits", "cat.ecsv"),
+}
+
+
+def _expected_outputs(item: _Planned) -> list[str]:
+    """The names a planned task may write into OUTDIR."""
+    names = [f"{item.product}_{suffix}" for suffix in _PRODUCT_SUFFIXES[item.pipeline]]
+    if item.pipeline == "image3" and item.asn_product is not None:
+        asn_id = item.asn.data.get("asn_id")
+        names += ["_".join([product_basename(m.path), *([str(asn_id)] if asn_id else []),
+                            "crf.fits"]) for m in item.asn_product.by_type("science")]
+    return names
+
+
+def _replacement(to_run: list[tuple[Task, _Planned]], manifest, outdir: Path):
+    """An :class:`OutputError` when a task would replace a file that another task's
+    manifest record owns, or that another task of this run writes too; else None.
+
+    Tasks are told apart by pipeline and product (what their ids are made of), so a
+    record kept under an id of an older jwstrun is still the same task's.
+    """
+    owners: dict[str, dict] = {}  # file name -> {(pipeline, product): task id}
+    for owner, record in manifest.tasks.items():
+        if isinstance(record, dict) and record.get("status") in ("ok", "skipped"):
+            for name in record.get("outputs") or ():
+                if (outdir / str(name)).exists():
+                    key = (record.get("pipeline"), record.get("product"))
+                    owners.setdefault(str(name), {})[key] = owner
+    for task, item in to_run:
+        for name in _expected_outputs(item):
+            others = [o for key, o in owners.get(name, {}).items()
+                      if key != (task.pipeline, task.product)]
+            if others:
+                return OutputError(
+                    f"{outdir / name}: task {task.task_id} ({task.input}) would replace this "
+                    f"product of task {others[0]}. Give the product another name (for an "
+                    "association: its product name, or asn_id for _crf files) or use another "
+                    "-o OUTDIR; nothing was run."
+                )
+        for name in _expected_outputs(item):
+            owners.setdefault(name, {})[(task.pipeline, task.product)] = task.task_id
+    return None
 
 
 def _bytes_per_worker(planned: list[_Planned]) -> float:
@@ -634,7 +741,7 @@ def _make_tasks(
     tasks = []
     tmp_root = outdir / TMP_DIRNAME
     for item in planned:
-        task_id = f"{item.pipeline}-{_safe_id(item.product)}"
+        task_id = _task_id(item)
         workdir = tmp_root / task_id
         if item.input is not None:
             task_input = item.input
@@ -964,7 +1071,7 @@ def _close_models(result) -> None:
                 pass
 
 
-def _describe_error(exc: BaseException) -> str:
+def _describe_error(exc: BaseException, task: Task | None = None) -> str:
     import errno
 
     # astropy checks free space itself and raises a plain OSError (no errno) that
@@ -978,7 +1085,17 @@ def _describe_error(exc: BaseException) -> str:
             "re-run: finished tasks are kept and skipped."
         )
     if isinstance(exc, MemoryError):
-        return "out of memory. Re-run with fewer parallel jobs (-j)."
+        if task is None or task.in_pool:
+            return "out of memory. Re-run with fewer parallel jobs (-j)."
+        advice = (
+            "with --low-memory (the pipeline's on-disk mode, in_memory=False), or on fewer "
+            "exposures per association" if task.pipeline == "image3" else "or on smaller inputs"
+        )
+        return (
+            f"out of memory with a single job (-j 1). Run it with more memory available, {advice} "
+            "(and check parameters that enlarge the products, such as resample's "
+            "pixel_scale_ratio)."
+        )
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, JwstrunError) else text
 
@@ -1095,7 +1212,8 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
                 result.failed_step = step
                 result.error_type = type(exc).__name__
                 where = f" in step {step}" if step and step not in (alias, cls_name(task)) else ""
-                result.error = f"{alias} failed{where} on {Path(task.input).name}: {_describe_error(exc)}"
+                result.error = (f"{alias} failed{where} on {Path(task.input).name}: "
+                                f"{_describe_error(exc, task)}")
                 logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
                 return result
             finally:
@@ -1131,7 +1249,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         result.error = f"{task.task_id}: {exc}"
         result.error_type = type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
-        result.error = f"{task.task_id}: {_describe_error(exc)}"
+        result.error = f"{task.task_id}: {_describe_error(exc, task)}"
         result.error_type = type(exc).__name__
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1313,6 +1431,7 @@ def run_tasks(
         task.env = dict(worker_env)  # travels with the task to wherever it runs
     refusals = {t.task_id: p.refused for t, p in zip(tasks, planned, strict=True) if p.refused}
     by_id = {t.task_id: t for t in tasks}
+    by_plan = {t.task_id: p for t, p in zip(tasks, planned, strict=True)}
     def on_worker_event(ev):
         emit(ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid)
 
@@ -1366,6 +1485,8 @@ def run_tasks(
             to_run.append(task)
         # The image3 preflight's refusals count only for what has to run; nothing ran yet.
         refused = next((refusals[t.task_id] for t in to_run if t.task_id in refusals), None)
+        refused = refused or _replacement([(t, by_plan[t.task_id]) for t in to_run], manifest,
+                                          outdir)
         if refused is not None:
             raise refused
         emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(results), jobs=jobs,
@@ -1513,7 +1634,7 @@ def _run(
             _check_unique_products(planned)
         else:
             check_image3_inputs(paths)
-        _check_complete(paths)  # after the product-type checks, whose messages say more
+        _check_complete(paths, pipeline)  # after the product-type checks, whose messages say more
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.
