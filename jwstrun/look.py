@@ -44,6 +44,7 @@ __all__ = [
     "VIEWERS",
     "REPORT_NAME",
     "PREVIEW_DIRNAME",
+    "NAN_COLOUR",
     "Preview",
     "preview_file",
     "preview_files",
@@ -68,7 +69,12 @@ STRETCHES = ("asinh", "zscale")
 REPORT_NAME = "jwstrun-report.html"
 PREVIEW_DIRNAME = "previews"
 
-_MAX_DISPLAY_PIXELS = 1400  # larger images are block-averaged before drawing
+#: colour of pixels with no data (NaN) in previews and thumbnails: slate blue, not black
+NAN_COLOUR = "#5b6f8a"
+
+# Images are block-averaged to at most this many pixels on their longer side before
+# drawing: about the size of the axes in the 800-pixel-wide preview figure.
+_DISPLAY_PIXELS = 700
 _THUMB_PIXELS = 220
 _DQ_DO_NOT_USE = 1
 _DQ_OUTLIER = 16
@@ -186,22 +192,38 @@ def _load_image(path: Path, integration: int | None, want_dq: bool) -> _Image:
 
 
 def _block(arr, factor: int, how: str):
-    """Shrink an image by an integer factor (mean of finite values, or OR of bits)."""
-    import warnings
-
+    """Shrink an image by an integer factor (mean of finite values, max, or OR of bits)."""
     import numpy as np
 
     if factor <= 1:
         return arr
     ny, nx = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
-    view = arr[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    shape = (ny // factor, factor, nx // factor, factor)
+    view = arr[:ny, :nx]
     if how == "or":
+        view = view.reshape(shape)
         return np.bitwise_or.reduce(np.bitwise_or.reduce(view, axis=3), axis=1)
     if how == "max":
-        return view.max(axis=(1, 3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
-        return np.nanmean(view, axis=(1, 3))
+        return view.reshape(shape).max(axis=(1, 3))
+    # The mean of the finite values as sum / count: np.nanmean is 3-5x slower on a
+    # full frame. A block with no finite value stays NaN (no data).
+    finite = np.isfinite(view)
+    total = np.where(finite, view, 0).reshape(shape).sum(axis=(1, 3), dtype="float64")
+    count = finite.reshape(shape).sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype("float32")
+
+
+def _display_factor(shape, pixels: int) -> int:
+    """The block size that shrinks an image to at most ``pixels`` on its longer side."""
+    return max(1, -(-max(shape) // pixels))
+
+
+def _rgba(data, norm, cmap):
+    """The colour-mapped image as uint8 RGBA (NaN in the colormap's 'bad' colour)."""
+    import numpy as np
+
+    return cmap(np.asarray(norm(data)), bytes=True)
 
 
 def _norm(data, stretch: str):
@@ -228,7 +250,10 @@ def _norm(data, stretch: str):
         stretch_obj = AsinhStretch(a=0.05)
     if not vmax > vmin:
         vmax = vmin + 1.0
-    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=stretch_obj, clip=True)
+    # No clipping: the colormap shows values beyond the limits in its end colours
+    # anyway, and a clipping norm would pile the colour bar's out-of-range ticks up
+    # on its ends, where their labels overlap.
+    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=stretch_obj, clip=False)
 
 
 def _figure(shape, extra_height: float = 0.9):
@@ -241,23 +266,35 @@ def _figure(shape, extra_height: float = 0.9):
     height = min(max(width * ny / max(nx, 1) * 0.9 + extra_height, 3.0), 12.0)
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
-    # Fixed margins: tight_layout would draw the whole figure an extra time.
-    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.07, top=1 - 0.6 / height)
+    # Fixed margins (tight_layout would draw the whole figure an extra time); the right
+    # one holds the colour bar's tick labels and its label, which used to be cut off.
+    fig.subplots_adjust(left=0.09, right=0.88, bottom=0.07, top=1 - 0.6 / height)
     return fig
 
 
-def _save_figure(fig, dest: Path) -> None:
-    """Write a PNG atomically: a killed run never leaves a half-written preview."""
+def _write_atomically(dest: Path, write) -> None:
+    """``write(tmp_path)``, then rename: a killed run never leaves a half-written preview."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        # zlib level 3: noisy sky images encode faster than at the default 6, same size
-        fig.savefig(tmp, format="png", dpi=fig.dpi, pil_kwargs={"compress_level": 3})
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save_figure(fig, dest: Path) -> None:
+    """Draw a figure and write it as an RGB PNG, atomically."""
+    import numpy as np
+    from PIL import Image
+
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    # zlib level 1: noisy sky hardly compresses at higher levels, which take 2-3x longer
+    _write_atomically(dest, lambda tmp: Image.fromarray(rgb).save(tmp, format="png",
+                                                                  compress_level=1))
 
 
 def _title(image: _Image, what: str = "") -> str:
@@ -299,21 +336,16 @@ def _read_catalog_xy(path: Path):
 def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: Path | None,
                result: Preview) -> None:
     import numpy as np
+    from matplotlib.cm import ScalarMappable
     from matplotlib.patches import Patch
 
-    factor = max(1, -(-max(image.sci.shape) // _MAX_DISPLAY_PIXELS))
+    # Block-average to the size the image is drawn at, colour-map it here and hand
+    # matplotlib ready RGBA pixels: drawing then costs the same for any detector.
+    factor = _display_factor(image.sci.shape, _DISPLAY_PIXELS)
     shown = _block(image.sci, factor, "mean")
     norm = _norm(shown, stretch)
-    fig = _figure(shown.shape)
-    ax = fig.add_subplot(1, 1, 1)
     cmap = _cmap("gray")
-    im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", cmap=cmap, norm=norm,
-                   interpolation="nearest",
-                   extent=(-0.5, image.sci.shape[1] - 0.5, -0.5, image.sci.shape[0] - 0.5))
-    # Ticks evenly spaced in the stretched scale: asinh's default ticks crowd at the top.
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02,
-                       ticks=norm.inverse(np.linspace(0, 1, 7)), format="%.3g")
-    bar.set_label(image.bunit or "(no BUNIT)")
+    rgba = _rgba(shown, norm, cmap)
     handles = []
     if show_dq:
         if image.dq is None:
@@ -328,18 +360,24 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
             result.dq_counts = {"OUTLIER": int(outlier.sum()), "DO_NOT_USE": int(dnu.sum()),
                                 "other flags": int(other.sum())}
             if factor > 1:  # a flagged pixel stays visible after shrinking
-                outlier, dnu, other = (_block(m.astype("uint8"), factor, "max") > 0
+                outlier, dnu, other = (_block(m.view("uint8"), factor, "max") > 0
                                        for m in (outlier, dnu, other))
-            overlay = np.zeros(outlier.shape + (4,), dtype="float32")
             colours = {"OUTLIER": (1.0, 0.55, 0.0), "DO_NOT_USE": (0.95, 0.1, 0.1),
                        "other flags": (0.1, 0.8, 0.95)}
             for name, mask in (("other flags", other), ("DO_NOT_USE", dnu), ("OUTLIER", outlier)):
-                overlay[mask, :3] = colours[name]
-                overlay[mask, 3] = 0.85
-            ax.imshow(overlay, origin="lower", interpolation="nearest",
-                      extent=(-0.5, dq.shape[1] - 0.5, -0.5, dq.shape[0] - 0.5))
+                # the flag colour at 85 % opacity over the image, as an overlay would be
+                blended = 0.85 * 255 * np.asarray(colours[name]) + 0.15 * rgba[mask, :3]
+                rgba[mask, :3] = np.round(blended).astype("uint8")
             for name, count in result.dq_counts.items():
                 handles.append(Patch(color=colours[name], label=f"{name}: {count}"))
+    fig = _figure(shown.shape)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(rgba, origin="lower", interpolation="nearest",
+              extent=(-0.5, image.sci.shape[1] - 0.5, -0.5, image.sci.shape[0] - 0.5))
+    # Ticks evenly spaced in the stretched scale: asinh's default ticks crowd at the top.
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046, pad=0.02,
+                       ticks=norm.inverse(np.linspace(0, 1, 7)), format="%.3g")
+    bar.set_label(image.bunit or "(no BUNIT)")
     if catalog is not None:
         x, y = _read_catalog_xy(catalog)
         result.n_catalog_sources = int(len(x))
@@ -351,7 +389,7 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
     ax.set_title(_title(image) + f"  stretch: {stretch}", fontsize=9)
     _sky_axes_note(ax)
     _save_figure(fig, dest)
-    result.thumbnail = _thumbnail_jpeg(shown, norm, cmap)
+    result.thumbnail = _thumbnail_jpeg(image.sci, norm, cmap)
 
 
 def _cmap(name: str):
@@ -360,48 +398,44 @@ def _cmap(name: str):
     from matplotlib import colormaps
 
     cmap = copy.copy(colormaps[name])
-    cmap.set_bad("#5b6f8a")  # NaN (no data) shown in slate blue, not black
+    cmap.set_bad(NAN_COLOUR)
     return cmap
 
 
-def _thumbnail_jpeg(shown, norm, cmap) -> bytes:
-    """A small JPEG of the stretched image alone (no axes), for embedding in the report."""
-    import numpy as np
-    from matplotlib.image import imsave
+def _thumbnail_jpeg(data, norm, cmap) -> bytes:
+    """A small JPEG of the stretched image alone (no axes, no figure), for the report."""
+    from PIL import Image
 
-    factor = max(1, -(-max(shown.shape) // _THUMB_PIXELS))
-    small = _block(shown, factor, "mean")
+    small = _block(data, _display_factor(data.shape, _THUMB_PIXELS), "mean")
+    rgb = _rgba(small, norm, cmap)[::-1, :, :3]  # row 0 at the bottom, as in the preview
     buffer = io.BytesIO()
     # JPEG: noisy sky compresses 5x better than PNG and the page stays small.
-    imsave(buffer, np.ma.masked_invalid(norm(small)), cmap=cmap, vmin=0, vmax=1,
-           origin="lower", format="jpeg", pil_kwargs={"quality": 85})
+    Image.fromarray(rgb).save(buffer, format="jpeg", quality=85)
     return buffer.getvalue()
 
 
 def _draw_map(image: _Image, data, dest: Path, label: str, what: str, cmap_name: str,
               integer: bool = False) -> None:
-    factor = max(1, -(-max(data.shape) // _MAX_DISPLAY_PIXELS))
-    shown = _block(data, factor, "max" if integer else "mean")
-    fig = _figure(shown.shape)
-    ax = fig.add_subplot(1, 1, 1)
     import numpy as np
+    from matplotlib.cm import ScalarMappable
 
+    shown = _block(data, _display_factor(data.shape, _DISPLAY_PIXELS), "max" if integer else "mean")
+    cmap = _cmap(cmap_name)
     if integer:
-        top = int(np.nanmax(shown)) if shown.size else 1
         from matplotlib.colors import BoundaryNorm
 
-        bounds = np.arange(-0.5, max(top, 1) + 1.5, 1.0)
-        im = ax.imshow(shown, origin="lower", cmap=_cmap(cmap_name),
-                       norm=BoundaryNorm(bounds, 256), interpolation="nearest",
-                       extent=(-0.5, data.shape[1] - 0.5, -0.5, data.shape[0] - 0.5))
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02,
-                           ticks=range(0, max(top, 1) + 1))
+        top = max(int(np.nanmax(shown)) if shown.size else 1, 1)
+        norm = BoundaryNorm(np.arange(-0.5, top + 1.5, 1.0), 256)
+        ticks = range(0, top + 1)
     else:
-        im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", cmap=_cmap(cmap_name),
-                       norm=_norm(shown, "zscale"),
-                       interpolation="nearest",
-                       extent=(-0.5, data.shape[1] - 0.5, -0.5, data.shape[0] - 0.5))
-        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        norm = _norm(shown, "zscale")
+        ticks = None
+    fig = _figure(shown.shape)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(_rgba(shown, norm, cmap), origin="lower", interpolation="nearest",
+              extent=(-0.5, data.shape[1] - 0.5, -0.5, data.shape[0] - 0.5))
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046, pad=0.02,
+                       ticks=ticks)
     bar.set_label(label)
     ax.set_title(_title(image, what), fontsize=9)
     _sky_axes_note(ax)
@@ -711,17 +745,20 @@ def _data_uri(data: bytes, mime: str = "image/png") -> str:
 
 def _fig_png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=fig.dpi)
     return buffer.getvalue()
 
 
 def _plot_figure(width=6.4, height=3.6):
+    """A figure for the report's plots, with fixed margins in inches (room for tick
+    labels, axis labels and a two-line title): tight_layout would draw it twice."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.6 / height,
+                        top=1 - 0.35 / height, wspace=0.8 / (width / 2))
     return fig
 
 
@@ -1193,7 +1230,8 @@ def _image_products(records: list[dict], run_dir: Path) -> list[Path]:
 _REPORT_MODULES = (
     "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "astropy.wcs",
     "astropy.coordinates", "matplotlib.figure", "matplotlib.backends.backend_agg",
-    "matplotlib.colors", "matplotlib.patches", "matplotlib.image", "yaml",
+    "matplotlib.colors", "matplotlib.patches", "matplotlib.cm", "PIL.Image", "yaml",
+    "scipy.spatial",  # astropy's catalog matching (the truth comparison)
 )
 
 
