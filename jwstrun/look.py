@@ -7,7 +7,9 @@
 * :func:`write_report` writes ``OUTDIR/jwstrun-report.html``: one page with no
   network resources and no JavaScript -- task table, timings, memory,
   validation, CRDS references, resolved parameters, thumbnails linking to full
-  previews, tweakreg residuals, skymatch levels and catalog magnitudes.
+  previews, tweakreg residuals, skymatch levels and catalog magnitudes.  The
+  previews are normally drawn by the workers as each task ends
+  (:mod:`jwstrun._previews`); the report reuses them.
 * :func:`view_file` opens a product in ginga, glue or ds9;
   :func:`load_in_viewer` loads it through the viewer's own API without a
   window (what ``jwstrun view --check`` and the tests use).
@@ -68,6 +70,8 @@ PREVIEW_TYPES = (
 STRETCHES = ("asinh", "zscale")
 REPORT_NAME = "jwstrun-report.html"
 PREVIEW_DIRNAME = "previews"
+#: images the report shows by default (``jwstrun report --max-previews``)
+MAX_PREVIEWS = 60
 
 #: colour of pixels with no data (NaN) in previews and thumbnails: slate blue, not black
 NAN_COLOUR = "#5b6f8a"
@@ -918,18 +922,31 @@ def _runs_section(runs: list[dict]) -> str:
             "<th>wall</th><th>tasks</th><th></th></tr>" + rows + "</table>")
 
 
+def _gallery_options(name: str) -> dict | None:
+    """How the gallery draws product ``name`` (None: not an image): DQ flags on a crf;
+    WHT/CON maps for Level-3 mosaics only (per-exposure image2 maps add little)."""
+    ptype = product_type(Path(name))
+    if ptype not in PREVIEW_TYPES:
+        return None
+    return {"dq": ptype == "crf", "maps": ptype == "i2d" and _is_level3(name)}
+
+
 def _gallery_section(products: list[Path], run_dir: Path, report_dir: Path,
-                     max_previews: int, problems: list[str]) -> str:
+                     max_previews: int, problems: list[str], records: list[dict]) -> str:
+    from ._previews import reuse
+
     if not products:
         return "<h2>Images</h2><p class='muted'>No image products in this run.</p>"
     preview_dir = run_dir / PREVIEW_DIRNAME
+    # previews the workers drew (jwstrun._previews), by product name
+    made = {name: entry for record in records if record.get("status") != "failed"
+            for name, entry in (record.get("previews") or {}).items()}
     cards = []
     for path in products[:max_previews]:
+        options = _gallery_options(path.name)
         try:
-            # WHT/CON maps for Level-3 mosaics only: per-exposure image2 i2d maps
-            # add little and cost half of the report's drawing time.
-            preview = preview_file(path, preview_dir, dq=path.name.endswith("_crf.fits"),
-                                   maps=_is_level3(path.name))
+            preview = (reuse(made.get(path.name), path, run_dir, options)
+                       or preview_file(path, preview_dir, **options))
         except JwstrunError as exc:
             problems.append(str(exc))
             cards.append(f"<figure><div class='err'>{_e(path.name)}: no preview ({_e(exc)})</div></figure>")
@@ -1256,12 +1273,16 @@ def preload_report_modules():
     return thread
 
 
-def write_report(outdir: str | os.PathLike, *, previews: bool = True, max_previews: int = 60) -> Path:
+def write_report(outdir: str | os.PathLike, *, previews: bool = True,
+                 max_previews: int = MAX_PREVIEWS) -> Path:
     """Write ``OUTDIR/jwstrun-report.html`` for the run in OUTDIR (or OUTDIR/out for a demo).
 
     The page needs no network and no JavaScript: plots and thumbnails are
     embedded as base64 PNGs; full previews are written to ``<run>/previews/``
-    and linked relative to the page, as are the task logs.  Returns the path.
+    and linked relative to the page, as are the task logs.  Previews the
+    workers drew (the tasks' manifest records list them, jwstrun._previews) are
+    reused while they are newer than their product; the others are drawn here.
+    Returns the path.
     """
     outdir = Path(outdir)
     run_dir = find_run_dir(outdir)
@@ -1277,7 +1298,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True, max_previe
     ]
     if previews:
         sections.append(_gallery_section(_image_products(records, run_dir), run_dir, report_dir,
-                                         max_previews, problems))
+                                         max_previews, problems, records))
     for builder in (_alignment_section, _skymatch_section):
         try:
             sections.append(builder(records, run_dir))
