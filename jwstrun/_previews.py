@@ -13,10 +13,11 @@ preview itself only where one is missing or older than its product (runs with
 
 When the run leaves a CPU idle (one image3 association on a 2-core machine),
 a helper process (``python -m jwstrun._previews``) starts with the task,
-imports matplotlib while the pipeline runs, draws each product as soon as the
-step that wrote it is done (the ``_crf`` files while resample and
-source_catalog run) and the rest at the end: the report then costs the task
-almost no time.  Without an idle CPU the worker draws them itself at the end.
+imports matplotlib while the pipeline runs and draws each product as soon as
+the step that wrote it is done: the ``_crf`` files while resample runs, the
+mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
+its catalog) at the end.  The report then costs the task little.  Without an
+idle CPU the worker draws them itself at the end.
 
 matplotlib, numpy and astropy are imported by :mod:`jwstrun.look` inside its
 functions; this module is imported only where previews are drawn or reused.
@@ -33,14 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .look import (
-    MAX_PREVIEWS,
-    PREVIEW_DIRNAME,
-    Preview,
-    _gallery_options,
-    _write_atomically,
-    preview_file,
-)
+from .look import MAX_PREVIEWS, PREVIEW_DIRNAME, Preview, _draw_preview, _gallery_options, _write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +42,36 @@ log = logging.getLogger(__name__)
 #: product name): the report shows at most that many images by default.
 MAX_TASKS_WITH_PREVIEWS = MAX_PREVIEWS
 THUMBNAIL_SUFFIX = "_thumb.jpg"
-_ENTRY_SUFFIX = ".preview.json"
 _HELPER_TIMEOUT_S = 600
+#: A mosaic's WHT and CON maps are drawn while source_catalog runs only up to this
+#: size: reading them then adds to the memory the task holds.
+_EARLY_MAPS_PIXELS = 4_000_000
 #: what drawing previews imports: the helper process imports it first thing
 _PREVIEW_MODULES = (
     "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "matplotlib.figure",
     "matplotlib.backends.backend_agg", "matplotlib.cm", "matplotlib.colors",
     "matplotlib.patches", "PIL.Image",
 )
+_PARTS = ("all", "image", "maps")  # everything; an i2d without / with only its maps
 
 
-def draw_product(path: Path, directory: Path, by: str = "worker") -> dict | None:
+def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "all") -> dict | None:
     """Draw what the report shows of product ``path`` into ``directory`` (which exists).
 
     Returns its manifest entry (file names relative to OUTDIR, the product's
     size and mtime, the seconds it took and ``by``: who drew it), or None when
-    the product is not an image.
+    the product is not an image.  ``part="maps"`` draws only a mosaic's WHT and
+    CON maps, ``part="image"`` the rest: :func:`_merged` joins the two entries.
     """
     options = _gallery_options(path.name)
-    if options is None:
+    if options is None or (part == "maps" and not options["maps"]):
         return None
     start = time.perf_counter()
     stat = path.stat()
-    preview = preview_file(path, directory, **options)
-    thumb = directory / (preview.files[0].stem + THUMBNAIL_SUFFIX)
-    _write_atomically(thumb, lambda tmp: Path(tmp).write_bytes(preview.thumbnail))
+    preview = _draw_preview(path, directory, dq=options["dq"],
+                            maps=options["maps"] and part != "image", image_part=part != "maps")
     rel = lambda p: f"{PREVIEW_DIRNAME}/{p.name}"  # noqa: E731 - as they will be in OUTDIR
-    return {
+    entry = {
         "product_type": preview.product_type,
         "bunit": preview.bunit,
         "integration": preview.integration,
@@ -82,12 +79,15 @@ def draw_product(path: Path, directory: Path, by: str = "worker") -> dict | None
         "dq_counts": preview.dq_counts,
         **options,
         "files": [rel(p) for p in preview.files],
-        "thumbnail": rel(thumb),
         "product_size": stat.st_size,
         "product_mtime_ns": stat.st_mtime_ns,
-        "seconds": round(time.perf_counter() - start, 3),
-        "by": by,
     }
+    if part != "maps":
+        thumb = directory / (preview.files[0].stem + THUMBNAIL_SUFFIX)
+        _write_atomically(thumb, lambda tmp: Path(tmp).write_bytes(preview.thumbnail))
+        entry["thumbnail"] = rel(thumb)
+    entry.update(seconds=round(time.perf_counter() - start, 3), by=by)
+    return entry
 
 
 def _current(entry: dict | None, path: Path) -> bool:
@@ -98,6 +98,12 @@ def _current(entry: dict | None, path: Path) -> bool:
         return False
     return bool(entry) and (entry.get("product_size"), entry.get("product_mtime_ns")) == (
         stat.st_size, stat.st_mtime_ns)
+
+
+def _merged(image: dict, maps: dict) -> dict:
+    """One entry from the ``image`` and ``maps`` parts of a mosaic's previews."""
+    return {**image, "files": [*image["files"], *maps["files"]],
+            "seconds": round(image["seconds"] + maps["seconds"], 3)}
 
 
 class TaskPreviews:
@@ -117,7 +123,7 @@ class TaskPreviews:
         shutil.rmtree(self.directory, ignore_errors=True)  # leftovers of a killed run
         self.directory.mkdir(parents=True)
         self.entries: dict[str, dict] = {}
-        self._sent: set[str] = set()
+        self._sent: set[tuple[str, str]] = set()  # (product name, part)
         self._helper: subprocess.Popen | None = None
         if helper:
             self._start_helper()
@@ -142,18 +148,18 @@ class TaskPreviews:
             log.warning("no preview helper process: %s", exc)
             self._stop_helper()
 
-    def _send(self, path: Path) -> None:
-        if self._helper is None:
+    def _send(self, path: Path, part: str) -> None:
+        if self._helper is None or (path.name, part) in self._sent:
             return
-        job = (json.dumps({"product": str(path), "directory": str(self.directory)}) + "\n").encode()
+        job = json.dumps({"product": str(path), "directory": str(self.directory), "part": part})
         try:
-            os.write(self._helper.stdin.fileno(), job)  # one line < PIPE_BUF: all or nothing
+            os.write(self._helper.stdin.fileno(), (job + "\n").encode())  # < PIPE_BUF: atomic
         except BlockingIOError:
             return  # sent again at the end
         except (OSError, ValueError):  # the helper died: the worker draws the rest
             self._stop_helper()
             return
-        self._sent.add(path.name)
+        self._sent.add((path.name, part))
 
     def _stop_helper(self, wait: float = 0.0) -> None:
         helper, self._helper = self._helper, None
@@ -182,8 +188,8 @@ class TaskPreviews:
 
         The runner calls progress when a step starts or ends; stpipe saves a
         step's products before it logs the step done, so every file in ``out``
-        at that moment is complete.  Mosaics (_i2d) wait for the end: their
-        catalog comes later, and they may be large to read during the run.
+        at that moment is complete.  A mosaic (_i2d) waits for the end, when
+        its catalog exists, except for its WHT and CON maps when it is small.
         """
 
         def wrapped(task_id, step):
@@ -191,11 +197,15 @@ class TaskPreviews:
                 try:
                     for path in sorted(out.iterdir()):
                         options = _gallery_options(path.name)
-                        if options is not None and path.name not in self._sent \
-                                and not path.name.endswith("_i2d.fits"):
-                            self._send(path)
-                except OSError:
-                    pass
+                        if options is None:
+                            continue
+                        if not path.name.endswith("_i2d.fits"):
+                            self._send(path, "all")
+                        elif options["maps"] and (path.name, "maps") not in self._sent \
+                                and _pixels(path) <= _EARLY_MAPS_PIXELS:
+                            self._send(path, "maps")
+                except Exception:  # noqa: BLE001 - then it is drawn at the end
+                    log.debug("preview scan of %s failed", out, exc_info=True)
             if progress is not None:
                 progress(task_id, step)
 
@@ -211,22 +221,29 @@ class TaskPreviews:
         if self._helper is not None:
             os.set_blocking(self._helper.stdin.fileno(), True)
             for path in wanted:
-                if path.name not in self._sent:
-                    self._send(path)
+                done = {part for name, part in self._sent if name == path.name}
+                if not done & {"all", "image"}:
+                    self._send(path, "image" if "maps" in done else "all")
         self._stop_helper(wait=_HELPER_TIMEOUT_S)
         for path in wanted:
-            entry = None
-            try:
-                entry = json.loads((self.directory / (path.name + _ENTRY_SUFFIX)).read_text())
-            except (OSError, ValueError):
-                pass
-            if not _current(entry, path):  # no helper, or it failed or drew an older file
+            parts = {part: self._read(path, part) for part in _PARTS}
+            if _current(parts["all"], path):
+                entry = parts["all"]
+            elif _current(parts["image"], path) and _current(parts["maps"], path):
+                entry = _merged(parts["image"], parts["maps"])
+            else:  # no helper, or it failed, or it drew an older file
                 try:
                     entry = draw_product(path, self.directory)
                 except Exception as exc:  # noqa: BLE001 - a preview never fails the task
                     log.warning("no preview of %s: %s", path.name, exc)
                     continue
             self.entries[path.name] = entry
+
+    def _read(self, path: Path, part: str) -> dict | None:
+        try:
+            return json.loads(_entry_path(self.directory, path.name, part).read_text())
+        except (OSError, ValueError):
+            return None
 
     def publish(self, outdir: Path) -> dict[str, dict]:
         """Move the previews into ``outdir/previews``; the manifest record's entries.
@@ -250,6 +267,18 @@ class TaskPreviews:
     def close(self) -> None:
         """Stop the helper process if it still runs (a failed or interrupted task)."""
         self._stop_helper()
+
+
+def _entry_path(directory: Path, name: str, part: str) -> Path:
+    return directory / f"{name}.{part}.json"
+
+
+def _pixels(path: Path) -> int:
+    """Pixels of a product's SCI image, from its header."""
+    from astropy.io import fits
+
+    header = fits.getheader(path, "SCI")
+    return int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
 
 
 def reuse(entry: dict | None, product: Path, run_dir: Path, options: dict) -> Preview | None:
@@ -279,11 +308,11 @@ def reuse(entry: dict | None, product: Path, run_dir: Path, options: dict) -> Pr
 
 
 def _helper_main(parent_pid: int) -> None:
-    """The helper process: draw each product named on stdin (one JSON line each).
+    """The helper process: draw each product named on stdin (one JSON job per line).
 
-    Each product's entry is written next to its previews as
-    ``<product>.preview.json``; the worker reads them when the task ends.
-    Exits at the end of stdin, which is also what the worker's death gives.
+    Each job's entry is written next to its previews as ``<product>.<part>.json``;
+    the worker reads them when the task ends.  Exits at the end of stdin, which is
+    also what the worker's death gives.
     """
     import importlib
 
@@ -291,18 +320,22 @@ def _helper_main(parent_pid: int) -> None:
         importlib.import_module(module)
     for line in sys.stdin:
         if os.getppid() != parent_pid:
-            return  # the worker is gone
+            break  # the worker is gone
         job = json.loads(line)
-        path, directory = Path(job["product"]), Path(job["directory"])
+        path, directory, part = Path(job["product"]), Path(job["directory"]), job["part"]
         try:
-            entry = draw_product(path, directory, by="helper")
+            entry = draw_product(path, directory, by="helper", part=part)
         except Exception as exc:  # noqa: BLE001 - the worker draws it again and logs why
             print(f"no preview of {path.name}: {exc}", file=sys.stderr, flush=True)
             continue
         if entry is not None:
-            dest = directory / (path.name + _ENTRY_SUFFIX)
-            _write_atomically(dest, lambda tmp, e=entry: Path(tmp).write_text(json.dumps(e)))
+            _write_atomically(_entry_path(directory, path.name, part),
+                              lambda tmp, e=entry: Path(tmp).write_text(json.dumps(e)))
 
 
 if __name__ == "__main__":
     _helper_main(int(sys.argv[1]))
+    # Everything is written and the worker waits for this exit: skip the interpreter's
+    # clean-up of matplotlib and astropy (a few tenths of a second).
+    sys.stderr.flush()
+    os._exit(0)

@@ -195,6 +195,19 @@ def _load_image(path: Path, integration: int | None, want_dq: bool) -> _Image:
                   bunit=bunit, dq=dq, wht=wht, con=con, integration=chosen, nints=nints)
 
 
+def _fold(arr, factor: int, op):
+    """Combine each ``factor`` x ``factor`` block with the ufunc ``op`` (np.add,
+    np.maximum, np.bitwise_or) through strided slices: 5x faster than a reduction
+    over a 4-D view of a full frame."""
+    rows = arr[0::factor]
+    for k in range(1, factor):
+        rows = op(rows, arr[k::factor])
+    out = rows[:, 0::factor]
+    for k in range(1, factor):
+        out = op(out, rows[:, k::factor])
+    return out
+
+
 def _block(arr, factor: int, how: str):
     """Shrink an image by an integer factor (mean of finite values, max, or OR of bits)."""
     import numpy as np
@@ -202,20 +215,17 @@ def _block(arr, factor: int, how: str):
     if factor <= 1:
         return arr
     ny, nx = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
-    shape = (ny // factor, factor, nx // factor, factor)
     view = arr[:ny, :nx]
     if how == "or":
-        view = view.reshape(shape)
-        return np.bitwise_or.reduce(np.bitwise_or.reduce(view, axis=3), axis=1)
+        return _fold(view, factor, np.bitwise_or)
     if how == "max":
-        return view.reshape(shape).max(axis=(1, 3))
-    # The mean of the finite values as sum / count: np.nanmean is 3-5x slower on a
-    # full frame. A block with no finite value stays NaN (no data).
+        return _fold(view, factor, np.maximum)
+    # the mean of the finite values; a block without any stays NaN (no data)
     finite = np.isfinite(view)
-    total = np.where(finite, view, 0).reshape(shape).sum(axis=(1, 3), dtype="float64")
-    count = finite.reshape(shape).sum(axis=(1, 3))
+    total = _fold(np.where(finite, view, np.float32(0)), factor, np.add)
+    count = _fold(finite.astype("uint16"), factor, np.add)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (total / count).astype("float32")
+        return (total / count).astype("float32", copy=False)
 
 
 def _display_factor(shape, pixels: int) -> int:
@@ -329,7 +339,14 @@ def _read_catalog_xy(path: Path):
     from astropy.table import Table
 
     try:
-        table = Table.read(path, format="ascii.ecsv")
+        # The two plain float columns through the fast C reader: the ECSV reader's
+        # YAML header (every column described) takes 10x longer than the data.
+        table = Table.read(path, format="ascii.fast_basic", include_names=["xcentroid", "ycentroid"])
+    except Exception:  # noqa: BLE001 - the ECSV reader says what is wrong
+        table = None
+    try:
+        if table is None or len(table.colnames) != 2 or table["xcentroid"].dtype.kind != "f":
+            table = Table.read(path, format="ascii.ecsv")
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
         raise InputError(f"{path}: cannot read the catalog ({exc}). Re-run image3 to re-create it.") from exc
     if "xcentroid" not in table.colnames or "ycentroid" not in table.colnames:
@@ -350,6 +367,7 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
     norm = _norm(shown, stretch)
     cmap = _cmap("gray")
     rgba = _rgba(shown, norm, cmap)
+    result.thumbnail = _thumbnail_jpeg(rgba)  # the image alone: before the DQ colours
     handles = []
     if show_dq:
         if image.dq is None:
@@ -393,7 +411,6 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
     ax.set_title(_title(image) + f"  stretch: {stretch}", fontsize=9)
     _sky_axes_note(ax)
     _save_figure(fig, dest)
-    result.thumbnail = _thumbnail_jpeg(image.sci, norm, cmap)
 
 
 def _cmap(name: str):
@@ -406,15 +423,18 @@ def _cmap(name: str):
     return cmap
 
 
-def _thumbnail_jpeg(data, norm, cmap) -> bytes:
-    """A small JPEG of the stretched image alone (no axes, no figure), for the report."""
+def _thumbnail_jpeg(rgba) -> bytes:
+    """A small JPEG of the colour-mapped image alone (no axes, no figure), for the report:
+    the preview's RGBA pixels box-averaged to _THUMB_PIXELS on the longer side."""
     from PIL import Image
 
-    small = _block(data, _display_factor(data.shape, _THUMB_PIXELS), "mean")
-    rgb = _rgba(small, norm, cmap)[::-1, :, :3]  # row 0 at the bottom, as in the preview
+    ny, nx = rgba.shape[:2]
+    scale = min(1.0, _THUMB_PIXELS / max(ny, nx))
+    size = (max(1, round(nx * scale)), max(1, round(ny * scale)))
+    image = Image.fromarray(rgba[::-1, :, :3])  # row 0 at the bottom, as in the preview
     buffer = io.BytesIO()
     # JPEG: noisy sky compresses 5x better than PNG and the page stays small.
-    Image.fromarray(rgb).save(buffer, format="jpeg", quality=85)
+    image.resize(size, Image.Resampling.BOX).save(buffer, format="jpeg", quality=85)
     return buffer.getvalue()
 
 
@@ -497,8 +517,15 @@ def preview_file(
     """
     if stretch not in STRETCHES:
         raise InputError(f"unknown stretch {stretch!r}; choose one of {', '.join(STRETCHES)}.")
-    path = Path(path)
-    outdir = Path(outdir)
+    return _draw_preview(Path(path), Path(outdir), stretch=stretch, dq=dq,
+                         integration=integration, catalog=catalog, maps=maps)
+
+
+def _draw_preview(path: Path, outdir: Path, *, stretch: str = "asinh", dq: bool = False,
+                  integration: int | None = None, catalog=None, maps: bool = True,
+                  image_part: bool = True) -> Preview:
+    """:func:`preview_file`; ``image_part=False`` draws only an i2d's WHT and CON maps
+    (jwstrun._previews draws them before the catalog that the image shows exists)."""
     image = _load_image(path, integration, want_dq=dq)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -507,7 +534,9 @@ def preview_file(
             f"{outdir}: cannot create the preview directory ({exc.strerror}). Choose another -o DIR."
         ) from exc
     cat_path: Path | None = None
-    if catalog is None:
+    if not image_part:
+        pass
+    elif catalog is None:
         cat_path = _catalog_for(path) if image.ptype == "i2d" else None
     elif catalog is not False:
         cat_path = Path(catalog)
@@ -518,9 +547,10 @@ def preview_file(
         stem += f"_int{image.integration}"
     result = Preview(source=path, product_type=image.ptype, bunit=image.bunit,
                      integration=image.integration)
-    main = outdir / f"{stem}.png"
-    _draw_main(image, main, stretch, dq, cat_path, result)
-    result.files.append(main)
+    if image_part:
+        main = outdir / f"{stem}.png"
+        _draw_main(image, main, stretch, dq, cat_path, result)
+        result.files.append(main)
     if maps and image.ptype == "i2d":
         if image.wht is not None:
             weight = str(image.header.get("RESWHT", "") or "").strip()
@@ -1056,12 +1086,12 @@ def _alignment_plot(groups: list[dict]) -> str:
 
 
 def _skymatch_section(records: list[dict], run_dir: Path) -> str:
-    from astropy.io import fits
-
     blocks = []
     for record in records:
         if record.get("pipeline") != "image3" or not record.get("log_file"):
             continue
+        from astropy.io import fits  # here: an image2 report imports no astropy
+
         levels = {r["name"]: r for r in parse_skymatch_log(run_dir / record["log_file"])}
         crfs = [run_dir / n for n in record.get("outputs") or [] if n.endswith("_crf.fits")]
         headers = {}
@@ -1112,13 +1142,12 @@ def _find_truth(records: list[dict], run_dir: Path, report_dir: Path) -> Path | 
 
 
 def _catalog_section(records: list[dict], run_dir: Path, report_dir: Path) -> str:
-    import numpy as np
-    from astropy.table import Table
-
     cats = [run_dir / n for r in records for n in r.get("outputs") or []
             if n.endswith("_cat.ecsv") and (run_dir / n).exists()]
     if not cats:
         return ""
+    import numpy as np
+    from astropy.table import Table
     truth_path = _find_truth(records, run_dir, report_dir)
     truth = None
     if truth_path is not None:
@@ -1242,7 +1271,7 @@ def _image_products(records: list[dict], run_dir: Path) -> list[Path]:
     return [p for _key, p in sorted(found)]
 
 
-#: what drawing a report imports (about 2 s): :func:`preload_report_modules` imports
+#: what an image3 report imports (about 2 s): :func:`preload_report_modules` imports
 #: them ahead, in a thread of a process that is waiting for its workers anyway
 _REPORT_MODULES = (
     "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "astropy.wcs",
@@ -1319,7 +1348,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
         f"<title>jwstrun report: {_e(outdir.name)}</title>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<style>{_CSS}</style></head><body>" + "".join(sections)
-        + f"<p class='muted'>Written by jwstrun in {time.monotonic() - start:.1f} s.</p></body></html>\n"
+        + f"<p class='muted'>Written by jwstrun in {time.monotonic() - start:.2f} s.</p></body></html>\n"
     )
     dest = report_dir / REPORT_NAME
     fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=report_dir)

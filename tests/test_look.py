@@ -216,6 +216,37 @@ def test_workers_drew_the_report_previews(run):
     assert not list((run["out"] / "previews").glob("*.json"))
 
 
+def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
+    """The helper process draws what a step event finds complete (the crf, the mosaic's
+    maps) and the rest when the task ends; the worker publishes one entry per product."""
+    from jwstrun._previews import TaskPreviews
+
+    work, outdir = tmp_path / "task", tmp_path / "outdir"
+    (work / "out").mkdir(parents=True)
+    outdir.mkdir()
+    products = [shutil.copy2(p, work / "out") for p in (*run["crfs"], run["i2d"], run["cat"])]
+    products = [Path(p) for p in products]
+    previews = TaskPreviews(work, helper=True)
+    try:
+        step_event = previews.watch(work / "out", None)
+        step_event("image3-x", "source_catalog")  # what the runner calls as a step starts
+        previews.finish(products)
+    finally:
+        previews.close()
+    drawn = sorted(p.name for p in previews.directory.glob("*.json"))
+    i2d = run["i2d"].name
+    assert drawn == sorted([*(f"{c.name}.all.json" for c in run["crfs"]),
+                            f"{i2d}.maps.json", f"{i2d}.image.json"])
+    entries = previews.publish(outdir)
+    assert sorted(entries) == sorted([*(c.name for c in run["crfs"]), i2d])
+    assert {e["by"] for e in entries.values()} == {"helper"}
+    stem = i2d.removesuffix(".fits")
+    assert entries[i2d]["files"] == [f"previews/{stem}{s}.png" for s in ("", "_wht", "_con")]
+    for entry in entries.values():
+        for rel in (*entry["files"], entry["thumbnail"]):
+            assert (outdir / rel).is_file()
+
+
 def test_report_reuses_the_worker_previews(run, tmp_path):
     """write_report reads the workers' previews (none is redrawn) and embeds their
     thumbnails; drawing them itself, as for a run without them, takes longer."""
@@ -395,9 +426,10 @@ def test_preview_nan_colour_is_the_documented_one(run, tmp_path):
     assert box_w / box_h == pytest.approx(200 / 160, rel=0.08)
     # the thumbnail (row 0 at the top: the image's last row) at the block's centre
     thumb = np.asarray(Image.open(io.BytesIO(with_nan.thumbnail)).convert("RGB")).astype(float)
-    factor = -(-640 // 220)
-    y, x = thumb.shape[0] - 1 - 180 // factor, 400 // factor
+    scale = thumb.shape[0] / fits.getval(source, "NAXIS2", "SCI")
+    y, x = thumb.shape[0] - 1 - round(180 * scale), round(400 * scale)
     assert np.abs(thumb[y - 5:y + 5, x - 5:x + 5].mean(axis=(0, 1)) - slate).max() < 8
+    assert np.ptp(thumb[5:15, 5:15].mean(axis=(0, 1))) < 12  # the sky there: grey, not slate
 
 
 def test_no_report_option(run):

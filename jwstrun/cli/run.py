@@ -490,10 +490,9 @@ def image2_command(ctx, inputs, save_bsub, no_report, **kw):
     from ..runner import run_image2
 
     command = _invocation(ctx)
-    if not no_report:
-        from ..look import preload_report_modules
-
-        preload_report_modules()  # while the parent waits for its workers
+    # No preload of the report's modules here (image3 has one): the workers draw the
+    # previews and an image2 page has no plots, so its parent needs no numpy, astropy
+    # or matplotlib, and importing them would take CPU from the workers.
     summary = _run_with_progress(
         ctx, "image2", kw["no_progress"], kw["as_json"],
         lambda progress: run_image2(
