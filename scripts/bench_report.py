@@ -18,6 +18,7 @@ parent took to write the page (its "Written by jwstrun in" line).
 
     python scripts/bench_report.py                  # full frame, 3 rounds (about 30 minutes)
     python scripts/bench_report.py --quick          # small subarrays, 1 round: a smoke check
+    python scripts/bench_report.py --only miri      # one case (miri, nircam, image2)
     python scripts/bench_report.py --record         # append the table to docs/benchmarks.md
 
 The image3 inputs are the ``_cal`` files of one ``jwstrun image2`` run (resample
@@ -113,6 +114,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="NIRCam SUB160 / MIRI SUB128, 4 exposures each: a smoke check of "
                         "this script, not a measurement")
+    parser.add_argument("--only", action="append", choices=("miri", "nircam", "image2"),
+                        help="run only this case (repeatable; default: all three)")
     parser.add_argument("-j", type=int, default=2, help="image2 workers (default 2)")
     parser.add_argument("--work", default="/tmp/jwstrun-bench-report", help="work directory")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
@@ -120,34 +123,32 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     nircam, miri = ("SUB160", "SUB128") if args.quick else ("FULL", "FULL")
     n_image2 = 4 if args.quick else 8
+    cases = args.only or ["miri", "nircam", "image2"]
 
     work = Path(args.work)
     started = machine()
     print(f"started {started}", flush=True)
     rows = []
 
-    files, env_file, env = simulated(work, miri, 4, seed=25, instrument="MIRI")
-    asn = cal_association(work, files, env_file, env, f"miri-{miri}")
-    rows.append(compare(
-        f"image3, 4 x MIRI {miri} association",
-        lambda out: [JWSTRUN, "image3", asn, "-o", str(out), "--no-progress",
-                     "--crds-env", str(env_file)],
-        work / "image3-miri", env, rounds))
-
-    files, env_file, env = simulated(work, nircam, 4, seed=11)
-    asn = cal_association(work, files, env_file, env, f"nircam-{nircam}")
-    rows.append(compare(
-        f"image3, 4 x NIRCam {nircam} association",
-        lambda out: [JWSTRUN, "image3", asn, "-o", str(out), "--no-progress",
-                     "--crds-env", str(env_file)],
-        work / "image3-nircam", env, rounds))
-
-    files, env_file, env = simulated(work, nircam, n_image2, seed=5)
-    rows.append(compare(
-        f"image2, {n_image2} x NIRCam {nircam}, -j {args.j}",
-        lambda out: [JWSTRUN, "image2", *files, "-o", str(out), "-j", str(args.j),
-                     "--no-progress", "--crds-env", str(env_file)],
-        work / "image2", env, rounds))
+    for case in ("miri", "nircam"):
+        if case not in cases:
+            continue
+        instrument, subarray = ("MIRI", miri) if case == "miri" else ("NIRCam", nircam)
+        files, env_file, env = simulated(work, subarray, 4, seed=25 if case == "miri" else 11,
+                                         instrument=instrument)
+        asn = cal_association(work, files, env_file, env, f"{case}-{subarray}")
+        rows.append(compare(
+            f"image3, 4 x {instrument} {subarray} association",
+            lambda out, asn=asn, env_file=env_file: [
+                JWSTRUN, "image3", asn, "-o", str(out), "--no-progress", "--crds-env", str(env_file)],
+            work / f"image3-{case}", env, rounds))
+    if "image2" in cases:
+        files, env_file, env = simulated(work, nircam, n_image2, seed=5)
+        rows.append(compare(
+            f"image2, {n_image2} x NIRCam {nircam}, -j {args.j}",
+            lambda out: [JWSTRUN, "image2", *files, "-o", str(out), "-j", str(args.j),
+                         "--no-progress", "--crds-env", str(env_file)],
+            work / "image2", env, rounds))
 
     lines = [f"report vs --no-report, {rounds} round(s) after a warm-up, medians "
              f"(started {started}; ended {machine()})",
