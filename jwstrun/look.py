@@ -534,11 +534,9 @@ def _draw_preview(path: Path, outdir: Path, *, stretch: str = "asinh", dq: bool 
             f"{outdir}: cannot create the preview directory ({exc.strerror}). Choose another -o DIR."
         ) from exc
     cat_path: Path | None = None
-    if not image_part:
-        pass
-    elif catalog is None:
+    if image_part and catalog is None:
         cat_path = _catalog_for(path) if image.ptype == "i2d" else None
-    elif catalog is not False:
+    elif image_part and catalog is not False:
         cat_path = Path(catalog)
         if not cat_path.exists():
             raise InputError(f"{cat_path}: catalog not found. Check the path.")
