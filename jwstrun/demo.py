@@ -79,11 +79,13 @@ def run_demo(
     jobs: int | None = None,
     force: bool = False,
     stage: Callable[[str], Callable] | None = None,
+    previews: bool = False,
 ) -> DemoReport:
     """Run the whole chain in ``outdir`` (``sim/`` with the associations, ``out/``) and judge it.
 
     ``stage(name)`` returns the progress callback for one pipeline stage (the CLI
-    passes a fresh live display per stage).
+    passes a fresh live display per stage). ``previews=True``: the workers draw
+    the HTML report's previews (for a :func:`jwstrun.look.write_report` after).
     """
     from .asn import make_associations
     from .runner import prepare_outdir, run_image2, run_image3
@@ -119,7 +121,7 @@ def run_demo(
         lambda b: f"{len(b.associations)} Level-2 association(s) in sim/",
     )
     out = outdir / "out"
-    common = dict(jobs=jobs, force=force, crds_env_file=str(sim.env_file))
+    common = dict(jobs=jobs, force=force, crds_env_file=str(sim.env_file), previews=previews)
     image2 = timed(
         "image2",
         lambda: run_image2([str(a.path) for a in built.associations], out,

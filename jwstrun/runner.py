@@ -116,6 +116,10 @@ class Task:
     env: dict = field(default_factory=dict)
     #: image3: the mosaic and memory estimate and the mode chosen (jwstrun.mosaic)
     memory: dict | None = None
+    #: draw the report's previews of the products on the worker side (jwstrun._previews),
+    #: in a helper process that starts with the task when a CPU is left idle
+    previews: bool = False
+    preview_helper: bool = False
 
     @property
     def input_paths(self) -> list[str]:
@@ -148,6 +152,8 @@ class TaskResult:
     validation: dict | None = None
     step_times: dict[str, float] = field(default_factory=dict)
     log_file: str | None = None
+    #: product name -> the report previews the worker drew of it (jwstrun._previews)
+    previews: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -1187,9 +1193,15 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     out = workdir / "out"
     watcher = _StepWatcher(task.task_id, progress)
     alias = PIPELINES[task.pipeline][2]
+    previews = None
     try:
         shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
         out.mkdir(parents=True)
+        if task.previews:
+            from ._previews import TaskPreviews
+
+            previews = TaskPreviews(workdir, helper=task.preview_helper)
+            watcher.progress = previews.watch(out, watcher.progress)
         with _TaskLogging(Path(task.log_file), watcher):
             log_task = logging.getLogger("jwstrun.runner")
             try:
@@ -1237,11 +1249,15 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
                 result.crds_context = context
             if refs:
                 result.references[path.name] = refs
+        if previews is not None:  # while the products are in the page cache, before the move
+            previews.finish(products)
         # The only moment products appear in OUTDIR: after the pipeline
         # succeeded and the products were checked, one atomic rename each.
         sizes = {p.name: p.stat().st_size for p in products}
         for path in products:
             os.replace(path, outdir / path.name)
+        if previews is not None:
+            result.previews = previews.publish(outdir)
         result.outputs = [p.name for p in products]
         result.output_sizes = sizes
         result.status = "ok"
@@ -1252,6 +1268,8 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         result.error = f"{task.task_id}: {_describe_error(exc, task)}"
         result.error_type = type(exc).__name__
     finally:
+        if previews is not None:
+            previews.close()
         shutil.rmtree(workdir, ignore_errors=True)
         result.end = time.time()
         result.wall_s = round(result.end - started, 3)
@@ -1372,6 +1390,7 @@ def run_tasks(
     dask_options=None,
     pool=None,
     remove_if_refused: list | None = None,
+    previews: bool = False,
 ) -> RunSummary:
     """Run planned tasks (the caller holds OUTDIR's lock); skip what is up to date.
 
@@ -1385,6 +1404,10 @@ def run_tasks(
     with their recorded sizes, and its fingerprint (input checksums, parameters,
     versions, CRDS context) is unchanged.  Inputs whose size and mtime match the
     record keep their recorded checksum unless ``checksum=True``.
+
+    ``previews=True`` has the workers draw the HTML report's previews of their
+    products (the first tasks by product name, as many as the report shows);
+    :func:`jwstrun.look.write_report` reuses them.
 
     ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
     to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
@@ -1503,6 +1526,8 @@ def run_tasks(
             emit("prefetch", seconds=prefetch_s, context=context)
             if remove_if_refused:
                 remove_if_refused.clear()
+            if previews:
+                _mark_previews(tasks, to_run, jobs, on_dask)
             for task in to_run:
                 executor.submit(task)
             hasher = _InputHasher(to_run, checksums).start()
@@ -1539,6 +1564,17 @@ def run_tasks(
         jobs=jobs, jobs_reason=jobs_reason, wall_s=time.time() - run_start,
         crds_context=context, prefetch_s=prefetch_s,
     )
+
+
+def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bool) -> None:
+    """Which tasks draw the report's previews: the first by product name, as many as the
+    report shows; each with a helper process when the local workers leave a CPU idle."""
+    from ._previews import MAX_TASKS_WITH_PREVIEWS
+    from .executors import cpu_count
+
+    idle_cpu = not on_dask and cpu_count() > min(jobs, len(to_run))
+    for task in sorted(tasks, key=lambda t: t.product)[:MAX_TASKS_WITH_PREVIEWS]:
+        task.previews, task.preview_helper = True, idle_cpu
 
 
 def _start_dask_executor(dask_options, jobs: int, worker_env: dict, emit: Callable):
@@ -1600,6 +1636,7 @@ def _run(
     executor: str | None = None,
     dask_options=None,
     memory_options: dict | None = None,
+    previews: bool = False,
 ) -> RunSummary:
     from . import refs
     from .locking import OutdirLock
@@ -1652,7 +1689,7 @@ def _run(
                 extra_env=extra_env,
                 validate=validate, max_tasks_per_child=max_tasks_per_child, on_event=on_event,
                 command=command, executor_kind=executor, dask_options=dask_options,
-                pool=pool, remove_if_refused=made,
+                pool=pool, remove_if_refused=made, previews=previews,
             )
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.

@@ -23,16 +23,20 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def simulated(work: Path, subarray: str, n: int, seed: int) -> tuple[list[str], Path, dict]:
-    """(rate files, crds.env, subprocess environment) of a one-detector NIRCam program,
-    simulated once under ``work`` and reused by later runs."""
+def simulated(work: Path, subarray: str, n: int, seed: int,
+              instrument: str = "NIRCAM") -> tuple[list[str], Path, dict]:
+    """(rate files, crds.env, subprocess environment) of a one-detector NIRCam program
+    (NRCB1, F200W; MIRIMAGE, F770W with ``instrument="MIRI"``), simulated once under
+    ``work`` and reused by later runs."""
     from jwstrun.refs import read_env_file
     from jwstrun.simulate import simulate_program
 
-    sim_dir = work / f"sim-{subarray}-{n}"
+    miri = instrument.upper() == "MIRI"
+    sim_dir = work / (f"sim-miri-{subarray}-{n}" if miri else f"sim-{subarray}-{n}")
     env_file = sim_dir / "crds.env"
     if not env_file.exists():
-        simulate_program(sim_dir, detectors=["NRCB1"], filters=["F200W"], subarray=subarray,
+        simulate_program(sim_dir, detectors=["MIRIMAGE" if miri else "NRCB1"],
+                         filters=["F770W" if miri else "F200W"], subarray=subarray,
                          n_dithers=n, seed=seed, force=True)
     files = sorted(str(p) for p in sim_dir.glob("*_rate.fits"))
     if len(files) != n:

@@ -10,6 +10,7 @@ and loaded through ginga's own API.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -168,6 +169,267 @@ def test_report_on_demo_layout_and_without_previews(run, tmp_path):
     page = path.read_text()
     assert "id='tasks'" in page and "img class='thumb'" not in page
     assert "href='out/logs/" in page  # links relative to the page
+
+
+def _stat_all(directory: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in directory.iterdir()}
+
+
+def _entries(out: Path) -> dict:
+    """Product name -> the previews entry of its task's manifest record."""
+    manifest = json.loads((out / "jwstrun-manifest.json").read_text())
+    return {name: entry for record in manifest["tasks"].values()
+            for name, entry in (record.get("previews") or {}).items()}
+
+
+def test_workers_drew_the_report_previews(run):
+    """Each task drew its products' previews on the worker side (jwstrun._previews); its
+    manifest record lists them relative to OUTDIR with the product's size and mtime."""
+    from astropy.table import Table
+
+    from jwstrun.executors import cpu_count
+
+    manifest = json.loads((run["out"] / "jwstrun-manifest.json").read_text())
+    assert len(manifest["tasks"]) == 3
+    for record in manifest["tasks"].values():
+        images = [n for n in record["outputs"] if n.endswith(("_cal.fits", "_crf.fits", "_i2d.fits"))]
+        assert images and sorted(record["previews"]) == sorted(images), record["task_id"]
+    entries = _entries(run["out"])
+    for name, entry in entries.items():
+        stat = (run["out"] / name).stat()
+        assert (entry["product_size"], entry["product_mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+        for rel in (*entry["files"], entry["thumbnail"]):
+            assert rel.startswith("previews/"), rel
+            assert (run["out"] / rel).stat().st_mtime_ns >= stat.st_mtime_ns  # drawn after it
+    stem = run["i2d"].name.removesuffix(".fits")
+    mosaic = entries[run["i2d"].name]
+    assert mosaic["files"] == [f"previews/{stem}{s}.png" for s in ("", "_wht", "_con")]
+    assert mosaic["n_catalog_sources"] == len(Table.read(run["cat"]))
+    for crf in run["crfs"]:
+        assert entries[crf.name]["dq"] and entries[crf.name]["dq_counts"]["DO_NOT_USE"] > 0
+    # One association on more than one CPU: a helper process drew the image3 task's previews
+    # (the crf while resample and source_catalog ran), not the worker after the pipeline.
+    if cpu_count() > 1:
+        assert {entries[n]["by"] for n in run["task"]["outputs"] if n in entries} == {"helper"}
+    # nothing left of the helper or the temporary directories
+    assert not (run["out"] / ".jwstrun-tmp").exists()
+    assert not list((run["out"] / "previews").glob("*.json"))
+
+
+def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
+    """The helper process draws what a step event finds complete (the crf, the mosaic's
+    maps) and the rest when the task ends; the worker publishes one entry per product."""
+    from jwstrun._previews import TaskPreviews
+
+    work, outdir = tmp_path / "task", tmp_path / "outdir"
+    (work / "out").mkdir(parents=True)
+    outdir.mkdir()
+    products = [shutil.copy2(p, work / "out") for p in (*run["crfs"], run["i2d"], run["cat"])]
+    products = [Path(p) for p in products]
+    previews = TaskPreviews(work, helper=True)
+    try:
+        step_event = previews.watch(work / "out", None)
+        step_event("image3-x", "source_catalog")  # what the runner calls as a step starts
+        previews.finish(products)
+    finally:
+        previews.close()
+    drawn = sorted(p.name for p in previews.directory.glob("*.json"))
+    i2d = run["i2d"].name
+    assert drawn == sorted([*(f"{c.name}.all.json" for c in run["crfs"]),
+                            f"{i2d}.maps.json", f"{i2d}.image.json"])
+    entries = previews.publish(outdir)
+    assert sorted(entries) == sorted([*(c.name for c in run["crfs"]), i2d])
+    assert {e["by"] for e in entries.values()} == {"helper"}
+    stem = i2d.removesuffix(".fits")
+    assert entries[i2d]["files"] == [f"previews/{stem}{s}.png" for s in ("", "_wht", "_con")]
+    for entry in entries.values():
+        for rel in (*entry["files"], entry["thumbnail"]):
+            assert (outdir / rel).is_file()
+
+
+def test_report_reuses_the_worker_previews(run, tmp_path):
+    """write_report reads the workers' previews (none is redrawn) and embeds their
+    thumbnails; drawing them itself, as for a run without them, takes longer."""
+    import base64
+    import time
+
+    from jwstrun.look import write_report
+
+    previews = run["out"] / "previews"
+    before = _stat_all(previews)
+    start = time.perf_counter()
+    page = write_report(run["out"]).read_text()
+    reused_s = time.perf_counter() - start
+    assert _stat_all(previews) == before  # not one file rewritten or added
+    entries = _entries(run["out"])
+    for entry in entries.values():
+        thumbnail = base64.b64encode((run["out"] / entry["thumbnail"]).read_bytes()).decode()
+        assert f"src='data:image/jpeg;base64,{thumbnail}'" in page
+    # the same run without the records' previews (a --no-report run reported later)
+    copy = tmp_path / "out"
+    shutil.copytree(run["out"], copy, ignore=shutil.ignore_patterns("previews", "*.html"))
+    manifest = json.loads((copy / "jwstrun-manifest.json").read_text())
+    for record in manifest["tasks"].values():
+        del record["previews"]
+    (copy / "jwstrun-manifest.json").write_text(json.dumps(manifest))
+    start = time.perf_counter()
+    redrawn = write_report(copy).read_text()
+    drawn_s = time.perf_counter() - start
+    assert sorted(p.name for p in (copy / "previews").iterdir()) == sorted(
+        n for n in before if n.endswith(".png"))  # the same previews (thumbnails embedded only)
+    assert redrawn.count("<img class='thumb'") == page.count("<img class='thumb'") == len(entries)
+    assert reused_s < 0.6 * drawn_s, (reused_s, drawn_s)
+
+
+def test_report_redraws_stale_or_missing_previews(run, tmp_path):
+    """A preview older than its product, or gone, is drawn again; the others are reused."""
+    from jwstrun.look import write_report
+
+    copy = tmp_path / "out"
+    shutil.copytree(run["out"], copy)
+    previews = copy / "previews"
+    entries = _entries(copy)
+    crf, cal = run["crfs"][0].name, run["cals"][0].name
+    touched = copy / crf
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    (copy / entries[cal]["files"][0]).unlink()
+    before = _stat_all(previews)
+    write_report(copy)
+    after = _stat_all(previews)
+    redrawn = {name for name in after if after[name] != before.get(name)}
+    assert redrawn == {Path(entries[crf]["files"][0]).name, Path(entries[cal]["files"][0]).name}
+
+
+def test_no_report_run_draws_no_previews_and_a_later_report_does(run, tmp_path):
+    from jwstrun.look import write_report
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image2", str(run["sim"].rate_files[0]), "-o", str(out), "--crds-env",
+        str(run["sim"].env_file), "--no-progress", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "jwstrun-report.html").exists() and not (out / "previews").exists()
+    (record,) = json.loads((out / "jwstrun-manifest.json").read_text())["tasks"].values()
+    assert record["previews"] == {}
+    page = write_report(out).read_text()  # draws them itself
+    assert sorted(p.name for p in (out / "previews").iterdir()) == sorted(
+        n.replace(".fits", ".png") for n in record["outputs"])
+    assert page.count("<img class='thumb'") == 2
+
+
+# --------------------------------------------------------------------------
+# What the preview PNGs look like
+# --------------------------------------------------------------------------
+def _rgb(path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def _runs(flags, gap: int = 0) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True in a 1-D boolean array; runs less than
+    ``gap`` apart are one (the letters of a word)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
+    runs = [[a, b - 1] for a, b in zip(edges[::2], edges[1::2])]
+    merged = runs[:1]
+    for a, b in runs[1:]:
+        if a - merged[-1][1] <= gap:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    return [tuple(r) for r in merged]
+
+
+def _colour_bar(rgb):
+    """The colour bar of a preview: its colours bottom to top, and the text to its right.
+
+    The bar is the widest run of columns in the right third whose brightness rises
+    steadily from bottom to top over more than half of the height; the text is the
+    dark pixels between the bar and the right edge, as clusters of columns
+    (x0, x1, y0, y1, number of separate lines of text).
+    """
+    height, width, _ = rgb.shape
+    grey = rgb @ np.array([0.299, 0.587, 0.114])  # luminance: rises along gray and viridis
+
+    def rising_run(x):
+        column = grey[::-1, x]  # bottom to top
+        a, b = max(_runs(np.diff(column) >= -1), key=lambda r: r[1] - r[0])
+        return a, b + 1, np.ptp(column[a:b + 2])
+
+    steady = np.zeros(width, bool)
+    for x in range(2 * width // 3, width):
+        a, b, span = rising_run(x)
+        steady[x] = b - a > height / 2 and span > 150
+    x0, x1 = max(_runs(steady), key=lambda r: r[1] - r[0])
+    a, b, _span = rising_run((x0 + x1) // 2)
+    colours = rgb[::-1, (x0 + x1) // 2][a + 2:b - 1]  # without the frame
+    dark = grey[:, x1 + 3:] < 110  # past the bar's frame
+    clusters = []
+    for a, b in _runs(dark.any(axis=0), gap=3):
+        lines = _runs(dark[:, a:b + 1].any(axis=1), gap=2)
+        clusters.append((x1 + 3 + a, x1 + 3 + b, lines[0][0], lines[-1][1], len(lines)))
+    return colours, clusters
+
+
+def test_preview_colour_bar_is_readable(run):
+    """The worker-made previews: the colour bar spans its colormap, every tick has its
+    label, the BUNIT / weight label is there, and nothing is cut off at the edge."""
+    from matplotlib import colormaps
+
+    previews = run["out"] / "previews"
+    crf = previews / run["crfs"][0].name.replace(".fits", ".png")
+    wht = previews / run["i2d"].name.replace(".fits", "_wht.png")
+    for png, cmap, min_ticks in ((crf, "gray", 7), (wht, "viridis", 4)):
+        rgb = _rgb(png)
+        colours, clusters = _colour_bar(rgb)
+        ends = (np.asarray(colormaps[cmap](0.0)[:3]) * 255, np.asarray(colormaps[cmap](1.0)[:3]) * 255)
+        assert np.abs(colours[0] - ends[0]).max() < 12, (png.name, colours[0])
+        assert np.abs(colours[-1] - ends[1]).max() < 12, (png.name, colours[-1])
+        assert len({tuple(c) for c in colours}) > 60  # a gradient, not a few bands
+        # tick marks, the tick labels (a line of text per tick), then the label: one or two
+        # words turned on their side (BUNIT, the weight type), not cut off at the edge
+        *_marks, tick_labels, label = clusters
+        assert tick_labels[1] - tick_labels[0] >= 10 and tick_labels[4] >= min_ticks, (
+            png.name, clusters)
+        assert 20 < label[3] - label[2] < 200, (png.name, clusters)
+        assert label[3] - label[2] > 2 * (label[1] - label[0]), (png.name, clusters)
+        assert label[1] < rgb.shape[1] - 3
+
+
+def test_preview_nan_colour_is_the_documented_one(run, tmp_path):
+    """A block of NaN in a product is drawn in the NaN colour docs/look.md gives, in the
+    preview PNG and in the report's JPEG thumbnail."""
+    import io
+
+    from astropy.io import fits
+    from PIL import Image
+
+    from jwstrun.look import NAN_COLOUR, preview_file
+
+    documented = re.search(r"Not-a-number pixels \(no data\) are slate blue, `(#[0-9a-f]{6})`",
+                           (Path(__file__).parents[1] / "docs" / "look.md").read_text()).group(1)
+    assert NAN_COLOUR == documented
+    slate = np.array([int(documented[i:i + 2], 16) for i in (1, 3, 5)])
+    source = run["cals"][0]
+    holed = tmp_path / source.name
+    rows, cols = slice(100, 260), slice(300, 500)  # 160 x 200 pixels
+    with fits.open(source) as hdul:
+        hdul["SCI"].data[rows, cols] = np.nan
+        hdul.writeto(holed)
+    plain = preview_file(source, tmp_path / "plain")
+    with_nan = preview_file(holed, tmp_path / "nan")
+    is_slate = [(_rgb(p.files[0]) == slate).all(axis=2) for p in (plain, with_nan)]
+    new = is_slate[1] & ~is_slate[0]  # the cal's own NaN pixels are slate in both
+    ys, xs = np.nonzero(new)
+    box_h, box_w = np.ptp(ys) + 1, np.ptp(xs) + 1
+    assert box_w > 100 and new[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean() > 0.95
+    assert box_w / box_h == pytest.approx(200 / 160, rel=0.08)
+    # the thumbnail (row 0 at the top: the image's last row) at the block's centre
+    thumb = np.asarray(Image.open(io.BytesIO(with_nan.thumbnail)).convert("RGB")).astype(float)
+    scale = thumb.shape[0] / fits.getval(source, "NAXIS2", "SCI")
+    y, x = thumb.shape[0] - 1 - round(180 * scale), round(400 * scale)
+    assert np.abs(thumb[y - 5:y + 5, x - 5:x + 5].mean(axis=(0, 1)) - slate).max() < 8
+    assert np.ptp(thumb[5:15, 5:15].mean(axis=(0, 1))) < 12  # the sky there: grey, not slate
 
 
 def test_no_report_option(run):

@@ -466,8 +466,9 @@ def _dask_kwargs(kw: dict) -> dict:
 )
 @_run_options
 @_dask_options
+@_no_report_option
 @click.pass_context
-def image2_command(ctx, inputs, save_bsub, **kw):
+def image2_command(ctx, inputs, save_bsub, no_report, **kw):
     """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
 
     INPUTS are *_rate.fits / *_rateints.fits files, glob patterns or Level-2
@@ -475,7 +476,9 @@ def image2_command(ctx, inputs, save_bsub, **kw):
     runs in a worker process, its products (_cal or _calints, _i2d unless the
     resample step is skipped, _bsub with --save-bsub) appear in OUTDIR only once
     they are complete and validated, and a failing exposure does not stop the
-    others. Re-running skips exposures whose products are up to date.
+    others. Re-running skips exposures whose products are up to date. The HTML
+    run report OUTDIR/jwstrun-report.html is written at the end (--no-report
+    skips it).
 
     \b
     Examples:
@@ -487,13 +490,18 @@ def image2_command(ctx, inputs, save_bsub, **kw):
     from ..runner import run_image2
 
     command = _invocation(ctx)
+    # No preload of the report's modules here (image3 has one): the workers draw the
+    # previews and an image2 page has no plots, so its parent needs no numpy, astropy
+    # or matplotlib, and importing them would take CPU from the workers.
     summary = _run_with_progress(
         ctx, "image2", kw["no_progress"], kw["as_json"],
         lambda progress: run_image2(
             inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
-            **_common_kwargs(kw), **_dask_kwargs(kw),
+            previews=not no_report, **_common_kwargs(kw), **_dask_kwargs(kw),
         ),
     )
+    if not no_report:
+        _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
 
 
@@ -605,8 +613,8 @@ def image3_command(ctx, inputs, no_report, **kw):
     summary = _run_with_progress(
         ctx, "image3", kw["no_progress"], kw["as_json"],
         lambda progress: run_image3(
-            inputs, kw["outdir"], on_event=progress, command=command, **_common_kwargs(kw),
-            **_memory_kwargs(kw), **_dask_kwargs(kw),
+            inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
+            **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
         ),
     )
     if not no_report:
@@ -657,7 +665,8 @@ def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_
         return current["progress"]
 
     try:
-        report = run_demo(outdir, full_frame=full_frame, jobs=jobs, force=force, stage=stage)
+        report = run_demo(outdir, full_frame=full_frame, jobs=jobs, force=force, stage=stage,
+                          previews=not no_report)
     finally:
         if current.get("progress") is not None:
             current["progress"].__exit__(None, None, None)

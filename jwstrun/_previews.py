@@ -1,0 +1,341 @@
+"""Report previews drawn on the worker side, and their reuse by the report.
+
+A task's worker draws the previews of its image products (what the HTML
+report's gallery shows: the preview PNGs and a JPEG thumbnail each) once they
+passed validation, while they are still in the page cache and while other
+tasks run.  They are drawn into the task's work directory and move into
+``OUTDIR/previews/`` after the products (:meth:`TaskPreviews.publish`), so a
+killed task leaves no preview that looks finished; the task's manifest record
+lists them with the size and modification time of the product each shows.
+:func:`jwstrun.look.write_report` then reads them (:func:`reuse`) and draws a
+preview itself only where one is missing or older than its product (runs with
+``--no-report``, older manifests, API runs).
+
+When the run leaves a CPU idle (one image3 association on a 2-core machine),
+a helper process (``python -m jwstrun._previews``) starts with the task,
+imports matplotlib while the pipeline runs and draws each product as soon as
+the step that wrote it is done: the ``_crf`` files while resample runs, the
+mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
+its catalog) at the end.  The report then costs the task little.  Without an
+idle CPU the worker draws them itself at the end.
+
+matplotlib, numpy and astropy are imported by :mod:`jwstrun.look` inside its
+functions; this module is imported only where previews are drawn or reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .look import MAX_PREVIEWS, PREVIEW_DIRNAME, Preview, _draw_preview, _gallery_options, _write_atomically
+
+log = logging.getLogger(__name__)
+
+#: Workers draw previews for at most this many tasks of a run (the first by
+#: product name): the report shows at most that many images by default.
+MAX_TASKS_WITH_PREVIEWS = MAX_PREVIEWS
+THUMBNAIL_SUFFIX = "_thumb.jpg"
+_HELPER_TIMEOUT_S = 600
+#: A mosaic's WHT and CON maps are drawn while source_catalog runs only up to this
+#: size: reading them then adds to the memory the task holds.
+_EARLY_MAPS_PIXELS = 4_000_000
+#: what drawing previews imports: the helper process imports it first thing
+_PREVIEW_MODULES = (
+    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "matplotlib.figure",
+    "matplotlib.backends.backend_agg", "matplotlib.cm", "matplotlib.colors",
+    "matplotlib.patches", "PIL.Image",
+)
+_PARTS = ("all", "image", "maps")  # everything; an i2d without / with only its maps
+
+
+def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "all") -> dict | None:
+    """Draw what the report shows of product ``path`` into ``directory`` (which exists).
+
+    Returns its manifest entry (file names relative to OUTDIR, the product's
+    size and mtime, the seconds it took and ``by``: who drew it), or None when
+    the product is not an image.  ``part="maps"`` draws only a mosaic's WHT and
+    CON maps, ``part="image"`` the rest: :func:`_merged` joins the two entries.
+    """
+    options = _gallery_options(path.name)
+    if options is None or (part == "maps" and not options["maps"]):
+        return None
+    start = time.perf_counter()
+    stat = path.stat()
+    preview = _draw_preview(path, directory, dq=options["dq"],
+                            maps=options["maps"] and part != "image", image_part=part != "maps")
+    rel = lambda p: f"{PREVIEW_DIRNAME}/{p.name}"  # noqa: E731 - as they will be in OUTDIR
+    entry = {
+        "product_type": preview.product_type,
+        "bunit": preview.bunit,
+        "integration": preview.integration,
+        "n_catalog_sources": preview.n_catalog_sources,
+        "dq_counts": preview.dq_counts,
+        **options,
+        "files": [rel(p) for p in preview.files],
+        "product_size": stat.st_size,
+        "product_mtime_ns": stat.st_mtime_ns,
+    }
+    if part != "maps":
+        thumb = directory / (preview.files[0].stem + THUMBNAIL_SUFFIX)
+        _write_atomically(thumb, lambda tmp: Path(tmp).write_bytes(preview.thumbnail))
+        entry["thumbnail"] = rel(thumb)
+    entry.update(seconds=round(time.perf_counter() - start, 3), by=by)
+    return entry
+
+
+def _current(entry: dict | None, path: Path) -> bool:
+    """Whether ``entry`` was drawn from ``path`` as it is now."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return bool(entry) and (entry.get("product_size"), entry.get("product_mtime_ns")) == (
+        stat.st_size, stat.st_mtime_ns)
+
+
+def _merged(image: dict, maps: dict) -> dict:
+    """One entry from the ``image`` and ``maps`` parts of a mosaic's previews."""
+    return {**image, "files": [*image["files"], *maps["files"]],
+            "seconds": round(image["seconds"] + maps["seconds"], 3)}
+
+
+class TaskPreviews:
+    """The previews of one task's products, drawn under ``workdir/previews``.
+
+    ``helper=True`` starts the helper process now (call it when the task
+    begins); :meth:`watch` wraps the task's progress callback so that each
+    step's finished products go to the helper; :meth:`finish` draws the rest
+    once the products are validated; :meth:`publish` moves the previews into
+    OUTDIR; :meth:`close` (always) stops the helper.
+    """
+
+    def __init__(self, workdir: Path, helper: bool = False):
+        import shutil
+
+        self.directory = workdir / PREVIEW_DIRNAME
+        shutil.rmtree(self.directory, ignore_errors=True)  # leftovers of a killed run
+        self.directory.mkdir(parents=True)
+        self.entries: dict[str, dict] = {}
+        self._sent: set[tuple[str, str]] = set()  # (product name, part)
+        self._helper: subprocess.Popen | None = None
+        if helper:
+            self._start_helper()
+
+    # -- the helper process ----------------------------------------------
+    def _start_helper(self) -> None:
+        import jwstrun
+
+        env = dict(os.environ)
+        # the helper imports this very jwstrun, wherever the worker found it
+        here = str(Path(jwstrun.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        try:
+            with open(self.directory / "helper.log", "ab") as errors:
+                self._helper = subprocess.Popen(
+                    [sys.executable, "-m", "jwstrun._previews", str(os.getpid())],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env,
+                )
+            # During the pipeline a full pipe must not stall it: such a job waits for the end.
+            os.set_blocking(self._helper.stdin.fileno(), False)
+        except OSError as exc:  # the worker draws them itself
+            log.warning("no preview helper process: %s", exc)
+            self._stop_helper()
+
+    def _send(self, path: Path, part: str) -> None:
+        if self._helper is None or (path.name, part) in self._sent:
+            return
+        job = json.dumps({"product": str(path), "directory": str(self.directory), "part": part})
+        try:
+            os.write(self._helper.stdin.fileno(), (job + "\n").encode())  # < PIPE_BUF: atomic
+        except BlockingIOError:
+            return  # sent again at the end
+        except (OSError, ValueError):  # the helper died: the worker draws the rest
+            self._stop_helper()
+            return
+        self._sent.add((path.name, part))
+
+    def _stop_helper(self, wait: float = 0.0) -> None:
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        try:
+            helper.stdin.close()
+        except OSError:
+            pass
+        try:
+            helper.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait()
+        try:
+            problems = (self.directory / "helper.log").read_text(errors="replace").strip()
+        except OSError:
+            problems = ""
+        if problems:
+            log.warning("preview helper: %s", problems[-2000:])
+
+    def watch(self, out: Path, progress: Callable | None) -> Callable:
+        """``progress`` that also sends the products finished so far to the helper.
+
+        The runner calls progress when a step starts or ends; stpipe saves a
+        step's products before it logs the step done, so every file in ``out``
+        at that moment is complete.  A mosaic (_i2d) waits for the end, when
+        its catalog exists, except for its WHT and CON maps when it is small.
+        """
+
+        def wrapped(task_id, step):
+            if self._helper is not None:
+                try:
+                    for path in sorted(out.iterdir()):
+                        options = _gallery_options(path.name)
+                        if options is None:
+                            continue
+                        if not path.name.endswith("_i2d.fits"):
+                            self._send(path, "all")
+                        elif options["maps"] and (path.name, "maps") not in self._sent \
+                                and _pixels(path) <= _EARLY_MAPS_PIXELS:
+                            self._send(path, "maps")
+                except Exception:  # noqa: BLE001 - then it is drawn at the end
+                    log.debug("preview scan of %s failed", out, exc_info=True)
+            if progress is not None:
+                progress(task_id, step)
+
+        return wrapped
+
+    # -- the end of the task ------------------------------------------------
+    def finish(self, products: list[Path]) -> None:
+        """Draw (or collect from the helper) the previews of the validated ``products``.
+
+        Never raises: a product whose preview fails is left to the report.
+        """
+        wanted = [p for p in products if _gallery_options(p.name) is not None]
+        if self._helper is not None:
+            os.set_blocking(self._helper.stdin.fileno(), True)
+            for path in wanted:
+                done = {part for name, part in self._sent if name == path.name}
+                if not done & {"all", "image"}:
+                    self._send(path, "image" if "maps" in done else "all")
+        self._stop_helper(wait=_HELPER_TIMEOUT_S)
+        for path in wanted:
+            parts = {part: self._read(path, part) for part in _PARTS}
+            if _current(parts["all"], path):
+                entry = parts["all"]
+            elif _current(parts["image"], path) and _current(parts["maps"], path):
+                entry = _merged(parts["image"], parts["maps"])
+            else:  # no helper, or it failed, or it drew an older file
+                try:
+                    entry = draw_product(path, self.directory)
+                except Exception as exc:  # noqa: BLE001 - a preview never fails the task
+                    log.warning("no preview of %s: %s", path.name, exc)
+                    continue
+            self.entries[path.name] = entry
+
+    def _read(self, path: Path, part: str) -> dict | None:
+        try:
+            return json.loads(_entry_path(self.directory, path.name, part).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def publish(self, outdir: Path) -> dict[str, dict]:
+        """Move the previews into ``outdir/previews``; the manifest record's entries.
+
+        Called after the products were moved, so each preview is newer than
+        its product.  Never raises: a preview that cannot be moved is left out.
+        """
+        target = outdir / PREVIEW_DIRNAME
+        published: dict[str, dict] = {}
+        for name, entry in self.entries.items():
+            try:
+                target.mkdir(exist_ok=True)
+                for rel in (*entry["files"], entry["thumbnail"]):
+                    os.replace(self.directory / Path(rel).name, target / Path(rel).name)
+            except OSError as exc:
+                log.warning("previews of %s not kept: %s", name, exc)
+                continue
+            published[name] = entry
+        return published
+
+    def close(self) -> None:
+        """Stop the helper process if it still runs (a failed or interrupted task)."""
+        self._stop_helper()
+
+
+def _entry_path(directory: Path, name: str, part: str) -> Path:
+    return directory / f"{name}.{part}.json"
+
+
+def _pixels(path: Path) -> int:
+    """Pixels of a product's SCI image, from its header."""
+    from astropy.io import fits
+
+    header = fits.getheader(path, "SCI")
+    return int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
+
+
+def reuse(entry: dict | None, product: Path, run_dir: Path, options: dict) -> Preview | None:
+    """The worker-made preview of ``product`` when it is still valid, else None.
+
+    Valid: drawn with the same options, the product has the size and
+    modification time it had when it was drawn, and every file is there and
+    not older than the product.
+    """
+    if not entry or any(entry.get(k) != v for k, v in options.items()) \
+            or not _current(entry, product):
+        return None
+    try:
+        product_mtime = product.stat().st_mtime_ns
+        files = [run_dir / name for name in entry["files"]]
+        thumb = run_dir / entry["thumbnail"]
+        if not files or any(p.stat().st_mtime_ns < product_mtime for p in (*files, thumb)):
+            return None
+        thumbnail = thumb.read_bytes()
+    except (OSError, KeyError, TypeError) as exc:
+        log.debug("preview of %s not reused: %s", product.name, exc)
+        return None
+    return Preview(source=product, product_type=entry.get("product_type", ""), files=files,
+                   bunit=entry.get("bunit") or "", integration=entry.get("integration"),
+                   n_catalog_sources=entry.get("n_catalog_sources"),
+                   dq_counts=entry.get("dq_counts"), thumbnail=thumbnail)
+
+
+def _helper_main(parent_pid: int) -> None:
+    """The helper process: draw each product named on stdin (one JSON job per line).
+
+    Each job's entry is written next to its previews as ``<product>.<part>.json``;
+    the worker reads them when the task ends.  Exits at the end of stdin, which is
+    also what the worker's death gives.
+    """
+    import importlib
+
+    for module in _PREVIEW_MODULES:  # while the pipeline runs, not after it
+        importlib.import_module(module)
+    for line in sys.stdin:
+        if os.getppid() != parent_pid:
+            break  # the worker is gone
+        job = json.loads(line)
+        path, directory, part = Path(job["product"]), Path(job["directory"]), job["part"]
+        try:
+            entry = draw_product(path, directory, by="helper", part=part)
+        except Exception as exc:  # noqa: BLE001 - the worker draws it again and logs why
+            print(f"no preview of {path.name}: {exc}", file=sys.stderr, flush=True)
+            continue
+        if entry is not None:
+            _write_atomically(_entry_path(directory, path.name, part),
+                              lambda tmp, e=entry: Path(tmp).write_text(json.dumps(e)))
+
+
+if __name__ == "__main__":
+    _helper_main(int(sys.argv[1]))
+    # Everything is written and the worker waits for this exit: skip the interpreter's
+    # clean-up of matplotlib and astropy (a few tenths of a second).
+    sys.stderr.flush()
+    os._exit(0)
