@@ -255,6 +255,8 @@ class TaskPreviews:
         published: dict[str, dict] = {}
         for name, entry in self.entries.items():
             try:
+                if target.is_symlink():  # never written through a link planted in OUTDIR
+                    target.unlink()
                 target.mkdir(exist_ok=True)
                 for rel in (*entry["files"], entry["thumbnail"]):
                     os.replace(self.directory / Path(rel).name, target / Path(rel).name)
