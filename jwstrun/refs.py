@@ -680,6 +680,22 @@ class Resolution:
                 )
         return out
 
+    def unresolved(self) -> dict[str, str]:
+        """{absolute exposure path: one sentence} for every exposure crds cannot serve."""
+        out = {}
+        for group in self.groups:
+            by_message: dict[str, list[str]] = {}
+            for reftype, message in sorted(group.errors.items()):
+                by_message.setdefault(message, []).append(reftype)
+            if by_message:
+                reason = "; ".join(f"no {', '.join(types)} reference under {self.context} "
+                                   f"({group.label}): {message}"
+                                   for message, types in by_message.items())
+                reason = (f"CRDS: {reason.rstrip('.')}. Check the exposure's header or pin "
+                          "another context with --crds-context.")
+                out.update((os.path.abspath(e), reason) for e in group.exposures)
+        return out
+
     def references_for(self, exposure: str | os.PathLike) -> dict[str, str]:
         """The {reftype: basename or N/A} chosen for one exposure."""
         target = os.path.abspath(exposure)
@@ -1027,6 +1043,8 @@ class PrefetchReport:
     files: list[FetchedFile]
     resolution: Resolution
     source: str
+    #: with ``per_exposure=True``: exposures crds cannot serve -> why (nothing fetched for them)
+    unresolved: dict[str, str] = field(default_factory=dict)
 
     def _count(self, status: str, kind: str | None = None) -> tuple[int, int]:
         chosen = [f for f in self.files if f.status == status and (kind is None or f.kind == kind)]
@@ -1077,7 +1095,7 @@ def _offline_advice() -> str:
 
 
 def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
-             steps: dict | None = None) -> PrefetchReport:
+             steps: dict | None = None, per_exposure: bool = False) -> PrefetchReport:
     """Put every mapping and reference ``inputs`` need for ``pipelines`` into CRDS_PATH.
 
     Uses crds' own downloader (``crds.client.api``: atomic per-file writes with
@@ -1086,7 +1104,10 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     gone (pin the returned context, see :func:`worker_environment`).
 
     Raises :class:`CrdsError` naming the missing files, their reftype and the
-    input when the cache lacks something and no server or mirror can be reached.
+    input when the cache lacks something and no server or mirror can be reached,
+    and when crds has no reference for an input -- unless ``per_exposure``: then
+    such inputs are left out and listed in ``report.unresolved`` (a run fails
+    only their tasks).
     """
     from crds.core import config, heavy_client
 
@@ -1150,14 +1171,14 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     # 3. references
     resolution = resolve_bestrefs(inputs, context=ctx, pipelines=pipelines if pipelines else None,
                                   steps=steps)
-    if resolution.problems:
+    if resolution.problems and not per_exposure:
         raise CrdsError("CRDS cannot resolve every reference the pipelines need:\n  "
                         + "\n  ".join(resolution.problems)
                         + f"\nPin another context with --crds-context or fix the rules in {crds_path}.")
     wanted: dict[str, dict] = {}
     for group in resolution.groups:
         for reftype, name in group.references.items():
-            if name == "N/A":
+            if name == "N/A" or group.errors:
                 continue
             entry = wanted.setdefault(name, {"instrument": group.instrument, "reftypes": set(),
                                              "exposure": group.exposures[0]})
@@ -1205,7 +1226,7 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
         files.append(FetchedFile(name, "reference", "fetched" if name in fetched_names else "present",
                                  path.stat().st_size, sorted(entry["reftypes"])))
     return PrefetchReport(context=ctx, crds_path=crds_path, files=files, resolution=resolution,
-                          source=source)
+                          source=source, unresolved=resolution.unresolved())
 
 
 # ---------------------------------------------------------------------------

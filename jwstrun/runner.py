@@ -1322,13 +1322,27 @@ def run_tasks(
             t0 = time.time()
             exposures = [p for t in to_run for p, e in zip(t.input_paths, t.inputs, strict=True)
                          if e["role"] != "association"]
-            refs.prefetch(exposures, context=context, pipelines=(pipeline,),
-                          steps=parameters.get("steps"))
+            # An exposure crds cannot serve fails its own task, not the run.
+            unresolved = refs.prefetch(exposures, context=context, pipelines=(pipeline,),
+                                       steps=parameters.get("steps"), per_exposure=True).unresolved
             prefetch_s = time.time() - t0
             emit("prefetch", seconds=prefetch_s, context=context)
+            submitted = []
             for task in to_run:
-                executor.submit(task)
-            hasher = _InputHasher(to_run, checksums).start()
+                reasons = [unresolved[p] for p in map(os.path.abspath, task.input_paths)
+                           if p in unresolved]
+                if not reasons:
+                    executor.submit(task)
+                    submitted.append(task)
+                    continue
+                now = time.time()
+                result = TaskResult(task_id=task.task_id, status="failed", error=reasons[0],
+                                    error_type="CrdsError", start=now, end=now,
+                                    crds_context=context)
+                manifest.record(_manifest_record(task, result, versions, context))
+                results.append(result)
+                emit("done", result=result)
+            hasher = _InputHasher(submitted, checksums).start()
             for result in executor.as_completed():
                 task = by_id[result.task_id]
                 hasher.wait(task)
