@@ -1329,8 +1329,9 @@ def run_tasks(
             emit("prefetch", seconds=prefetch_s, context=context)
             submitted = []
             for task in to_run:
-                reasons = [unresolved[p] for p in map(os.path.abspath, task.input_paths)
-                           if p in unresolved]
+                reasons = [unresolved[p] if len(task.inputs) == 1 else
+                           f"{os.path.basename(p)}: {unresolved[p]}"
+                           for p in map(os.path.abspath, task.input_paths) if p in unresolved]
                 if not reasons:
                     executor.submit(task)
                     submitted.append(task)
