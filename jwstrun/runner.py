@@ -1358,8 +1358,9 @@ def run_tasks(
         if hasher is not None:
             hasher.stop()
         executor.shutdown(cancel=True)
+        # The workers are stopped and we still hold the lock: nothing of ours runs there now.
+        shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
         if exc is refused:  # refused before anything ran: not a run to record
-            shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
             raise
         try:
             manifest.add_run(_run_entry(command, run_start, results, interrupted=True))

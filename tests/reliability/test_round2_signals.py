@@ -8,7 +8,10 @@ Real ``python -m jwstrun`` subprocesses on the simulated program and its CRDS ca
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import signal
+import time
 from pathlib import Path
 
 from ._helpers import (
@@ -18,7 +21,9 @@ from ._helpers import (
     assert_same_products,
     image2_args,
     read_manifest,
+    worker_pids,
 )
+from .test_faults import _finished_tasks, _open_logs, _resume, _wait_session_gone
 
 
 # ----------------------------------------------------------------------------- CRDS
@@ -56,3 +61,69 @@ def test_exposure_crds_cannot_match_fails_alone(sim, reference, tmp_path, no_lef
     assert_nothing_half_written(outdir)
     assert_same_products(outdir, reference["outdir"],
                          names=[p.name.removesuffix("_rate.fits") for p in inputs if p != bad])
+
+
+# ----------------------------------------------------------------------------- signals
+def _assert_stopped_cleanly(run, outdir: Path, code: int, text: str) -> None:
+    """The parent left with ``code`` after ``text``; nothing of the run is left behind."""
+    assert run.wait(120) == code, run.stderr[-3000:]
+    assert run.stderr.count(text) == 1, run.stderr[-3000:]
+    assert_no_traceback(run.stderr)  # no "leaked semaphore" either
+    assert _wait_session_gone(run.pid) == []
+    assert not (outdir / ".jwstrun.lock").exists()
+    assert not (outdir / ".jwstrun-tmp").exists()
+    if (outdir / "jwstrun-manifest.json").exists():  # written once the tasks were planned
+        assert read_manifest(outdir)["runs"][-1]["interrupted"] is True
+    assert_nothing_half_written(outdir)
+
+
+def test_sigterm_is_handled_like_ctrl_c(sim, reference, rel_root, no_leftover_processes):
+    """SIGTERM (a scheduler's wall-time kill) to the main process while pipelines run: exit 143
+    after "Terminated.", workers stopped, the run recorded as interrupted, lock and temporary
+    directory gone, no leaked semaphore; a re-run completes with the reference's products."""
+    outdir = rel_root / "round2-sigterm"
+    work = rel_root / "round2-sigterm-logs"
+    run = Run(image2_args(sim, outdir), work, name="sigterm")
+    no_leftover_processes.append(run.pid)
+    logs = outdir / "logs"
+    assert run.wait_for(lambda: any(_open_logs(p, logs) for p in worker_pids(run.pid))), (
+        run.stderr)
+    os.kill(run.pid, signal.SIGTERM)
+    _assert_stopped_cleanly(run, outdir, 143, "Terminated.")
+    done = _finished_tasks(outdir)
+    summary = _resume(sim, outdir, work)
+    assert summary["counts"]["failed"] == 0 and summary["counts"]["skipped"] == len(done)
+    assert "Removing stale lock" not in summary["_stderr"]
+    assert_same_products(outdir, reference["outdir"])
+
+
+#: Moments of the fast Ctrl-C test, as fractions of a one-exposure run (start-up, the
+#: workers' jwst import, the task, shutdown), each jittered by its own seed.
+CTRL_C_MOMENTS = [0.0, 0.1, 0.2, 0.35, 0.5, 0.8, 1.0]
+
+
+def test_ctrl_c_twice_at_many_moments(sim, reference, rel_root, no_leftover_processes):
+    """Ctrl-C twice in quick succession (SIGINT to the process group, then again 0-50 ms later)
+    at moments spread over a one-exposure run, start-up and shutdown included: always exit 130
+    after one "Interrupted.", never death by the signal, nothing left behind."""
+    one = sim.rate_files[:1]
+    span = reference["wall"]  # three exposures on two workers: about one exposure's run
+    codes = []
+    for seed, moment in enumerate(CTRL_C_MOMENTS):
+        rng = random.Random(seed)
+        outdir = rel_root / f"round2-ctrl-c-{seed}"
+        run = Run(image2_args(sim, outdir, *one), rel_root / "round2-ctrl-c-logs",
+                  name=f"ctrl-c-{seed}")
+        no_leftover_processes.append(run.pid)
+        assert run.wait_for((outdir / ".jwstrun.lock").exists), run.stderr
+        time.sleep(max(0.0, moment * span + rng.uniform(-0.1, 0.1)))
+        for _ in range(2):
+            if run.proc.poll() is None:
+                os.killpg(run.pid, signal.SIGINT)
+            time.sleep(rng.uniform(0, 0.05))
+        code = run.wait(120)
+        codes.append(code)
+        if code == 0:  # finished before the signal
+            continue
+        _assert_stopped_cleanly(run, outdir, 130, "Interrupted.")
+    assert codes.count(130) >= len(CTRL_C_MOMENTS) // 2, codes
