@@ -230,8 +230,10 @@ def crds_environment(
     env = {k: v for k, v in base.items() if k.startswith("CRDS_") and v not in ("None", "none")}
     if env.get("CRDS_CLIENT_TIMEOUT_SECONDS") == _MANAGED["CRDS_CLIENT_TIMEOUT_SECONDS"]:
         del env["CRDS_CLIENT_TIMEOUT_SECONDS"]  # crds' own default, exported at import
+    from_file = {}
     if env_file is not None:
-        env.update({k: v for k, v in read_env_file(env_file).items() if k.startswith("CRDS_")})
+        from_file = {k: v for k, v in read_env_file(env_file).items() if k.startswith("CRDS_")}
+        env.update(from_file)
     if crds_path is not None:
         env["CRDS_PATH"] = str(Path(crds_path).expanduser().resolve())
         env.setdefault("CRDS_SERVER_URL", SERVERLESS_URL)
@@ -239,6 +241,7 @@ def crds_environment(
         env["CRDS_SERVER_URL"] = SERVERLESS_URL
     if context:
         env["CRDS_CONTEXT"] = _check_context_name(context)
+    _check_settings(env, lambda key: f"in {env_file}" if key in from_file else "in the environment")
     url = env.get("CRDS_SERVER_URL")
     if url is None and "CRDS_PATH" in env:
         # crds' own default when the URL is unset is a serverless URL; say so explicitly.
@@ -250,6 +253,37 @@ def crds_environment(
                         "%s s client timeout.", redact_url(url), detail, UNREACHABLE_TIMEOUT_SECONDS)
             env["CRDS_CLIENT_TIMEOUT_SECONDS"] = UNREACHABLE_TIMEOUT_SECONDS
     return env
+
+
+def _check_settings(env: dict[str, str], source) -> None:
+    """Refuse a CRDS_SERVER_URL or CRDS_CLIENT_TIMEOUT_SECONDS crds could not use.
+
+    crds would fail on them with a bare ValueError (at import, in every worker).
+    ``source(name)`` says where a variable was set.  The URL itself is not
+    shown: it may hold a password.
+    """
+    url = env.get("CRDS_SERVER_URL")
+    if url and not is_serverless(url):
+        try:
+            parsed = urlparse(url)
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
+            problem = None if parsed.scheme in ("http", "https") and parsed.hostname else \
+                "expected http(s)://host"
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            raise CrdsError(
+                f"CRDS_SERVER_URL ({source('CRDS_SERVER_URL')}) is not a usable URL ({problem}). "
+                "Set it to a CRDS server such as https://jwst-crds.stsci.edu, or unset it to work "
+                "from the local cache (CRDS_PATH or --crds-path)."
+            )
+    timeout = env.get("CRDS_CLIENT_TIMEOUT_SECONDS")
+    if timeout is not None and not re.fullmatch(r"\s*\+?0*[1-9][0-9]*\s*", timeout):
+        raise CrdsError(
+            f"CRDS_CLIENT_TIMEOUT_SECONDS={timeout!r} ({source('CRDS_CLIENT_TIMEOUT_SECONDS')}) "
+            "is not a whole number of seconds. Set it to a positive integer such as 30, or "
+            "unset it."
+        )
 
 
 def _check_context_name(context: str) -> str:
@@ -361,7 +395,8 @@ def worker_environment(env: dict[str, str], context: str | None) -> dict[str, st
     worker["CRDS_SERVER_URL"] = SERVERLESS_URL
     if context is not None:
         worker["CRDS_CONTEXT"] = context
-    worker.pop("CRDS_CLIENT_TIMEOUT_SECONDS", None)
+    # crds' default, not a value inherited from the caller's environment: workers never wait
+    worker["CRDS_CLIENT_TIMEOUT_SECONDS"] = _MANAGED["CRDS_CLIENT_TIMEOUT_SECONDS"]
     return worker
 
 

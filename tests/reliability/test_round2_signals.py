@@ -11,8 +11,11 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from ._helpers import (
     Run,
@@ -20,6 +23,7 @@ from ._helpers import (
     assert_nothing_half_written,
     assert_same_products,
     image2_args,
+    jwstrun_command,
     read_manifest,
     worker_pids,
 )
@@ -127,3 +131,47 @@ def test_ctrl_c_twice_at_many_moments(sim, reference, rel_root, no_leftover_proc
             continue
         _assert_stopped_cleanly(run, outdir, 130, "Interrupted.")
     assert codes.count(130) >= len(CTRL_C_MOMENTS) // 2, codes
+
+
+# ----------------------------------------------------------------------------- CRDS settings
+BAD_URL = ("is not a usable URL ({}). Set it to a CRDS server such as https://jwst-crds.stsci.edu, "
+           "or unset it to work from the local cache (CRDS_PATH or --crds-path).")
+BAD_TIMEOUT = "is not a whole number of seconds. Set it to a positive integer such as 30, or unset it."
+
+
+@pytest.mark.parametrize("name, value, in_file, message", [
+    ("CRDS_SERVER_URL", "http://[::1", False,
+     "CRDS_SERVER_URL (in the environment) " + BAD_URL.format("Invalid IPv6 URL")),
+    ("CRDS_SERVER_URL", "https://alice:hunter2pw@[::1", False,
+     "CRDS_SERVER_URL (in the environment) " + BAD_URL.format("Invalid IPv6 URL")),
+    ("CRDS_SERVER_URL", "https://jwst-crds.stsci.edu:99999", True,
+     "CRDS_SERVER_URL (in {env_file}) " + BAD_URL.format("Port out of range 0-65535")),
+    ("CRDS_CLIENT_TIMEOUT_SECONDS", "abc", False,
+     "CRDS_CLIENT_TIMEOUT_SECONDS='abc' (in the environment) " + BAD_TIMEOUT),
+    ("CRDS_CLIENT_TIMEOUT_SECONDS", "2.5", True,
+     "CRDS_CLIENT_TIMEOUT_SECONDS='2.5' (in {env_file}) " + BAD_TIMEOUT),
+])
+def test_unusable_crds_variable_is_refused(sim, tmp_path, name, value, in_file, message):
+    """A CRDS_SERVER_URL that does not parse or a CRDS_CLIENT_TIMEOUT_SECONDS that is not a
+    number, in the environment or a --crds-env file: one Error line naming the variable, where
+    it was set and the fix (never the URL, which may hold a password), exit 1, no OUTDIR."""
+    from jwstrun.refs import read_env_file
+
+    settings = {**read_env_file(sim.env_file), name: value}
+    env = dict(os.environ)
+    extra = []
+    if in_file:
+        env_file = tmp_path / "crds.env"
+        env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in settings.items()))
+        extra = ["--crds-env", env_file]
+    else:
+        env.update(settings)
+    outdir = tmp_path / "out"
+    args = ["image2", sim.rate_files[0], "-o", outdir, "-j", "1", "--no-progress", *extra]
+    proc = subprocess.run(jwstrun_command(*args), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    expected = "Error: " + message.format(env_file=tmp_path / "crds.env")
+    assert proc.stderr.splitlines() == [expected]
+    assert "hunter2pw" not in proc.stdout + proc.stderr
+    assert not outdir.exists()
