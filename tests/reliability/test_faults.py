@@ -38,8 +38,9 @@ from ._helpers import (
     worker_pids,
 )
 
-#: Seeds of the random moments; more of them with -m slow.
-SEEDS = [pytest.param(11), *(pytest.param(s, marks=pytest.mark.slow) for s in (12, 13, 14))]
+#: Seeds of the random moments; more of them with -m slow (JWSTRUN_SIGNAL_SEEDS in all, default 4).
+SEEDS = [pytest.param(11), *(pytest.param(s, marks=pytest.mark.slow)
+                             for s in range(12, 11 + int(os.environ.get("JWSTRUN_SIGNAL_SEEDS", 4))))]
 
 
 def _wait_session_gone(sid: int, timeout: float = 20) -> list[int]:
