@@ -241,7 +241,8 @@ def crds_environment(
         env["CRDS_SERVER_URL"] = SERVERLESS_URL
     if context:
         env["CRDS_CONTEXT"] = _check_context_name(context)
-    _check_settings(env, lambda key: f"in {env_file}" if key in from_file else "in the environment")
+    _check_settings(env, lambda key: f"in {env_file}" if key in from_file else
+                    "in the environment")
     url = env.get("CRDS_SERVER_URL")
     if url is None and "CRDS_PATH" in env:
         # crds' own default when the URL is unset is a serverless URL; say so explicitly.
