@@ -232,6 +232,18 @@ def _exit_on_sigterm(signum, _frame):
     raise _Terminated(128 + signum)
 
 
+def _terminate_again(unraisable) -> None:
+    """``sys.unraisablehook`` of a worker: a _Terminated raised where Python ignores
+    exceptions (a weakref callback during an import, a ``__del__``) would print
+    "Exception ignored" and leave the worker running until it is killed; it is
+    raised again a moment later instead, where it ends the worker."""
+    if not isinstance(unraisable.exc_value, _Terminated):
+        sys.__unraisablehook__(unraisable)
+        return
+    signal.signal(signal.SIGALRM, lambda *_: _exit_on_sigterm(signal.SIGTERM, None))
+    signal.setitimer(signal.ITIMER_REAL, 0.01)
+
+
 def _leave_quickly() -> None:
     """End an idle worker without the interpreter's teardown of every jwst module
     (about 0.5 s the parent would wait for at the end of each run).
@@ -261,6 +273,7 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
     # import; a bare SIGTERM death makes the resource tracker print a "leaked
     # semaphore objects" warning after every Ctrl-C or failed run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.unraisablehook = _terminate_again
     _die_with_parent()
     os.environ.update(env or {})
     import importlib

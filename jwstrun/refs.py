@@ -239,8 +239,10 @@ def crds_environment(
     env = {k: v for k, v in base.items() if k.startswith("CRDS_") and v not in ("None", "none")}
     if env.get("CRDS_CLIENT_TIMEOUT_SECONDS") == _MANAGED["CRDS_CLIENT_TIMEOUT_SECONDS"]:
         del env["CRDS_CLIENT_TIMEOUT_SECONDS"]  # crds' own default, exported at import
+    from_file = {}
     if env_file is not None:
-        env.update({k: v for k, v in read_env_file(env_file).items() if k.startswith("CRDS_")})
+        from_file = {k: v for k, v in read_env_file(env_file).items() if k.startswith("CRDS_")}
+        env.update(from_file)
     if crds_path is not None:
         env["CRDS_PATH"] = str(Path(crds_path).expanduser().resolve())
         env.setdefault("CRDS_SERVER_URL", SERVERLESS_URL)
@@ -248,6 +250,8 @@ def crds_environment(
         env["CRDS_SERVER_URL"] = SERVERLESS_URL
     if context:
         env["CRDS_CONTEXT"] = _check_context_name(context)
+    _check_settings(env, lambda key: f"in {env_file}" if key in from_file else
+                    "in the environment")
     url = env.get("CRDS_SERVER_URL")
     if url is None and "CRDS_PATH" in env:
         # crds' own default when the URL is unset is a serverless URL; say so explicitly.
@@ -259,6 +263,37 @@ def crds_environment(
                         "%s s client timeout.", redact_url(url), detail, UNREACHABLE_TIMEOUT_SECONDS)
             env["CRDS_CLIENT_TIMEOUT_SECONDS"] = UNREACHABLE_TIMEOUT_SECONDS
     return env
+
+
+def _check_settings(env: dict[str, str], source) -> None:
+    """Refuse a CRDS_SERVER_URL or CRDS_CLIENT_TIMEOUT_SECONDS crds could not use.
+
+    crds would fail on them with a bare ValueError (at import, in every worker).
+    ``source(name)`` says where a variable was set.  The URL itself is not
+    shown: it may hold a password.
+    """
+    url = env.get("CRDS_SERVER_URL")
+    if url and not is_serverless(url):
+        try:
+            parsed = urlparse(url)
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
+            problem = None if parsed.scheme in ("http", "https") and parsed.hostname else \
+                "expected http(s)://host"
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            raise CrdsError(
+                f"CRDS_SERVER_URL ({source('CRDS_SERVER_URL')}) is not a usable URL ({problem}). "
+                "Set it to a CRDS server such as https://jwst-crds.stsci.edu, or unset it to work "
+                "from the local cache (CRDS_PATH or --crds-path)."
+            )
+    timeout = env.get("CRDS_CLIENT_TIMEOUT_SECONDS")
+    if timeout is not None and not re.fullmatch(r"\s*\+?0*[1-9][0-9]*\s*", timeout):
+        raise CrdsError(
+            f"CRDS_CLIENT_TIMEOUT_SECONDS={timeout!r} ({source('CRDS_CLIENT_TIMEOUT_SECONDS')}) "
+            "is not a whole number of seconds. Set it to a positive integer such as 30, or "
+            "unset it."
+        )
 
 
 def _check_context_name(context: str) -> str:
@@ -370,7 +405,8 @@ def worker_environment(env: dict[str, str], context: str | None) -> dict[str, st
     worker["CRDS_SERVER_URL"] = SERVERLESS_URL
     if context is not None:
         worker["CRDS_CONTEXT"] = context
-    worker.pop("CRDS_CLIENT_TIMEOUT_SECONDS", None)
+    # crds' default, not a value inherited from the caller's environment: workers never wait
+    worker["CRDS_CLIENT_TIMEOUT_SECONDS"] = _MANAGED["CRDS_CLIENT_TIMEOUT_SECONDS"]
     return worker
 
 
@@ -687,6 +723,22 @@ class Resolution:
                     f"{group.exposures[0]}: no {reftype} reference under {self.context} "
                     f"({group.label}): {message}"
                 )
+        return out
+
+    def unresolved(self) -> dict[str, str]:
+        """{absolute exposure path: one sentence} for every exposure crds cannot serve."""
+        out = {}
+        for group in self.groups:
+            by_message: dict[str, list[str]] = {}
+            for reftype, message in sorted(group.errors.items()):
+                by_message.setdefault(message, []).append(reftype)
+            if by_message:
+                reason = "; ".join(f"no {', '.join(types)} reference under {self.context} "
+                                   f"({group.label}): {message}"
+                                   for message, types in by_message.items())
+                reason = (f"CRDS: {reason.rstrip('.')}. Check the exposure's header or pin "
+                          "another context with --crds-context.")
+                out.update((os.path.abspath(e), reason) for e in group.exposures)
         return out
 
     def references_for(self, exposure: str | os.PathLike) -> dict[str, str]:
@@ -1036,6 +1088,8 @@ class PrefetchReport:
     files: list[FetchedFile]
     resolution: Resolution
     source: str
+    #: with ``per_exposure=True``: exposures crds cannot serve -> why (nothing fetched for them)
+    unresolved: dict[str, str] = field(default_factory=dict)
 
     def _count(self, status: str, kind: str | None = None) -> tuple[int, int]:
         chosen = [f for f in self.files if f.status == status and (kind is None or f.kind == kind)]
@@ -1086,7 +1140,7 @@ def _offline_advice() -> str:
 
 
 def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
-             steps: dict | None = None) -> PrefetchReport:
+             steps: dict | None = None, per_exposure: bool = False) -> PrefetchReport:
     """Put every mapping and reference ``inputs`` need for ``pipelines`` into CRDS_PATH.
 
     Uses crds' own downloader (``crds.client.api``: atomic per-file writes with
@@ -1095,7 +1149,10 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     gone (pin the returned context, see :func:`worker_environment`).
 
     Raises :class:`CrdsError` naming the missing files, their reftype and the
-    input when the cache lacks something and no server or mirror can be reached.
+    input when the cache lacks something and no server or mirror can be reached,
+    and when crds has no reference for an input -- unless ``per_exposure``: then
+    such inputs are left out and listed in ``report.unresolved`` (a run fails
+    only their tasks).
     """
     from crds.core import config, heavy_client
 
@@ -1159,14 +1216,14 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     # 3. references
     resolution = resolve_bestrefs(inputs, context=ctx, pipelines=pipelines if pipelines else None,
                                   steps=steps)
-    if resolution.problems:
+    if resolution.problems and not per_exposure:
         raise CrdsError("CRDS cannot resolve every reference the pipelines need:\n  "
                         + "\n  ".join(resolution.problems)
                         + f"\nPin another context with --crds-context or fix the rules in {crds_path}.")
     wanted: dict[str, dict] = {}
     for group in resolution.groups:
         for reftype, name in group.references.items():
-            if name == "N/A":
+            if name == "N/A" or group.errors:
                 continue
             entry = wanted.setdefault(name, {"instrument": group.instrument, "reftypes": set(),
                                              "exposure": group.exposures[0]})
@@ -1214,7 +1271,7 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
         files.append(FetchedFile(name, "reference", "fetched" if name in fetched_names else "present",
                                  path.stat().st_size, sorted(entry["reftypes"])))
     return PrefetchReport(context=ctx, crds_path=crds_path, files=files, resolution=resolution,
-                          source=source)
+                          source=source, unresolved=resolution.unresolved())
 
 
 # ---------------------------------------------------------------------------

@@ -1520,17 +1520,32 @@ def run_tasks(
             t0 = time.time()
             exposures = [p for t in to_run for p, e in zip(t.input_paths, t.inputs, strict=True)
                          if e["role"] != "association"]
-            refs.prefetch(exposures, context=context, pipelines=(pipeline,),
-                          steps=parameters.get("steps"))
+            # An exposure crds cannot serve fails its own task, not the run.
+            unresolved = refs.prefetch(exposures, context=context, pipelines=(pipeline,),
+                                       steps=parameters.get("steps"), per_exposure=True).unresolved
             prefetch_s = time.time() - t0
             emit("prefetch", seconds=prefetch_s, context=context)
             if remove_if_refused:
                 remove_if_refused.clear()
             if previews:
                 _mark_previews(tasks, to_run, jobs, on_dask)
+            submitted = []
             for task in to_run:
-                executor.submit(task)
-            hasher = _InputHasher(to_run, checksums).start()
+                reasons = [unresolved[p] if len(task.inputs) == 1 else
+                           f"{os.path.basename(p)}: {unresolved[p]}"
+                           for p in map(os.path.abspath, task.input_paths) if p in unresolved]
+                if not reasons:
+                    executor.submit(task)
+                    submitted.append(task)
+                    continue
+                now = time.time()
+                result = TaskResult(task_id=task.task_id, status="failed", error=reasons[0],
+                                    error_type="CrdsError", start=now, end=now,
+                                    crds_context=context)
+                manifest.record(_manifest_record(task, result, versions, context))
+                results.append(result)
+                emit("done", result=result)
+            hasher = _InputHasher(submitted, checksums).start()
             for result in executor.as_completed():
                 task = by_id[result.task_id]
                 hasher.wait(task)
@@ -1545,8 +1560,9 @@ def run_tasks(
         if hasher is not None:
             hasher.stop()
         executor.shutdown(cancel=True)
+        # The workers are stopped and we still hold the lock: nothing of ours runs there now.
+        shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
         if exc is refused:  # refused before anything ran: not a run to record
-            shutil.rmtree(outdir / TMP_DIRNAME, ignore_errors=True)
             raise
         try:
             manifest.add_run(_run_entry(command, run_start, results, interrupted=True))

@@ -9,8 +9,12 @@ become ``Error: ...`` with a non-zero exit code; a traceback is shown only with
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
+import signal
 import sys
+import threading
 from importlib import metadata
 
 import click
@@ -49,6 +53,33 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
+#: SIGINT (Ctrl-C) and SIGTERM (a scheduler's wall-time kill): exit code and last line.
+_STOP_SIGNALS = {signal.SIGINT: (130, "Interrupted."), signal.SIGTERM: (143, "Terminated.")}
+#: The stop signal this process received first (set by :func:`_stop`).
+_received: list[int] = []
+
+
+def _stop(signum: int, _frame) -> None:
+    """First SIGINT or SIGTERM: stop the command with KeyboardInterrupt; ignore later ones.
+
+    The clean-up that follows (workers stopped, the run recorded as interrupted,
+    the lock and temporary files removed) must not itself be interrupted by a
+    second Ctrl-C or a scheduler's repeated SIGTERM.
+    """
+    _ignore_stop_signals()
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM from now on where :func:`main` handles them (not in a caller's
+    process that runs the commands itself, such as Click's test runner)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is _stop:
+                signal.signal(signum, signal.SIG_IGN)
+
+
 class JwstrunGroup(click.Group):
     """Click group that turns library errors into one clear line."""
 
@@ -63,8 +94,12 @@ class JwstrunGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
-            click.secho("Interrupted.", err=True, fg="red")
-            ctx.exit(130)
+            _ignore_stop_signals()
+            if not _received:  # raised by other code (astropy re-raises a deferred Ctrl-C)
+                _received.append(signal.SIGINT)
+            code, text = _STOP_SIGNALS[_received[0]]
+            click.secho(text, err=True, fg="red")
+            ctx.exit(code)
         except Exception as exc:  # noqa: BLE001 - last line of defence for users
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -125,5 +160,31 @@ _register_commands(cli)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="jwstrun")
+    """Console-script entry point (also ``python -m jwstrun``).
+
+    SIGTERM is handled like Ctrl-C; once the command is stopping or over, both are
+    ignored, so neither can cut its clean-up or the interpreter's teardown short.
+    A stopped command leaves with 130 (SIGINT) or 143 (SIGTERM) through
+    :func:`os._exit` once the exit handlers have run: CPython remembers a
+    KeyboardInterrupt that passed through code run by ``exec`` of a string
+    (dataclasses and crds do that while importing), even when it was handled, and
+    under ``python -m`` would end the clean exit by killing itself with SIGINT.
+    """
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _stop)
+    try:
+        cli(prog_name="jwstrun")
+    except SystemExit:
+        if not _received:
+            _ignore_stop_signals()
+            raise
+    _ignore_stop_signals()
+    if not _received:
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_STOP_SIGNALS[_received[0]][0])

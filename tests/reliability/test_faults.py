@@ -38,8 +38,9 @@ from ._helpers import (
     worker_pids,
 )
 
-#: Seeds of the random moments; more of them with -m slow.
-SEEDS = [pytest.param(11), *(pytest.param(s, marks=pytest.mark.slow) for s in (12, 13, 14))]
+#: Seeds of the random moments; more with -m slow (JWSTRUN_SIGNAL_SEEDS in all, default 4).
+SEEDS = [pytest.param(11), *(pytest.param(s, marks=pytest.mark.slow) for s in
+                             range(12, 11 + int(os.environ.get("JWSTRUN_SIGNAL_SEEDS", 4))))]
 
 
 def _wait_session_gone(sid: int, timeout: float = 20) -> list[int]:
@@ -113,7 +114,9 @@ def test_ctrl_c_then_kill_9_then_resume(sim, reference, rel_root, seed, no_lefto
     if code == 130:
         assert "Interrupted." in run.stderr
         if (outdir / "jwstrun-manifest.json").exists():  # written once the tasks were planned
-            assert read_manifest(outdir)["runs"][-1]["interrupted"] is True
+            last = read_manifest(outdir)["runs"][-1]
+            # not interrupted: every task had finished, the signal came during the summary
+            assert last["interrupted"] or last["counts"]["ok"] == len(sim.rate_files), last
     assert_no_traceback(run.stderr)
     assert _wait_session_gone(run.pid) == []
     assert not lock.exists(), "Ctrl-C must release the lock"
