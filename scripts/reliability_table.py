@@ -38,6 +38,10 @@ AREAS = OrderedDict([
     ("test_concurrency", "concurrency"),
     ("test_security", "security"),
     ("test_load", "load"),
+    ("test_round2_planning", "round two: planning"),
+    ("test_round2_security", "round two: security"),
+    ("test_round2_recovery", "round two: recovery"),
+    ("test_round2_signals", "round two: signals and CRDS"),
 ])
 
 
