@@ -5,6 +5,7 @@ and broken footprints are refused early, naming the file as given."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -185,6 +186,7 @@ def test_symlinks_planted_in_outdir_are_replaced_not_followed(sim, tmp_path, cap
     log.unlink()
     log.symlink_to(victim)
     (outdir / ".jwstrun-tmp").symlink_to(outside / "dir")
+    shutil.rmtree(outdir / "previews", ignore_errors=True)  # image2 writes a report too
     (outdir / "previews").symlink_to(outside / "dir")
     (outdir / f".jwstrun-write-test-{os.getpid()}").symlink_to(victim)  # CliRunner: this pid
     before = tree_digest(outside)
@@ -198,7 +200,13 @@ def test_symlinks_planted_in_outdir_are_replaced_not_followed(sim, tmp_path, cap
     # logs/ itself a link to a directory outside: replaced by a directory, with a warning
     shutil.rmtree(outdir / "logs")
     (outdir / "logs").symlink_to(outside / "dir")
-    result = _invoke([*args, "--force"])
+    # the CLI's "jwstrun" logger does not propagate to the root logger caplog listens on
+    jwstrun_logger = logging.getLogger("jwstrun")
+    jwstrun_logger.addHandler(caplog.handler)
+    try:
+        result = _invoke([*args, "--force"])
+    finally:
+        jwstrun_logger.removeHandler(caplog.handler)
     assert result.exit_code == 0, result.output
     assert f"{outdir / 'logs'}: was a symbolic link; replaced by a directory." in caplog.text
     assert tree_digest(outside) == before
