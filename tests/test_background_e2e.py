@@ -42,6 +42,10 @@ def l2_asn(sim):
 @pytest.fixture(scope="module")
 def run(sim, l2_asn, tmp_path_factory):
     outdir = tmp_path_factory.mktemp("background_out") / "out"
+    # crds exports its defaults (CRDS_MODE, CRDS_CONFIG_URI ...) into os.environ when it is
+    # first imported: that is crds' doing, whichever test imports it first, not the run's.
+    import crds  # noqa: F401
+
     crds_before = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
     result = CliRunner().invoke(cli, [
         "image2", str(l2_asn), "-o", str(outdir), "--save-bsub", "-j", "2",
