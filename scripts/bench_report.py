@@ -6,7 +6,8 @@ into a fresh output directory every time, with the simulator's offline CRDS cach
 
 * ``jwstrun image3`` on one association of 4 full-frame MIRI exposures (``_cal``),
 * ``jwstrun image3`` on one association of 4 full-frame NIRCam exposures,
-* ``jwstrun image2 -j 2`` on 8 full-frame NIRCam exposures.
+* ``jwstrun image2 -j 2 --report`` on 8 full-frame NIRCam exposures (the report is
+  opt-in for image2; "without" adds ``--no-report``, which turns it off again).
 
 Each case runs once with the report as a warm-up (not timed), then ``--rounds``
 rounds of both variants side by side, alternating which goes first; the line
@@ -147,7 +148,7 @@ def main() -> int:
         rows.append(compare(
             f"image2, {n_image2} x NIRCam {nircam}, -j {args.j}",
             lambda out: [JWSTRUN, "image2", *files, "-o", str(out), "-j", str(args.j),
-                         "--no-progress", "--crds-env", str(env_file)],
+                         "--no-progress", "--crds-env", str(env_file), "--report"],
             work / "image2", env, rounds))
 
     lines = [f"report vs --no-report, {rounds} round(s) after a warm-up, medians "

@@ -107,14 +107,10 @@ def test_image2_products_in_outdir_only(image2, sim, broken):
     for rate in sim.rate_files:
         base = rate.name.removesuffix("_rate.fits")
         expected += [f"{base}_cal.fits", f"{base}_i2d.fits"]
-    # and the HTML report with the previews the workers drew (jwstrun._previews)
-    assert names == sorted([*expected, "jwstrun-manifest.json", "jwstrun-report.html", "logs",
-                            "previews"])
+    # no report (nor previews) unless --report is given
+    assert names == sorted([*expected, "jwstrun-manifest.json", "logs"])
     # the failed exposure left nothing that looks like a product, and no temp dir
     assert not list(image2["outdir"].glob(broken.name.replace("_rate.fits", "*")))
-    previews = sorted(p.name for p in (image2["outdir"] / "previews").iterdir())
-    assert previews == sorted(name.replace(".fits", suffix) for name in expected
-                              for suffix in (".png", "_thumb.jpg"))
 
 
 def test_inputs_never_modified(image2):

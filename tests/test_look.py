@@ -42,7 +42,7 @@ def run(tmp_path_factory):
     out = root / "out"
     runner = CliRunner()
     common = ["-o", str(out), "--crds-env", str(sim.env_file), "--no-progress"]
-    image2 = runner.invoke(cli, ["image2", *map(str, sim.rate_files), "-j", "2", *common])
+    image2 = runner.invoke(cli, ["image2", *map(str, sim.rate_files), "-j", "2", "--report", *common])
     assert image2.exit_code == 0, image2.output
     cals = sorted(out.glob("*_cal.fits"))
     image3 = runner.invoke(cli, ["image3", *map(str, cals), *common, "--json"])

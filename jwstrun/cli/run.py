@@ -466,9 +466,13 @@ def _dask_kwargs(kw: dict) -> dict:
 )
 @_run_options
 @_dask_options
-@_no_report_option
+@click.option(
+    "--report/--no-report", "report", default=False,
+    help="Also write OUTDIR/jwstrun-report.html, the workers drawing its previews as they "
+    "go (off by default for image2: 'jwstrun report OUTDIR' writes it later).",
+)
 @click.pass_context
-def image2_command(ctx, inputs, save_bsub, no_report, **kw):
+def image2_command(ctx, inputs, save_bsub, report, **kw):
     """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
 
     INPUTS are *_rate.fits / *_rateints.fits files, glob patterns or Level-2
@@ -476,9 +480,8 @@ def image2_command(ctx, inputs, save_bsub, no_report, **kw):
     runs in a worker process, its products (_cal or _calints, _i2d unless the
     resample step is skipped, _bsub with --save-bsub) appear in OUTDIR only once
     they are complete and validated, and a failing exposure does not stop the
-    others. Re-running skips exposures whose products are up to date. The HTML
-    run report OUTDIR/jwstrun-report.html is written at the end (--no-report
-    skips it).
+    others. Re-running skips exposures whose products are up to date. --report
+    also writes the HTML run report OUTDIR/jwstrun-report.html.
 
     \b
     Examples:
@@ -497,10 +500,10 @@ def image2_command(ctx, inputs, save_bsub, no_report, **kw):
         ctx, "image2", kw["no_progress"], kw["as_json"],
         lambda progress: run_image2(
             inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
-            previews=not no_report, **_common_kwargs(kw), **_dask_kwargs(kw),
+            previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
         ),
     )
-    if not no_report:
+    if report:
         _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
 
