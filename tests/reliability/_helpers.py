@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -223,3 +224,19 @@ def copy_tree_linked(source: Path, dest: Path) -> Path:
     """Copy a directory tree with hard links (cheap; a deleted link leaves the source intact)."""
     shutil.copytree(source, dest, copy_function=os.link)
     return dest
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``mount`` (made here), unmounted at the end; yields
+    None where mounting is refused (the caller falls back to RLIMIT_FSIZE)."""
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -33,6 +33,7 @@ from ._helpers import (
     drop_dac_override,
     image2_args,
     jwstrun_command,
+    mounted_tmpfs,
     read_manifest,
     session_processes,
     worker_pids,
@@ -214,17 +215,8 @@ def test_crashing_tasks_through_the_executor_api():
 @pytest.fixture
 def small_filesystem(tmp_path):
     """A 2 MB tmpfs (room for one exposure's products, not two); None where mount is refused."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        yield None
-        return
-    try:
+    with mounted_tmpfs(tmp_path / "fs", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def _limit_file_size():

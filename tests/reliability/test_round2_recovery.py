@@ -28,6 +28,7 @@ from ._helpers import (
     drop_dac_override,
     image2_args,
     jwstrun_command,
+    mounted_tmpfs,
     read_manifest,
     tree_digest,
 )
@@ -249,26 +250,18 @@ def test_report_on_a_read_only_outdir(reference, tmp_path):
 @pytest.fixture
 def full_filesystem(tmp_path):
     """A 64 kB tmpfs filled to the last byte; None where mounting is refused."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        yield None
-        return
-    try:
-        (mount / "out").mkdir()
-        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+    with mounted_tmpfs(tmp_path / "fs", "64k") as mount:
+        if mount is not None:
+            (mount / "out").mkdir()
+            fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, b"\0" * 4096):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def _no_file_writes():
