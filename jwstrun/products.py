@@ -124,8 +124,7 @@ def header_type(header, sci_bunit=None) -> str | None:
     resample or outlier_detection COMPLETE a Level-3 one.
     """
     datamodl = str(header.get("DATAMODL", ""))
-    done = {key for key in ("S_FLAT", "S_PHOTOM", "S_RESAMP", "S_OUTLIR")
-            if str(header.get(key, "")).strip() == "COMPLETE"}
+    done = _completed(header, ("S_FLAT", "S_PHOTOM", "S_RESAMP", "S_OUTLIR"))
     calibrated = bool(done & {"S_FLAT", "S_PHOTOM"}) or (
         "".join(str(sci_bunit or "").split()).lower() == "mjy/sr"
     )
@@ -148,6 +147,11 @@ def header_type(header, sci_bunit=None) -> str | None:
     return None
 
 
+def _completed(header, keys) -> set[str]:
+    """The step-status keywords among ``keys`` that the header marks COMPLETE."""
+    return {key for key in keys if str(header.get(key, "")).strip() == "COMPLETE"}
+
+
 def stage_type(path: str | os.PathLike, header, sci_bunit=None) -> str | None:
     """The product type of ``path`` as a pipeline must take it: the suffix's, unless the
     header shows another stage (a ``_cal`` renamed ``*_rate.fits`` is ``cal``: calibrating
@@ -158,9 +162,8 @@ def stage_type(path: str | os.PathLike, header, sci_bunit=None) -> str | None:
     if named in STAGE2_INPUTS:
         found = header_type(header, sci_bunit)
         return found if found not in (None, *STAGE2_INPUTS) else named
-    done = [k for k in ("S_WCS", "S_FLAT", "S_PHOTOM")
-            if str(header.get(k, "")).strip() == "COMPLETE"]
-    if named in STAGE3_INPUTS and not done:  # no calwebb_image2 step ever ran on it
+    # no calwebb_image2 step ever ran on a "_cal" without these
+    if named in STAGE3_INPUTS and not _completed(header, ("S_WCS", "S_FLAT", "S_PHOTOM")):
         return header_type(header, sci_bunit) or named
     return named or header_type(header, sci_bunit)
 
