@@ -1,0 +1,130 @@
+"""The stages jwstrun can run, as data: one row per stpipe Step or Pipeline.
+
+This table is the only place that names the jwst pipeline classes.  The runner
+(planning, resume, manifest), the CRDS reference planning, the profiles and the
+report read a row instead of branching on a pipeline's name, so adding a stage
+is adding a row (docs/architecture.md, "Adding a stage").
+
+A row says:
+
+- ``step_class``: the stpipe class by import path (``package.module.Class``);
+  any installed Step or Pipeline works, including ones other packages register
+  through stpipe's entry points;
+- ``alias``: its stpipe alias (``strun calwebb_image2``, ``pars-`` references,
+  ``<name>_<alias>.asdf`` parameter files);
+- ``accepts``: the product types (file suffixes) it takes as input;
+- ``grouping``: how inputs become tasks -- ``"exposure"`` (one task per science
+  exposure or Level-2 association), ``"association"`` (one task per Level-3
+  association), ``"tile"`` (one per sky tile) or ``"set"`` (one over the whole
+  set, in time order);
+- ``writes``: the ``<product>_<suffix>`` files a task may write into OUTDIR;
+- ``member_writes``: files named after each input member instead
+  (``<member>_<asn_id>_crf.fits`` for image3);
+- ``memory``: (base bytes, bytes per full-frame-equivalent input pixel set) of
+  one worker running one task, for the default ``-j``: fitted to the peaks that
+  scripts/bench_profiles.py and scripts/bench_image3_memory.py measure
+  (docs/benchmarks.md);
+- ``next_stage``: where its products go next, for error messages that point a
+  user who gave a file to the wrong stage the right way.
+
+Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from .errors import InputError
+
+__all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "get_stage", "stage_names", "stages_accepting"]
+
+#: Pixels of one NIRCam/MIRI full frame; the unit of the memory model.
+FULL_FRAME_PIXELS = 2048 * 2048
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage the runner can run (see the module docstring for each field)."""
+
+    name: str
+    step_class: str
+    alias: str
+    accepts: tuple[str, ...]
+    grouping: str
+    writes: tuple[str, ...]
+    memory: tuple[float, float]
+    member_writes: tuple[str, ...] = ()
+    next_stage: str | None = None
+    #: other names people type for it (for lookups and "did you mean" hints)
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def module(self) -> str:
+        return self.step_class.rpartition(".")[0]
+
+    @property
+    def class_name(self) -> str:
+        return self.step_class.rpartition(".")[2]
+
+    def load_class(self, *, lean: bool = False):
+        """The stpipe class.  ``lean=True`` (in workers) loads a ``jwst.pipeline``
+        module without the package's other pipelines (jwstrun._jwst_import)."""
+        if lean:
+            from ._jwst_import import import_pipeline_module
+
+            module = import_pipeline_module(self.module)
+        else:
+            module = importlib.import_module(self.module)
+        return getattr(module, self.class_name)
+
+    def bytes_per_task(self, pixels: float) -> float:
+        """Estimated peak bytes of one worker running one task over ``pixels``
+        input pixels (all members together)."""
+        base, per = self.memory
+        return base + per * pixels / FULL_FRAME_PIXELS
+
+
+STAGES: dict[str, Stage] = {
+    "image2": Stage(
+        name="image2",
+        step_class="jwst.pipeline.calwebb_image2.Image2Pipeline",
+        alias="calwebb_image2",
+        accepts=("rate", "rateints"),
+        grouping="exposure",
+        writes=("cal.fits", "calints.fits", "bsub.fits", "bsubints.fits", "i2d.fits"),
+        memory=(0.30e9, 0.90e9),
+        next_stage="image3",
+        aliases=("calwebb_image2", "image2pipeline", "stage2"),
+    ),
+    "image3": Stage(
+        name="image3",
+        step_class="jwst.pipeline.calwebb_image3.Image3Pipeline",
+        alias="calwebb_image3",
+        accepts=("cal", "calints", "crf"),
+        grouping="association",
+        writes=("i2d.fits", "segm.fits", "cat.ecsv"),
+        member_writes=("crf.fits",),
+        memory=(0.35e9, 0.32e9),
+        aliases=("calwebb_image3", "image3pipeline", "stage3"),
+    ),
+}
+
+
+def stage_names() -> list[str]:
+    return list(STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    """The row for a stage name or any of its aliases (case-insensitive);
+    :class:`InputError` naming the known stages otherwise."""
+    key = name.strip().lower()
+    for stage in STAGES.values():
+        if key == stage.name or key in stage.aliases or key == stage.class_name.lower():
+            return stage
+    raise InputError(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}.")
+
+
+def stages_accepting(product_type: str) -> list[Stage]:
+    """The stages that take a product of this type as input."""
+    return [stage for stage in STAGES.values() if product_type in stage.accepts]
