@@ -26,7 +26,21 @@ __all__ = [
     "read_exposure_info",
     "product_basename",
     "check_fits_complete",
+    "DQ_FLAGS",
+    "parse_s_region",
+    "read_catalog",
 ]
+
+#: The DQ bits jwstrun reads, as in ``stdatamodels.dqflags.pixel`` (importing
+#: stdatamodels for a few constants costs ~0.8 s; a test checks they agree).
+DQ_FLAGS: dict[str, int] = {
+    "DO_NOT_USE": 1,
+    "SATURATED": 2,
+    "JUMP_DET": 4,
+    "DROPOUT": 8,
+    "OUTLIER": 16,
+    "PERSISTENCE": 32,
+}
 
 #: Product type -> (is per-integration, expected DATAMODL values)
 PRODUCT_TYPES: dict[str, tuple[bool, tuple[str, ...]]] = {
@@ -378,3 +392,58 @@ def check_fits_complete(
             "the file was cut short or not written by the JWST pipeline. Re-create it."
         )
     return [(name, cards) for name, _s, _e, cards in hdus]
+
+
+# --------------------------------------------------------------------------- S_REGION, catalogs
+
+_POLYGON_NUMBER = re.compile(r"(?i)[-+]?(?:nan|inf|\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?")
+
+
+def parse_s_region(text: str | None) -> list[list[tuple[float, float]]]:
+    """(RA, Dec) vertex lists of an S_REGION (``POLYGON ICRS ra dec ...``, maybe several
+    polygons); an empty list when it holds none."""
+    polygons = []
+    for part in re.split(r"(?i)polygon", str(text or ""))[1:]:
+        values = [float(n) for n in _POLYGON_NUMBER.findall(part)]
+        if len(values) >= 6 and len(values) % 2 == 0:
+            polygons.append(list(zip(values[::2], values[1::2], strict=True)))
+    return polygons
+
+
+def read_catalog(path: str | os.PathLike, columns: tuple[str, ...] | None = None):
+    """A source catalog (``*_cat.ecsv``) as an astropy QTable; :class:`InputError`
+    naming the file when it cannot be read.
+
+    ``columns`` (plain float columns such as ``("xcentroid", "ycentroid")``) reads
+    only those, through the fast C reader first: the ECSV reader's YAML header
+    costs ten times the data.
+    """
+    import warnings
+
+    from astropy.table import QTable, Table
+
+    path = Path(path)
+    if columns:
+        try:
+            table = Table.read(path, format="ascii.fast_basic", include_names=list(columns))
+            if len(table.colnames) == len(columns) and all(
+                    table[c].dtype.kind == "f" for c in columns):
+                return QTable(table)
+        except Exception:  # noqa: BLE001 - the ECSV reader below says what is wrong
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            table = QTable.read(path, format="ascii.ecsv")
+        except Exception as exc:  # noqa: BLE001 - astropy raises many types for junk
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise InputError(
+                f"{path}: cannot be read as an ECSV table ({type(exc).__name__}: {first}). "
+                "Re-create it."
+            ) from exc
+    if columns:
+        missing = [c for c in columns if c not in table.colnames]
+        if missing:
+            raise InputError(f"{path}: has no {'/'.join(missing)} column; is it a "
+                             "source_catalog product?")
+    return table
