@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jwstrun import profiles as P
 from jwstrun.cli import cli
 from jwstrun.errors import ConfigError
+from jwstrun.stages import STAGES, get_stage
 
 STRUN = str(Path(sys.executable).with_name("strun"))
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def test_shipped_profiles_validate_and_explain_every_setting(name):
 
 def test_default_profile_sets_nothing_so_crds_pars_still_apply():
     profile = P.load_profile("default")
-    assert all(profile.section(p).is_empty() for p in P.PIPELINES)
+    assert all(profile.section(p).is_empty() for p in STAGES)
     assert P.build_call_parameters("image2", ["default"]) == {}
 
 
@@ -681,7 +682,7 @@ def test_export_round_trip_through_stpipe(tmp_path, pipeline):
     path = P.export_parameter_file(pipeline, layers, tmp_path / "params.asdf")
     assert sorted(os.listdir(tmp_path)) == ["params.asdf"]  # no temporary left behind
     pipe = Step.from_config_file(str(path))
-    assert type(pipe).__name__ == P.PIPELINES[pipeline][1]
+    assert type(pipe).__name__ == get_stage(pipeline).class_name
     resolved = P.resolve_parameters(pipeline, layers)
     assert _compare_with_resolved(pipe.get_pars(), resolved) > 100
     assert pipe.resample.pixfrac == 0.75

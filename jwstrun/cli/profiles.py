@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from ..stages import STAGES
 from .options import json_option, set_option
 
 __all__ = ["register", "profiles_group"]
 
-_PIPELINE_CHOICE = click.Choice(["image2", "image3"])
+_PIPELINE_CHOICE = click.Choice(list(STAGES))
 
 
 def _echo_json(data) -> None:
@@ -96,10 +97,10 @@ def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json:
       jwstrun profiles show crowded --pipeline image3 --resolved
       jwstrun profiles show my.yaml --set steps.tweakreg.snr_threshold=10 --json
     """
-    from ..profiles import PIPELINES, load_profile, parse_sets, resolve_parameters
+    from ..profiles import load_profile, parse_sets, resolve_parameters
 
     profile = load_profile(name)
-    pipelines = [pipeline] if pipeline else list(PIPELINES)
+    pipelines = [pipeline] if pipeline else list(STAGES)
     sections = {}
     for pipe in pipelines:
         layers = [profile, parse_sets(sets, pipe)] if sets else [profile]
@@ -232,9 +233,9 @@ def export_command(name: str, output: Path, pipeline, full: bool, sets, as_json:
       jwstrun profiles export crowded --pipeline image3 -o crowded_image3.asdf
     """
     from ..errors import OutputError
-    from ..profiles import PIPELINES, export_parameter_file, load_profile, parse_sets
+    from ..profiles import export_parameter_file, load_profile, parse_sets
 
-    pipelines = [pipeline] if pipeline else list(PIPELINES)
+    pipelines = [pipeline] if pipeline else list(STAGES)
     if pipeline and output.suffix == ".asdf":
         profile = load_profile(name)
         written = [
@@ -245,7 +246,8 @@ def export_command(name: str, output: Path, pipeline, full: bool, sets, as_json:
     else:
         if output.suffix == ".asdf":
             raise click.UsageError(
-                "-o FILE.asdf needs --pipeline image2|image3; give a directory to export both"
+                f"-o FILE.asdf needs --pipeline {'|'.join(STAGES)}; give a directory to export "
+                "each stage"
             )
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: exists and is not a directory")
