@@ -550,6 +550,26 @@ def test_unknown_pipeline_name():
     assert str(info.value) == "unknown pipeline 'calwebb_image2'; did you mean 'image2'?"
 
 
+def test_set_with_a_stage_prefix_and_nothing_after_it():
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["calwebb_image3=1"], "image3")
+    assert str(info.value) == (
+        "--set calwebb_image3=1: cannot read key 'calwebb_image3'; write "
+        "calwebb_image3.PARAM=VALUE or calwebb_image3.steps.STEP.PARAM=VALUE"
+    )
+    assert P.parse_sets(["image2=1", "calwebb_image2.save_bsub=true"], "image3").section(
+        "image3"
+    ).is_empty()  # prefixed for the other stage: not this one's business
+
+
+def test_profile_sections_are_the_stage_names(tmp_path):
+    path = write(tmp_path, "stage2:\n  steps:\n    resample:\n      skip: true\n")
+    assert error_of(path) == f"{path}:1: unknown top-level key 'stage2'; did you mean 'image2'?"
+    assert P.parse_sets(["stage2.steps.resample.skip=true"], "image2").section(
+        "image2"
+    ).get("resample", "skip").value is True
+
+
 # --------------------------------------------------------------------------
 # a profile can never import code
 # --------------------------------------------------------------------------
@@ -831,6 +851,56 @@ def test_spec_cache_avoids_importing_jwst(tmp_path):
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "False"  # warm: jwst never imported
+
+
+def test_spec_of_a_class_without_class_alias_is_named_by_its_class():
+    """Stages may name any stpipe class; one without a class_alias (as another
+    package may register) is called by its class name in messages and exports."""
+    from jwst.resample import ResampleStep
+    from jwst.stpipe import Pipeline
+
+    from jwstrun.profiles.spec import _read_spec
+
+    class PlainPipeline(Pipeline):
+        spec = """
+            flag = boolean(default=False)  # a pipeline-level switch
+        """
+        step_defs = {"resample": ResampleStep}
+
+    assert PlainPipeline.class_alias is None
+    raw = _read_spec(PlainPipeline)
+    assert raw["alias"] == "PlainPipeline"
+    assert raw["class_name"].endswith(".PlainPipeline")
+    assert raw["params"]["flag"] == {
+        "check": "boolean(default=False)",
+        "comment": "a pipeline-level switch",
+    }
+    assert raw["steps"]["resample"]["class_name"] == "jwst.resample.resample_step.ResampleStep"
+    assert raw["steps"]["resample"]["params"]["pixfrac"]["check"].startswith("float(")
+    json.dumps(raw)  # what the disk cache stores
+
+
+def test_disk_spec_cache_must_name_todays_stage_classes():
+    from jwstrun.profiles.spec import _all_specs, _specs_match_stages
+
+    data = json.loads(json.dumps(_all_specs()))
+    assert _specs_match_stages(data)
+    assert {name: entry["step_class"] for name, entry in data.items()} == {
+        name: stage.step_class for name, stage in STAGES.items()
+    }
+    data["image2"]["step_class"] = "some.other.Image2Pipeline"
+    assert not _specs_match_stages(data)
+    del data["image2"]["step_class"]  # a cache written before the stage table
+    assert not _specs_match_stages(data)
+    assert not _specs_match_stages({"image2": data["image2"]})
+
+
+def test_clear_caches_forgets_the_specs_this_process_holds():
+    first = P.pipeline_spec("image3")
+    assert P.pipeline_spec("image3") is first
+    P.clear_caches()
+    again = P.pipeline_spec("image3")
+    assert again is not first and again == first
 
 
 # --------------------------------------------------------------------------

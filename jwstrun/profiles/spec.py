@@ -193,14 +193,14 @@ def _validator():
             return value
         raise VdtTypeError(value)
 
-    validator = Validator()
-    validator.functions.update(
-        input_file=path_string,
-        output_file=path_string,
-        is_string_or_datamodel=path_string,
-        is_datamodel=path_string,
+    return Validator(
+        {
+            "input_file": path_string,
+            "output_file": path_string,
+            "is_string_or_datamodel": path_string,
+            "is_datamodel": path_string,
+        }
     )
-    return validator
 
 
 def _parse_check(check: str) -> tuple[str, list, dict, Any]:
