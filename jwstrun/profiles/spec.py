@@ -51,7 +51,6 @@ _EXPECTED = {
 }
 
 
-
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter of a step spec: its configobj check string and comment."""
