@@ -32,8 +32,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
-from .products import (
+from ..errors import InputError
+from ..products import (
     PRODUCT_TYPES,
     product_suffix,
     product_type,
