@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from jwstrun.cli import cli
 from jwstrun.errors import InputError
+from jwstrun.products import DQ_FLAGS
 from jwstrun.validate import (
-    DQ_OUTLIER,
     PRODUCT_LAYOUTS,
     VALIDATED_TYPES,
     product_info,
@@ -86,7 +86,7 @@ def _fill_arrays(model, shape, rng, calibrated=True, outliers=False):
     model.err = np.full(shape, 0.1, "f4")
     dq = np.zeros(shape, "u4")
     if outliers:
-        dq[..., 5, 7] = DQ_OUTLIER | 1
+        dq[..., 5, 7] = DQ_FLAGS["OUTLIER"] | DQ_FLAGS["DO_NOT_USE"]
     model.dq = dq
     model.var_poisson = np.full(shape, 0.005, "f4")
     model.var_rnoise = np.full(shape, 0.005, "f4")
@@ -245,10 +245,11 @@ def test_layouts_come_from_the_installed_schemas():
             assert extname in layout, (ptype, extname)
 
 
-def test_outlier_flag_matches_stdatamodels():
+def test_dq_flags_match_stdatamodels():
     from stdatamodels.jwst.datamodels import dqflags
 
-    assert DQ_OUTLIER == dqflags.pixel["OUTLIER"]
+    for name, bit in DQ_FLAGS.items():
+        assert dqflags.pixel[name] == bit, name
 
 
 def test_step_names_map_to_status_keywords():
