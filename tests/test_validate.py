@@ -688,6 +688,29 @@ def test_cli_bad_skip_name(products):
     assert result.output.startswith("Error: unknown pipeline step 'nosuchstep'")
 
 
+def test_cli_verbosity_after_the_command(products):
+    import logging
+
+    logger = logging.getLogger("jwstrun")
+    level = logger.level
+    runner = CliRunner()
+    try:
+        result = runner.invoke(cli, ["validate", str(products["cal"]), "-v"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.DEBUG
+        result = runner.invoke(cli, ["-v", "info", str(products["cal"]), "-q"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.WARNING
+        result = runner.invoke(cli, ["-q", "validate", str(products["cal"])],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(level)
+
+
 def test_validate_files_calls_progress(products):
     seen = []
     reports = validate_files([products["rate"], products["segm"]], progress=seen.append)
