@@ -733,6 +733,36 @@ def test_info_summary(products):
     assert info["bunit"] == "MJy/sr"
 
 
+def test_info_footprint_from_s_region(products, tmp_path):
+    path = tmp_path / "x_cal.fits"
+    shutil.copy(products["cal"], path)
+    fits.setval(path, "S_REGION", extname="SCI",
+                value="POLYGON ICRS 1.0 2.0 3.0 2.0 3.0 4.0 1.0 4.0")
+    info = product_info(path)
+    assert info["footprint"] == [[1.0, 2.0], [3.0, 2.0], [3.0, 4.0], [1.0, 4.0]]
+    assert "footprints" not in info
+    fits.setval(path, "S_REGION", extname="SCI",
+                value="POLYGON ICRS 1 2 3 2 3 4 POLYGON ICRS 5 6 7 6 7 8")
+    info = product_info(path)
+    assert info["footprint"] == [[1.0, 2.0], [3.0, 2.0], [3.0, 4.0]]
+    assert info["footprints"] == [info["footprint"], [[5.0, 6.0], [7.0, 6.0], [7.0, 8.0]]]
+    fits.setval(path, "S_REGION", extname="SCI", value="CIRCLE 1 2 3")
+    assert "footprint" not in product_info(path)
+
+
+def test_clear_caches_forgets_and_rebuilds(products):
+    from jwstrun.validate import _asdf, _schemas, clear_caches
+
+    before = validate_file(products["cal"]).findings
+    assert _schemas._load_schema.cache_info().currsize > 0
+    assert _asdf._asdf_yaml_loader.cache_info().currsize == 1
+    clear_caches()
+    assert _schemas._load_schema.cache_info().currsize == 0
+    assert _schemas.schema_layout.cache_info().currsize == 0
+    assert _asdf._asdf_yaml_loader.cache_info().currsize == 0
+    assert validate_file(products["cal"]).findings == before
+
+
 def test_info_pixel_and_sky_agree_with_the_fits_wcs_of_a_real_file():
     from astropy.wcs import WCS
 
