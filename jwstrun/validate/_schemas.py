@@ -93,7 +93,7 @@ _NEEDS_WCS = _SURFACE_BRIGHTNESS_TYPES | {"segm"}
 
 
 def _schema_dir() -> Path:
-    """stdatamodels' JWST schema folder, found without importing stdatamodels (0.8 s)."""
+    """stdatamodels' JWST schema folder, found without importing stdatamodels (a slow import)."""
     import importlib.util
 
     spec = importlib.util.find_spec("stdatamodels")
