@@ -25,7 +25,10 @@ A row says:
   scripts/bench_profiles.py and scripts/bench_image3_memory.py measure
   (docs/benchmarks.md);
 - ``next_stage``: where its products go next, for error messages that point a
-  user who gave a file to the wrong stage the right way.
+  user who gave a file to the wrong stage the right way;
+- ``checked_steps``: the steps whose ``S_*`` status ``jwstrun validate`` requires
+  COMPLETE in the products the stage writes (on top of the earlier stage's;
+  steps that skip themselves by design, such as resample in image2, are left out).
 
 Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 """
@@ -58,6 +61,7 @@ class Stage:
     next_stage: str | None = None
     #: other names people type for it (for lookups and "did you mean" hints)
     aliases: tuple[str, ...] = field(default=())
+    checked_steps: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -96,6 +100,7 @@ STAGES: dict[str, Stage] = {
         memory=(0.30e9, 0.90e9),
         next_stage="image3",
         aliases=("calwebb_image2", "image2pipeline", "stage2"),
+        checked_steps=("assign_wcs", "flat_field", "photom"),
     ),
     "image3": Stage(
         name="image3",
@@ -107,6 +112,7 @@ STAGES: dict[str, Stage] = {
         member_writes=("crf.fits",),
         memory=(0.35e9, 0.32e9),
         aliases=("calwebb_image3", "image3pipeline", "stage3"),
+        checked_steps=("tweakreg", "skymatch", "outlier_detection"),
     ),
 }
 

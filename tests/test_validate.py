@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from jwstrun.cli import cli
 from jwstrun.errors import InputError
+from jwstrun.products import DQ_FLAGS
 from jwstrun.validate import (
-    DQ_OUTLIER,
     PRODUCT_LAYOUTS,
     VALIDATED_TYPES,
     product_info,
@@ -86,7 +86,7 @@ def _fill_arrays(model, shape, rng, calibrated=True, outliers=False):
     model.err = np.full(shape, 0.1, "f4")
     dq = np.zeros(shape, "u4")
     if outliers:
-        dq[..., 5, 7] = DQ_OUTLIER | 1
+        dq[..., 5, 7] = DQ_FLAGS["OUTLIER"] | DQ_FLAGS["DO_NOT_USE"]
     model.dq = dq
     model.var_poisson = np.full(shape, 0.005, "f4")
     model.var_rnoise = np.full(shape, 0.005, "f4")
@@ -245,10 +245,11 @@ def test_layouts_come_from_the_installed_schemas():
             assert extname in layout, (ptype, extname)
 
 
-def test_outlier_flag_matches_stdatamodels():
+def test_dq_flags_match_stdatamodels():
     from stdatamodels.jwst.datamodels import dqflags
 
-    assert DQ_OUTLIER == dqflags.pixel["OUTLIER"]
+    for name, bit in DQ_FLAGS.items():
+        assert dqflags.pixel[name] == bit, name
 
 
 def test_step_names_map_to_status_keywords():
@@ -687,6 +688,29 @@ def test_cli_bad_skip_name(products):
     assert result.output.startswith("Error: unknown pipeline step 'nosuchstep'")
 
 
+def test_cli_verbosity_after_the_command(products):
+    import logging
+
+    logger = logging.getLogger("jwstrun")
+    level = logger.level
+    runner = CliRunner()
+    try:
+        result = runner.invoke(cli, ["validate", str(products["cal"]), "-v"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.DEBUG
+        result = runner.invoke(cli, ["-v", "info", str(products["cal"]), "-q"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.WARNING
+        result = runner.invoke(cli, ["-q", "validate", str(products["cal"])],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(level)
+
+
 def test_validate_files_calls_progress(products):
     seen = []
     reports = validate_files([products["rate"], products["segm"]], progress=seen.append)
@@ -707,6 +731,36 @@ def test_info_summary(products):
     assert info["step_status"] == {"S_WCS": "COMPLETE", "S_FLAT": "COMPLETE",
                                    "S_PHOTOM": "COMPLETE"}
     assert info["bunit"] == "MJy/sr"
+
+
+def test_info_footprint_from_s_region(products, tmp_path):
+    path = tmp_path / "x_cal.fits"
+    shutil.copy(products["cal"], path)
+    fits.setval(path, "S_REGION", extname="SCI",
+                value="POLYGON ICRS 1.0 2.0 3.0 2.0 3.0 4.0 1.0 4.0")
+    info = product_info(path)
+    assert info["footprint"] == [[1.0, 2.0], [3.0, 2.0], [3.0, 4.0], [1.0, 4.0]]
+    assert "footprints" not in info
+    fits.setval(path, "S_REGION", extname="SCI",
+                value="POLYGON ICRS 1 2 3 2 3 4 POLYGON ICRS 5 6 7 6 7 8")
+    info = product_info(path)
+    assert info["footprint"] == [[1.0, 2.0], [3.0, 2.0], [3.0, 4.0]]
+    assert info["footprints"] == [info["footprint"], [[5.0, 6.0], [7.0, 6.0], [7.0, 8.0]]]
+    fits.setval(path, "S_REGION", extname="SCI", value="CIRCLE 1 2 3")
+    assert "footprint" not in product_info(path)
+
+
+def test_clear_caches_forgets_and_rebuilds(products):
+    from jwstrun.validate import _asdf, _schemas, clear_caches
+
+    before = validate_file(products["cal"]).findings
+    assert _schemas._load_schema.cache_info().currsize > 0
+    assert _asdf._asdf_yaml_loader.cache_info().currsize == 1
+    clear_caches()
+    assert _schemas._load_schema.cache_info().currsize == 0
+    assert _schemas.schema_layout.cache_info().currsize == 0
+    assert _asdf._asdf_yaml_loader.cache_info().currsize == 0
+    assert validate_file(products["cal"]).findings == before
 
 
 def test_info_pixel_and_sky_agree_with_the_fits_wcs_of_a_real_file():

@@ -176,7 +176,7 @@ def test_yaml_is_parsed_with_the_safe_loader(tmp_path):
     import re
 
     import jwstrun
-    from jwstrun.validate import _parse_asdf_bytes
+    from jwstrun.validate._asdf import _parse_asdf_bytes
 
     package = Path(jwstrun.__file__).parent
     problems = []
