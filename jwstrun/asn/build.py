@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import InputError, OutputError
-from .products import (
+from ..errors import InputError, OutputError
+from ..products import (
     STAGE2_INPUTS,
     STAGE3_INPUTS,
     ExposureInfo,
@@ -1066,7 +1066,7 @@ def _parse_products(path: Path, data) -> list[tuple[str, list[tuple[str, str]]]]
 
 
 def _infer_level(path: Path, parsed) -> int:
-    from .products import product_suffix
+    from ..products import product_suffix
 
     levels = set()
     for _name, rows in parsed:
