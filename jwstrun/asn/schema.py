@@ -20,7 +20,8 @@ _SCHEMA_FILE = {2: "asn_schema_jw_level2b.json", 3: "asn_schema_jw_level3.json"}
 
 
 def _schema_path(level: int) -> Path | None:
-    # Locate jwst's own schema file without importing jwst (0.8 s for jwst.associations).
+    # Locate jwst's own schema file without importing jwst (importing jwst.associations
+    # costs far more than reading one JSON file).
     from importlib.util import find_spec
 
     spec = find_spec("jwst")

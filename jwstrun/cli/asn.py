@@ -124,6 +124,48 @@ def _render_products(products, title: str, details=None) -> None:
     get_console().print(table)
 
 
+def _show(path: str, allow_outside: bool, as_json: bool) -> None:
+    from ..asn import load_association
+
+    asn = load_association(path, allow_outside=allow_outside, check_members_exist=False)
+    if as_json:
+        click.echo(json.dumps(asn.data, indent=2))
+    else:
+        _render_products(
+            asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
+        )
+
+
+def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) -> None:
+    from ..asn import check_association
+
+    report = check_association(path, allow_outside=allow_outside)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
+        _render_products(
+            report.association.data["products"],
+            title=f"{report.association.path} ({report.association.asn_type})",
+            details=details,
+        )
+        from ..console import get_console
+
+        console = get_console()
+        if report.ok:
+            console.print(
+                f"OK: {report.association.path} is a valid Level-{report.association.level} association."
+            )
+        else:
+            for problem in report.all_problems:
+                click.secho(f"Problem: {problem}", err=True, fg="red")
+    if not report.ok:
+        click.secho(
+            f"Error: {path}: {len(report.all_problems)} problem(s) found.", err=True, fg="red"
+        )
+        ctx.exit(1)
+
+
 @click.command("asn")
 @click.argument("files", nargs=-1, metavar="FILES...")
 @click.option(
@@ -220,7 +262,7 @@ def asn_command(
       jwstrun asn --show out/l3_asn.json
       jwstrun asn --check out/l3_asn.json --json
     """
-    from .. import asn as asn_lib
+    from ..asn import make_associations
     from ..console import setup_logging
 
     setup_logging((ctx.find_root().obj or {}).get("verbosity", 0))
@@ -235,41 +277,9 @@ def asn_command(
                 "build options."
             )
         if show_path:
-            asn = asn_lib.load_association(
-                show_path, allow_outside=allow_outside, check_members_exist=False
-            )
-            if as_json:
-                click.echo(json.dumps(asn.data, indent=2))
-            else:
-                _render_products(
-                    asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
-                )
-            return
-        report = asn_lib.check_association(check_path, allow_outside=allow_outside)
-        if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            _show(show_path, allow_outside, as_json)
         else:
-            details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
-            _render_products(
-                report.association.data["products"],
-                title=f"{report.association.path} ({report.association.asn_type})",
-                details=details,
-            )
-            from ..console import get_console
-
-            console = get_console()
-            if report.ok:
-                console.print(
-                    f"OK: {report.association.path} is a valid Level-{report.association.level} association."
-                )
-            else:
-                for problem in report.all_problems:
-                    click.secho(f"Problem: {problem}", err=True, fg="red")
-        if not report.ok:
-            click.secho(
-                f"Error: {check_path}: {len(report.all_problems)} problem(s) found.", err=True, fg="red"
-            )
-            ctx.exit(1)
+            _check(ctx, check_path, allow_outside, as_json)
         return
 
     if not files:
@@ -278,7 +288,7 @@ def asn_command(
         )
     if not output:
         raise click.UsageError("give -o OUT.json (or -o DIR with --group-by).")
-    result = asn_lib.make_associations(
+    result = make_associations(
         _expand_files(files),
         output,
         level=int(level) if level else None,
