@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..products import ExposureInfo, product_basename
 from .exposures import read_exposures
 from .grouping import _BACKGROUND_MATCH, DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup, group_exposures
-from .levels import _ASN_RULE, _ASN_TYPE, LEVEL_INPUTS
+from .levels import _ASN_RULE, _ASN_TYPE, LEVEL_INPUTS, _files_of
 from .members import _absolute, _member_name
 from .naming import _acid, _join, check_product_name, level3_product_name, target_numbers
 
@@ -98,7 +98,7 @@ def _check_level2_inputs(
     for info in background:
         if info.product_type not in LEVEL_INPUTS[2]:
             raise InputError(
-                f"{info.path}: background exposures must be _rate/_rateints files, "
+                f"{info.path}: background exposures must be {_files_of(2)} files, "
                 f"not '{info.product_type}'."
             )
     if product_name is not None:

@@ -38,6 +38,11 @@ LEVEL_INPUTS: dict[int, tuple[str, ...]] = {
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 
 
+def _files_of(level: int) -> str:
+    """``_rate/_rateints`` (Level 2), ``_cal/_calints/_crf`` (Level 3), for messages."""
+    return "/".join(f"_{ptype}" for ptype in LEVEL_INPUTS[level])
+
+
 def _level_from_asn_type(asn_type) -> int | None:
     for level, name in _ASN_TYPE.items():
         if asn_type == name:
@@ -61,8 +66,8 @@ def detect_level(exposures: Sequence[ExposureInfo], level: int | None = None) ->
                 break
         else:
             raise InputError(
-                f"{infos[0].path}: is a '{ptype}' product; associations take _rate/_rateints "
-                "files (Level 2) or _cal/_calints/_crf files (Level 3)."
+                f"{infos[0].path}: is a '{ptype}' product; associations take {_files_of(2)} "
+                f"files (Level 2) or {_files_of(3)} files (Level 3)."
             )
     if len(levels) > 1:
         listing = ", ".join(
@@ -70,8 +75,8 @@ def detect_level(exposures: Sequence[ExposureInfo], level: int | None = None) ->
             for ptype, infos in sorted(by_type.items())
         )
         raise InputError(
-            f"mixed product types: {listing}. Give only _rate/_rateints files (Level 2) or only "
-            "_cal/_calints/_crf files (Level 3)."
+            f"mixed product types: {listing}. Give only {_files_of(2)} files (Level 2) or only "
+            f"{_files_of(3)} files (Level 3)."
         )
     found = levels.pop()
     if level is None:
