@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .stages import STAGES
 
 __all__ = [
     "PRODUCT_TYPES",
@@ -57,8 +58,9 @@ PRODUCT_TYPES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "cat": (False, ()),
 }
 
-STAGE2_INPUTS = ("rate", "rateints")
-STAGE3_INPUTS = ("cal", "calints", "crf")
+#: The product types image2 and image3 take: their rows' ``accepts`` in jwstrun.stages.
+STAGE2_INPUTS = STAGES["image2"].accepts
+STAGE3_INPUTS = STAGES["image3"].accepts
 
 _SUFFIX_RE = re.compile(r"_(?P<suffix>[a-z0-9]+)\.(?:fits|ecsv)(?:\.gz)?$", re.IGNORECASE)
 

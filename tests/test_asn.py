@@ -823,6 +823,117 @@ def test_show_check_usage_errors(good_l3, data):
     )
 
 
+def test_cli_check_reports_repeated_members(data, tmp_path):
+    """An exposure listed again under another name (a symlink, a hard link) is a problem
+    for --check, though each name is listed once; the runner would use it once."""
+    f200 = linked(tmp_path, by_filter(data["cal"], "F200W"))
+    directory = f200[0].parent
+    again = directory / "again_cal.fits"
+    again.symlink_to(f200[0])
+    hard = directory / "hard_cal.fits"
+    os.link(f200[1].resolve(), hard)
+    path = directory / "repeat_asn.json"
+    asn_lib.make_associations(f200, path)
+    text = json.loads(path.read_text())
+    product = text["products"][0]
+    product["members"] += [{"expname": again.name, "exptype": "science"},
+                           {"expname": hard.name, "exptype": "science"}]
+    path.write_text(json.dumps(text))
+    first, second = sorted(p.name for p in f200)[:2]
+    expected = [
+        f"product '{product['name']}': member {again.name} is the same file as {first}; it "
+        "would be processed twice. List each exposure once.",
+        f"product '{product['name']}': member {hard.name} is the same file as {second}; it "
+        "would be processed twice. List each exposure once.",
+    ]
+    check = asn_lib.check_association(path)
+    assert check.problems == [] and check.repeated == expected and not check.ok
+    result = CliRunner().invoke(cli, ["asn", "--check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 1
+    lines = result.output.rstrip().splitlines()
+    assert [line for line in lines if line.startswith("Problem: ")] == [
+        f"Problem: {e}" for e in expected]
+    assert lines[-1] == f"Error: {path}: 2 problem(s) found."
+    result = CliRunner().invoke(cli, ["asn", "--check", str(path), "--json"])
+    report = json.loads(result.output.split("\nError:")[0])
+    assert report["ok"] is False and report["problems"] == expected
+
+
+def test_cli_check_reports_repeated_level2_science(data, tmp_path):
+    rate = [p for p in by_filter(data["rate"], "F200W")
+            if not read_exposure_info(p).background_target]
+    links = linked(tmp_path, rate)
+    again = links[0].parent / "again_rate.fits"
+    again.symlink_to(links[0])
+    path = links[0].parent / "l2_repeat_asn.json"
+    asn_lib.make_associations([*links, again], path)  # read_exposures uses it once
+    text = json.loads(path.read_text())
+    assert len(text["products"]) == 3
+    text["products"].append({"name": "again", "members": [
+        {"expname": again.name, "exptype": "science"}]})
+    path.write_text(json.dumps(text))
+    result = CliRunner().invoke(cli, ["asn", "--check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert (f"Problem: member {again.name} is the same file as {links[0].name}; it would be "
+            "processed twice. List each exposure once.") in result.output
+    assert result.output.rstrip().splitlines()[-1] == f"Error: {path}: 1 problem(s) found."
+
+
+def test_cli_asn_takes_a_directory(data, tmp_path):
+    """'jwstrun asn DIR' takes the exposures in DIR: its _cal (or _rate) files, not
+    image3's _crf copies, other products or other files."""
+    cal = linked(tmp_path, data["cal"])
+    directory = cal[0].parent
+    # not links to the cal files: those would be used once as the same file anyway
+    make_exposure(directory, product="cal", exposure=99, name="jw01234001001_01101_00099_crf.fits")
+    make_exposure(directory, product="cal", exposure=98, name="mosaic_i2d.fits")
+    (directory / "notes.txt").write_text("not data")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["asn", str(directory), "--group-by", "default", "-o",
+                                 str(directory)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    written = sorted(directory.glob("*_image3_asn.json"))
+    assert len(written) == 4
+    members = sorted(m.path.name for w in written
+                     for m in asn_lib.load_association(w).products[0].members)
+    assert members == sorted(p.name for p in cal)
+
+    rate = [p for p in data["rate"] if not read_exposure_info(p).background_target]
+    rate_dir = linked(tmp_path, by_filter(rate, "F200W"), "rate")[0].parent
+    out = rate_dir / "l2_asn.json"
+    result = runner.invoke(cli, ["asn", str(rate_dir), "-o", str(out), "--json"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out.read_text())["products"]) == 3
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not data")
+    result = runner.invoke(cli, ["asn", str(empty), "-o", str(tmp_path / "x.json")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {empty}: is a directory with no *_rate.fits, *_rateints.fits, *_cal.fits, "
+        "*_calints.fits files in it. Give the directory that holds them, or the files.")
+    result = runner.invoke(cli, ["asn", str(rate_dir), "-o", str(tmp_path / "x.json"),
+                                 "--background", str(tmp_path / "nobkg" / "*_rate.fits")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: --background {tmp_path / 'nobkg' / '*_rate.fits'}: no files match this "
+        "pattern. Check the path.")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_clear_caches_reads_the_schema_again(good_l3):
+    from jwstrun.asn.schema import _load_schema
+
+    asn_lib.load_association(good_l3)
+    assert _load_schema.cache_info().currsize >= 1
+    asn_lib.clear_caches()
+    assert _load_schema.cache_info().currsize == 0
+    assert asn_lib.load_association(good_l3).level == 3
+    assert _load_schema.cache_info().currsize == 1
+
+
 # --------------------------------------------------------------------------- headers only
 
 

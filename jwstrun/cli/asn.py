@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 
 import click
@@ -14,23 +13,35 @@ __all__ = ["register", "asn_command"]
 _MAX_MEMBERS_SHOWN = 3
 
 
-def _expand_backgrounds(values: tuple[str, ...]) -> list[str]:
-    """``--background`` values: file names, comma-separated lists or quoted glob patterns."""
-    from ..errors import InputError
+def _expand_files(files: tuple[str, ...]) -> list:
+    """FILES: files, glob patterns, or directories: their files of the product types an
+    association takes (_rate/_rateints/_cal/_calints), leaving out the products a stage
+    writes per member (image3's _crf copies of the _cal files beside them)."""
+    from ..asn import LEVEL_INPUTS
+    from ..inputs import expand_inputs
+    from ..stages import STAGES
 
-    paths: list[str] = []
-    for value in values:
-        for item in (v.strip() for v in value.split(",")):
-            if not item:
-                continue
-            if glob.has_magic(item):
-                matches = sorted(glob.glob(item))
-                if not matches:
-                    raise InputError(f"--background {item}: the pattern matches no file.")
-                paths.extend(matches)
-            else:
-                paths.append(item)
-    return paths
+    per_member = {name for stage in STAGES.values() for name in stage.member_writes}
+    suffixes = [
+        s for types in LEVEL_INPUTS.values() for s in types if f"{s}.fits" not in per_member
+    ]
+    return expand_inputs(files, suffixes=suffixes)
+
+
+def _expand_backgrounds(values: tuple[str, ...]) -> list:
+    """``--background`` values: file names, comma-separated lists, quoted glob patterns or
+    directories (their _rate/_rateints files)."""
+    from ..asn import LEVEL_INPUTS
+    from ..errors import InputError
+    from ..inputs import expand_inputs
+
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if not items:
+        return []
+    try:
+        return expand_inputs(items, suffixes=LEVEL_INPUTS[2])
+    except InputError as exc:
+        raise InputError(f"--background {exc}") from None
 
 
 def _short_members(names: list[str]) -> str:
@@ -111,6 +122,48 @@ def _render_products(products, title: str, details=None) -> None:
                 row += [str(info.get(k) or "-") for k in ("product_type", "filter", "pupil")]
             table.add_row(*row)
     get_console().print(table)
+
+
+def _show(path: str, allow_outside: bool, as_json: bool) -> None:
+    from ..asn import load_association
+
+    asn = load_association(path, allow_outside=allow_outside, check_members_exist=False)
+    if as_json:
+        click.echo(json.dumps(asn.data, indent=2))
+    else:
+        _render_products(
+            asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
+        )
+
+
+def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) -> None:
+    from ..asn import check_association
+
+    report = check_association(path, allow_outside=allow_outside)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
+        _render_products(
+            report.association.data["products"],
+            title=f"{report.association.path} ({report.association.asn_type})",
+            details=details,
+        )
+        from ..console import get_console
+
+        console = get_console()
+        if report.ok:
+            console.print(
+                f"OK: {report.association.path} is a valid Level-{report.association.level} association."
+            )
+        else:
+            for problem in report.all_problems:
+                click.secho(f"Problem: {problem}", err=True, fg="red")
+    if not report.ok:
+        click.secho(
+            f"Error: {path}: {len(report.all_problems)} problem(s) found.", err=True, fg="red"
+        )
+        ctx.exit(1)
 
 
 @click.command("asn")
@@ -195,8 +248,9 @@ def asn_command(
     Level 2 (from _rate/_rateints files) has one product per exposure, with matching
     --background exposures as background members. Level 3 (from _cal files) has one
     product; exposures with different filters are refused unless grouped
-    (--group-by) or --allow-mixed. Only FITS headers are read. Members are written
-    relative to the association (bare names when they sit beside it).
+    (--group-by) or --allow-mixed. FILES may be glob patterns or directories (their
+    _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
+    written relative to the association (bare names when they sit beside it).
 
     \b
     Examples:
@@ -204,10 +258,11 @@ def asn_command(
       jwstrun asn data/*_rate.fits -b 'data/bkg/*_rate.fits' -o data/l2_asn.json
       jwstrun asn out/*_cal.fits -o out/l3_asn.json --product-name mosaic
       jwstrun asn out/*_cal.fits --group-by default -o out/
+      jwstrun asn out/ --group-by default -o out/
       jwstrun asn --show out/l3_asn.json
       jwstrun asn --check out/l3_asn.json --json
     """
-    from .. import asn as asn_lib
+    from ..asn import make_associations
     from ..console import setup_logging
 
     setup_logging((ctx.find_root().obj or {}).get("verbosity", 0))
@@ -222,41 +277,9 @@ def asn_command(
                 "build options."
             )
         if show_path:
-            asn = asn_lib.load_association(
-                show_path, allow_outside=allow_outside, check_members_exist=False
-            )
-            if as_json:
-                click.echo(json.dumps(asn.data, indent=2))
-            else:
-                _render_products(
-                    asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
-                )
-            return
-        report = asn_lib.check_association(check_path, allow_outside=allow_outside)
-        if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            _show(show_path, allow_outside, as_json)
         else:
-            details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
-            _render_products(
-                report.association.data["products"],
-                title=f"{report.association.path} ({report.association.asn_type})",
-                details=details,
-            )
-            from ..console import get_console
-
-            console = get_console()
-            if report.ok:
-                console.print(
-                    f"OK: {report.association.path} is a valid Level-{report.association.level} association."
-                )
-            else:
-                for problem in report.problems:
-                    click.secho(f"Problem: {problem}", err=True, fg="red")
-        if not report.ok:
-            click.secho(
-                f"Error: {check_path}: {len(report.problems)} problem(s) found.", err=True, fg="red"
-            )
-            ctx.exit(1)
+            _check(ctx, check_path, allow_outside, as_json)
         return
 
     if not files:
@@ -265,8 +288,8 @@ def asn_command(
         )
     if not output:
         raise click.UsageError("give -o OUT.json (or -o DIR with --group-by).")
-    result = asn_lib.make_associations(
-        files,
+    result = make_associations(
+        _expand_files(files),
         output,
         level=int(level) if level else None,
         product_name=product_name,

@@ -1,0 +1,252 @@
+"""Building associations: Level 2 (one product per exposure, matching backgrounds) and
+Level 3 (one product combining exposures), as the JSON dict jwst's loaders read.
+
+The layout is that of jwst's own associations (the rules ``Asn_Lv2Image`` /
+``Asn_Lv3Image``; what ``asn_from_list`` writes, with the DMS ``asn_type``).
+Only primary FITS headers are read, and jwst itself is not imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+from ..errors import InputError
+from ..products import ExposureInfo, product_basename
+from .exposures import read_exposures
+from .grouping import _BACKGROUND_MATCH, DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup, group_exposures
+from .levels import _ASN_RULE, _ASN_TYPE, LEVEL_INPUTS, _files_of
+from .members import _absolute, _member_name
+from .naming import _acid, _join, check_product_name, level3_product_name, target_numbers
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _jwst_version() -> str:
+    """The installed jwst's version (cached; :func:`jwstrun.asn.clear_caches` forgets it)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("jwst")
+    except metadata.PackageNotFoundError:  # pragma: no cover - jwst is a dependency
+        return "unknown"
+
+
+def _header(level: int, exposures: Sequence[ExposureInfo], acid: str) -> dict:
+    programs = _join(GROUP_KEYS["program"](e) for e in exposures)
+    return {
+        "asn_type": _ASN_TYPE[level],
+        "asn_rule": _ASN_RULE[level],
+        "version_id": None,
+        "code_version": _jwst_version(),
+        "degraded_status": "No known degraded exposures in association.",
+        "program": programs or "noprogram",
+        "constraints": "No constraints",
+        "asn_id": acid,
+        "asn_pool": "none",
+    }
+
+
+def _as_infos(items: Iterable[ExposureInfo | str | os.PathLike], what: str) -> list[ExposureInfo]:
+    items = list(items)
+    if all(isinstance(i, ExposureInfo) for i in items) and items:
+        return items
+    return read_exposures(items, what)
+
+
+def _background_key(info: ExposureInfo) -> tuple[str, ...]:
+    """What a background must share with a science exposure (``_BACKGROUND_MATCH``)."""
+    return tuple(GROUP_KEYS[k](info) for k in _BACKGROUND_MATCH)
+
+
+def build_level2(
+    science: Iterable[ExposureInfo | str | os.PathLike],
+    background: Iterable[ExposureInfo | str | os.PathLike] = (),
+    *,
+    asn_dir: str | os.PathLike = ".",
+    product_name: str | None = None,
+    allow_outside: bool = False,
+) -> dict:
+    """Level-2 image association: one product per science exposure.
+
+    Each background exposure (``exptype: background``) is added to the products of
+    the science exposures it matches in instrument, detector, filter, pupil and
+    subarray, so calwebb_image2's background step subtracts it.
+    """
+    science = sorted(_as_infos(science, "science"), key=lambda e: e.name)
+    background = list(background)
+    background = (
+        sorted(_as_infos(background, "background"), key=lambda e: e.name) if background else []
+    )
+    _check_level2_inputs(science, background, product_name)
+    products, used, without = _level2_products(
+        science, background, _absolute(asn_dir), product_name, allow_outside
+    )
+    _report_unmatched(background, used, without)
+    data = _header(2, science, _acid(science))
+    data["target"] = str(_single_target(science))
+    data["products"] = products
+    return data
+
+
+def _check_level2_inputs(
+    science: list[ExposureInfo], background: list[ExposureInfo], product_name: str | None
+) -> None:
+    for info in background:
+        if info.product_type not in LEVEL_INPUTS[2]:
+            raise InputError(
+                f"{info.path}: background exposures must be {_files_of(2)} files, "
+                f"not '{info.product_type}'."
+            )
+    if product_name is not None:
+        check_product_name(product_name)
+        if len(science) > 1:
+            raise InputError(
+                f"--product-name names one product, but a Level-2 association has one product "
+                f"per exposure ({len(science)} here). Leave it out to name products after "
+                "their exposures."
+            )
+    if background:
+        for info in science:
+            if info.background_target:
+                log.warning(
+                    "%s: is a background-target exposure (BKGDTARG=T) given as science. If a "
+                    "shell expanded '--background PATTERN', quote the pattern.",
+                    info.path,
+                )
+
+
+def _level2_products(
+    science: list[ExposureInfo],
+    background: list[ExposureInfo],
+    asn_dir,
+    product_name: str | None,
+    allow_outside: bool,
+) -> tuple[list[dict], set[str], list[ExposureInfo]]:
+    """The products, the backgrounds used, and the science exposures left without one."""
+    used: set[str] = set()
+    without: list[ExposureInfo] = []
+    products = []
+    for info in science:
+        name = product_name or product_basename(info.path)
+        members = [
+            {"expname": _member_name(info.path, asn_dir, allow_outside), "exptype": "science"}
+        ]
+        for bkg in background:
+            matches = _background_key(bkg) == _background_key(info)
+            if matches and _absolute(bkg.path) != _absolute(info.path):
+                members.append(
+                    {
+                        "expname": _member_name(bkg.path, asn_dir, allow_outside),
+                        "exptype": "background",
+                    }
+                )
+                used.add(bkg.path)
+        if background and len(members) == 1:
+            without.append(info)
+        products.append({"name": name, "members": members})
+    return products, used, without
+
+
+def _report_unmatched(
+    background: list[ExposureInfo], used: set[str], without: list[ExposureInfo]
+) -> None:
+    unused = [bkg for bkg in background if bkg.path not in used]
+    if background and len(unused) == len(background):
+        raise InputError(
+            f"{background[0].path}: no background exposure matches any science exposure (this "
+            f"one is {'/'.join(v or '-' for v in _background_key(background[0]))}; instrument, "
+            "detector, filter, pupil and subarray must agree). Check the --background files."
+        )
+    for bkg in unused:
+        log.warning(
+            "%s: background exposure matches no science exposure (%s); not used.",
+            bkg.path,
+            "/".join(v or "-" for v in _background_key(bkg)),
+        )
+    if without:
+        log.warning(
+            "%d science exposure(s) have no background exposure with the same instrument, "
+            "detector, filter, pupil and subarray (%s%s); their background step will be skipped.",
+            len(without),
+            ", ".join(e.name for e in without[:3]),
+            ", ..." if len(without) > 3 else "",
+        )
+
+
+def _matching_backgrounds(
+    group: ExposureGroup, backgrounds: list[ExposureInfo]
+) -> list[ExposureInfo]:
+    wanted = {_background_key(e) for e in group.exposures}
+    return [b for b in backgrounds if _background_key(b) in wanted]
+
+
+def _single_target(exposures: Sequence[ExposureInfo]) -> int:
+    numbers = target_numbers(exposures)
+    found = {numbers[(GROUP_KEYS["program"](e), e.target.strip())] for e in exposures}
+    return min(found)
+
+
+def _describe_mix(groups: list[ExposureGroup]) -> str:
+    keys = list(groups[0].key)
+    differing = [k for k in keys if len({g.key[k] for g in groups}) > 1]
+    return "; ".join(
+        f"{k}: {', '.join(sorted({g.key[k] or '-' for g in groups}))}" for k in differing
+    )
+
+
+def build_level3(
+    exposures: Iterable[ExposureInfo | str | os.PathLike],
+    *,
+    asn_dir: str | os.PathLike = ".",
+    product_name: str | None = None,
+    allow_mixed: bool = False,
+    targets: dict[tuple[str, str], int] | None = None,
+    extra_name_parts: Sequence[str] = (),
+    allow_outside: bool = False,
+) -> dict:
+    """Level-3 image association: one product combining all exposures.
+
+    Exposures that differ in program, instrument, NIRCam channel, filter, pupil or
+    target are refused unless ``allow_mixed`` (one mosaic per filter is what
+    calwebb_image3 is for).
+    """
+    exposures = sorted(_as_infos(exposures, "input"), key=lambda e: e.name)
+    asn_dir = _absolute(asn_dir)
+    if not allow_mixed:
+        groups = group_exposures(exposures, DEFAULT_GROUP_BY)
+        if len(groups) > 1:
+            raise InputError(
+                f"these {len(exposures)} exposures would mix {_describe_mix(groups)} in one "
+                "Level-3 product. Use --group-by default -o DIR/ to write one association per "
+                "group, or pass --allow-mixed if one product is really wanted."
+            )
+    for info in exposures:
+        if info.background_target:
+            log.warning(
+                "%s: is a background-target exposure (BKGDTARG=T); DMS leaves these out of "
+                "Level-3 products.",
+                info.path,
+            )
+    if product_name is not None:
+        name = check_product_name(product_name)
+    else:
+        name = level3_product_name(exposures, targets, extra_name_parts)
+    targets = targets or target_numbers(exposures)
+    data = _header(3, exposures, _acid(exposures))
+    data["target"] = str(
+        min(targets.get((GROUP_KEYS["program"](e), e.target.strip()), 1) for e in exposures)
+    )
+    data["products"] = [
+        {
+            "name": name,
+            "members": [
+                {"expname": _member_name(e.path, asn_dir, allow_outside), "exptype": "science"}
+                for e in exposures
+            ],
+        }
+    ]
+    return data
