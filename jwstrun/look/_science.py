@@ -81,7 +81,7 @@ def _wcs_change(cal: Path, crf: Path) -> dict:
 
 
 def _cal_crf_pairs(record: dict, run_dir: Path) -> list[tuple[Path, Path]]:
-    """The (cal input, crf output) pairs of an image3 task that are both on disk."""
+    """The (cal input, crf output) pairs of a task (an image3 association) both on disk."""
     cals = {product_basename(e["name"]): Path(e["path"]) for e in record.get("inputs") or []
             if str(e.get("name", "")).endswith("_cal.fits") and e.get("path")}
     pairs = []
@@ -116,9 +116,7 @@ def _alignment_block(record: dict, rows: list[dict]) -> str:
 
 def _alignment_section(records: list[dict], run_dir: Path) -> str:
     blocks = []
-    for record in records:
-        if record.get("pipeline") != "image3":
-            continue
+    for record in records:  # the tasks that turned _cal inputs into _crf (image3's members)
         pairs = _cal_crf_pairs(record, run_dir)
         if pairs:
             blocks.append(_alignment_block(record, tweakreg_shifts(pairs)))
@@ -173,7 +171,7 @@ def _skymatch_section(records: list[dict], run_dir: Path) -> str:
     blocks = []
     for record in records:
         crfs = [run_dir / n for n in record.get("outputs") or [] if n.endswith("_crf.fits")]
-        if record.get("pipeline") != "image3" or not crfs:
+        if not crfs:
             continue
         rows = "".join(
             f"<tr class='skymatch'><td>{_e(r['name'])}</td><td>{_e(r['status'] or '-')}</td>"

@@ -22,6 +22,7 @@ from pathlib import Path
 from .._io import atomic_write
 from ..errors import InputError, JwstrunError, OutputError
 from ..products import product_type
+from ..stages import stage_names
 from ._html import _CSS, _data_uri, _e, _num, _rel
 from ._science import _alignment_section, _catalog_section, _skymatch_section
 from .preview import MAX_PREVIEWS, PREVIEW_DIRNAME, PREVIEW_TYPES, gallery_options, is_level3, preview_file
@@ -68,8 +69,10 @@ def _load_manifest(run_dir: Path) -> dict:
 
 
 def _task_sort_key(record: dict):
-    order = {"image2": 0, "image3": 1}
-    return (order.get(record.get("pipeline"), 2), record.get("start") or 0, record.get("task_id"))
+    """Tasks in the order of the stage table (image2 before image3), then by start."""
+    order = {name: i for i, name in enumerate(stage_names())}
+    return (order.get(record.get("pipeline"), len(order)), record.get("start") or 0,
+            record.get("task_id"))
 
 
 def _validation_counts(record: dict) -> tuple[int, int]:
