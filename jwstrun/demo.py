@@ -44,6 +44,9 @@ class DemoReport:
     products: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     science: dict = field(default_factory=dict)
+    #: the simulator's catalog of injected sources (the HTML report compares the
+    #: catalog magnitudes with it: ``write_report(..., truth=report.truth_file)``)
+    truth_file: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,6 +115,7 @@ def run_demo(
         lambda s: f"{len(s.rate_files)} {options['subarray']} exposures, CRDS cache "
         f"{s.crds_context}" + (" (reused)" if previous else ""),
     )
+    report.truth_file = sim.truth_file
     # Associations live next to their members, the JWST convention.
     asn_dir = outdir / "sim"
     built = timed(

@@ -1198,7 +1198,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
         out.mkdir(parents=True)
         if task.previews:
-            from ._previews import TaskPreviews
+            from .look._worker import TaskPreviews
 
             previews = TaskPreviews(workdir, helper=task.preview_helper)
             watcher.progress = previews.watch(out, watcher.progress)
@@ -1585,7 +1585,7 @@ def run_tasks(
 def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bool) -> None:
     """Which tasks draw the report's previews: the first by product name, as many as the
     report shows; each with a helper process when the local workers leave a CPU idle."""
-    from ._previews import MAX_TASKS_WITH_PREVIEWS
+    from .look._worker import MAX_TASKS_WITH_PREVIEWS
     from .executors import cpu_count
 
     idle_cpu = not on_dask and cpu_count() > min(jobs, len(to_run))

@@ -95,20 +95,25 @@ def test_report_content(run):
         assert record["crds_context"] in page
     assert "resolved parameters" in page and "snr_threshold" in page  # tweakreg's, resolved
     assert "crds://jwst_nircam_distortion_sim-nrcb1.asdf" in page
-    # tweakreg: one aligned group, its residual after is far below the offset before
+    # tweakreg, from the cal and crf WCS: the reference stays, the other exposure moved by
+    # about the simulated pointing error (~0.1 arcsec; test_tweakreg_shifts_... checks it)
     rows = re.findall(r"<tr class='tweakreg'>(.*?)</tr>", page)
-    assert len(rows) == 1
-    numbers = [float(x) for x in re.findall(r"<td class='num'>([0-9.]+)</td>", rows[0])]
-    _n_fit, before, after, wcs_moved = numbers
-    assert after < 0.02 < before  # simulated pointing errors are ~0.1 arcsec
-    assert wcs_moved == pytest.approx(before, abs=0.002)  # the crf WCS moved by the fit's shift
-    # skymatch: one level per exposure, log and crf header agree
+    assert len(rows) == 2
+    moved = sorted(float(re.findall(r"<td class='num'>([-0-9.]+)</td>", row)[2]) for row in rows)
+    assert moved[0] < 0.001 and 0.05 < moved[1] < 0.5
+    assert all("<td>COMPLETE</td>" in row for row in rows)
+    # skymatch: one level per exposure from the crf headers, the lowest 0 ('match')
     sky_rows = re.findall(r"<tr class='skymatch'>(.*?)</tr>", page)
     assert len(sky_rows) == 2
-    for row in sky_rows:
-        log_level, header_level = re.findall(r"<td class='num'>([^<]+)</td>", row)
-        assert float(log_level) == pytest.approx(float(header_level), rel=1e-4, abs=1e-6)
-    # catalog: compared with the simulator's truth found next to the raw inputs
+    levels = sorted(float(re.search(r"<td class='num'>([^<]+)</td>", row).group(1))
+                    for row in sky_rows)
+    assert levels[0] == 0 and levels[1] > 0
+    # catalog: without a truth catalog, magnitudes only; with the simulator's, compared
+    assert "sources matched to" not in page
+    result = CliRunner().invoke(cli, ["report", str(run["out"]), "--truth",
+                                      str(run["sim"].truth_file)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    page = (run["out"] / "jwstrun-report.html").read_text()
     assert re.search(r"\d+ sources matched to truth_sources.ecsv", page)
     delta = float(re.search(r"median measured − injected = ([-+0-9.]+) mag", page).group(1))
     assert abs(delta) < 0.15
@@ -183,7 +188,7 @@ def _entries(out: Path) -> dict:
 
 
 def test_workers_drew_the_report_previews(run):
-    """Each task drew its products' previews on the worker side (jwstrun._previews); its
+    """Each task drew its products' previews on the worker side (jwstrun.look._worker); its
     manifest record lists them relative to OUTDIR with the product's size and mtime."""
     from astropy.table import Table
 
@@ -219,7 +224,7 @@ def test_workers_drew_the_report_previews(run):
 def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
     """The helper process draws what a step event finds complete (the crf, the mosaic's
     maps) and the rest when the task ends; the worker publishes one entry per product."""
-    from jwstrun._previews import TaskPreviews
+    from jwstrun.look._worker import TaskPreviews
 
     work, outdir = tmp_path / "task", tmp_path / "outdir"
     (work / "out").mkdir(parents=True)
@@ -470,27 +475,53 @@ def test_report_broken_manifest(tmp_path):
     assert (tmp_path / "jwstrun-manifest.json").read_text() == "{ not json"  # left untouched
 
 
-def test_parse_tweakreg_general_fit(tmp_path):
-    from jwstrun.look import parse_tweakreg_log
+def test_tweakreg_shifts_match_the_injected_pointing_errors(run):
+    """How far tweakreg moved each exposure, read from its cal and crf WCS, is the
+    difference of the pointing errors the simulator injected (tweakreg aligns the
+    exposures to one another, so the reference stays put)."""
+    from astropy.table import Table
 
-    log = tmp_path / "t.log"
-    prefix = "2026-01-01 00:00:00,000 - tweakwcs.{} - INFO - "
-    log.write_text("\n".join(prefix.format(m) + t for m, t in [
-        ("imalign", "Selected image 'GROUP ID: a' as reference image"),
-        ("imalign", "Aligning image catalog 'GROUP ID: b' to the reference catalog."),
-        ("wcsimage", "Found 31 matches for 'GROUP ID: b'..."),
-        ("wcsimage", "Computed 'general' fit for 'GROUP ID: b':"),
-        ("wcsimage", "XSH: 0.3  YSH: -0.4    PROPER ROT: 0.001"),
-        ("wcsimage", "<ROT>: 0.001  SKEW: 0    ROT_X: 0.001  ROT_Y: 0.001"),
-        ("wcsimage", "FIT RMSE: 0.0123   FIT MAE: 0.01"),
-        ("wcsimage", "Final solution based on 29 objects."),
-    ]) + "\n")
-    parsed = parse_tweakreg_log(log)
-    assert parsed["reference"] == "GROUP ID: a"
-    (group,) = parsed["groups"]
-    assert group["fit"] == "general" and group["matches"] == 31 and group["n_fit"] == 29
-    assert group["shift_arcsec"] == pytest.approx(0.5)
-    assert group["rmse"] == pytest.approx(0.0123) and group["rot"] == pytest.approx(0.001)
+    from jwstrun.look import tweakreg_shifts
+    from jwstrun.products import product_basename
+
+    crfs = {product_basename(c.name).rsplit("_o", 1)[0]: c for c in run["crfs"]}
+    pairs = [(cal, crfs[product_basename(cal.name)]) for cal in run["cals"]]
+    shifts = tweakreg_shifts(pairs)
+    assert [r["status"] for r in shifts] == ["COMPLETE", "COMPLETE"]
+    truth = {product_basename(str(row["file"])): row
+             for row in Table.read(run["sim"].pointing_file, format="ascii.ecsv")}
+    error = {product_basename(r["cal"]): (truth[product_basename(r["cal"])]["error_xi_arcsec"],
+                                          truth[product_basename(r["cal"])]["error_eta_arcsec"])
+             for r in shifts}
+    still = [r for r in shifts if r["shift_arcsec"] < 0.001]
+    (reference,) = still
+    (moved,) = [r for r in shifts if r is not reference]
+    ref_error, moved_error = error[product_basename(reference["cal"])], error[product_basename(moved["cal"])]
+    expected = (moved_error[0] - ref_error[0], moved_error[1] - ref_error[1])
+    assert (moved["dra_arcsec"], moved["ddec_arcsec"]) == pytest.approx(expected, abs=0.02)
+    assert moved["shift_arcsec"] == pytest.approx(np.hypot(*expected), abs=0.02)
+    assert abs(moved["rotation_deg"]) < 0.01
+
+
+def test_skymatch_levels_match_the_injected_sky(run):
+    """The crf headers' BKGLEVEL (skymatch 'match': relative to the lowest) differ as
+    the sky the simulator put in each exposure, converted to MJy/sr by PHOTMJSR."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from jwstrun.look import skymatch_levels
+    from jwstrun.products import product_basename
+
+    rows = skymatch_levels(run["crfs"])
+    assert [(r["status"], r["method"], r["subtracted"]) for r in rows] == [
+        ("COMPLETE", "match", False)] * 2
+    truth = {product_basename(str(row["file"])): row["sky_dn_s"]
+             for row in Table.read(run["sim"].pointing_file, format="ascii.ecsv")}
+    sky = [truth[product_basename(r["name"]).rsplit("_o", 1)[0]] for r in rows]
+    photmjsr = fits.getval(run["crfs"][0], "PHOTMJSR", "SCI")
+    levels = [r["level"] for r in rows]
+    assert min(levels) == 0
+    assert levels[1] - levels[0] == pytest.approx((sky[1] - sky[0]) * photmjsr, rel=0.05)
 
 
 # --------------------------------------------------------------------------
@@ -762,14 +793,22 @@ def test_report_shows_a_failed_task(run, tmp_path):
     assert "<span class='muted'>not run</span>" in page  # validation
 
 
-def test_parse_tweakreg_skipped(tmp_path):
-    from jwstrun.look import parse_tweakreg_log
+def test_report_says_when_tweakreg_was_skipped(run, tmp_path):
+    """A crf that tweakreg skipped keeps its cal's WCS and says SKIPPED (S_TWKREG): the
+    report's alignment section says the exposures kept their pointing."""
+    from astropy.io import fits
 
-    log = tmp_path / "t.log"
-    log.write_text(
-        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step tweakreg running with args (x,).\n"
-        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step skipped.\n"
-        "2026-01-01 00:00:00,000 - stpipe.step - INFO - Step skymatch running with args (x,).\n"
-    )
-    parsed = parse_tweakreg_log(log)
-    assert parsed["skipped"] and not parsed["ran"] and parsed["groups"] == []
+    from jwstrun.look import tweakreg_shifts
+    from jwstrun.look._science import _alignment_block
+
+    pairs = []
+    for cal in run["cals"]:
+        crf = tmp_path / cal.name.replace("_cal.fits", "_o001_crf.fits")
+        with fits.open(cal) as hdul:
+            hdul[0].header["S_TWKREG"] = "SKIPPED"
+            hdul.writeto(crf)
+        pairs.append((cal, crf))
+    rows = tweakreg_shifts(pairs)
+    assert [(r["status"], r["shift_arcsec"]) for r in rows] == [("SKIPPED", 0.0)] * 2
+    block = _alignment_block({"task_id": "image3-x"}, rows)
+    assert "tweakreg was skipped: the exposures keep their pointing WCS." in block

@@ -78,27 +78,33 @@ def preview_command(files, outdir, stretch, dq, integration, catalog, no_catalog
 @click.option("--no-previews", is_flag=True, help="Leave out the image thumbnails (faster).")
 @click.option("--max-previews", type=click.IntRange(min=0), default=60, show_default=True,
               help="Draw at most this many image products.")
+@click.option("--truth", type=click.Path(dir_okay=False, exists=True, path_type=str), default=None,
+              metavar="CATALOG",
+              help="ECSV catalog of injected sources (ra, dec, abmag; e.g. the truth_sources.ecsv "
+              "of 'jwstrun simulate') to compare the catalog magnitudes with.")
 @json_option
-def report_command(outdir, no_previews, max_previews, as_json):
+def report_command(outdir, no_previews, max_previews, truth, as_json):
     """Write OUTDIR/jwstrun-report.html: one static page about a run.
 
     OUTDIR is the -o directory of 'jwstrun image2' / 'jwstrun image3' (or of
     'jwstrun demo'). The page lists every task with status, time, peak memory,
     validation findings, CRDS context and references and the resolved
     parameters; shows thumbnails linking to full previews (written to
-    previews/), the tweakreg residuals before and after alignment, the
-    skymatch levels and the catalog magnitudes (against the simulator's truth
-    when there is one). It needs no network and no JavaScript: open it
-    anywhere, or copy OUTDIR with it.
+    previews/), how far tweakreg moved each exposure (its cal and crf WCS), the
+    skymatch levels and the catalog magnitudes (against --truth, a catalog of
+    injected sources, when given; 'jwstrun demo' passes the simulator's). It
+    needs no network and no JavaScript: open it anywhere, or copy OUTDIR with
+    it.
 
     \b
     Examples:
       jwstrun report out/
+      jwstrun report out/ --truth sim/truth_sources.ecsv
       jwstrun report jwstrun-demo --json
     """
     from ..look import write_report
 
-    path = write_report(outdir, previews=not no_previews, max_previews=max_previews)
+    path = write_report(outdir, previews=not no_previews, max_previews=max_previews, truth=truth)
     if as_json:
         click.echo(json.dumps({"report": str(path)}))
     else:

@@ -246,14 +246,14 @@ def _finish(ctx: click.Context, summary, as_json: bool) -> None:
         ctx.exit(1)
 
 
-def _write_report(outdir: str, as_json: bool) -> None:
+def _write_report(outdir: str, as_json: bool, truth=None) -> None:
     """The HTML run report (jwstrun.look); a report problem never changes the run's outcome."""
     import logging
 
     from ..look import write_report
 
     try:
-        path = write_report(outdir)
+        path = write_report(outdir, truth=truth)
     except Exception as exc:  # noqa: BLE001 - the products are what matters
         logging.getLogger("jwstrun").warning("no HTML report: %s", exc)
         return
@@ -674,7 +674,7 @@ def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_
         if current.get("progress") is not None:
             current["progress"].__exit__(None, None, None)
     if not no_report:
-        _write_report(outdir, as_json)
+        _write_report(outdir, as_json, truth=report.truth_file)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1, default=str))
     else:

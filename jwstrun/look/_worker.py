@@ -12,15 +12,15 @@ preview itself only where one is missing or older than its product (runs with
 ``--no-report``, older manifests, API runs).
 
 When the run leaves a CPU idle (one image3 association on a 2-core machine),
-a helper process (``python -m jwstrun._previews``) starts with the task,
+a helper process (``python -m jwstrun.look._worker``) starts with the task,
 imports matplotlib while the pipeline runs and draws each product as soon as
 the step that wrote it is done: the ``_crf`` files while resample runs, the
 mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
 its catalog) at the end.  The report then costs the task little.  Without an
 idle CPU the worker draws them itself at the end.
 
-matplotlib, numpy and astropy are imported by :mod:`jwstrun.look` inside its
-functions; this module is imported only where previews are drawn or reused.
+matplotlib, numpy and astropy are imported by :mod:`jwstrun.look.preview` inside
+its functions; this module is imported only where previews are drawn or reused.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .look import MAX_PREVIEWS, PREVIEW_DIRNAME, Preview, _draw_preview, _gallery_options, _write_atomically
+from .._io import atomic_write
+from .preview import MAX_PREVIEWS, PREVIEW_DIRNAME, Preview, _draw_preview, gallery_options
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "a
     the product is not an image.  ``part="maps"`` draws only a mosaic's WHT and
     CON maps, ``part="image"`` the rest: :func:`_merged` joins the two entries.
     """
-    options = _gallery_options(path.name)
+    options = gallery_options(path.name)
     if options is None or (part == "maps" and not options["maps"]):
         return None
     start = time.perf_counter()
@@ -84,7 +85,7 @@ def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "a
     }
     if part != "maps":
         thumb = directory / (preview.files[0].stem + THUMBNAIL_SUFFIX)
-        _write_atomically(thumb, lambda tmp: Path(tmp).write_bytes(preview.thumbnail))
+        atomic_write(thumb, preview.thumbnail, fsync=False)  # a lost one is drawn again
         entry["thumbnail"] = rel(thumb)
     entry.update(seconds=round(time.perf_counter() - start, 3), by=by)
     return entry
@@ -139,7 +140,7 @@ class TaskPreviews:
         try:
             with open(self.directory / "helper.log", "ab") as errors:
                 self._helper = subprocess.Popen(
-                    [sys.executable, "-m", "jwstrun._previews", str(os.getpid())],
+                    [sys.executable, "-m", "jwstrun.look._worker", str(os.getpid())],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env,
                 )
             # During the pipeline a full pipe must not stall it: such a job waits for the end.
@@ -196,7 +197,7 @@ class TaskPreviews:
             if self._helper is not None:
                 try:
                     for path in sorted(out.iterdir()):
-                        options = _gallery_options(path.name)
+                        options = gallery_options(path.name)
                         if options is None:
                             continue
                         if not path.name.endswith("_i2d.fits"):
@@ -217,7 +218,7 @@ class TaskPreviews:
 
         Never raises: a product whose preview fails is left to the report.
         """
-        wanted = [p for p in products if _gallery_options(p.name) is not None]
+        wanted = [p for p in products if gallery_options(p.name) is not None]
         if self._helper is not None:
             os.set_blocking(self._helper.stdin.fileno(), True)
             for path in wanted:
@@ -331,8 +332,7 @@ def _helper_main(parent_pid: int) -> None:
             print(f"no preview of {path.name}: {exc}", file=sys.stderr, flush=True)
             continue
         if entry is not None:
-            _write_atomically(_entry_path(directory, path.name, part),
-                              lambda tmp, e=entry: Path(tmp).write_text(json.dumps(e)))
+            atomic_write(_entry_path(directory, path.name, part), json.dumps(entry), fsync=False)
 
 
 if __name__ == "__main__":
