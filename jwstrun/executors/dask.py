@@ -661,7 +661,7 @@ class DaskOptions:
         if isinstance(value, dict):
             unknown = set(value) - set(cls.__dataclass_fields__)
             if unknown:
-                from .errors import ConfigError
+                from ..errors import ConfigError
 
                 raise ConfigError(
                     f"unknown Dask option(s) {', '.join(sorted(unknown))}; known: "
@@ -687,7 +687,7 @@ def check_dask_options(options: DaskOptions, jobs: int | None = None) -> DaskOpt
     ``--cluster``) is not installed and :class:`~jwstrun.errors.ConfigError`
     for contradictory options.
     """
-    from .errors import ConfigError, InputError
+    from ..errors import ConfigError, InputError
 
     if not dask_available():
         raise InputError(
@@ -902,7 +902,7 @@ class DaskExecutor:
     def _connect(self, address: str) -> None:
         from distributed import Client
 
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         timeout = self.options.connect_timeout
         try:
@@ -947,7 +947,7 @@ class DaskExecutor:
         import dask_jobqueue
         from distributed import Client
 
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         opts = self.options
         class_name = JOBQUEUE_CLUSTERS[opts.cluster][0]

@@ -49,7 +49,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
@@ -149,7 +149,7 @@ def memory_budget(max_memory: int | str | None = None) -> tuple[int, str]:
     if max_memory is not None:
         value = parse_size(max_memory)
         return value, f"--max-memory {format_bytes(value)}"
-    from .executors import available_memory
+    from ..executors import available_memory
 
     found = available_memory()
     if found is None:
