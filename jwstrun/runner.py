@@ -1352,7 +1352,7 @@ def _early_pool(pipeline: str, n_tasks: int, jobs: int | None, bytes_per_worker:
     Their environment lacks only the CRDS context, which each task sets before
     it runs (``Task.env``); run_tasks gives the pool its final size.
     """
-    from .executors import default_jobs
+    from ._system import default_jobs
 
     if jobs is None:
         jobs = default_jobs(n_tasks, bytes_per_worker)[0]
@@ -1414,7 +1414,7 @@ def run_tasks(
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
     from . import refs
-    from .executors import default_jobs
+    from ._system import default_jobs
     from .manifest import Manifest
 
     def emit(kind, **info):
@@ -1586,7 +1586,7 @@ def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bo
     """Which tasks draw the report's previews: the first by product name, as many as the
     report shows; each with a helper process when the local workers leave a CPU idle."""
     from .look._worker import MAX_TASKS_WITH_PREVIEWS
-    from .executors import cpu_count
+    from ._system import cpu_count
 
     idle_cpu = not on_dask and cpu_count() > min(jobs, len(to_run))
     for task in sorted(tasks, key=lambda t: t.product)[:MAX_TASKS_WITH_PREVIEWS]:
@@ -1823,7 +1823,7 @@ def _plan_image3_memory(
     # The budget is split between the associations that run at the same time:
     # -j, or the -j that run_tasks will choose from the same in-memory estimates.
     if jobs is None and executor == "local" and estimates:
-        from .executors import default_jobs
+        from ._system import default_jobs
 
         jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates.values()))[0]
     # Dask workers have their own memory (unknown here): each gets the whole budget.

@@ -192,7 +192,7 @@ def test_workers_drew_the_report_previews(run):
     manifest record lists them relative to OUTDIR with the product's size and mtime."""
     from astropy.table import Table
 
-    from jwstrun.executors import cpu_count
+    from jwstrun._system import cpu_count
 
     manifest = json.loads((run["out"] / "jwstrun-manifest.json").read_text())
     assert len(manifest["tasks"]) == 3

@@ -1,7 +1,7 @@
 """The default -j and the image3 memory budget see a batch job's memory limit:
 the cgroup limit (SLURM task/cgroup, Kubernetes, docker --memory) and SLURM's --mem."""
 
-from jwstrun.executors import (
+from jwstrun._system import (
     available_memory,
     batch_memory_limit,
     cgroup_memory_available,

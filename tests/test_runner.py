@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 import pool_tasks
+from jwstrun._system import default_jobs
 from jwstrun.errors import InputError, OutputError
-from jwstrun.executors import LocalExecutor, default_jobs
+from jwstrun.executors import LocalExecutor
 from jwstrun.locking import LOCK_NAME, OutdirLock, lock_age, lock_is_stale, read_lock
 from jwstrun.manifest import MANIFEST_NAME, Manifest, write_json_atomic
 from jwstrun.runner import (

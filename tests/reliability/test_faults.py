@@ -205,7 +205,10 @@ def test_crashing_tasks_through_the_executor_api():
     assert sorted(e.task_id for e in events if e.kind == "lost") == [
         "t1-exit", "t3-segv", "t4-abort"]
     started = {e.pid for e in events if e.kind == "ready"}
-    assert len(started) >= 5  # two workers + one replacement per crash
+    # Three workers died, each running a crash task, and a fourth ran the last tasks; the
+    # replacement started after the last crash may be stopped before it reports ready
+    # when the surviving worker has already run the rest (the pool is shut down then).
+    assert len(started) >= 4
     for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
