@@ -156,14 +156,14 @@ def test_env_file_and_precedence(tmp_path):
     env_file.write_text(
         "# written by jwstrun simulate\n"
         "export CRDS_PATH=crds_cache\n"
-        "export CRDS_SERVER_URL='https://jwst-serverless-mode.stsci.edu'\n"
+        f"export CRDS_SERVER_URL='{refs.SERVERLESS_URL}'\n"
         "export CRDS_CONTEXT=jwst_0001.pmap\n"
         "export OTHER=ignored\n"
     )
     env = refs.crds_environment(env_file=env_file, base={"CRDS_CONTEXT": "jwst_0009.pmap"})
     assert env == {
         "CRDS_PATH": str((tmp_path / "crds_cache").resolve()),
-        "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
+        "CRDS_SERVER_URL": refs.SERVERLESS_URL,
         "CRDS_CONTEXT": "jwst_0001.pmap",  # the file beats the ambient environment
     }
     pinned = refs.crds_environment(env_file=env_file, context="jwst_0002.pmap", base={})
@@ -331,6 +331,30 @@ def test_association_inputs(cache, exposures, tmp_path):
     assert str(err.value) == f"{broken}: member gone_rate.fits not found at {tmp_path / 'gone_rate.fits'}."
 
 
+def test_directory_input_means_its_exposures(cache, exposures):
+    use(cache)
+    resolution = refs.resolve_bestrefs([exposures[0].parent])
+    assert resolution.n_exposures == 6 and resolution.n_crds_calls == 3
+    assert resolution.groups[0].pipelines == ("image2", "image3")  # rate: both stages
+
+
+def test_clear_caches_forgets_a_probe():
+    """A long-lived process asks again after clear_caches (the server came back)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert refs.server_reachable(url)[0] is False  # bound, not listening yet
+        listener.listen(1)
+        assert refs.server_reachable(url)[0] is False  # remembered
+        refs.clear_caches()
+        assert refs.server_reachable(url)[0] is True
+    finally:
+        listener.close()
+        refs.clear_caches()
+
+
 def test_reftype_missing_from_imap_is_a_problem(tmp_path, exposures):
     # the imap does not list photom: image2's prefetch would fail
     root = write_cache(tmp_path / "holey", nircam_rules(photom=False), context="jwst_0003.pmap",
@@ -455,7 +479,7 @@ def test_prefetch_offline_with_missing_file_fails_fast(cache, exposures):
     assert time.monotonic() - start < 10
     assert str(err.value) == (
         f"1 reference file(s) are not in the CRDS cache {cache.resolve()} and the CRDS server cannot "
-        "be reached (https://jwst-serverless-mode.stsci.edu (serverless mode: crds never contacts a "
+        f"be reached ({refs.SERVERLESS_URL} (serverless mode: crds never contacts a "
         f"server)):\n  jwst_nircam_flat_0003.fits (flat; needed by {exposures[5]})\n"
         "To fix: run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
         "CRDS_PATH to a synced cache."

@@ -84,16 +84,17 @@ def write_server_config() -> None:
 
 
 def locate_mapping(name: str) -> Path:
-    from crds.core import config
+    import crds
 
-    return Path(config.locate_mapping(name, OBSERVATORY))
+    return Path(crds.locate_mapping(name, OBSERVATORY))
 
 
 def locate_reference(name: str, instrument: str) -> Path:
-    from crds.core import config
+    """Where the cache keeps a reference (the instrument picks the subdirectory)."""
+    import crds
 
-    return Path(config.locate_file(name, OBSERVATORY,
-                                   parameters={"META.INSTRUMENT.NAME": instrument}))
+    return Path(crds.locate_file(name, OBSERVATORY,
+                                 parameters={"META.INSTRUMENT.NAME": instrument}))
 
 
 # ---------------------------------------------------------------------------
@@ -239,21 +240,30 @@ def flat_schema_locations() -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------------------
-# Downloads (crds' own FileCacher: atomic per-file writes, locks, checksums)
+# Downloads (crds' own downloader: atomic per-file writes, locks, checksums)
+#
+# Both raise what crds raises; the callers turn it into a CrdsError saying where
+# from and what to do.
 
 
-def download(context: str, names: list[str], instrument: str | None = None) -> None:
-    """Fetch mappings (``instrument=None``) or an instrument's references into the cache.
+def download_mappings(context: str, names: list[str]) -> None:
+    """Fetch exactly these mappings (not their closures) into the cache."""
+    from crds.client import api
 
-    Raises what crds raises; the callers turn it into a :class:`CrdsError`
-    saying where from and what to do.
+    with quiet_crds():
+        api.dump_mappings(context, mappings=list(names), raise_exceptions=True)
+
+
+def download_references(context: str, names: list[str], instrument: str) -> None:
+    """Fetch an instrument's references into the cache.
+
+    ``api.dump_references`` cannot say which instrument a file is for, and an
+    instrument-subdirectory cache needs it for names that do not spell it out:
+    crds' ``FileCacher`` takes it (docs/upstream-private.md).
     """
     from crds.client import api
 
-    if instrument is None:
-        cacher = api.FileCacher(context, raise_exceptions=True)
-    else:
-        cacher = api.FileCacher(context, ignore_cache=False, raise_exceptions=True,
-                                parameters={"META.INSTRUMENT.NAME": instrument})
+    cacher = api.FileCacher(context, ignore_cache=False, raise_exceptions=True,
+                            parameters={"META.INSTRUMENT.NAME": instrument})
     with quiet_crds():
         cacher.get_local_files(list(names))

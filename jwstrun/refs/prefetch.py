@@ -100,7 +100,7 @@ def _fetch_mapping(name: str, path: Path, ctx: str, can_download: bool, source: 
             f"CRDS server cannot be reached ({source}). To fix: {offline_advice()}."
         )
     try:
-        _crds.download(ctx, [name])
+        _crds.download_mappings(ctx, [name])
     except Exception as exc:  # noqa: BLE001 - crds download errors
         raise CrdsError(f"could not download mapping {name} from {source}: {exc}. "
                         f"To fix: {offline_advice()}.") from exc
@@ -185,7 +185,7 @@ def _fetch_references(ctx: str, crds_path: str, wanted: dict[str, dict], can_dow
     for instrument, names in missing.items():
         log.info("fetching %d %s reference files from %s", len(names), instrument, source)
         try:
-            _crds.download(ctx, names, instrument=instrument)
+            _crds.download_references(ctx, names, instrument)
         except Exception as exc:  # noqa: BLE001 - crds download errors
             raise CrdsError(f"downloading {instrument} references from {source} failed: "
                             f"{exc}. Re-run `jwstrun refs prefetch` (finished files are "
