@@ -1,15 +1,18 @@
 """Tests for jwstrun.refs and `jwstrun refs`: real crds client, real local caches.
 
-Caches are written with correct mapping checksums (tests/_crds_testcache.py and
-the simulator's crds_cache writer); a second copy of a cache plays the part of
+Caches are written by the simulator's crds_cache writer (correct mapping
+checksums, as crds checks them); a second copy of a cache plays the part of
 the CRDS server through crds' own CRDS_*_URI download settings, so prefetch's
 downloads go through crds' real FileCacher.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
+import pprint
 import shutil
 import socket
 import time
@@ -19,10 +22,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from _crds_testcache import IMAGE2_TYPES, IMAGE3_TYPES, Rmap, write_context, write_remote_config, write_server_config
 from jwstrun import refs
 from jwstrun.cli import cli
 from jwstrun.errors import CrdsError, InputError
+from jwstrun.simulate.crds_cache import RefEntry, write_crds_cache
 
 DET = ("META.INSTRUMENT.DETECTOR",)
 DFP = ("META.INSTRUMENT.DETECTOR", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
@@ -39,33 +42,68 @@ def _restore_crds_environment():
     refs.apply_crds_environment(saved)
 
 
-def nircam_rules(flat_early="jwst_nircam_flat_0001.fits") -> dict:
-    rules: dict = {t: "N/A" for t in IMAGE2_TYPES + IMAGE3_TYPES}
-    rules["distortion"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_distortion_0001.asdf"},
-                                     ("NRCA1",): {EARLY: "jwst_nircam_distortion_0002.asdf"}})
-    rules["flat"] = Rmap(DFP, {
-        ("NRCB1", "F200W", "CLEAR"): {EARLY: flat_early, FLAT_SWITCH: "jwst_nircam_flat_0002.fits"},
-        ("NRCB1", "F150W", "CLEAR"): {EARLY: "jwst_nircam_flat_0003.fits"},
-        ("NRCA1", "F200W", "CLEAR"): {EARLY: "jwst_nircam_flat_0004.fits"},
-    })
-    rules["photom"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_photom_0001.fits"},
-                                 ("NRCA1",): {EARLY: "jwst_nircam_photom_0002.fits"}})
-    rules["apcorr"] = Rmap(FP, {("F200W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"},
-                                ("F150W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"}})
-    rules["abvegaoffset"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"},
-                                       ("NRCA1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"}})
-    rules["pars-tweakregstep"] = Rmap(DET, {("NRCB1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"},
-                                            ("NRCA1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"}})
-    rules["pars-image2pipeline"] = "N/A"  # the other pars-* types are absent from the imap
+def entries(reftype: str, keys: tuple[str, ...], rules: dict) -> list[RefEntry]:
+    """{match values: {useafter: file}} -> the simulator's selection rules."""
+    return [RefEntry("nircam", reftype, name, tuple(zip(keys, values)), useafter)
+            for values, dates in rules.items() for useafter, name in dates.items()]
+
+
+def nircam_rules(flat_early="jwst_nircam_flat_0001.fits", photom=True) -> list[RefEntry]:
+    """Every other reftype of the pipelines (and every pars-* type but tweakreg's) is N/A."""
+    rules = [
+        *entries("distortion", DET, {("NRCB1",): {EARLY: "jwst_nircam_distortion_0001.asdf"},
+                                     ("NRCA1",): {EARLY: "jwst_nircam_distortion_0002.asdf"}}),
+        *entries("flat", DFP, {
+            ("NRCB1", "F200W", "CLEAR"): {EARLY: flat_early, FLAT_SWITCH: "jwst_nircam_flat_0002.fits"},
+            ("NRCB1", "F150W", "CLEAR"): {EARLY: "jwst_nircam_flat_0003.fits"},
+            ("NRCA1", "F200W", "CLEAR"): {EARLY: "jwst_nircam_flat_0004.fits"},
+        }),
+        *entries("apcorr", FP, {("F200W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"},
+                                ("F150W", "CLEAR"): {EARLY: "jwst_nircam_apcorr_0001.fits"}}),
+        *entries("abvegaoffset", DET, {("NRCB1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"},
+                                       ("NRCA1",): {EARLY: "jwst_nircam_abvegaoffset_0001.asdf"}}),
+        *entries("pars-tweakregstep", DET, {
+            ("NRCB1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"},
+            ("NRCA1",): {EARLY: "jwst_nircam_pars-tweakregstep_0001.asdf"}}),
+    ]
+    if photom:
+        rules += entries("photom", DET, {("NRCB1",): {EARLY: "jwst_nircam_photom_0001.fits"},
+                                         ("NRCA1",): {EARLY: "jwst_nircam_photom_0002.fits"}})
     return rules
+
+
+def write_cache(root: Path, rules: list[RefEntry], context="jwst_0001.pmap", unlisted=()) -> Path:
+    """A real CRDS cache written by the simulator's writer, with small placeholder references
+    (bestrefs and prefetch only need their names, sizes and checksums)."""
+    for entry in rules:
+        ref = root / "references" / "jwst" / "nircam" / entry.filename
+        if not ref.exists():
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_bytes((entry.filename.encode() * 100)[:2880])  # distinct per file
+    write_crds_cache(root, rules, context, unlisted=unlisted)
+    return root
+
+
+def serve_as_mirror(remote: Path) -> None:
+    """Make the cache at ``remote`` a download source (CRDS_CONFIG_URI et al.): crds'
+    downloader checks each file's size and sha1sum from the server info
+    (``download_metadata``, crds-encoded)."""
+    from crds.client import proxy
+
+    metadata = {}
+    for path in list(remote.glob("mappings/jwst/*")) + list(remote.glob("references/jwst/*/*")):
+        metadata[path.name] = {"size": str(path.stat().st_size),
+                               "sha1sum": hashlib.sha1(path.read_bytes()).hexdigest()}
+    cfg = remote / "config" / "jwst" / "server_config"
+    info = ast.literal_eval(cfg.read_text())
+    info["download_metadata"] = proxy.crds_encode(metadata)
+    cfg.write_text(pprint.pformat(info) + "\n")
 
 
 @pytest.fixture
 def cache(tmp_path) -> Path:
-    root = tmp_path / "crds_cache"
-    pmap = write_context(root, 1, {"nircam": nircam_rules()})
-    write_server_config(root, pmap)
-    return root
+    # pars-skymatchstep is not even listed: stpipe then uses the step's defaults
+    return write_cache(tmp_path / "crds_cache", nircam_rules(), unlisted=("pars-skymatchstep",))
 
 
 def make_exposure(path: Path, detector="NRCB1", filt="F200W", pupil="CLEAR", date="2024-03-01",
@@ -118,14 +156,14 @@ def test_env_file_and_precedence(tmp_path):
     env_file.write_text(
         "# written by jwstrun simulate\n"
         "export CRDS_PATH=crds_cache\n"
-        "export CRDS_SERVER_URL='https://jwst-serverless-mode.stsci.edu'\n"
+        f"export CRDS_SERVER_URL='{refs.SERVERLESS_URL}'\n"
         "export CRDS_CONTEXT=jwst_0001.pmap\n"
         "export OTHER=ignored\n"
     )
     env = refs.crds_environment(env_file=env_file, base={"CRDS_CONTEXT": "jwst_0009.pmap"})
     assert env == {
         "CRDS_PATH": str((tmp_path / "crds_cache").resolve()),
-        "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
+        "CRDS_SERVER_URL": refs.SERVERLESS_URL,
         "CRDS_CONTEXT": "jwst_0001.pmap",  # the file beats the ambient environment
     }
     pinned = refs.crds_environment(env_file=env_file, context="jwst_0002.pmap", base={})
@@ -182,11 +220,9 @@ def test_server_probe_is_fast_and_honest():
 def test_apply_switches_an_already_imported_crds(tmp_path, exposures):
     import crds  # noqa: F401 - the point is that crds is already loaded
 
-    first = tmp_path / "first"
-    write_server_config(first, write_context(first, 1, {"nircam": nircam_rules()}))
-    second = tmp_path / "second"
-    write_server_config(second, write_context(
-        second, 7, {"nircam": nircam_rules(flat_early="jwst_nircam_flat_0099.fits")}))
+    first = write_cache(tmp_path / "first", nircam_rules())
+    second = write_cache(tmp_path / "second", nircam_rules(flat_early="jwst_nircam_flat_0099.fits"),
+                         context="jwst_0007.pmap")
     use(first)
     a = refs.resolve_bestrefs([exposures[4]])
     use(second)
@@ -295,16 +331,39 @@ def test_association_inputs(cache, exposures, tmp_path):
     assert str(err.value) == f"{broken}: member gone_rate.fits not found at {tmp_path / 'gone_rate.fits'}."
 
 
+def test_directory_input_means_its_exposures(cache, exposures):
+    use(cache)
+    resolution = refs.resolve_bestrefs([exposures[0].parent])
+    assert resolution.n_exposures == 6 and resolution.n_crds_calls == 3
+    assert resolution.groups[0].pipelines == ("image2", "image3")  # rate: both stages
+
+
+def test_clear_caches_forgets_a_probe():
+    """A long-lived process asks again after clear_caches (the server came back)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert refs.server_reachable(url)[0] is False  # bound, not listening yet
+        listener.listen(1)
+        assert refs.server_reachable(url)[0] is False  # remembered
+        refs.clear_caches()
+        assert refs.server_reachable(url)[0] is True
+    finally:
+        listener.close()
+        refs.clear_caches()
+
+
 def test_reftype_missing_from_imap_is_a_problem(tmp_path, exposures):
-    rules = nircam_rules()
-    del rules["photom"]  # the imap no longer lists photom: image2's prefetch would fail
-    root = tmp_path / "holey"
-    write_server_config(root, write_context(root, 3, {"nircam": rules}))
+    # the imap does not list photom: image2's prefetch would fail
+    root = write_cache(tmp_path / "holey", nircam_rules(photom=False), context="jwst_0003.pmap",
+                       unlisted=("photom",))
     use(root)
     resolution = refs.resolve_bestrefs([exposures[0]])
     assert resolution.problems == [
         f"{exposures[0]}: no photom reference under jwst_0003.pmap (NIRCAM NRCB1 F200W CLEAR): "
-        "reftype 'photom' is not listed in jwst_nircam_0003.imap; the pipeline's prefetch will fail"
+        "reftype 'photom' is not listed in jwst_nircam_0001.imap; the pipeline's prefetch will fail"
     ]
     result = CliRunner().invoke(cli, ["refs", "bestrefs", str(exposures[0]), "--crds-path", str(root)])
     assert result.exit_code == 1
@@ -370,7 +429,7 @@ def mirror(cache, tmp_path) -> dict:
     flat.mkdir()
     for ref in (remote / "references" / "jwst").glob("*/*"):
         shutil.copy(ref, flat / ref.name)
-    write_remote_config(remote, "jwst_0001.pmap")
+    serve_as_mirror(remote)
     return {
         "CRDS_CONFIG_URI": str(remote / "config" / "jwst"),
         "CRDS_MAPPING_URI": (remote / "mappings" / "jwst").as_uri(),
@@ -420,7 +479,7 @@ def test_prefetch_offline_with_missing_file_fails_fast(cache, exposures):
     assert time.monotonic() - start < 10
     assert str(err.value) == (
         f"1 reference file(s) are not in the CRDS cache {cache.resolve()} and the CRDS server cannot "
-        "be reached (https://jwst-serverless-mode.stsci.edu (serverless mode: crds never contacts a "
+        f"be reached ({refs.SERVERLESS_URL} (serverless mode: crds never contacts a "
         f"server)):\n  jwst_nircam_flat_0003.fits (flat; needed by {exposures[5]})\n"
         "To fix: run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
         "CRDS_PATH to a synced cache."
@@ -479,8 +538,8 @@ def test_storage_kind_from_mounts(tmp_path):
                       "tmpfs /tmp tmpfs rw 0 0\n")
     assert refs.filesystem_of("/shared/crds/cache", mounts_file=str(mounts)) == ("nfs4", "/shared")
     assert refs.filesystem_of("/home/user/crds", mounts_file=str(mounts)) == ("ext4", "/")
-    assert refs._storage_kind("nfs4") == "shared" and refs._storage_kind("lustre") == "shared"
-    assert refs._storage_kind("ext4") == "local" and refs._storage_kind("tmpfs") == "local"
+    assert refs.storage_kind("nfs4") == "shared" and refs.storage_kind("lustre") == "shared"
+    assert refs.storage_kind("ext4") == "local" and refs.storage_kind("tmpfs") == "local"
 
 
 def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
@@ -532,7 +591,7 @@ def test_simulated_program_prefetch_then_image2_offline(tmp_path):
     flat.mkdir()
     for ref in (remote / "references" / "jwst").glob("*/*"):
         shutil.copy(ref, flat / ref.name)
-    write_remote_config(remote, sim.crds_context)
+    serve_as_mirror(remote)
     mirror = {"CRDS_CONFIG_URI": str(remote / "config" / "jwst"),
               "CRDS_MAPPING_URI": (remote / "mappings" / "jwst").as_uri(),
               "CRDS_REFERENCE_URI": flat.as_uri(), "CRDS_SERVER_URL": refs.SERVERLESS_URL}

@@ -16,22 +16,24 @@ import sys
 import pytest
 
 from jwstrun import refs
+from jwstrun.refs import bestrefs, reftypes
+from jwstrun.stages import get_stage
+
+IMAGE2, IMAGE3 = get_stage("image2"), get_stage("image3")
 
 
 @pytest.fixture
 def cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(refs.NO_CACHE_VARIABLE, raising=False)
-    monkeypatch.setattr(refs, "_layouts", None)
-    monkeypatch.setattr(refs, "_reftype_cache", {})
-    return tmp_path / "xdg"
+    refs.clear_caches()  # this process must read (and write) the cache under tmp_path
+    yield tmp_path / "xdg"
+    refs.clear_caches()
 
 
-def _step_overrides(class_name: str):
+def _step_overrides(stage):
     """{} plus every single step skipped, plus all skipped."""
-    import jwst.pipeline
-
-    names = list(getattr(jwst.pipeline, class_name).step_defs)
+    names = list(stage.load_class().step_defs)
     yield {}
     for name in names:
         yield {name: {"skip": True}}
@@ -41,22 +43,22 @@ def _step_overrides(class_name: str):
 
 def test_cached_equals_computed(cache_home):
     first = refs.reftypes_for("image2")
-    path = refs._reftype_cache_path()
+    path = reftypes._reftype_cache_path()
     assert path.parent == cache_home / "jwstrun" and path.is_file()
     layouts = json.loads(path.read_text())
-    assert set(layouts) == {"Image2Pipeline", "Image3Pipeline"}
-    assert first == refs._reftypes_from_jwst("Image2Pipeline", None, True)
+    assert set(layouts) == {IMAGE2.step_class, IMAGE3.step_class}
+    assert first == reftypes._reftypes_from_jwst(IMAGE2, None, True)
     compared = 0
-    for class_name in layouts:
-        for steps, pars in itertools.product(_step_overrides(class_name), (True, False)):
-            cached = refs._reftypes_from_layout(layouts[class_name], steps, pars)
-            assert cached == refs._reftypes_from_jwst(class_name, steps, pars), (class_name, steps)
+    for stage in (IMAGE2, IMAGE3):
+        for steps, pars in itertools.product(_step_overrides(stage), (True, False)):
+            cached = reftypes._reftypes_from_layout(layouts[stage.step_class], steps, pars)
+            assert cached == reftypes._reftypes_from_jwst(stage, steps, pars), (stage.name, steps)
             compared += 1
     assert compared > 20
     # what image2 prefetches for imaging (offline-crds notes) is in there
     assert {"distortion", "flat", "photom", "area", "pars-image2pipeline"} <= set(first)
-    assert "flat" not in refs._reftypes_from_layout(layouts["Image2Pipeline"],
-                                                     {"flat_field": {"skip": True}}, True)
+    assert "flat" not in reftypes._reftypes_from_layout(layouts[IMAGE2.step_class],
+                                                         {"flat_field": {"skip": True}}, True)
 
 
 def test_warm_cache_does_not_import_jwst_pipeline(cache_home):
@@ -71,27 +73,28 @@ def test_warm_cache_does_not_import_jwst_pipeline(cache_home):
                           timeout=120, check=True)
     data = json.loads(proc.stdout)
     assert data["imported"] is False
-    for name, class_name in (("image2", "Image2Pipeline"), ("image3", "Image3Pipeline")):
-        assert data["types"][name] == refs._reftypes_from_jwst(class_name, {"resample": {"skip": True}}, True)
+    for stage in (IMAGE2, IMAGE3):
+        assert data["types"][stage.name] == reftypes._reftypes_from_jwst(
+            stage, {"resample": {"skip": True}}, True)
 
 
 def test_overrides_the_layout_cannot_answer_go_to_stpipe(cache_home):
-    layouts = refs._pipeline_layouts()
-    layout = layouts["Image2Pipeline"]
-    assert refs._reftypes_from_layout(layout, {"flat_field": {"skip": "yes"}}, True) is None
-    assert refs._reftypes_from_layout(layout, {"no_such_step": {"skip": True}}, True) is None
+    layouts = reftypes._pipeline_layouts()
+    layout = layouts[IMAGE2.step_class]
+    assert reftypes._reftypes_from_layout(layout, {"flat_field": {"skip": "yes"}}, True) is None
+    assert reftypes._reftypes_from_layout(layout, {"no_such_step": {"skip": True}}, True) is None
     # ... and reftypes_for still answers, the way stpipe coerces "yes"
     assert "flat" not in refs.reftypes_for("image2", steps={"flat_field": {"skip": "yes"}})
 
 
 def test_unreadable_or_disabled_cache(cache_home, monkeypatch):
-    path = refs._reftype_cache_path()
+    path = reftypes._reftype_cache_path()
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    assert refs.reftypes_for("image3") == refs._reftypes_from_jwst("Image3Pipeline", None, True)
+    assert refs.reftypes_for("image3") == reftypes._reftypes_from_jwst(IMAGE3, None, True)
     assert json.loads(path.read_text())  # rewritten whole
     monkeypatch.setenv(refs.NO_CACHE_VARIABLE, "1")
-    assert refs._reftype_cache_path() is None
+    assert reftypes._reftype_cache_path() is None
 
 
 def test_schema_locations_cached_and_equal_to_crds(cache_home, monkeypatch):
@@ -99,20 +102,19 @@ def test_schema_locations_cached_and_equal_to_crds(cache_home, monkeypatch):
     first run, and equals what crds reads from the datamodel schema."""
     from crds.jwst import schema
 
-    monkeypatch.setattr(refs, "_schema_locations", None)
     keys = ["META.INSTRUMENT.DETECTOR", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL",
             "META.SUBARRAY.NAME", "META.EXPOSURE.TYPE", "META.OBSERVATION.DATE"]
-    located = {k: refs._fits_location(k) for k in keys}
+    located = {k: bestrefs._fits_location(k) for k in keys}
     files = list((cache_home / "jwstrun").glob("pipeline-schema-stdatamodels*.json"))
     assert len(files) == 1
     flat = schema.get_flat_schema()
     for key, (keyword, hdu) in located.items():
-        assert keyword == refs._FITS_OVERRIDES.get(key, schema.dm_to_fits(key))
+        assert keyword == bestrefs._FITS_OVERRIDES.get(key, schema.dm_to_fits(key))
         assert hdu == str(flat.get(key + ".FITS_HDU", "PRIMARY")).upper()
     # a new process answers from the file without loading the datamodel schemas
     code = (
-        "import sys; from jwstrun import refs; "
-        f"print(refs._fits_location('META.INSTRUMENT.FILTER')); "
+        "import sys; from jwstrun.refs import bestrefs; "
+        f"print(bestrefs._fits_location('META.INSTRUMENT.FILTER')); "
         "print('stdatamodels.jwst.datamodels' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

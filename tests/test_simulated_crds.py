@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from jwstrun.errors import ConfigError
+from jwstrun.refs import SERVERLESS_URL
 from jwstrun.simulate.crds_cache import (
     PARS_REFTYPES,
     PIPELINE_REFTYPES,
-    SERVERLESS_URL,
     RefEntry,
     add_context,
     crds_env,

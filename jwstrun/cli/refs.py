@@ -11,6 +11,7 @@ import json
 
 import click
 
+from ..stages import stage_names
 from .options import crds_context_option, crds_path_option, json_option
 
 __all__ = ["register", "refs_group"]
@@ -73,7 +74,7 @@ def refs_group():
 @refs_group.command("bestrefs")
 @click.argument("inputs", nargs=-1, required=True)
 @_env_options
-@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(["image2", "image3"]),
+@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(stage_names()),
               help="Only the references of this pipeline (repeatable; default: image2 and image3 "
               "for rate files, image3 for cal/crf files).")
 @click.option("--all", "show_all", is_flag=True, help="Also list reftypes that are N/A.")
@@ -82,10 +83,11 @@ def bestrefs_command(inputs, crds_path, crds_context, env_file, offline, pipelin
                      as_json):
     """Show the reference files CRDS picks for INPUTS, per group of matching parameters.
 
-    INPUTS are files, glob patterns or association JSON files.  Exposures that share
-    every CRDS matching parameter (instrument, detector, filter, pupil, ... and the
-    same UseAfter interval of their date) form one group and cost one CRDS lookup.
-    The reftypes are those Image2Pipeline/Image3Pipeline will request, step-parameter
+    INPUTS are files, glob patterns, directories (their rate/cal files) or association
+    JSON files (their members).  Exposures that share every CRDS matching parameter
+    (instrument, detector, filter, pupil, ... and the same UseAfter interval of their
+    date) form one group and cost one CRDS lookup.
+    The reftypes are those the image2/image3 pipelines will request, step-parameter
     (pars-*) references included.
 
     \b
@@ -147,7 +149,7 @@ def _render_resolution(resolution, show_all: bool) -> None:
 @refs_group.command("prefetch")
 @click.argument("inputs", nargs=-1, required=True)
 @_env_options
-@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(["image2", "image3"]),
+@click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(stage_names()),
               help="Only what this pipeline needs (repeatable; default: image2 and image3).")
 @json_option
 def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelines, as_json):
@@ -167,7 +169,7 @@ def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelin
     """
     refs = _setup(crds_path, env_file, offline, crds_context)
     report = refs.prefetch(list(inputs), context=crds_context,
-                           pipelines=tuple(pipelines) or ("image2", "image3"))
+                           pipelines=tuple(pipelines) or tuple(stage_names()))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -293,7 +293,7 @@ def test_crds_cache_missing_a_reference(sim, reference, tmp_path, no_leftover_pr
     """A CRDS cache that lost a reference file, with an unreachable (serverless) server:
     refused at prefetch, before any pipeline runs, naming the file and the fix; the
     password in CRDS_SERVER_URL is never shown.  After the file is back, a re-run works."""
-    from jwstrun.refs import read_env_file
+    from jwstrun.refs import SERVERLESS_URL, read_env_file
 
     cache = copy_tree_linked(Path(sim.crds_path), tmp_path / "crds_cache")
     (flat,) = cache.glob("references/jwst/nircam/*_flat_*.fits")
@@ -301,7 +301,7 @@ def test_crds_cache_missing_a_reference(sim, reference, tmp_path, no_leftover_pr
     env = dict(os.environ)
     env.update(read_env_file(sim.env_file))
     env["CRDS_PATH"] = str(cache)
-    env["CRDS_SERVER_URL"] = "https://alice:hunter2pw@jwst-serverless-mode.stsci.edu"
+    env["CRDS_SERVER_URL"] = SERVERLESS_URL.replace("://", "://alice:hunter2pw@")
     outdir = tmp_path / "out"
     args = ["image2", sim.rate_files[0], "-o", outdir, "-j", "2", "--no-progress"]
     run = Run(args, tmp_path, env=env, name="missing")
@@ -314,7 +314,7 @@ def test_crds_cache_missing_a_reference(sim, reference, tmp_path, no_leftover_pr
     assert f"{flat.name} (flat; needed by {sim.rate_files[0]})" in run.stderr
     assert "jwstrun refs prefetch" in run.stderr
     assert "hunter2pw" not in run.stderr + run.stdout
-    assert "https://***@jwst-serverless-mode.stsci.edu" in run.stderr
+    assert SERVERLESS_URL.replace("://", "://***@") in run.stderr
     assert_nothing_half_written(outdir)
     assert not list(outdir.glob("*.fits")) and not (outdir / "logs").exists()
     assert not (outdir / ".jwstrun.lock").exists()

@@ -38,7 +38,7 @@ def hostile_run(sim, tmp_path_factory):
     environment and a password in CRDS_SERVER_URL; then ``jwstrun report``."""
     from astropy.io import fits
 
-    from jwstrun.refs import read_env_file
+    from jwstrun.refs import SERVERLESS_URL, read_env_file
 
     root = tmp_path_factory.mktemp("hostile")
     data = root / "deep" / "er"
@@ -52,7 +52,7 @@ def hostile_run(sim, tmp_path_factory):
     crds = read_env_file(sim.env_file)
     env = dict(os.environ, **SECRETS)
     env.update(CRDS_PATH=crds["CRDS_PATH"], CRDS_CONTEXT=crds["CRDS_CONTEXT"],
-               CRDS_SERVER_URL=f"https://alice:{URL_PASSWORD}@jwst-serverless-mode.stsci.edu")
+               CRDS_SERVER_URL=SERVERLESS_URL.replace("://", f"://alice:{URL_PASSWORD}@"))
     before = tree_digest(root)
     args = ["image2", rate, "-o", outdir, "-j", "1", "--no-progress", "--json"]
     run = subprocess.run(jwstrun_command(*args), env=env, capture_output=True, text=True,
