@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
-from .products import (
+from ..errors import ConfigError, InputError, JwstrunError, OutputError, PipelineError
+from ..products import (
     STAGE2_INPUTS,
     STAGE3_INPUTS,
     product_basename,
@@ -271,7 +271,7 @@ def _is_association(path: Path) -> bool:
 
 def _load_association(path: Path, level: int, allow_outside: bool = False):
     """Load and check an association with jwstrun.asn; refuse the wrong level clearly."""
-    from .asn import check_association, load_association
+    from ..asn import check_association, load_association
 
     found = load_association(path, allow_outside=allow_outside)
     if found.level != level:
@@ -296,7 +296,7 @@ def _check_complete(paths: Iterable[Path], pipeline: str) -> None:
     """Refuse exposures cut short or without SCI/ASDF, or whose SCI unit says they are of
     another stage than ``pipeline`` takes (:func:`jwstrun.products.stage_type`), before
     anything runs (headers only)."""
-    from .products import check_fits_complete
+    from ..products import check_fits_complete
 
     takes = STAGE2_INPUTS if pipeline == "image2" else STAGE3_INPUTS
     for path in paths:
@@ -311,7 +311,7 @@ def _check_complete(paths: Iterable[Path], pipeline: str) -> None:
 def _file_type(path: Path) -> str | None:
     ptype = product_type(path)
     if ptype is None and path.suffix.lower() in (".fits", ".fit"):
-        from .products import read_exposure_info
+        from ..products import read_exposure_info
 
         ptype = read_exposure_info(path).product_type
     elif ptype is not None:
@@ -326,7 +326,7 @@ def _planning_header(path: Path):
     Planning needs each exposure's header twice (product type, then size); with
     astropy at ~1.5 ms a read, 10,000 exposures took twice as long as needed.
     """
-    from .products import read_primary_header
+    from ..products import read_primary_header
 
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
@@ -384,7 +384,7 @@ def software_versions() -> dict[str, str]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    from ._version import __version__
+    from .._version import __version__
 
     versions["jwstrun"] = __version__
     return versions
@@ -456,7 +456,7 @@ def _call_parameters(pipeline: str, profiles: Iterable[str], sets: Iterable[str]
     profiles, sets = list(profiles or ()), list(sets or ())
     if not profiles and not sets:
         return {}
-    from .profiles import build_call_parameters
+    from ..profiles import build_call_parameters
 
     return dict(build_call_parameters(pipeline, profiles, sets) or {})
 
@@ -470,7 +470,7 @@ def _skipped_steps(parameters: dict) -> list[str]:
 
 def _validate_products(paths: list[Path], parameters: dict, expect_background: bool) -> dict:
     """Check products with jwstrun.validate; errors make the task fail before the move."""
-    from .validate import validate_file
+    from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
     skips = _skipped_steps(parameters)
@@ -617,7 +617,7 @@ def plan_image3(paths: list[Path], outdir: Path) -> list[_Planned]:
     asn_paths, cal_files = check_image3_inputs(paths)
     asns = [(_load_association(p, 3), True) for p in asn_paths]
     if cal_files:
-        from .asn import make_associations
+        from ..asn import make_associations
 
         built = make_associations(
             cal_files, outdir, level=3, group_by="default", force=True, allow_outside=True
@@ -647,8 +647,8 @@ def _unique_members(asn):
     """The Level-3 product of ``asn`` with each exposure once
     (:func:`jwstrun.asn.repeated_exposures`): a repeat is left out with a warning, and the
     task runs a copy of the association without it."""
-    from .asn import AsnProduct, repeated_exposures
-    from .products import read_exposure_info
+    from ..asn import AsnProduct, repeated_exposures
+    from ..products import read_exposure_info
 
     product = asn.products[0]
     repeats = repeated_exposures([read_exposure_info(m.path) for m in product.members])
@@ -1048,7 +1048,7 @@ class _TaskLogging:
 
 def _pipeline_class(pipeline: str):
     """The task's pipeline class, its module loaded without jwst.pipeline's other nine."""
-    from ._jwst_import import import_pipeline_module
+    from .._jwst_import import import_pipeline_module
 
     module_name, class_name, _alias = PIPELINES[pipeline]
     return getattr(import_pipeline_module(module_name), class_name)
@@ -1118,7 +1118,7 @@ def _apply_task_environment(env: dict) -> None:
         return
     os.environ.update({k: v for k, v in changed.items() if not k.startswith("CRDS_")})
     if any(k.startswith("CRDS_") for k in changed):
-        from .refs import apply_crds_environment
+        from ..refs import apply_crds_environment
 
         apply_crds_environment({k: str(v) for k, v in env.items() if k.startswith("CRDS_")})
 
@@ -1134,7 +1134,7 @@ class _on_disk_directory:
     """
 
     def __init__(self, parameters: dict, workdir: Path):
-        from .mosaic import spec_bool
+        from ..mosaic import spec_bool
 
         on_disk = spec_bool(parameters.get("in_memory", True)) is False
         self.workdir = workdir if on_disk or "$" in str(workdir) else None
@@ -1198,7 +1198,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         shutil.rmtree(out, ignore_errors=True)  # leftovers of a killed run
         out.mkdir(parents=True)
         if task.previews:
-            from ._previews import TaskPreviews
+            from .._previews import TaskPreviews
 
             previews = TaskPreviews(workdir, helper=task.preview_helper)
             watcher.progress = previews.watch(out, watcher.progress)
@@ -1288,7 +1288,7 @@ def cls_name(task: Task) -> str:
 
 
 def _product_crds_info(path: Path):
-    from .manifest import product_crds_info
+    from ..manifest import product_crds_info
 
     try:
         return product_crds_info(path)
@@ -1332,7 +1332,7 @@ def _manifest_record(task: Task, result: TaskResult, versions: dict, context: st
 
 def _worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
                 in_pool: bool) -> dict:
-    from . import refs
+    from .. import refs
 
     env = refs.worker_environment(crds_env, context)
     env.update(extra_env or {})
@@ -1352,7 +1352,7 @@ def _early_pool(pipeline: str, n_tasks: int, jobs: int | None, bytes_per_worker:
     Their environment lacks only the CRDS context, which each task sets before
     it runs (``Task.env``); run_tasks gives the pool its final size.
     """
-    from .executors import default_jobs
+    from ..executors import default_jobs
 
     if jobs is None:
         jobs = default_jobs(n_tasks, bytes_per_worker)[0]
@@ -1363,7 +1363,7 @@ def _early_pool(pipeline: str, n_tasks: int, jobs: int | None, bytes_per_worker:
 
 def _local_pool(pipeline: str, jobs: int, env: dict, max_tasks_per_child: int, on_event=None):
     """The local executor for ``pipeline``'s tasks (not started)."""
-    from .executors import LocalExecutor
+    from ..executors import LocalExecutor
 
     return LocalExecutor(jobs, run_task, lost_task_result, env=env,
                          warm=(functools.partial(_pipeline_class, pipeline),),
@@ -1413,9 +1413,9 @@ def run_tasks(
     to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
-    from . import refs
-    from .executors import default_jobs
-    from .manifest import Manifest
+    from .. import refs
+    from ..executors import default_jobs
+    from ..manifest import Manifest
 
     def emit(kind, **info):
         if on_event is not None:
@@ -1585,8 +1585,8 @@ def run_tasks(
 def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bool) -> None:
     """Which tasks draw the report's previews: the first by product name, as many as the
     report shows; each with a helper process when the local workers leave a CPU idle."""
-    from ._previews import MAX_TASKS_WITH_PREVIEWS
-    from .executors import cpu_count
+    from .._previews import MAX_TASKS_WITH_PREVIEWS
+    from ..executors import cpu_count
 
     idle_cpu = not on_dask and cpu_count() > min(jobs, len(to_run))
     for task in sorted(tasks, key=lambda t: t.product)[:MAX_TASKS_WITH_PREVIEWS]:
@@ -1595,7 +1595,7 @@ def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bo
 
 def _start_dask_executor(dask_options, jobs: int, worker_env: dict, emit: Callable):
     """A started :class:`~jwstrun.executors.DaskExecutor` for run_tasks."""
-    from .executors import DaskExecutor
+    from ..executors import DaskExecutor
 
     executor = DaskExecutor(
         run_task, lost_task_result, options=dask_options, jobs=jobs, env=worker_env,
@@ -1654,8 +1654,8 @@ def _run(
     memory_options: dict | None = None,
     previews: bool = False,
 ) -> RunSummary:
-    from . import refs
-    from .locking import OutdirLock
+    from .. import refs
+    from ..locking import OutdirLock
 
     if jobs is not None and jobs < 1:
         raise ConfigError(f"-j {jobs}: the number of jobs must be at least 1.")
@@ -1737,7 +1737,7 @@ def select_executor(executor: str | None, dask_options=None, jobs: int | None = 
     scheduler or a cluster.  Asking for dask without dask installed is an
     :class:`InputError` that says how to install it.
     """
-    from .executors import DaskOptions, check_dask_options
+    from ..executors import DaskOptions, check_dask_options
 
     options = DaskOptions.coerce(dask_options) if dask_options is not None else None
     remote = options is not None and (options.scheduler or options.cluster)
@@ -1791,7 +1791,7 @@ def _plan_image3_memory(
     low_memory: bool = False,
 ) -> None:
     """Mosaic preflight and memory mode of every association (jwstrun.mosaic); before any step."""
-    from .mosaic import (
+    from ..mosaic import (
         MosaicRefused,
         decide,
         default_max_mosaic_pixels,
@@ -1823,7 +1823,7 @@ def _plan_image3_memory(
     # The budget is split between the associations that run at the same time:
     # -j, or the -j that run_tasks will choose from the same in-memory estimates.
     if jobs is None and executor == "local" and estimates:
-        from .executors import default_jobs
+        from ..executors import default_jobs
 
         jobs = default_jobs(len(planned), max(e.in_memory_bytes for e in estimates.values()))[0]
     # Dask workers have their own memory (unknown here): each gets the whole budget.
