@@ -77,6 +77,8 @@ class TaskResult:
     resolved_parameters: dict | None = None
     validation: dict | None = None
     step_times: dict[str, float] = field(default_factory=dict)
+    #: step -> "done", "skipped" or "failed" (as stpipe logged it)
+    step_status: dict[str, str] = field(default_factory=dict)
     log_file: str | None = None
     #: product name -> the report previews the worker drew of it (jwstrun._previews)
     previews: dict[str, dict] = field(default_factory=dict)

@@ -153,7 +153,13 @@ def _peak_rss_mb() -> float:
 
 
 class _StepWatcher(logging.Handler):
-    """Follows stpipe's 'Step X running' / 'Step X done' lines: current step and its times."""
+    """Follows stpipe's step records: the current step, and each step's time and status.
+
+    stpipe logs ``Step %s running with args %s.`` as a step starts, then
+    ``Step %s done`` or ``Step skipped.``; the top-level step also logs
+    ``Step %s parameters are:%s`` (its resolved parameters as YAML).  The records
+    are matched by their format string, never by the formatted text.
+    """
 
     def __init__(self, task_id: str, progress: Callable | None):
         super().__init__(logging.INFO)
@@ -161,6 +167,8 @@ class _StepWatcher(logging.Handler):
         self.progress = progress
         self.stack: list[tuple[str, float]] = []
         self.times: dict[str, float] = {}
+        #: step -> "done", "skipped" (or "failed", set by the task when the pipeline raised)
+        self.status: dict[str, str] = {}
         self.parameters_text: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -175,6 +183,7 @@ class _StepWatcher(logging.Handler):
             if self.stack:
                 name, started = self.stack.pop()
                 self.times[name] = round(self.times.get(name, 0.0) + time.monotonic() - started, 3)
+                self.status[name] = "skipped" if msg == "Step skipped." else "done"
             self._report()
         elif msg.startswith("Step %s parameters are") and len(args) > 1 and not self.parameters_text:
             self.parameters_text = str(args[1])
@@ -462,6 +471,8 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
         except Exception as exc:
             step = watcher.current
             result.failed_step = step
+            if step:
+                watcher.status[step] = "failed"
             result.error_type = type(exc).__name__
             where = f" in step {step}" if step and step not in (stage.alias, stage.class_name) \
                 else ""
@@ -471,6 +482,7 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
             return False
         finally:
             result.step_times = dict(watcher.times)
+            result.step_status = dict(watcher.status)
             result.resolved_parameters = _parse_logged_parameters(watcher.parameters_text)
     return True
 
