@@ -390,3 +390,25 @@ def test_demo_passes_its_science_checks(tmp_path):
     assert report["ok"] and len(report["checks"]) == 4
     assert [s["name"] for s in report["stages"]] == [
         "simulate", "associations", "image2", "image3", "validate", "science checks"]
+
+
+def test_library_errors_are_said_with_the_cli_flags(image2, sim, tmp_path):
+    """The runner names its parameters (low_memory=True, sets, jobs=2); the command line
+    says the same refusal with its own flags. Refused before anything runs."""
+    from jwstrun.errors import ConfigError
+    from jwstrun.runner import run_image3
+
+    cal = sorted(str(p) for p in image2["outdir"].glob("*_cal.fits"))
+    with pytest.raises(ConfigError) as err:
+        run_image3(cal, tmp_path / "api", low_memory=True, sets=["in_memory=true"],
+                   crds_env_file=str(sim.env_file))
+    assert str(err.value) == ("low_memory=True asks for the pipeline's on-disk mode but "
+                              "in_memory=true is set (profile or sets); drop one of them.")
+    result = CliRunner().invoke(cli, ["image3", *cal, "-o", str(tmp_path / "cli"),
+                                      "--low-memory", "--set", "in_memory=true",
+                                      "--crds-env", str(sim.env_file), "--no-progress",
+                                      "--no-report"])
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "Error: --low-memory asks for the pipeline's on-disk mode but in_memory=true is set "
+        "(profile or --set); drop one of them.\n"), result.output

@@ -373,7 +373,8 @@ _FLAG_TERMS = [
     (r"\blow_memory=True asks", "--low-memory asks"),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
-    (r"Choose a directory you can write to as outdir\.", "Choose a directory you can write to with -o."),
+    (r"Choose a directory you can write to as outdir\.",
+     "Choose a directory you can write to with -o."),
 ]
 
 

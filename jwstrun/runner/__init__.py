@@ -23,7 +23,7 @@ from ..manifest import TaskRecord, TaskResult
 from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs, prepare_outdir
 from ._parent import RunSummary, run_tasks
 from ._stage_inputs import PLANNING_HEADERS, stage_inputs, wrong_stage_message
-from .plan import Planned, check_image3_inputs, plan, plan_image2, plan_image3
+from .plan import Planned, plan, plan_image2, plan_image3
 from .resume import can_skip, compute_fingerprint, file_sha256, software_versions
 from .run import EXECUTORS, run_image2, run_image3, select_executor
 from .task import WORKER_STATE, Task, lost_task_result, run_task
@@ -48,7 +48,6 @@ __all__ = [
     "plan",
     "plan_image2",
     "plan_image3",
-    "check_image3_inputs",
     "run_task",
     "lost_task_result",
     "run_tasks",

@@ -30,7 +30,9 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
-        raise OutputError(f"{outdir}: exists and is not a directory. Choose another outdir.") from exc
+        raise OutputError(
+            f"{outdir}: exists and is not a directory. Choose another outdir."
+        ) from exc
     except OSError as exc:
         raise OutputError(
             f"{outdir}: cannot create the output directory ({exc.strerror}). "

@@ -39,7 +39,7 @@ from ._stage_inputs import (
 from .task import Task
 
 __all__ = ["Planned", "plan", "plan_exposures", "plan_associations", "plan_memory",
-           "make_tasks", "plan_image2", "plan_image3", "check_image3_inputs"]
+           "make_tasks", "plan_image2", "plan_image3"]
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,6 @@ def plan_image2(paths: list[Path]) -> list[Planned]:
 def plan_image3(paths: list[Path], outdir: Path) -> list[Planned]:
     """:func:`plan_associations` for image3."""
     return plan_associations(get_stage("image3"), paths, outdir)
-
-
-def check_image3_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Split image3 inputs into (associations, loose _cal files), refusing anything else."""
-    return check_stage_inputs(get_stage("image3"), paths)
 
 
 def _unique_members(asn):

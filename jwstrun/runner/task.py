@@ -37,7 +37,8 @@ from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
 
-__all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result"]
+__all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result",
+           "stage_class"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Task:
     """One pipeline call; picklable, sent to a worker."""
 
     task_id: str
-    pipeline: str
+    pipeline: str  # the stage name, a row of jwstrun.stages ("image2")
     input: str
     product: str
     inputs: list[dict]
