@@ -153,6 +153,35 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+def test_task_record_is_the_one_schema_written_and_read(tmp_path):
+    """The runner writes TaskRecord.to_dict(); check_manifest checks records against the
+    same dataclass; read_manifest gives the report TaskRecords back. Records of an older
+    jwstrun (fewer fields) and of a newer one (unknown fields) are read too."""
+    from jwstrun.manifest import TaskRecord, TaskResult, check_manifest, read_manifest
+
+    result = TaskResult("image2-a", "ok", outputs=["a_cal.fits"], start=1.0e9, end=1.0e9 + 5,
+                        step_times={"flat_field": 1.5}, step_status={"flat_field": "done"})
+    record = TaskRecord.from_result(result, pipeline="image2", pipeline_class="Image2Pipeline",
+                                    input="a_rate.fits", product="a", fingerprint="f" * 64)
+    assert record.start_iso and record.end_iso
+    data = json.loads(json.dumps(record.to_dict()))
+    old = {k: v for k, v in data.items() if k not in ("step_status", "previews", "memory")}
+    newer = dict(data, task_id="image2-b", made_by_a_newer_jwstrun=1)
+    wrong = dict(data, task_id="image2-c", step_status=["done"])
+    clean, problems = check_manifest(
+        {"tasks": {"image2-a": old, "image2-b": newer, "image2-c": wrong}, "runs": []})
+    assert problems == ["record 'image2-c': 'step_status' is not an object"]
+    assert TaskRecord.from_dict(clean["tasks"]["image2-a"]) == TaskRecord.from_dict(old)
+    assert TaskRecord.from_dict(old).step_status == {}
+    manifest = Manifest(tmp_path)
+    manifest.record(record.to_dict())
+    read = read_manifest(tmp_path)
+    assert read.tasks == {"image2-a": record} and read.problems == []
+    (tmp_path / MANIFEST_NAME).write_text("{")
+    with pytest.raises(InputError, match="unreadable manifest"):
+        read_manifest(tmp_path / MANIFEST_NAME)
+
+
 # --------------------------------------------------------------------------- fingerprints
 VERSIONS = {"jwst": "3.0.0", "stpipe": "1.1.0", "crds": "14", "jwstrun": "0.1"}
 INPUTS = [{"name": "a_rate.fits", "sha256": "11"}]
