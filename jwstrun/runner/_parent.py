@@ -128,8 +128,9 @@ def worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
 
 def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: float,
                crds_env: dict, extra_env: dict, max_tasks_per_worker: int):
-    """Start the local workers now, so that their ~4 s jwst import overlaps the
-    parent's planning, CRDS context lookup and prefetch instead of following them.
+    """Start the local workers now, so that their jwst import (docs/benchmarks.md,
+    "import") overlaps the parent's planning, CRDS context lookup and prefetch instead
+    of following them.
 
     Their environment lacks only the CRDS context, which each task sets before
     it runs (``Task.env``); run_tasks gives the pool its final size.

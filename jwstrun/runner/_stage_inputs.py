@@ -97,7 +97,7 @@ class _LastHeader:
 
     Planning needs each exposure's header twice (product type, then size): one
     file's header is kept (keyed by path, mtime and size), so this never grows
-    (figures in docs/benchmarks.md, "planning").
+    (figures in docs/benchmarks.md, "planning: one header read per exposure vs two").
     """
 
     def __init__(self):

@@ -224,7 +224,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
 
 def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,
                 extra_env: dict):
-    """The local workers, started now: their ~4 s jwst import overlaps the input checks,
+    """The local workers, started now: their jwst import overlaps the input checks,
     planning, CRDS context lookup and prefetch. Tasks are counted for sure only once
     planned (loose exposures are grouped): run_tasks resizes the pool."""
     if stage.grouping == "exposure":
