@@ -2,28 +2,40 @@
 
 The manifest has one record per task (keyed by task id, so a re-run replaces
 the record of the same task) and one short entry per run.  It is rewritten
-atomically (temporary file, fsync, ``os.replace``) after every finished task,
-so a run killed at any moment leaves the previous complete manifest, never a
-truncated one.  Only the parent process writes it (workers return records).
+atomically (:func:`jwstrun._io.atomic_write`) after every finished task, so a
+run killed at any moment leaves the previous complete manifest, never a
+truncated one.  Only the parent process writes it (workers return results).
+
+The one schema of a task record is :class:`TaskRecord`: what a worker reports
+(:class:`TaskResult`) plus what the parent knows of the task (stage, inputs,
+parameters, fingerprint, versions).  The runner writes records with
+:meth:`TaskRecord.to_dict`; the report reads them with :func:`read_manifest`,
+which checks every record against the same dataclass (:func:`check_manifest`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
 import os
-import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import OutputError
+from ._io import atomic_write
+from .errors import InputError, OutputError
 
 __all__ = [
     "MANIFEST_NAME",
     "MANIFEST_FORMAT",
     "Manifest",
+    "ManifestContents",
+    "TaskResult",
+    "TaskRecord",
     "check_manifest",
+    "read_manifest",
     "write_json_atomic",
     "product_crds_info",
 ]
@@ -35,20 +47,85 @@ log = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Write JSON so readers see either the old or the new file, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it private; the manifest is for everyone
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON so readers see either the old or the new file, never a partial one
+    (serialised first: data that cannot be written leaves the old file as it was)."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
+
+
+@dataclass
+class TaskResult:
+    """What a worker reports for one task (the first part of its manifest record)."""
+
+    task_id: str
+    status: str  # "ok", "failed", "skipped"
+    outputs: list[str] = field(default_factory=list)
+    output_sizes: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    failed_step: str | None = None
+    start: float | None = None
+    end: float | None = None
+    wall_s: float | None = None
+    peak_rss_mb: float | None = None
+    worker_peak_rss_mb: float | None = None
+    rss_after_mb: float | None = None
+    worker_pid: int | None = None
+    host: str | None = None
+    tasks_in_worker: int | None = None
+    crds_context: str | None = None
+    references: dict[str, dict[str, str]] = field(default_factory=dict)
+    resolved_parameters: dict | None = None
+    validation: dict | None = None
+    step_times: dict[str, float] = field(default_factory=dict)
+    #: step -> "done", "skipped" or "failed" (as stpipe logged it)
+    step_status: dict[str, str] = field(default_factory=dict)
+    log_file: str | None = None
+    #: product name -> the report previews the worker drew of it (jwstrun.look._worker)
+    previews: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The record of ``data``, ignoring keys this version does not know (a newer
+        jwstrun may add some) and leaving absent ones at their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TaskRecord(TaskResult):
+    """One task's manifest record: the worker's :class:`TaskResult` and the task.
+
+    ``pipeline`` is the stage name (``"image2"``; a row of :mod:`jwstrun.stages`),
+    ``pipeline_class`` its stpipe class name, ``log_file`` relative to OUTDIR.
+    """
+
+    pipeline: str | None = None
+    pipeline_class: str | None = None
+    input: str | None = None
+    product: str | None = None
+    inputs: list[dict] = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)
+    fingerprint: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    #: image3: the mosaic and memory estimate and the mode chosen (jwstrun.mosaic)
+    memory: dict | None = None
+    start_iso: str | None = None
+    end_iso: str | None = None
+
+    @classmethod
+    def from_result(cls, result: TaskResult, **task) -> "TaskRecord":
+        """A record of a worker's ``result`` and the ``task`` fields the parent knows;
+        ``start_iso``/``end_iso`` from the result's times."""
+        record = cls(**{**result.to_dict(), **task})
+        for key in ("start", "end"):
+            value = getattr(record, key)
+            if value:
+                setattr(record, key + "_iso",
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(value)))
+        return record
 
 
 def product_crds_info(path: str | os.PathLike) -> tuple[str | None, dict[str, str]]:
@@ -76,18 +153,17 @@ def product_crds_info(path: str | os.PathLike) -> tuple[str | None, dict[str, st
 #: ones are hand-made, and too deep for the recursive code that reads them (YAML dump).
 MAX_DEPTH = 64
 _NUMBER = (int, float)
-#: Type of every record field the runner or ``jwstrun report`` reads (None allowed too).
-_RECORD_TYPES = {
-    **dict.fromkeys(("task_id", "status", "pipeline", "pipeline_class", "input", "product",
-                     "fingerprint", "crds_context", "error", "error_type", "failed_step",
-                     "log_file", "host", "start_iso", "end_iso"), str),
-    **dict.fromkeys(("start", "end", "wall_s", "peak_rss_mb", "worker_peak_rss_mb",
-                     "rss_after_mb"), _NUMBER),
-    **dict.fromkeys(("worker_pid", "tasks_in_worker"), int),
-    **dict.fromkeys(("outputs", "inputs"), list),
-    **dict.fromkeys(("output_sizes", "versions", "references", "parameters",
-                     "resolved_parameters", "validation", "step_times", "memory"), dict),
-}
+
+
+def _json_type(annotation: str):
+    """The JSON type of a TaskRecord field from its annotation (``"float | None"`` ->
+    a number)."""
+    base = annotation.split("|")[0].split("[")[0].strip()
+    return {"str": str, "float": _NUMBER, "int": int, "list": list, "dict": dict}[base]
+
+
+#: Type of every record field (None allowed too): read from :class:`TaskRecord` itself.
+_RECORD_TYPES = {f.name: _json_type(str(f.type)) for f in dataclasses.fields(TaskRecord)}
 _INPUT_TYPES = {"path": str, "name": str, "role": str, "size": int, "mtime_ns": int,
                 "sha256": str}
 _RUN_TYPES = {"command": str, "start": str, "wall_s": _NUMBER, "host": str, "pid": int,
@@ -280,3 +356,38 @@ class Manifest:
                 f"{self.path}: cannot write the run manifest ({what}). Free space or restore "
                 "write permission on the output directory and re-run: finished tasks are kept."
             ) from exc
+
+
+@dataclass
+class ManifestContents:
+    """What :func:`read_manifest` found: the records and runs of the expected shape,
+    and one line per part that was not (left out)."""
+
+    path: Path
+    tasks: dict[str, TaskRecord]
+    runs: list[dict]
+    updated: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def read_manifest(path: str | os.PathLike) -> ManifestContents:
+    """Read a manifest (a ``jwstrun-manifest.json`` file, or the directory holding it)
+    for a reader such as the report: records as :class:`TaskRecord` objects, through the
+    same checks as the runner's (:func:`check_manifest`).  :class:`InputError` when the
+    file cannot be read at all; parts of the wrong shape are left out and named in
+    ``problems``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        data, problems = check_manifest(json.loads(path.read_text()))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(
+            f"{path}: unreadable manifest ({exc}). Re-run the pipeline command to rewrite it."
+        ) from exc
+    return ManifestContents(
+        path=path,
+        tasks={task_id: TaskRecord.from_dict(record) for task_id, record in data["tasks"].items()},
+        runs=data["runs"], updated=data.get("updated"), problems=problems,
+    )

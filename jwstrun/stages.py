@@ -29,6 +29,7 @@ A row says:
 - ``checked_steps``: the steps whose ``S_*`` status ``jwstrun validate`` requires
   COMPLETE in the products the stage writes (on top of the earlier stage's;
   steps that skip themselves by design, such as resample in image2, are left out).
+- ``asn_level``: the level of the associations it takes (2 or 3; None: none).
 
 Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 """
@@ -59,6 +60,7 @@ class Stage:
     memory: tuple[float, float]
     member_writes: tuple[str, ...] = ()
     next_stage: str | None = None
+    asn_level: int | None = None
     #: other names people type for it (for lookups and "did you mean" hints)
     aliases: tuple[str, ...] = field(default=())
     checked_steps: tuple[str, ...] = ()
@@ -82,6 +84,18 @@ class Stage:
             module = importlib.import_module(self.module)
         return getattr(module, self.class_name)
 
+    @property
+    def written_types(self) -> tuple[str, ...]:
+        """The product types (suffixes without extension) of what it writes."""
+        return tuple(name.partition(".")[0] for name in (*self.writes, *self.member_writes))
+
+    @property
+    def directory_types(self) -> tuple[str, ...]:
+        """The product types a directory given as input contributes: those it accepts
+        but does not write itself (image3 in its own OUTDIR takes the _cal files, not
+        the _crf files of its last run)."""
+        return tuple(t for t in self.accepts if t not in self.written_types)
+
     def bytes_per_task(self, pixels: float) -> float:
         """Estimated peak bytes of one worker running one task over ``pixels``
         input pixels (all members together)."""
@@ -99,6 +113,7 @@ STAGES: dict[str, Stage] = {
         writes=("cal.fits", "calints.fits", "bsub.fits", "bsubints.fits", "i2d.fits"),
         memory=(0.30e9, 0.90e9),
         next_stage="image3",
+        asn_level=2,
         aliases=("calwebb_image2", "image2pipeline", "stage2"),
         checked_steps=("assign_wcs", "flat_field", "photom"),
     ),
@@ -111,6 +126,7 @@ STAGES: dict[str, Stage] = {
         writes=("i2d.fits", "segm.fits", "cat.ecsv"),
         member_writes=("crf.fits",),
         memory=(0.35e9, 0.32e9),
+        asn_level=3,
         aliases=("calwebb_image3", "image3pipeline", "stage3"),
         checked_steps=("tweakreg", "skymatch", "outlier_detection"),
     ),

@@ -34,7 +34,10 @@ def main() -> int:
     where = machine()
 
     from jwstrun import runner
+    from jwstrun.inputs import expand_inputs
     from jwstrun.products import read_primary_header
+    from jwstrun.runner._stage_inputs import PLANNING_HEADERS, check_complete
+    from jwstrun.stages import get_stage
     from jwstrun.simulate import simulate_program
 
     root = Path(tempfile.mkdtemp(prefix="jwstrun-bench-planning-"))
@@ -45,22 +48,23 @@ def main() -> int:
         for i in range(args.n):
             os.link(sim.rate_files[0],
                     many / f"jw01234{i // 100 + 1:03d}001_02101_{i % 100 + 1:05d}_nrcb1_rate.fits")
-        paths = runner.expand_inputs([str(many / "*_rate.fits")])
+        paths = expand_inputs([str(many / "*_rate.fits")])
         runner.plan_image2(paths[:50])  # imports and caches warm for both sides
 
-        memo = runner._planning_header
         timings = {}
-        for label, header_reader in (("two reads", read_primary_header), ("one read", memo)):
-            runner._planning_header = header_reader
+        for label, header_reader in (("two reads", read_primary_header), ("one read", None)):
+            if header_reader is not None:
+                PLANNING_HEADERS.read = header_reader  # this instance only: no memory
             try:
                 started = time.perf_counter()
                 planned = runner.plan_image2(paths)
                 timings[label] = time.perf_counter() - started
             finally:
-                runner._planning_header = memo
+                vars(PLANNING_HEADERS).pop("read", None)
+                PLANNING_HEADERS.clear()
             assert len(planned) == args.n
         started = time.perf_counter()
-        runner._check_complete(paths)
+        check_complete(paths, get_stage("image2"))
         complete = time.perf_counter() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -82,3 +82,35 @@ def test_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert not [p for p in stage2.outputs if p.name.endswith("_i2d.fits")]
     assert "from profile fast" in out
     assert namespace["refs"].files and namespace["refs"].context.endswith(".pmap")
+
+
+def test_runner_functions_show_their_parameters():
+    """run_image2/run_image3 and every public runner function take explicit parameters
+    (no **kwargs), named as the command-line options of jwstrun image2/image3."""
+    import inspect
+
+    import click
+
+    from jwstrun import runner
+    from jwstrun.cli import cli
+
+    for name in runner.__all__:
+        value = getattr(runner, name)
+        if not inspect.isfunction(value):
+            continue
+        kinds = {p.kind for p in inspect.signature(value).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD not in kinds, name
+        assert inspect.Parameter.VAR_POSITIONAL not in kinds, name
+    # the options of the commands are parameters of the functions, by the same names
+    # (the CLI's --no-validate is validate=False, --crds-env is crds_env_file, --report
+    # is previews; the Dask options are gathered in dask_options)
+    renamed = {"no_validate": "validate", "report": "previews", "no_report": "previews"}
+    cli_only = {"no_progress", "as_json", "scheduler", "cluster", "cluster_cores",
+                "cluster_memory", "cluster_walltime", "cluster_jobs", "cluster_options"}
+    for command, function in (("image2", jwstrun.run_image2), ("image3", jwstrun.run_image3)):
+        parameters = inspect.signature(function).parameters
+        options = {p.name for p in cli.commands[command].params if isinstance(p, click.Option)}
+        options.discard("help")
+        for option in options - cli_only:
+            assert renamed.get(option, option) in parameters, (command, option)
+    assert "max_tasks_per_worker" in inspect.signature(jwstrun.run_image2).parameters

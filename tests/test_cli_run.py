@@ -133,6 +133,62 @@ def test_manifest_records_what_ran(manifest, sim):
     assert task["log_file"].startswith("logs/")
 
 
+def test_step_watcher_follows_the_real_pipeline(manifest, broken):
+    """The runner follows stpipe's log records (jwstrun.runner.task._StepWatcher): in a
+    real image2 run every step that ran comes back in the manifest with a time and a
+    status, the resolved parameters of every step are there, and a failure names its
+    step. A change in how stpipe logs breaks this test instead of the report."""
+    from jwstrun.manifest import TaskRecord, check_manifest
+    from jwstrun.stages import get_stage
+
+    clean, problems = check_manifest(manifest)
+    assert problems == []
+    stage = get_stage("image2")
+    steps = set(stage.load_class().step_defs)
+    # bkg_subtract runs only for exposures with background members (none here)
+    ran = {stage.class_name, *steps} - {"bkg_subtract"}
+    records = [TaskRecord.from_dict(r) for r in clean["tasks"].values()]
+    ok = [r for r in records if r.status == "ok"]
+    assert len(ok) == 2
+    for record in ok:
+        assert set(record.step_times) == ran, record.task_id
+        assert all(isinstance(t, float) and t >= 0 for t in record.step_times.values())
+        assert record.step_times[stage.class_name] >= sum(
+            t for name, t in record.step_times.items() if name != stage.class_name)
+        assert record.step_status == dict.fromkeys(ran, "done"), record.task_id
+        parameters = record.resolved_parameters
+        assert parameters and "_text" not in parameters
+        assert set(parameters["steps"]) == steps
+        assert all(parameters["steps"][name] for name in steps)
+        assert parameters["steps"]["resample"]["skip"] is False
+        assert parameters["save_results"] is True
+    failed = next(r for r in records if broken.name.removesuffix("_rate.fits") in r.task_id)
+    assert failed.status == "failed" and failed.failed_step
+    assert failed.step_status[failed.failed_step] == "failed"
+
+
+def test_image2_on_a_directory_takes_its_rate_files(image2, sim, tmp_path):
+    """A directory given to image2 means the _rate/_rateints files in it (not its _cal
+    files nor anything else): here the two exposures of the first run, up to date."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for rate in sim.rate_files:
+        os.link(rate, data / rate.name)
+    cal = next(image2["outdir"].glob("*_cal.fits"))
+    shutil.copy(cal, data / cal.name)
+    (data / "notes.txt").write_text("not an input")
+    outdir = tmp_path / "out"
+    shutil.copytree(image2["outdir"], outdir)
+    result = CliRunner().invoke(cli, ["image2", str(data), "-o", str(outdir), "--crds-env",
+                                      str(sim.env_file), "--no-progress", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"total": 2, "ok": 0, "skipped": 2, "failed": 0}
+    assert sorted(t["task_id"] for t in summary["tasks"]) == sorted(
+        "image2-" + p.name.removesuffix("_rate.fits") for p in sim.rate_files)
+
+
 def test_manifest_records_the_whole_command_line(image2):
     """runs[].command can be pasted again: the options are in it, not only the inputs;
     run again that way (with --offline), it finds the same work up to date."""
@@ -334,3 +390,25 @@ def test_demo_passes_its_science_checks(tmp_path):
     assert report["ok"] and len(report["checks"]) == 4
     assert [s["name"] for s in report["stages"]] == [
         "simulate", "associations", "image2", "image3", "validate", "science checks"]
+
+
+def test_library_errors_are_said_with_the_cli_flags(image2, sim, tmp_path):
+    """The runner names its parameters (low_memory=True, sets, jobs=2); the command line
+    says the same refusal with its own flags. Refused before anything runs."""
+    from jwstrun.errors import ConfigError
+    from jwstrun.runner import run_image3
+
+    cal = sorted(str(p) for p in image2["outdir"].glob("*_cal.fits"))
+    with pytest.raises(ConfigError) as err:
+        run_image3(cal, tmp_path / "api", low_memory=True, sets=["in_memory=true"],
+                   crds_env_file=str(sim.env_file))
+    assert str(err.value) == ("low_memory=True asks for the pipeline's on-disk mode but "
+                              "in_memory=true is set (profile or sets); drop one of them.")
+    result = CliRunner().invoke(cli, ["image3", *cal, "-o", str(tmp_path / "cli"),
+                                      "--low-memory", "--set", "in_memory=true",
+                                      "--crds-env", str(sim.env_file), "--no-progress",
+                                      "--no-report"])
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "Error: --low-memory asks for the pipeline's on-disk mode but in_memory=true is set "
+        "(profile or --set); drop one of them.\n"), result.output

@@ -8,8 +8,8 @@ PROBE = """
 import json, sys
 from jwstrun._jwst_import import import_pipeline_module
 from stpipe.utilities import import_class
-from jwstrun.runner import _pipeline_class  # what a worker calls
-pipeline_class = lambda name: _pipeline_class(name[:6].lower())  # Image2Pipeline -> image2
+from jwstrun.runner.task import stage_class  # what a worker calls
+pipeline_class = lambda name: stage_class(name[:6].lower())  # Image2Pipeline -> image2
 got = {}
 for name in ("Image2Pipeline", "Image3Pipeline"):
     cls = pipeline_class(name)

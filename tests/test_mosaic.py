@@ -250,7 +250,7 @@ def test_on_disk_products_are_identical(runs):
 
 
 def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
-    from jwstrun.runner import _plan_image3_memory, plan_image3
+    from jwstrun.runner.plan import plan_image3, plan_memory
 
     cal = sorted(p for p in caldir.glob("*_cal.fits") if "_00005_" not in p.name)
     other = _association(caldir, cal, "other_asn.json", product="jw01234-o001_t001_other")
@@ -258,13 +258,13 @@ def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
     estimate = mosaic.estimate_association("x", cal, {})
     # one at a time fits in memory; two at a time each get the midpoint: on disk
     budget = estimate.in_memory_bytes + estimate.on_disk_bytes
-    _plan_image3_memory(planned, {}, 2, "local", max_memory=budget)
+    plan_memory(planned, {}, 2, "local", max_memory=budget)
     assert [p.memory.mode for p in planned] == ["on_disk", "on_disk"]
     assert {p.memory.share_bytes for p in planned} == {budget // 2}
-    _plan_image3_memory(planned, {}, 1, "local", max_memory=budget)
+    plan_memory(planned, {}, 1, "local", max_memory=budget)
     assert [p.memory.mode for p in planned] == ["in_memory", "in_memory"]
     # refused, but only if they have to run (run_tasks raises it after the resume check)
-    _plan_image3_memory(planned, {}, 2, "local", max_memory=estimate.on_disk_bytes)
+    plan_memory(planned, {}, 2, "local", max_memory=estimate.on_disk_bytes)
     assert all(p.memory is None for p in planned)
     assert all(isinstance(p.refused, mosaic.MosaicRefused) for p in planned)
     assert all(isinstance(p.refused, InputError) for p in planned)

@@ -25,16 +25,15 @@ from jwstrun.executors import LocalExecutor
 from jwstrun.locking import LOCK_NAME, OutdirLock, lock_age, lock_is_stale, read_lock
 from jwstrun.manifest import MANIFEST_NAME, Manifest, write_json_atomic
 from jwstrun.runner import (
-    _can_skip,
-    _check_maximum_cores,
-    _parse_logged_parameters,
-    _StepWatcher,
+    can_skip,
     compute_fingerprint,
-    expand_inputs,
     file_sha256,
     plan_image2,
     prepare_outdir,
+    stage_inputs,
 )
+from jwstrun.runner.plan import check_maximum_cores
+from jwstrun.stages import get_stage
 
 
 def write_fits(path: Path, **cards) -> Path:
@@ -155,6 +154,35 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+def test_task_record_is_the_one_schema_written_and_read(tmp_path):
+    """The runner writes TaskRecord.to_dict(); check_manifest checks records against the
+    same dataclass; read_manifest gives the report TaskRecords back. Records of an older
+    jwstrun (fewer fields) and of a newer one (unknown fields) are read too."""
+    from jwstrun.manifest import TaskRecord, TaskResult, check_manifest, read_manifest
+
+    result = TaskResult("image2-a", "ok", outputs=["a_cal.fits"], start=1.0e9, end=1.0e9 + 5,
+                        step_times={"flat_field": 1.5}, step_status={"flat_field": "done"})
+    record = TaskRecord.from_result(result, pipeline="image2", pipeline_class="Image2Pipeline",
+                                    input="a_rate.fits", product="a", fingerprint="f" * 64)
+    assert record.start_iso and record.end_iso
+    data = json.loads(json.dumps(record.to_dict()))
+    old = {k: v for k, v in data.items() if k not in ("step_status", "previews", "memory")}
+    newer = dict(data, task_id="image2-b", made_by_a_newer_jwstrun=1)
+    wrong = dict(data, task_id="image2-c", step_status=["done"])
+    clean, problems = check_manifest(
+        {"tasks": {"image2-a": old, "image2-b": newer, "image2-c": wrong}, "runs": []})
+    assert problems == ["record 'image2-c': 'step_status' is not an object"]
+    assert TaskRecord.from_dict(clean["tasks"]["image2-a"]) == TaskRecord.from_dict(old)
+    assert TaskRecord.from_dict(old).step_status == {}
+    manifest = Manifest(tmp_path)
+    manifest.record(record.to_dict())
+    read = read_manifest(tmp_path)
+    assert read.tasks == {"image2-a": record} and read.problems == []
+    (tmp_path / MANIFEST_NAME).write_text("{")
+    with pytest.raises(InputError, match="unreadable manifest"):
+        read_manifest(tmp_path / MANIFEST_NAME)
+
+
 # --------------------------------------------------------------------------- fingerprints
 VERSIONS = {"jwst": "3.0.0", "stpipe": "1.1.0", "crds": "14", "jwstrun": "0.1"}
 INPUTS = [{"name": "a_rate.fits", "sha256": "11"}]
@@ -192,25 +220,37 @@ def test_can_skip_needs_matching_fingerprint_and_intact_outputs(tmp_path):
     (tmp_path / "a_cal.fits").write_bytes(b"12345")
     record = {"status": "ok", "fingerprint": "f", "outputs": ["a_cal.fits"],
               "output_sizes": {"a_cal.fits": 5}}
-    assert _can_skip(_T(), record, tmp_path)
-    assert not _can_skip(_T(), dict(record, fingerprint="g"), tmp_path)
-    assert not _can_skip(_T(), dict(record, status="failed"), tmp_path)
-    assert not _can_skip(_T(), None, tmp_path)
+    assert can_skip(_T(), record, tmp_path)
+    assert not can_skip(_T(), dict(record, fingerprint="g"), tmp_path)
+    assert not can_skip(_T(), dict(record, status="failed"), tmp_path)
+    assert not can_skip(_T(), None, tmp_path)
     (tmp_path / "a_cal.fits").write_bytes(b"123")  # truncated / replaced
-    assert not _can_skip(_T(), record, tmp_path)
+    assert not can_skip(_T(), record, tmp_path)
     (tmp_path / "a_cal.fits").unlink()
-    assert not _can_skip(_T(), record, tmp_path)
+    assert not can_skip(_T(), record, tmp_path)
 
 
 # --------------------------------------------------------------------------- inputs / outdir
-def test_expand_inputs_globs_and_errors(tmp_path):
+def test_stage_inputs_globs_directories_and_errors(tmp_path):
+    """A directory given to a stage means the files in it of the types the stage takes
+    and does not write itself: image2 its _rate/_rateints files, image3 its _cal files
+    (not the _crf files of its own last run)."""
+    image2, image3 = get_stage("image2"), get_stage("image3")
     a = write_fits(tmp_path / "jw1_nrcb1_rate.fits")
-    b = write_fits(tmp_path / "jw2_nrcb1_rate.fits")
-    assert expand_inputs([str(tmp_path / "*_rate.fits"), str(a)]) == [a.resolve(), b.resolve()]
+    b = write_fits(tmp_path / "jw2_nrcb1_rateints.fits")
+    cal = write_fits(tmp_path / "jw1_nrcb1_cal.fits")
+    write_fits(tmp_path / "jw1_nrcb1_o001_crf.fits")
+    assert stage_inputs(image2, [str(tmp_path / "*_rate.fits"), str(a)]) == [a.resolve()]
+    assert stage_inputs(image2, [tmp_path]) == [a.resolve(), b.resolve()]
+    assert stage_inputs(image3, [tmp_path]) == [cal.resolve()]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"is a directory with no \*_rate.fits, \*_rateints"):
+        stage_inputs(image2, [empty])
     with pytest.raises(InputError, match=r"no files match this pattern"):
-        expand_inputs([str(tmp_path / "*_cal.fits")])
+        stage_inputs(image2, [str(tmp_path / "*_i2d.fits")])
     with pytest.raises(InputError, match=r"nothing\.fits: file not found"):
-        expand_inputs([str(tmp_path / "nothing.fits")])
+        stage_inputs(image2, [str(tmp_path / "nothing.fits")])
 
 
 def test_plan_image2_refuses_cal_and_broken_files(tmp_path):
@@ -254,10 +294,10 @@ def test_prepare_outdir_read_only(tmp_path):
 
 def test_maximum_cores_refused_with_pool():
     pars = {"steps": {"jump": {"maximum_cores": "all"}}}
-    _check_maximum_cores(pars, 1)  # one worker: the step may use the cores
-    _check_maximum_cores({"steps": {"jump": {"maximum_cores": "1"}}}, 4)
-    with pytest.raises(Exception, match="maximum_cores=all cannot be combined with -j 2"):
-        _check_maximum_cores(pars, 2)
+    check_maximum_cores(pars, 1)  # one worker: the step may use the cores
+    check_maximum_cores({"steps": {"jump": {"maximum_cores": "1"}}}, 4)
+    with pytest.raises(Exception, match="maximum_cores=all cannot be combined with jobs=2"):
+        check_maximum_cores(pars, 2)
 
 
 def test_default_jobs_respects_tasks_and_memory():
@@ -265,33 +305,6 @@ def test_default_jobs_respects_tasks_and_memory():
     assert jobs == 1 and reason == "1 task"
     jobs, _ = default_jobs(100, 1e18)  # more memory per worker than any machine has
     assert jobs == 1
-
-
-# --------------------------------------------------------------------------- step watcher
-def test_step_watcher_follows_stpipe_lines():
-    import logging
-
-    seen = []
-    watcher = _StepWatcher("t1", lambda tid, step: seen.append((tid, step)))
-    logger = logging.getLogger("stpipe.step")
-    logger.addHandler(watcher)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        logger.info("Step %s running with args %s.", "Image2Pipeline", ("x",))
-        logger.info("Step %s parameters are:%s", "Image2Pipeline", "\n  a: 1\n  b: None")
-        logger.info("Step %s running with args %s.", "flat_field", ("x",))
-        assert watcher.current == "flat_field"
-        logger.info("Step %s done", "flat_field")
-        logger.info("Step %s running with args %s.", "resample", ("x",))
-        logger.info("Step skipped.")
-    finally:
-        logger.removeHandler(watcher)
-        logger.setLevel(old)
-    assert seen[:2] == [("t1", "Image2Pipeline"), ("t1", "flat_field")]
-    assert watcher.current == "Image2Pipeline"
-    assert set(watcher.times) == {"flat_field", "resample"}
-    assert _parse_logged_parameters(watcher.parameters_text) == {"a": 1, "b": None}
 
 
 # --------------------------------------------------------------------------- pool
@@ -411,7 +424,7 @@ def test_checksums_shared_between_tasks_and_unreadable_inputs(tmp_path):
     records None instead (the task's fingerprint then never matches)."""
     from types import SimpleNamespace
 
-    from jwstrun.runner import _fill_checksums
+    from jwstrun.runner.resume import _fill_checksums
 
     shared = tmp_path / "bkg_rate.fits"
     shared.write_bytes(b"background")

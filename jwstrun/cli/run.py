@@ -7,7 +7,9 @@ Each command parses its options, makes one library call
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 
 import click
@@ -363,6 +365,35 @@ def _invocation(ctx: click.Context) -> str:
     return shlex.join([*parts, *map(str, arguments)])
 
 
+#: The runner's errors name its parameters; the command line says them with its flags.
+_FLAG_TERMS = [
+    (r"\bjobs=(\d+)", r"-j \1"),
+    (r"a scheduler or cluster in dask_options needs executor='dask'",
+     "--scheduler and --cluster need --executor dask"),
+    (r"\blow_memory=True asks", "--low-memory asks"),
+    (r"\(profile or sets\)", "(profile or --set)"),
+    (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
+    (r"Choose a directory you can write to as outdir\.",
+     "Choose a directory you can write to with -o."),
+]
+
+
+@contextlib.contextmanager
+def _in_flag_terms():
+    """Re-raise a library error of run_image2/run_image3 in the command line's terms."""
+    from ..errors import JwstrunError
+
+    try:
+        yield
+    except JwstrunError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            text = exc.args[0]
+            for pattern, flags in _FLAG_TERMS:
+                text = re.sub(pattern, flags, text)
+            exc.args = (text, *exc.args[1:])
+        raise
+
+
 def _common_kwargs(kw: dict) -> dict:
     return {
         "jobs": kw["jobs"],
@@ -374,9 +405,9 @@ def _common_kwargs(kw: dict) -> dict:
         "crds_path": kw["crds_path"],
         "crds_context": kw["crds_context"],
         "crds_env_file": kw["crds_env_file"],
-        "crds_offline": kw["offline"],
+        "offline": kw["offline"],
         "validate": not kw["no_validate"],
-        "max_tasks_per_child": kw["max_tasks_per_worker"],
+        "max_tasks_per_worker": kw["max_tasks_per_worker"],
     }
 
 
@@ -496,13 +527,14 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     # No preload of the report's modules here (image3 has one): the workers draw the
     # previews and an image2 page has no plots, so its parent needs no numpy, astropy
     # or matplotlib, and importing them would take CPU from the workers.
-    summary = _run_with_progress(
-        ctx, "image2", kw["no_progress"], kw["as_json"],
-        lambda progress: run_image2(
-            inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
-            previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
-        ),
-    )
+    with _in_flag_terms():
+        summary = _run_with_progress(
+            ctx, "image2", kw["no_progress"], kw["as_json"],
+            lambda progress: run_image2(
+                inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
+                previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
+            ),
+        )
     if report:
         _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
@@ -613,13 +645,14 @@ def image3_command(ctx, inputs, no_report, **kw):
         from ..look import preload_report_modules
 
         preload_report_modules()  # while the parent waits for its workers
-    summary = _run_with_progress(
-        ctx, "image3", kw["no_progress"], kw["as_json"],
-        lambda progress: run_image3(
-            inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
-            **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
-        ),
-    )
+    with _in_flag_terms():
+        summary = _run_with_progress(
+            ctx, "image3", kw["no_progress"], kw["as_json"],
+            lambda progress: run_image3(
+                inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
+                **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
+            ),
+        )
     if not no_report:
         _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])

@@ -118,7 +118,10 @@ def test_random_associations_never_crash(sim, cal_files, asn_dir):
     directory, no separator in product names) or an InputError; also what image2/image3
     check before running."""
     from jwstrun.asn import check_association, load_association
-    from jwstrun.runner import _load_association
+    from jwstrun.runner._stage_inputs import load_stage_association
+    from jwstrun.stages import STAGES
+
+    stage_of_level = {s.asn_level: s for s in STAGES.values()}
 
     seen = {"accepted": 0, "refused": 0}
 
@@ -141,7 +144,7 @@ def test_random_associations_never_crash(sim, cal_files, asn_dir):
                 assert _inside(member.path, asn_dir), member.path
         try:
             check_association(path)
-            _load_association(path, level)  # what image2 / image3 do before running
+            load_stage_association(path, stage_of_level[level])  # what image2 / image3 do
         except JwstrunError:
             pass
 

@@ -152,14 +152,14 @@ def test_task_ids_stay_readable_stable_and_distinct():
     """Ids of plain names are unchanged (old manifests resume); a sanitised name gets a
     hash of the exact name; a name crafted to equal another's id is refused naming both."""
     from jwstrun.errors import InputError
-    from jwstrun.runner import _check_unique_products, _Planned, _safe_id
+    from jwstrun.runner.plan import Planned, _check_unique_products, _safe_id
 
     assert _safe_id("jw01234001001_02101_00001_nrcb1") == "jw01234001001_02101_00001_nrcb1"
     assert _safe_id("evil a") == _safe_id("evil a") != _safe_id("evil_a") == "evil_a"
     assert _safe_id("evil a").startswith("evil_a-")
     assert _safe_id("evil/a") != _safe_id("evil a")
-    crafted = [_Planned("image2", name, Path(f"{i}_rate.fits"), [Path(f"{i}_rate.fits")],
-                        ["science"]) for i, name in enumerate(("evil a", _safe_id("evil a")))]
+    crafted = [Planned("image2", name, Path(f"{i}_rate.fits"), [Path(f"{i}_rate.fits")],
+                       ["science"]) for i, name in enumerate(("evil a", _safe_id("evil a")))]
     with pytest.raises(InputError, match="would share task id image2-evil_a-"):
         _check_unique_products(crafted)
 

@@ -1,0 +1,65 @@
+"""One task = one stpipe pipeline call: planning, resume, atomic outputs.
+
+``run_image2`` / ``run_image3`` are what the CLI calls; every stage decision
+reads the stage's row (:mod:`jwstrun.stages`).  Where things live:
+
+- :mod:`.plan` -- a stage's inputs -> planned tasks (one per exposure or per
+  association, as the row's ``grouping`` says), the image3 memory plan, Tasks;
+- :mod:`._stage_inputs` -- input expansion and checks, wrong-stage messages;
+- :mod:`._outputs` -- OUTDIR made ready, no task replacing another's product;
+- :mod:`.resume` -- checksums, fingerprints, what is up to date;
+- :mod:`.task` -- the worker side: :func:`run_task`, the step watcher, task logs;
+- :mod:`._parent` -- the parent side: :func:`run_tasks`, executors, the manifest;
+- :mod:`.run` -- :func:`run_image2`, :func:`run_image3`, executor selection.
+
+Module-level state, all clearable with :func:`clear_caches`: the planning's one
+remembered header (:data:`._stage_inputs.PLANNING_HEADERS`) and a worker
+process's task count and peak memory (:data:`.task.WORKER_STATE`).
+"""
+
+from __future__ import annotations
+
+from ..manifest import TaskRecord, TaskResult
+from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs, prepare_outdir
+from ._parent import RunSummary, run_tasks
+from ._stage_inputs import PLANNING_HEADERS, stage_inputs, wrong_stage_message
+from .plan import Planned, plan, plan_image2, plan_image3
+from .resume import can_skip, compute_fingerprint, file_sha256, software_versions
+from .run import EXECUTORS, run_image2, run_image3, select_executor
+from .task import WORKER_STATE, Task, lost_task_result, run_task
+
+__all__ = [
+    "Task",
+    "TaskResult",
+    "TaskRecord",
+    "RunSummary",
+    "Planned",
+    "EXECUTORS",
+    "TMP_DIRNAME",
+    "LOG_DIRNAME",
+    "stage_inputs",
+    "wrong_stage_message",
+    "prepare_outdir",
+    "expected_outputs",
+    "file_sha256",
+    "software_versions",
+    "compute_fingerprint",
+    "can_skip",
+    "plan",
+    "plan_image2",
+    "plan_image3",
+    "run_task",
+    "lost_task_result",
+    "run_tasks",
+    "run_image2",
+    "run_image3",
+    "select_executor",
+    "clear_caches",
+]
+
+
+def clear_caches() -> None:
+    """Forget the runner's module-level state: the remembered planning header and
+    this process's worker counters (a long-lived notebook or Dask worker, tests)."""
+    PLANNING_HEADERS.clear()
+    WORKER_STATE.clear()

@@ -1,0 +1,447 @@
+"""The parent side of a run: :func:`run_tasks` and the workers it feeds.
+
+The caller (:func:`jwstrun.runner.run_image2` and co.) holds OUTDIR's lock and
+has planned the tasks.  Here the parent settles the CRDS context (part of every
+fingerprint), decides what is up to date (:mod:`.resume`), refuses a task that
+would replace another task's product (:mod:`._outputs`), prefetches the CRDS
+references once, submits the tasks to the local pool or to Dask, hashes the
+inputs in a thread while the workers work, and records every result in the
+manifest as it arrives.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import JwstrunError
+from ..manifest import Manifest, TaskRecord, TaskResult
+from ..stages import Stage, get_stage
+from ._outputs import LOG_DIRNAME, TMP_DIRNAME, _replacement
+from .plan import Planned, bytes_per_worker, check_maximum_cores, make_tasks
+from .resume import _InputHasher, compute_fingerprint, software_versions, split_up_to_date
+from .task import Task, lost_task_result, run_task, stage_class
+
+__all__ = ["RunSummary", "run_tasks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """Outcome of one ``run_image2`` / ``run_image3`` call."""
+
+    pipeline: str
+    outdir: Path
+    manifest: Path
+    results: list[TaskResult]
+    tasks: dict[str, Task]
+    jobs: int
+    jobs_reason: str
+    wall_s: float
+    crds_context: str | None = None
+    prefetch_s: float = 0.0
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    @property
+    def succeeded(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status == "ok"]
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.outdir / name for r in self.results if r.status != "failed" for name in r.outputs]
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.pipeline,
+            "outdir": str(self.outdir),
+            "manifest": str(self.manifest),
+            "jobs": self.jobs,
+            "jobs_reason": self.jobs_reason,
+            "wall_s": round(self.wall_s, 3),
+            "crds_context": self.crds_context,
+            "counts": {
+                "total": len(self.results),
+                "ok": len(self.succeeded),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+            },
+            "tasks": [self._task_dict(r) for r in self.results],
+        }
+
+    def _task_dict(self, result: TaskResult) -> dict:
+        data = result.to_dict()
+        task = self.tasks.get(result.task_id)
+        if task is not None and task.memory is not None:
+            data["memory"] = task.memory
+        return data
+
+
+def manifest_record(task: Task, result: TaskResult, versions: dict,
+                    context: str | None) -> TaskRecord:
+    """The manifest record of a task's result (:class:`jwstrun.manifest.TaskRecord`)."""
+    return TaskRecord.from_result(
+        result,
+        pipeline=task.pipeline,
+        pipeline_class=task.stage.class_name,
+        input=task.input,
+        product=task.product,
+        inputs=[dict(e) for e in task.inputs],
+        parameters=task.parameters,
+        fingerprint=task.fingerprint,
+        versions=versions,
+        crds_context=result.crds_context or context,
+        log_file=os.path.relpath(task.log_file, task.outdir),
+        memory=dict(task.memory) if task.memory is not None else None,
+    )
+
+
+def worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
+               in_pool: bool) -> dict:
+    """The environment every task runs with: the CRDS worker settings, ``extra_env``,
+    and one thread per numerical library in a pool (unless the user set them)."""
+    from .. import refs
+
+    env = refs.worker_environment(crds_env, context)
+    env.update(extra_env or {})
+    if in_pool:
+        # Several workers on few cores: numerical libraries get one thread
+        # each unless the user chose otherwise.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, os.environ.get(var, "1"))
+    return env
+
+
+def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: float,
+               crds_env: dict, extra_env: dict, max_tasks_per_worker: int):
+    """Start the local workers now, so that their jwst import (docs/benchmarks.md,
+    "import") overlaps the parent's planning, CRDS context lookup and prefetch instead
+    of following them.
+
+    Their environment lacks only the CRDS context, which each task sets before
+    it runs (``Task.env``); run_tasks gives the pool its final size.
+    """
+    from .._system import default_jobs
+
+    if jobs is None:
+        jobs = default_jobs(n_tasks, bytes_per_task)[0]
+    jobs = max(1, min(jobs, n_tasks))
+    env = worker_env(crds_env, None, extra_env, jobs > 1)
+    return local_pool(stage, jobs, env, max_tasks_per_worker).start()
+
+
+def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None):
+    """The local executor for ``stage``'s tasks (not started); its workers load the
+    stage's class as they start."""
+    from ..executors import LocalExecutor
+
+    return LocalExecutor(jobs, run_task, lost_task_result, env=env,
+                         warm=(functools.partial(stage_class, stage.name),),
+                         max_tasks_per_child=max_tasks_per_worker, on_event=on_event)
+
+
+def run_tasks(
+    pipeline: str,
+    planned: list[Planned],
+    outdir: Path,
+    *,
+    parameters: dict,
+    crds_env: dict,
+    crds_context: str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    checksum: bool = False,
+    extra_env: dict | None = None,
+    validate: bool = True,
+    max_tasks_per_worker: int = 25,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+    executor_kind: str = "local",
+    dask_options=None,
+    pool=None,
+    remove_if_refused: list | None = None,
+    previews: bool = False,
+) -> RunSummary:
+    """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
+    what is up to date.
+
+    ``pool`` is a :class:`LocalExecutor` the caller started early (see
+    :func:`early_pool`); run_tasks resizes it, uses it and shuts it down.
+    ``remove_if_refused``: files the caller wrote for these tasks (associations), to
+    remove if the run stops before any task is submitted; run_tasks empties the list
+    when it submits the first (from then on they are inputs the records name).
+
+    A task is up to date when its manifest record is ok, its products are there
+    with their recorded sizes, and its fingerprint (input checksums, parameters,
+    versions, CRDS context) is unchanged.  Inputs whose size and mtime match the
+    record keep their recorded checksum unless ``checksum=True``.
+
+    ``previews=True`` has the workers draw the HTML report's previews of their
+    products (the first tasks by product name, as many as the report shows);
+    :func:`jwstrun.look.write_report` reuses them.
+
+    ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
+    to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
+    (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
+    """
+    run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
+               on_event=on_event, command=command)
+    run.settle(planned, crds_env, crds_context, jobs, executor_kind)
+    tasks = run.make_tasks(planned, validate)
+    executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
+    return run.execute(executor, tasks, planned, force=force, checksum=checksum,
+                       previews=previews, remove_if_refused=remove_if_refused)
+
+
+class _Run:
+    """The state of one :func:`run_tasks` call, step by step."""
+
+    def __init__(self, stage: Stage, outdir: Path, *, parameters: dict, extra_env: dict | None,
+                 on_event: Callable | None, command: str):
+        self.stage, self.outdir, self.parameters = stage, outdir, parameters
+        self.extra_env, self.on_event, self.command = extra_env, on_event, command
+        self.start = time.time()
+        self.versions = software_versions()
+        self.manifest = Manifest.load(outdir)
+        self.results: list[TaskResult] = []
+        self.prefetch_s = 0.0
+        # The extra environment (STPIPE_DISABLE_CRDS_STEPPARS) changes what runs.
+        self.fingerprint_parameters = dict(parameters)
+        if extra_env:
+            self.fingerprint_parameters["_environment"] = dict(sorted(extra_env.items()))
+
+    def emit(self, kind: str, **info) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, **info)
+
+    def fingerprint(self, task: Task) -> str:
+        return compute_fingerprint(self.stage.name, task.inputs, self.fingerprint_parameters,
+                                   self.versions, self.context)
+
+    def settle(self, planned: list[Planned], crds_env: dict, crds_context: str | None,
+               jobs: int | None, executor_kind: str) -> None:
+        """-j, the CRDS context and the workers' environment, before any task exists."""
+        from .. import refs
+        from .._system import default_jobs
+
+        self.jobs_reason = "-j"
+        if jobs is None:
+            jobs, self.jobs_reason = default_jobs(len(planned),
+                                                  bytes_per_worker(self.stage, planned))
+        self.jobs = jobs
+        self.on_dask = executor_kind == "dask"
+        # A Dask worker shares its node with other workers: it is a pool worker.
+        check_maximum_cores(self.parameters, max(jobs, 2) if self.on_dask else jobs)
+        self.in_pool = jobs > 1 or self.on_dask
+        # The parent settles CRDS first: the context is pinned for every worker,
+        # and it is part of each task's fingerprint.
+        refs.apply_crds_environment(crds_env)
+        self.context = refs.context_in_use(crds_context)
+        self.worker_env = worker_env(crds_env, self.context, self.extra_env, self.in_pool)
+
+    def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
+        # We hold the lock, so anything in the temporary area is left over from a
+        # run that was killed: remove it before new tasks write there.  jwstrun's
+        # own directories are never written through a symlink planted in OUTDIR.
+        for name in (TMP_DIRNAME, LOG_DIRNAME):
+            if (self.outdir / name).is_symlink():
+                log.warning("%s: was a symbolic link; replaced by a directory.",
+                            self.outdir / name)
+                (self.outdir / name).unlink()
+        shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
+        tasks = make_tasks(planned, self.outdir, self.parameters, self.in_pool, validate)
+        for task in tasks:
+            task.env = dict(self.worker_env)  # travels with the task to wherever it runs
+        return tasks
+
+    def executor(self, pool, n_tasks: int, max_tasks_per_worker: int, dask_options):
+        """The executor the tasks go to: the early pool resized, a new local pool, or Dask."""
+        def on_worker_event(ev):
+            self.emit(ev.kind, task_id=ev.task_id, worker=ev.worker, step=ev.step, pid=ev.pid)
+
+        size = min(self.jobs, n_tasks) or 1
+        if pool is not None and not self.on_dask:
+            # Started before planning: the workers have been importing jwst
+            # meanwhile. Now the pool gets its final size and the full environment.
+            pool.max_tasks_per_child = max_tasks_per_worker
+            pool.on_event = on_worker_event
+            pool.resize(size, env=self.worker_env)
+            return pool
+        if pool is not None:
+            pool.shutdown(cancel=True)
+        if not self.on_dask:
+            return local_pool(self.stage, size, self.worker_env, max_tasks_per_worker,
+                              on_event=on_worker_event)
+        # Same tasks, same run_task: only submitting and gathering differ.
+        # Connect now, before the run is recorded: a bad address is a plain error.
+        from ..executors import DaskExecutor
+
+        executor = DaskExecutor(run_task, lost_task_result, options=dask_options, jobs=size,
+                                env=self.worker_env, on_event=on_worker_event).start()
+        self.jobs, self.jobs_reason = executor.jobs, executor.jobs_reason
+        return executor
+
+    def execute(self, executor, tasks: list[Task], planned: list[Planned], *, force: bool,
+                checksum: bool, previews: bool, remove_if_refused: list | None) -> RunSummary:
+        """Skip, refuse or run every task; the manifest records each as it ends."""
+        by_plan = {t.task_id: p for t, p in zip(tasks, planned, strict=True)}
+        hasher: _InputHasher | None = None
+        refused: Exception | None = None
+        to_run: list[Task] = []
+        try:
+            # Workers import jwst while this process decides what is up to date and
+            # prefetches; inputs of the tasks that run are hashed in a thread of this
+            # process while the workers work (only needed for the manifest).
+            executor.start()
+            checksums: dict[str, str | None] = {}  # path -> sha256, for every task of this run
+            self.results, to_run = split_up_to_date(tasks, self.manifest, self.outdir,
+                                                    self.fingerprint, checksums, force=force,
+                                                    checksum=checksum)
+            refused = self._refusal(to_run, by_plan)
+            if refused is not None:
+                raise refused
+            self.emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(self.results),
+                      jobs=self.jobs, jobs_reason=self.jobs_reason,
+                      tasks=[t.task_id for t in to_run], context=self.context)
+            for skipped in list(self.results):
+                self.emit("done", result=skipped)
+            if to_run:
+                unresolved = self._prefetch(to_run)
+                if remove_if_refused:
+                    remove_if_refused.clear()
+                if previews:
+                    _mark_previews(tasks, to_run, self.jobs, self.on_dask)
+                submitted = self._submit(executor, to_run, unresolved)
+                hasher = _InputHasher(submitted, checksums).start()
+                self._gather(executor, {t.task_id: t for t in tasks}, hasher)
+        except BaseException as exc:
+            self._stop(executor, hasher, record=exc is not refused)
+            raise
+        # Nothing ran: the warming workers are not needed, stop them at once.
+        executor.shutdown(cancel=not to_run)
+        self.manifest.add_run(self._run_entry())
+        _tidy_tmp(self.outdir)
+        order = {t.task_id: i for i, t in enumerate(tasks)}
+        self.results.sort(key=lambda r: order.get(r.task_id, 0))
+        return RunSummary(
+            pipeline=self.stage.name, outdir=self.outdir, manifest=self.manifest.path,
+            results=self.results, tasks={t.task_id: t for t in tasks}, jobs=self.jobs,
+            jobs_reason=self.jobs_reason, wall_s=time.time() - self.start,
+            crds_context=self.context, prefetch_s=self.prefetch_s,
+        )
+
+    def _refusal(self, to_run: list[Task], by_plan: dict[str, Planned]) -> Exception | None:
+        """The memory preflight's refusal of a task that has to run (nothing ran yet), or a
+        product another task owns; None when every task may run."""
+        refused = next((by_plan[t.task_id].refused for t in to_run
+                        if by_plan[t.task_id].refused), None)
+        return refused or _replacement([(t, by_plan[t.task_id]) for t in to_run],
+                                       self.manifest, self.outdir)
+
+    def _prefetch(self, to_run: list[Task]) -> dict[str, str]:
+        """Prefetch the references of every exposure to run; path -> why crds cannot
+        serve it (an exposure crds cannot serve fails its own task, not the run)."""
+        from .. import refs
+
+        t0 = time.time()
+        exposures = [p for t in to_run for p, e in zip(t.input_paths, t.inputs, strict=True)
+                     if e["role"] != "association"]
+        unresolved = refs.prefetch(exposures, context=self.context, pipelines=(self.stage.name,),
+                                   steps=self.parameters.get("steps"),
+                                   per_exposure=True).unresolved
+        self.prefetch_s = time.time() - t0
+        self.emit("prefetch", seconds=self.prefetch_s, context=self.context)
+        return unresolved
+
+    def _submit(self, executor, to_run: list[Task], unresolved: dict[str, str]) -> list[Task]:
+        """Submit every task whose inputs crds could serve; record the others as failed."""
+        submitted = []
+        for task in to_run:
+            reasons = [unresolved[p] if len(task.inputs) == 1 else
+                       f"{os.path.basename(p)}: {unresolved[p]}"
+                       for p in map(os.path.abspath, task.input_paths) if p in unresolved]
+            if not reasons:
+                executor.submit(task)
+                submitted.append(task)
+                continue
+            now = time.time()
+            self._record(task, TaskResult(task_id=task.task_id, status="failed",
+                                          error=reasons[0], error_type="CrdsError", start=now,
+                                          end=now, crds_context=self.context))
+        return submitted
+
+    def _gather(self, executor, by_id: dict[str, Task], hasher: _InputHasher) -> None:
+        for result in executor.as_completed():
+            task = by_id[result.task_id]
+            hasher.wait(task)
+            if all(e["sha256"] for e in task.inputs):
+                task.fingerprint = self.fingerprint(task)
+            self._record(task, result)
+
+    def _record(self, task: Task, result: TaskResult) -> None:
+        record = manifest_record(task, result, self.versions, self.context)
+        self.manifest.record(record.to_dict())
+        self.results.append(result)
+        self.emit("done", result=result)
+
+    def _stop(self, executor, hasher: _InputHasher | None, record: bool) -> None:
+        """After an error or an interrupt: stop the workers, clear the temporary area, and
+        record the run as interrupted (unless refused before anything ran)."""
+        if hasher is not None:
+            hasher.stop()
+        executor.shutdown(cancel=True)
+        # The workers are stopped and we still hold the lock: nothing of ours runs there now.
+        shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
+        if not record:  # refused before anything ran: not a run to record
+            return
+        try:
+            self.manifest.add_run(self._run_entry(interrupted=True))
+        except JwstrunError as error:  # the manifest may be what failed: keep the first error
+            log.debug("%s", error)
+
+    def _run_entry(self, interrupted: bool = False) -> dict:
+        counts = {"ok": 0, "skipped": 0, "failed": 0}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return {
+            "command": self.command,
+            "start": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start)),
+            "wall_s": round(time.time() - self.start, 3),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "counts": counts,
+            "interrupted": interrupted,
+        }
+
+
+def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bool) -> None:
+    """Which tasks draw the report's previews: the first by product name, as many as the
+    report shows; each with a helper process when the local workers leave a CPU idle."""
+    from ..look._worker import MAX_TASKS_WITH_PREVIEWS
+    from .._system import cpu_count
+
+    idle_cpu = not on_dask and cpu_count() > min(jobs, len(to_run))
+    for task in sorted(tasks, key=lambda t: t.product)[:MAX_TASKS_WITH_PREVIEWS]:
+        task.previews, task.preview_helper = True, idle_cpu
+
+
+def _tidy_tmp(outdir: Path) -> None:
+    tmp = outdir / TMP_DIRNAME
+    try:
+        tmp.rmdir()  # only when empty
+    except OSError:
+        pass

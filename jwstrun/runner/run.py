@@ -1,0 +1,274 @@
+"""Running a stage: ``run_image2`` / ``run_image3``, what the CLI and notebooks call.
+
+They take the same parameters as the command-line options of ``jwstrun image2``
+and ``jwstrun image3`` (``max_tasks_per_worker`` for ``--max-tasks-per-worker``,
+``offline`` for ``--offline``...), and
+
+1. expand and check every input before anything runs (``_cal`` given to image2,
+   ``_rate`` given to image3, missing association members -> :class:`InputError`),
+2. check that OUTDIR can be written, start the local worker pool (from here on
+   the workers import jwst while the parent works) and take OUTDIR's lock,
+3. plan the tasks as the stage's row says (:mod:`.plan`: one per exposure for
+   image2, one per association for image3), each with a fingerprint of its
+   input checksums, resolved call parameters, jwst/stpipe/crds versions and CRDS
+   context; a task whose recorded fingerprint matches and whose products are all
+   still there is skipped (:mod:`.resume`),
+4. prefetch CRDS references once, run the tasks and record every result in the
+   manifest (:func:`~jwstrun.runner._parent.run_tasks`).
+
+Errors speak in parameter terms (``jobs``, ``outdir``, ``low_memory``...); the
+CLI says them with its flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..inputs import is_association
+from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
+from ._outputs import prepare_outdir
+from ._parent import RunSummary, early_pool, run_tasks
+from ._stage_inputs import check_complete, check_stage_inputs, stage_inputs
+from .plan import _check_unique_products, call_parameters, merge_parameters, plan, plan_memory
+
+__all__ = ["EXECUTORS", "run_image2", "run_image3", "select_executor"]
+
+log = logging.getLogger(__name__)
+
+#: values of ``executor=`` / ``--executor``
+EXECUTORS = ("local", "dask")
+
+
+def run_image2(
+    inputs: Iterable[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    checksum: bool = False,
+    profiles: Iterable[str] = (),
+    sets: Iterable[str] = (),
+    no_crds_steppars: bool = False,
+    crds_path: str | None = None,
+    crds_context: str | None = None,
+    offline: bool = False,
+    crds_env_file: str | None = None,
+    validate: bool = True,
+    max_tasks_per_worker: int = 25,
+    executor: str | None = None,
+    dask_options=None,
+    save_bsub: bool = False,
+    previews: bool = False,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    """Run calwebb_image2 on _rate/_rateints files, directories of them, or Level-2
+    associations (``jwstrun image2``; the parameters are its options).
+
+    ``jobs``: parallel workers (default: what the CPUs and memory allow);
+    ``force``: redo up-to-date tasks; ``checksum``: re-hash every input to decide;
+    ``profiles``/``sets``: step parameters (:mod:`jwstrun.profiles`);
+    ``no_crds_steppars``: ignore CRDS ``pars-`` references; ``crds_path``,
+    ``crds_context``, ``offline``, ``crds_env_file``: the CRDS cache and context
+    (:func:`jwstrun.refs.crds_environment`); ``validate=False`` skips the product
+    checks; ``max_tasks_per_worker``: replace a worker after that many tasks;
+    ``executor='dask'`` with ``dask_options`` (a
+    :class:`jwstrun.executors.DaskOptions` or a dict of its fields, e.g.
+    ``{"scheduler": "tcp://host:8786"}``) runs the tasks on Dask (docs/dask.md);
+    ``save_bsub`` saves the background-subtracted ``_bsub`` product (through the
+    background step's ``save_results``); ``previews`` has the workers draw the
+    report's previews; ``on_event(kind, **info)`` follows the run
+    (:func:`~jwstrun.runner._parent.run_tasks`); ``command`` is recorded in the
+    manifest.
+    """
+    extra = {"steps": {"bkg_subtract": {"save_results": True}}} if save_bsub else None
+    return _run(get_stage("image2"), inputs, outdir, _Settings(
+        jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
+        no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
+        offline=offline, crds_env_file=crds_env_file, validate=validate,
+        max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+        dask_options=dask_options, previews=previews, on_event=on_event, command=command,
+        extra_parameters=extra,
+    ))
+
+
+def run_image3(
+    inputs: Iterable[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    checksum: bool = False,
+    profiles: Iterable[str] = (),
+    sets: Iterable[str] = (),
+    no_crds_steppars: bool = False,
+    crds_path: str | None = None,
+    crds_context: str | None = None,
+    offline: bool = False,
+    crds_env_file: str | None = None,
+    validate: bool = True,
+    max_tasks_per_worker: int = 25,
+    executor: str | None = None,
+    dask_options=None,
+    max_memory=None,
+    max_mosaic_pixels: int | None = None,
+    low_memory: bool = False,
+    previews: bool = False,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    """Run calwebb_image3 on Level-3 associations, _cal files or directories of them
+    (``jwstrun image3``; the parameters are its options).
+
+    Before any step runs, each association's output mosaic and peak memory are
+    estimated (:mod:`jwstrun.mosaic`): a mosaic beyond ``max_mosaic_pixels``
+    (default derived from the memory budget) is refused naming the inputs far
+    from the rest; an association whose in-memory estimate exceeds its share of
+    ``max_memory`` (bytes or '8GB'; default 80 % of the available memory, split
+    between the associations that run at once) runs in the pipeline's on-disk
+    mode (``in_memory=False``), or is refused when even that does not fit.
+    ``low_memory=True`` forces the on-disk mode.  The other parameters as for
+    :func:`run_image2`.
+    """
+    return _run(get_stage("image3"), inputs, outdir, _Settings(
+        jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
+        no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
+        offline=offline, crds_env_file=crds_env_file, validate=validate,
+        max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+        dask_options=dask_options, previews=previews, on_event=on_event, command=command,
+        memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
+                "low_memory": low_memory},
+    ))
+
+
+@dataclass
+class _Settings:
+    """The parameters of one run_image2/run_image3 call, as one value."""
+
+    jobs: int | None
+    force: bool
+    checksum: bool
+    profiles: Iterable[str]
+    sets: Iterable[str]
+    no_crds_steppars: bool
+    crds_path: str | None
+    crds_context: str | None
+    offline: bool
+    crds_env_file: str | None
+    validate: bool
+    max_tasks_per_worker: int
+    executor: str | None
+    dask_options: object
+    previews: bool
+    on_event: Callable | None
+    command: str
+    extra_parameters: dict | None = None
+    memory: dict = field(default_factory=dict)
+
+
+def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
+    """Check, plan and run ``stage`` over ``inputs`` (see the module docstring)."""
+    from .. import refs
+    from ..locking import OutdirLock
+
+    if settings.jobs is not None and settings.jobs < 1:
+        raise ConfigError(f"jobs={settings.jobs}: the number of jobs must be at least 1.")
+    kind, dask_options = select_executor(settings.executor, settings.dask_options, settings.jobs)
+    # Everything that can be checked is checked before OUTDIR is touched.
+    paths = stage_inputs(stage, inputs)
+    parameters = call_parameters(stage.name, settings.profiles, settings.sets)
+    if settings.extra_parameters:
+        parameters = merge_parameters(parameters, settings.extra_parameters)
+    crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
+                                     env_file=settings.crds_env_file, offline=settings.offline)
+    extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
+    pool = _early_pool(stage, paths, settings, crds_env, extra_env) if kind == "local" else None
+    try:
+        planned = None
+        if stage.grouping == "exposure":
+            planned = plan(stage, paths)
+            _check_unique_products(planned)
+        else:
+            check_stage_inputs(stage, paths)
+        check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        outdir = prepare_outdir(outdir)
+        # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
+        # in a long-lived process: the next call may use another cache.
+        with OutdirLock(outdir, command=settings.command), \
+                refs.applied_crds_environment(crds_env), _removed_if_refused() as made:
+            if planned is None:  # tasks of written associations: planned under the lock
+                known = set(outdir.glob("*_asn.json"))
+                planned = plan(stage, paths, outdir)
+                made += sorted(set(outdir.glob("*_asn.json")) - known)
+                _check_unique_products(planned)
+                plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
+            return run_tasks(
+                stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
+                crds_context=settings.crds_context, jobs=settings.jobs, force=settings.force,
+                checksum=settings.checksum, extra_env=extra_env, validate=settings.validate,
+                max_tasks_per_worker=settings.max_tasks_per_worker, on_event=settings.on_event,
+                command=settings.command, executor_kind=kind, dask_options=dask_options,
+                pool=pool, remove_if_refused=made, previews=settings.previews,
+            )
+    except BaseException:
+        if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
+            pool.shutdown(cancel=True)
+        raise
+
+
+def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,
+                extra_env: dict):
+    """The local workers, started now: their jwst import overlaps the input checks,
+    planning, CRDS context lookup and prefetch. Tasks are counted for sure only once
+    planned (loose exposures are grouped): run_tasks resizes the pool."""
+    if stage.grouping == "exposure":
+        n_tasks, per_worker = len(paths), stage.bytes_per_task(FULL_FRAME_PIXELS)
+    else:
+        n_tasks = sum(map(is_association, paths)) + any(not is_association(p) for p in paths)
+        per_worker = stage.memory[0]
+    return early_pool(stage, n_tasks, settings.jobs, per_worker, crds_env, extra_env,
+                      settings.max_tasks_per_worker)
+
+
+@contextlib.contextmanager
+def _removed_if_refused():
+    """A list of files this run wrote for its tasks (associations), removed if the run
+    stops before run_tasks submitted a task (it empties the list when it does)."""
+    made: list[Path] = []
+    try:
+        yield made
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def select_executor(executor: str | None, dask_options=None, jobs: int | None = None):
+    """``(kind, DaskOptions or None)`` from the user's choice; errors before anything runs.
+
+    ``executor=None`` means local, or dask when ``dask_options`` names a
+    scheduler or a cluster.  Asking for dask without dask installed is an
+    :class:`InputError` that says how to install it.
+    """
+    from ..executors import DaskOptions, check_dask_options
+
+    options = DaskOptions.coerce(dask_options) if dask_options is not None else None
+    remote = options is not None and (options.scheduler or options.cluster)
+    if executor is None:
+        executor = "dask" if remote else "local"
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor {executor!r}: unknown; choose one of {', '.join(EXECUTORS)}.")
+    if executor == "local":
+        if remote:
+            raise ConfigError(
+                "a scheduler or cluster in dask_options needs executor='dask' (the local "
+                "executor runs worker processes on this machine)."
+            )
+        return "local", None
+    return "dask", check_dask_options(options or DaskOptions(), jobs)
