@@ -82,10 +82,10 @@ def _wcs_change(cal: Path, crf: Path) -> dict:
 
 def _cal_crf_pairs(record: dict, run_dir: Path) -> list[tuple[Path, Path]]:
     """The (cal input, crf output) pairs of a task (an image3 association) both on disk."""
-    cals = {product_basename(e["name"]): Path(e["path"]) for e in record.get("inputs") or []
+    cals = {product_basename(e["name"]): Path(e["path"]) for e in record.inputs or []
             if str(e.get("name", "")).endswith("_cal.fits") and e.get("path")}
     pairs = []
-    for name in record.get("outputs") or []:
+    for name in record.outputs or []:
         crf = run_dir / name
         if not name.endswith("_crf.fits") or not crf.exists():
             continue
@@ -96,7 +96,7 @@ def _cal_crf_pairs(record: dict, run_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def _alignment_block(record: dict, rows: list[dict]) -> str:
-    title = f"<h3>{_e(record['task_id'])}</h3>"
+    title = f"<h3>{_e(record.task_id)}</h3>"
     if rows and all(r["status"] == "SKIPPED" for r in rows):
         return title + "<p>tweakreg was skipped: the exposures keep their pointing WCS.</p>"
     cells = "".join(
@@ -170,7 +170,7 @@ def skymatch_levels(paths) -> list[dict]:
 def _skymatch_section(records: list[dict], run_dir: Path) -> str:
     blocks = []
     for record in records:
-        crfs = [run_dir / n for n in record.get("outputs") or [] if n.endswith("_crf.fits")]
+        crfs = [run_dir / n for n in record.outputs or [] if n.endswith("_crf.fits")]
         if not crfs:
             continue
         rows = "".join(
@@ -180,7 +180,7 @@ def _skymatch_section(records: list[dict], run_dir: Path) -> str:
             for r in skymatch_levels(crfs)
         )
         blocks.append(
-            f"<h3>{_e(record['task_id'])}</h3><table class='skymatch-table'><tr><th>crf</th>"
+            f"<h3>{_e(record.task_id)}</h3><table class='skymatch-table'><tr><th>crf</th>"
             "<th>skymatch</th><th>sky level (BKGLEVEL)</th><th>method (BKGMETH)</th>"
             "<th>subtracted (BKGSUB)</th></tr>" + rows + "</table>"
         )
@@ -215,7 +215,7 @@ def _floats(column):
 
 
 def _catalog_section(records: list[dict], run_dir: Path, truth: str | os.PathLike | None) -> str:
-    cats = [run_dir / n for r in records for n in r.get("outputs") or []
+    cats = [run_dir / n for r in records for n in r.outputs or []
             if n.endswith("_cat.ecsv") and (run_dir / n).exists()]
     if not cats:
         return ""

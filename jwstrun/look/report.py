@@ -50,33 +50,34 @@ def find_run_dir(outdir: str | os.PathLike) -> Path:
     )
 
 
-def _load_manifest(run_dir: Path) -> dict:
-    """The manifest's records and runs that have the expected shape (a warning for the rest)."""
-    from ..manifest import MANIFEST_NAME, check_manifest
+def _load_manifest(run_dir: Path):
+    """The manifest's records and runs that have the expected shape (a warning for the rest),
+    read by the same code as the runner's (:func:`jwstrun.manifest.read_manifest`)."""
+    from ..manifest import read_manifest
 
-    path = run_dir / MANIFEST_NAME
-    try:
-        data, problems = check_manifest(json.loads(path.read_text()))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise InputError(
-            f"{path}: unreadable manifest ({exc}). Re-run the pipeline command to rewrite it."
-        ) from exc
-    if problems:
+    manifest = read_manifest(run_dir)
+    if manifest.problems:
+        problems = manifest.problems
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         log.warning("%s is not a valid manifest (%s%s): the report leaves that out. Re-run the "
-                    "pipeline command to rebuild it.", path, "; ".join(problems[:3]), more)
-    return data
+                    "pipeline command to rebuild it.", manifest.path, "; ".join(problems[:3]), more)
+    return manifest
+
+
+def _or(value, default):
+    """``value``, or ``default`` where the record has none."""
+    return default if value is None else value
 
 
 def _task_sort_key(record: dict):
     """Tasks in the order of the stage table (image2 before image3), then by start."""
     order = {name: i for i, name in enumerate(stage_names())}
-    return (order.get(record.get("pipeline"), len(order)), record.get("start") or 0,
-            record.get("task_id"))
+    return (order.get(record.pipeline, len(order)), record.start or 0,
+            record.task_id)
 
 
 def _validation_counts(record: dict) -> tuple[int, int]:
-    validation = record.get("validation") or {}
+    validation = record.validation or {}
     errors = warnings = 0
     for findings in (validation.get("files") or {}).values():
         for finding in findings or []:
@@ -91,35 +92,35 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
     import yaml
 
     parts = []
-    if record.get("error"):
-        parts.append(f"<p class='err'><b>Error:</b> {_e(record['error'])}</p>")
+    if record.error:
+        parts.append(f"<p class='err'><b>Error:</b> {_e(record.error)}</p>")
     meta = [
-        ("pipeline", f"{record.get('pipeline_class') or record.get('pipeline')}"),
-        ("input", Path(str(record.get("input") or "")).name),
-        ("inputs", ", ".join(e.get("name", "") for e in record.get("inputs") or [])),
-        ("started / ended", f"{record.get('start_iso', '-')} / {record.get('end_iso', '-')}"),
-        ("worker", f"pid {record.get('worker_pid', '-')} on {record.get('host', '-')}, "
-                   f"task #{record.get('tasks_in_worker', '-')} in that worker, "
-                   f"worker peak {_num(record.get('worker_peak_rss_mb'), '.0f', ' MB')}"),
-        ("versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())),
-        ("fingerprint", (record.get("fingerprint") or "-")[:16]),
+        ("pipeline", f"{record.pipeline_class or record.pipeline}"),
+        ("input", Path(str(record.input or "")).name),
+        ("inputs", ", ".join(e.get("name", "") for e in record.inputs or [])),
+        ("started / ended", f"{_or(record.start_iso, '-')} / {_or(record.end_iso, '-')}"),
+        ("worker", f"pid {_or(record.worker_pid, '-')} on {_or(record.host, '-')}, "
+                   f"task #{_or(record.tasks_in_worker, '-')} in that worker, "
+                   f"worker peak {_num(record.worker_peak_rss_mb, '.0f', ' MB')}"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (record.versions or {}).items())),
+        ("fingerprint", (record.fingerprint or "-")[:16]),
     ]
-    if record.get("memory"):
-        meta.insert(4, ("memory", _memory_text(record["memory"], record.get("peak_rss_mb"))))
+    if record.memory:
+        meta.insert(4, ("memory", _memory_text(record.memory, record.peak_rss_mb)))
     parts.append("<table class='kv'>" + "".join(
         f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta) + "</table>")
-    steps = record.get("step_times") or {}
+    steps = record.step_times or {}
     if steps:
         parts.append("<b>Step times</b><table><tr><th>step</th><th>seconds</th></tr>" + "".join(
             f"<tr><td>{_e(k)}</td><td class='num'>{_num(v)}</td></tr>" for k, v in steps.items())
             + "</table>")
-    refs = record.get("references") or {}
-    if refs or record.get("crds_context"):
+    refs = record.references or {}
+    if refs or record.crds_context:
         # Products of one task normally share their references: show each distinct set once.
         distinct: dict[str, list[str]] = {}
         for product, keys in refs.items():
             distinct.setdefault(json.dumps(keys, sort_keys=True), []).append(product)
-        block = [f"<b>CRDS</b> context <code>{_e(record.get('crds_context') or '-')}</code>"]
+        block = [f"<b>CRDS</b> context <code>{_e(record.crds_context or '-')}</code>"]
         for keys_json, products in distinct.items():
             keys = json.loads(keys_json)
             block.append(
@@ -128,7 +129,7 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
                     f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>"
                     for k, v in sorted(keys.items())) + "</table>")
         parts.append("".join(block))
-    validation = (record.get("validation") or {}).get("files") or {}
+    validation = (record.validation or {}).get("files") or {}
     findings = [(name, f) for name, items in validation.items() for f in items or []]
     if validation:
         if findings:
@@ -138,15 +139,15 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
                 for name, f in findings) + "</ul>")
         else:
             parts.append(f"<p>Validation: {len(validation)} product(s), no findings.</p>")
-    if record.get("parameters"):
+    if record.parameters:
         parts.append("<details><summary>requested parameters (profiles and --set)</summary><pre>"
-                     + _e(yaml.safe_dump(record["parameters"], sort_keys=False)) + "</pre></details>")
-    if record.get("resolved_parameters"):
+                     + _e(yaml.safe_dump(record.parameters, sort_keys=False)) + "</pre></details>")
+    if record.resolved_parameters:
         parts.append("<details><summary>resolved parameters (as stpipe logged them)</summary><pre>"
-                     + _e(yaml.safe_dump(record["resolved_parameters"], sort_keys=False,
+                     + _e(yaml.safe_dump(record.resolved_parameters, sort_keys=False,
                                          default_flow_style=None))
                      + "</pre></details>")
-    log_file = record.get("log_file")
+    log_file = record.log_file
     if log_file and (run_dir / log_file).exists():
         parts.append(f"<p>Log: <a href='{_rel(run_dir / log_file, report_dir)}'>{_e(log_file)}</a></p>")
     return "".join(parts)
@@ -154,8 +155,8 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
 
 def _peak_cell(record: dict) -> str:
     """Measured peak, and for image3 the estimate made before the run (jwstrun.mosaic)."""
-    measured = _num(record.get("peak_rss_mb"), ".0f", " MB")
-    memory = record.get("memory") or {}
+    measured = _num(record.peak_rss_mb, ".0f", " MB")
+    memory = record.memory or {}
     if memory.get("estimate_mb") is None:
         return measured
     return (f"{measured} <span class='muted' title='estimated before the run'>"
@@ -173,29 +174,29 @@ def _memory_text(memory: dict, peak_mb) -> str:
             f"{_num(memory.get('estimate_mb'), '.0f', ' MB')}{ratio}; {memory.get('reason', '')}")
 
 
-def _tasks_section(records: list[dict], run_dir: Path, report_dir: Path) -> str:
+def _tasks_section(records: list, run_dir: Path, report_dir: Path) -> str:
     rows = []
     for record in records:
-        status = record.get("status", "?")
+        status = _or(record.status, "?")
         errors, warnings = _validation_counts(record)
-        if record.get("validation") is None:
+        if record.validation is None:
             vtext = "<span class='muted'>not run</span>"
         else:
             vtext = (f"<span class='{'err' if errors else 'ok'}'>{errors} error(s)</span>, "
                      f"{warnings} warning(s)")
-        log_file = record.get("log_file")
+        log_file = record.log_file
         log_cell = (f"<a href='{_rel(run_dir / log_file, report_dir)}'>log</a>"
                     if log_file and (run_dir / log_file).exists() else "-")
         rows.append(
-            f"<tr class='task' data-status='{_e(status)}'><td><code>{_e(record.get('task_id'))}</code></td>"
-            f"<td>{_e(record.get('pipeline'))}</td><td class='{_e(status)}'>{_e(status)}</td>"
-            f"<td class='num'>{_num(record.get('wall_s'), '.1f', ' s')}</td>"
+            f"<tr class='task' data-status='{_e(status)}'><td><code>{_e(record.task_id)}</code></td>"
+            f"<td>{_e(record.pipeline)}</td><td class='{_e(status)}'>{_e(status)}</td>"
+            f"<td class='num'>{_num(record.wall_s, '.1f', ' s')}</td>"
             f"<td class='num'>{_peak_cell(record)}</td>"
-            f"<td class='when'>{_e(str(record.get('start_iso', '-')).replace('T', ' ')[:19])}</td><td>{vtext}</td>"
-            f"<td><code>{_e(record.get('crds_context') or '-')}</code></td>"
-            f"<td class='num'>{len(record.get('outputs') or [])}</td><td>{log_cell}</td></tr>"
+            f"<td class='when'>{_e(str(_or(record.start_iso, '-')).replace('T', ' ')[:19])}</td><td>{vtext}</td>"
+            f"<td><code>{_e(record.crds_context or '-')}</code></td>"
+            f"<td class='num'>{len(record.outputs or [])}</td><td>{log_cell}</td></tr>"
             f"<tr class='details'><td colspan='10'><details><summary>details of "
-            f"{_e(record.get('task_id'))}</summary>{_task_details(record, run_dir, report_dir)}"
+            f"{_e(record.task_id)}</summary>{_task_details(record, run_dir, report_dir)}"
             "</details></td></tr>"
         )
     return (
@@ -210,8 +211,8 @@ def _runs_section(runs: list[dict]) -> str:
     if not runs:
         return ""
     rows = "".join(
-        f"<tr><td><code>{_e(r.get('command'))}</code></td><td>{_e(r.get('start'))}</td>"
-        f"<td class='num'>{_num(r.get('wall_s'), '.1f', ' s')}</td>"
+        f"<tr><td><code>{_e(r.get('command'))}</code></td><td>{_e(r.start)}</td>"
+        f"<td class='num'>{_num(r.wall_s, '.1f', ' s')}</td>"
         f"<td>{_e(', '.join(f'{k} {v}' for k, v in (r.get('counts') or {}).items()))}</td>"
         f"<td>{'interrupted' if r.get('interrupted') else ''}</td></tr>"
         for r in runs[-20:]
@@ -221,7 +222,7 @@ def _runs_section(runs: list[dict]) -> str:
 
 
 def _gallery_section(products: list[Path], run_dir: Path, report_dir: Path,
-                     max_previews: int, problems: list[str], records: list[dict]) -> str:
+                     max_previews: int, problems: list[str], records: list) -> str:
     from ._worker import reuse
 
     if not products:
@@ -230,8 +231,8 @@ def _gallery_section(products: list[Path], run_dir: Path, report_dir: Path,
     if preview_dir.is_symlink():  # the report's own directory: never written through a link
         preview_dir.unlink()
     # previews the workers drew (jwstrun.look._worker), by product name
-    made = {name: entry for record in records if record.get("status") != "failed"
-            for name, entry in (record.get("previews") or {}).items()}
+    made = {name: entry for record in records if record.status != "failed"
+            for name, entry in (record.previews or {}).items()}
     cards = []
     for path in products[:max_previews]:
         options = gallery_options(path.name)
@@ -264,19 +265,19 @@ def _gallery_section(products: list[Path], run_dir: Path, report_dir: Path,
             "with WHT and CON maps).</p><div class='gallery'>" + "".join(cards) + "</div>" + more)
 
 
-def _header_section(outdir: Path, run_dir: Path, manifest: dict, records: list[dict]) -> str:
+def _header_section(outdir: Path, run_dir: Path, manifest, records: list) -> str:
     counts: dict[str, int] = {}
     for record in records:
-        counts[record.get("status", "?")] = counts.get(record.get("status", "?"), 0) + 1
-    contexts = sorted({r.get("crds_context") for r in records if r.get("crds_context")})
-    versions = next((r.get("versions") for r in records if r.get("versions")), {}) or {}
+        counts[_or(record.status, "?")] = counts.get(_or(record.status, "?"), 0) + 1
+    contexts = sorted({r.crds_context for r in records if r.crds_context})
+    versions = next((r.versions for r in records if r.versions), {}) or {}
     summary = ", ".join(f"<span class='{_e(k)}'>{v} {_e(k)}</span>" for k, v in sorted(counts.items()))
     rows = [
         ("output directory", str(run_dir)),
         ("tasks", None),
         ("CRDS context", ", ".join(contexts) or "-"),
         ("software", ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"),
-        ("manifest updated", manifest.get("updated", "-")),
+        ("manifest updated", _or(manifest.updated, "-")),
         ("report written", time.strftime("%Y-%m-%d %H:%M:%S %z")),
     ]
     body = "".join(
@@ -286,14 +287,14 @@ def _header_section(outdir: Path, run_dir: Path, manifest: dict, records: list[d
             f"<table class='kv' id='summary'>{body}</table>")
 
 
-def _image_products(records: list[dict], run_dir: Path) -> list[Path]:
+def _image_products(records: list, run_dir: Path) -> list[Path]:
     """Image products of the run, mosaics first, then crf, cal and the rest."""
     rank = {"i2d": 1, "crf": 2, "cal": 3, "calints": 4, "crfints": 5, "bsub": 6}
     found = []
     for record in records:
-        if record.get("status") == "failed":
+        if record.status == "failed":
             continue
-        for name in record.get("outputs") or []:
+        for name in record.outputs or []:
             path = run_dir / name
             ptype = product_type(path)
             if ptype in PREVIEW_TYPES and path.exists():
@@ -353,7 +354,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     manifest = _load_manifest(run_dir)
     for directory in dict.fromkeys((outdir, run_dir) if previews else (outdir,)):
         _check_writable(directory)  # before spending time on drawing
-    records = sorted(manifest["tasks"].values(), key=_task_sort_key)
+    records = sorted(manifest.tasks.values(), key=_task_sort_key)
     report_dir = outdir.resolve()
     run_dir = run_dir.resolve()
     problems: list[str] = []
@@ -366,7 +367,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
         sections.append(_gallery_section(_image_products(records, run_dir), run_dir, report_dir,
                                          max_previews, problems, records))
     sections += _product_sections(records, run_dir, truth, problems)
-    sections.append(_runs_section(manifest.get("runs") or []))
+    sections.append(_runs_section(manifest.runs or []))
     if problems:
         sections.append("<h2>Report problems</h2><ul>" + "".join(
             f"<li class='err'>{_e(p)}</li>" for p in problems) + "</ul>")
@@ -386,7 +387,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     return dest
 
 
-def _product_sections(records: list[dict], run_dir: Path, truth, problems: list[str]) -> list[str]:
+def _product_sections(records: list, run_dir: Path, truth, problems: list[str]) -> list[str]:
     """Alignment, sky matching and catalog: one that fails is named in ``problems``."""
     builders = (
         ("alignment section", lambda: _alignment_section(records, run_dir)),
