@@ -243,9 +243,9 @@ def test_dask_option_errors(sim, tmp_path, extra, message, monkeypatch):
 
 
 def test_cluster_option_values(sim, tmp_path):
-    from jwstrun.cli.run import _parse_cluster_option
+    from jwstrun.cli._run_options import parse_cluster_option
 
-    parsed = _parse_cluster_option(None, None, (
+    parsed = parse_cluster_option(None, None, (
         "queue=123", "processes=4", 'job-extra-directives=["--constraint=cpu"]', "account=ab12",
     ))
     assert parsed == {"queue": "123", "processes": 4, "account": "ab12",

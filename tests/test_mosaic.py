@@ -303,7 +303,7 @@ def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_pa
 def test_max_mosaic_pixels_accepts_what_the_docs_write():
     import click
 
-    from jwstrun.cli.run import PixelCount
+    from jwstrun.cli._run_options import PixelCount
 
     pixels = PixelCount()
     assert pixels.convert("2e9", None, None) == 2_000_000_000

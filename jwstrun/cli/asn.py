@@ -208,9 +208,6 @@ def asn_command(
       jwstrun asn --check out/l3_asn.json --json
     """
     from .. import asn as asn_lib
-    from ..console import setup_logging
-
-    setup_logging((ctx.find_root().obj or {}).get("verbosity", 0))
 
     if show_path and check_path:
         raise click.UsageError("give either --show or --check, not both.")
