@@ -209,6 +209,21 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     assert counts == {"total": 2, "ok": 1, "skipped": 1, "failed": 0}
 
 
+def test_quiet_after_the_command_is_the_same_as_before_it(image2, sim):
+    """-q drops the plain progress lines (the summary on stdout stays), after the command too."""
+    runner = CliRunner()
+    base = ["image2", *map(str, sim.rate_files), "-o", str(image2["outdir"]), "--crds-env",
+            str(sim.env_file), "--no-progress"]
+    loud = runner.invoke(cli, base, catch_exceptions=False)
+    after = runner.invoke(cli, [*base, "-q"], catch_exceptions=False)
+    before = runner.invoke(cli, ["-q", *base], catch_exceptions=False)
+    assert loud.exit_code == after.exit_code == before.exit_code == 0, loud.output
+    assert "image2: 2 task(s), 0 to run, 2 up to date;" in loud.stderr
+    assert loud.stderr.count("(up to date)") == 2
+    assert after.stderr == before.stderr == ""
+    assert "2 task(s): 0 ok, 2 up to date (skipped), 0 failed" in after.stdout
+
+
 def test_rerun_trusts_unchanged_size_and_mtime_unless_checksum(image2, sim):
     """Resume reads no input whose size and mtime match the manifest (make/rsync's quick
     check); --checksum re-hashes and redoes an exposure edited behind that check's back."""
