@@ -305,7 +305,7 @@ def test_cli_background_pattern_is_expanded(data, tmp_path):
             "--json",
         )
         assert result.exit_code == 0, result.output
-        report = json.loads(result.output)
+        report = json.loads(result.stdout)
     finally:
         out.unlink(missing_ok=True)
     products = report["associations"][0]["products"]
@@ -417,7 +417,7 @@ def test_level3_mixed_filters_refused_with_advice(data, tmp_path):
         "asn", *cal, "-o", tmp_path / "l3.json", "--allow-mixed", "--allow-outside", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["associations"][0]["products"][0]["name"] == (
+    assert json.loads(result.stdout)["associations"][0]["products"][0]["name"] == (
         "jw01234-o001_t001_nircam_clear-f150w-f200w"
     )
 
@@ -554,7 +554,7 @@ def test_level_forced_and_detected(data, tmp_path, asn_log):
     result = run_cli("asn", *cal, "--level", "2", "-o", cal[0].parent / "forced_asn.json", "--json")
     try:
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["associations"][0]["asn_type"] == "image2"
+        assert json.loads(result.stdout)["associations"][0]["asn_type"] == "image2"
     finally:
         (cal[0].parent / "forced_asn.json").unlink(missing_ok=True)
 
@@ -778,10 +778,10 @@ def test_cli_show_and_check(good_l3, data):
     assert result.exit_code == 0, result.output
     assert "image3, Level 3" in result.output and result.output.count("science") == 3
     result = run_cli("asn", "--show", good_l3, "--json")
-    assert json.loads(result.output) == json.loads(good_l3.read_text())
+    assert json.loads(result.stdout) == json.loads(good_l3.read_text())
     result = run_cli("asn", "--check", good_l3, "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["ok"] is True and report["problems"] == [] and report["level"] == 3
     assert {m["filter"] for m in report["products"][0]["members"]} == {"F200W"}
     result = run_cli("asn", "--check", good_l3)

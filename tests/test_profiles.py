@@ -743,7 +743,7 @@ def test_strun_resolves_the_exported_parameters(tmp_path):
 def test_cli_list_json():
     result = CliRunner().invoke(cli, ["profiles", "list", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert [d["name"] for d in data][:1] == ["default"]
     assert all(d["description"] for d in data)
 
@@ -761,7 +761,7 @@ def test_cli_show_text_and_json():
          "--set", "steps.tweakreg.brightest=5"],
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)["pipelines"]["image3"]
+    data = json.loads(result.stdout)["pipelines"]["image3"]
     tweak = data["steps"]["tweakreg"]
     assert tweak["brightest"]["value"] == 5
     assert tweak["brightest"]["origin"]["kind"] == "set"

@@ -159,7 +159,7 @@ def test_cli_json(tmp_path):
         cli, ["simulate", str(tmp_path / "j"), "--subarray", "SUB160", "--dithers", "1", "--json"]
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert len(data["rate_files"]) == 1
     assert data["env"]["CRDS_PATH"].endswith("crds_cache")
 

@@ -671,7 +671,7 @@ def test_cli_validate_json(products, tmp_path):
     result = CliRunner().invoke(cli, ["validate", str(products["i2d"]),
                                       str(tmp_path / "empty_cal.fits"), "--json"])
     assert result.exit_code == 1
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert payload["n_files"] == 2 and payload["n_invalid"] == 1 and not payload["valid"]
     first, second = payload["files"]
     assert first["valid"] and first["product_type"] == "i2d" and first["findings"] == []
@@ -729,7 +729,7 @@ def test_cli_info_json_and_errors(products, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["info", str(products["i2d"]), "--json", "--pixel", "23.5", "19.5"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     ra, dec = payload["pixel_to_sky"]["sky"]
     assert abs(ra - 53.16) < 1e-6 and abs(dec + 27.78) < 1e-6  # the fixture WCS centre
     result = runner.invoke(cli, ["info", str(products["rate"]), "--pixel", "1", "2"])
@@ -827,7 +827,7 @@ def test_cli_info_several_files_json(products):
     result = CliRunner().invoke(cli, ["info", str(products["cal"]), str(products["calints"]),
                                       "--json"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert [f["product_type"] for f in payload["files"]] == ["cal", "calints"]
     extensions = {name: shape for name, shape, _ in payload["files"][1]["extensions"]}
     assert extensions["SCI"] == [NINTS, *SHAPE] and extensions["INT_TIMES"] == [NINTS]

@@ -219,41 +219,9 @@ def asn_command(
                 "build options."
             )
         if show_path:
-            asn = asn_lib.load_association(
-                show_path, allow_outside=allow_outside, check_members_exist=False
-            )
-            if as_json:
-                click.echo(json.dumps(asn.data, indent=2))
-            else:
-                _render_products(
-                    asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
-                )
-            return
-        report = asn_lib.check_association(check_path, allow_outside=allow_outside)
-        if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            _show(show_path, allow_outside, as_json)
         else:
-            details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
-            _render_products(
-                report.association.data["products"],
-                title=f"{report.association.path} ({report.association.asn_type})",
-                details=details,
-            )
-            from ..console import get_console
-
-            console = get_console()
-            if report.ok:
-                console.print(
-                    f"OK: {report.association.path} is a valid Level-{report.association.level} association."
-                )
-            else:
-                for problem in report.problems:
-                    click.secho(f"Problem: {problem}", err=True, fg="red")
-        if not report.ok:
-            click.secho(
-                f"Error: {check_path}: {len(report.problems)} problem(s) found.", err=True, fg="red"
-            )
-            ctx.exit(1)
+            _check(ctx, check_path, allow_outside, as_json)
         return
 
     if not files:
@@ -277,6 +245,52 @@ def asn_command(
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _render_build(result)
+
+
+def _show(show_path: str, allow_outside: bool, as_json: bool) -> None:
+    """``jwstrun asn --show``: the products and members of an association."""
+    from .. import asn as asn_lib
+
+    asn = asn_lib.load_association(
+        show_path, allow_outside=allow_outside, check_members_exist=False
+    )
+    if as_json:
+        click.echo(json.dumps(asn.data, indent=2))
+    else:
+        _render_products(
+            asn.data["products"], title=f"{asn.path} ({asn.asn_type}, Level {asn.level})"
+        )
+
+
+def _check(ctx: click.Context, check_path: str, allow_outside: bool, as_json: bool) -> None:
+    """``jwstrun asn --check``: the problems found, exit code 1 when there is any."""
+    from .. import asn as asn_lib
+
+    report = asn_lib.check_association(check_path, allow_outside=allow_outside)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        details = {m["expname"]: m for p in report.to_dict()["products"] for m in p["members"]}
+        _render_products(
+            report.association.data["products"],
+            title=f"{report.association.path} ({report.association.asn_type})",
+            details=details,
+        )
+        from ..console import get_console
+
+        console = get_console()
+        if report.ok:
+            console.print(
+                f"OK: {report.association.path} is a valid Level-{report.association.level} association."
+            )
+        else:
+            for problem in report.problems:
+                click.secho(f"Problem: {problem}", err=True, fg="red")
+    if not report.ok:
+        click.secho(
+            f"Error: {check_path}: {len(report.problems)} problem(s) found.", err=True, fg="red"
+        )
+        ctx.exit(1)
 
 
 def register(group: click.Group) -> None:
