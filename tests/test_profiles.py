@@ -784,7 +784,10 @@ def test_cli_check_reports_and_fails(tmp_path):
 def test_cli_show_unknown_profile_is_one_line_error():
     result = CliRunner().invoke(cli, ["profiles", "show", "crowdd"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: unknown profile 'crowdd'; did you mean 'crowded'?")
+    assert result.stderr == (
+        "Error: unknown profile 'crowdd'; did you mean 'crowded'? Valid: default, crowded, deep, "
+        "fast. (a file path must end in .yaml or contain a '/')\n"
+    )
     assert "Traceback" not in result.output
 
 
