@@ -143,7 +143,7 @@ def by_filter(paths, filt):
 
 
 def run_cli(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result
 
 

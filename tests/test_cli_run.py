@@ -144,7 +144,7 @@ def test_manifest_records_the_whole_command_line(image2):
     assert {"--jobs", "2", "--crds-env", "--no-progress", "--output-dir"} <= set(words)
     assert [str(p) for p in image2["inputs"]] == words[-len(image2["inputs"]):]
     good = [w for w in words[1:] if "_00009_" not in w]  # without the broken exposure
-    again = CliRunner().invoke(cli, [*good, "--offline", "--json"])
+    again = CliRunner().invoke(cli, [*good, "--offline", "--json"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["counts"]["skipped"] == 2
 
@@ -194,7 +194,7 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     good = [str(p) for p in sim.rate_files]
     base = ["image2", *good, "-o", str(outdir), "--crds-env", str(sim.env_file),
             "--no-progress", "--json"]
-    first = runner.invoke(cli, base)
+    first = runner.invoke(cli, base, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
     assert summary["counts"] == {"total": 2, "ok": 0, "skipped": 2, "failed": 0}
@@ -203,7 +203,7 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     task_id = next(k for k in manifest["tasks"] if sim.rate_files[0].name[:25] in k)
     manifest["tasks"][task_id]["fingerprint"] = "0" * 64
     (outdir / "jwstrun-manifest.json").write_text(json.dumps(manifest))
-    second = runner.invoke(cli, [*base, "-j", "1"])
+    second = runner.invoke(cli, [*base, "-j", "1"], catch_exceptions=False)
     assert second.exit_code == 0, second.output
     counts = json.loads(second.stdout)["counts"]
     assert counts == {"total": 2, "ok": 1, "skipped": 1, "failed": 0}
@@ -240,10 +240,10 @@ def test_rerun_trusts_unchanged_size_and_mtime_unless_checksum(image2, sim):
     try:
         path.write_bytes(edited)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
-        quick = runner.invoke(cli, base)
+        quick = runner.invoke(cli, base, catch_exceptions=False)
         assert quick.exit_code == 0, quick.output
         assert json.loads(quick.stdout)["counts"]["skipped"] == 2
-        checked = runner.invoke(cli, [*base, "--checksum"])
+        checked = runner.invoke(cli, [*base, "--checksum"], catch_exceptions=False)
         assert checked.exit_code == 0, checked.output
         assert json.loads(checked.stdout)["counts"] == {"total": 2, "ok": 1, "skipped": 1,
                                                         "failed": 0}
@@ -328,6 +328,7 @@ def test_image3_on_cal_files(image2, sim):
               "--crds-env", str(sim.env_file), "--no-progress", "--json",
               # a SUB320 field has too few stars for tweakreg's 15 matches
               "--set", "steps.tweakreg.skip=true"],
+              catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -368,7 +369,8 @@ def test_kill_minus_9_leaves_no_half_product(sim, tmp_path):
 
 @pytest.mark.slow
 def test_demo_passes_its_science_checks(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--no-progress", "--json"])
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--no-progress", "--json"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and len(report["checks"]) == 4

@@ -85,7 +85,7 @@ def dask_run(sim, cluster, tmp_path_factory):
     args = ["image2", *map(str, sim.rate_files), "-o", str(outdir), "--crds-env",
             str(sim.env_file), "--scheduler", cluster[0].scheduler_address, "--json",
             "--no-progress"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     return outdir, summary

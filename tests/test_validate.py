@@ -654,7 +654,8 @@ def test_catalog_failures(tmp_path):
 
 def test_cli_validate_exit_codes_and_table(products, cal, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["validate", str(products["cal"]), str(REAL_I2D[0])])
+    result = runner.invoke(cli, ["validate", str(products["cal"]), str(REAL_I2D[0])],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "2 files: 2 valid, 0 invalid, 0 warnings." in result.output
     bad = _set_status(cal, tmp_path / "skip_cal.fits", S_PHOTOM="SKIPPED")
@@ -662,7 +663,7 @@ def test_cli_validate_exit_codes_and_table(products, cal, tmp_path):
     assert result.exit_code == 1
     assert "INVALID (1 error)" in result.output
     assert "S_PHOTOM is SKIPPED" in result.output
-    result = runner.invoke(cli, ["validate", str(bad), "--skip", "photom"])
+    result = runner.invoke(cli, ["validate", str(bad), "--skip", "photom"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
 
@@ -730,7 +731,8 @@ def test_info_pixel_and_sky_agree_with_the_fits_wcs_of_a_real_file():
 
 def test_cli_info_json_and_errors(products, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli, ["info", str(products["i2d"]), "--json", "--pixel", "23.5", "19.5"])
+    result = runner.invoke(cli, ["info", str(products["i2d"]), "--json", "--pixel", "23.5", "19.5"],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     ra, dec = payload["pixel_to_sky"]["sky"]
@@ -742,7 +744,7 @@ def test_cli_info_json_and_errors(products, tmp_path):
     result = runner.invoke(cli, ["info", str(tmp_path / "junk_cal.fits")])
     assert result.exit_code == 1
     assert f"Error: {tmp_path / 'junk_cal.fits'}: is not a FITS file" in result.output
-    result = runner.invoke(cli, ["info", str(products["cat"])])
+    result = runner.invoke(cli, ["info", str(products["cat"])], catch_exceptions=False)
     assert result.exit_code == 0 and "sources" in result.output
 
 
@@ -828,7 +830,7 @@ def test_info_on_a_jwst_cal(pipeline_products):
 
 def test_cli_info_several_files_json(products):
     result = CliRunner().invoke(cli, ["info", str(products["cal"]), str(products["calints"]),
-                                      "--json"])
+                                      "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert [f["product_type"] for f in payload["files"]] == ["cal", "calints"]
