@@ -5,6 +5,11 @@ result.  They must not import jwst, crds or astropy at import time so that
 ``jwstrun --help`` stays fast.  Library errors (:class:`jwstrun.errors.JwstrunError`)
 become ``Error: ...`` with a non-zero exit code; a traceback is shown only with
 ``--debug``.
+
+The wiring every command shares lives here, once: the group callback sets up logging
+(``-v`` debug, ``-q`` warnings only), and ``--debug``, ``-v`` and ``-q`` are accepted
+before or after any command (:func:`jwstrun.cli.options.add_output_options`). A command
+module listed in ``_COMMAND_MODULES`` that cannot be imported is an error at import.
 """
 
 from __future__ import annotations
