@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -91,6 +90,8 @@ def _lock(outdir, **info):
 def test_lock_held_elsewhere_is_never_taken_over(sim, tmp_path):
     """A live holder on this host, or a holder on another host with a recent heartbeat,
     refuses the run before anything is written."""
+    import re
+
     for info in ({}, {"host": "node042.cluster", "pid": 1}):
         outdir = tmp_path / "out"
         _lock(outdir, **info)
