@@ -40,6 +40,23 @@ def is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream of
+    the first command: Click's test runner and notebooks swap ``sys.stderr`` between
+    commands run in one process (like logging's own last-resort handler)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Route jwstrun's library logs to stderr: -q warnings only, default info, -v debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
@@ -53,7 +70,7 @@ def setup_logging(verbosity: int = 0) -> None:
                 console=get_err_console(), show_path=False, show_time=False
             )
         else:
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _CurrentStderrHandler()
             handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         handler._jwstrun = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

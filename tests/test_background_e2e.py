@@ -34,7 +34,7 @@ def l2_asn(sim):
     path = sim.outdir / "l2_asn.json"
     result = CliRunner().invoke(cli, [
         "asn", *map(str, sim.rate_files), "-b", str(sim.background_files[0]), "-o", str(path),
-    ])
+    ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path
 
@@ -101,7 +101,8 @@ def test_background_step_complete_and_subtracted(run, sim):
 def test_validate_with_background_passes(run):
     outdir = run["outdir"]
     files = sorted(str(p) for p in outdir.glob("*.fits"))
-    result = CliRunner().invoke(cli, ["validate", *files, "--background", "--json"])
+    result = CliRunner().invoke(cli, ["validate", *files, "--background", "--json"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     reports = data["files"] if isinstance(data, dict) and "files" in data else data

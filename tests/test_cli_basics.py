@@ -41,7 +41,7 @@ def _timed(cmd):
 
 
 def test_version_names_the_pipeline_stack():
-    result = CliRunner().invoke(cli, ["--version"])
+    result = CliRunner().invoke(cli, ["--version"], catch_exceptions=False)
     assert result.exit_code == 0
     for name in ("jwstrun", "jwst", "stpipe", "crds"):
         assert any(line.startswith(name + " ") for line in result.output.splitlines()), name
@@ -95,3 +95,64 @@ def test_unknown_file_is_one_clear_line():
     assert result.exit_code != 0
     assert "Traceback" not in result.output
     assert "/nonexistent/x_cal.fits" in result.output
+
+
+# --- the wiring every command shares: -v/-q/--debug anywhere, commands that must exist --------
+UNKNOWN_STEP = (
+    "unknown pipeline step 'nosuch': give a step name such as tweakreg, skymatch, "
+    "outlier_detection, bkg_subtract, or a status keyword such as S_TWKREG."
+)
+
+
+def test_verbose_after_the_command_is_the_same_as_before_it():
+    missing = "/nonexistent/x_cal.fits"
+    debug_line = f"DEBUG validated {missing} in "
+    plain = CliRunner().invoke(cli, ["validate", missing])
+    after = CliRunner().invoke(cli, ["validate", missing, "-v"])
+    before = CliRunner().invoke(cli, ["-v", "validate", missing])
+    assert plain.exit_code == after.exit_code == before.exit_code == 1
+    assert debug_line not in plain.stderr
+    for result in (after, before):
+        assert result.stderr.startswith(debug_line), result.stderr
+        assert result.stdout == plain.stdout
+
+
+def test_debug_after_the_command_shows_the_traceback():
+    base = [sys.executable, "-m", "jwstrun", "validate", "/nonexistent/x_cal.fits",
+            "--skip", "nosuch"]
+    plain = subprocess.run(base, capture_output=True, text=True)
+    assert plain.returncode == 1
+    assert plain.stderr == f"Error: {UNKNOWN_STEP}\n"
+    debug = subprocess.run([*base, "--debug"], capture_output=True, text=True)
+    assert debug.returncode == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):"), debug.stderr
+    assert debug.stderr.rstrip().endswith(f"jwstrun.errors.InputError: {UNKNOWN_STEP}")
+
+
+def test_every_command_accepts_debug_verbose_and_quiet_after_it():
+    from jwstrun.cli.docs import iter_commands
+
+    for path, command in iter_commands():
+        opts = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        assert {"--debug", "-v", "--verbose", "-q", "--quiet"} <= opts, " ".join(path)
+
+
+def test_a_missing_command_module_is_an_error():
+    import click
+    import pytest
+
+    from jwstrun.cli import _register_commands
+
+    with pytest.raises(ImportError) as missing:
+        _register_commands(click.Group(), ("nosuch",))
+    assert str(missing.value) == (
+        "jwstrun command module jwstrun.cli.nosuch is listed in jwstrun.cli but cannot be "
+        "found: the installation is incomplete. Reinstall jwstrun "
+        "(pip install --force-reinstall jwstrun)."
+    )
+    with pytest.raises(ImportError) as no_register:
+        _register_commands(click.Group(), ("options",))  # a module, but not a command module
+    assert str(no_register.value) == (
+        "jwstrun command module jwstrun.cli.options has no register(group) function, so its "
+        "commands cannot be added to jwstrun."
+    )

@@ -200,7 +200,7 @@ def test_manifest_records_the_whole_command_line(image2):
     assert {"--jobs", "2", "--crds-env", "--no-progress", "--output-dir"} <= set(words)
     assert [str(p) for p in image2["inputs"]] == words[-len(image2["inputs"]):]
     good = [w for w in words[1:] if "_00009_" not in w]  # without the broken exposure
-    again = CliRunner().invoke(cli, [*good, "--offline", "--json"])
+    again = CliRunner().invoke(cli, [*good, "--offline", "--json"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["counts"]["skipped"] == 2
 
@@ -250,7 +250,7 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     good = [str(p) for p in sim.rate_files]
     base = ["image2", *good, "-o", str(outdir), "--crds-env", str(sim.env_file),
             "--no-progress", "--json"]
-    first = runner.invoke(cli, base)
+    first = runner.invoke(cli, base, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
     assert summary["counts"] == {"total": 2, "ok": 0, "skipped": 2, "failed": 0}
@@ -259,10 +259,25 @@ def test_rerun_skips_up_to_date_and_redoes_changed(image2, sim):
     task_id = next(k for k in manifest["tasks"] if sim.rate_files[0].name[:25] in k)
     manifest["tasks"][task_id]["fingerprint"] = "0" * 64
     (outdir / "jwstrun-manifest.json").write_text(json.dumps(manifest))
-    second = runner.invoke(cli, [*base, "-j", "1"])
+    second = runner.invoke(cli, [*base, "-j", "1"], catch_exceptions=False)
     assert second.exit_code == 0, second.output
     counts = json.loads(second.stdout)["counts"]
     assert counts == {"total": 2, "ok": 1, "skipped": 1, "failed": 0}
+
+
+def test_quiet_after_the_command_is_the_same_as_before_it(image2, sim):
+    """-q drops the plain progress lines (the summary on stdout stays), after the command too."""
+    runner = CliRunner()
+    base = ["image2", *map(str, sim.rate_files), "-o", str(image2["outdir"]), "--crds-env",
+            str(sim.env_file), "--no-progress"]
+    loud = runner.invoke(cli, base, catch_exceptions=False)
+    after = runner.invoke(cli, [*base, "-q"], catch_exceptions=False)
+    before = runner.invoke(cli, ["-q", *base], catch_exceptions=False)
+    assert loud.exit_code == after.exit_code == before.exit_code == 0, loud.output
+    assert "image2: 2 task(s), 0 to run, 2 up to date;" in loud.stderr
+    assert loud.stderr.count("(up to date)") == 2
+    assert after.stderr == before.stderr == ""
+    assert "2 task(s): 0 ok, 2 up to date (skipped), 0 failed" in after.stdout
 
 
 def test_rerun_trusts_unchanged_size_and_mtime_unless_checksum(image2, sim):
@@ -281,10 +296,10 @@ def test_rerun_trusts_unchanged_size_and_mtime_unless_checksum(image2, sim):
     try:
         path.write_bytes(edited)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
-        quick = runner.invoke(cli, base)
+        quick = runner.invoke(cli, base, catch_exceptions=False)
         assert quick.exit_code == 0, quick.output
         assert json.loads(quick.stdout)["counts"]["skipped"] == 2
-        checked = runner.invoke(cli, [*base, "--checksum"])
+        checked = runner.invoke(cli, [*base, "--checksum"], catch_exceptions=False)
         assert checked.exit_code == 0, checked.output
         assert json.loads(checked.stdout)["counts"] == {"total": 2, "ok": 1, "skipped": 1,
                                                         "failed": 0}
@@ -315,26 +330,51 @@ def test_wrong_stage_inputs_are_refused_before_anything_runs(image2, sim, tmp_pa
     assert not out.exists()
 
 
+def test_missing_inputs_are_one_exact_line(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "never"
+    for command in ("image2", "image3"):
+        missing = tmp_path / f"nope_{command}.fits"
+        result = runner.invoke(cli, [command, str(missing), "-o", str(out)])
+        assert result.exit_code == 1
+        assert result.output == (
+            f"Error: {missing}: file not found. Check the path or the glob pattern.\n"
+        )
+        pattern = str(tmp_path / "nothing*_rate.fits")
+        result = runner.invoke(cli, [command, pattern, "-o", str(out)])
+        assert result.exit_code == 1
+        assert result.output == f"Error: {pattern}: no files match this pattern. Check the path.\n"
+    assert not out.exists()
+
+
 def test_unwritable_outdir_is_refused_before_work(sim, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(blocker / "out")])
     assert result.exit_code == 1
-    assert "cannot create the output directory" in result.output
-    assert "Traceback" not in result.output
+    assert result.output == (
+        f"Error: {blocker / 'out'}: cannot create the output directory (Not a directory). "
+        "Choose a directory you can write to with -o.\n"
+    )
 
 
 def test_second_concurrent_run_is_refused(image2, sim):
     from jwstrun.locking import OutdirLock
 
-    with OutdirLock(image2["outdir"], command="jwstrun image2 (test holder)"):
+    from jwstrun.locking import read_lock
+
+    with OutdirLock(image2["outdir"], command="jwstrun image2 (test holder)") as lock:
         result = CliRunner().invoke(
             cli, ["image2", str(sim.rate_files[0]), "-o", str(image2["outdir"]),
                   "--crds-env", str(sim.env_file)],
         )
+        holder = read_lock(lock.path)
     assert result.exit_code == 1
-    assert "is in use by another jwstrun run" in result.output
-    assert "jwstrun image2 (test holder)" in result.output
+    assert result.output == (
+        f"Error: {image2['outdir']} is in use by another jwstrun run (pid {holder['pid']} on "
+        f"{holder['host']}, started {holder['started']}: jwstrun image2 (test holder)). Wait for "
+        f"it to finish or use another -o OUTDIR. If that run is dead, delete {lock.path}.\n"
+    )
 
 
 def test_image3_on_cal_files(image2, sim):
@@ -344,6 +384,7 @@ def test_image3_on_cal_files(image2, sim):
               "--crds-env", str(sim.env_file), "--no-progress", "--json",
               # a SUB320 field has too few stars for tweakreg's 15 matches
               "--set", "steps.tweakreg.skip=true"],
+              catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -384,7 +425,8 @@ def test_kill_minus_9_leaves_no_half_product(sim, tmp_path):
 
 @pytest.mark.slow
 def test_demo_passes_its_science_checks(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--no-progress", "--json"])
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--no-progress", "--json"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and len(report["checks"]) == 4

@@ -85,7 +85,7 @@ def dask_run(sim, cluster, tmp_path_factory):
     args = ["image2", *map(str, sim.rate_files), "-o", str(outdir), "--crds-env",
             str(sim.env_file), "--scheduler", cluster[0].scheduler_address, "--json",
             "--no-progress"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     return outdir, summary
@@ -243,9 +243,9 @@ def test_dask_option_errors(sim, tmp_path, extra, message, monkeypatch):
 
 
 def test_cluster_option_values(sim, tmp_path):
-    from jwstrun.cli.run import _parse_cluster_option
+    from jwstrun.cli._run_options import parse_cluster_option
 
-    parsed = _parse_cluster_option(None, None, (
+    parsed = parse_cluster_option(None, None, (
         "queue=123", "processes=4", 'job-extra-directives=["--constraint=cpu"]', "account=ab12",
     ))
     assert parsed == {"queue": "123", "processes": 4, "account": "ab12",

@@ -43,7 +43,7 @@ def cal_asn(sim, tmp_path_factory):
     result = CliRunner().invoke(cli, [
         "image2", *map(str, sim.rate_files), "-o", str(caldir), "-j", "2",
         "--crds-env", str(sim.env_file), "--no-progress",
-    ])
+    ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     cal_files = sorted(caldir.glob("*_cal.fits"))
     assert len(cal_files) == 4

@@ -42,10 +42,12 @@ def run(tmp_path_factory):
     out = root / "out"
     runner = CliRunner()
     common = ["-o", str(out), "--crds-env", str(sim.env_file), "--no-progress"]
-    image2 = runner.invoke(cli, ["image2", *map(str, sim.rate_files), "-j", "2", "--report", *common])
+    image2 = runner.invoke(cli, ["image2", *map(str, sim.rate_files), "-j", "2", "--report", *common],
+                           catch_exceptions=False)
     assert image2.exit_code == 0, image2.output
     cals = sorted(out.glob("*_cal.fits"))
-    image3 = runner.invoke(cli, ["image3", *map(str, cals), *common, "--json"])
+    image3 = runner.invoke(cli, ["image3", *map(str, cals), *common, "--json"],
+                           catch_exceptions=False)
     assert image3.exit_code == 0, image3.output
     summary = json.loads(image3.stdout)
     (task,) = summary["tasks"]
@@ -311,7 +313,7 @@ def test_no_report_run_draws_no_previews_and_a_later_report_does(run, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, [
         "image2", str(run["sim"].rate_files[0]), "-o", str(out), "--crds-env",
-        str(run["sim"].env_file), "--no-progress", "--no-report"])
+        str(run["sim"].env_file), "--no-progress", "--no-report"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert not (out / "jwstrun-report.html").exists() and not (out / "previews").exists()
     (record,) = json.loads((out / "jwstrun-manifest.json").read_text())["tasks"].values()
@@ -444,7 +446,8 @@ def test_no_report_option(run):
     try:
         result = CliRunner().invoke(cli, [
             "image3", *map(str, run["cals"]), "-o", str(run["out"]),
-            "--crds-env", str(run["sim"].env_file), "--no-progress", "--no-report"])
+            "--crds-env", str(run["sim"].env_file), "--no-progress", "--no-report",
+        ], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert not report.exists()
     finally:
@@ -530,7 +533,8 @@ def test_skymatch_levels_match_the_injected_sky(run):
 def test_preview_i2d_with_catalog_and_maps(run, tmp_path):
     from astropy.table import Table
 
-    result = CliRunner().invoke(cli, ["preview", str(run["i2d"]), "-o", str(tmp_path), "--json"])
+    result = CliRunner().invoke(cli, ["preview", str(run["i2d"]), "-o", str(tmp_path), "--json"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     stem = run["i2d"].name.removesuffix(".fits")
@@ -548,7 +552,7 @@ def test_preview_dq_counts_match_the_dq_array(run, tmp_path):
 
     crf = run["crfs"][0]
     result = CliRunner().invoke(cli, ["preview", str(crf), "-o", str(tmp_path), "--dq", "--json",
-                                      "--stretch", "zscale"])
+                                      "--stretch", "zscale"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (preview,) = json.loads(result.stdout)["previews"]
     dq = fits.getdata(crf, "DQ").astype(np.uint32)
@@ -559,7 +563,7 @@ def test_preview_dq_counts_match_the_dq_array(run, tmp_path):
     assert expected["DO_NOT_USE"] > 0  # the simulated detector has bad pixels
     # the overlay is drawn: the DQ preview differs from the plain one
     plain = CliRunner().invoke(cli, ["preview", str(crf), "-o", str(tmp_path / "plain"),
-                                     "--stretch", "zscale"])
+                                     "--stretch", "zscale"], catch_exceptions=False)
     assert plain.exit_code == 0
     name = crf.name.replace(".fits", ".png")
     assert (tmp_path / name).read_bytes() != (tmp_path / "plain" / name).read_bytes()
@@ -606,10 +610,11 @@ def rateints(run, tmp_path_factory):
 
 def test_preview_rateints_integration(rateints, tmp_path):
     runner = CliRunner()
-    first = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path), "--json"])
+    first = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path), "--json"],
+                          catch_exceptions=False)
     assert first.exit_code == 0, first.output
     second = runner.invoke(cli, ["preview", str(rateints), "-o", str(tmp_path), "--json",
-                                 "--integration", "3", "--dq"])
+                                 "--integration", "3", "--dq"], catch_exceptions=False)
     assert second.exit_code == 0, second.output
     one, three = (json.loads(r.stdout)["previews"][0] for r in (first, second))
     stem = rateints.name.removesuffix(".fits")
@@ -708,7 +713,7 @@ def test_view_check_loads_the_i2d_in_ginga(run):
     from astropy.wcs import WCS
 
     result = CliRunner().invoke(cli, ["view", str(run["i2d"]), "--with", "ginga", "--check",
-                                      "--json"])
+                                      "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     header = fits.getheader(run["i2d"], "SCI")

@@ -113,7 +113,7 @@ def caldir(sim, tmp_path_factory):
         "image2", *map(str, rates), str(stray_rate), "-o", str(caldir), "-j", "2",
         "--crds-env", str(sim.env_file), "--no-progress",
         "--set", "steps.resample.skip=true",
-    ])
+    ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert len(list(caldir.glob("*_cal.fits"))) == 5
     return caldir
@@ -286,7 +286,7 @@ def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_pa
     result = CliRunner().invoke(cli, [
         "image3", *map(str, asns), "-o", str(out), "-j", "2", "--max-memory", str(2 * share),
         "--crds-env", str(sim.env_file), "--no-progress", "--no-report", "--json",
-    ])
+    ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     tasks = json.loads(result.stdout)["tasks"]
     assert len(tasks) == 2
@@ -303,7 +303,7 @@ def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_pa
 def test_max_mosaic_pixels_accepts_what_the_docs_write():
     import click
 
-    from jwstrun.cli.run import PixelCount
+    from jwstrun.cli._run_options import PixelCount
 
     pixels = PixelCount()
     assert pixels.convert("2e9", None, None) == 2_000_000_000
@@ -335,7 +335,7 @@ def test_up_to_date_product_is_not_refused_on_a_tighter_rerun(sim, good_asn, def
     products = {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")}
     args = ["image3", str(good_asn), "-o", str(out), "-j", "1", "--crds-env", str(sim.env_file),
             "--no-progress", "--no-report", "--max-memory", "1MB"]
-    again = CliRunner().invoke(cli, [*args, "--json"])
+    again = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["counts"]["skipped"] == 1
     forced = CliRunner().invoke(cli, [*args, "--force"])

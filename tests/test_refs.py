@@ -407,7 +407,7 @@ def test_two_contexts_select_different_references(tmp_path, exposures):
 
     def flat_of(*args, env=None):
         result = runner.invoke(cli, ["refs", "bestrefs", exposure, "--crds-path", str(root),
-                                     "--json", *args], env=env)
+                                     "--json", *args], env=env, catch_exceptions=False)
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         return data["context"], data["groups"][0]["references"]["flat"]
@@ -490,11 +490,11 @@ def test_prefetch_cli_reports_counts(mirror, exposures, tmp_path):
     local = tmp_path / "cli_cache"
     runner = CliRunner()
     args = ["refs", "prefetch", *map(str, exposures), "--crds-path", str(local)]
-    first = runner.invoke(cli, args + ["--json"], env=mirror)
+    first = runner.invoke(cli, args + ["--json"], env=mirror, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)
     assert data["fetched"]["files"] == 16 and data["present"]["files"] == 0
-    second = runner.invoke(cli, args, env=mirror)
+    second = runner.invoke(cli, args, env=mirror, catch_exceptions=False)
     assert second.exit_code == 0, second.output
     assert "fetched:         0 files, 0 B" in second.output
     assert "already present: 16 files" in second.output
@@ -505,7 +505,8 @@ def test_prefetch_cli_reports_counts(mirror, exposures, tmp_path):
 
 def test_doctor_reports_coverage_and_advice(cache, exposures):
     runner = CliRunner()
-    ok = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--crds-path", str(cache), "--json"])
+    ok = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--crds-path", str(cache), "--json"],
+                       catch_exceptions=False)
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)
     assert data["ok"] and data["context"] == "jwst_0001.pmap" and data["serverless"]
@@ -545,7 +546,7 @@ def test_storage_kind_from_mounts(tmp_path):
 def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["refs", "bestrefs", str(exposures[0].parent / "*_rate.fits"),
-                                 "--crds-path", str(cache)])
+                                 "--crds-path", str(cache)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "6 exposure(s) in 3 group(s), 3 CRDS lookup(s)" in " ".join(result.output.split())
     assert "jwst_nircam_flat_0002.fits" in result.output

@@ -156,10 +156,11 @@ def test_cli_bad_names_list_valid_ones(tmp_path, args, message):
 
 def test_cli_json(tmp_path):
     result = CliRunner().invoke(
-        cli, ["simulate", str(tmp_path / "j"), "--subarray", "SUB160", "--dithers", "1", "--json"]
+        cli, ["simulate", str(tmp_path / "j"), "--subarray", "SUB160", "--dithers", "1", "--json"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert len(data["rate_files"]) == 1
     assert data["env"]["CRDS_PATH"].endswith("crds_cache")
 

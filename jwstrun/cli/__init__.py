@@ -5,6 +5,11 @@ result.  They must not import jwst, crds or astropy at import time so that
 ``jwstrun --help`` stays fast.  Library errors (:class:`jwstrun.errors.JwstrunError`)
 become ``Error: ...`` with a non-zero exit code; a traceback is shown only with
 ``--debug``.
+
+The wiring every command shares lives here, once: the group callback sets up logging
+(``-v`` debug, ``-q`` warnings only), and ``--debug``, ``-v`` and ``-q`` are accepted
+before or after any command (:func:`jwstrun.cli.options.add_output_options`). A command
+module listed in ``_COMMAND_MODULES`` that cannot be imported is an error at import.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from importlib import metadata
 import click
 
 from .._version import __version__
+from ..console import setup_logging
 from ..errors import JwstrunError
+from .options import add_output_options, output_options
 
 __all__ = ["main", "cli"]
 
 # Command modules under jwstrun.cli; each exposes ``register(group)``.
-_COMMAND_MODULES = [
+_COMMAND_MODULES = (
     "simulate",
     "asn",
     "validate",
@@ -33,7 +40,7 @@ _COMMAND_MODULES = [
     "run",
     "profiles",
     "look",
-]
+)
 
 
 def _dist_version(name: str) -> str:
@@ -124,11 +131,9 @@ class JwstrunGroup(click.Group):
     callback=_print_version,
     help="Show jwstrun, jwst, stpipe and crds versions and exit.",
 )
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@output_options
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Reduce JWST imaging with the official calwebb_image2/image3 pipelines.
 
     \b
@@ -140,20 +145,40 @@ def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
       jwstrun validate out/*_i2d.fits
       jwstrun demo                          # all of the above, offline, in ~1 minute
     """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    ctx.obj["verbosity"] = -1 if quiet else verbose
+    # --debug, -v and -q are recorded in ctx.obj by their option callback (cli.options);
+    # logging is set up here, once, for every command.
+    state = ctx.ensure_object(dict)
+    setup_logging(state.get("verbosity", 0))
 
 
-def _register_commands(group: click.Group) -> None:
-    for name in _COMMAND_MODULES:
+def _register_commands(group: click.Group, names=_COMMAND_MODULES) -> None:
+    """Import each command module ``jwstrun.cli.NAME`` and call its ``register(group)``;
+    then accept --debug, -v and -q after every command.
+
+    A listed module that is missing or has no ``register`` is an installation error,
+    raised here (at import), never a command silently absent from ``jwstrun --help``.
+    """
+    for name in names:
+        module_name = f"{__name__}.{name}"
         try:
-            module = importlib.import_module(f"{__name__}.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # command family not built yet
-            raise
-        module.register(group)
+            if exc.name != module_name:
+                raise  # a module the command needs is missing: its own error says which
+            raise ImportError(
+                f"jwstrun command module {module_name} is listed in jwstrun.cli but cannot be "
+                "found: the installation is incomplete. Reinstall jwstrun "
+                "(pip install --force-reinstall jwstrun)."
+            ) from exc
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ImportError(
+                f"jwstrun command module {module_name} has no register(group) function, so "
+                "its commands cannot be added to jwstrun."
+            )
+        register(group)
+    for command in group.commands.values():
+        add_output_options(command)
 
 
 _register_commands(cli)

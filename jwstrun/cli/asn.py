@@ -263,9 +263,6 @@ def asn_command(
       jwstrun asn --check out/l3_asn.json --json
     """
     from ..asn import make_associations
-    from ..console import setup_logging
-
-    setup_logging((ctx.find_root().obj or {}).get("verbosity", 0))
 
     if show_path and check_path:
         raise click.UsageError("give either --show or --check, not both.")
@@ -303,6 +300,8 @@ def asn_command(
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _render_build(result)
+
+
 
 
 def register(group: click.Group) -> None:

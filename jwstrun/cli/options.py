@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["crds_path_option", "crds_context_option", "json_option", "debug_enabled"]
+__all__ = [
+    "crds_path_option",
+    "crds_context_option",
+    "json_option",
+    "output_options",
+    "add_output_options",
+]
 
 
 def crds_path_option(func):
@@ -37,10 +43,63 @@ def json_option(func):
     )
 
 
-def debug_enabled(ctx: click.Context) -> bool:
-    """True when the top-level ``--debug`` flag was given."""
+# --- -v / -q / --debug: the group's options, also accepted after any command ---------
+
+#: (param name, flags, extra click.option settings, help)
+_OUTPUT_OPTIONS = (
+    ("debug", ("--debug",), {"is_flag": True}, "Show full tracebacks on errors."),
+    ("verbose", ("-v", "--verbose"), {"count": True}, "More log output (repeat for more)."),
+    ("quiet", ("-q", "--quiet"), {"is_flag": True}, "Only warnings and errors."),
+)
+
+
+def _record_output_option(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Keep -v/-q/--debug in the root context's ``obj``, wherever on the line they were given.
+
+    ``obj["debug"]`` and ``obj["verbosity"]`` (-1 quiet, 0 default, >0 verbose) are what
+    the group and the commands read. The group callback sets up logging once for every
+    command; a flag given after the command is parsed later, so it sets logging up again.
+    """
     root = ctx.find_root()
-    return bool(root.obj and root.obj.get("debug"))
+    state = root.ensure_object(dict)
+    if param.name == "verbose":
+        state["verbose"] = state.get("verbose", 0) + value
+    else:
+        state[param.name] = bool(state.get(param.name)) or value
+    state["verbosity"] = -1 if state.get("quiet") else state.get("verbose", 0)
+    if value and ctx is not root:  # after the command: the group callback has already run
+        from ..console import setup_logging
+
+        setup_logging(state["verbosity"])
+
+
+def output_options(func):
+    """``--debug``, ``-v/--verbose``, ``-q/--quiet`` (kept by :func:`_record_output_option`)."""
+    for name, flags, settings, text in reversed(_OUTPUT_OPTIONS):
+        func = click.option(
+            *flags, name, expose_value=False, callback=_record_output_option, help=text,
+            **settings,
+        )(func)
+    return func
+
+
+def add_output_options(command: click.Command) -> None:
+    """Accept ``--debug``, ``-v`` and ``-q`` after ``command`` and, for a group, after each of
+    its commands, with the same meaning as before the command (``jwstrun validate FILE -v``)."""
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    names = {param.name for param in command.params}
+    for name, flags, settings, text in _OUTPUT_OPTIONS:
+        if name in names or taken.intersection(flags):
+            raise RuntimeError(
+                f"command {command.name!r} defines its own {'/'.join(flags)}: it would "
+                "hide jwstrun's option of the same name; rename it."
+            )
+        command.params.append(
+            click.Option((*flags, name), expose_value=False, callback=_record_output_option,
+                         help=text, **settings)
+        )
+    for sub in getattr(command, "commands", {}).values():
+        add_output_options(sub)
 
 
 # --- step-parameter profiles (jwstrun.profiles) -----------------------------

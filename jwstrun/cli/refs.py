@@ -38,11 +38,7 @@ def _env_options(func):
 def _setup(crds_path, env_file, offline, crds_context):
     """Compute and apply the CRDS environment (before anything imports crds)."""
     from .. import refs
-    from ..console import setup_logging
 
-    ctx = click.get_current_context()
-    root = ctx.find_root()
-    setup_logging((root.obj or {}).get("verbosity", 0))
     env = refs.crds_environment(crds_path=crds_path, context=crds_context, env_file=env_file,
                                 offline=offline)
     refs.apply_crds_environment(env)

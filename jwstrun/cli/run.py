@@ -10,163 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
 
 import click
 
-from .options import (
-    crds_context_option,
-    crds_path_option,
-    json_option,
-    no_crds_steppars_option,
-    profile_option,
-    set_option,
-)
+from ._progress import RunProgress, cli_verbosity, live_wanted, progress_display
+from ._run_options import dask_options, memory_options, no_report_option, run_options
+from .options import json_option
 
 __all__ = ["register", "image2_command", "image3_command", "demo_command"]
-
-
-# --------------------------------------------------------------------------
-# Progress display
-# --------------------------------------------------------------------------
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class RunProgress:
-    """Turns runner events into a live rich display (terminal) or plain lines."""
-
-    def __init__(self, label: str, live: bool, verbosity: int = 0):
-        self.label = label
-        self.live_enabled = live
-        self.verbosity = verbosity
-        self.total = 0
-        self.to_run = 0
-        self.done = 0
-        self.ran = 0
-        self.failed = 0
-        self.skipped = 0
-        self.jobs = 0
-        self.started = time.monotonic()
-        self.first_start: float | None = None
-        self.workers: dict[int, dict] = {}
-        self.phase = "checking inputs, starting workers"
-        self._live = None
-
-    # rich calls this on every refresh
-    def __rich__(self):
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
-        elapsed = time.monotonic() - self.started
-        head = Text.assemble(
-            (f"{self.label} ", "bold"),
-            f"{self.done}/{self.total} tasks",
-            (f"  {self.failed} failed" if self.failed else "", "red"),
-            (f"  {self.skipped} up to date" if self.skipped else "", "dim"),
-            f"  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(self.eta())}",
-        )
-        if self.phase:
-            head.append(f"  ({self.phase})", style="dim")
-        bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=40)
-        table = Table.grid(padding=(0, 2))
-        now = time.monotonic()
-        for wid in sorted(self.workers):
-            info = self.workers[wid]
-            if info.get("task"):
-                table.add_row(
-                    Text(f"worker {wid}", style="dim"),
-                    info["task"],
-                    Text(info.get("step") or "starting", style="cyan"),
-                    _fmt_time(now - info["since"]),
-                )
-        return Group(head, bar, table)
-
-    def eta(self) -> float | None:
-        if not self.ran or self.first_start is None:
-            return None
-        remaining = self.to_run - self.ran
-        per_task = (time.monotonic() - self.first_start) / self.ran
-        return max(0.0, remaining * per_task)
-
-    def __enter__(self):
-        if self.live_enabled:
-            from rich.live import Live
-
-            from ..console import get_err_console
-
-            self._live = Live(self, console=get_err_console(), refresh_per_second=4, transient=True)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._live is not None:
-            self._live.__exit__(*exc)
-            self._live = None
-
-    def _line(self, text: str) -> None:
-        click.echo(text, err=True)
-
-    def __call__(self, kind: str, **info) -> None:
-        if kind == "plan":
-            self.total, self.to_run, self.jobs = info["total"], info["to_run"], info["jobs"]
-            self.phase = "resolving CRDS references" if info["to_run"] else None
-            if not self.live_enabled and self.verbosity >= 0:
-                self._line(
-                    f"{self.label}: {self.total} task(s), {info['to_run']} to run, "
-                    f"{info['skipped']} up to date; {info['jobs']} job(s) ({info['jobs_reason']}); "
-                    f"CRDS context {info.get('context')}"
-                )
-        elif kind == "prefetch":
-            self.phase = None
-            if not self.live_enabled and self.verbosity > 0:
-                self._line(f"references ready in {info['seconds']:.1f} s")
-        elif kind == "start":
-            if self.first_start is None:
-                self.first_start = time.monotonic()
-            self.workers[info["worker"]] = {
-                "task": info["task_id"], "step": None, "since": time.monotonic()
-            }
-        elif kind == "step":
-            worker = self.workers.setdefault(info["worker"], {"since": time.monotonic()})
-            worker["task"], worker["step"] = info["task_id"], info["step"]
-            if not self.live_enabled and self.verbosity > 0:
-                self._line(f"  {info['task_id']}: {info['step']}")
-        elif kind in ("retire", "lost"):
-            self.workers.pop(info["worker"], None)
-        elif kind == "done":
-            result = info["result"]
-            self.done += 1
-            if result.status == "skipped":
-                self.skipped += 1
-            else:
-                self.ran += 1
-                for wid, worker in list(self.workers.items()):
-                    if worker.get("task") == result.task_id:
-                        worker["task"] = None
-                if result.status == "failed":
-                    self.failed += 1
-            if not self.live_enabled and self.verbosity >= 0:
-                self._line(_result_line(self.done, self.total, result))
-        if self._live is not None:
-            self._live.refresh()
-
-
-def _result_line(done: int, total: int, result) -> str:
-    width = len(str(total))
-    head = f"[{done:>{width}}/{total}] {result.status:<7} {result.task_id}"
-    if result.status == "ok":
-        return f"{head}  {result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB"
-    if result.status == "failed":
-        return f"{head}  {result.error}"
-    return head + "  (up to date)"
 
 
 # --------------------------------------------------------------------------
@@ -262,82 +113,10 @@ def _write_report(outdir: str, as_json: bool, truth=None) -> None:
     click.echo(f"report: {path}", err=as_json)  # stdout stays pure JSON with --json
 
 
-_no_report_option = click.option(
-    "--no-report", is_flag=True,
-    help="Do not write OUTDIR/jwstrun-report.html (see 'jwstrun report').",
-)
-
-
-def _verbosity(ctx: click.Context) -> int:
-    root = ctx.find_root()
-    return int((root.obj or {}).get("verbosity", 0))
-
-
 def _run_with_progress(ctx, label, no_progress, as_json, call):
-    from ..console import is_terminal, setup_logging
-
-    verbosity = _verbosity(ctx)
-    setup_logging(verbosity)
-    live = is_terminal() and not no_progress and verbosity >= 0
-    progress = RunProgress(label, live=live, verbosity=-1 if (as_json and not live) else verbosity)
-    with progress:
-        summary = call(progress)
-    return summary
-
-
-# --------------------------------------------------------------------------
-# Shared options
-# --------------------------------------------------------------------------
-def _run_options(func):
-    options = [
-        click.option(
-            "-o", "--output-dir", "outdir", required=True,
-            type=click.Path(file_okay=False, path_type=str),
-            help="Directory for products, logs/ and jwstrun-manifest.json (created if needed).",
-        ),
-        click.option(
-            "-j", "--jobs", type=click.IntRange(min=1), default=None,
-            help="Parallel pipeline workers (default: what fits the CPUs and the available "
-            "memory, about 1.2 GB per full-frame NIRCam exposure).",
-        ),
-        click.option("--force", is_flag=True, help="Redo tasks whose products are up to date."),
-        click.option(
-            "--checksum", is_flag=True,
-            help="Re-hash every input to decide what is up to date, instead of trusting an "
-            "unchanged size and modification time (like rsync --checksum).",
-        ),
-        profile_option,
-        set_option,
-        no_crds_steppars_option,
-        crds_path_option,
-        crds_context_option,
-        click.option(
-            "--offline", is_flag=True,
-            help="Never contact the CRDS server (serverless mode): use the local cache only, "
-            "e.g. after 'jwstrun refs prefetch' on a node with network.",
-        ),
-        click.option(
-            "--crds-env", "crds_env_file", type=click.Path(dir_okay=False, exists=True),
-            default=None, help="A crds.env file (export CRDS_...=...) such as the one "
-            "'jwstrun simulate' writes.",
-        ),
-        click.option(
-            "--no-validate", is_flag=True,
-            help="Do not check products with 'jwstrun validate' before moving them into place.",
-        ),
-        click.option(
-            "--no-progress", is_flag=True,
-            help="Plain progress lines instead of the live display (default when not a terminal).",
-        ),
-        click.option(
-            "--max-tasks-per-worker", type=click.IntRange(min=1), default=25, show_default=True,
-            help="Replace a worker process after this many tasks (bounds memory growth).",
-        ),
-        json_option,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """``call(progress)`` (one runner call) with the progress display around it."""
+    with progress_display(ctx, label, no_progress, as_json) as progress:
+        return call(progress)
 
 
 def _invocation(ctx: click.Context) -> str:
@@ -411,69 +190,6 @@ def _common_kwargs(kw: dict) -> dict:
     }
 
 
-# --------------------------------------------------------------------------
-# Dask options (docs/dask.md)
-# --------------------------------------------------------------------------
-def _parse_cluster_option(ctx, param, values):
-    """KEY=VALUE pairs for the dask-jobqueue cluster; values are read as YAML scalars/lists."""
-    import yaml
-
-    parsed = {}
-    for item in values or ():
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise click.BadParameter(
-                f"{item!r}: give KEY=VALUE, e.g. --cluster-option queue=short "
-                "--cluster-option account=abc123", param=param,
-            )
-        try:
-            parsed[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed[key] = value
-        if isinstance(parsed[key], (int, float)) and not isinstance(parsed[key], bool) \
-                and key in ("queue", "account", "project", "interface", "walltime"):
-            parsed[key] = value  # names that look like numbers stay text
-    return parsed
-
-
-def _dask_options(func):
-    options = [
-        click.option(
-            "--executor", type=click.Choice(["local", "dask"]), default=None,
-            help="Where tasks run: 'local' worker processes (default) or 'dask' (a LocalCluster "
-            "on 127.0.0.1 with -j workers, or --scheduler / --cluster). See docs/dask.md.",
-        ),
-        click.option(
-            "--scheduler", metavar="ADDRESS", default=None,
-            help="Run on a running Dask scheduler, e.g. tcp://node17:8786 or tls://... "
-            "(implies --executor dask; inputs, OUTDIR and CRDS_PATH must be on shared storage).",
-        ),
-        click.option(
-            "--cluster", type=click.Choice(["slurm", "pbs"]), default=None,
-            help="Start Dask workers as SLURM/PBS batch jobs through dask-jobqueue "
-            "(implies --executor dask).",
-        ),
-        click.option("--cluster-cores", type=click.IntRange(min=1), default=None,
-                     help="--cluster: cores per batch job."),
-        click.option("--cluster-memory", default=None, metavar="SIZE",
-                     help="--cluster: memory per batch job, e.g. 16GB."),
-        click.option("--cluster-walltime", default=None, metavar="HH:MM:SS",
-                     help="--cluster: wall time per batch job."),
-        click.option("--cluster-jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="--cluster: number of batch jobs to start."),
-        click.option(
-            "--cluster-option", "cluster_options", multiple=True, metavar="KEY=VALUE",
-            callback=_parse_cluster_option,
-            help="--cluster: any dask-jobqueue setting, e.g. queue=short, account=abc123, "
-            "interface=ib0 (required unless in dask config). Repeatable.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 def _dask_kwargs(kw: dict) -> dict:
     """executor= and dask_options= for run_image2 / run_image3."""
     from ..executors import DaskOptions
@@ -495,8 +211,8 @@ def _dask_kwargs(kw: dict) -> dict:
     "--save-bsub", is_flag=True,
     help="Also write the background-subtracted _bsub product (when background members exist).",
 )
-@_run_options
-@_dask_options
+@run_options
+@dask_options
 @click.option(
     "--report/--no-report", "report", default=False,
     help="Also write OUTDIR/jwstrun-report.html, the workers drawing its previews as they "
@@ -540,69 +256,6 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     _finish(ctx, summary, kw["as_json"])
 
 
-class PixelCount(click.ParamType):
-    """A whole number of pixels at least 1, written plainly, with underscores or as 2e9."""
-
-    name = "pixels"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            text = str(value).strip().replace("_", "")
-            try:
-                number = int(text)
-            except ValueError:
-                try:
-                    as_float = float(text)
-                except ValueError:
-                    self.fail(f"{value!r} is not a number of pixels (e.g. 2e9).", param, ctx)
-                if not as_float.is_integer():
-                    self.fail(f"{value!r} is not a whole number of pixels.", param, ctx)
-                number = int(as_float)
-        if number < 1:
-            self.fail(f"{value!r}: the limit must be at least 1 pixel.", param, ctx)
-        return number
-
-
-def _parse_size(ctx, param, value):
-    if value is None:
-        return None
-    from ..errors import ConfigError
-    from ..mosaic import parse_size
-
-    try:
-        return parse_size(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
-
-
-def _memory_options(func):
-    options = [
-        click.option(
-            "--max-memory", metavar="SIZE", default=None, callback=_parse_size,
-            help="Memory budget, e.g. 16GB (default: 80% of the available memory), split "
-            "between the associations running at once. An association whose estimated peak "
-            "exceeds its share runs in the pipeline's on-disk mode (in_memory=False), or is "
-            "refused before anything runs when even that does not fit.",
-        ),
-        click.option(
-            "--low-memory", is_flag=True,
-            help="Always use the pipeline's on-disk mode (in_memory=False): one exposure in "
-            "memory at a time, the outlier median from temporary files. Slower.",
-        ),
-        click.option(
-            "--max-mosaic-pixels", type=PixelCount(), default=None, metavar="N",
-            help="Refuse an output mosaic larger than N pixels (2000000000, 2_000_000_000 or "
-            "2e9), naming the inputs far from the rest (default: the largest mosaic the "
-            "memory budget can hold).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 def _memory_kwargs(kw: dict) -> dict:
     return {"max_memory": kw["max_memory"], "low_memory": kw["low_memory"],
             "max_mosaic_pixels": kw["max_mosaic_pixels"]}
@@ -610,10 +263,10 @@ def _memory_kwargs(kw: dict) -> dict:
 
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
-@_run_options
-@_memory_options
-@_dask_options
-@_no_report_option
+@run_options
+@memory_options
+@dask_options
+@no_report_option
 @click.pass_context
 def image3_command(ctx, inputs, no_report, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
@@ -667,7 +320,7 @@ def image3_command(ctx, inputs, no_report, **kw):
               help="Parallel workers (default: from CPUs and memory).")
 @click.option("--force", is_flag=True, help="Re-simulate and redo every stage.")
 @click.option("--no-progress", is_flag=True, help="Plain progress lines.")
-@_no_report_option
+@no_report_option
 @json_option
 @click.pass_context
 def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_report):
@@ -684,12 +337,10 @@ def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_
       jwstrun demo
       jwstrun demo /tmp/demo --full-frame -j 2
     """
-    from ..console import is_terminal, setup_logging
     from ..demo import run_demo
 
-    verbosity = _verbosity(ctx)
-    setup_logging(verbosity)
-    live = is_terminal() and not no_progress and verbosity >= 0
+    verbosity = cli_verbosity(ctx)
+    live = live_wanted(ctx, no_progress)
     current: dict = {}
 
     def stage(name: str):

@@ -13,29 +13,6 @@ from .options import json_option
 __all__ = ["register", "validate_command", "info_command"]
 
 
-def _verbosity_options(func):
-    """``-v``/``-q`` after the command too (``jwstrun validate FILE -v``)."""
-    func = click.option(
-        "-q", "--quiet", is_flag=True, help="Only warnings and errors (as jwstrun -q)."
-    )(func)
-    return click.option(
-        "-v", "--verbose", count=True, help="More log output, repeat for more (as jwstrun -v)."
-    )(func)
-
-
-def _setup_logging(ctx: click.Context, verbose: int, quiet: bool) -> None:
-    """Library logs to stderr at the level of the group's -v/-q, or of this command's
-    when given after it."""
-    from ..console import setup_logging
-
-    verbosity = int((ctx.find_root().obj or {}).get("verbosity", 0))
-    if quiet:
-        verbosity = -1
-    elif verbose:
-        verbosity = verbose
-    setup_logging(verbosity)
-
-
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
@@ -65,10 +42,9 @@ def _setup_logging(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Skip the pixel-data checks (SCI not all NaN/zero, OUTLIER flags in crf DQ).",
 )
 @json_option
-@_verbosity_options
 @click.pass_context
 def validate_command(
-    ctx, files, expect, expected_skips, expect_background, headers_only, as_json, verbose, quiet
+    ctx, files, expect, expected_skips, expect_background, headers_only, as_json
 ):
     """Check that JWST products are complete and what they claim to be.
 
@@ -87,7 +63,6 @@ def validate_command(
     """
     from ..validate import validate_files
 
-    _setup_logging(ctx, verbose, quiet)
     reports = validate_files(
         files,
         expect=expect,
@@ -174,9 +149,8 @@ def _pair(ctx, param, value):
     help="Convert this sky position (degrees) to a 0-based pixel (inverse WCS).",
 )
 @json_option
-@_verbosity_options
 @click.pass_context
-def info_command(ctx, files, pixel, sky, as_json, verbose, quiet):
+def info_command(ctx, files, pixel, sky, as_json):
     """Summarise JWST products: type, instrument, shape, steps, CRDS context, references.
 
     With --json, one FILE prints one object; several print {"files": [...]}.
@@ -189,7 +163,6 @@ def info_command(ctx, files, pixel, sky, as_json, verbose, quiet):
     """
     from ..validate import product_info
 
-    _setup_logging(ctx, verbose, quiet)
     results, failures = [], []
     for path in files:
         try:

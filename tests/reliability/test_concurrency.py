@@ -90,6 +90,8 @@ def _lock(outdir, **info):
 def test_lock_held_elsewhere_is_never_taken_over(sim, tmp_path):
     """A live holder on this host, or a holder on another host with a recent heartbeat,
     refuses the run before anything is written."""
+    import re
+
     for info in ({}, {"host": "node042.cluster", "pid": 1}):
         outdir = tmp_path / "out"
         _lock(outdir, **info)
@@ -99,8 +101,16 @@ def test_lock_held_elsewhere_is_never_taken_over(sim, tmp_path):
         assert result.exit_code == 1
         assert_no_traceback(result.output)
         host = info.get("host", socket.gethostname())
-        assert f"is in use by another jwstrun run (pid {info.get('pid', os.getpid())} on " \
-               f"{host}" in result.output
+        held = re.escape(
+            f"Error: {outdir} is in use by another jwstrun run (pid "
+            f"{info.get('pid', os.getpid())} on {host}, started 2026-01-01T00:00:00: jwstrun "
+            "image2 elsewhere). Wait for it to finish or use another -o OUTDIR. If that run is "
+            f"dead, delete {outdir / LOCK_NAME}."
+        )
+        if info:  # another host: how long since its heartbeat, and when it is taken over
+            held += (r" Its last heartbeat was \d+ s ago; a lock from another host is taken "
+                     r"over after 600 s without one \(JWSTRUN_LOCK_STALE_SECONDS\)\.")
+        assert re.fullmatch(held + "\n", result.output), result.output
         assert (outdir / LOCK_NAME).read_text() == before
         assert sorted(p.name for p in outdir.iterdir()) == [LOCK_NAME]
 
@@ -113,5 +123,8 @@ def test_unreadable_lock_is_not_taken_over(sim, tmp_path):
     result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(outdir),
                                       "--crds-env", str(sim.env_file)])
     assert result.exit_code == 1
-    assert f"is locked by {outdir / LOCK_NAME}, which cannot be read" in result.output
+    assert result.output == (
+        f"Error: {outdir} is locked by {outdir / LOCK_NAME}, which cannot be read. If no jwstrun "
+        f"run is using this directory, delete {outdir / LOCK_NAME} and retry.\n"
+    )
     assert_nothing_half_written(outdir)

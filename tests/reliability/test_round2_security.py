@@ -29,7 +29,7 @@ GROUP_BY = "default,subarray,detector,module,visit,exp_type"
 
 
 def _invoke(args, env=None):
-    result = CliRunner().invoke(cli, [str(a) for a in args], env=env)
+    result = CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
     assert_no_traceback(result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result
