@@ -41,8 +41,8 @@ def expand_inputs(
 ) -> list[Path]:
     """Expand ``patterns`` into absolute paths, each file once (see the module docstring).
 
-    ``suffixes`` (product types such as ``("rate", "rateints")``) select the
-    files a directory contributes; ``members`` expands association files into
+    ``suffixes`` (product types such as ``("rate", "rateints")``, or a suffix with
+    its extension such as ``"cat.ecsv"``) select the files a directory contributes; ``members`` expands association files into
     their members.  Raises :class:`InputError` naming the pattern or file.
     """
     paths: list[Path] = []
@@ -82,7 +82,7 @@ def _matches(text: str, suffixes: Sequence[str] | None) -> list[str]:
 
 def _directory_files(directory: str, suffixes: Sequence[str] | None) -> list[str]:
     """The FITS files in a directory (of the given product types), sorted."""
-    ends = tuple(f"_{s}.fits" for s in suffixes) if suffixes else (".fits",)
+    ends = tuple(f"_{s}" if "." in s else f"_{s}.fits" for s in suffixes) if suffixes else (".fits",)
     found = sorted(
         str(Path(directory) / entry.name)
         for entry in os.scandir(directory)

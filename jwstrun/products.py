@@ -228,14 +228,6 @@ class ExposureInfo:
     def name(self) -> str:
         return Path(self.path).name
 
-    @property
-    def optical_elements(self) -> str:
-        """``clear-f200w``-style element string as used in Level-3 product names."""
-        parts = [p.lower() for p in (self.pupil, self.filter) if p and p.upper() not in ("N/A", "NONE")]
-        if self.instrument.upper() == "MIRI":
-            parts = [self.filter.lower()] if self.filter else []
-        return "-".join(parts)
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -13,6 +13,22 @@ from .options import json_option
 __all__ = ["register", "validate_command", "info_command"]
 
 
+def _expand(files) -> list[str]:
+    """Globs and directories expanded by the one input expander; an argument that names
+    nothing is kept as given, so its row says what is wrong and the others are still checked."""
+    from ..errors import InputError
+    from ..inputs import expand_inputs
+
+    suffixes = tuple(t if t != "cat" else "cat.ecsv" for t in VALIDATED_TYPES)
+    paths: dict[str, None] = {}
+    for item in files:
+        try:
+            paths.update(dict.fromkeys(str(p) for p in expand_inputs([item], suffixes=suffixes)))
+        except InputError:
+            paths[item] = None
+    return list(paths)
+
+
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
@@ -64,7 +80,7 @@ def validate_command(
     from ..validate import validate_files
 
     reports = validate_files(
-        files,
+        _expand(files),
         expect=expect,
         expected_skips=expected_skips,
         expect_background=expect_background,
@@ -164,6 +180,7 @@ def info_command(ctx, files, pixel, sky, as_json):
     from ..validate import product_info
 
     results, failures = [], []
+    files = _expand(files)
     for path in files:
         try:
             results.append(product_info(path, pixel=pixel, sky=sky))
