@@ -211,8 +211,8 @@ def _runs_section(runs: list[dict]) -> str:
     if not runs:
         return ""
     rows = "".join(
-        f"<tr><td><code>{_e(r.get('command'))}</code></td><td>{_e(r.start)}</td>"
-        f"<td class='num'>{_num(r.wall_s, '.1f', ' s')}</td>"
+        f"<tr><td><code>{_e(r.get('command'))}</code></td><td>{_e(r.get('start'))}</td>"
+        f"<td class='num'>{_num(r.get('wall_s'), '.1f', ' s')}</td>"
         f"<td>{_e(', '.join(f'{k} {v}' for k, v in (r.get('counts') or {}).items()))}</td>"
         f"<td>{'interrupted' if r.get('interrupted') else ''}</td></tr>"
         for r in runs[-20:]
