@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..products import DQ_FLAGS
+from ._save import save_model
 from .instruments import Detector, FilterInfo, siaf_aperture
 from .scene import Scene, offset_sky, render_sources, sky_to_pixel
 
@@ -266,10 +267,8 @@ def write_exposure(
     _set_metadata(model, spec)
     model.meta.filename = path.name
     model.meta.model_type = type(model).__name__
-    tmp = path.with_name(f".{path.stem}.part.fits")  # atomic: never a half-written *_rate.fits
-    model.save(tmp)
+    save_model(model, path)  # never a half-written *_rate.fits; FILENAME is the final name
     model.close()
-    tmp.replace(path)
     true_ra, true_dec = offset_sky(spec.ra_ref, spec.dec_ref, *spec.error_arcsec)
     return ExposureTruth(
         filename=path.name,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._io import atomic_write
+from ._save import save_model
 from .crds_cache import RefEntry
 from .distortion import pixel_area_arcsec2, pixel_area_sr, relative_area_map, siaf_distortion_model
 from .instruments import Detector, FilterInfo, siaf_aperture, valid_subarrays
@@ -231,22 +232,6 @@ def _set_common(model, detector: Detector, reftype: str, description: str) -> No
         meta.instrument.channel = detector.channel
 
 
-def _save(model, path: Path) -> None:
-    # Write next to the target under a unique name and rename: a crash never leaves a
-    # file that looks finished (existing files are reused), and two simulations
-    # writing into one cache never interleave.
-    # The temporary file keeps the final basename: stdatamodels records it in FILENAME.
-    import shutil
-    import tempfile
-
-    tmpdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
-    try:
-        model.save(tmpdir / path.name)
-        (tmpdir / path.name).replace(path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
 def _write_distortion(path: Path, detector: Detector) -> None:
     from astropy import units as u
     from stdatamodels.jwst.datamodels import DistortionModel
@@ -263,7 +248,7 @@ def _write_distortion(path: Path, detector: Detector) -> None:
     else:
         model.meta.exposure.p_exptype = "MIR_IMAGE|MIR_TACQ|MIR_LYOT|MIR_4QPM|MIR_CORONCAL|"
 
-    _save(model, path)
+    save_model(model, path)
 
 
 def filter_offsets(detector: Detector) -> dict[str, tuple[float, float]]:
@@ -300,7 +285,7 @@ def _write_filteroffset(path: Path, detector: Detector) -> None:
     model.meta.input_units = "pixel"
     _set_common(model, detector, "filteroffset", f"{detector.name} simulated filter offsets")
     model.meta.exposure.type = detector.exp_type
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_flat(path: Path, detector: Detector, filt: FilterInfo) -> None:
@@ -323,7 +308,7 @@ def _write_flat(path: Path, detector: Detector, filt: FilterInfo) -> None:
     model.meta.subarray.ystart = 1
     model.meta.subarray.xsize = nx
     model.meta.subarray.ysize = ny
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_photom(path: Path, detector: Detector) -> None:
@@ -343,7 +328,7 @@ def _write_photom(path: Path, detector: Detector) -> None:
     model.meta.exposure.type = detector.exp_type
     model.meta.photometry.pixelarea_steradians = pixel_area_sr(detector)
     model.meta.photometry.pixelarea_arcsecsq = pixel_area_arcsec2(detector)
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_area(path: Path, detector: Detector) -> None:
@@ -355,7 +340,7 @@ def _write_area(path: Path, detector: Detector) -> None:
     model.meta.exposure.type = detector.exp_type
     model.meta.photometry.pixelarea_steradians = pixel_area_sr(detector)
     model.meta.photometry.pixelarea_arcsecsq = pixel_area_arcsec2(detector)
-    _save(model, path)
+    save_model(model, path)
 
 
 def _ee_radius_pixels(fwhm_pixels: float, fraction: float) -> float:
@@ -415,7 +400,7 @@ def _write_apcorr(path: Path, detector: Detector) -> None:
     _set_common(model, detector, "apcorr",
                 f"{detector.instrument} simulated aperture corrections (Gaussian PSFs)")  # fmt: skip
     model.meta.exposure.type = detector.exp_type
-    _save(model, path)
+    save_model(model, path)
 
 
 # AB - Vega for MIRI filters: Vega's flux density falls as lambda^-2 (Rayleigh-Jeans)
@@ -444,7 +429,7 @@ def _write_abvegaoffset(path: Path, detector: Detector) -> None:
     model = ABVegaOffsetModel()
     model.abvega_offset = table
     _set_common(model, detector, "abvegaoffset", "MIRI AB - Vega magnitude offsets (simulated)")
-    _save(model, path)
+    save_model(model, path)
 
 
 # -------------------------------------------------------------------- public API
