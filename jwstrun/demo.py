@@ -90,43 +90,69 @@ def run_demo(
     passes a fresh live display per stage). ``previews=True``: the workers draw
     the HTML report's previews (for a :func:`jwstrun.look.write_report` after).
     """
-    from .asn import make_associations
-    from .runner import prepare_outdir, run_image2, run_image3
-    from .simulate import load_simulation, simulate_program
-    from .simulate.checks import run_checks
-    from .validate import validate_files
+    from .runner import prepare_outdir
 
     outdir = prepare_outdir(outdir)
     report = DemoReport(outdir=outdir)
+    sim = _simulate(report, outdir, _FULL if full_frame else _SMALL, force)
+    out = outdir / "out"
+    common = dict(jobs=jobs, force=force, crds_env_file=str(sim.env_file), previews=previews)
+    ran = _run_pipelines(report, sim, outdir / "sim", out, stage, common)
+    if ran is None:
+        return report
+    image2, image3 = ran
+    products = sorted({*image2.outputs, *image3.outputs})
+    report.products = [str(p) for p in products]
+    _validate(report, products)
+    (result3,) = [r for r in image3.results]
+    science = _science(report, sim, out, result3)
+    report.science = science.to_dict()
+    report.checks = _judge(science)
+    return report
 
-    def timed(name, func, detail):
-        start = time.monotonic()
-        value = func()
-        report.stages.append({"name": name, "seconds": round(time.monotonic() - start, 2),
-                              "detail": detail(value)})
-        return value
 
-    options = _FULL if full_frame else _SMALL
+def _timed(report: DemoReport, name: str, func: Callable, detail: Callable):
+    """Run ``func()``, record the stage's time and ``detail(value)`` in the report."""
+    start = time.monotonic()
+    value = func()
+    report.stages.append({"name": name, "seconds": round(time.monotonic() - start, 2),
+                          "detail": detail(value)})
+    return value
+
+
+def _simulate(report: DemoReport, outdir: Path, options: dict, force: bool):
+    """The simulated program in ``outdir/sim`` (an earlier one when its options match)."""
+    from .simulate import load_simulation, simulate_program
+
     # A demo re-run in the same OUTDIR reuses the simulation and resumes the rest.
     previous = None if force else load_simulation(outdir / "sim", **options)
-    sim = timed(
+    sim = _timed(
+        report,
         "simulate",
         lambda: previous or simulate_program(outdir / "sim", force=force, **options),
         lambda s: f"{len(s.rate_files)} {options['subarray']} exposures, CRDS cache "
         f"{s.crds_context}" + (" (reused)" if previous else ""),
     )
     report.truth_file = sim.truth_file
-    # Associations live next to their members, the JWST convention.
-    asn_dir = outdir / "sim"
-    built = timed(
+    return sim
+
+
+def _run_pipelines(report: DemoReport, sim, asn_dir: Path, out: Path, stage, common: dict):
+    """Associations (in ``asn_dir``, next to their members: the JWST convention),
+    image2 and image3: their summaries, or None after a failure (the failures are
+    in ``report.problems``)."""
+    from .asn import make_associations
+    from .runner import run_image2, run_image3
+
+    built = _timed(
+        report,
         "associations",
         lambda: make_associations(sim.rate_files, asn_dir, level=2, group_by="default",
                                   force=True),
         lambda b: f"{len(b.associations)} Level-2 association(s) in sim/",
     )
-    out = outdir / "out"
-    common = dict(jobs=jobs, force=force, crds_env_file=str(sim.env_file), previews=previews)
-    image2 = timed(
+    image2 = _timed(
+        report,
         "image2",
         lambda: run_image2([str(a.path) for a in built.associations], out,
                            on_event=stage("image2") if stage else None,
@@ -136,9 +162,10 @@ def run_demo(
     )
     if image2.failed:
         report.problems += [r.error for r in image2.failed]
-        return report
+        return None
     cal_files = [out / n for r in image2.results for n in r.outputs if n.endswith("_cal.fits")]
-    image3 = timed(
+    image3 = _timed(
+        report,
         "image3",
         lambda: run_image3([str(p) for p in cal_files], out,
                            on_event=stage("image3") if stage else None,
@@ -147,30 +174,44 @@ def run_demo(
     )
     if image3.failed:
         report.problems += [r.error for r in image3.failed]
-        return report
-    products = sorted({*image2.outputs, *image3.outputs})
-    report.products = [str(p) for p in products]
-    reports = timed(
+        return None
+    return image2, image3
+
+
+def _validate(report: DemoReport, products: list) -> None:
+    """Validate every product; errors become report problems."""
+    from .validate import validate_files
+
+    reports = _timed(
+        report,
         "validate",
         lambda: validate_files(products),
         lambda rs: f"{sum(r.ok for r in rs)}/{len(rs)} products valid",
     )
     report.problems += [f"{r.name}: {f.message}" for r in reports for f in r.errors]
 
-    (result3,) = [r for r in image3.results]
+
+def _science(report: DemoReport, sim, out: Path, result3):
+    """The science checks of the image3 products against the simulator's truth."""
+    from .simulate.checks import run_checks
+
     crf_files = [out / n for n in result3.outputs if n.endswith("_crf.fits")]
     cat_files = [out / n for n in result3.outputs if n.endswith("_cat.ecsv")]
     group = sim.groups[0]
     snr_column = f"snr_{group['detector'].lower()}_{group['filter'].lower()}"
-    science = timed(
+    return _timed(
+        report,
         "science checks",
         lambda: run_checks(sim.outdir, crf_files, cat_files[0] if cat_files else None,
                            sim.crds_path, snr_column),
         lambda c: "against truth_*.ecsv",
     )
-    report.science = science.to_dict()
+
+
+def _judge(science) -> list[dict]:
+    """The science figures against :data:`REQUIREMENTS`."""
     req = REQUIREMENTS
-    report.checks = [
+    return [
         _check("alignment residual (max, arcsec)", science.alignment_max_arcsec,
                f"< {req['alignment_max_arcsec']} (before tweakreg: "
                f"{_fmt(science.alignment_before_max_arcsec)})",
@@ -186,7 +227,6 @@ def run_demo(
                f">= {req['cosmic_ray_recall']} of {science.cosmic_rays_injected}",
                (science.cosmic_ray_recall or 0) >= req["cosmic_ray_recall"], ".3f"),
     ]
-    return report
 
 
 def _fmt(value) -> str:

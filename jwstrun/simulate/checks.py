@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-import re
-
-from ..products import product_basename
+from ..products import DQ_FLAGS, product_basename
 
 __all__ = ["ScienceChecks", "alignment_residuals", "cosmic_ray_recall", "source_recovery", "run_checks"]
 
 log = logging.getLogger(__name__)
 
-OUTLIER = 16  # JWST DQ bit
+OUTLIER = DQ_FLAGS["OUTLIER"]
 
 
 @dataclass

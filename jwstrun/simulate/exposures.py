@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..products import DQ_FLAGS
+from ._save import save_model
 from .instruments import Detector, FilterInfo, siaf_aperture
 from .scene import Scene, offset_sky, render_sources, sky_to_pixel
 
 __all__ = ["ExposureSpec", "ExposureTruth", "write_exposure", "exposure_wcs"]
 
-# JWST DQ bits (stcal/stdatamodels dqflags)
-DO_NOT_USE = 1
+# JWST DQ bits (stcal/stdatamodels dqflags); the ones jwstrun reads are in products.DQ_FLAGS
+DO_NOT_USE = DQ_FLAGS["DO_NOT_USE"]
 DEAD = 1 << 10
 HOT = 1 << 11
 REFERENCE_PIXEL = 1 << 31
@@ -84,10 +86,16 @@ class ExposureTruth:
 
 
 def _set_metadata(model, spec: ExposureSpec) -> None:
+    """The exposure's header: instrument and subarray, times and numbers, pointing."""
+    _set_instrument(model.meta, spec)
+    _set_observation(model.meta, spec)
+    _set_pointing(model.meta, spec)
+
+
+def _set_instrument(meta, spec: ExposureSpec) -> None:
+    """Instrument, detector, optical elements, subarray and aperture name."""
     det, filt = spec.detector, spec.filter
     xstart, ystart, xsize, ysize = spec.geometry
-    aperture = siaf_aperture(det, spec.subarray)
-    meta = model.meta
     meta.telescope = "JWST"
     meta.instrument.name = det.instrument
     meta.instrument.detector = det.name
@@ -108,8 +116,12 @@ def _set_metadata(model, spec: ExposureSpec) -> None:
     meta.subarray.slowaxis = 2
     meta.aperture.name = f"{det.siaf_prefix}_{spec.subarray}"
 
+
+def _set_observation(meta, spec: ExposureSpec) -> None:
+    """Dates and times, the DMS program/observation/visit numbers, target, readout."""
     from astropy.time import Time
 
+    det = spec.detector
     t_exp = det.exposure_time
     start = Time(spec.start_mjd, format="mjd", scale="utc")
     end = Time(spec.start_mjd + t_exp / 86400.0, format="mjd", scale="utc")
@@ -147,6 +159,11 @@ def _set_metadata(model, spec: ExposureSpec) -> None:
     meta.exposure.readpatt = "MEDIUM8" if det.instrument == "NIRCAM" else "FASTR1"
     meta.exposure.frame_time = t_exp / spec.nints / 10
     meta.exposure.group_time = t_exp / spec.nints / 10
+
+
+def _set_pointing(meta, spec: ExposureSpec) -> None:
+    """WCS keywords from the SIAF aperture and the nominal pointing; units."""
+    aperture = siaf_aperture(spec.detector, spec.subarray)
     meta.wcsinfo.v2_ref = float(aperture.V2Ref)
     meta.wcsinfo.v3_ref = float(aperture.V3Ref)
     meta.wcsinfo.vparity = int(aperture.VIdlParity)
@@ -237,13 +254,43 @@ def write_exposure(
     rng: np.random.Generator,
 ) -> ExposureTruth:
     """Render and write one ``_rate``/``_rateints`` file; return what was injected."""
-    from stdatamodels.jwst.datamodels import CubeModel, ImageModel
+    det = spec.detector
+    signal, src_x, src_y = _noiseless_signal(spec, scene, references, flat_full, pixar_sr)
+    dq = _bad_pixel_mask(det, spec.geometry, np.random.default_rng(zlib.crc32(det.name.encode())))
+    nints = spec.nints if spec.rateints else 1
+    t_int = det.exposure_time / nints
+    sci, var_p, var_r, crs = _noisy_integrations(signal, dq, det, nints, t_int, rng)
+    if spec.rateints:
+        model = _cube_model(sci, var_p, var_r, dq, spec.start_mjd, t_int)
+    else:
+        model = _image_model(sci, var_p, var_r, dq)
+    _set_metadata(model, spec)
+    model.meta.filename = path.name
+    model.meta.model_type = type(model).__name__
+    save_model(model, path)  # never a half-written *_rate.fits; FILENAME is the final name
+    model.close()
+    true_ra, true_dec = offset_sky(spec.ra_ref, spec.dec_ref, *spec.error_arcsec)
+    return ExposureTruth(
+        filename=path.name,
+        ra_ref_true=true_ra,
+        dec_ref_true=true_dec,
+        error_arcsec=spec.error_arcsec,
+        sky_dn_s=spec.sky_dn_s,
+        source_x=src_x,
+        source_y=src_y,
+        cosmic_rays=crs,
+    )
 
-    det, filt = spec.detector, spec.filter
+
+def _noiseless_signal(spec: ExposureSpec, scene: Scene | None, references: dict[str, str],
+                      flat_full: np.ndarray, pixar_sr: float):
+    """Sky plus sources in DN/s, placed through the true-pointing WCS, times the flat.
+
+    Returns the image and the sources' pixel positions (empty without a scene).
+    """
+    filt = spec.filter
     xstart, ystart, xsize, ysize = spec.geometry
     shape = (ysize, xsize)
-
-    # --- noiseless signal in DN/s, placed through the true-pointing WCS
     signal = np.full(shape, spec.sky_dn_s, dtype=np.float64)
     src_x = src_y = np.zeros(0)
     if scene is not None and len(scene):
@@ -266,10 +313,16 @@ def write_exposure(
     flat = flat_full[ystart - 1 : ystart - 1 + ysize, xstart - 1 : xstart - 1 + xsize]
     flat = np.where(np.isfinite(flat) & (flat > 0), flat, 1.0)
     signal *= flat
+    return signal, src_x, src_y
 
-    dq = _bad_pixel_mask(det, spec.geometry, np.random.default_rng(zlib.crc32(det.name.encode())))
-    nints = spec.nints if spec.rateints else 1
-    t_int = det.exposure_time / nints
+
+def _noisy_integrations(signal, dq, det: Detector, nints: int, t_int: float, rng):
+    """Per integration: Poisson and read noise, cosmic rays, hot/dead/reference pixels.
+
+    Returns SCI, VAR_POISSON, VAR_RNOISE (``(nints, ny, nx)`` float32) and the
+    cosmic-ray hits as (integration, x, y, DN/s).
+    """
+    shape = signal.shape
     sci = np.empty((nints,) + shape, dtype=np.float32)
     var_p = np.empty_like(sci)
     var_r = np.empty_like(sci)
@@ -287,52 +340,50 @@ def write_exposure(
         noisy[(dq & DEAD) > 0] = 0.0
         noisy[(dq & REFERENCE_PIXEL) > 0] = 0.0
         sci[k], var_p[k], var_r[k] = noisy, vp, vr
+    return sci, var_p, var_r, crs
 
-    if spec.rateints:
-        model = CubeModel(sci.shape)
-        model.data = sci
-        model.dq = np.broadcast_to(dq, sci.shape).copy()
-        model.var_poisson = var_p
-        model.var_rnoise = var_r
-        model.err = np.sqrt(var_p + var_r).astype(np.float32)
-        t0 = spec.start_mjd
-        rows = [
-            (
-                k + 1,
-                t0 + k * t_int / 86400,
-                t0 + (k + 0.5) * t_int / 86400,
-                t0 + (k + 1) * t_int / 86400,
-                t0 + k * t_int / 86400 + 0.0008,
-                t0 + (k + 0.5) * t_int / 86400 + 0.0008,
-                t0 + (k + 1) * t_int / 86400 + 0.0008,
-            )
-            for k in range(nints)
-        ]
-        names = ("integration_number", "int_start_MJD_UTC", "int_mid_MJD_UTC", "int_end_MJD_UTC",
-                 "int_start_BJD_TDB", "int_mid_BJD_TDB", "int_end_BJD_TDB")  # int_times schema
-        model.int_times = np.array(rows, dtype=[(names[0], "<i4")] + [(n, "<f8") for n in names[1:]])
-    else:
-        model = ImageModel(shape)
-        model.data = sci[0]
-        model.dq = dq
-        model.var_poisson = var_p[0]
-        model.var_rnoise = var_r[0]
-        model.err = np.sqrt(var_p[0] + var_r[0]).astype(np.float32)
-    _set_metadata(model, spec)
-    model.meta.filename = path.name
-    model.meta.model_type = type(model).__name__
-    tmp = path.with_name(f".{path.stem}.part.fits")  # atomic: never a half-written *_rate.fits
-    model.save(tmp)
-    model.close()
-    tmp.replace(path)
-    true_ra, true_dec = offset_sky(spec.ra_ref, spec.dec_ref, *spec.error_arcsec)
-    return ExposureTruth(
-        filename=path.name,
-        ra_ref_true=true_ra,
-        dec_ref_true=true_dec,
-        error_arcsec=spec.error_arcsec,
-        sky_dn_s=spec.sky_dn_s,
-        source_x=src_x,
-        source_y=src_y,
-        cosmic_rays=crs,
-    )
+
+def _image_model(sci, var_p, var_r, dq):
+    """A ``_rate`` ImageModel of the (single) integration."""
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    model = ImageModel(sci.shape[1:])
+    model.data = sci[0]
+    model.dq = dq
+    model.var_poisson = var_p[0]
+    model.var_rnoise = var_r[0]
+    model.err = np.sqrt(var_p[0] + var_r[0]).astype(np.float32)
+    return model
+
+
+def _cube_model(sci, var_p, var_r, dq, start_mjd: float, t_int: float):
+    """A ``_rateints`` CubeModel, one plane per integration, with its INT_TIMES table."""
+    from stdatamodels.jwst.datamodels import CubeModel
+
+    model = CubeModel(sci.shape)
+    model.data = sci
+    model.dq = np.broadcast_to(dq, sci.shape).copy()
+    model.var_poisson = var_p
+    model.var_rnoise = var_r
+    model.err = np.sqrt(var_p + var_r).astype(np.float32)
+    model.int_times = _int_times(start_mjd, t_int, sci.shape[0])
+    return model
+
+
+def _int_times(t0: float, t_int: float, nints: int) -> np.ndarray:
+    """The int_times table (UTC and BJD_TDB start, mid, end of every integration)."""
+    rows = [
+        (
+            k + 1,
+            t0 + k * t_int / 86400,
+            t0 + (k + 0.5) * t_int / 86400,
+            t0 + (k + 1) * t_int / 86400,
+            t0 + k * t_int / 86400 + 0.0008,
+            t0 + (k + 0.5) * t_int / 86400 + 0.0008,
+            t0 + (k + 1) * t_int / 86400 + 0.0008,
+        )
+        for k in range(nints)
+    ]
+    names = ("integration_number", "int_start_MJD_UTC", "int_mid_MJD_UTC", "int_end_MJD_UTC",
+             "int_start_BJD_TDB", "int_mid_BJD_TDB", "int_end_BJD_TDB")  # int_times schema
+    return np.array(rows, dtype=[(names[0], "<i4")] + [(n, "<f8") for n in names[1:]])

@@ -23,6 +23,7 @@ __all__ = [
     "subarray_geometry",
     "valid_subarrays",
     "siaf_aperture",
+    "clear_caches",
 ]
 
 
@@ -183,6 +184,11 @@ def _siaf(instrument: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pysiaf.Siaf(instrument)
+
+
+def clear_caches() -> None:
+    """Forget the pysiaf apertures read so far (read again on next use)."""
+    _siaf.cache_clear()
 
 
 def siaf_aperture(detector: Detector, subarray: str = "FULL"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from ..errors import InputError, OutputError
 from .instruments import (
     Detector,
@@ -168,10 +169,6 @@ def simulate_program(
     NRCBLONG --filter F200W --filter F444W`` gives F200W on NRCB1 and F444W on
     NRCBLONG).
     """
-    from . import crds_cache, references
-    from .exposures import ExposureSpec, write_exposure
-    from .scene import make_scene, offset_sky, psf_encircled_energy, snr_to_flux_e
-
     t0 = time.perf_counter()
     options = {
         "instrument": instrument, "detectors": list(detectors), "filters": list(filters),
@@ -179,20 +176,59 @@ def simulate_program(
         "rateints": rateints, "nints": nints, "seed": seed, "pointing_error": pointing_error,
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
+    _check_counts(n_dithers, n_background, rateints, nints)
+    setups = _resolve_setups(instrument, detectors, filters)
+    geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
+    outdir = Path(outdir)
+    _prepare_outdir(outdir, force)
+    crds_dir = Path(crds_path) if crds_path else outdir / "crds_cache"
+    # One generator for the whole program, drawn in a fixed order (scene, then each
+    # exposure in turn): the same seed gives the same files.
+    rng = np.random.default_rng(seed)
+
+    context, env, env_file = _write_crds(outdir, crds_dir, setups)
+    steps = {d.name: 25 * d.pixel_scale for d, _ in setups}
+    scene = _make_sky(rng, setups, geometries, steps, n_dithers, source_density, ra, dec)
+    plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
+                 n_background=n_background, rateints=rateints, nints=nints,
+                 pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll)
+    written = _Written()
+    for obs_index, (det, filt) in enumerate(setups, start=1):
+        _simulate_observation(plan, written, obs_index, det, filt, geometries[det.name],
+                              steps[det.name], scene, rng)
+
+    truth_file, pointing_file, cr_file = _write_truth(
+        outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
+    )
+    seconds = time.perf_counter() - t0
+    result = SimulationResult(
+        outdir=outdir, rate_files=written.rate_files, background_files=written.background_files,
+        truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
+        crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
+        groups=written.groups, options=options,
+    )
+    atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
+    log.info("simulated %d exposures in %.1f s",
+             len(written.rate_files) + len(written.background_files), seconds)
+    return result
+
+
+def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:
     if n_dithers < 1:
         raise InputError("--dithers must be at least 1.")
     if n_background < 0:
         raise InputError("--background must be 0 or more.")
     if rateints and nints < 1:
         raise InputError("--nints must be at least 1.")
-    setups = _resolve_setups(instrument, detectors, filters)
-    geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
-    outdir = Path(outdir)
-    _prepare_outdir(outdir, force)
-    crds_dir = Path(crds_path) if crds_path else outdir / "crds_cache"
-    rng = np.random.default_rng(seed)
 
-    # --- reference files and mappings
+
+def _write_crds(outdir: Path, crds_dir: Path, setups) -> tuple[str, dict[str, str], Path]:
+    """Reference files and mappings for every detector, and OUTDIR/crds.env.
+
+    Returns the CRDS context, its environment and the env file.
+    """
+    from . import crds_cache, references
+
     entries = []
     by_detector: dict[str, list[FilterInfo]] = {}
     for det, filt in setups:
@@ -203,20 +239,30 @@ def simulate_program(
     env = crds_cache.crds_env(crds_dir, context)
     env_file = outdir / ENV_FILE
     crds_cache.write_env_file(env_file, env)
+    return context, env, env_file
 
-    # --- the sky: sized to hold every detector footprint and dither
+
+def _make_sky(rng, setups, geometries, steps, n_dithers: int, source_density: float,
+              ra: float, dec: float):
+    """The scene: sized to hold every detector footprint and dither, fluxes set by S/N.
+
+    Point sources from S/N 8 and galaxies from S/N 40 (on the first detector and
+    filter, over all dithers) up to S/N 1500.
+    """
+    from .distortion import pixel_area_sr
+    from .scene import make_scene, psf_encircled_energy, snr_to_flux_e
+
     det0, filt0 = setups[0]
     max_extent = 0.0
     for det, _ in setups:
         xs, ys = geometries[det.name][2:]
         max_extent = max(max_extent, max(xs, ys) * det.pixel_scale)
-    step = {d.name: 25 * d.pixel_scale for d, _ in setups}
-    max_dither = max(step.values()) * math.sqrt(max(n_dithers - 1, 0))
+    max_dither = max(steps.values()) * math.sqrt(max(n_dithers - 1, 0))
     half_width = max_extent / math.sqrt(2) + max_dither + 2.0
     area = (2 * half_width) ** 2
     n_points = int(np.clip(source_density * area / (900 * filt0.fwhm_arcsec**2 + 1.0), 40, 800))
     n_gal = max(8, n_points // 5)
-    pixar0 = references.pixel_area_sr(det0)
+    pixar0 = pixel_area_sr(det0)
     n_exp = n_dithers
     sky_e = filt0.sky_mjysr / filt0.photmjsr * det0.gain * det0.exposure_time
     fwhm_pix = filt0.fwhm_arcsec / det0.pixel_scale
@@ -228,7 +274,7 @@ def simulate_program(
         dn_s = e / det0.gain / det0.exposure_time
         return dn_s * filt0.photmjsr * pixar0 * 1e6
 
-    scene = make_scene(
+    return make_scene(
         rng,
         ra,
         dec,
@@ -240,107 +286,139 @@ def simulate_program(
         min_separation=(max(12 * filt0.fwhm_arcsec, 0.5), max(30 * filt0.fwhm_arcsec, 2.5)),
     )
 
-    # --- exposures
-    rate_files: list[Path] = []
-    bkg_files: list[Path] = []
-    pointing_rows = []
-    cr_rows = []
-    snr_columns: dict[str, np.ndarray] = {}
-    groups = []
-    exposure_counter = 0
-    for obs_index, (det, filt) in enumerate(setups, start=1):
-        geometry = geometries[det.name]
-        refs = {
-            "distortion": str(references.distortion_reference_path(crds_dir, det)),
-            "filteroffset": str(references.filteroffset_reference_path(crds_dir, det)),
-        }
-        flat_full = references.flat_field_array(det, filt)
-        pixar = references.pixel_area_sr(det)
-        sky_base = filt.sky_mjysr / filt.photmjsr
-        group = {"detector": det.name, "filter": filt.name, "pupil": filt.pupil, "science": [], "background": []}
-        offsets = _dither_offsets(n_dithers, step[det.name])
-        # the aperture reference point sits on the target; dithers move the telescope
-        for kind, count in (("science", n_dithers), ("background", n_background)):
-            for k in range(count):
-                exposure_counter += 1
-                if kind == "science":
-                    dxi, deta = offsets[k]
-                    ra_ref, dec_ref = offset_sky(ra, dec, dxi, deta)
-                else:
-                    # dedicated background: an empty field 5' away
-                    ra_ref, dec_ref = offset_sky(ra, dec, 300.0 + 3.0 * k, 0.0)
-                err = tuple(rng.normal(0.0, pointing_error / math.sqrt(2), 2)) if pointing_error else (0.0, 0.0)
-                spec = ExposureSpec(
-                    detector=det,
-                    filter=filt,
-                    subarray=subarray.upper(),
-                    geometry=geometry,
-                    ra_ref=ra_ref,
-                    dec_ref=dec_ref,
-                    roll_ref=roll,
-                    error_arcsec=(float(err[0]), float(err[1])),
-                    program=program,
-                    observation=obs_index,
-                    visit=1 if kind == "science" else 2,
-                    visit_group=2,
-                    sequence=1,
-                    activity=1,
-                    exposure=k + 1,
-                    target="SIMFIELD" if kind == "science" else "SIMFIELD-BKG",
-                    start_mjd=60400.0 + exposure_counter * 0.004,
-                    sky_dn_s=float(sky_base * (1.0 + 0.08 * rng.uniform(-1, 1))) if kind == "science" else float(sky_base),
-                    nints=nints if rateints else 1,
-                    rateints=rateints,
-                    background=(kind == "background"),
-                )
-                path = outdir / spec.filename
-                truth = write_exposure(
-                    path,
-                    spec,
-                    scene if kind == "science" else None,
-                    refs,
-                    flat_full,
-                    pixar,
-                    rng,
-                )
-                (rate_files if kind == "science" else bkg_files).append(path)
-                group[kind].append(path.name)
-                pointing_rows.append(
-                    (path.name, kind, det.name, filt.name, ra_ref, dec_ref, truth.ra_ref_true,
-                     truth.dec_ref_true, truth.error_arcsec[0], truth.error_arcsec[1], truth.sky_dn_s)
-                )
-                cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
-        groups.append(group)
-        # expected combined S/N of each source in this detector/filter (for science checks)
-        sky_e_i = sky_base * det.gain * det.exposure_time
-        npix_i = math.pi * max(filt.fwhm_arcsec / det.pixel_scale, 1.0) ** 2
-        s_e = scene.flux_jy * 1e-6 / (filt.photmjsr * pixar) * det.gain * det.exposure_time
-        ee = psf_encircled_energy(1.0, 1.0)  # aperture radius = FWHM
-        per_exp = ee * s_e / np.sqrt(ee * s_e + npix_i * (sky_e_i + (det.read_noise_dn * det.gain) ** 2))
-        snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = per_exp * math.sqrt(n_dithers)
 
-    truth_file, pointing_file, cr_file = _write_truth(
-        outdir, scene, snr_columns, pointing_rows, cr_rows, seed, context
+@dataclass
+class _Plan:
+    """The program-wide settings every exposure shares."""
+
+    outdir: Path
+    crds_dir: Path
+    subarray: str
+    n_dithers: int
+    n_background: int
+    rateints: bool
+    nints: int
+    pointing_error: float
+    program: int
+    ra: float
+    dec: float
+    roll: float
+
+
+@dataclass
+class _Written:
+    """What the exposures wrote so far: files, truth rows, groups, expected S/N."""
+
+    rate_files: list[Path] = field(default_factory=list)
+    background_files: list[Path] = field(default_factory=list)
+    pointing_rows: list[tuple] = field(default_factory=list)
+    cr_rows: list[tuple] = field(default_factory=list)
+    snr_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    groups: list[dict] = field(default_factory=list)
+    exposure_counter: int = 0
+
+
+def _simulate_observation(plan: _Plan, written: _Written, obs_index: int, det: Detector,
+                          filt: FilterInfo, geometry, step: float, scene, rng) -> None:
+    """Write one (detector, filter) observation: its science and background exposures."""
+    from . import references
+    from .distortion import pixel_area_sr
+    from .exposures import write_exposure
+
+    refs = {
+        "distortion": str(references.distortion_reference_path(plan.crds_dir, det)),
+        "filteroffset": str(references.filteroffset_reference_path(plan.crds_dir, det)),
+    }
+    flat_full = references.flat_field_array(det, filt)
+    pixar = pixel_area_sr(det)
+    sky_base = filt.sky_mjysr / filt.photmjsr
+    group = {"detector": det.name, "filter": filt.name, "pupil": filt.pupil, "science": [], "background": []}
+    offsets = _dither_offsets(plan.n_dithers, step)
+    # the aperture reference point sits on the target; dithers move the telescope
+    for kind, count in (("science", plan.n_dithers), ("background", plan.n_background)):
+        for k in range(count):
+            written.exposure_counter += 1
+            spec = _exposure_spec(plan, obs_index, det, filt, geometry, kind, k, offsets[k] if
+                                  kind == "science" else None, written.exposure_counter,
+                                  sky_base, rng)
+            path = plan.outdir / spec.filename
+            truth = write_exposure(
+                path,
+                spec,
+                scene if kind == "science" else None,
+                refs,
+                flat_full,
+                pixar,
+                rng,
+            )
+            (written.rate_files if kind == "science" else written.background_files).append(path)
+            group[kind].append(path.name)
+            written.pointing_rows.append(
+                (path.name, kind, det.name, filt.name, spec.ra_ref, spec.dec_ref,
+                 truth.ra_ref_true, truth.dec_ref_true, truth.error_arcsec[0],
+                 truth.error_arcsec[1], truth.sky_dn_s)
+            )
+            written.cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
+    written.groups.append(group)
+    written.snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = _expected_snr(
+        scene, det, filt, pixar, plan.n_dithers
     )
-    seconds = time.perf_counter() - t0
-    result = SimulationResult(
-        outdir=outdir,
-        rate_files=rate_files,
-        background_files=bkg_files,
-        truth_file=truth_file,
-        pointing_file=pointing_file,
-        cosmic_ray_file=cr_file,
-        crds_path=crds_dir,
-        crds_context=context,
-        env_file=env_file,
-        env=env,
-        seconds=seconds,
-        groups=groups,
-        options=options,
+
+
+def _exposure_spec(plan: _Plan, obs_index: int, det: Detector, filt: FilterInfo, geometry,
+                   kind: str, k: int, offset, counter: int, sky_base: float, rng):
+    """The k-th science or background exposure of an observation.
+
+    Draws from ``rng``: the pointing error (when there is one), then the science
+    exposure's sky level, in that order.
+    """
+    from .exposures import ExposureSpec
+    from .scene import offset_sky
+
+    if kind == "science":
+        dxi, deta = offset
+        ra_ref, dec_ref = offset_sky(plan.ra, plan.dec, dxi, deta)
+    else:
+        # dedicated background: an empty field 5' away
+        ra_ref, dec_ref = offset_sky(plan.ra, plan.dec, 300.0 + 3.0 * k, 0.0)
+    pointing_error = plan.pointing_error
+    err = tuple(rng.normal(0.0, pointing_error / math.sqrt(2), 2)) if pointing_error else (0.0, 0.0)
+    return ExposureSpec(
+        detector=det,
+        filter=filt,
+        subarray=plan.subarray,
+        geometry=geometry,
+        ra_ref=ra_ref,
+        dec_ref=dec_ref,
+        roll_ref=plan.roll,
+        error_arcsec=(float(err[0]), float(err[1])),
+        program=plan.program,
+        observation=obs_index,
+        visit=1 if kind == "science" else 2,
+        visit_group=2,
+        sequence=1,
+        activity=1,
+        exposure=k + 1,
+        target="SIMFIELD" if kind == "science" else "SIMFIELD-BKG",
+        start_mjd=60400.0 + counter * 0.004,
+        sky_dn_s=float(sky_base * (1.0 + 0.08 * rng.uniform(-1, 1))) if kind == "science" else float(sky_base),
+        nints=plan.nints if plan.rateints else 1,
+        rateints=plan.rateints,
+        background=(kind == "background"),
     )
-    (outdir / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    log.info("simulated %d exposures in %.1f s", len(rate_files) + len(bkg_files), seconds)
-    return result
+
+
+def _expected_snr(scene, det: Detector, filt: FilterInfo, pixar: float, n_dithers: int) -> np.ndarray:
+    """Expected combined S/N of each source on this detector and filter (for science checks)."""
+    from .scene import psf_encircled_energy
+
+    sky_base = filt.sky_mjysr / filt.photmjsr
+    sky_e_i = sky_base * det.gain * det.exposure_time
+    npix_i = math.pi * max(filt.fwhm_arcsec / det.pixel_scale, 1.0) ** 2
+    s_e = scene.flux_jy * 1e-6 / (filt.photmjsr * pixar) * det.gain * det.exposure_time
+    ee = psf_encircled_energy(1.0, 1.0)  # aperture radius = FWHM
+    per_exp = ee * s_e / np.sqrt(ee * s_e + npix_i * (sky_e_i + (det.read_noise_dn * det.gain) ** 2))
+    return per_exp * math.sqrt(n_dithers)
 
 
 def load_simulation(outdir, **expected_options) -> SimulationResult | None:

@@ -5,11 +5,13 @@ What is real and what is simulated:
 - ``distortion``: REAL. Composed from the SIAF polynomials pysiaf ships (the
   ``<prefix>_FULL`` aperture): 0-based detector pixel -> 1-based SIAF science
   pixel relative to the reference pixel -> Sci2Idl polynomial -> parity /
-  V3IdlYAngle rotation + (V2Ref, V3Ref) -> V2V3 arcsec; the inverse uses the
-  SIAF Idl2Sci polynomial. This is how STScI builds the NIRCam distortion
-  files; it reproduces ``pysiaf``'s ``sci_to_tel`` (planar approximation).
+  V3IdlYAngle rotation + (V2Ref, V3Ref) -> V2V3 arcsec; the inverse is refitted
+  to that forward. This is how STScI builds the NIRCam distortion files; it
+  reproduces ``pysiaf``'s ``sci_to_tel`` (planar approximation). The model is
+  built in :mod:`jwstrun.simulate.distortion`.
 - ``area``: derived from the same polynomials (Jacobian of Sci2Idl, relative to
-  the nominal SIAF pixel area ``PIXAR_A2 = XSciScale * YSciScale``).
+  the nominal SIAF pixel area ``PIXAR_A2 = XSciScale * YSciScale``), also in
+  :mod:`jwstrun.simulate.distortion`.
 - ``abvegaoffset`` for NIRCam: REAL file shipped in ``jwstrun/simulate/data``.
 - ``filteroffset``, ``flat``, ``photom``, ``apcorr``, MIRI ``abvegaoffset``:
   simulated, self-consistent with :mod:`jwstrun.simulate.instruments`
@@ -19,20 +21,23 @@ Every file is written once per detector (per filter for flats) under a
 CRDS-style name ``jwst_<inst>_<reftype>_sim-<detector>[-<filter>[-<pupil>]].<ext>``
 and returned as :class:`~jwstrun.simulate.crds_cache.RefEntry` selection rules.
 Writing is skipped when the file exists (the content is deterministic), which
-keeps re-simulation into one cache cheap.
+keeps re-simulation into one cache cheap. The last two full-frame flats built are
+kept in memory (:func:`jwstrun.simulate.clear_caches` forgets them).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._io import atomic_write
+from ._save import save_model
 from .crds_cache import RefEntry
+from .distortion import pixel_area_arcsec2, pixel_area_sr, relative_area_map, siaf_distortion_model
 from .instruments import Detector, FilterInfo, siaf_aperture, valid_subarrays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,15 +48,16 @@ __all__ = [
     "write_references",
     "flat_field_array",
     "flat_dq_array",
-    "pixel_area_sr",
-    "pixel_area_arcsec2",
+    "pixel_area_sr",  # from .distortion
+    "pixel_area_arcsec2",  # from .distortion
     "distortion_reference_path",
     "filteroffset_reference_path",
     "reference_filename",
-    "siaf_distortion_model",
+    "siaf_distortion_model",  # from .distortion
     "filter_offsets",
     "match_keys",
     "NIRCAM_ABVEGA_FILE",
+    "clear_caches",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,7 +74,6 @@ NIRCAM_ABVEGA_FILE = Path(__file__).parent / "data" / "nircam_abvega_offset.asdf
 #: Encircled-energy fractions of the apcorr rows (source_catalog's default aperture_ee).
 _EE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
-_ARCSEC2_TO_SR = (math.pi / 180.0 / 3600.0) ** 2
 _NO_FLAT = 1 | 262144  # stdatamodels dqflags DO_NOT_USE | NO_FLAT_FIELD (tests check the values)
 
 
@@ -140,162 +145,6 @@ def filteroffset_reference_path(crds_path, detector: Detector) -> Path:
     return _ref_dir(crds_path, detector) / reference_filename(detector, "filteroffset")
 
 
-# ------------------------------------------------------------- SIAF geometry
-
-
-def pixel_area_arcsec2(detector: Detector) -> float:
-    """Nominal pixel area (arcsec^2): SIAF ``XSciScale * YSciScale`` of the full aperture."""
-    ap = siaf_aperture(detector, "FULL")
-    return float(ap.XSciScale) * float(ap.YSciScale)
-
-
-def pixel_area_sr(detector: Detector) -> float:
-    """Nominal pixel area in steradians, as written to PIXAR_SR of the photom and area refs."""
-    return pixel_area_arcsec2(detector) * _ARCSEC2_TO_SR
-
-
-def _fit_poly2d(x, y, z, degree: int):
-    """Least-squares astropy Polynomial2D z(x, y); x and y should lie within [-1, 1]."""
-    import numpy as np
-    from astropy.modeling.models import Polynomial2D
-
-    poly = Polynomial2D(degree)
-    terms = []
-    for name in poly.param_names:  # c{i}_{j}: x**i * y**j
-        i, j = (int(n) for n in name[1:].split("_"))
-        terms.append(x**i * y**j)
-    # Normal equations on inputs scaled to [-1, 1]: well enough conditioned for degree 8
-    # (tests check the round trip), and a 45 x 45 solve instead of LAPACK's lstsq,
-    # which takes ~1 s when OpenBLAS threads compete on a loaded machine.
-    a = np.stack(terms, axis=1)
-    poly.parameters = np.linalg.solve(a.T @ a, a.T @ z)
-    return poly
-
-
-def _fit_inverse(sci2idl_x, sci2idl_y, nx: int, ny: int, xref: float, yref: float):
-    """Ideal (arcsec, scaled by 1/s) -> science offset polynomials fitted to the forward.
-
-    SIAF's own Idl2Sci polynomials are a separate fit whose round trip is off by up to
-    0.006 pixel on NIRCam and 0.11 pixel in MIRI's detector corners; resample and
-    outlier_detection's blot use this inverse, so it is refitted to the exact forward
-    (degree 8 on a 61 x 61 grid: round trip better than 1e-3 pixel everywhere).
-    """
-    import numpy as np
-
-    u, v = np.meshgrid(np.linspace(0, nx - 1, 61) + 1 - xref, np.linspace(0, ny - 1, 61) + 1 - yref)
-    u, v = u.ravel(), v.ravel()
-    x_idl, y_idl = sci2idl_x(u, v), sci2idl_y(u, v)
-    scale = float(max(np.abs(x_idl).max(), np.abs(y_idl).max()))
-    inv_x = _fit_poly2d(x_idl / scale, y_idl / scale, u, 8)
-    inv_y = _fit_poly2d(x_idl / scale, y_idl / scale, v, 8)
-    return scale, inv_x, inv_y
-
-
-def siaf_distortion_model(detector: Detector):
-    """Detector (0-based pixels) -> V2V3 (arcsec) model from the SIAF polynomials, with inverse.
-
-    Forward: ``Shift(1 - XSciRef) & Shift(1 - YSciRef)`` (0-based pixel to SIAF
-    science pixel relative to the reference pixel) | Sci2Idl X, Y polynomials |
-    ideal -> V2V3 rotation (VIdlParity, V3IdlYAngle) + (V2Ref, V3Ref), the planar
-    approximation pysiaf uses by default. Inverse: the exact inverse rotation, then
-    ideal -> science polynomials fitted to the forward (see :func:`_fit_inverse`).
-    Returns a new model on every call (callers may modify it).
-    """
-    return _siaf_distortion_model(detector).copy()
-
-
-@lru_cache(maxsize=8)
-def _siaf_distortion_model(detector: Detector):
-    from astropy.modeling.models import Mapping, Polynomial2D, Scale, Shift
-
-    ap = siaf_aperture(detector, "FULL")
-    sci2idl_x, sci2idl_y = ap.distortion_transform("sci", "idl")
-    parity = float(ap.VIdlParity)
-    angle = math.radians(float(ap.V3IdlYAngle))
-    cos, sin = math.cos(angle), math.sin(angle)
-    v2ref, v3ref = float(ap.V2Ref), float(ap.V3Ref)
-    xref, yref = float(ap.XSciRef), float(ap.YSciRef)
-    scale, idl2sci_x, idl2sci_y = _fit_inverse(
-        sci2idl_x, sci2idl_y, int(ap.XSciSize), int(ap.YSciSize), xref, yref
-    )
-
-    # ideal -> V2V3 (JWST-001550 sect. 4.3)
-    idl2v2 = Polynomial2D(1, c0_0=v2ref, c1_0=parity * cos, c0_1=sin)
-    idl2v3 = Polynomial2D(1, c0_0=v3ref, c1_0=-parity * sin, c0_1=cos)
-    # V2V3 -> ideal: the exact inverse of the rotation above (offsets removed first)
-    v22idl = Polynomial2D(1, c1_0=parity * cos, c0_1=-parity * sin)
-    v32idl = Polynomial2D(1, c1_0=sin, c0_1=cos)
-
-    forward = (
-        (Shift(1.0 - xref) & Shift(1.0 - yref))
-        | Mapping((0, 1, 0, 1))
-        | (sci2idl_x & sci2idl_y)
-        | Mapping((0, 1, 0, 1))
-        | (idl2v2 & idl2v3)
-    )
-    inverse = (
-        (Shift(-v2ref) & Shift(-v3ref))
-        | Mapping((0, 1, 0, 1))
-        | (v22idl & v32idl)
-        | (Scale(1.0 / scale) & Scale(1.0 / scale))
-        | Mapping((0, 1, 0, 1))
-        | (idl2sci_x & idl2sci_y)
-        | (Shift(xref - 1.0) & Shift(yref - 1.0))
-    )
-    forward.inverse = inverse
-    forward.name = f"{detector.name}_siaf_distortion"
-    return forward
-
-
-def _poly_partials(poly, u, v):
-    """d/du and d/dv of an astropy Polynomial2D on the grid ``v[:, None], u[None, :]``."""
-    import numpy as np
-
-    degree = poly.degree
-    coeff = {name: float(getattr(poly, name).value) for name in poly.param_names}
-    du = np.zeros((v.size, u.size))
-    dv = np.zeros((v.size, u.size))
-    for i in range(degree + 1):  # power of u
-        # 1-D polynomials in v for the u**(i-1) (d/du) and u**i (d/dv) columns
-        pdu = np.zeros(v.size)
-        pdv = np.zeros(v.size)
-        for j in range(degree + 1 - i):
-            c = coeff.get(f"c{i}_{j}", 0.0)
-            if c == 0.0:
-                continue
-            if i > 0:
-                pdu += i * c * v**j
-            if j > 0:
-                pdv += j * c * v ** (j - 1)
-        if i > 0:
-            du += np.outer(pdu, u ** (i - 1))
-        dv += np.outer(pdv, u**i)
-    return du, dv
-
-
-def _relative_area_map(detector: Detector):
-    """Pixel area relative to PIXAR_A2: |det J| of Sci2Idl, on a coarse grid, spline-interpolated.
-
-    The Jacobian of a degree-5 polynomial is smooth over the detector: a 16-pixel grid
-    and a bicubic spline reproduce it to ~1e-7 at a tenth of the cost of every pixel.
-    """
-    import numpy as np
-    from scipy.interpolate import RectBivariateSpline
-
-    ap = siaf_aperture(detector, "FULL")
-    sx, sy = ap.distortion_transform("sci", "idl")
-    nx, ny = int(ap.XSciSize), int(ap.YSciSize)
-    u_full = np.arange(nx, dtype=float) + 1.0 - float(ap.XSciRef)
-    v_full = np.arange(ny, dtype=float) + 1.0 - float(ap.YSciRef)
-    u = np.unique(np.r_[u_full[::16], u_full[-1]])
-    v = np.unique(np.r_[v_full[::16], v_full[-1]])
-    dxdu, dxdv = _poly_partials(sx, u, v)
-    dydu, dydv = _poly_partials(sy, u, v)
-    coarse = np.abs(dxdu * dydv - dxdv * dydu) / pixel_area_arcsec2(detector)
-    spline = RectBivariateSpline(v, u, coarse, kx=3, ky=3)
-    return spline(v_full, u_full).astype(np.float32)
-
-
 # ---------------------------------------------------------------------- flats
 
 
@@ -340,6 +189,11 @@ def _flat(detector_name: str, filter_name: str, shape: tuple[int, int]):
     return flat, dq
 
 
+def clear_caches() -> None:
+    """Forget the flats built so far (built again, identical, on next use)."""
+    _flat.cache_clear()
+
+
 def flat_field_array(detector: Detector, filter_info: FilterInfo, shape=None) -> numpy.ndarray:
     """The full-frame flat SCI written to the flat reference (a fresh float32 copy).
 
@@ -378,22 +232,6 @@ def _set_common(model, detector: Detector, reftype: str, description: str) -> No
         meta.instrument.channel = detector.channel
 
 
-def _save(model, path: Path) -> None:
-    # Write next to the target under a unique name and rename: a crash never leaves a
-    # file that looks finished (existing files are reused), and two simulations
-    # writing into one cache never interleave.
-    # The temporary file keeps the final basename: stdatamodels records it in FILENAME.
-    import shutil
-    import tempfile
-
-    tmpdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
-    try:
-        model.save(tmpdir / path.name)
-        (tmpdir / path.name).replace(path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
 def _write_distortion(path: Path, detector: Detector) -> None:
     from astropy import units as u
     from stdatamodels.jwst.datamodels import DistortionModel
@@ -410,7 +248,7 @@ def _write_distortion(path: Path, detector: Detector) -> None:
     else:
         model.meta.exposure.p_exptype = "MIR_IMAGE|MIR_TACQ|MIR_LYOT|MIR_4QPM|MIR_CORONCAL|"
 
-    _save(model, path)
+    save_model(model, path)
 
 
 def filter_offsets(detector: Detector) -> dict[str, tuple[float, float]]:
@@ -447,7 +285,7 @@ def _write_filteroffset(path: Path, detector: Detector) -> None:
     model.meta.input_units = "pixel"
     _set_common(model, detector, "filteroffset", f"{detector.name} simulated filter offsets")
     model.meta.exposure.type = detector.exp_type
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_flat(path: Path, detector: Detector, filt: FilterInfo) -> None:
@@ -470,7 +308,7 @@ def _write_flat(path: Path, detector: Detector, filt: FilterInfo) -> None:
     model.meta.subarray.ystart = 1
     model.meta.subarray.xsize = nx
     model.meta.subarray.ysize = ny
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_photom(path: Path, detector: Detector) -> None:
@@ -490,19 +328,19 @@ def _write_photom(path: Path, detector: Detector) -> None:
     model.meta.exposure.type = detector.exp_type
     model.meta.photometry.pixelarea_steradians = pixel_area_sr(detector)
     model.meta.photometry.pixelarea_arcsecsq = pixel_area_arcsec2(detector)
-    _save(model, path)
+    save_model(model, path)
 
 
 def _write_area(path: Path, detector: Detector) -> None:
     from stdatamodels.jwst.datamodels import PixelAreaModel
 
-    model = PixelAreaModel(data=_relative_area_map(detector))
+    model = PixelAreaModel(data=relative_area_map(detector))
     _set_common(model, detector, "area",
                 f"{detector.name} pixel area relative to PIXAR_SR, from the SIAF distortion")  # fmt: skip
     model.meta.exposure.type = detector.exp_type
     model.meta.photometry.pixelarea_steradians = pixel_area_sr(detector)
     model.meta.photometry.pixelarea_arcsecsq = pixel_area_arcsec2(detector)
-    _save(model, path)
+    save_model(model, path)
 
 
 def _ee_radius_pixels(fwhm_pixels: float, fraction: float) -> float:
@@ -562,7 +400,7 @@ def _write_apcorr(path: Path, detector: Detector) -> None:
     _set_common(model, detector, "apcorr",
                 f"{detector.instrument} simulated aperture corrections (Gaussian PSFs)")  # fmt: skip
     model.meta.exposure.type = detector.exp_type
-    _save(model, path)
+    save_model(model, path)
 
 
 # AB - Vega for MIRI filters: Vega's flux density falls as lambda^-2 (Rayleigh-Jeans)
@@ -573,16 +411,11 @@ def _miri_abvega(pivot_um: float) -> float:
 
 
 def _write_abvegaoffset(path: Path, detector: Detector) -> None:
-    import shutil
-
     if detector.instrument == "NIRCAM":
         # The real NIRCam reference file, byte for byte.
-        import tempfile
+        import shutil
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        os.close(fd)
-        shutil.copyfile(NIRCAM_ABVEGA_FILE, tmp)
-        Path(tmp).replace(path)
+        atomic_write(path, lambda tmp: shutil.copyfile(NIRCAM_ABVEGA_FILE, tmp), fsync=False)
         return
     from astropy.table import Table
     from stdatamodels.jwst.datamodels import ABVegaOffsetModel
@@ -596,7 +429,7 @@ def _write_abvegaoffset(path: Path, detector: Detector) -> None:
     model = ABVegaOffsetModel()
     model.abvega_offset = table
     _set_common(model, detector, "abvegaoffset", "MIRI AB - Vega magnitude offsets (simulated)")
-    _save(model, path)
+    save_model(model, path)
 
 
 # -------------------------------------------------------------------- public API

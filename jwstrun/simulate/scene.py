@@ -24,6 +24,7 @@ __all__ = [
     "psf_ee_radius",
     "psf_encircled_energy",
     "moffat_alpha",
+    "clear_caches",
 ]
 
 ARCSEC = 1.0 / 3600.0
@@ -74,6 +75,11 @@ def _ee_curve(fwhm_pixels: float, boxes: int):
     r = np.hypot(xx, yy).ravel()
     order = np.argsort(r)
     return r[order], np.cumsum(image.ravel()[order])
+
+
+def clear_caches() -> None:
+    """Forget the PSF encircled-energy curves computed so far."""
+    _ee_curve.cache_clear()
 
 
 @dataclass
