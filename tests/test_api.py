@@ -105,8 +105,10 @@ def test_runner_functions_show_their_parameters():
     # (the CLI's --no-validate is validate=False, --crds-env is crds_env_file, --report
     # is previews; the Dask options are gathered in dask_options)
     renamed = {"no_validate": "validate", "report": "previews", "no_report": "previews"}
+    # (-v/-q/--debug set the CLI's logging, as they do for every command)
     cli_only = {"no_progress", "as_json", "scheduler", "cluster", "cluster_cores",
-                "cluster_memory", "cluster_walltime", "cluster_jobs", "cluster_options"}
+                "cluster_memory", "cluster_walltime", "cluster_jobs", "cluster_options",
+                "verbose", "quiet", "debug"}
     for command, function in (("image2", jwstrun.run_image2), ("image3", jwstrun.run_image3)):
         parameters = inspect.signature(function).parameters
         options = {p.name for p in cli.commands[command].params if isinstance(p, click.Option)}
