@@ -485,6 +485,7 @@ def test_tweakreg_shifts_match_the_injected_pointing_errors(run):
     from astropy.table import Table
 
     from jwstrun.look import tweakreg_shifts
+    from jwstrun.manifest import TaskRecord
     from jwstrun.products import product_basename
 
     crfs = {product_basename(c.name).rsplit("_o", 1)[0]: c for c in run["crfs"]}
@@ -804,6 +805,7 @@ def test_report_says_when_tweakreg_was_skipped(run, tmp_path):
     from astropy.io import fits
 
     from jwstrun.look import tweakreg_shifts
+    from jwstrun.manifest import TaskRecord
     from jwstrun.look._science import _alignment_block
 
     pairs = []
@@ -815,5 +817,5 @@ def test_report_says_when_tweakreg_was_skipped(run, tmp_path):
         pairs.append((cal, crf))
     rows = tweakreg_shifts(pairs)
     assert [(r["status"], r["shift_arcsec"]) for r in rows] == [("SKIPPED", 0.0)] * 2
-    block = _alignment_block({"task_id": "image3-x"}, rows)
+    block = _alignment_block(TaskRecord(task_id="image3-x", status="ok"), rows)
     assert "tweakreg was skipped: the exposures keep their pointing WCS." in block
