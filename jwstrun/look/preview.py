@@ -356,13 +356,9 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
 
 
 def _cmap(name: str):
-    import copy
-
     from matplotlib import colormaps
 
-    cmap = copy.copy(colormaps[name])
-    cmap.set_bad(NAN_COLOUR)
-    return cmap
+    return colormaps[name].with_extremes(bad=NAN_COLOUR)
 
 
 def _thumbnail_jpeg(rgba) -> bytes:
