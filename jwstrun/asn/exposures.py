@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import InputError
+from ..inputs import is_association
 from ..products import ExposureInfo, read_exposure_info
 from .levels import IMAGING_EXP_TYPES
 
@@ -30,7 +31,7 @@ def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> l
     seen: dict[Path, Path] = {}
     exposures = []
     for path in paths:
-        if path.suffix.lower() == ".json":
+        if is_association(path):
             raise InputError(
                 f"{path}: is an association, not an exposure. To show or check it use "
                 f"'jwstrun asn --show {path}' or 'jwstrun asn --check {path}'."

@@ -1,20 +1,6 @@
 """The profile model: settings with their origin, and profiles read from YAML files.
 
-A profile is a small YAML file with plain data only::
-
-    description: Quick look
-    why:
-      image2.steps.resample.skip: Stage 3 never reads the Stage 2 _i2d.
-    image2:
-      steps:
-        resample:
-          skip: true
-    image3:
-      in_memory: true
-      steps:
-        tweakreg:
-          snr_threshold: 20
-
+A profile's YAML shape is shown in the package docstring (:mod:`jwstrun.profiles`).
 Each top-level section is a stage of :data:`jwstrun.stages.STAGES` and holds
 pipeline-level parameters plus a ``steps:`` mapping, the same shape
 ``Pipeline.call(steps=...)`` takes.  Every value is checked and coerced by the
