@@ -25,6 +25,7 @@ __all__ = [
     "stage_type",
     "read_primary_header",
     "read_exposure_info",
+    "is_background_target",
     "product_basename",
     "check_fits_complete",
     "DQ_FLAGS",
@@ -232,6 +233,13 @@ class ExposureInfo:
         return asdict(self)
 
 
+def is_background_target(header) -> bool:
+    """Whether a primary header is that of a dedicated background exposure (BKGDTARG = T):
+    calwebb_image2 subtracts such exposures from science exposures, it does not
+    calibrate them as science."""
+    return header.get("BKGDTARG", False) is True
+
+
 def read_exposure_info(path: str | os.PathLike) -> ExposureInfo:
     """Read one product's primary header into an :class:`ExposureInfo`."""
     header = read_primary_header(path)
@@ -277,7 +285,7 @@ def _exposure_info(path, header) -> ExposureInfo:
         time_obs=_str(header, "TIME-OBS"),
         nints=nints,
         step_status=status,
-        background_target=header.get("BKGDTARG", False) is True,
+        background_target=is_background_target(header),
     )
 
 

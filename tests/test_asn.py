@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -279,14 +277,75 @@ def test_background_on_level3_is_refused(data, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_background_target_given_as_science_warns(data, asn_log):
-    # what an unquoted --background bkg/*.fits does: background files land among FILES
+def test_background_targets_among_the_files_are_background_members(data, asn_log):
+    # what an unquoted --background bkg/*.fits does: background files land among FILES;
+    # they are backgrounds by their header (BKGDTARG=T), never products of their own
     f200_bkg = by_filter(data["bkg"], "F200W")
-    asn_lib.build_level2(
-        by_filter(data["rate"], "F200W") + f200_bkg, f200_bkg[:1], asn_dir=f200_bkg[0].parent
+    science = [p for p in by_filter(data["rate"], "F200W") if p not in f200_bkg]
+    asn = asn_lib.build_level2(science + f200_bkg, f200_bkg[:1], asn_dir=f200_bkg[0].parent)
+    assert [p["members"][0]["expname"] for p in asn["products"]] == sorted(p.name for p in science)
+    for product in asn["products"]:
+        assert [(m["expname"], m["exptype"]) for m in product["members"][1:]] == [
+            (p.name, "background") for p in sorted(f200_bkg)]
+    assert not asn_log.records
+
+
+def test_cli_finds_dedicated_backgrounds_without_b(data, tmp_path):
+    """`jwstrun asn` on a directory of science and background exposures: the backgrounds
+    (BKGDTARG=T) are matched like -b ones and said in one line; the science exposures
+    without one (F150W, MIRI) are named in one warning."""
+    rate = [p for p in data["rate"] if not read_exposure_info(p).background_target]
+    folder = linked(tmp_path, [*rate, *data["bkg"]], "mast")[0].parent
+    out = folder / "l2_asn.json"
+    result = CliRunner().invoke(cli, ["asn", str(folder), "-o", str(out), "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    without = sorted(p.name for p in [*by_filter(rate, "F150W"), *by_filter(rate, "F770W")])
+    assert result.stderr == (
+        "INFO Using 3 dedicated background exposures (BKGDTARG=T) for the background step of "
+        "5 science exposures; they are not reduced as science.\n"
+        "WARNING 4 science exposure(s) have no background exposure with the same instrument, "
+        f"detector, filter, pupil and subarray ({', '.join(without[:3])}, ...); their "
+        "background step will be skipped.\n"
     )
-    warned = [r.getMessage() for r in asn_log.records if "BKGDTARG=T" in r.getMessage()]
-    assert len(warned) == 2 and all("quote the pattern" in w for w in warned)
+    products = json.loads(result.stdout)["associations"][0]["products"]
+    assert sorted(p["members"][0]["expname"] for p in products) == sorted(p.name for p in rate)
+    bkg_names = {f: sorted(p.name for p in by_filter(data["bkg"], f)) for f in ("F200W", "F444W")}
+    for product in products:
+        assert product["members"][0]["exptype"] == "science"
+        backgrounds = [m["expname"] for m in product["members"] if m["exptype"] == "background"]
+        filt = read_exposure_info(folder / product["members"][0]["expname"]).filter
+        assert backgrounds == bkg_names.get(filt, [])
+
+
+def test_only_backgrounds_is_refused(data, tmp_path):
+    bkg = sorted(by_filter(data["bkg"], "F200W"))
+    for args in (["asn", *bkg, "-o", tmp_path / "x.json"],
+                 ["image2", *bkg, "-o", tmp_path / "out"]):
+        result = run_cli(*args)
+        assert result.exit_code == 1
+        assert result.output == (
+            f"Error: {bkg[0]} (and 1 more): is a dedicated background exposure (BKGDTARG=T) "
+            "and no science exposure was given. Background exposures are subtracted from "
+            "science exposures by calwebb_image2's background step, never calibrated as "
+            "science: give the science exposures too.\n")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "out").exists()
+
+
+def test_detected_backgrounds_matching_nothing_are_not_an_error(data, asn_log):
+    """Found by their header (not given with -b), backgrounds that match no science
+    exposure are reported and left out; the science exposures run without."""
+    f150 = by_filter(data["rate"], "F150W")
+    f444_bkg = by_filter(data["bkg"], "F444W")
+    asn = asn_lib.build_level2(f150 + f444_bkg, asn_dir=f150[0].parent)
+    assert all(len(p["members"]) == 1 for p in asn["products"])
+    assert [r.getMessage() for r in asn_log.records] == [
+        f"{f444_bkg[0]}: background exposure matches no science exposure "
+        "(NIRCAM/NRCBLONG/F444W/CLEAR/FULL); not used.",
+        "2 science exposure(s) have no background exposure with the same instrument, detector, "
+        f"filter, pupil and subarray ({', '.join(sorted(p.name for p in f150))}); their "
+        "background step will be skipped.",
+    ]
 
 
 def test_cli_background_pattern_is_expanded(data, tmp_path):
@@ -976,50 +1035,6 @@ def test_exposure_types_match_jwst():
     from jwst.associations.lib.dms_base import IMAGE2_SCIENCE_EXP_TYPES
 
     assert {t.lower() for t in asn_lib.IMAGING_EXP_TYPES} <= set(IMAGE2_SCIENCE_EXP_TYPES)
-
-
-# --------------------------------------------------------------------------- end to end
-
-
-def test_background_step_runs_end_to_end(tmp_path):
-    """calwebb_image2 on a Level-2 association with background members: S_BKDSUB COMPLETE."""
-    simulate = pytest.importorskip("jwstrun.simulate")
-    if not hasattr(simulate, "simulate_program"):
-        pytest.skip("jwstrun.simulate.simulate_program does not exist yet")
-    sim = simulate.simulate_program(
-        tmp_path / "sim",
-        instrument="NIRCAM",
-        detectors=["NRCB1"],
-        filters=["F200W"],
-        subarray="SUB160",
-        n_dithers=1,
-        n_background=2,
-    )
-    assert sim.background_files, "the simulator wrote no background exposures"
-    science = [p for p in sim.rate_files if p not in set(sim.background_files)]
-    asn_path = Path(sim.outdir) / "l2_bkg_asn.json"
-    asn_lib.make_associations(science[:1], asn_path, background=sim.background_files)
-    env = dict(os.environ, **sim.env, STPIPE_DISABLE_CRDS_STEPPARS="True")
-    # calwebb_image2 resolves members relative to the working directory (jwst issue 5950)
-    code = (
-        "from jwst.pipeline import Image2Pipeline;"
-        f"Image2Pipeline.call({asn_path.name!r}, save_results=True, output_dir='out',"
-        " steps={'resample': {'skip': True}})"
-    )
-    (Path(sim.outdir) / "out").mkdir()
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=sim.outdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    cal = list((Path(sim.outdir) / "out").glob("*_cal.fits"))
-    assert len(cal) == 1
-    info = read_exposure_info(cal[0])
-    assert info.step_status.get("S_BKDSUB") == "COMPLETE"
 
 
 def test_output_option_misuse(data, tmp_path):

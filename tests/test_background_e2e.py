@@ -1,91 +1,104 @@
-"""A Level-2 association with background members, end to end through ``jwstrun image2``.
+"""Dedicated background exposures end to end: docs/workflows/background.md, run for real.
 
-The simulator writes one dedicated background exposure (an empty field) next
-to two science dithers; ``jwstrun asn`` makes the Level-2 association with it
-as a background member of each product; ``jwstrun image2 --save-bsub`` runs
-calwebb_image2 on the association.  The background step must really run
-(S_BKDSUB COMPLETE, not SKIPPED), the _bsub product must be written and
-valid, and ``jwstrun validate --background`` must pass on everything.
+The page's shell blocks run as a user pastes them (``bash -e``, the installed
+``jwstrun`` and ``strun`` on PATH), in a scratch directory:
+
+1. the simulated block: ``jwstrun simulate`` writes two science dithers and one
+   dedicated background (BKGDTARG=T, NIRCam SUB160), ``jwstrun image2 sim/`` takes
+   the directory, finds the background by its header and runs each science exposure
+   with it as a background member (S_BKDSUB COMPLETE, sky removed, no ``_cal`` of the
+   background), and ``jwstrun validate --background`` passes;
+2. the real-data blocks, on the same exposures laid out as ``data/science/`` and
+   ``data/background/`` with the simulated CRDS cache in the environment (what the
+   user's CRDS set-up would be): ``jwstrun image2`` on the two folders and
+   ``jwstrun image3``; then ``jwstrun asn`` (no ``-b``), ``asn --check`` and
+   ``strun calwebb_image2`` on that association, whose products equal jwstrun's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_docs_commands import ROOT, shell_blocks
 
 from jwstrun.cli import cli
 
+PAGE = ROOT / "docs" / "workflows" / "background.md"
+VENV_BIN = Path(sys.executable).parent
+ONE_LINE = ("INFO Using 1 dedicated background exposure (BKGDTARG=T) for the background step "
+            "of 2 science exposures; it is not reduced as science.\n")
+
+
+def shell_env(extra: dict | None = None) -> dict:
+    """A user's shell: the venv's commands on PATH, no CRDS settings but ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra or {})
+    return env
+
+
+def run_block(block: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    from jwstrun.simulate import simulate_program
-
-    outdir = tmp_path_factory.mktemp("background") / "sim"
-    return simulate_program(outdir, subarray="SUB320", n_dithers=2, n_background=1, seed=5)
-
-
-@pytest.fixture(scope="module")
-def l2_asn(sim):
-    assert len(sim.background_files) == 1
-    path = sim.outdir / "l2_asn.json"
-    result = CliRunner().invoke(cli, [
-        "asn", *map(str, sim.rate_files), "-b", str(sim.background_files[0]), "-o", str(path),
-    ], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return path
+def blocks():
+    found = shell_blocks(PAGE.read_text(encoding="utf-8"))
+    assert len(found) == 3, found  # simulated; real data: run it; write the association
+    return found
 
 
 @pytest.fixture(scope="module")
-def run(sim, l2_asn, tmp_path_factory):
-    outdir = tmp_path_factory.mktemp("background_out") / "out"
-    # crds exports its defaults (CRDS_MODE, CRDS_CONFIG_URI ...) into os.environ when it is
-    # first imported: that is crds' doing, whichever test imports it first, not the run's.
-    import crds  # noqa: F401
+def simulated(blocks, tmp_path_factory):
+    """The page's simulated block, run as it is."""
+    work = tmp_path_factory.mktemp("background_page")
+    proc = run_block(blocks[0], work, shell_env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from jwstrun.products import read_exposure_info
 
-    crds_before = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
-    result = CliRunner().invoke(cli, [
-        "image2", str(l2_asn), "-o", str(outdir), "--save-bsub", "-j", "2",
-        "--crds-env", str(sim.env_file), "--no-progress", "--json",
-    ])
-    crds_after = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
-    return {"result": result, "outdir": outdir, "crds_before": crds_before,
-            "crds_after": crds_after}
+    rate = sorted((work / "sim").glob("*_rate.fits"))
+    background = [p for p in rate if read_exposure_info(p).background_target]
+    assert len(rate) == 3 and len(background) == 1
+    return {"proc": proc, "work": work, "out": work / "out", "background": background[0],
+            "science": [p for p in rate if p not in background]}
 
 
-def test_association_has_background_members(l2_asn, sim):
-    asn = json.loads(l2_asn.read_text())
-    assert len(asn["products"]) == len(sim.rate_files)
-    for product in asn["products"]:
-        types = sorted(m["exptype"] for m in product["members"])
-        assert types == ["background", "science"]
-        bkg = next(m for m in product["members"] if m["exptype"] == "background")
-        assert bkg["expname"] == sim.background_files[0].name
+def test_image2_says_it_uses_the_background_in_one_line(simulated):
+    stderr = simulated["proc"].stderr
+    assert ONE_LINE in stderr
+    assert stderr.count("BKGDTARG") == 1, stderr
 
 
-def test_run_ok_with_bsub_products(run, sim):
-    result = run["result"]
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert summary["counts"]["ok"] == len(sim.rate_files)
-    assert summary["counts"]["failed"] == 0
-    outdir = run["outdir"]
+def test_background_is_a_member_never_a_product(simulated):
+    out = simulated["out"]
     for suffix in ("cal", "bsub", "i2d"):
-        assert len(list(outdir.glob(f"*_{suffix}.fits"))) == len(sim.rate_files), suffix
-    # the background exposure is a member, not a product of its own
-    stem = sim.background_files[0].name.rsplit("_", 1)[0]
-    assert not list(outdir.glob(f"{stem}_*.fits"))
+        assert sorted(p.name for p in out.glob(f"*_{suffix}.fits")) == sorted(
+            p.name.replace("_rate", f"_{suffix}") for p in simulated["science"]), suffix
+    stem = simulated["background"].name.removesuffix("_rate.fits")
+    assert not list(out.glob(f"{stem}_*"))
+    manifest = json.loads((out / "jwstrun-manifest.json").read_text())
+    assert sorted(manifest["tasks"]) == sorted(
+        "image2-" + p.name.removesuffix("_rate.fits") for p in simulated["science"])
+    for task in manifest["tasks"].values():
+        assert [(e["name"], e["role"]) for e in task["inputs"]] == [
+            (Path(task["product"] + "_rate.fits").name, "science"),
+            (simulated["background"].name, "background")]
 
 
-def test_background_step_complete_and_subtracted(run, sim):
+def test_background_step_complete_and_subtracted(simulated):
     from astropy.io import fits
 
-    for cal in sorted(run["outdir"].glob("*_cal.fits")):
-        bsub = cal.with_name(cal.name.replace("_cal.fits", "_bsub.fits"))
-        rate = sim.outdir / cal.name.replace("_cal.fits", "_rate.fits")
+    for rate in simulated["science"]:
+        cal = simulated["out"] / rate.name.replace("_rate", "_cal")
+        bsub = simulated["out"] / rate.name.replace("_rate", "_bsub")
         with fits.open(cal) as hdul:
             assert hdul[0].header["S_BKDSUB"] == "COMPLETE"
         with fits.open(bsub) as b, fits.open(rate) as r:
@@ -98,19 +111,88 @@ def test_background_step_complete_and_subtracted(run, sim):
             assert abs(bsub_median) < 0.2 * rate_median, (rate_median, bsub_median)
 
 
-def test_validate_with_background_passes(run):
-    outdir = run["outdir"]
-    files = sorted(str(p) for p in outdir.glob("*.fits"))
-    result = CliRunner().invoke(cli, ["validate", *files, "--background", "--json"],
-                                catch_exceptions=False)
+@pytest.fixture(scope="module")
+def rerun(simulated):
+    """The page's image2 line again, in-process with --json: up to date, and the run's
+    CRDS settings (its crds.env) applied only while it runs."""
+    work = simulated["work"]
+    # crds exports its defaults (CRDS_MODE, CRDS_CONFIG_URI ...) into os.environ when it is
+    # first imported: that is crds' doing, whichever test imports it first, not the run's.
+    import crds  # noqa: F401
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
+    result = CliRunner().invoke(cli, [
+        "image2", str(work / "sim"), "-o", str(work / "out"), "--save-bsub",
+        "--crds-env", str(work / "sim" / "crds.env"), "--no-progress", "--json"])
+    after = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
+    return {"result": result, "before": before, "after": after}
+
+
+def test_json_lists_the_background_as_a_member_and_resumes(rerun, simulated):
+    result = rerun["result"]
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    reports = data["files"] if isinstance(data, dict) and "files" in data else data
-    assert len(reports) == len(files)
-    bsub = [r for r in reports if str(r.get("path", "")).endswith("_bsub.fits")]
-    assert len(bsub) == 2
+    assert result.stderr.count(ONE_LINE) == 1
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"total": 2, "ok": 0, "skipped": 2, "failed": 0}
+    assert [t["backgrounds"] for t in summary["tasks"]] == [[simulated["background"].name]] * 2
 
 
-def test_run_leaves_callers_crds_settings_alone(run):
+def test_run_leaves_callers_crds_settings_alone(rerun):
     """A run applies its crds.env (CRDS_PATH, CRDS_CONTEXT...) only while it runs."""
-    assert run["crds_after"] == run["crds_before"]
+    assert rerun["after"] == rerun["before"]
+
+
+@pytest.fixture(scope="module")
+def real(simulated, blocks):
+    """The real-data blocks on the simulated exposures as MAST delivers them (science and
+    background in separate folders), the simulated CRDS cache in the environment."""
+    from jwstrun.refs import read_env_file
+
+    work = simulated["work"] / "real"
+    for folder, files in (("science", simulated["science"]),
+                          ("background", [simulated["background"]])):
+        (work / "data" / folder).mkdir(parents=True)
+        for path in files:
+            os.link(path, work / "data" / folder / path.name)
+    env = shell_env(read_env_file(simulated["work"] / "sim" / "crds.env"))
+    return {"work": work, "run": run_block(blocks[1], work, env),
+            "asn": run_block(blocks[2], work, env)}
+
+
+def test_real_data_run(real, simulated):
+    proc = real["run"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.count("BKGDTARG") == 1 and ONE_LINE in proc.stderr
+    out = real["work"] / "out"
+    cal = sorted(out.glob("*_cal.fits"))
+    assert [p.name for p in cal] == sorted(
+        p.name.replace("_rate", "_cal") for p in simulated["science"])
+    from jwstrun.products import read_exposure_info
+
+    assert all(read_exposure_info(p).step_status["S_BKDSUB"] == "COMPLETE" for p in cal)
+    assert len(list(out.glob("jw01234-o001_*_i2d.fits"))) == 1  # image3's mosaic
+
+
+def test_real_data_association_and_strun(real, simulated):
+    """`jwstrun asn` without -b finds the background (the same one line); strun on that
+    association gives the products jwstrun image2 gave on the two folders."""
+    from astropy.io import fits
+
+    proc = real["asn"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.startswith(ONE_LINE)
+    asn = json.loads((real["work"] / "data" / "l2_asn.json").read_text())
+    background = f"background/{simulated['background'].name}"
+    assert sorted((m["expname"], m["exptype"]) for p in asn["products"] for m in p["members"]) \
+        == sorted([*((f"science/{p.name}", "science") for p in simulated["science"]),
+                   (background, "background"), (background, "background")])
+    theirs = sorted((real["work"] / "out_strun").glob("*.fits"))
+    assert [p.name for p in theirs] == sorted(
+        p.name.replace("_rate", s) for p in simulated["science"] for s in ("_cal", "_i2d"))
+    for path in theirs:
+        with fits.open(real["work"] / "out" / path.name) as a, fits.open(path) as b:
+            assert a[0].header["S_BKDSUB"] == b[0].header["S_BKDSUB"] == "COMPLETE"
+            for ext in ("SCI", "ERR", "DQ", "WHT", "CON"):
+                if ext in a or ext in b:
+                    np.testing.assert_array_equal(a[ext].data, b[ext].data,
+                                                  err_msg=f"{path.name}[{ext}]")

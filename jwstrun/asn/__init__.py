@@ -14,8 +14,10 @@ Where things live:
 
 - building: :mod:`.exposures` (reading headers, each exposure once), :mod:`.levels`
   (what each level takes, from :mod:`jwstrun.stages`), :mod:`.grouping`
-  (``--group-by``), :mod:`.naming` (DMS product names), :mod:`.build` (Level-2/3
-  association dicts), :mod:`.write` (:func:`make_associations`, atomic writes);
+  (``--group-by``), :mod:`.naming` (DMS product names), :mod:`.backgrounds`
+  (dedicated backgrounds, BKGDTARG=T: found among the inputs, matched to the science
+  exposures, reported), :mod:`.build` (Level-2/3 association dicts), :mod:`.write`
+  (:func:`make_associations`, atomic writes);
 - reading: :mod:`.read` (:func:`load_association`), :mod:`.schema` (jwst's
   schemas), :mod:`.check` (:func:`check_association`: members' headers).
 
@@ -25,7 +27,8 @@ Caches: jwst's association schemas and version are read once per process;
 
 from __future__ import annotations
 
-from .build import _jwst_version, build_level2, build_level3
+from .backgrounds import BackgroundMatch, match_backgrounds, report_backgrounds, split_backgrounds
+from .build import _jwst_version, build_level2, build_level3, level2_association
 from .check import AssociationCheck, check_association
 from .exposures import read_exposures, repeated_exposures
 from .grouping import DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup, group_exposures, parse_group_by
@@ -47,6 +50,10 @@ __all__ = [
     "WrittenAssociation",
     "AsnBuildResult",
     "AssociationCheck",
+    "BackgroundMatch",
+    "split_backgrounds",
+    "match_backgrounds",
+    "report_backgrounds",
     "read_exposures",
     "repeated_exposures",
     "detect_level",
@@ -56,6 +63,7 @@ __all__ = [
     "level3_product_name",
     "check_product_name",
     "build_level2",
+    "level2_association",
     "build_level3",
     "write_association",
     "make_associations",

@@ -1,5 +1,6 @@
-"""Building associations: Level 2 (one product per exposure, matching backgrounds) and
-Level 3 (one product combining exposures), as the JSON dict jwst's loaders read.
+"""Building associations: Level 2 (one product per exposure, with its backgrounds matched
+by :mod:`.backgrounds`) and Level 3 (one product combining exposures), as the JSON dict
+jwst's loaders read.
 
 The layout is that of jwst's own associations (the rules ``Asn_Lv2Image`` /
 ``Asn_Lv3Image``; what ``asn_from_list`` writes, with the DMS ``asn_type``).
@@ -11,15 +12,25 @@ from __future__ import annotations
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..products import ExposureInfo, product_basename
+from .backgrounds import match_backgrounds, report_backgrounds, split_backgrounds
 from .exposures import read_exposures
-from .grouping import _BACKGROUND_MATCH, DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup, group_exposures
+from .grouping import DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup, group_exposures
 from .levels import _ASN_RULE, _ASN_TYPE, LEVEL_INPUTS, _files_of
 from .members import _absolute, _member_name
-from .naming import _acid, _join, check_product_name, level3_product_name, target_numbers
+from .naming import (
+    _acid,
+    _join,
+    _sanitise,
+    check_product_name,
+    level3_product_name,
+    target_numbers,
+)
+from .read import AsnMember, AsnProduct, Association
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +68,6 @@ def _as_infos(items: Iterable[ExposureInfo | str | os.PathLike], what: str) -> l
     return read_exposures(items, what)
 
 
-def _background_key(info: ExposureInfo) -> tuple[str, ...]:
-    """What a background must share with a science exposure (``_BACKGROUND_MATCH``)."""
-    return tuple(GROUP_KEYS[k](info) for k in _BACKGROUND_MATCH)
-
-
 def build_level2(
     science: Iterable[ExposureInfo | str | os.PathLike],
     background: Iterable[ExposureInfo | str | os.PathLike] = (),
@@ -69,23 +75,37 @@ def build_level2(
     asn_dir: str | os.PathLike = ".",
     product_name: str | None = None,
     allow_outside: bool = False,
+    report: bool = True,
 ) -> dict:
     """Level-2 image association: one product per science exposure.
 
     Each background exposure (``exptype: background``) is added to the products of
     the science exposures it matches in instrument, detector, filter, pupil and
-    subarray, so calwebb_image2's background step subtracts it.
+    subarray, so calwebb_image2's background step subtracts it.  Dedicated
+    background exposures (BKGDTARG=T) among ``science`` are backgrounds too, never
+    products of their own (:mod:`.backgrounds`).  ``report=False`` leaves out the
+    messages on what was matched (said once for several associations).
     """
-    science = sorted(_as_infos(science, "science"), key=lambda e: e.name)
-    background = list(background)
-    background = (
-        sorted(_as_infos(background, "background"), key=lambda e: e.name) if background else []
-    )
+    science, detected = split_backgrounds(
+        sorted(_as_infos(science, "science"), key=lambda e: e.name))
+    given = list(background)
+    given = _as_infos(given, "background") if given else []
+    known = {b.path for b in given}
+    background = sorted([*given, *(d for d in detected if d.path not in known)],
+                        key=lambda e: e.name)
     _check_level2_inputs(science, background, product_name)
-    products, used, without = _level2_products(
-        science, background, _absolute(asn_dir), product_name, allow_outside
-    )
-    _report_unmatched(background, used, without)
+    match = match_backgrounds(science, background)
+    if report:
+        report_backgrounds(match, detected, explicit=bool(given))
+    asn_dir = _absolute(asn_dir)
+    products = []
+    for info in science:
+        members = [(info, "science"), *((bkg, "background") for bkg in match.matched[info.path])]
+        products.append({
+            "name": product_name or product_basename(info.path),
+            "members": [{"expname": _member_name(e.path, asn_dir, allow_outside), "exptype": kind}
+                        for e, kind in members],
+        })
     data = _header(2, science, _acid(science))
     data["target"] = str(_single_target(science))
     data["products"] = products
@@ -109,79 +129,28 @@ def _check_level2_inputs(
                 f"per exposure ({len(science)} here). Leave it out to name products after "
                 "their exposures."
             )
-    if background:
-        for info in science:
-            if info.background_target:
-                log.warning(
-                    "%s: is a background-target exposure (BKGDTARG=T) given as science. If a "
-                    "shell expanded '--background PATTERN', quote the pattern.",
-                    info.path,
-                )
 
 
-def _level2_products(
-    science: list[ExposureInfo],
-    background: list[ExposureInfo],
-    asn_dir,
-    product_name: str | None,
-    allow_outside: bool,
-) -> tuple[list[dict], set[str], list[ExposureInfo]]:
-    """The products, the backgrounds used, and the science exposures left without one."""
-    used: set[str] = set()
-    without: list[ExposureInfo] = []
-    products = []
-    for info in science:
-        name = product_name or product_basename(info.path)
-        members = [
-            {"expname": _member_name(info.path, asn_dir, allow_outside), "exptype": "science"}
-        ]
-        for bkg in background:
-            matches = _background_key(bkg) == _background_key(info)
-            if matches and _absolute(bkg.path) != _absolute(info.path):
-                members.append(
-                    {
-                        "expname": _member_name(bkg.path, asn_dir, allow_outside),
-                        "exptype": "background",
-                    }
-                )
-                used.add(bkg.path)
-        if background and len(members) == 1:
-            without.append(info)
-        products.append({"name": name, "members": members})
-    return products, used, without
-
-
-def _report_unmatched(
-    background: list[ExposureInfo], used: set[str], without: list[ExposureInfo]
-) -> None:
-    unused = [bkg for bkg in background if bkg.path not in used]
-    if background and len(unused) == len(background):
-        raise InputError(
-            f"{background[0].path}: no background exposure matches any science exposure (this "
-            f"one is {'/'.join(v or '-' for v in _background_key(background[0]))}; instrument, "
-            "detector, filter, pupil and subarray must agree). Check the --background files."
-        )
-    for bkg in unused:
-        log.warning(
-            "%s: background exposure matches no science exposure (%s); not used.",
-            bkg.path,
-            "/".join(v or "-" for v in _background_key(bkg)),
-        )
-    if without:
-        log.warning(
-            "%d science exposure(s) have no background exposure with the same instrument, "
-            "detector, filter, pupil and subarray (%s%s); their background step will be skipped.",
-            len(without),
-            ", ".join(e.name for e in without[:3]),
-            ", ..." if len(without) > 3 else "",
-        )
-
-
-def _matching_backgrounds(
-    group: ExposureGroup, backgrounds: list[ExposureInfo]
-) -> list[ExposureInfo]:
-    wanted = {_background_key(e) for e in group.exposures}
-    return [b for b in backgrounds if _background_key(b) in wanted]
+def level2_association(files: Sequence[str | os.PathLike]) -> Association:
+    """The Level-2 association of ``files`` that ``jwstrun asn FILES`` writes (dedicated
+    backgrounds among them as background members), held in memory: its ``path`` is in
+    the files' common directory, where its member names are relative to, but no file
+    is written.  What ``jwstrun image2`` runs when background exposures are among its
+    inputs."""
+    exposures = read_exposures(files)
+    asn_dir = _absolute(os.path.commonpath([_absolute(e.path).parent for e in exposures]))
+    data = build_level2(exposures, asn_dir=asn_dir)
+    acid = _sanitise(data["asn_id"])
+    name = (f"jw{_sanitise(data['program'])}-{acid}" if data["program"] != "noprogram"
+            else acid) + f"_{_ASN_TYPE[2]}_asn.json"
+    products = [
+        AsnProduct(product["name"], [
+            AsnMember(m["expname"], m["exptype"], Path(os.path.normpath(asn_dir / m["expname"])))
+            for m in product["members"]
+        ])
+        for product in data["products"]
+    ]
+    return Association(asn_dir / name, 2, data, products)
 
 
 def _single_target(exposures: Sequence[ExposureInfo]) -> int:

@@ -1,10 +1,11 @@
 """Member paths, relative to the association's directory in both directions.
 
 calwebb_image3 resolves members relative to the association file while
-calwebb_image2 resolves them relative to the working directory (jwst issue
-5950), so the two agree only when members are bare names or lie below the
-association's directory: members outside it are refused unless explicitly
-allowed, when writing (:func:`_member_name`) and when reading
+calwebb_image2 opens background members, and members with a directory part,
+relative to the working directory (jwst issue 5950; jwstrun's runner gives it a
+copy with absolute paths then), so the two agree only when members are bare
+names or lie below the association's directory: members outside it are refused
+unless explicitly allowed, when writing (:func:`_member_name`) and when reading
 (:func:`_resolve_member`).
 """
 

@@ -15,7 +15,13 @@ from typing import Sequence
 from .._io import atomic_write
 from ..errors import InputError, OutputError
 from ..products import ExposureInfo
-from .build import _matching_backgrounds, build_level2, build_level3
+from .backgrounds import (
+    _matching_backgrounds,
+    match_backgrounds,
+    report_backgrounds,
+    split_backgrounds,
+)
+from .build import build_level2, build_level3
 from .exposures import read_exposures
 from .grouping import GROUP_KEYS, ExposureGroup, group_exposures, parse_group_by
 from .levels import _ASN_TYPE, detect_level
@@ -187,12 +193,17 @@ def _plan_groups(
         )
     if output.exists() and not output.is_dir():
         raise OutputError(f"-o {output}: exists and is not a directory.")
+    if level == 2:
+        # Dedicated backgrounds among the files join the --background ones; all are
+        # matched against all science exposures (and reported) once, before each
+        # group keeps those matching its members.
+        exposures, detected = split_backgrounds(exposures)
+        known = {b.path for b in backgrounds}
+        given = bool(backgrounds)
+        backgrounds = [*backgrounds, *(d for d in detected if d.path not in known)]
+        report_backgrounds(match_backgrounds(exposures, backgrounds), detected, explicit=given)
     targets = target_numbers(exposures)
     groups = group_exposures(exposures, keys)
-    if level == 2 and backgrounds:
-        # Checks the backgrounds against all science exposures (warning about unused
-        # ones once) before each group keeps only those matching its members.
-        build_level2(exposures, backgrounds, asn_dir=output, allow_outside=allow_outside)
     # Keys the DMS name does not carry are appended so group names stay distinct.
     extra_keys = [k for k in keys if k in ("module", "detector", "visit", "exp_type")]
     planned: list[_Planned] = []
@@ -206,6 +217,7 @@ def _plan_groups(
                 asn_dir=output,
                 product_name=name,
                 allow_outside=allow_outside,
+                report=False,
             )
             label = (
                 level3_product_name(group.exposures, targets, extra)

@@ -191,8 +191,9 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
     "--background",
     multiple=True,
     metavar="FILES",
-    help="Background exposures for calwebb_image2's background step (Level 2). Repeat it, "
-    "separate files with commas, or give a QUOTED pattern: --background 'bkg/*_rate.fits'.",
+    help="Background exposures for calwebb_image2's background step (Level 2), besides the "
+    "BKGDTARG=T exposures among FILES. Repeat it, separate files with commas, or give a "
+    "QUOTED pattern: --background 'bkg/*_rate.fits'.",
 )
 @click.option(
     "--group-by",
@@ -245,8 +246,10 @@ def asn_command(
 ) -> None:
     """Build a Level-2 or Level-3 image association from exposures, or show/check one.
 
-    Level 2 (from _rate/_rateints files) has one product per exposure, with matching
-    --background exposures as background members. Level 3 (from _cal files) has one
+    Level 2 (from _rate/_rateints files) has one product per science exposure, with
+    the matching background exposures as background members: those given with
+    --background and the dedicated backgrounds (BKGDTARG=T) among FILES, matched on
+    instrument, detector, filter, pupil and subarray. Level 3 (from _cal files) has one
     product; exposures with different filters are refused unless grouped
     (--group-by) or --allow-mixed. FILES may be glob patterns or directories (their
     _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
@@ -255,6 +258,7 @@ def asn_command(
     \b
     Examples:
       jwstrun asn data/*_rate.fits -o data/l2_asn.json
+      jwstrun asn data/science/ data/background/ -o data/l2_asn.json
       jwstrun asn data/*_rate.fits -b 'data/bkg/*_rate.fits' -o data/l2_asn.json
       jwstrun asn out/*_cal.fits -o out/l3_asn.json --product-name mosaic
       jwstrun asn out/*_cal.fits --group-by default -o out/

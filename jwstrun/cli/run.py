@@ -222,17 +222,22 @@ def _dask_kwargs(kw: dict) -> dict:
 def image2_command(ctx, inputs, save_bsub, report, **kw):
     """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
 
-    INPUTS are *_rate.fits / *_rateints.fits files, glob patterns or Level-2
-    association files (with background members). Each exposure is one task: it
-    runs in a worker process, its products (_cal or _calints, _i2d unless the
-    resample step is skipped, _bsub with --save-bsub) appear in OUTDIR only once
-    they are complete and validated, and a failing exposure does not stop the
-    others. Re-running skips exposures whose products are up to date. --report
-    also writes the HTML run report OUTDIR/jwstrun-report.html.
+    INPUTS are *_rate.fits / *_rateints.fits files, glob patterns, directories
+    or Level-2 association files (with background members). Each science
+    exposure is one task: it runs in a worker process, its products (_cal or
+    _calints, _i2d unless the resample step is skipped, _bsub with --save-bsub)
+    appear in OUTDIR only once they are complete and validated, and a failing
+    exposure does not stop the others. Dedicated background exposures
+    (BKGDTARG=T) among the files are not reduced as science: they become
+    background members of the science exposures with the same instrument,
+    detector, filter, pupil and subarray, as 'jwstrun asn' would write them.
+    Re-running skips exposures whose products are up to date. --report also
+    writes the HTML run report OUTDIR/jwstrun-report.html.
 
     \b
     Examples:
       jwstrun image2 sim/*_rate.fits -o out/
+      jwstrun image2 data/science/ data/background/ -o out/
       jwstrun image2 'data/*_rate.fits' -o out/ -j 4 --profile fast
       jwstrun image2 l2_asn.json -o out/ --save-bsub --set steps.resample.skip=true
       jwstrun image2 'data/*_rate.fits' -o out/ --scheduler tcp://node17:8786

@@ -88,6 +88,10 @@ class RunSummary:
         task = self.tasks.get(result.task_id)
         if task is not None and task.memory is not None:
             data["memory"] = task.memory
+        backgrounds = [e["name"] for e in task.inputs if e["role"] == "background"] \
+            if task is not None else []
+        if backgrounds:  # members of the task, never tasks of their own
+            data["backgrounds"] = backgrounds
         return data
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,35 +90,77 @@ def _exposure_pixels(path: Path) -> int:
 
 def plan_exposures(stage: Stage, paths: list[Path]) -> list[Planned]:
     """One planned task per science exposure (or per product of an association of the
-    stage's level); errors for anything the stage cannot take."""
+    stage's level); errors for anything the stage cannot take.  Dedicated background
+    exposures (BKGDTARG=T) among the files are never tasks of their own: with them,
+    the files run as the Level-2 association ``jwstrun asn`` makes of them
+    (:func:`_with_backgrounds`)."""
     planned: list[Planned] = []
+    science: list[Path] = []
+    backgrounds: list[Path] = []
     for path in paths:
         if is_association(path):
             planned.extend(_association_products(stage, path))
-        else:
-            ptype = file_type(path)
-            if ptype not in stage.accepts:
-                raise InputError(wrong_stage_message(path, ptype, stage))
-            planned.append(Planned(stage.name, product_basename(path), path, [path], ["science"],
-                                   pixels=_exposure_pixels(path)))
-    return planned
+            continue
+        ptype = file_type(path)
+        if ptype not in stage.accepts:
+            raise InputError(wrong_stage_message(path, ptype, stage))
+        (backgrounds if _dedicated_background(path) else science).append(path)
+    if backgrounds:
+        return planned + _with_backgrounds(stage, [*science, *backgrounds])
+    return planned + [Planned(stage.name, product_basename(path), path, [path], ["science"],
+                              pixels=_exposure_pixels(path)) for path in science]
+
+
+def _dedicated_background(path: Path) -> bool:
+    """Whether ``path`` is a dedicated background exposure (its header, read once for the
+    planning: :data:`PLANNING_HEADERS`)."""
+    from ..products import is_background_target
+
+    try:
+        return is_background_target(PLANNING_HEADERS.read(path))
+    except (JwstrunError, OSError):
+        return False  # the input checks say what is wrong with it
+
+
+def _with_backgrounds(stage: Stage, files: list[Path]) -> list[Planned]:
+    """The tasks of the Level-2 association of ``files``
+    (:func:`jwstrun.asn.level2_association`: their backgrounds matched and reported as
+    by ``jwstrun asn``), one per science exposure, each running a one-product copy."""
+    from ..asn import level2_association
+
+    asn = level2_association(files)
+    return [_product_task(stage, asn, product, None) for product in asn.products]
+
+
+def _product_task(stage: Stage, asn, product, path: Path | None) -> Planned:
+    """The task of one product of a Level-2 association (``path``: the association file
+    when it runs as given, else None for a one-product copy)."""
+    members = [m.path for m in product.members]
+    roles = [m.exptype for m in product.members]
+    if path is not None:
+        members, roles = [path, *members], ["association", *roles]
+    return Planned(
+        stage.name, product.name, path if path and _runs_as_given(asn, product) else None,
+        members, roles, asn=asn, asn_product=product,
+        pixels=_exposure_pixels(product.by_type("science")[0].path),
+        has_background=bool(product.by_type("background")),
+    )
+
+
+def _runs_as_given(asn, product) -> bool:
+    """Whether ``asn`` can be given to the pipeline as it is for ``product``: its only
+    product, whose members calwebb_image2 finds from any working directory.  It opens a
+    science member named without a directory in the association's directory, but a
+    background member, or a member with a directory part, relative to the working
+    directory (jwst issue 5950); otherwise the task runs a copy with absolute paths."""
+    return len(asn.products) == 1 and all(
+        os.path.isabs(m.expname) or (m.exptype == "science" and "/" not in m.expname)
+        for m in product.members)
 
 
 def _association_products(stage: Stage, path: Path) -> list[Planned]:
     asn = load_stage_association(path, stage)
-    single = len(asn.products) == 1
-    planned = []
-    for product in asn.products:
-        science = product.by_type("science")[0]
-        members = [m.path for m in product.members]
-        roles = [m.exptype for m in product.members]
-        planned.append(Planned(
-            stage.name, product.name, path if single else None, [path, *members],
-            ["association", *roles], asn=asn, asn_product=product,
-            pixels=_exposure_pixels(science.path),
-            has_background=bool(product.by_type("background")),
-        ))
-    return planned
+    return [_product_task(stage, asn, product, path) for product in asn.products]
 
 
 def plan_associations(stage: Stage, paths: list[Path], outdir: Path) -> list[Planned]:
