@@ -348,6 +348,38 @@ def test_detected_backgrounds_matching_nothing_are_not_an_error(data, asn_log):
     ]
 
 
+def test_image2_planning_runs_backgrounds_as_members(data, tmp_path):
+    """image2's planning: dedicated backgrounds among the files are inputs (role
+    background) of each science exposure's task, which runs a one-product copy of the
+    association with absolute paths; so does a given one-product association with a
+    bare background member (calwebb_image2 would look for it in the working directory),
+    while one with a bare science member only runs as given."""
+    from jwstrun.runner.plan import make_tasks, plan_image2
+
+    f200_bkg = sorted(by_filter(data["bkg"], "F200W"))
+    science = sorted(p for p in by_filter(data["rate"], "F200W") if p not in f200_bkg)
+    links = linked(tmp_path, [*science, *f200_bkg])
+    planned = plan_image2(links)
+    assert [p.product for p in planned] == [p.name.removesuffix("_rate.fits") for p in science]
+    for item, exposure in zip(planned, links[:len(science)], strict=True):
+        assert item.input is None and item.has_background
+        assert item.inputs == [exposure, *links[len(science):]]
+        assert item.roles == ["science", "background", "background"]
+    tasks = make_tasks(planned, tmp_path / "out", {}, in_pool=False, validate=False)
+    copy = json.loads(Path(tasks[0].input).read_text())
+    assert [m["expname"] for m in copy["products"][0]["members"]] == list(map(str, planned[0].inputs))
+
+    with_background = tmp_path / "data" / "bkg_asn.json"
+    asn_lib.make_associations(links[:1], with_background, background=links[len(science):])
+    plain = tmp_path / "data" / "one_asn.json"
+    asn_lib.make_associations(links[:1], plain)
+    (item,) = plan_image2([with_background])
+    assert item.input is None and item.roles == ["association", "science", "background",
+                                                  "background"]
+    (item,) = plan_image2([plain])
+    assert item.input == plain and not item.has_background
+
+
 def test_cli_background_pattern_is_expanded(data, tmp_path):
     rate_dir = data["rate"][0].parent
     f200 = [

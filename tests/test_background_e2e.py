@@ -10,9 +10,10 @@ The page's shell blocks run as a user pastes them (``bash -e``, the installed
    background), and ``jwstrun validate --background`` passes;
 2. the real-data blocks, on the same exposures laid out as ``data/science/`` and
    ``data/background/`` with the simulated CRDS cache in the environment (what the
-   user's CRDS set-up would be): ``jwstrun image2`` on the two folders and
-   ``jwstrun image3``; then ``jwstrun asn`` (no ``-b``), ``asn --check`` and
-   ``strun calwebb_image2`` on that association, whose products equal jwstrun's.
+   user's CRDS set-up would be): ``jwstrun asn`` (no ``-b``), ``asn --check`` and
+   ``strun calwebb_image2`` on that association, whose products equal those of
+   ``jwstrun image2 sim/``; and (marked slow: image2 again on the same exposures)
+   ``jwstrun image2`` on the two folders, then ``jwstrun image3``.
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def test_run_leaves_callers_crds_settings_alone(rerun):
 
 
 @pytest.fixture(scope="module")
-def real(simulated, blocks):
-    """The real-data blocks on the simulated exposures as MAST delivers them (science and
-    background in separate folders), the simulated CRDS cache in the environment."""
+def real(simulated):
+    """The simulated exposures as MAST delivers them (science and background in separate
+    folders) and the simulated CRDS cache in the environment: the real-data blocks'
+    working directory and shell."""
     from jwstrun.refs import read_env_file
 
     work = simulated["work"] / "real"
@@ -154,31 +156,16 @@ def real(simulated, blocks):
         (work / "data" / folder).mkdir(parents=True)
         for path in files:
             os.link(path, work / "data" / folder / path.name)
-    env = shell_env(read_env_file(simulated["work"] / "sim" / "crds.env"))
-    return {"work": work, "run": run_block(blocks[1], work, env),
-            "asn": run_block(blocks[2], work, env)}
+    return {"work": work, "env": shell_env(read_env_file(simulated["work"] / "sim" / "crds.env"))}
 
 
-def test_real_data_run(real, simulated):
-    proc = real["run"]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stderr.count("BKGDTARG") == 1 and ONE_LINE in proc.stderr
-    out = real["work"] / "out"
-    cal = sorted(out.glob("*_cal.fits"))
-    assert [p.name for p in cal] == sorted(
-        p.name.replace("_rate", "_cal") for p in simulated["science"])
-    from jwstrun.products import read_exposure_info
-
-    assert all(read_exposure_info(p).step_status["S_BKDSUB"] == "COMPLETE" for p in cal)
-    assert len(list(out.glob("jw01234-o001_*_i2d.fits"))) == 1  # image3's mosaic
-
-
-def test_real_data_association_and_strun(real, simulated):
-    """`jwstrun asn` without -b finds the background (the same one line); strun on that
-    association gives the products jwstrun image2 gave on the two folders."""
+def test_real_data_association_and_strun(real, blocks, simulated):
+    """The page's association block: `jwstrun asn` without -b finds the background (the
+    same one line), and strun on that association gives the products that `jwstrun image2
+    sim/` gave on the same exposures."""
     from astropy.io import fits
 
-    proc = real["asn"]
+    proc = run_block(blocks[2], real["work"], real["env"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stderr.startswith(ONE_LINE)
     asn = json.loads((real["work"] / "data" / "l2_asn.json").read_text())
@@ -190,9 +177,25 @@ def test_real_data_association_and_strun(real, simulated):
     assert [p.name for p in theirs] == sorted(
         p.name.replace("_rate", s) for p in simulated["science"] for s in ("_cal", "_i2d"))
     for path in theirs:
-        with fits.open(real["work"] / "out" / path.name) as a, fits.open(path) as b:
+        with fits.open(simulated["out"] / path.name) as a, fits.open(path) as b:
             assert a[0].header["S_BKDSUB"] == b[0].header["S_BKDSUB"] == "COMPLETE"
             for ext in ("SCI", "ERR", "DQ", "WHT", "CON"):
                 if ext in a or ext in b:
                     np.testing.assert_array_equal(a[ext].data, b[ext].data,
                                                   err_msg=f"{path.name}[{ext}]")
+
+
+@pytest.mark.slow  # image2 again on the same exposures as the simulated block, and image3
+def test_real_data_run(real, blocks, simulated):
+    """The page's real-data block: image2 on the two folders, then image3."""
+    from jwstrun.products import read_exposure_info
+
+    proc = run_block(blocks[1], real["work"], real["env"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr.count("BKGDTARG") == 1 and ONE_LINE in proc.stderr
+    out = real["work"] / "out"
+    cal = sorted(out.glob("*_cal.fits"))
+    assert [p.name for p in cal] == sorted(
+        p.name.replace("_rate", "_cal") for p in simulated["science"])
+    assert all(read_exposure_info(p).step_status["S_BKDSUB"] == "COMPLETE" for p in cal)
+    assert len(list(out.glob("jw01234-o001_*_i2d.fits"))) == 1  # image3's mosaic
