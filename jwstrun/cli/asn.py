@@ -184,7 +184,8 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
     "--product-name",
     metavar="NAME",
     help="Product name (as asn_from_list). Default: the DMS Level-3 name, e.g. "
-    "jw01234-o001_t001_nircam_clear-f200w; with --group-by it may use group keys: 'mosaic_{filter}'.",
+    "jw01234-o001_t001_nircam_clear-f200w. It may use group keys as fields, 'mosaic_{filter}': "
+    "with --group-by the group's, else values all exposures share.",
 )
 @click.option(
     "-b",
@@ -197,10 +198,17 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
 @click.option(
     "--group-by",
     metavar="KEYS",
-    help="Write one association per group into the -o directory. KEYS: 'default' "
-    "(program,instrument,channel,filter,pupil,target) or a comma-separated list of program, "
-    "observation, visit, instrument, detector, module, channel, filter, pupil, subarray, "
-    "exp_type, target.",
+    help="Write one association per group into the -o directory. KEYS: 'default' (the DMS "
+    "Level-3 rules: program, observation, instrument, filter, pupil, subarray, target, "
+    "bkgdtarg) or a comma-separated list of program, observation, visit, instrument, "
+    "detector, module, channel, filter, pupil, subarray, exp_type, target, bkgdtarg.",
+)
+@click.option(
+    "--merge-observations",
+    is_flag=True,
+    help="One Level-3 product per target and optical path across observations (a c1000 "
+    "name), instead of one per observation as DMS makes them: drops 'observation' from the "
+    "default keys.",
 )
 @click.option(
     "--allow-mixed",
@@ -236,6 +244,7 @@ def asn_command(
     product_name: str | None,
     background: tuple[str, ...],
     group_by: str | None,
+    merge_observations: bool,
     allow_mixed: bool,
     allow_outside: bool,
     force: bool,
@@ -247,8 +256,10 @@ def asn_command(
 
     Level 2 (from _rate/_rateints files) has one product per exposure, with matching
     --background exposures as background members. Level 3 (from _cal files) has one
-    product; exposures with different filters are refused unless grouped
-    (--group-by) or --allow-mixed. FILES may be glob patterns or directories (their
+    product, named and grouped by the DMS Level-3 imaging rules (one product per
+    observation, target and optical path); exposures that DMS puts in different
+    products are refused unless grouped (--group-by), merged across observations
+    (--merge-observations) or --allow-mixed. FILES may be glob patterns or directories (their
     _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
     written relative to the association (bare names when they sit beside it).
 
@@ -258,6 +269,7 @@ def asn_command(
       jwstrun asn data/*_rate.fits -b 'data/bkg/*_rate.fits' -o data/l2_asn.json
       jwstrun asn out/*_cal.fits -o out/l3_asn.json --product-name mosaic
       jwstrun asn out/*_cal.fits --group-by default -o out/
+      jwstrun asn out/*_cal.fits --group-by default --merge-observations -o out/
       jwstrun asn out/ --group-by default -o out/
       jwstrun asn --show out/l3_asn.json
       jwstrun asn --check out/l3_asn.json --json
@@ -268,7 +280,8 @@ def asn_command(
         raise click.UsageError("give either --show or --check, not both.")
     inspect_path = show_path or check_path
     if inspect_path:
-        if files or output or background or group_by or product_name or level:
+        building = (files, output, background, group_by, product_name, level, merge_observations)
+        if any(building):
             raise click.UsageError(
                 "--show/--check take one association file; do not combine them with FILES or "
                 "build options."
@@ -292,6 +305,7 @@ def asn_command(
         product_name=product_name,
         background=_expand_backgrounds(background),
         group_by=group_by,
+        merge_observations=merge_observations,
         force=force,
         allow_mixed=allow_mixed,
         allow_outside=allow_outside,
