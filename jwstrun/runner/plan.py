@@ -123,9 +123,9 @@ def _association_products(stage: Stage, path: Path) -> list[Planned]:
 def plan_associations(stage: Stage, paths: list[Path], outdir: Path) -> list[Planned]:
     """One planned task per association of the stage's level.
 
-    Loose exposures are grouped (program, instrument, filter, pupil, target) and
-    written as associations into OUTDIR by jwstrun.asn -- call this only while
-    holding OUTDIR's lock.
+    Loose exposures are grouped as DMS groups them (one product per observation,
+    target and optical path: jwstrun.asn's default) and written as associations into
+    OUTDIR by jwstrun.asn -- call this only while holding OUTDIR's lock.
     """
     asn_paths, loose = check_stage_inputs(stage, paths)
     asns = [(load_stage_association(p, stage), True) for p in asn_paths]
