@@ -272,8 +272,11 @@ def image3_command(ctx, inputs, no_report, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
 
     INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
-    which are grouped by program, instrument, filter, pupil and target into
-    associations written to OUTDIR. Each association is one task; several run
+    which are grouped as DMS groups them (one product per observation, target,
+    filter, pupil and subarray: 'jwstrun asn --group-by default') into
+    associations written to OUTDIR; for one mosaic across observations, give
+    image3 the associations of 'jwstrun asn --group-by default
+    --merge-observations'. Each association is one task; several run
     side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
     catalog and _segm segmentation map.
 
