@@ -213,7 +213,7 @@ def build_level3(
 
     Exposures that the DMS rules put in different products (``group_keys``: program,
     observation, instrument, filter, pupil, subarray, target, BKGDTARG) are refused
-    unless ``allow_mixed`` (one mosaic per filter is what calwebb_image3 is for).
+    unless ``allow_mixed``.
     """
     exposures = sorted(_as_infos(exposures, "input"), key=lambda e: e.name)
     asn_dir = _absolute(asn_dir)
