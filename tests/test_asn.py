@@ -1102,6 +1102,26 @@ def test_product_name_template_without_group_by(dms_cal, tmp_path):
     assert json.loads(out.read_text())["products"][0]["name"] == "mosaic_f200w"  # kept
 
 
+def test_background_target_never_in_a_science_product(tmp_path):
+    """BKGDTARG=T exposures make a product of their own (Asn_Lv3ImageBackground), even
+    with the science exposures' observation and target."""
+    science = make_exposure(tmp_path, product="cal", exposure=1)
+    background = make_exposure(tmp_path, product="cal", exposure=2, background=True)
+    result = asn_lib.make_associations([science, background], tmp_path, group_by="default")
+    assert sorted((w.group["bkgdtarg"], w.path.name, w.n_members)
+                  for w in result.associations) == [
+        ("F", "jw01234-o001_t001_nircam_clear-f200w-1_image3_asn.json", 1),
+        ("T", "jw01234-o001_t001_nircam_clear-f200w-2_image3_asn.json", 1),
+    ]
+    result = run_cli("asn", science, background, "-o", tmp_path / "l3_asn.json")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: these 2 exposures would mix bkgdtarg: F, T in one Level-3 product. Use "
+        "--group-by default -o DIR/ to write one association per group, or pass "
+        "--allow-mixed if one product is really wanted.\n"
+    )
+
+
 # --------------------------------------------------------------------------- headers only
 
 
