@@ -3,9 +3,8 @@ names commands and options that exist, with a plausible number of arguments.
 
 The lines are parsed by the installed Click commands themselves (``make_context`` with
 ``resilient_parsing``: no callbacks, no file checks), so a renamed or removed command or
-option fails here instead of in a user's terminal.  Running the workflows end to end on
-simulated data is done by the tests of each command (test_cli_run, test_background_e2e,
-test_profiles, test_refs, test_api ...).
+option fails here instead of in a user's terminal.  The blocks marked to run are run
+for real on simulated data by tests/test_docs_run.py.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from pathlib import Path
 import click
 import pytest
 
+from _docs import PAGES, SHELL_LANGUAGES
 from jwstrun.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "workflows").glob("*.md"))]
-SHELL_LANGUAGES = ("bash", "sh", "shell", "console", "")
 OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "<", "&"}
 TOP_LEVEL_FLAGS = {"--debug", "-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"}
 

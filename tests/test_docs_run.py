@@ -1,0 +1,110 @@
+"""The command blocks of the README and docs/workflows/*.md, run for real on simulated data.
+
+Each shell block carries a marker comment (tests/_docs.py says which): the
+``run`` blocks of a page run in order, in one directory, with bash's ``-e`` and
+``pipefail``, as a user pastes them; a block that fails fails the page's test with
+its output.  tests/test_docs_commands.py checks every ``jwstrun`` line's options
+against the commands without running them, including the blocks marked
+``not run``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _docs import PAGES, ROOT, code_blocks, shell_blocks
+
+BIN = Path(sys.executable).parent
+# Pages whose runs take minutes (the demo, full strun comparisons, a Dask cluster):
+# run with `python -m pytest -m slow`.
+SLOW_PAGES = {"README.md", "cluster.md", "real-data.md"}
+_PREPARE = """
+jwstrun simulate sim/ --dithers 2 --subarray SUB320 --seed 7
+jwstrun image2 'sim/*_rate.fits' -o out/ --crds-env sim/crds.env --no-progress
+jwstrun image3 'out/*_cal.fits' -o out/ --crds-env sim/crds.env --no-progress
+"""
+
+
+def _environment() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def _bash(script: str, cwd: Path, what: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
+                          env=_environment(), capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        pytest.fail(f"{what} exited {done.returncode}\n--- script\n{script}\n--- stdout\n"
+                    f"{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}", pytrace=False)
+    return done
+
+
+@pytest.fixture(scope="session")
+def reduced(tmp_path_factory) -> Path:
+    """sim/ (a small simulated program), data/ (the same) and out/ (image2 + image3)."""
+    root = tmp_path_factory.mktemp("docs-prepared")
+    _bash(_PREPARE, root, "preparing sim/ and out/")
+    (root / "data").symlink_to("sim")
+    return root
+
+
+def _page_params():
+    params = []
+    for page in PAGES:
+        if any(b.marker in ("run", "run: fresh") for b in code_blocks(page) if b.shell):
+            marks = [pytest.mark.slow] if page.name in SLOW_PAGES else []
+            params.append(pytest.param(page, id=page.name, marks=marks))
+    return params
+
+
+def test_every_shell_block_is_marked():
+    unmarked = [b.id for b in shell_blocks() if b.marker is None]
+    assert not unmarked, (
+        "shell blocks without a <!-- run -->, <!-- run: fresh --> or <!-- not run: REASON --> "
+        f"comment above them (tests/_docs.py): {unmarked}")
+
+
+def test_pages_have_blocks_that_run():
+    running = {p.id for p in _page_params()}
+    for name in ("README.md", "background.md", "offline.md", "parameters.md", "results.md",
+                 "validate.md", "real-data.md", "cluster.md"):
+        assert name in running, f"{name} has no block marked to run"
+
+
+@pytest.mark.parametrize("page", _page_params())
+def test_page_runs(page: Path, request, tmp_path):
+    workdir = None
+    for block in code_blocks(page):
+        if not block.shell or block.marker not in ("run", "run: fresh"):
+            continue
+        if workdir is None:
+            if block.marker == "run: fresh":
+                workdir = tmp_path / "fresh"
+                workdir.mkdir()
+            else:
+                workdir = tmp_path / "prepared"
+                shutil.copytree(request.getfixturevalue("reduced"), workdir, symlinks=True)
+        crds = "set -a; . sim/crds.env; set +a\n" if block.marker == "run" else ""
+        _bash(crds + block.text, workdir, f"{block.id} ({block.marker})")
+
+
+def test_marker_parsing(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("x\n<!-- run -->\n```bash\njwstrun a\n```\n\n<!-- not run: needs the CRDS "
+                    "server -->\n\n```bash\njwstrun b\n```\n```text\nlisting\n```\n"
+                    "<!-- run: fresh -->\n```sh\njwstrun c\n```\n```bash\njwstrun d\n```\n")
+    got = [(b.language, b.marker, b.reason, b.text) for b in code_blocks(page)]
+    assert got == [("bash", "run", "", "jwstrun a\n"),
+                   ("bash", "not run", "needs the CRDS server", "jwstrun b\n"),
+                   ("text", None, "", "listing\n"),
+                   ("sh", "run: fresh", "", "jwstrun c\n"),
+                   ("bash", None, "", "jwstrun d\n")]
+    assert ROOT.joinpath("README.md") in PAGES
