@@ -61,10 +61,10 @@ def refs_group():
 
     \b
     Examples:
-      jwstrun refs doctor sim/*_rate.fits
+      jwstrun refs doctor
       jwstrun refs bestrefs sim/*_rate.fits --crds-env sim/crds.env
-      jwstrun refs prefetch l2_asn.json l3_asn.json
-      jwstrun refs bestrefs out/*_cal.fits --crds-context jwst_1322.pmap --json
+      jwstrun refs prefetch 'data/*_rate.fits' --write-env crds.env
+      jwstrun refs bestrefs 'out/*_cal.fits' --crds-env crds.env --json
     """
 
 
@@ -236,7 +236,7 @@ def doctor_command(inputs, crds_path, crds_context, env_file, offline, as_json):
     Examples:
       jwstrun refs doctor
       jwstrun refs doctor sim/*_rate.fits --crds-env sim/crds.env
-      jwstrun refs doctor 'data/*_rate.fits' --offline --crds-context jwst_1322.pmap || exit 1
+      jwstrun refs doctor 'data/*_rate.fits' --crds-env crds.env --offline || exit 1
       jwstrun refs doctor --json | jq .status
     """
     refs = _setup(crds_path, env_file, offline, crds_context)
