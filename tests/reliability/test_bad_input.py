@@ -351,7 +351,7 @@ def test_image2_says_what_to_set_for_crds(sim, tmp_path):
          "the references first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
          "CRDS_PATH=$HOME/crds_cache (any directory; crds creates it), then `jwstrun refs "
          f"prefetch INPUTS`; or {filled}"),
-        (["--crds-path", str(empty)], {}, f"Error: The CRDS cache {empty} is empty and crds is "
+        (["--crds-path", str(empty)], {}, f"Error: The CRDS cache {empty.resolve()} is empty and crds is "
          "offline (no CRDS server: --offline, --crds-path without CRDS_SERVER_URL, or a "
          "serverless CRDS_SERVER_URL), so nothing can be fetched into it. Either fill it first: "
          "export CRDS_SERVER_URL=https://jwst-crds.stsci.edu, then `jwstrun refs prefetch "
