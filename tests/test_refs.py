@@ -743,7 +743,8 @@ def test_doctor_filled_cache_without_network_is_ready(cache, exposures):
     assert (data["status"], data["mode"], data["problems"]) == ("ready", "offline", [])
     url = closed_port_url()
     online = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--json"],
-                           env={**no_crds(), "CRDS_PATH": str(cache), "CRDS_SERVER_URL": url})
+                           env={**no_crds(), "CRDS_PATH": str(cache), "CRDS_SERVER_URL": url,
+                                "CRDS_MODE": "local"})
     assert online.exit_code == 0, online.output
     data = json.loads(online.stdout)
     assert (data["status"], data["mode"], data["problems"]) == ("ready", "online", [])
@@ -751,6 +752,8 @@ def test_doctor_filled_cache_without_network_is_ready(cache, exposures):
     assert (f"The CRDS server {url} does not answer ({data['reachable_detail']}): runs use the "
             "cache alone (jwstrun lowers crds' client timeout to 5 s). Normal on a compute node "
             "without network; --offline skips the probe.") in data["notes"]
+    assert ("CRDS_MODE=local computes best references from the cache, but crds still asks the "
+            "server for its configuration: --offline keeps it off the network.") in data["notes"]
 
 
 def test_storage_kind_from_mounts(tmp_path):
