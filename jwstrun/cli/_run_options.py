@@ -66,7 +66,7 @@ def run_options(func):
         click.option(
             "--crds-env", "crds_env_file", type=click.Path(dir_okay=False, exists=True),
             default=None, help="A crds.env file (export CRDS_...=...) such as the one "
-            "'jwstrun simulate' writes.",
+            "'jwstrun refs prefetch --write-env' or 'jwstrun simulate' writes.",
         ),
         click.option(
             "--no-validate", is_flag=True,

@@ -250,7 +250,7 @@ class _Run:
         # The parent settles CRDS first: the context is pinned for every worker,
         # and it is part of each task's fingerprint.
         refs.apply_crds_environment(crds_env)
-        self.context = refs.context_in_use(crds_context)
+        self.context = refs.context_in_use(crds_context, purpose="run")
         self.worker_env = worker_env(crds_env, self.context, self.extra_env, self.in_pool)
 
     def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
@@ -362,7 +362,7 @@ class _Run:
                      if e["role"] != "association"]
         unresolved = refs.prefetch(exposures, context=self.context, pipelines=(self.stage.name,),
                                    steps=self.parameters.get("steps"),
-                                   per_exposure=True).unresolved
+                                   per_exposure=True, purpose="run").unresolved
         self.prefetch_s = time.time() - t0
         self.emit("prefetch", seconds=self.prefetch_s, context=self.context)
         return unresolved

@@ -197,6 +197,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         else:
             check_stage_inputs(stage, paths)
         check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.

@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -326,6 +328,49 @@ def test_bad_set_values(sim, tmp_path):
     _refused(["image2", rate, "--set", "steps.nostep.x=1"], tmp_path, ["unknown step 'nostep'"])
     _refused(["image2", rate, "--set", "steps.resample.output_dir=/tmp"], tmp_path,
              ["'output_dir' is refused"])
+
+
+# ----------------------------------------------------------------------------- CRDS set-up
+def test_image2_says_what_to_set_for_crds(sim, tmp_path):
+    """First contact with CRDS: nothing set, an empty --crds-path, an empty cache and a
+    server that does not answer (a compute node).  Each time one line saying to prefetch
+    first (with the variables to set) or to use a filled cache; OUTDIR not created."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    empty = tmp_path / "crds_cache"
+    empty.mkdir()
+    filled = "use a filled cache: --crds-env FILE, --crds-path DIR or export CRDS_PATH=DIR."
+    no_crds = {key: None for key in [*os.environ, "CRDS_PATH", "CRDS_SERVER_URL"]
+               if key.startswith("CRDS_")}
+    rate = str(sim.rate_files[0])
+    cases = [
+        ([], {}, "Error: CRDS is not configured: CRDS_PATH is not set (crds would fall back to "
+         "/grp/crds/cache, an STScI-internal path) and CRDS_SERVER_URL is not set. Either fetch "
+         "the references first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
+         "CRDS_PATH=$HOME/crds_cache (any directory; crds creates it), then `jwstrun refs "
+         f"prefetch INPUTS`; or {filled}"),
+        (["--crds-path", str(empty)], {}, f"Error: The CRDS cache {empty.resolve()} is empty and crds is "
+         "offline (no CRDS server: --offline, --crds-path without CRDS_SERVER_URL, or a "
+         "serverless CRDS_SERVER_URL), so nothing can be fetched into it. Either fill it first: "
+         "export CRDS_SERVER_URL=https://jwst-crds.stsci.edu, then `jwstrun refs prefetch "
+         f"INPUTS` with the same CRDS_PATH on a node with network; or {filled}"),
+        ([], {"CRDS_PATH": str(empty), "CRDS_SERVER_URL": url}, f"Error: The CRDS cache {empty} "
+         f"is empty and the CRDS server {url} does not answer ({url[7:]}: Connection refused). "
+         "Either fill it first where the server answers (a login node; or check the URL, a "
+         "proxy or a VPN here): `jwstrun refs prefetch INPUTS` with the same CRDS_PATH, on "
+         f"storage this node sees; or {filled}"),
+    ]
+    for options, env, expected in cases:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(cli, ["image2", rate, "-o", str(out), *options],
+                                    env={**no_crds, **env})
+        assert result.exit_code == 1, result.output
+        assert_no_traceback(result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert errors == [expected]
+        assert not out.exists() and list(empty.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- subprocess
