@@ -3,13 +3,14 @@
 A shell block in those pages is preceded by one HTML comment (invisible on the
 rendered page) that says whether tests/test_docs_run.py runs it:
 
-* ``<!-- run -->``: in the page's working directory, where ``sim/`` is a small
+* ``<!-- run -->``: in the page's prepared directory, where ``sim/`` is a small
   simulated NIRCam program (``jwstrun simulate sim/ --dithers 2 --subarray SUB320``),
   ``data/`` is the same files, ``out/`` holds their ``image2`` and ``image3``
-  products, and the CRDS variables of ``sim/crds.env`` are exported, as on a
-  machine where CRDS is set up;
-* ``<!-- run: fresh -->``: in an empty directory with no CRDS variable set: the
-  block makes everything it needs itself (later ``run`` blocks of the page then
+  products, ``crds.env`` is ``sim/crds.env`` (as ``refs prefetch --write-env``
+  writes it) and those CRDS variables are exported, as on a machine where CRDS is
+  set up;
+* ``<!-- run: fresh -->``: in an empty directory of its own with no CRDS variable
+  set: the block makes everything it needs itself (the ``run`` blocks after it
   continue in that directory);
 * ``<!-- not run: REASON -->``: never run (it needs the CRDS server, a cluster,
   a viewer, ...); the reason is said on the page's source.

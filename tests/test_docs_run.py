@@ -21,9 +21,9 @@ import pytest
 from _docs import PAGES, ROOT, code_blocks, shell_blocks
 
 BIN = Path(sys.executable).parent
-# Pages whose runs take minutes (the demo, full strun comparisons, a Dask cluster):
-# run with `python -m pytest -m slow`.
-SLOW_PAGES = {"README.md", "cluster.md", "real-data.md"}
+# Fresh chains simulate and reduce a program of their own (a minute or more each) and
+# run with `python -m pytest -m slow`, but on these pages, whose subject they are.
+FRESH_IN_DEFAULT_SUITE = {"background.md"}
 _PREPARE = """
 jwstrun simulate sim/ --dithers 2 --subarray SUB320 --seed 7
 jwstrun image2 'sim/*_rate.fits' -o out/ --crds-env sim/crds.env --no-progress
@@ -53,15 +53,32 @@ def reduced(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs-prepared")
     _bash(_PREPARE, root, "preparing sim/ and out/")
     (root / "data").symlink_to("sim")
+    shutil.copy(root / "sim" / "crds.env", root / "crds.env")  # as `prefetch --write-env` writes
     return root
 
 
-def _page_params():
+def chains(page: Path) -> list[list]:
+    """The page's run blocks in chains that share a directory: the ``run`` blocks before
+    the first ``run: fresh`` one (in the prepared directory), then each ``run: fresh``
+    block with the ``run`` blocks after it (in an empty directory of its own)."""
+    found: list[list] = []
+    for block in code_blocks(page):
+        if not block.shell or block.marker not in ("run", "run: fresh"):
+            continue
+        if block.marker == "run: fresh" or not found:
+            found.append([])
+        found[-1].append(block)
+    return found
+
+
+def _chain_params():
     params = []
     for page in PAGES:
-        if any(b.marker in ("run", "run: fresh") for b in code_blocks(page) if b.shell):
-            marks = [pytest.mark.slow] if page.name in SLOW_PAGES else []
-            params.append(pytest.param(page, id=page.name, marks=marks))
+        for chain in chains(page):
+            fresh = chain[0].marker == "run: fresh"
+            slow = fresh and page.name not in FRESH_IN_DEFAULT_SUITE
+            params.append(pytest.param(chain, id=chain[0].id + (" fresh" if fresh else ""),
+                                       marks=[pytest.mark.slow] if slow else []))
     return params
 
 
@@ -73,27 +90,48 @@ def test_every_shell_block_is_marked():
 
 
 def test_pages_have_blocks_that_run():
-    running = {p.id for p in _page_params()}
+    running = {p.id.split(":")[0] for p in _chain_params()}
     for name in ("README.md", "background.md", "offline.md", "parameters.md", "results.md",
                  "validate.md", "real-data.md", "cluster.md"):
         assert name in running, f"{name} has no block marked to run"
 
 
-@pytest.mark.parametrize("page", _page_params())
-def test_page_runs(page: Path, request, tmp_path):
-    workdir = None
-    for block in code_blocks(page):
-        if not block.shell or block.marker not in ("run", "run: fresh"):
-            continue
-        if workdir is None:
-            if block.marker == "run: fresh":
-                workdir = tmp_path / "fresh"
-                workdir.mkdir()
-            else:
-                workdir = tmp_path / "prepared"
-                shutil.copytree(request.getfixturevalue("reduced"), workdir, symlinks=True)
-        crds = "set -a; . sim/crds.env; set +a\n" if block.marker == "run" else ""
+@pytest.mark.parametrize("chain", _chain_params())
+def test_blocks_run(chain: list, request, tmp_path):
+    if chain[0].marker == "run: fresh":
+        workdir = tmp_path / "fresh"
+        workdir.mkdir()
+    else:
+        workdir = tmp_path / "prepared"
+        shutil.copytree(request.getfixturevalue("reduced"), workdir, symlinks=True)
+    for block in chain:
+        crds = ("[ ! -f sim/crds.env ] || { set -a; . sim/crds.env; set +a; }\n"
+                if block.marker == "run" else "")
         _bash(crds + block.text, workdir, f"{block.id} ({block.marker})")
+
+
+def help_session() -> str:
+    """The "Typical session" lines of ``jwstrun --help`` as a script."""
+    from click.testing import CliRunner
+
+    from jwstrun.cli import cli
+
+    text = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    lines = text.split("Typical session:", 1)[1].splitlines()[1:]
+    return "\n".join(line.strip() for line in lines
+                     if line.strip().startswith("jwstrun ")) + "\n"
+
+
+def test_help_session_is_complete():
+    script = help_session()
+    assert script.splitlines()[0] == "jwstrun simulate sim/                 # a small simulated program + CRDS cache"
+    assert len(script.splitlines()) == 6 and "jwstrun demo" in script
+
+
+@pytest.mark.slow
+def test_help_session_runs(tmp_path):
+    _bash(help_session(), tmp_path, "the typical session of jwstrun --help")
+    assert sorted(tmp_path.glob("out/*_i2d.fits"))
 
 
 def test_marker_parsing(tmp_path):

@@ -140,8 +140,8 @@ def cli(ctx: click.Context) -> None:
     Typical session:
       jwstrun simulate sim/                 # a small simulated program + CRDS cache
       jwstrun asn sim/*_rate.fits -o l2_asn.json
-      jwstrun image2 sim/*_rate.fits -o out/
-      jwstrun image3 out/*_cal.fits -o out/
+      jwstrun image2 l2_asn.json -o out/ --crds-env sim/crds.env
+      jwstrun image3 'out/*_cal.fits' -o out/ --crds-env sim/crds.env
       jwstrun validate out/*_i2d.fits
       jwstrun demo                          # all of the above, offline, in ~1 minute
     """
