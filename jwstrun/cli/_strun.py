@@ -1,11 +1,12 @@
 """strun's spellings on jwstrun's command line: what to write instead.
 
-strun takes every stpipe parameter as an option of its own (``--steps.tweakreg.snr_threshold=10``,
-``--save_bsub=true``, ``--output_dir=out``) and has a few options of its own
-(``--disable-crds-steppars``, ``--save-parameters``, ``--log-level``). Click answers them
-with a bare "No such option"; :func:`strun_hint` says what jwstrun takes instead, for the
-command that was given (only commands with ``--set`` are pointed at it). The group
-(:class:`jwstrun.cli.JwstrunGroup`) adds the hint to Click's error, for every command.
+strun takes every stpipe parameter as an option of its own
+(``--steps.tweakreg.snr_threshold=10``, ``--save_bsub=true``, ``--output_dir=out``) and has
+a few options of its own (``--disable-crds-steppars``, ``--save-parameters``,
+``--log-level``). Click answers them with a bare "No such option"; :func:`strun_hint` says
+what jwstrun takes instead, for the command that was given (only commands with ``--set``
+are pointed at it). The group (:class:`jwstrun.cli.JwstrunGroup`) adds the hint to
+Click's error, for every command.
 """
 
 from __future__ import annotations
