@@ -378,16 +378,28 @@ def test_image3_refusal_names_the_limit_the_user_set(sim, cal_files, tmp_path):
             "enable_ctx=false, enable_err=false and report_var=false also save memory but drop "
             "products' arrays. Nothing was run."),
     }
+    # the issue's case through the command line (each run starts a worker: one is enough) ...
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image3", str(caldir / "l3_asn.json"), "-o", str(out), "--crds-env", str(sim.env_file),
+        "--no-progress", "--no-report", "--max-memory", "1MB"])
+    assert result.exit_code == 1, result.output
+    assert_no_traceback(result.output)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [expected["--max-memory", "1MB"]]
+    assert not list(out.glob("*.fits")) and not list(out.glob("logs/*.log"))
+    # ... and every case through the planner the command calls, with its options' values
+    from jwstrun.mosaic import parse_size
+    from jwstrun.runner.plan import plan_image3, plan_memory
+
+    planned = plan_image3([caldir / "l3_asn.json"], caldir)
     for options, message in expected.items():
-        out = tmp_path / f"out{len(options)}{options[1]}"
-        result = CliRunner().invoke(cli, [
-            "image3", str(caldir / "l3_asn.json"), "-o", str(out), "--crds-env", str(sim.env_file),
-            "--no-progress", "--no-report", *options])
-        assert result.exit_code == 1, result.output
-        assert_no_traceback(result.output)
-        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-        assert errors == [message], options
-        assert not list(out.glob("*.fits")) and not list(out.glob("logs/*.log"))
+        given = dict(zip(options[::2], options[1::2]))
+        plan_memory(planned, {}, None, "local", max_memory=parse_size(given["--max-memory"])
+                    if "--max-memory" in given else None,
+                    max_mosaic_pixels=int(float(given.get("--max-mosaic-pixels", 0))) or None)
+        (item,) = planned
+        assert item.memory is None and f"Error: {item.refused}" == message, options
 
 
 # ----------------------------------------------------------------------------- subprocess
