@@ -272,6 +272,9 @@ def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
     assert all(isinstance(p.refused, mosaic.MosaicRefused) for p in planned)
     assert all(isinstance(p.refused, InputError) for p in planned)
     assert "/ 2 concurrent associations)" in str(planned[0].refused)
+    assert "run fewer associations at once (-j)" in str(planned[0].refused)
+    assert f"the budget is --max-memory {mosaic.format_bytes(estimate.on_disk_bytes)}." \
+        in str(planned[0].refused)
 
 
 def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_path):

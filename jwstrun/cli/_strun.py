@@ -100,4 +100,3 @@ def strun_hint(option: str, value: str | None, command: click.Command) -> str | 
     spelling = "--steps.STEP.PARAM" if "steps." in key else "--PARAM"
     setting = shlex.quote(f"{key}={value if value is not None else 'VALUE'}")
     return f"jwstrun takes {what} as --set {setting} (strun's {spelling}=VALUE spelling)."
-

@@ -123,11 +123,12 @@ def estimate_association(
 def _too_large_message(product, name, grid, footprints, limit, budget_source=None) -> str:
     pixels = grid[0] * grid[1]
     if budget_source is None:
-        limit_text, remedy = f"{limit:.3g} pixels (--max-mosaic-pixels)", "--max-mosaic-pixels"
+        limit_text = f"{limit:.3g} pixels (--max-mosaic-pixels)"
+        remedy = "raise --max-mosaic-pixels"
     else:  # the default limit: what the budget holds (the user may not have given either)
         limit_text = (f"{limit:.3g} pixels, the largest mosaic whose arrays fit the memory "
                       f"budget ({budget_source})")
-        remedy = "--max-memory"
+        remedy = "raise the memory budget (--max-memory)"
     text = (
         f"{product}: the {name} would be {grid[1]} x {grid[0]} pixels ({pixels:.3g} pixels, "
         f"{format_bytes(pixels * 4.0)} per float32 plane), beyond the limit of {limit_text}."
@@ -143,7 +144,7 @@ def _too_large_message(product, name, grid, footprints, limit, budget_source=Non
     return (
         f"{text} The footprints form one field, so the mosaic is genuinely this large: split "
         "the association, choose a coarser grid (--set steps.resample.pixel_scale_ratio=2), "
-        f"or raise {remedy}; nothing was run."
+        f"or {remedy}; nothing was run."
     )
 
 
@@ -208,11 +209,12 @@ def decide(
         return MemoryPlan("in_memory", numbers, **plan)
     if need_disk <= share:
         return MemoryPlan("on_disk", f"in memory would not fit: {numbers}", **plan)
+    fewer = "run fewer associations at once (-j), " if jobs > 1 else ""
     raise MosaicRefused(
         f"{estimate.product}: does not fit in memory even in the pipeline's on-disk mode: "
         f"{numbers}; the budget is {budget_source}. The mosaic is "
-        f"{_shape_text(estimate.shape)}. Raise --max-memory, run fewer "
-        "associations at once (-j), split the association, or make the mosaic smaller "
+        f"{_shape_text(estimate.shape)}. Raise the memory budget (--max-memory), {fewer}"
+        "split the association, or make the mosaic smaller "
         "(--set steps.resample.pixel_scale_ratio=2); resample's enable_ctx=false, "
         "enable_err=false and report_var=false also save memory but drop products' arrays."
         " Nothing was run."

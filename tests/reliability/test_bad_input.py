@@ -360,20 +360,22 @@ def test_image3_refusal_names_the_limit_the_user_set(sim, cal_files, tmp_path):
                    "limit of ")
     one_field = ("The footprints form one field, so the mosaic is genuinely this large: split "
                  "the association, choose a coarser grid (--set "
-                 "steps.resample.pixel_scale_ratio=2), or raise ")
+                 "steps.resample.pixel_scale_ratio=2), or ")
     expected = {
         ("--max-memory", "1MB"): (
             f"{mosaic_text}9.62e+03 pixels, the largest mosaic whose arrays fit the memory "
-            f"budget (--max-memory 1 MB). {one_field}--max-memory; nothing was run."),
-        ("--max-mosaic-pixels", "1000"): (
-            f"{mosaic_text}1e+03 pixels (--max-mosaic-pixels). {one_field}--max-mosaic-pixels; "
+            f"budget (--max-memory 1 MB). {one_field}raise the memory budget (--max-memory); "
             "nothing was run."),
+        ("--max-mosaic-pixels", "1000"): (
+            f"{mosaic_text}1e+03 pixels (--max-mosaic-pixels). {one_field}raise "
+            "--max-mosaic-pixels; nothing was run."),
         ("--max-mosaic-pixels", "1e9", "--max-memory", "1MB"): (
             "Error: habits: does not fit in memory even in the pipeline's on-disk mode: "
             f"estimated peak {mosaic.format_bytes(estimate.in_memory_bytes)} in memory, "
             f"{mosaic.format_bytes(estimate.on_disk_bytes)} on disk; share of the budget 1 MB; "
             f"the budget is --max-memory 1 MB. The mosaic is {width} x {height} pixels. Raise "
-            "--max-memory, run fewer associations at once (-j), split the association, or make "
+            # one association runs at a time: no advice to lower -j
+            "the memory budget (--max-memory), split the association, or make "
             "the mosaic smaller (--set steps.resample.pixel_scale_ratio=2); resample's "
             "enable_ctx=false, enable_err=false and report_var=false also save memory but drop "
             "products' arrays. Nothing was run."),
