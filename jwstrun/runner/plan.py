@@ -366,6 +366,8 @@ def plan_memory(
         )
     budget, source = memory_budget(max_memory)
     limit = max_mosaic_pixels or default_max_mosaic_pixels(budget)
+    # without max_mosaic_pixels the limit is what the budget holds: a refusal names the budget
+    limit_from_budget = None if max_mosaic_pixels else source
     # A refusal is kept with its association and raised by run_tasks only if the
     # association has to run: an up-to-date product is not refused on a re-run
     # with a smaller max_memory.
@@ -375,7 +377,7 @@ def plan_memory(
         try:
             estimates[item.product] = estimate_association(
                 item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
-                max_mosaic_pixels=limit,
+                max_mosaic_pixels=limit, limit_from_budget=limit_from_budget,
             )
         except MosaicRefused as exc:
             item.refused = exc
