@@ -66,14 +66,14 @@ def list_command(as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
     table = Table(box=None, show_header=True, header_style="bold")
     table.add_column("profile")
     table.add_column("description")
     for profile in found:
         table.add_row(profile.name, profile.description)
-    get_console().print(table)
+    out(table)
 
 
 @profiles_group.command("show")
@@ -122,27 +122,22 @@ def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json:
     from rich.table import Table
     from rich.text import Text
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    console.print(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
-    console.print(Text(str(profile.path), style="dim"))
+    out(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
+    out(Text(str(profile.path), style="dim"))
     for pipe, section in sections.items():
         if section.is_empty():
-            console.print(
-                Text(f"{pipe}: no settings (spec defaults and CRDS pars-* apply)", style="dim")
-            )
+            out(Text(f"{pipe}: no settings (spec defaults and CRDS pars-* apply)", style="dim"))
             continue
         if not resolved:
-            console.print(Text(pipe, style="bold"))
+            out(Text(pipe, style="bold"))
             for step, key, setting in section.items():
                 where = key if step is None else f"steps.{step}.{key}"
-                console.print(
-                    Text(f"  {where} = {_value_text(setting.value)}")
-                    + Text(f"    [{setting.origin}]", style="dim")
-                )
+                out(Text(f"  {where} = {_value_text(setting.value)}")
+                    + Text(f"    [{setting.origin}]", style="dim"))
                 if setting.why:
-                    console.print(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
+                    out(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
             continue
         table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
         table.add_column("step")
@@ -158,7 +153,7 @@ def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json:
                 str(setting.origin),
                 style=style,
             )
-        console.print(table)
+        out(table)
 
 
 @profiles_group.command("check")

@@ -248,9 +248,24 @@ def _figure(shape, extra_height: float = 0.9):
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     # Fixed margins (tight_layout would draw the whole figure an extra time); the right
-    # one holds the colour bar's tick labels and its label, which used to be cut off.
+    # one holds the usual colour bar's tick labels and label, _keep_labels_inside makes
+    # room for wider ones.
     fig.subplots_adjust(left=0.09, right=0.88, bottom=0.07, top=1 - 0.6 / height)
     return fig
+
+
+def _keep_labels_inside(fig, margin: float = 0.05) -> None:
+    """Move the axes in from the sides until every label lies ``margin`` inches inside the
+    figure. The fixed margins of :func:`_figure` fit short tick labels; a colour bar's tick
+    labels are as wide as their numbers ("-0.000123", "1.5e+06") and pushed the bar's own
+    label past the right edge, where it was cut off. Text extents only: no extra draw."""
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    width = fig.get_size_inches()[0]
+    over_left, over_right = margin - box.x0, box.x1 + margin - width
+    if over_left > 0 or over_right > 0:
+        params = fig.subplotpars
+        fig.subplots_adjust(left=params.left + max(over_left, 0) / width,
+                            right=params.right - max(over_right, 0) / width)
 
 
 def _save_figure(fig, dest: Path) -> None:
@@ -258,6 +273,7 @@ def _save_figure(fig, dest: Path) -> None:
     import numpy as np
     from PIL import Image
 
+    _keep_labels_inside(fig)
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     # zlib level 1: noisy sky hardly compresses at higher levels, which take 2-3x longer.
