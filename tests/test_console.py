@@ -81,8 +81,15 @@ def test_demo_products_and_run_summary_off_a_terminal(tmp_path, capsys):
         products=products,
     )
     _render_demo(report)
-    summary = RunSummary(pipeline="image3", outdir=outdir, manifest=outdir / "m.json",
-                         results=[], tasks={}, jobs=2, jobs_reason="", wall_s=1.0,
+    from jwstrun.manifest import TaskResult
+
+    ok = TaskResult("image2-jw01234001001_02101_00001_nrcb1", "ok", wall_s=30.0,
+                    outputs=["jw01234001001_02101_00001_nrcb1_cal.fits"])
+    error = f"Image2Pipeline step flat_field on {outdir / 'x_rate.fits'}: [errno 2] no flat"
+    failed = TaskResult("image2-jw01234001001_02101_00002_nrcb1", "failed", error=error,
+                        log_file=str(outdir / "logs" / "image2-x.log"))
+    summary = RunSummary(pipeline="image2", outdir=outdir, manifest=outdir / "m.json",
+                         results=[ok, failed], tasks={}, jobs=2, jobs_reason="", wall_s=1.0,
                          crds_context="jwst_0001.pmap")
     _render_summary(summary)
     text = capsys.readouterr().out
@@ -98,9 +105,16 @@ def test_demo_products_and_run_summary_off_a_terminal(tmp_path, capsys):
         f"{check}  0.969  0.85-1.15    pass",
     ]
     assert lines[6:10] == ["products:", *(f"  {p}" for p in products)]
-    assert f"image3 in {outdir}" in lines
-    assert lines[-1] == ("0 task(s): 0 ok, 0 up to date (skipped), 0 failed in 1.0 s with -j 2; "
-                         f"CRDS context jwst_0001.pmap; manifest {outdir / 'm.json'}")
+    assert lines[10:] == [
+        f"image2 in {outdir}",
+        "task                                    status    wall  peak RSS  products",
+        "image2-jw01234001001_02101_00001_nrcb1  ok      30.0 s         -  _cal",
+        "image2-jw01234001001_02101_00002_nrcb1  failed       -         -  -",
+        f"FAILED image2-jw01234001001_02101_00002_nrcb1: {error}",
+        f"       log: {outdir / 'logs' / 'image2-x.log'}",
+        "2 task(s): 1 ok, 0 up to date (skipped), 1 failed in 1.0 s with -j 2; "
+        f"CRDS context jwst_0001.pmap; manifest {outdir / 'm.json'}",
+    ]
 
 
 PROFILE = """\
