@@ -792,6 +792,31 @@ def test_cli_show_and_check(good_l3, data):
     assert result.exit_code == 0 and "OK: " in result.output
 
 
+def test_cli_build_and_show_off_a_terminal_keep_paths_whole(data, tmp_path):
+    """Click's runner, like a pipe or a batch log, is not a terminal: plain lines, one per
+    association or member, with paths of over 150 characters whole."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 40)
+    deep.mkdir(parents=True)
+    cal = by_filter(linked(deep, data["cal"], sub="cal_" + "g" * 60), "F200W")
+    result = run_cli("asn", *cal, "--group-by", "filter", "-o", deep)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output and "\u2500" not in result.output
+    (path,) = deep.glob("*_asn.json")
+    members = [f"{cal[0].parent.name}/{p.name}" for p in sorted(cal)]
+    lines = result.output.splitlines()
+    assert lines[-1] == f"Wrote 1 association(s) to {deep}"
+    assert f"3  {path.name}, {', '.join(members)}" in [line.strip() for line in lines]
+    result = run_cli("asn", "--show", path)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"{path} (image3, Level 3)"
+    rows = [line.split() for line in lines[1:]]
+    assert rows[0] == ["product", "member", "exptype"]
+    product = json.loads(path.read_text())["products"][0]["name"]
+    assert rows[1] == [product, members[0], "science"]
+    assert rows[2:] == [[m, "science"] for m in members[1:]]
+
+
 def test_cli_check_finds_member_problems(data, tmp_path):
     f200 = by_filter(data["cal"], "F200W")
     links = linked(tmp_path, f200 + by_filter(data["cal"], "F150W")[:1] + data["rate"][:1])

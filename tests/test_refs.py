@@ -780,6 +780,33 @@ def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
     assert result.output.strip() == f"Error: {missing}: file not found. Check the path or the glob pattern."
 
 
+def test_bestrefs_and_doctor_off_a_terminal_keep_paths_whole(tmp_path):
+    """Click's runner, like a pipe or a batch log, is not a terminal: plain lines, the
+    cache and exposure paths (over 150 characters) whole, one line per reference."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 40)
+    cache = write_cache(deep / "crds_cache", nircam_rules())
+    data = deep / "data"
+    data.mkdir()
+    files = [make_exposure(data / f"jw01234001001_02101_0000{i}_nrcb1_rate.fits",
+                           time_obs=f"1{i}:00:00") for i in (1, 2)]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["refs", "bestrefs", str(data), "--crds-path", str(cache)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"Context jwst_0001.pmap (cache {cache}): 2 exposure(s) in 1 group(s), "
+                        "1 CRDS lookup(s).")
+    assert f"  {files[0]}, {files[1]}" in lines
+    rows = dict(line.split() for line in lines if line.startswith("  ") and len(line.split()) == 2)
+    assert rows["flat"] == "jwst_nircam_flat_0002.fits"
+    assert rows["pars-tweakregstep"] == "jwst_nircam_pars-tweakregstep_0001.asdf"
+    result = runner.invoke(cli, ["refs", "doctor", str(files[0]), "--crds-path", str(cache)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"  {'CRDS_PATH':<17} {cache}" in result.output.splitlines()
+
+
 # ---------------------------------------------------------------- end to end
 
 

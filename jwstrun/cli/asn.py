@@ -54,11 +54,11 @@ def _short_members(names: list[str]) -> str:
 
 def _render_build(result) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
     level = result.level
     if result.group_by:
         groups = [a.group for a in result.associations]
@@ -78,16 +78,15 @@ def _render_build(result) -> None:
             table.add_row(
                 *[asn.group.get(k) or "-" for k in varying],
                 str(len(names)),
-                f"[bold]{asn.path.name}[/bold]\n" + _indented(names),
+                f"[bold]{escape(asn.path.name)}[/bold]\n" + _indented(names),
             )
-        console.print(table)
-        console.print(
-            f"Wrote {len(result.associations)} association(s) to {result.associations[0].path.parent}"
-        )
+        out(table)
+        out(escape(f"Wrote {len(result.associations)} association(s) to "
+                   f"{result.associations[0].path.parent}"))
     else:
         asn = result.associations[0]
         _render_products(asn.data["products"], title=f"{asn.path} ({asn.data['asn_type']})")
-        console.print(f"Wrote {asn.path}")
+        out(escape(f"Wrote {asn.path}"))
 
 
 def _indented(names: list[str]) -> str:
@@ -101,7 +100,7 @@ def _render_products(products, title: str, details=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
     table = Table(title=escape(title), box=box.SIMPLE_HEAD)
     table.add_column("product", overflow="fold")
@@ -121,7 +120,7 @@ def _render_products(products, title: str, details=None) -> None:
                 info = details.get(member["expname"], {})
                 row += [str(info.get(k) or "-") for k in ("product_type", "filter", "pupil")]
             table.add_row(*row)
-    get_console().print(table)
+    out(table)
 
 
 def _show(path: str, allow_outside: bool, as_json: bool) -> None:
@@ -149,13 +148,13 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
             title=f"{report.association.path} ({report.association.asn_type})",
             details=details,
         )
-        from ..console import get_console
+        from rich.markup import escape
 
-        console = get_console()
+        from ..console import out
+
         if report.ok:
-            console.print(
-                f"OK: {report.association.path} is a valid Level-{report.association.level} association."
-            )
+            out(escape(f"OK: {report.association.path} is a valid "
+                       f"Level-{report.association.level} association."))
         else:
             for problem in report.all_problems:
                 click.secho(f"Problem: {problem}", err=True, fg="red")

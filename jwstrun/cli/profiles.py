@@ -66,14 +66,14 @@ def list_command(as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
     table = Table(box=None, show_header=True, header_style="bold")
     table.add_column("profile")
     table.add_column("description")
     for profile in found:
         table.add_row(profile.name, profile.description)
-    get_console().print(table)
+    out(table)
 
 
 @profiles_group.command("show")
@@ -135,41 +135,44 @@ def show_command(
 
     from rich.text import Text
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    console.print(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
-    console.print(Text(str(profile.path), style="dim"))
+    out(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
+    out(Text(str(profile.path), style="dim"))
     for pipe, section in sections.items():
         if section.is_empty():
             what = ("no value differs from the spec defaults" if changed
                     else "no settings (spec defaults and CRDS pars-* apply)")
-            console.print(Text(f"{pipe}: {what}", style="dim"))
+            out(Text(f"{pipe}: {what}", style="dim"))
         elif resolved:
-            _print_table(console, pipe, section)
+            _print_table(pipe, section)
         else:
-            _print_settings(console, pipe, section)
+            _print_settings(pipe, section)
 
 
-def _print_settings(console, pipe: str, section) -> None:
+def _print_settings(pipe: str, section) -> None:
     """``steps.STEP.PARAM = value    [origin]`` per setting, and why it is there."""
     from rich.padding import Padding
     from rich.text import Text
 
-    console.print(Text(pipe, style="bold"))
+    from ..console import out
+
+    out(Text(pipe, style="bold"))
     for step, key, setting in section.items():
         where = key if step is None else f"steps.{step}.{key}"
-        console.print(
+        out(
             Text(f"  {where} = {_value_text(setting.value)}")
             + Text(f"    [{setting.origin}]", style="dim")
         )
         if setting.why:
-            console.print(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
+            out(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
 
 
-def _print_table(console, pipe: str, section) -> None:
+def _print_table(pipe: str, section) -> None:
     """One row per parameter: spec defaults plain, the layers' values bold."""
     from rich.table import Table
+
+    from ..console import out
 
     table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
     table.add_column("step")
@@ -185,7 +188,7 @@ def _print_table(console, pipe: str, section) -> None:
             str(setting.origin),
             style=style,
         )
-    console.print(table)
+    out(table)
 
 
 @profiles_group.command("check")

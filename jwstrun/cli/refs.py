@@ -108,10 +108,9 @@ def _render_resolution(resolution, show_all: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    console.print(
+    out(
         f"Context [bold]{resolution.context}[/] (cache {escape(resolution.crds_path)}): "
         f"{resolution.n_exposures} exposure(s) in {len(resolution.groups)} group(s), "
         f"{resolution.n_crds_calls} CRDS lookup(s)."
@@ -120,11 +119,11 @@ def _render_resolution(resolution, show_all: bool) -> None:
         dates = group.dates[0] if group.dates[0] == group.dates[1] else \
             f"{group.dates[0]} .. {group.dates[1]}"
         n = len(group.exposures)
-        console.print()
-        console.print(f"[bold cyan]{escape(group.label)}[/]  {n} exposure{'s' * (n != 1)}, "
-                      f"{escape(dates)}, {'+'.join(group.pipelines)}")
+        out()
+        out(f"[bold cyan]{escape(group.label)}[/]  {n} exposure{'s' * (n != 1)}, "
+            f"{escape(dates)}, {'+'.join(group.pipelines)}")
         first = ", ".join(group.exposures[:3]) + (" ..." if n > 3 else "")
-        console.print(f"  [dim]{escape(first)}[/]")
+        out(f"  [dim]{escape(first)}[/]")
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("  reftype", no_wrap=True)
         table.add_column("reference", overflow="fold")
@@ -136,11 +135,11 @@ def _render_resolution(resolution, show_all: bool) -> None:
                 n_na += 1
             else:
                 table.add_row(f"  {reftype}", "[dim]N/A[/]" if name == "N/A" else escape(name))
-        console.print(table)
+        out(table)
         if n_na:
-            console.print(f"  [dim]{n_na} more reftypes are N/A (--all lists them)[/]")
+            out(f"  [dim]{n_na} more reftypes are N/A (--all lists them)[/]")
     for text in resolution.problems:
-        console.print(f"[red]problem:[/] {escape(text)}")
+        out(f"[red]problem:[/] {escape(text)}")
 
 
 #: The header of the file `refs prefetch --write-env` writes.
@@ -252,16 +251,14 @@ def doctor_command(inputs, crds_path, crds_context, env_file, offline, as_json):
 def _render_doctor(report) -> None:
     from rich.markup import escape
 
-    from ..console import get_console
+    from ..console import out
     from ..refs.doctor import MODES, STATUSES
     from ..refs.setup import fallback_text
 
-    console = get_console()
-
     def row(name, value):
-        console.print(f"  {name:<17} {escape(str(value))}")
+        out(f"  {name:<17} {escape(str(value))}")
 
-    console.print("[bold]CRDS set-up[/]")
+    out("[bold]CRDS set-up[/]")
     row("CRDS_PATH", report.crds_path or f"(not set: {fallback_text(report.cache)})")
     row("CRDS_SERVER_URL", report.server_url or "(not set: no server)")
     row("CRDS_CONTEXT", report.context_env or "(not set)")
@@ -284,15 +281,14 @@ def _render_doctor(report) -> None:
         row("inputs", f"{cov['n_exposures']} exposure(s), {cov['n_groups']} group(s): "
                       f"{covered}/{cov['needed']} reference files cached")
     colour = "green" if report.ok else "red"
-    console.print(f"  {'status':<17} [{colour}]{report.status}[/] - "
-                  f"{escape(STATUSES[report.status])}")
+    out(f"  {'status':<17} [{colour}]{report.status}[/] - {escape(STATUSES[report.status])}")
     for note in report.notes:
-        console.print(f"[dim]note:[/] {escape(note)}")
+        out(f"[dim]note:[/] {escape(note)}")
     if report.ok:
-        console.print("[green]No problems found.[/]")
+        out("[green]No problems found.[/]")
     for item in report.problems:
-        console.print(f"[red]problem:[/] {escape(item['problem'])}")
-        console.print(f"  [yellow]advice:[/] {escape(item['advice'])}")
+        out(f"[red]problem:[/] {escape(item['problem'])}")
+        out(f"  [yellow]advice:[/] {escape(item['advice'])}")
 
 
 def register(group: click.Group) -> None:
