@@ -79,6 +79,7 @@ def first(cal_asn):
         cwd=theirs_cwd, env={**os.environ, **sim.env}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
+    proc = None
     try:
         proc = _jwstrun_image3(asn, ours, sim.env_file, "--keep-temp", "--no-report",
                                cwd=ours_cwd)
@@ -86,7 +87,7 @@ def first(cal_asn):
         strun_log, _ = strun.communicate(timeout=600)
     finally:
         for child in (strun, proc):
-            if child.poll() is None:
+            if child is not None and child.poll() is None:
                 child.kill()
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
     assert strun.returncode == 0, strun_log[-3000:]

@@ -512,7 +512,10 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
     products, intermediates = split_outputs(sorted(p for p in out.iterdir() if p.is_file()),
                                             task.expected_outputs)
     if not products:
-        raise PipelineError(f"{alias} finished but wrote no products for {Path(task.input).name}.")
+        wrote = (f" (it wrote only {', '.join(p.name for p in intermediates[:3])}"
+                 f"{' ...' if len(intermediates) > 3 else ''})" if intermediates else "")
+        raise PipelineError(
+            f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
         result.validation = _validate_products(products, task.parameters, task.expect_background)
         if result.validation.get("errors"):
