@@ -60,7 +60,7 @@ def _render_summary(summary) -> None:
         soft_wrap=True,
     )
     for line in _kept_lines(summary):
-        console.print(line, soft_wrap=True, highlight=False)
+        out(escape(line), soft_wrap=True)
 
 
 def _kept_lines(summary) -> list[str]:
