@@ -80,6 +80,12 @@ def run_options(func):
             "--max-tasks-per-worker", type=click.IntRange(min=1), default=25, show_default=True,
             help="Replace a worker process after this many tasks (bounds memory growth).",
         ),
+        click.option(
+            "--keep-temp", is_flag=True,
+            help="Keep each task's temporary directory in OUTDIR/.jwstrun-tmp/ (the pipeline's "
+            "working files, a failed task's partial products) for debugging; the summary "
+            "names it. The next run in OUTDIR removes it.",
+        ),
         json_option,
     ]
     for option in reversed(options):

@@ -59,6 +59,26 @@ def _render_summary(summary) -> None:
                f"{summary.crds_context}; manifest {summary.manifest}"),
         soft_wrap=True,
     )
+    for line in _kept_lines(summary):
+        out(escape(line), soft_wrap=True)
+
+
+def _kept_lines(summary) -> list[str]:
+    """Where the intermediate files and the kept temporary directories are."""
+    from ..runner import INTERMEDIATE_DIRNAME, TMP_DIRNAME
+
+    lines = []
+    intermediates = sum(len(r.intermediates) for r in summary.results)
+    if intermediates:
+        lines.append(f"{intermediates} intermediate file(s), not products, in "
+                     f"{summary.outdir / INTERMEDIATE_DIRNAME}/<task-id>/")
+    kept = [r.temp_dir for r in summary.results if r.temp_dir]
+    if len(kept) == 1:
+        lines.append(f"temporary directory kept (--keep-temp): {kept[0]}")
+    elif kept:
+        lines.append(f"{len(kept)} temporary directories kept (--keep-temp) in "
+                     f"{summary.outdir / TMP_DIRNAME}/<task-id>")
+    return lines
 
 
 def _peak_text(summary, result) -> str:
@@ -187,6 +207,7 @@ def _common_kwargs(kw: dict) -> dict:
         "offline": kw["offline"],
         "validate": not kw["no_validate"],
         "max_tasks_per_worker": kw["max_tasks_per_worker"],
+        "keep_temp": kw["keep_temp"],
     }
 
 

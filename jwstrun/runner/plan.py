@@ -28,7 +28,7 @@ from ..errors import ConfigError, InputError, JwstrunError
 from ..inputs import is_association
 from ..products import product_basename
 from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
-from ._outputs import LOG_DIRNAME, TMP_DIRNAME
+from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs
 from ._stage_inputs import (
     PLANNING_HEADERS,
     check_stage_inputs,
@@ -262,9 +262,11 @@ def make_tasks(
     parameters: dict,
     in_pool: bool,
     validate: bool,
+    keep_temp: bool = False,
 ) -> list[Task]:
     """The :class:`Task` of each planned task (a one-product copy of an association
-    written into the task's directory where needed)."""
+    written into the task's directory where needed); ``keep_temp`` keeps each task's
+    directory after it ends."""
     tasks = []
     tmp_root = outdir / TMP_DIRNAME
     for item in planned:
@@ -297,6 +299,8 @@ def make_tasks(
                 validate=validate,
                 expect_background=item.has_background,
                 memory=item.memory.to_dict() if item.memory is not None else None,
+                expected_outputs=expected_outputs(item),
+                keep_temp=keep_temp,
             )
         )
     return tasks
