@@ -1,7 +1,13 @@
-"""The one rich Console, the logging handler and progress factory (CLI side only).
+"""The one rich Console, the one way to print results, the logging handler (CLI side only).
 
 Library modules log with ``logging.getLogger(__name__)`` and report progress
 through callbacks; only the CLI layer imports this module.
+
+Every command prints its tables and lists through :func:`out`: rich renders them on
+a terminal; when stdout is not a terminal (a pipe, a file, a batch job's log) they
+become plain lines instead -- one line per row, columns aligned with spaces, no box
+drawing, no colours, nothing wrapped, folded or shortened -- so a file name is never
+cut in two and ``grep`` finds each row whole.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["get_console", "get_err_console", "setup_logging", "is_terminal"]
+__all__ = ["get_console", "get_err_console", "setup_logging", "is_terminal", "out",
+           "stdout_is_terminal", "plain_lines"]
 
 _console = None
 _err_console = None
@@ -38,6 +45,75 @@ def get_err_console():
 def is_terminal() -> bool:
     """True when stderr is an interactive terminal (live progress makes sense)."""
     return sys.stderr.isatty()
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout (the one of this moment: Click's test runner swaps it) is a TTY."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def out(renderable="", **print_options) -> None:
+    """Print a result on stdout: a rich markup string, ``Text``, ``Padding`` or ``Table``.
+
+    On a terminal through the shared rich Console (``print_options`` go to its
+    ``print``); otherwise as :func:`plain_lines`, written as they are.
+    """
+    if stdout_is_terminal():
+        get_console().print(renderable, **print_options)
+        return
+    import click
+
+    for line in plain_lines(renderable):
+        click.echo(line)
+
+
+def plain_lines(renderable) -> list[str]:
+    """``renderable`` as plain text lines: markup and styles dropped, a table one line
+    per row (and one for its title and one for its header) with the columns aligned
+    by padding, the lines of a multi-line cell joined with ", " into its row's line."""
+    from rich.padding import Padding
+    from rich.table import Table
+
+    if isinstance(renderable, Table):
+        return _table_lines(renderable)
+    if isinstance(renderable, Padding):
+        return [" " * renderable.left + line for line in plain_lines(renderable.renderable)]
+    return _plain_text(renderable).split("\n")
+
+
+def _plain_text(renderable) -> str:
+    from rich.text import Text
+
+    if renderable is None:
+        return ""
+    if isinstance(renderable, Text):
+        return renderable.plain
+    if isinstance(renderable, str):
+        return Text.from_markup(renderable).plain
+    raise TypeError(f"cannot print a {type(renderable).__name__} as plain text")
+
+
+def _cell_text(cell) -> str:
+    text = _plain_text(cell)
+    if "\n" not in text:
+        return text.rstrip()  # a leading indent stays (validate's findings, refs' reftypes)
+    return ", ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _table_lines(table) -> list[str]:
+    columns = table.columns
+    rows = [list(row) for row in zip(*([_cell_text(c) for c in col.cells] for col in columns))]
+    header = [_cell_text(col.header) for col in columns]
+    if table.show_header and any(h.strip() for h in header):
+        rows.insert(0, header)
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(columns))]
+    lines = [_plain_text(table.title)] if table.title else []
+    for row in rows:
+        cells = [text.rjust(width) if column.justify == "right" else text.ljust(width)
+                 for text, width, column in zip(row, widths, columns)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 class _CurrentStderrHandler(logging.StreamHandler):

@@ -82,6 +82,11 @@ class TaskResult:
     log_file: str | None = None
     #: product name -> the report previews the worker drew of it (jwstrun.look._worker)
     previews: dict[str, dict] = field(default_factory=dict)
+    #: what the pipeline wrote besides the products (a step's save_catalogs,
+    #: save_intermediate_results...): paths relative to OUTDIR, in intermediate/<task-id>/
+    intermediates: list[str] = field(default_factory=list)
+    #: the task's temporary directory, kept with --keep-temp (relative to OUTDIR in a record)
+    temp_dir: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,6 +201,12 @@ def _wrong_types(entry, types: dict, required=()) -> str | None:
     return None
 
 
+def _inside(path) -> bool:
+    """A relative path that stays inside OUTDIR (no '..', no NUL)."""
+    return (isinstance(path, str) and path not in ("", ".") and "\0" not in path
+            and not Path(path).is_absolute() and ".." not in Path(path).parts)
+
+
 def _plain_name(name) -> bool:
     """A file name directly in OUTDIR: no directory part, no '..', no NUL."""
     return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
@@ -220,6 +231,12 @@ def _record_problem(record) -> str | None:
     log_file = record.get("log_file")
     if log_file and (Path(log_file).is_absolute() or ".." in Path(log_file).parts):
         return f"log file {log_file!r} is outside the output directory"
+    bad = next((p for p in record.get("intermediates") or [] if not _inside(p)), None)
+    if bad is not None:
+        return f"intermediate file {bad!r} is outside the output directory"
+    temp_dir = record.get("temp_dir")
+    if temp_dir and not _inside(temp_dir):
+        return f"temporary directory {temp_dir!r} is outside the output directory"
     if any(not isinstance(v, dict) for v in (record.get("references") or {}).values()):
         return "'references' is not an object of objects"
     files = (record.get("validation") or {}).get("files") or {}

@@ -19,7 +19,9 @@ A row says:
   set, in time order);
 - ``writes``: the ``<product>_<suffix>`` files a task may write into OUTDIR;
 - ``member_writes``: files named after each input member instead
-  (``<member>_<asn_id>_crf.fits`` for image3);
+  (``<member>_<asn_id>_crf.fits`` for image3); anything else a task writes (a
+  step's ``save_catalogs``, ``save_intermediate_results``...) is an intermediate
+  file, kept in ``OUTDIR/intermediate/<task-id>/`` (:mod:`jwstrun.runner._intermediates`);
 - ``memory``: (base bytes, bytes per full-frame-equivalent input pixel set) of
   one worker running one task, for the default ``-j``: fitted to the peaks that
   scripts/bench_profiles.py and scripts/bench_image3_memory.py measure

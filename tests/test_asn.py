@@ -883,6 +883,31 @@ def test_cli_show_and_check(good_l3, data):
     assert result.exit_code == 0 and "OK: " in result.output
 
 
+def test_cli_build_and_show_off_a_terminal_keep_paths_whole(data, tmp_path):
+    """Click's runner, like a pipe or a batch log, is not a terminal: plain lines, one per
+    association or member, with paths of over 150 characters whole."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 40)
+    deep.mkdir(parents=True)
+    cal = by_filter(linked(deep, data["cal"], sub="cal_" + "g" * 60), "F200W")
+    result = run_cli("asn", *cal, "--group-by", "filter", "-o", deep)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output and "\u2500" not in result.output
+    (path,) = deep.glob("*_asn.json")
+    members = [f"{cal[0].parent.name}/{p.name}" for p in sorted(cal)]
+    lines = result.output.splitlines()
+    assert lines[-1] == f"Wrote 1 association(s) to {deep}"
+    assert f"3  {path.name}, {', '.join(members)}" in [line.strip() for line in lines]
+    result = run_cli("asn", "--show", path)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"{path} (image3, Level 3)"
+    rows = [line.split() for line in lines[1:]]
+    assert rows[0] == ["product", "member", "exptype"]
+    product = json.loads(path.read_text())["products"][0]["name"]
+    assert rows[1] == [product, members[0], "science"]
+    assert rows[2:] == [[m, "science"] for m in members[1:]]
+
+
 def test_cli_check_finds_member_problems(data, tmp_path):
     f200 = by_filter(data["cal"], "F200W")
     links = linked(tmp_path, f200 + by_filter(data["cal"], "F150W")[:1] + data["rate"][:1])
@@ -1027,6 +1052,199 @@ def test_clear_caches_reads_the_schema_again(good_l3):
     assert _load_schema.cache_info().currsize == 0
     assert asn_lib.load_association(good_l3).level == 3
     assert _load_schema.cache_info().currsize == 1
+
+
+# --------------------------------------------------------------------------- DMS Level-3 rules
+
+
+@pytest.fixture(scope="module")
+def dms_cal(tmp_path_factory):
+    """_cal exposures as a MAST folder holds them: NGC-1 in observations 1 and 2 (F200W on
+    modules A and B, F444W, a SUB640 F200W exposure, a second visit), M-31 in
+    observation 3, a background target (BKGDTARG=T) in observation 1, MIRI in 5."""
+    d = tmp_path_factory.mktemp("dms_cal")
+    specs = [  # (observation, visit, exposure, detector, filter, subarray, target, background)
+        (1, 1, 1, "NRCB1", "F200W", "FULL", "NGC-1", False),
+        (1, 1, 2, "NRCB1", "F200W", "FULL", "NGC-1", False),
+        (1, 1, 2, "NRCA1", "F200W", "FULL", "NGC-1", False),
+        (1, 1, 3, "NRCBLONG", "F444W", "FULL", "NGC-1", False),
+        (1, 1, 4, "NRCBLONG", "F444W", "FULL", "NGC-1", False),
+        (1, 1, 5, "NRCB1", "F200W", "SUB640", "NGC-1", False),
+        (1, 3, 1, "NRCB1", "F200W", "FULL", "NGC-1-BKG", True),
+        (1, 3, 2, "NRCB1", "F200W", "FULL", "NGC-1-BKG", True),
+        (2, 1, 1, "NRCB1", "F200W", "FULL", "NGC-1", False),
+        (2, 2, 1, "NRCB1", "F200W", "FULL", "NGC-1", False),
+        (3, 1, 1, "NRCB1", "F200W", "FULL", "M-31", False),
+    ]
+    paths = [
+        make_exposure(d, product="cal", observation=obs, visit=visit, exposure=exp, detector=det,
+                      filter=filt, subarray=sub, target=target, background=bkg)
+        for obs, visit, exp, det, filt, sub, target, bkg in specs
+    ]
+    for exp in (1, 2):
+        paths.append(make_exposure(d, product="cal", instrument="MIRI", detector="MIRIMAGE",
+                                   filter="F770W", pupil=None, observation=5, exposure=exp))
+    return paths
+
+
+def jwst_level3_products(paths, tmp_path, candidates=()):
+    """The image3 products (name -> member names) that jwst's association generator makes,
+    as DMS runs it (every candidate, no discovered a3xxx associations), from a pool of the
+    columns the rules read, filled from the exposures' primary headers. The pool is
+    written and read back with AssociationPool (which lower-cases values, as for DMS
+    pools). TARGETID, the APT target number no header holds, numbers each program's
+    TARGPROP values alphabetically."""
+    from astropy.io import fits
+    from jwst.associations import AssociationPool
+    from jwst.associations.generator.generate_per_candidate import generate_per_candidate
+
+    keywords = ("PROGRAM", "VISIT", "EXPOSURE", "EXP_TYPE", "INSTRUME", "DETECTOR", "CHANNEL",
+                "MODULE", "FILTER", "PUPIL", "SUBARRAY", "TARGPROP", "VISITYPE", "TSOVISIT")
+    headers = [fits.getheader(p) for p in paths]
+    targets = {t: str(i) for i, t in enumerate(sorted({h["TARGPROP"] for h in headers}), 1)}
+    rows = []
+    for path, header in zip(paths, headers, strict=True):
+        row = {k: str(header.get(k, "NULL") or "NULL") for k in keywords}
+        cands = [(f"o{header['OBSERVTN']}", "observation"), *candidates]
+        row.update(FILENAME=path.name, OBS_NUM=header["OBSERVTN"],
+                   TARGETID=targets[header["TARGPROP"]],
+                   BKGDTARG="T" if header["BKGDTARG"] else "F", PNTGTYPE="science",
+                   IS_IMPRT="f", DMS_NOTE="NULL", ASN_CANDIDATE=str(cands))
+        rows.append(row)
+    names = list(rows[0])
+    pool_file = tmp_path / "jw01234_20260101t000000_pool.csv"
+    AssociationPool(rows=[[r[n] for n in names] for r in rows], names=names,
+                    dtype=[str] * len(names)).write(pool_file)
+    pool = AssociationPool.read(pool_file)
+    asns = generate_per_candidate(pool, None, all_candidates=True, discover=False)
+    return {p["name"]: sorted(Path(m["expname"]).name for m in p["members"])
+            for a in asns if a["asn_type"] == "image3" for p in a["products"]}
+
+
+@pytest.fixture(scope="module")
+def generated(dms_cal, tmp_path_factory):
+    """jwst's image3 products for dms_cal, every exposure also in a c1000 candidate of type
+    'group' (one generator run for both tests: each candidate is generated on its own)."""
+    return jwst_level3_products(dms_cal, tmp_path_factory.mktemp("pool"),
+                                candidates=[("c1000", "group")])
+
+
+def jwstrun_level3_products(result):
+    """The products (name -> member names) of the associations make_associations wrote."""
+    return {p["name"]: sorted(m["expname"] for m in p["members"])
+            for w in result.associations for p in w.data["products"]}
+
+
+def test_default_grouping_is_what_jwst_generates_for_dms(dms_cal, generated, tmp_path):
+    """The same exposures' Level-3 associations both ways: jwstrun's default grouping and
+    jwst's generator on a pool of their headers give the same product names and members
+    (those of the observation candidates)."""
+    files = linked(tmp_path, dms_cal)
+    ours = jwstrun_level3_products(
+        asn_lib.make_associations(files, files[0].parent, group_by="default")
+    )
+    assert ours == {k: v for k, v in generated.items() if "-c1000_" not in k}
+    assert sorted(ours) == [
+        "jw01234-o001_t002_nircam_clear-f200w",
+        "jw01234-o001_t002_nircam_clear-f200w-sub640",
+        "jw01234-o001_t002_nircam_clear-f444w",
+        "jw01234-o001_t003_nircam_clear-f200w",  # the background target, apart
+        "jw01234-o002_t002_nircam_clear-f200w",
+        "jw01234-o003_t001_nircam_clear-f200w",
+        "jw01234-o005_t002_miri_f770w",
+    ]
+    assert len(ours["jw01234-o001_t002_nircam_clear-f200w"]) == 3  # modules A and B together
+    assert len(ours["jw01234-o002_t002_nircam_clear-f200w"]) == 2  # and both visits
+
+
+def test_merge_observations_is_a_jwst_group_candidate(dms_cal, generated, tmp_path):
+    """--merge-observations: what jwst's generator makes of a c1000 candidate of type
+    'group' holding every exposure (products spanning one observation keep its name)."""
+    files = linked(tmp_path, dms_cal)
+    ours = jwstrun_level3_products(asn_lib.make_associations(
+        files, files[0].parent, group_by="default", merge_observations=True))
+    theirs = generated
+    merged = {k: v for k, v in ours.items() if "-c1000_" in k}
+    assert merged == {k: v for k, v in theirs.items() if "-c1000_" in k}
+    assert list(merged) == ["jw01234-c1000_t002_nircam_clear-f200w"]
+    assert len(merged["jw01234-c1000_t002_nircam_clear-f200w"]) == 5
+    assert all(theirs[k] == v for k, v in ours.items() if k not in merged)
+    assert sorted(n for v in ours.values() for n in v) == sorted(p.name for p in dms_cal)
+
+
+def test_one_association_per_observation_unless_merged(dms_cal, tmp_path):
+    f200 = [p for p in linked(tmp_path, dms_cal) if (info := read_exposure_info(p)).filter
+            == "F200W" and info.subarray == "FULL" and info.target == "NGC-1"]
+    out = tmp_path / "data" / "l3_asn.json"
+    result = run_cli("asn", *f200, "-o", out)
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: these 5 exposures belong to several observations (001, 002); DMS makes one "
+        "Level-3 product per observation. Use --group-by default -o DIR/ to write one "
+        "association per observation, or pass --merge-observations for one product of them "
+        "all.\n"
+    )
+    assert not out.exists()
+    result = run_cli("asn", *f200, "-o", out, "--merge-observations", "--json")
+    assert result.exit_code == 0, result.output
+    asn = json.loads(out.read_text())
+    assert asn["asn_id"] == "c1000"
+    assert [p["name"] for p in asn["products"]] == ["jw01234-c1000_t001_nircam_clear-f200w"]
+    assert len(asn["products"][0]["members"]) == 5
+    result = run_cli("asn", *f200, "-o", tmp_path / "g", "--merge-observations",
+                     "--group-by", "observation,filter")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --merge-observations: --group-by lists 'observation', which keeps observations "
+        "apart; leave one of the two out.\n"
+    )
+
+
+def test_product_name_template_without_group_by(dms_cal, tmp_path):
+    """A template is filled from values all exposures share, or refused; never written
+    literally."""
+    obs1 = [p for p in linked(tmp_path, dms_cal) if p.name.startswith("jw01234001001_")
+            and (info := read_exposure_info(p)).filter == "F200W" and info.subarray == "FULL"]
+    out = obs1[0].parent / "t_asn.json"
+    result = run_cli("asn", *obs1, "-o", out, "--product-name", "mosaic_{filter}")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["products"][0]["name"] == "mosaic_f200w"
+    result = run_cli("asn", *obs1, "-o", out, "--force", "--product-name", "mosaic_{detector}")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --product-name 'mosaic_{detector}': the exposures differ in detector "
+        "(NRCA1, NRCB1), so {detector} has no one value. Use --group-by default,detector "
+        "-o DIR/ for one association per group, or leave the field out.\n"
+    )
+    result = run_cli("asn", *obs1, "-o", out, "--force", "--product-name", "mosaic_{colour}")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --product-name 'mosaic_{colour}': cannot fill it from the exposures' headers; "
+        "use plain fields such as {filter} (one of: program, observation, visit, instrument, "
+        "detector, module, channel, filter, pupil, subarray, exp_type, target, bkgdtarg), "
+        "without '.', '[', '!' or ':'.\n"
+    )
+    assert json.loads(out.read_text())["products"][0]["name"] == "mosaic_f200w"  # kept
+
+
+def test_background_target_never_in_a_science_product(tmp_path):
+    """BKGDTARG=T exposures make a product of their own (Asn_Lv3ImageBackground), even
+    with the science exposures' observation and target."""
+    science = make_exposure(tmp_path, product="cal", exposure=1)
+    background = make_exposure(tmp_path, product="cal", exposure=2, background=True)
+    result = asn_lib.make_associations([science, background], tmp_path, group_by="default")
+    assert sorted((w.group["bkgdtarg"], w.path.name, w.n_members)
+                  for w in result.associations) == [
+        ("F", "jw01234-o001_t001_nircam_clear-f200w-1_image3_asn.json", 1),
+        ("T", "jw01234-o001_t001_nircam_clear-f200w-2_image3_asn.json", 1),
+    ]
+    result = run_cli("asn", science, background, "-o", tmp_path / "l3_asn.json")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: these 2 exposures would mix bkgdtarg: F, T in one Level-3 product. Use "
+        "--group-by default -o DIR/ to write one association per group, or pass "
+        "--allow-mixed if one product is really wanted.\n"
+    )
 
 
 # --------------------------------------------------------------------------- headers only

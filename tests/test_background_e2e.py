@@ -1,19 +1,22 @@
 """Dedicated background exposures end to end: docs/workflows/background.md, run for real.
 
-The page's shell blocks run as a user pastes them (``bash -e``, the installed
-``jwstrun`` and ``strun`` on PATH), in a scratch directory:
+The page's blocks marked to run are run as tests/test_docs_run.py runs them (one
+directory, ``bash -e``, the installed ``jwstrun`` and ``strun`` on PATH), and their
+products are checked:
 
-1. the simulated block: ``jwstrun simulate`` writes two science dithers and one
-   dedicated background (BKGDTARG=T, NIRCam SUB160), ``jwstrun image2 sim/`` takes
-   the directory, finds the background by its header and runs each science exposure
-   with it as a background member (S_BKDSUB COMPLETE, sky removed, no ``_cal`` of the
-   background), and ``jwstrun validate --background`` passes;
-2. the real-data blocks, on the same exposures laid out as ``data/science/`` and
-   ``data/background/`` with the simulated CRDS cache in the environment (what the
-   user's CRDS set-up would be): ``jwstrun asn`` (no ``-b``), ``asn --check`` and
-   ``strun calwebb_image2`` on that association, whose products equal those of
-   ``jwstrun image2 sim/``; and (marked slow: image2 again on the same exposures)
-   ``jwstrun image2`` on the two folders, then ``jwstrun image3``.
+1. ``jwstrun simulate`` writes two science dithers and one dedicated background
+   (BKGDTARG=T, NIRCam SUB160); ``jwstrun image2 sim/`` takes the directory, finds the
+   background by its header and runs each science exposure with it as a background
+   member (one line says so; S_BKDSUB COMPLETE, sky removed, no ``_cal`` of the
+   background; the manifest and ``--json`` list it as a member); ``jwstrun validate
+   --background`` passes;
+2. ``jwstrun asn sim/`` (no ``-b``) writes the same association, ``asn --check`` passes
+   and ``strun calwebb_image2`` on it gives the products of ``jwstrun image2 sim/``.
+
+The real-data block (``not run`` by test_docs_run: it needs folders of real data) runs
+here on the same exposures laid out as ``data/science/`` and ``data/background/``, with
+the simulated CRDS cache in the environment (marked slow: image2 again on the same
+exposures, then image3).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _docs import ROOT, code_blocks
 from click.testing import CliRunner
-from test_docs_commands import ROOT, shell_blocks
+from test_docs_run import chains, run_chain
 
 from jwstrun.cli import cli
 
@@ -45,35 +49,24 @@ def shell_env(extra: dict | None = None) -> dict:
     return env
 
 
-def run_block(block: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def blocks():
-    found = shell_blocks(PAGE.read_text(encoding="utf-8"))
-    assert len(found) == 3, found  # simulated; real data: run it; write the association
-    return found
-
-
-@pytest.fixture(scope="module")
-def simulated(blocks, tmp_path_factory):
-    """The page's simulated block, run as it is."""
+def simulated(tmp_path_factory):
+    """The page's chain of run blocks (simulate, image2, validate; asn, check, strun)."""
+    (chain,) = chains(PAGE)
+    assert [b.marker for b in chain] == ["run: fresh", "run"]
     work = tmp_path_factory.mktemp("background_page")
-    proc = run_block(blocks[0], work, shell_env())
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run, association = run_chain(chain, work)
     from jwstrun.products import read_exposure_info
 
     rate = sorted((work / "sim").glob("*_rate.fits"))
     background = [p for p in rate if read_exposure_info(p).background_target]
     assert len(rate) == 3 and len(background) == 1
-    return {"proc": proc, "work": work, "out": work / "out", "background": background[0],
-            "science": [p for p in rate if p not in background]}
+    return {"run": run, "asn": association, "work": work, "out": work / "out",
+            "background": background[0], "science": [p for p in rate if p not in background]}
 
 
 def test_image2_says_it_uses_the_background_in_one_line(simulated):
-    stderr = simulated["proc"].stderr
+    stderr = simulated["run"].stderr
     assert ONE_LINE in stderr
     assert stderr.count("BKGDTARG") == 1, stderr
 
@@ -143,37 +136,18 @@ def test_run_leaves_callers_crds_settings_alone(rerun):
     assert rerun["after"] == rerun["before"]
 
 
-@pytest.fixture(scope="module")
-def real(simulated):
-    """The simulated exposures as MAST delivers them (science and background in separate
-    folders) and the simulated CRDS cache in the environment: the real-data blocks'
-    working directory and shell."""
-    from jwstrun.refs import read_env_file
-
-    work = simulated["work"] / "real"
-    for folder, files in (("science", simulated["science"]),
-                          ("background", [simulated["background"]])):
-        (work / "data" / folder).mkdir(parents=True)
-        for path in files:
-            os.link(path, work / "data" / folder / path.name)
-    return {"work": work, "env": shell_env(read_env_file(simulated["work"] / "sim" / "crds.env"))}
-
-
-def test_real_data_association_and_strun(real, blocks, simulated):
-    """The page's association block: `jwstrun asn` without -b finds the background (the
-    same one line), and strun on that association gives the products that `jwstrun image2
-    sim/` gave on the same exposures."""
+def test_association_and_strun(simulated):
+    """`jwstrun asn sim/` without -b finds the background (the same one line), and strun on
+    that association gives the products that `jwstrun image2 sim/` gave."""
     from astropy.io import fits
 
-    proc = run_block(blocks[2], real["work"], real["env"])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stderr.startswith(ONE_LINE)
-    asn = json.loads((real["work"] / "data" / "l2_asn.json").read_text())
-    background = f"background/{simulated['background'].name}"
+    assert simulated["asn"].stderr.startswith(ONE_LINE)
+    asn = json.loads((simulated["work"] / "sim" / "l2_asn.json").read_text())
+    background = simulated["background"].name
     assert sorted((m["expname"], m["exptype"]) for p in asn["products"] for m in p["members"]) \
-        == sorted([*((f"science/{p.name}", "science") for p in simulated["science"]),
+        == sorted([*((p.name, "science") for p in simulated["science"]),
                    (background, "background"), (background, "background")])
-    theirs = sorted((real["work"] / "out_strun").glob("*.fits"))
+    theirs = sorted((simulated["work"] / "out_strun").glob("*.fits"))
     assert [p.name for p in theirs] == sorted(
         p.name.replace("_rate", s) for p in simulated["science"] for s in ("_cal", "_i2d"))
     for path in theirs:
@@ -185,17 +159,30 @@ def test_real_data_association_and_strun(real, blocks, simulated):
                                                   err_msg=f"{path.name}[{ext}]")
 
 
-@pytest.mark.slow  # image2 again on the same exposures as the simulated block, and image3
-def test_real_data_run(real, blocks, simulated):
-    """The page's real-data block: image2 on the two folders, then image3."""
+@pytest.mark.slow  # image2 again on the same exposures as the run blocks, and image3
+def test_real_data_block(simulated, tmp_path):
+    """The page's real-data block on the simulated exposures as MAST delivers them (in
+    two folders), the simulated CRDS cache in the environment: image2 on the two folders,
+    image3, and the association written into the folders' parent."""
     from jwstrun.products import read_exposure_info
+    from jwstrun.refs import read_env_file
 
-    proc = run_block(blocks[1], real["work"], real["env"])
+    (block,) = [b for b in code_blocks(PAGE) if b.marker == "not run" and "data/science/" in b.text]
+    for folder, files in (("science", simulated["science"]),
+                          ("background", [simulated["background"]])):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        for path in files:
+            os.link(path, tmp_path / "data" / folder / path.name)
+    env = shell_env(read_env_file(simulated["work"] / "sim" / "crds.env"))
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stderr.count("BKGDTARG") == 1 and ONE_LINE in proc.stderr
-    out = real["work"] / "out"
-    cal = sorted(out.glob("*_cal.fits"))
+    assert proc.stderr.count(ONE_LINE) == 2  # image2, then asn
+    cal = sorted((tmp_path / "out").glob("*_cal.fits"))
     assert [p.name for p in cal] == sorted(
         p.name.replace("_rate", "_cal") for p in simulated["science"])
     assert all(read_exposure_info(p).step_status["S_BKDSUB"] == "COMPLETE" for p in cal)
-    assert len(list(out.glob("jw01234-o001_*_i2d.fits"))) == 1  # image3's mosaic
+    assert len(list((tmp_path / "out").glob("jw01234-o001_*_i2d.fits"))) == 1  # image3's
+    asn = json.loads((tmp_path / "data" / "l2_asn.json").read_text())
+    assert {m["expname"].split("/")[0] for p in asn["products"] for m in p["members"]} == {
+        "science", "background"}

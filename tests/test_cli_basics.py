@@ -156,3 +156,82 @@ def test_a_missing_command_module_is_an_error():
         "jwstrun command module jwstrun.cli.options has no register(group) function, so its "
         "commands cannot be added to jwstrun."
     )
+
+
+# --- strun's spellings (issue 23, item 7): Click's "No such option" says what jwstrun takes ------
+STRUN_SPELLINGS = [
+    # (command line, the hint after Click's "No such option '...'.")
+    (["image3", "x_cal.fits", "-o", "out", "--steps.tweakreg.snr_threshold=10"],
+     "jwstrun takes step parameters as --set steps.tweakreg.snr_threshold=10 (strun's "
+     "--steps.STEP.PARAM=VALUE spelling)."),
+    (["image2", "x_rate.fits", "-o", "out", "--steps.resample.pixfrac", "0.8"],
+     "jwstrun takes step parameters as --set steps.resample.pixfrac=0.8 (strun's "
+     "--steps.STEP.PARAM=VALUE spelling)."),
+    (["image3", "x_cal.fits", "-o", "out", "--steps.outlier_detection.snr=4.0 3.0"],
+     "jwstrun takes step parameters as --set 'steps.outlier_detection.snr=4.0 3.0' (strun's "
+     "--steps.STEP.PARAM=VALUE spelling)."),
+    (["profiles", "show", "fast", "--steps.tweakreg.snr_threshold=10"],
+     "jwstrun takes step parameters as --set steps.tweakreg.snr_threshold=10 (strun's "
+     "--steps.STEP.PARAM=VALUE spelling)."),
+    (["profiles", "export", "fast", "-o", "p/", "--steps.tweakreg.snr_threshold"],
+     "jwstrun takes step parameters as --set steps.tweakreg.snr_threshold=VALUE (strun's "
+     "--steps.STEP.PARAM=VALUE spelling)."),
+    (["image3", "x_cal.fits", "-o", "out", "--in_memory=false"],
+     "jwstrun takes pipeline parameters as --set in_memory=false (strun's --PARAM=VALUE "
+     "spelling)."),
+    (["image2", "x_rate.fits", "-o", "out", "--save_bsub=true"],
+     "jwstrun's option is --save-bsub (strun's --save_bsub)."),
+    (["image3", "x_cal.fits", "--output_dir=out"],
+     "jwstrun's option is -o/--output-dir (strun's --output_dir)."),
+    (["profiles", "show", "fast", "--output_dir=out"],
+     "jwstrun image2 and image3 write every product into -o OUTDIR (strun's --output_dir)."),
+    (["image2", "x_rate.fits", "-o", "out", "--save_results=true"],
+     "jwstrun always saves the pipeline's products (strun's --save_results=true), into -o "
+     "OUTDIR: drop the option."),
+    (["image2", "x_rate.fits", "-o", "out", "--disable-crds-steppars"],
+     "jwstrun's option is --no-crds-steppars (strun's --disable-crds-steppars)."),
+    (["image3", "x_cal.fits", "-o", "out", "--log-level", "DEBUG"],
+     "jwstrun writes each task's log to OUTDIR/logs/; -v or -q set how much it prints "
+     "(strun's --log-level)."),
+    (["profiles", "show", "fast", "--save-parameters", "p.asdf"],
+     "'jwstrun profiles export' writes stpipe parameter files (strun's --save-parameters)."),
+]
+
+
+def test_strun_spellings_are_answered_with_what_jwstrun_takes():
+    for args, hint in STRUN_SPELLINGS:
+        option = next(a for a in args if a.startswith("--")).split("=")[0]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.splitlines()[-1] == (
+            f"Error: No such option '{option}'. {hint}"), args
+        assert "Traceback" not in result.output
+
+
+def test_other_unknown_options_keep_clicks_own_message():
+    """A command without --set, and an option that is no strun spelling: Click's answer."""
+    for args, last in (
+        (["validate", "x_cal.fits", "--steps.tweakreg.snr_threshold=10"],
+         "Error: No such option '--steps.tweakreg.snr_threshold'."),
+        (["image2", "x_rate.fits", "-o", "out", "--frob=1"],
+         "Error: No such option '--frob'. (Did you mean one of: '--force', '--jobs'?)"),
+        (["image3", "x_cal.fits", "-o", "out", "--snr_thresold=1"],
+         "Error: No such option '--snr_thresold'."),
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines()[-1] == last, args
+
+
+def test_strun_spelling_through_the_console_script():
+    """The real process: usage on stderr, exit 2, nothing on stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jwstrun", "image3", "x_cal.fits", "-o", "out",
+         "--steps.tweakreg.snr_threshold=10"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        "Usage: jwstrun image3 [OPTIONS] INPUTS...\n"
+        "Try 'jwstrun image3 --help' for help.\n\n"
+        "Error: No such option '--steps.tweakreg.snr_threshold'. jwstrun takes step parameters "
+        "as --set steps.tweakreg.snr_threshold=10 (strun's --steps.STEP.PARAM=VALUE spelling).\n"
+    )

@@ -350,7 +350,9 @@ def test_missing_inputs_are_one_exact_line(tmp_path):
 def test_unwritable_outdir_is_refused_before_work(sim, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(blocker / "out")])
+    # with CRDS set up: an unconfigured CRDS is refused first, also before OUTDIR is made
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(blocker / "out"),
+                                      "--crds-env", str(sim.env_file)])
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {blocker / 'out'}: cannot create the output directory (Not a directory). "

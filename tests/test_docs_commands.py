@@ -3,10 +3,8 @@ names commands and options that exist, with a plausible number of arguments.
 
 The lines are parsed by the installed Click commands themselves (``make_context`` with
 ``resilient_parsing``: no callbacks, no file checks), so a renamed or removed command or
-option fails here instead of in a user's terminal.  Running the workflows end to end on
-simulated data is done by the tests of each command (test_cli_run, test_profiles,
-test_refs, test_api ...); test_background_e2e runs docs/workflows/background.md's blocks
-(:func:`shell_blocks`) as they are, on simulated data.
+option fails here instead of in a user's terminal.  The blocks marked to run are run
+for real on simulated data by tests/test_docs_run.py.
 """
 
 from __future__ import annotations
@@ -18,11 +16,9 @@ from pathlib import Path
 import click
 import pytest
 
+from _docs import PAGES, SHELL_LANGUAGES
 from jwstrun.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "workflows").glob("*.md"))]
-SHELL_LANGUAGES = ("bash", "sh", "shell", "console", "")
 OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "<", "&"}
 TOP_LEVEL_FLAGS = {"--debug", "-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"}
 
@@ -53,23 +49,6 @@ def shell_lines(text: str):
         if heredoc:
             heredoc_end = heredoc.group(1)
         yield line.removeprefix("$ ")
-
-
-def shell_blocks(text: str) -> list[str]:
-    """The shell code blocks of a page, each as the text a user would paste."""
-    blocks, fence, lines = [], None, []
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("```"):
-            if fence is None:
-                fence, lines = stripped[3:].strip(), []
-            else:
-                if fence in SHELL_LANGUAGES:
-                    blocks.append("\n".join(lines) + "\n")
-                fence = None
-        elif fence is not None:
-            lines.append(raw)
-    return blocks
 
 
 def jwstrun_invocations(line: str):
@@ -178,5 +157,3 @@ def test_line_splitting():
     assert list(jwstrun_invocations("pip install jwstrun")) == []
     text = "```bash\njwstrun image2 a \\\n    -o out/\ncat > f <<'Y'\njwstrun nonsense\nY\n```\n"
     assert list(shell_lines(text)) == ["jwstrun image2 a  -o out/", "cat > f <<'Y'"]
-    page = "x\n```bash\na\n  b\n```\n  ```text\n  c\n  ```\n```\nd\n```\n"
-    assert shell_blocks(page) == ["a\n  b\n", "d\n"]

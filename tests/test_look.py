@@ -439,6 +439,86 @@ def test_preview_nan_colour_is_the_documented_one(run, tmp_path):
     assert np.ptp(thumb[5:15, 5:15].mean(axis=(0, 1))) < 12  # the sky there: grey, not slate
 
 
+def _tiny_product(path: Path, sci, *, bunit="MJy/sr", wht=None) -> Path:
+    """A small product written by stdatamodels (an ImageModel; an i2d with WHT and CON)."""
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    model = ImageModel(sci.shape)
+    model.data = sci.astype("f4")
+    model.meta.bunit_data = bunit
+    instrument = model.meta.instrument
+    instrument.name, instrument.detector, instrument.filter, instrument.pupil = (
+        "NIRCAM", "NRCB1", "F200W", "CLEAR")
+    if wht is not None:
+        model.wht = wht.astype("f4")
+        model.con = np.ones((1, *sci.shape), "i4")
+        model.con[0, :, : sci.shape[1] // 2] = 3  # bits 0 and 1: two exposures on the left
+    model.save(path)
+    model.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 64 x 80 cal and i2d with a 20 x 30 block of NaN, valued so that the colour-bar
+    tick labels are as wide as they get ("-0.000123"): where a fixed margin cut the
+    colour bar's label off at the right edge."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(5)
+    sci = rng.normal(-2e-5, 1e-4, (64, 80))
+    sci[10:30, 40:70] = np.nan  # rows 10-29, columns 40-69
+    wht = np.full(sci.shape, 1.5e6)
+    wht[10:30, 40:70] = np.nan
+    return {"sci": sci,
+            "cal": _tiny_product(root / "jw01234001001_02101_00001_nrcb1_cal.fits", sci),
+            "i2d": _tiny_product(root / "jw01234-o001_t001_nircam_clear-f200w_i2d.fits", sci,
+                                 wht=wht)}
+
+
+def _slate() -> np.ndarray:
+    from jwstrun.look import NAN_COLOUR
+
+    return np.array([int(NAN_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
+
+
+def test_tiny_previews_nan_colour_and_labels_inside_the_png(tiny, tmp_path):
+    """Rendered PNGs of small products: the NaN block is the documented colour (the image,
+    the WHT map, and the report's JPEG thumbnail, drawn without a figure), and every colour
+    bar's label lies inside the figure: the rightmost columns are the white background,
+    the label cluster ends before them."""
+    import io
+
+    from PIL import Image
+
+    from jwstrun.look import preview_file
+
+    slate = _slate()
+    cal = preview_file(tiny["cal"], tmp_path / "cal")
+    i2d = preview_file(tiny["i2d"], tmp_path / "i2d", catalog=False)
+    main, wht, con = i2d.files
+    for png in (cal.files[0], main, wht):
+        rgb = _rgb(png)
+        nan = (rgb == slate).all(axis=2)
+        assert nan.sum() > 20_000, png.name  # 600 data pixels of about 7 x 7 PNG pixels
+        ys, xs = np.nonzero(nan)
+        box = nan[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert box.mean() > 0.97, png.name  # one solid block, nothing else in that colour
+        assert (np.ptp(xs) + 1) / (np.ptp(ys) + 1) == pytest.approx(30 / 20, rel=0.05)
+    for png in (cal.files[0], main, wht, con):
+        rgb = _rgb(png)
+        assert (rgb[:, -4:] == 255).all(), png.name  # nothing drawn up to the right edge
+        _colours, clusters = _colour_bar(rgb)
+        *_marks, tick_labels, label = clusters
+        assert tick_labels[4] >= 3, (png.name, clusters)  # several tick labels ...
+        assert label[3] - label[2] > 2 * (label[1] - label[0]) > 10, (png.name, clusters)
+        assert label[1] < rgb.shape[1] - 4, (png.name, clusters)  # ... and the label whole
+    # the thumbnail keeps every pixel of so small an image; row 0 is the image's last row
+    thumb = np.asarray(Image.open(io.BytesIO(cal.thumbnail)).convert("RGB")).astype(float)
+    assert thumb.shape[:2] == tiny["sci"].shape
+    assert np.abs(thumb[::-1][14:26, 45:65].mean(axis=(0, 1)) - slate).max() < 6
+    assert np.abs(thumb[::-1][40:60, 5:30].mean(axis=(0, 1)) - slate).max() > 40  # the sky
+
+
 def test_no_report_option(run):
     report = run["out"] / "jwstrun-report.html"
     saved = report.read_bytes()

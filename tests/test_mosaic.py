@@ -146,7 +146,10 @@ def test_stray_pointing_is_refused_before_any_step(sim, caldir, good_asn, tmp_pa
     ])
     assert result.exit_code == 1
     message = " ".join(result.output.split())
-    assert "beyond the limit" in message and "--max-mosaic-pixels" in message
+    # the default limit: what the default budget holds (no option was given, none is blamed)
+    assert ("beyond the limit of" in message and "pixels, the largest mosaic whose arrays fit "
+            "the memory budget (the default, 80% of " in message)
+    assert "--max-mosaic-pixels" not in message and "--max-memory " not in message
     assert f"These inputs lie far from the rest: {stray.name} (2." in message
     assert "Traceback" not in result.output
     assert not list(out.glob("logs/*.log"))  # no task started
@@ -269,6 +272,9 @@ def test_budget_is_split_between_concurrent_associations(caldir, good_asn):
     assert all(isinstance(p.refused, mosaic.MosaicRefused) for p in planned)
     assert all(isinstance(p.refused, InputError) for p in planned)
     assert "/ 2 concurrent associations)" in str(planned[0].refused)
+    assert "run fewer associations at once (-j)" in str(planned[0].refused)
+    assert f"the budget is --max-memory {mosaic.format_bytes(estimate.on_disk_bytes)}." \
+        in str(planned[0].refused)
 
 
 def test_two_associations_side_by_side_each_within_its_share(sim, caldir, tmp_path):
@@ -341,8 +347,11 @@ def test_up_to_date_product_is_not_refused_on_a_tighter_rerun(sim, good_asn, def
     forced = CliRunner().invoke(cli, [*args, "--force"])
     assert forced.exit_code == 1
     message = " ".join(forced.output.split())
-    # with 1 MB even the default mosaic-size limit (derived from the budget) refuses
+    # with 1 MB even the default mosaic-size limit (derived from the budget) refuses, and
+    # says so: the option given is --max-memory (tests/reliability/test_bad_input.py: exact)
     assert "the mosaic would be" in message and "nothing was run" in message
+    assert "whose arrays fit the memory budget (--max-memory 1 MB)." in message
+    assert "--max-mosaic-pixels" not in message
     assert "Traceback" not in forced.output
     assert len(json.loads(manifest.read_text())["runs"]) == runs_before + 1  # the skip run only
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.fits")} == products

@@ -1050,3 +1050,164 @@ def test_tweakreg_separation_tolerance_pair_checked_before_running(tmp_path):
         P.build_call_parameters("image3", [], ["steps.tweakreg.abs_separation=0.1"])
     ok = P.build_call_parameters("image3", ["crowded"], ["steps.tweakreg.tolerance=0.35"])
     assert ok["steps"]["tweakreg"]["tolerance"] == 0.35
+
+
+# --------------------------------------------------------------------------
+# strun habits (issue 23, item 8): one --set list for both stages; --changed
+# --------------------------------------------------------------------------
+
+
+def test_unprefixed_set_keys_go_to_the_stages_that_have_the_step():
+    sets = ["steps.tweakreg.snr_threshold=8", "steps.resample.pixfrac=0.5", "save_bsub=true",
+            "in_memory=false"]
+    both = list(STAGES)
+    image2 = P.parse_sets(sets, "image2", pipelines=both).section("image2")
+    image3 = P.parse_sets(sets, "image3", pipelines=both).section("image3")
+    assert image2.to_call_kwargs() == {"save_bsub": True, "steps": {"resample": {"pixfrac": 0.5}}}
+    assert image3.to_call_kwargs() == {
+        "in_memory": False,
+        "steps": {"tweakreg": {"snr_threshold": 8.0}, "resample": {"pixfrac": 0.5}},
+    }
+    # a command running one stage still says where a key of the other one belongs
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["steps.tweakreg.snr_threshold=8"], "image2")
+    assert str(info.value).endswith("(it belongs to image3: prefix the key with 'image3.')")
+
+
+def test_set_key_in_neither_stage_is_an_error_naming_both():
+    both = list(STAGES)
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["steps.tweakrg.brightest=5", "in_memry=false",
+                      "steps.tweakreg.brightes=5"], "image2", pipelines=both)
+    assert str(info.value) == (
+        "2 problems:\n"
+        "  --set steps.tweakrg.brightest=5: unknown step 'tweakrg' in image2 or image3; did you "
+        "mean 'tweakreg'? Valid: bkg_subtract, assign_wcs, flat_field, photom, resample, "
+        "assign_mtwcs, tweakreg, skymatch, outlier_detection, source_catalog.\n"
+        "  --set in_memry=false: unknown parameter 'in_memry' for the pipelines image2 or "
+        "image3; did you mean 'in_memory'?"
+    )  # steps.tweakreg.brightes is image3's to check:
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["steps.tweakreg.brightes=5"], "image3", pipelines=both)
+    assert str(info.value) == (
+        "--set steps.tweakreg.brightes=5: unknown parameter 'brightes' for step tweakreg in "
+        "image3; did you mean 'brightest'?"
+    )
+
+
+def test_set_with_strun_leading_dashes_says_drop_them():
+    with pytest.raises(ConfigError) as info:
+        P.parse_sets(["--steps.tweakreg.snr_threshold=10", "-in_memory=false"], "image3")
+    assert str(info.value) == (
+        "2 problems:\n"
+        "  --set --steps.tweakreg.snr_threshold=10: drop the leading --, as in "
+        "--set steps.tweakreg.snr_threshold=10\n"
+        "  --set -in_memory=false: drop the leading -, as in --set in_memory=false"
+    )
+    for args in (["--set", "--steps.tweakreg.snr_threshold=10"],
+                 ["--set=--steps.tweakreg.snr_threshold=10"]):
+        result = CliRunner().invoke(cli, ["profiles", "show", "fast", *args])
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "Error: --set --steps.tweakreg.snr_threshold=10: drop the leading --, as in "
+            "--set steps.tweakreg.snr_threshold=10\n"
+        )
+
+
+def test_cli_show_help_example_runs_as_written(tmp_path, monkeypatch):
+    """`jwstrun profiles show my.yaml --set steps.tweakreg.snr_threshold=10 --json`, taken
+    from the command's own --help: the unprefixed tweakreg key is image3's."""
+    import shlex
+
+    help_text = CliRunner().invoke(cli, ["profiles", "show", "--help"]).output
+    (example,) = [line.strip() for line in help_text.splitlines() if "my.yaml --set" in line]
+    assert example == "jwstrun profiles show my.yaml --set steps.tweakreg.snr_threshold=10 --json"
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "image3:\n  steps:\n    tweakreg:\n      brightest: 50\n", "my.yaml")
+    result = CliRunner().invoke(cli, shlex.split(example)[1:], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["pipelines"]
+    assert data["image2"] == {"pipeline": "image2", "parameters": {}, "steps": {}}
+    tweakreg = data["image3"]["steps"]["tweakreg"]
+    assert tweakreg["snr_threshold"]["value"] == 10.0
+    assert tweakreg["snr_threshold"]["source"] == "--set steps.tweakreg.snr_threshold=10"
+    assert tweakreg["brightest"]["source"] == "my.yaml:4"
+
+
+SPARSE = """\
+description: Sparse field
+why:
+  image3.steps.tweakreg.brightest: few stars in a sparse field
+image3:
+  steps:
+    tweakreg:
+      snr_threshold: 10
+      brightest: 50
+    resample:
+      pixfrac: 1.0
+image2:
+  steps:
+    resample:
+      skip: true
+"""
+
+
+def test_cli_show_changed_lists_only_values_that_differ_from_the_spec(tmp_path, monkeypatch):
+    """snr_threshold 10 and pixfrac 1.0 are the spec defaults: --changed leaves them out."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, SPARSE, "my.yaml")
+    args = ["profiles", "show", "my.yaml", "--set", "steps.resample.kernel=gaussian"]
+    result = CliRunner().invoke(cli, [*args, "--changed"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [line.rstrip() for line in result.stdout.splitlines()] == [
+        "my: Sparse field",
+        "my.yaml",
+        "image2",
+        "  steps.resample.skip = true    [my.yaml:14]",
+        "  steps.resample.kernel = 'gaussian'    [--set steps.resample.kernel=gaussian]",
+        "image3",
+        "  steps.tweakreg.brightest = 50    [my.yaml:8]",
+        "      few stars in a sparse field",
+        "  steps.resample.kernel = 'gaussian'    [--set steps.resample.kernel=gaussian]",
+    ]
+    everything = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert "  steps.tweakreg.snr_threshold = 10.0    [my.yaml:7]" in everything.stdout
+    assert "  steps.resample.pixfrac = 1.0    [my.yaml:10]" in everything.stdout
+
+    as_json = CliRunner().invoke(cli, [*args, "--changed", "--resolved", "--json",
+                                       "--pipeline", "image3"], catch_exceptions=False)
+    data = json.loads(as_json.stdout)
+    assert data["changed"] and data["resolved"]
+    steps = data["pipelines"]["image3"]["steps"]
+    assert {step: sorted(values) for step, values in steps.items()} == {
+        "tweakreg": ["brightest"], "resample": ["kernel"]}
+    nothing = CliRunner().invoke(cli, ["profiles", "show", "default", "--changed"])
+    assert nothing.stdout.splitlines()[-2:] == [
+        "image2: no value differs from the spec defaults",
+        "image3: no value differs from the spec defaults",
+    ]
+
+
+def test_resolve_parameters_changed_only():
+    layer = P.parse_sets(["steps.tweakreg.snr_threshold=10", "steps.tweakreg.brightest=50"],
+                         "image3")
+    changed = P.resolve_parameters("image3", [layer], changed_only=True)
+    assert [(step, key) for step, key, _ in changed.items()] == [("tweakreg", "brightest")]
+    crds = {"steps": {"tweakreg": {"snr_threshold": 5}}}
+    changed = P.resolve_parameters("image3", [], crds, changed_only=True)
+    (setting,) = [s for _, _, s in changed.items()]
+    assert (setting.value, str(setting.origin)) == (5.0, "crds pars-tweakregstep")
+
+
+def test_cli_export_both_stages_with_an_unprefixed_step_key(tmp_path):
+    result = CliRunner().invoke(cli, ["profiles", "export", "fast", "-o", str(tmp_path),
+                                      "--set", "steps.tweakreg.snr_threshold=8", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import asdf
+
+    for path in json.loads(result.stdout):
+        with asdf.open(path) as af:
+            steps = {s["name"]: s["parameters"] for s in af.tree["steps"]}
+        assert steps.get("tweakreg", {}).get("snr_threshold") == (8.0 if "image3" in path
+                                                                  else None)

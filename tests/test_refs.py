@@ -481,8 +481,8 @@ def test_prefetch_offline_with_missing_file_fails_fast(cache, exposures):
         f"1 reference file(s) are not in the CRDS cache {cache.resolve()} and the CRDS server cannot "
         f"be reached ({refs.SERVERLESS_URL} (serverless mode: crds never contacts a "
         f"server)):\n  jwst_nircam_flat_0003.fits (flat; needed by {exposures[5]})\n"
-        "To fix: run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
-        "CRDS_PATH to a synced cache."
+        "To fix: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu and run this command again "
+        "without --offline, or set CRDS_PATH to a cache that has them."
     )
 
 
@@ -494,10 +494,48 @@ def test_prefetch_cli_reports_counts(mirror, exposures, tmp_path):
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)
     assert data["fetched"]["files"] == 16 and data["present"]["files"] == 0
+    assert data["context"] == "jwst_0001.pmap" and "env_file" not in data
     second = runner.invoke(cli, args, env=mirror, catch_exceptions=False)
     assert second.exit_code == 0, second.output
     assert "fetched:         0 files, 0 B" in second.output
     assert "already present: 16 files" in second.output
+
+
+def test_prefetch_writes_the_env_file_later_runs_use(mirror, exposures, tmp_path):
+    """--write-env keeps the cache and the context prefetch used: later commands take it
+    with --crds-env (no context number copied by hand), a shell with `source`."""
+    import subprocess
+
+    local = tmp_path / "cli_cache"
+    env_file = tmp_path / "crds.env"
+    runner = CliRunner()
+    args = ["refs", "prefetch", *map(str, exposures), "--crds-path", str(local),
+            "--write-env", str(env_file)]
+    result = runner.invoke(cli, args, env=mirror, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Wrote {env_file} (CRDS_PATH, CRDS_CONTEXT=jwst_0001.pmap): give later runs "
+        f"--crds-env {env_file}.")
+    assert env_file.read_text().splitlines()[-2:] == [
+        f"export CRDS_PATH={local.resolve()}", "export CRDS_CONTEXT=jwst_0001.pmap"]
+    assert refs.read_env_file(env_file) == {"CRDS_PATH": str(local.resolve()),
+                                            "CRDS_CONTEXT": "jwst_0001.pmap"}
+    sourced = subprocess.run(["bash", "-c", f'source "{env_file}" && echo "$CRDS_CONTEXT"'],
+                             capture_output=True, text=True, check=True)
+    assert sourced.stdout == "jwst_0001.pmap\n"
+    as_json = runner.invoke(cli, [*args, "--json"], env=mirror, catch_exceptions=False)
+    assert json.loads(as_json.stdout)["env_file"] == str(env_file)
+    # the network gone: the written file alone is enough for the next command
+    later = runner.invoke(cli, ["refs", "bestrefs", str(exposures[0]), "--crds-env", str(env_file),
+                                "--json"], env=no_crds(), catch_exceptions=False)
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["context"] == "jwst_0001.pmap"
+    unwritable = runner.invoke(cli, [*args[:-1], str(tmp_path / "no" / "such" / "dir.env")],
+                               env=mirror)
+    assert unwritable.exit_code == 1
+    assert unwritable.output == (f"Error: {tmp_path / 'no' / 'such' / 'dir.env'}: cannot write "
+                                 "the CRDS environment file (No such file or directory). Give a "
+                                 "path in a writable directory.\n")
 
 
 # ---------------------------------------------------------------- doctor & CLI
@@ -519,17 +557,203 @@ def test_doctor_reports_coverage_and_advice(cache, exposures):
     assert "advice:" in bad.output and "jwstrun refs prefetch" in bad.output
 
 
+def no_crds() -> dict:
+    """A CliRunner ``env`` that removes every CRDS_* variable: a first-time user's shell."""
+    return {key: None for key in [*os.environ, "CRDS_PATH", "CRDS_SERVER_URL"]
+            if key.startswith("CRDS_")}
+
+
+def closed_port_url() -> str:
+    """A server URL nothing listens on: refused at once, like a compute node's firewall
+    that rejects (the real server's name does not even resolve here)."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    return f"http://127.0.0.1:{port}"
+
+
+USE_FILLED = "use a filled cache: --crds-env FILE, --crds-path DIR or export CRDS_PATH=DIR."
+NOT_CONFIGURED = ("CRDS is not configured: CRDS_PATH is not set (crds would fall back to "
+                  "/grp/crds/cache, an STScI-internal path) and CRDS_SERVER_URL is not set.")
+OFFLINE = ("and crds is offline (no CRDS server: --offline, --crds-path without CRDS_SERVER_URL, "
+           "or a serverless CRDS_SERVER_URL), so nothing can be fetched into it.")
+
+
+def test_setup_cases_and_their_advice(tmp_path, cache):
+    """Each set-up crds cannot work from, named, with advice per purpose; pure (no crds)."""
+    from jwstrun.refs.setup import setup_problem
+
+    def problem(env, purpose="fetch"):
+        return setup_problem(refs.crds_setup(env), purpose)
+
+    assert problem({}) == ("not-configured", NOT_CONFIGURED,
+                           "To use the JWST CRDS server: export CRDS_SERVER_URL=https://jwst-crds"
+                           ".stsci.edu CRDS_PATH=$HOME/crds_cache (any directory; crds creates "
+                           "it), then run this command again.")
+    assert problem({}, "run")[2] == (
+        "Either fetch the references first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
+        "CRDS_PATH=$HOME/crds_cache (any directory; crds creates it), then `jwstrun refs "
+        f"prefetch INPUTS`; or {USE_FILLED}")
+    assert problem({"CRDS_SERVER_URL": refs.SERVERLESS_URL})[1] == NOT_CONFIGURED.replace(
+        "CRDS_SERVER_URL is not set", "CRDS_SERVER_URL is in serverless mode")
+    assert problem({"CRDS_SERVER_URL": refs.JWST_SERVER_URL}) == (
+        "no-cache-path",
+        "CRDS_SERVER_URL is set but CRDS_PATH is not, so crds has nowhere to keep reference "
+        "files (crds would fall back to /grp/crds/cache, an STScI-internal path).",
+        "Set a directory for them: export CRDS_PATH=$HOME/crds_cache (any directory; crds "
+        "creates it), then run this command again.")
+    new = tmp_path / "new_cache"
+    assert problem({"CRDS_PATH": str(new)}) == (
+        "empty-offline", f"The CRDS cache {new} does not exist yet {OFFLINE}",
+        "To fill it from the JWST CRDS server: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
+        f"and run this command again without --offline; or {USE_FILLED}")
+    new.mkdir()
+    (new / "notes.txt").write_text("not a cache")
+    assert problem({"CRDS_PATH": str(new), "CRDS_SERVER_URL": refs.SERVERLESS_URL}, "run") == (
+        "empty-offline",
+        f"The CRDS cache {new} has no config/jwst/server_config (crds never filled it) {OFFLINE}",
+        "Either fill it first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu, then `jwstrun "
+        "refs prefetch INPUTS` with the same CRDS_PATH on a node with network; or " + USE_FILLED)
+    url = closed_port_url()
+    detail = refs.server_reachable(url)[1]
+    assert detail.startswith("127.0.0.1:") and "refused" in detail
+    assert problem({"CRDS_PATH": str(tmp_path / "c"), "CRDS_SERVER_URL": url}) == (
+        "empty-unreachable",
+        f"The CRDS cache {tmp_path / 'c'} does not exist yet and the CRDS server {url} does not "
+        f"answer ({detail}).",
+        f"Run this command where the server answers (e.g. a login node; check a proxy or VPN); "
+        f"or {USE_FILLED}")
+    # crds can work: a filled cache (whatever the server), a mirror, a server that answers
+    assert problem({"CRDS_PATH": str(cache), "CRDS_SERVER_URL": url}) is None
+    assert problem({"CRDS_PATH": str(new), "CRDS_CONFIG_URI": str(cache / "config" / "jwst")}) is None
+    assert problem({"CRDS_DEFAULT_CACHE": str(cache)}) is None  # crds' fallback, filled (STScI)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        answering = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        assert problem({"CRDS_PATH": str(new), "CRDS_SERVER_URL": answering}) is None
+    modes = {name: refs.crds_setup(env).mode for name, env in {
+        "nothing": {}, "path": {"CRDS_PATH": str(cache)}, "server": {"CRDS_SERVER_URL": url}}.items()}
+    assert modes == {"nothing": "not-configured", "path": "offline", "server": "online"}
+
+
+def test_refs_commands_tell_a_newcomer_what_to_set(tmp_path, exposures):
+    """No CRDS_* at all: prefetch and bestrefs say which two variables to set (not "run
+    prefetch"); with --crds-path on an empty directory, prefetch says it is offline."""
+    runner = CliRunner()
+    for command in ("prefetch", "bestrefs"):
+        result = runner.invoke(cli, ["refs", command, str(exposures[0])], env=no_crds())
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            f"Error: {NOT_CONFIGURED} To use the JWST CRDS server: export CRDS_SERVER_URL="
+            "https://jwst-crds.stsci.edu CRDS_PATH=$HOME/crds_cache (any directory; crds creates "
+            "it), then run this command again.\n")
+    empty = tmp_path / "crds_cache"
+    empty.mkdir()
+    result = runner.invoke(cli, ["refs", "prefetch", str(exposures[0]), "--crds-path", str(empty)],
+                           env=no_crds())
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: The CRDS cache {empty.resolve()} is empty {OFFLINE} To fill it from the JWST CRDS server: "
+        "export CRDS_SERVER_URL=https://jwst-crds.stsci.edu and run this command again without "
+        f"--offline; or {USE_FILLED}\n")
+    assert list(empty.iterdir()) == []
+
+
 def test_doctor_without_cache_config(tmp_path):
     empty = tmp_path / "nothing_here"
     empty.mkdir()
-    result = CliRunner().invoke(cli, ["refs", "doctor", "--crds-path", str(empty), "--json"])
+    result = CliRunner().invoke(cli, ["refs", "doctor", "--crds-path", str(empty), "--json"],
+                                env=no_crds())
     assert result.exit_code == 1
-    problems = json.loads(result.stdout)["problems"]
-    assert problems == [{
-        "problem": f"{empty.resolve()}/config/jwst/server_config is missing; crds cannot work "
-                   "offline without it.",
-        "advice": "Run `jwstrun refs prefetch INPUTS` once on a node with network (it writes the file).",
+    data = json.loads(result.stdout)
+    assert (data["status"], data["mode"]) == ("empty-offline", "offline")
+    assert data["problems"] == [{
+        "problem": f"The CRDS cache {empty.resolve()} is empty {OFFLINE}",
+        "advice": "Either fill it first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu, then "
+                  "`jwstrun refs prefetch INPUTS` with the same CRDS_PATH on a node with network; "
+                  "or " + USE_FILLED,
     }]
+
+
+def test_doctor_with_nothing_set_says_not_configured():
+    """Forgot to configure: exit 1, what to set, and crds' fallback named for what it is."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["refs", "doctor", "--json"], env=no_crds())
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert (data["status"], data["mode"], data["crds_path"]) == ("not-configured",
+                                                                 "not-configured", None)
+    assert data["problems"] == [{"problem": NOT_CONFIGURED, "advice": (
+        "Either fetch the references first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
+        "CRDS_PATH=$HOME/crds_cache (any directory; crds creates it), then `jwstrun refs "
+        f"prefetch INPUTS`; or {USE_FILLED}")}]
+    text = " ".join(runner.invoke(cli, ["refs", "doctor"], env=no_crds()).output.split())
+    assert "CRDS_PATH (not set: crds would fall back to /grp/crds/cache, an STScI-internal path)" \
+        in text
+    assert "mode not-configured - no cache and no server" in text
+    assert "status not-configured - neither CRDS_PATH nor a CRDS server is set" in text
+
+
+def test_doctor_new_cache_with_a_server(tmp_path):
+    """Step 1 of docs/workflows/real-data.md: CRDS_PATH=$HOME/crds_cache (not created yet)
+    and a server URL.  A server that answers: "to-fill", exit 0.  One that does not (a
+    compute node): "empty-unreachable", exit 1, advice to prefetch where it answers."""
+    new = tmp_path / "crds_cache"
+    runner = CliRunner()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        result = runner.invoke(cli, ["refs", "doctor", "--json"],
+                               env={**no_crds(), "CRDS_PATH": str(new), "CRDS_SERVER_URL": url})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["status"], data["mode"], data["problems"]) == ("to-fill", "online", [])
+    assert data["notes"][0] == (
+        f"The CRDS cache {new} does not exist yet: `jwstrun refs prefetch INPUTS` will fill it "
+        f"from {url} (image2 and image3 also fetch what they need while the server answers).")
+    assert not new.exists()
+
+    refs.clear_probe_cache()  # the next URL must be probed, whatever its port
+    url = closed_port_url()
+    result = runner.invoke(cli, ["refs", "doctor", "--json"],
+                           env={**no_crds(), "CRDS_PATH": str(new), "CRDS_SERVER_URL": url})
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert (data["status"], data["mode"]) == ("empty-unreachable", "online")
+    assert data["problems"] == [{
+        "problem": f"The CRDS cache {new} does not exist yet and the CRDS server {url} does not "
+                   f"answer ({data['reachable_detail']}).",
+        "advice": "Either fill it first where the server answers (a login node; or check the URL, "
+                  "a proxy or a VPN here): `jwstrun refs prefetch INPUTS` with the same CRDS_PATH, "
+                  f"on storage this node sees; or {USE_FILLED}",
+    }]
+
+
+def test_doctor_filled_cache_without_network_is_ready(cache, exposures):
+    """A filled cache on a compute node: offline on purpose is "ready"; a real server URL
+    that does not answer is a note there, not a problem (exit 0 both times)."""
+    runner = CliRunner()
+    offline = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--crds-path", str(cache),
+                                  "--json"], env=no_crds())
+    assert offline.exit_code == 0, offline.output
+    data = json.loads(offline.stdout)
+    assert (data["status"], data["mode"], data["problems"]) == ("ready", "offline", [])
+    url = closed_port_url()
+    online = runner.invoke(cli, ["refs", "doctor", *map(str, exposures), "--json"],
+                           env={**no_crds(), "CRDS_PATH": str(cache), "CRDS_SERVER_URL": url,
+                                "CRDS_MODE": "local"})
+    assert online.exit_code == 0, online.output
+    data = json.loads(online.stdout)
+    assert (data["status"], data["mode"], data["problems"]) == ("ready", "online", [])
+    assert data["coverage"]["missing"] == [] and data["context"] == "jwst_0001.pmap"
+    assert (f"The CRDS server {url} does not answer ({data['reachable_detail']}): runs use the "
+            "cache alone (jwstrun lowers crds' client timeout to 5 s). Normal on a compute node "
+            "without network; --offline skips the probe.") in data["notes"]
+    assert ("CRDS_MODE=local computes best references from the cache, but crds still asks the "
+            "server for its configuration: --offline keeps it off the network.") in data["notes"]
 
 
 def test_storage_kind_from_mounts(tmp_path):
@@ -554,6 +778,33 @@ def test_bestrefs_table_and_bad_input(cache, exposures, tmp_path):
     result = runner.invoke(cli, ["refs", "bestrefs", str(missing), "--crds-path", str(cache)])
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {missing}: file not found. Check the path or the glob pattern."
+
+
+def test_bestrefs_and_doctor_off_a_terminal_keep_paths_whole(tmp_path):
+    """Click's runner, like a pipe or a batch log, is not a terminal: plain lines, the
+    cache and exposure paths (over 150 characters) whole, one line per reference."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 40)
+    cache = write_cache(deep / "crds_cache", nircam_rules())
+    data = deep / "data"
+    data.mkdir()
+    files = [make_exposure(data / f"jw01234001001_02101_0000{i}_nrcb1_rate.fits",
+                           time_obs=f"1{i}:00:00") for i in (1, 2)]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["refs", "bestrefs", str(data), "--crds-path", str(cache)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"Context jwst_0001.pmap (cache {cache}): 2 exposure(s) in 1 group(s), "
+                        "1 CRDS lookup(s).")
+    assert f"  {files[0]}, {files[1]}" in lines
+    rows = dict(line.split() for line in lines if line.startswith("  ") and len(line.split()) == 2)
+    assert rows["flat"] == "jwst_nircam_flat_0002.fits"
+    assert rows["pars-tweakregstep"] == "jwst_nircam_pars-tweakregstep_0001.asdf"
+    result = runner.invoke(cli, ["refs", "doctor", str(files[0]), "--crds-path", str(cache)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"  {'CRDS_PATH':<17} {cache}" in result.output.splitlines()
 
 
 # ---------------------------------------------------------------- end to end

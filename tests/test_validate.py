@@ -789,7 +789,9 @@ def test_cli_info_json_and_errors(products, tmp_path):
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    ra, dec = payload["pixel_to_sky"]["sky"]
+    assert list(payload) == ["files", "errors"] and payload["errors"] == []
+    (info,) = payload["files"]
+    ra, dec = info["pixel_to_sky"]["sky"]
     assert abs(ra - 53.16) < 1e-6 and abs(dec + 27.78) < 1e-6  # the fixture WCS centre
     result = runner.invoke(cli, ["info", str(products["rate"]), "--pixel", "1", "2"])
     assert result.exit_code == 1
@@ -800,6 +802,65 @@ def test_cli_info_json_and_errors(products, tmp_path):
     assert f"Error: {tmp_path / 'junk_cal.fits'}: is not a FITS file" in result.output
     result = runner.invoke(cli, ["info", str(products["cat"])], catch_exceptions=False)
     assert result.exit_code == 0 and "sources" in result.output
+
+
+def test_cli_info_json_has_one_shape_for_any_number_of_files(products, tmp_path):
+    junk = tmp_path / "junk_cal.fits"
+    junk.write_text("not fits")
+    runner = CliRunner()
+    shapes = {}
+    for args in ([products["cal"]], [products["cal"], products["i2d"]], [products["cal"], junk]):
+        result = runner.invoke(cli, ["info", *map(str, args), "--json"])
+        payload = json.loads(result.stdout)
+        assert list(payload) == ["files", "errors"], payload
+        shapes[len(args), result.exit_code] = (
+            [f["path"] for f in payload["files"]], [e["path"] for e in payload["errors"]])
+    assert shapes == {
+        (1, 0): ([str(products["cal"])], []),
+        (2, 0): ([str(products["cal"]), str(products["i2d"])], []),
+        (2, 1): ([str(products["cal"])], [str(junk)]),
+    }
+
+
+def _deep_dir(tmp_path: Path) -> Path:
+    """A directory with a path of over 150 characters (rich used to wrap at 80 columns)."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 40)
+    deep.mkdir(parents=True)
+    return deep
+
+
+def test_cli_validate_and_info_off_a_terminal_one_line_per_row(products, cal, tmp_path):
+    """Click's runner, like a pipe or a batch log, is not a terminal: plain lines, every
+    file name whole on its line, each finding and each info field on a line of its own."""
+    deep = _deep_dir(tmp_path)
+    good = Path(shutil.copy(products["cal"], deep / products["cal"].name))
+    skipped = _set_status(cal, deep / "jw01234001001_02101_00002_nrcb1_cal.fits",
+                          S_PHOTOM="SKIPPED")
+    empty = deep / "jw01234001001_02101_00003_nrcb1_cal.fits"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["validate", str(good), str(skipped), str(empty)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert "\x1b[" not in result.output and "\u2500" not in result.output
+    assert f"{good}  cal  valid" in lines
+    assert f"{skipped}  cal  INVALID (1 error)" in lines
+    assert f"{empty}  cal  INVALID (1 error)" in lines
+    for path in (skipped, empty):
+        (finding,) = validate_file(path).findings
+        assert ["error", finding.check, finding.message] in [
+            line.split(None, 2) for line in lines], result.output
+    assert f"{empty}: file is empty (0 bytes). Re-download or re-create it." in result.output
+    assert lines[-1] == "3 files: 1 valid, 2 invalid, 0 warnings."
+
+    result = CliRunner().invoke(cli, ["info", str(good)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    info = product_info(good)
+    assert lines[0] == str(good)
+    rows = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in lines[1:] if line}
+    assert rows["datamodel"] == info["datamodl"] and rows["filter"] == "F200W"
+    assert rows["references"] == ", ".join(f"{k} {v}" for k, v in info["references"].items())
+    assert rows["steps"] == " ".join(f"{k}={v}" for k, v in info["step_status"].items())
 
 
 # ------------------------------------------------------------------ products written by jwst

@@ -176,30 +176,26 @@ def build_level3(
     targets: dict[tuple[str, str], int] | None = None,
     extra_name_parts: Sequence[str] = (),
     allow_outside: bool = False,
+    group_keys: Sequence[str] = DEFAULT_GROUP_BY,
 ) -> dict:
     """Level-3 image association: one product combining all exposures.
 
-    Exposures that differ in program, instrument, NIRCam channel, filter, pupil or
-    target are refused unless ``allow_mixed`` (one mosaic per filter is what
-    calwebb_image3 is for).
+    Exposures that the DMS rules put in different products (``group_keys``: program,
+    observation, instrument, filter, pupil, subarray, target, BKGDTARG) are refused
+    unless ``allow_mixed``.
     """
     exposures = sorted(_as_infos(exposures, "input"), key=lambda e: e.name)
     asn_dir = _absolute(asn_dir)
     if not allow_mixed:
-        groups = group_exposures(exposures, DEFAULT_GROUP_BY)
-        if len(groups) > 1:
-            raise InputError(
-                f"these {len(exposures)} exposures would mix {_describe_mix(groups)} in one "
-                "Level-3 product. Use --group-by default -o DIR/ to write one association per "
-                "group, or pass --allow-mixed if one product is really wanted."
-            )
-    for info in exposures:
-        if info.background_target:
-            log.warning(
-                "%s: is a background-target exposure (BKGDTARG=T); DMS leaves these out of "
-                "Level-3 products.",
-                info.path,
-            )
+        _refuse_mix(exposures, group_keys)
+    if any(not e.background_target for e in exposures):
+        for info in exposures:
+            if info.background_target:
+                log.warning(
+                    "%s: is a background-target exposure (BKGDTARG=T) in a Level-3 product "
+                    "with science exposures; DMS keeps these apart.",
+                    info.path,
+                )
     if product_name is not None:
         name = check_product_name(product_name)
     else:
@@ -219,3 +215,23 @@ def build_level3(
         }
     ]
     return data
+
+
+def _refuse_mix(exposures: list[ExposureInfo], group_keys: Sequence[str]) -> None:
+    """InputError when ``exposures`` belong to several groups of ``group_keys``."""
+    groups = group_exposures(exposures, group_keys)
+    if len(groups) == 1:
+        return
+    mix = _describe_mix(groups)
+    if mix.startswith("observation:") and "; " not in mix:
+        raise InputError(
+            f"these {len(exposures)} exposures belong to several observations "
+            f"({mix.removeprefix('observation: ')}); DMS makes one Level-3 product per "
+            "observation. Use --group-by default -o DIR/ to write one association per "
+            "observation, or pass --merge-observations for one product of them all."
+        )
+    raise InputError(
+        f"these {len(exposures)} exposures would mix {mix} in one Level-3 product. Use "
+        "--group-by default -o DIR/ to write one association per group, or pass "
+        "--allow-mixed if one product is really wanted."
+    )

@@ -43,12 +43,20 @@ GROUP_KEYS = {
     "subarray": lambda e: _clean(e.subarray),
     "exp_type": lambda e: _clean(e.exp_type),
     "target": lambda e: e.target.strip(),
+    "bkgdtarg": lambda e: "T" if e.background_target else "F",
 }
 
-#: Default grouping: what one calwebb_image3 mosaic may combine.  NIRCam's channel
-#: (SHORT/LONG: different pixel scales) stands for "detector" here; modules A and B
-#: are combined as in DMS Level-3 products (add ``module`` to split them).
-DEFAULT_GROUP_BY = ("program", "instrument", "channel", "filter", "pupil", "target")
+#: Default grouping: the DMS Level-3 imaging rules (jwst.associations.lib.rules_level3:
+#: ``Asn_Lv3Image``, and ``Asn_Lv3ImageBackground`` for BKGDTARG=T exposures) on the
+#: observation candidates that every exposure belongs to: one product per observation,
+#: program, instrument, optical path (filter, pupil, subarray) and target, background
+#: targets apart from science.  The detectors, NIRCam modules and visits of one
+#: observation are combined, as in DMS products (add ``module`` or ``detector`` to split
+#: them).  The candidates that join observations (c1xxx, declared in APT) are not in
+#: FITS headers: ``merge_observations`` is the explicit way to join them.
+DEFAULT_GROUP_BY = (
+    "program", "observation", "instrument", "filter", "pupil", "subarray", "target", "bkgdtarg",
+)
 
 # What a background exposure must share with a science exposure to be subtracted
 # from it by calwebb_image2's background step (same pixels, same optical path).
@@ -68,10 +76,16 @@ class ExposureGroup:
         return "/".join(v or "-" for v in self.key.values())
 
 
-def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"program,filter"`` or ``"default"`` -> validated tuple of group keys."""
+def parse_group_by(
+    text: str | Sequence[str] | None, merge_observations: bool = False
+) -> tuple[str, ...]:
+    """``"program,filter"`` or ``"default"`` -> validated tuple of group keys.
+
+    ``merge_observations`` drops ``observation`` from the default keys: one product
+    per target and optical path across observations (a ``c1000`` candidate name).
+    """
     if text is None:
-        return DEFAULT_GROUP_BY
+        text = "default"
     items = text.split(",") if isinstance(text, str) else list(text)
     keys: list[str] = []
     for item in items:
@@ -79,8 +93,16 @@ def parse_group_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
         if not item:
             continue
         if item == "default":
-            keys.extend(k for k in DEFAULT_GROUP_BY if k not in keys)
+            keys.extend(
+                k for k in DEFAULT_GROUP_BY
+                if k not in keys and not (merge_observations and k == "observation")
+            )
         elif item in GROUP_KEYS:
+            if item == "observation" and merge_observations:
+                raise InputError(
+                    "--merge-observations: --group-by lists 'observation', which keeps "
+                    "observations apart; leave one of the two out."
+                )
             if item not in keys:
                 keys.append(item)
         else:

@@ -13,10 +13,12 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..products import ExposureInfo
-from .grouping import GROUP_KEYS, ExposureGroup
+from .grouping import DEFAULT_GROUP_BY, GROUP_KEYS, ExposureGroup
 
 # Candidate id for products that span several observations (DMS uses c1xxx ids for
-# candidates that are not a single observation).
+# candidates that join observations, declared in APT and absent from FITS headers;
+# jwstrun makes such products only when asked: merge_observations, or group keys
+# without "observation").
 _CROSS_OBSERVATION_ACID = "c1000"
 _UNKNOWN_OBSERVATION_ACID = "o999"  # asn_from_list's default candidate id
 
@@ -24,8 +26,11 @@ _UNKNOWN_OBSERVATION_ACID = "o999"  # asn_from_list's default candidate id
 def target_numbers(exposures: Iterable[ExposureInfo]) -> dict[tuple[str, str], int]:
     """Number targets 1, 2, ... per program in alphabetical order of TARGPROP.
 
-    DMS product names carry the APT target number (``t001``), which is not in the
-    FITS headers; this numbering is the stand-in (stable for a given set of targets).
+    DMS product names carry the APT target number (``t001``: the TARGETID column of
+    the association pool), which no FITS header keyword holds (the products MAST
+    delivers have TARGPROP and TARGNAME only); this numbering is the stand-in, stable
+    for a given set of targets, and may differ from MAST's for programs with several
+    targets.  (jwst's ``mkpool`` numbers TARGNAME values in the order files are given.)
     """
     by_program: dict[str, set[str]] = defaultdict(set)
     for info in exposures:
@@ -55,7 +60,7 @@ def _acid(exposures: Sequence[ExposureInfo]) -> str:
 _KEYWORDS = {"program": "PROGRAM", "observation": "OBSERVTN", "visit": "VISIT",
              "instrument": "INSTRUME", "detector": "DETECTOR", "module": "MODULE",
              "channel": "CHANNEL", "filter": "FILTER", "pupil": "PUPIL", "subarray": "SUBARRAY",
-             "exp_type": "EXP_TYPE", "target": "TARGPROP"}
+             "exp_type": "EXP_TYPE", "target": "TARGPROP", "bkgdtarg": "BKGDTARG"}
 _MAX_VALUE = 40  # longest header value used in a name (real ones have at most ~20)
 _MAX_NAME = 200  # product names; file names add suffixes and are limited to 255 bytes
 
@@ -148,6 +153,21 @@ def check_product_name(name: str, where: str = "--product-name") -> str:
     return name
 
 
+def _fill_template(template: str, keys, exposure: ExposureInfo, refused: InputError) -> str:
+    """``template`` with its ``{key}`` fields (only plain fields, of ``keys``) filled from
+    ``exposure``'s header, sanitised; ``refused`` for any other field."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        raise refused from None
+    parts = []
+    for literal, key, spec, conversion in fields:
+        if key is not None and (key not in keys or spec or conversion):
+            raise refused
+        parts += [literal, _name_value(exposure, key) if key is not None else ""]
+    return check_product_name("".join(parts))
+
+
 def _group_product_name(template: str | None, group: ExposureGroup, n_groups: int) -> str | None:
     if template is None:
         return None
@@ -158,19 +178,35 @@ def _group_product_name(template: str | None, group: ExposureGroup, n_groups: in
                 "out for DMS names, or use group keys as fields, e.g. 'mosaic_{filter}'."
             )
         return template
-    # Only plain {key} fields: no attribute, index, conversion or format spec.
     refused = InputError(
         f"--product-name '{template}': cannot fill it from the group keys "
         f"({', '.join(group.key)}); use plain fields such as {{filter}}, without '.', '[', '!' "
         "or ':'."
     )
+    return _fill_template(template, group.key, group.exposures[0], refused)
+
+
+def _single_product_name(template: str | None, exposures: Sequence[ExposureInfo]) -> str | None:
+    """``--product-name`` of the one association written without ``--group-by``: a plain
+    name, or a template whose ``{key}`` fields (group keys) all exposures share."""
+    if template is None or "{" not in template:
+        return template
+    refused = InputError(
+        f"--product-name '{template}': cannot fill it from the exposures' headers; use plain "
+        f"fields such as {{filter}} (one of: {', '.join(GROUP_KEYS)}), without '.', '[', '!' "
+        "or ':'."
+    )
     try:
-        fields = list(string.Formatter().parse(template))
+        keys = [key for _lit, key, _spec, _conv in string.Formatter().parse(template) if key]
     except ValueError:
         raise refused from None
-    parts = []
-    for literal, key, spec, conversion in fields:
-        if key is not None and (key not in group.key or spec or conversion):
-            raise refused
-        parts += [literal, _name_value(group.exposures[0], key) if key is not None else ""]
-    return check_product_name("".join(parts))
+    for key in keys:
+        values = sorted({GROUP_KEYS[key](e) or "-" for e in exposures}) if key in GROUP_KEYS else []
+        if len(values) > 1:
+            group_by = "default" if key in DEFAULT_GROUP_BY else f"default,{key}"
+            raise InputError(
+                f"--product-name '{template}': the exposures differ in {key} "
+                f"({', '.join(values)}), so {{{key}}} has no one value. Use --group-by "
+                f"{group_by} -o DIR/ for one association per group, or leave the field out."
+            )
+    return _fill_template(template, GROUP_KEYS, exposures[0], refused)

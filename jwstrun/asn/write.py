@@ -28,6 +28,7 @@ from .levels import _ASN_TYPE, detect_level
 from .naming import (
     _group_product_name,
     _name_value,
+    _single_product_name,
     check_product_name,
     level3_product_name,
     target_numbers,
@@ -108,13 +109,16 @@ def make_associations(
     force: bool = False,
     allow_mixed: bool = False,
     allow_outside: bool = False,
+    merge_observations: bool = False,
 ) -> AsnBuildResult:
     """Read headers, build and write association(s): the library side of ``jwstrun asn``.
 
     Without ``group_by``, ``output`` is one ``.json`` file.  With ``group_by`` (keys or
-    ``"default"``), ``output`` is a directory receiving one association per group,
-    named ``<DMS group name>_<asn_type>_asn.json``.  Nothing is written unless every
-    association could be built, and existing files are kept unless ``force``.
+    ``"default"``: the DMS Level-3 imaging rules, one product per observation),
+    ``output`` is a directory receiving one association per group, named
+    ``<DMS group name>_<asn_type>_asn.json``.  ``merge_observations`` joins the
+    observations of a target and optical path (``c1000`` names).  Nothing is written
+    unless every association could be built, and existing files are kept unless ``force``.
     """
     output = Path(output)
     exposures = read_exposures(files)
@@ -127,12 +131,13 @@ def make_associations(
         )
     if product_name is not None and "{" not in product_name:
         check_product_name(product_name)
+    keys = parse_group_by(group_by, merge_observations)
     if group_by is None:
-        keys = None
-        planned = [_plan_one(exposures, backgrounds, output, level, product_name,
+        planned = [_plan_one(exposures, backgrounds, output, level,
+                             _single_product_name(product_name, exposures), keys,
                              allow_mixed=allow_mixed, allow_outside=allow_outside)]
+        keys = None
     else:
-        keys = parse_group_by(group_by)
         planned = _plan_groups(exposures, backgrounds, output, level, product_name, keys,
                                allow_outside=allow_outside)
     return AsnBuildResult(level, _write_planned(planned, force), keys)
@@ -144,11 +149,13 @@ def _plan_one(
     output: Path,
     level: int,
     product_name: str | None,
+    keys: tuple[str, ...],
     *,
     allow_mixed: bool,
     allow_outside: bool,
 ) -> _Planned:
-    """The one association written to ``output`` (a .json file)."""
+    """The one association written to ``output`` (a .json file); at Level 3 the
+    exposures must form one group of ``keys`` unless ``allow_mixed``."""
     if output.suffix.lower() != ".json":
         raise InputError(
             f"-o {output}: an association file name must end in .json (jwst's loader "
@@ -171,6 +178,7 @@ def _plan_one(
             allow_mixed=allow_mixed,
             targets=target_numbers(exposures),
             allow_outside=allow_outside,
+            group_keys=keys,
         )
     return (output, data, {})
 

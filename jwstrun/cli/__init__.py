@@ -88,11 +88,18 @@ def _ignore_stop_signals() -> None:
 
 
 class JwstrunGroup(click.Group):
-    """Click group that turns library errors into one clear line."""
+    """Click group that turns library errors into one clear line, and answers strun's
+    spellings of options (``--steps.STEP.PARAM=VALUE``) with what jwstrun takes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["jwstrun.args"] = list(args)  # the words as given, for _strun_hint
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            raise _strun_hint(exc, ctx.meta.get("jwstrun.args", ())) from None
         except JwstrunError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -119,6 +126,20 @@ class JwstrunGroup(click.Group):
             ctx.exit(1)
 
 
+def _strun_hint(exc: click.NoSuchOption, args) -> click.NoSuchOption:
+    """Click's "No such option" for a command, with what jwstrun takes instead when the
+    option is strun's spelling (jwstrun.cli._strun); otherwise Click's own error."""
+    command = exc.ctx.command if exc.ctx is not None else None
+    if command is None or not exc.option_name.startswith("-"):
+        return exc
+    from ._strun import option_value, strun_hint
+
+    hint = strun_hint(exc.option_name, option_value(args, exc.option_name), command)
+    if hint is None:
+        return exc
+    return click.NoSuchOption(exc.option_name, f"{exc.message} {hint}", ctx=exc.ctx)
+
+
 @click.group(
     cls=JwstrunGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -140,8 +161,8 @@ def cli(ctx: click.Context) -> None:
     Typical session:
       jwstrun simulate sim/                 # a small simulated program + CRDS cache
       jwstrun asn sim/*_rate.fits -o l2_asn.json
-      jwstrun image2 sim/*_rate.fits -o out/
-      jwstrun image3 out/*_cal.fits -o out/
+      jwstrun image2 l2_asn.json -o out/ --crds-env sim/crds.env
+      jwstrun image3 'out/*_cal.fits' -o out/ --crds-env sim/crds.env
       jwstrun validate out/*_i2d.fits
       jwstrun demo                          # all of the above, offline, in ~1 minute
     """

@@ -66,7 +66,7 @@ def run_options(func):
         click.option(
             "--crds-env", "crds_env_file", type=click.Path(dir_okay=False, exists=True),
             default=None, help="A crds.env file (export CRDS_...=...) such as the one "
-            "'jwstrun simulate' writes.",
+            "'jwstrun refs prefetch --write-env' or 'jwstrun simulate' writes.",
         ),
         click.option(
             "--no-validate", is_flag=True,
@@ -79,6 +79,12 @@ def run_options(func):
         click.option(
             "--max-tasks-per-worker", type=click.IntRange(min=1), default=25, show_default=True,
             help="Replace a worker process after this many tasks (bounds memory growth).",
+        ),
+        click.option(
+            "--keep-temp", is_flag=True,
+            help="Keep each task's temporary directory in OUTDIR/.jwstrun-tmp/ (the pipeline's "
+            "working files, a failed task's partial products) for debugging; the summary "
+            "names it. The next run in OUTDIR removes it.",
         ),
         json_option,
     ]

@@ -54,11 +54,11 @@ def _short_members(names: list[str]) -> str:
 
 def _render_build(result) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
     level = result.level
     if result.group_by:
         groups = [a.group for a in result.associations]
@@ -78,16 +78,15 @@ def _render_build(result) -> None:
             table.add_row(
                 *[asn.group.get(k) or "-" for k in varying],
                 str(len(names)),
-                f"[bold]{asn.path.name}[/bold]\n" + _indented(names),
+                f"[bold]{escape(asn.path.name)}[/bold]\n" + _indented(names),
             )
-        console.print(table)
-        console.print(
-            f"Wrote {len(result.associations)} association(s) to {result.associations[0].path.parent}"
-        )
+        out(table)
+        out(escape(f"Wrote {len(result.associations)} association(s) to "
+                   f"{result.associations[0].path.parent}"))
     else:
         asn = result.associations[0]
         _render_products(asn.data["products"], title=f"{asn.path} ({asn.data['asn_type']})")
-        console.print(f"Wrote {asn.path}")
+        out(escape(f"Wrote {asn.path}"))
 
 
 def _indented(names: list[str]) -> str:
@@ -101,7 +100,7 @@ def _render_products(products, title: str, details=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
     table = Table(title=escape(title), box=box.SIMPLE_HEAD)
     table.add_column("product", overflow="fold")
@@ -121,7 +120,7 @@ def _render_products(products, title: str, details=None) -> None:
                 info = details.get(member["expname"], {})
                 row += [str(info.get(k) or "-") for k in ("product_type", "filter", "pupil")]
             table.add_row(*row)
-    get_console().print(table)
+    out(table)
 
 
 def _show(path: str, allow_outside: bool, as_json: bool) -> None:
@@ -149,13 +148,13 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
             title=f"{report.association.path} ({report.association.asn_type})",
             details=details,
         )
-        from ..console import get_console
+        from rich.markup import escape
 
-        console = get_console()
+        from ..console import out
+
         if report.ok:
-            console.print(
-                f"OK: {report.association.path} is a valid Level-{report.association.level} association."
-            )
+            out(escape(f"OK: {report.association.path} is a valid "
+                       f"Level-{report.association.level} association."))
         else:
             for problem in report.all_problems:
                 click.secho(f"Problem: {problem}", err=True, fg="red")
@@ -184,7 +183,8 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
     "--product-name",
     metavar="NAME",
     help="Product name (as asn_from_list). Default: the DMS Level-3 name, e.g. "
-    "jw01234-o001_t001_nircam_clear-f200w; with --group-by it may use group keys: 'mosaic_{filter}'.",
+    "jw01234-o001_t001_nircam_clear-f200w. It may use group keys as fields, 'mosaic_{filter}': "
+    "with --group-by the group's, else values all exposures share.",
 )
 @click.option(
     "-b",
@@ -198,10 +198,17 @@ def _check(ctx: click.Context, path: str, allow_outside: bool, as_json: bool) ->
 @click.option(
     "--group-by",
     metavar="KEYS",
-    help="Write one association per group into the -o directory. KEYS: 'default' "
-    "(program,instrument,channel,filter,pupil,target) or a comma-separated list of program, "
-    "observation, visit, instrument, detector, module, channel, filter, pupil, subarray, "
-    "exp_type, target.",
+    help="Write one association per group into the -o directory. KEYS: 'default' (the DMS "
+    "Level-3 rules: program, observation, instrument, filter, pupil, subarray, target, "
+    "bkgdtarg) or a comma-separated list of program, observation, visit, instrument, "
+    "detector, module, channel, filter, pupil, subarray, exp_type, target, bkgdtarg.",
+)
+@click.option(
+    "--merge-observations",
+    is_flag=True,
+    help="One Level-3 product per target and optical path across observations (a c1000 "
+    "name), instead of one per observation as DMS makes them: drops 'observation' from the "
+    "default keys.",
 )
 @click.option(
     "--allow-mixed",
@@ -237,6 +244,7 @@ def asn_command(
     product_name: str | None,
     background: tuple[str, ...],
     group_by: str | None,
+    merge_observations: bool,
     allow_mixed: bool,
     allow_outside: bool,
     force: bool,
@@ -250,8 +258,10 @@ def asn_command(
     the matching background exposures as background members: those given with
     --background and the dedicated backgrounds (BKGDTARG=T) among FILES, matched on
     instrument, detector, filter, pupil and subarray. Level 3 (from _cal files) has one
-    product; exposures with different filters are refused unless grouped
-    (--group-by) or --allow-mixed. FILES may be glob patterns or directories (their
+    product, named and grouped by the DMS Level-3 imaging rules (one product per
+    observation, target and optical path); exposures that DMS puts in different
+    products are refused unless grouped (--group-by), merged across observations
+    (--merge-observations) or --allow-mixed. FILES may be glob patterns or directories (their
     _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
     written relative to the association (bare names when they sit beside it).
 
@@ -262,6 +272,7 @@ def asn_command(
       jwstrun asn data/*_rate.fits -b 'data/bkg/*_rate.fits' -o data/l2_asn.json
       jwstrun asn out/*_cal.fits -o out/l3_asn.json --product-name mosaic
       jwstrun asn out/*_cal.fits --group-by default -o out/
+      jwstrun asn out/*_cal.fits --group-by default --merge-observations -o out/
       jwstrun asn out/ --group-by default -o out/
       jwstrun asn --show out/l3_asn.json
       jwstrun asn --check out/l3_asn.json --json
@@ -272,7 +283,8 @@ def asn_command(
         raise click.UsageError("give either --show or --check, not both.")
     inspect_path = show_path or check_path
     if inspect_path:
-        if files or output or background or group_by or product_name or level:
+        building = (files, output, background, group_by, product_name, level, merge_observations)
+        if any(building):
             raise click.UsageError(
                 "--show/--check take one association file; do not combine them with FILES or "
                 "build options."
@@ -296,6 +308,7 @@ def asn_command(
         product_name=product_name,
         background=_expand_backgrounds(background),
         group_by=group_by,
+        merge_observations=merge_observations,
         force=force,
         allow_mixed=allow_mixed,
         allow_outside=allow_outside,

@@ -66,14 +66,14 @@ def list_command(as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
     table = Table(box=None, show_header=True, header_style="bold")
     table.add_column("profile")
     table.add_column("description")
     for profile in found:
         table.add_row(profile.name, profile.description)
-    get_console().print(table)
+    out(table)
 
 
 @profiles_group.command("show")
@@ -86,15 +86,27 @@ def list_command(as_json: bool) -> None:
     "layer each value came from. CRDS pars-* references depend on the input data and "
     "are applied by stpipe at run time; they are not shown here.",
 )
+@click.option(
+    "--changed",
+    is_flag=True,
+    help="Only the values that differ from the steps' spec defaults, with the layer each "
+    "came from (with --resolved: as its table).",
+)
 @set_option
 @json_option
-def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json: bool) -> None:
+def show_command(
+    name: str, pipeline: str | None, resolved: bool, changed: bool, sets, as_json: bool
+) -> None:
     """Show the settings of profile NAME (a built-in name or a YAML file).
+
+    Without --pipeline both pipelines are shown, and a --set key without an
+    image2./image3. prefix applies to the pipelines that have its step.
 
     \b
     Examples:
       jwstrun profiles show fast
       jwstrun profiles show crowded --pipeline image3 --resolved
+      jwstrun profiles show deep --changed
       jwstrun profiles show my.yaml --set steps.tweakreg.snr_threshold=10 --json
     """
     from ..profiles import load_profile, parse_sets, resolve_parameters
@@ -103,8 +115,10 @@ def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json:
     pipelines = [pipeline] if pipeline else list(STAGES)
     sections = {}
     for pipe in pipelines:
-        layers = [profile, parse_sets(sets, pipe)] if sets else [profile]
-        sections[pipe] = resolve_parameters(pipe, layers, include_defaults=resolved)
+        layers = [profile, parse_sets(sets, pipe, pipelines=pipelines)] if sets else [profile]
+        sections[pipe] = resolve_parameters(
+            pipe, layers, include_defaults=resolved, changed_only=changed
+        )
 
     if as_json:
         _echo_json(
@@ -113,52 +127,68 @@ def show_command(name: str, pipeline: str | None, resolved: bool, sets, as_json:
                 "path": str(profile.path),
                 "description": profile.description,
                 "resolved": resolved,
+                "changed": changed,
                 "pipelines": {pipe: sec.to_dict() for pipe, sec in sections.items()},
             }
         )
         return
 
-    from rich.padding import Padding
-    from rich.table import Table
     from rich.text import Text
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    console.print(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
-    console.print(Text(str(profile.path), style="dim"))
+    out(Text(f"{profile.name}: ", style="bold") + Text(profile.description or ""))
+    out(Text(str(profile.path), style="dim"))
     for pipe, section in sections.items():
         if section.is_empty():
-            console.print(
-                Text(f"{pipe}: no settings (spec defaults and CRDS pars-* apply)", style="dim")
-            )
-            continue
-        if not resolved:
-            console.print(Text(pipe, style="bold"))
-            for step, key, setting in section.items():
-                where = key if step is None else f"steps.{step}.{key}"
-                console.print(
-                    Text(f"  {where} = {_value_text(setting.value)}")
-                    + Text(f"    [{setting.origin}]", style="dim")
-                )
-                if setting.why:
-                    console.print(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
-            continue
-        table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
-        table.add_column("step")
-        table.add_column("parameter")
-        table.add_column("value", overflow="fold")
-        table.add_column("source")
-        for step, key, setting in section.items():
-            style = "dim" if setting.origin.kind == "spec" else "bold"
-            table.add_row(
-                step or "(pipeline)",
-                key,
-                _value_text(setting.value),
-                str(setting.origin),
-                style=style,
-            )
-        console.print(table)
+            what = ("no value differs from the spec defaults" if changed
+                    else "no settings (spec defaults and CRDS pars-* apply)")
+            out(Text(f"{pipe}: {what}", style="dim"))
+        elif resolved:
+            _print_table(pipe, section)
+        else:
+            _print_settings(pipe, section)
+
+
+def _print_settings(pipe: str, section) -> None:
+    """``steps.STEP.PARAM = value    [origin]`` per setting, and why it is there."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from ..console import out
+
+    out(Text(pipe, style="bold"))
+    for step, key, setting in section.items():
+        where = key if step is None else f"steps.{step}.{key}"
+        out(
+            Text(f"  {where} = {_value_text(setting.value)}")
+            + Text(f"    [{setting.origin}]", style="dim")
+        )
+        if setting.why:
+            out(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
+
+
+def _print_table(pipe: str, section) -> None:
+    """One row per parameter: spec defaults plain, the layers' values bold."""
+    from rich.table import Table
+
+    from ..console import out
+
+    table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
+    table.add_column("step")
+    table.add_column("parameter")
+    table.add_column("value", overflow="fold")
+    table.add_column("source")
+    for step, key, setting in section.items():
+        style = "dim" if setting.origin.kind == "spec" else "bold"
+        table.add_row(
+            step or "(pipeline)",
+            key,
+            _value_text(setting.value),
+            str(setting.origin),
+            style=style,
+        )
+    out(table)
 
 
 @profiles_group.command("check")

@@ -28,7 +28,8 @@ def _env_options(func):
         "env_file",
         type=click.Path(dir_okay=False, path_type=str),
         default=None,
-        help="A crds.env file (lines 'export NAME=value', as written by `jwstrun simulate`).",
+        help="A crds.env file (lines 'export NAME=value'), as written by `jwstrun refs "
+        "prefetch --write-env` or `jwstrun simulate`.",
     )(func)
     func = crds_context_option(func)
     func = crds_path_option(func)
@@ -60,10 +61,10 @@ def refs_group():
 
     \b
     Examples:
-      jwstrun refs doctor sim/*_rate.fits
+      jwstrun refs doctor
       jwstrun refs bestrefs sim/*_rate.fits --crds-env sim/crds.env
-      jwstrun refs prefetch l2_asn.json l3_asn.json
-      jwstrun refs bestrefs out/*_cal.fits --crds-context jwst_1322.pmap --json
+      jwstrun refs prefetch 'data/*_rate.fits' --write-env crds.env
+      jwstrun refs bestrefs 'out/*_cal.fits' --crds-env crds.env --json
     """
 
 
@@ -107,10 +108,9 @@ def _render_resolution(resolution, show_all: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    console.print(
+    out(
         f"Context [bold]{resolution.context}[/] (cache {escape(resolution.crds_path)}): "
         f"{resolution.n_exposures} exposure(s) in {len(resolution.groups)} group(s), "
         f"{resolution.n_crds_calls} CRDS lookup(s)."
@@ -119,11 +119,11 @@ def _render_resolution(resolution, show_all: bool) -> None:
         dates = group.dates[0] if group.dates[0] == group.dates[1] else \
             f"{group.dates[0]} .. {group.dates[1]}"
         n = len(group.exposures)
-        console.print()
-        console.print(f"[bold cyan]{escape(group.label)}[/]  {n} exposure{'s' * (n != 1)}, "
-                      f"{escape(dates)}, {'+'.join(group.pipelines)}")
+        out()
+        out(f"[bold cyan]{escape(group.label)}[/]  {n} exposure{'s' * (n != 1)}, "
+            f"{escape(dates)}, {'+'.join(group.pipelines)}")
         first = ", ".join(group.exposures[:3]) + (" ..." if n > 3 else "")
-        console.print(f"  [dim]{escape(first)}[/]")
+        out(f"  [dim]{escape(first)}[/]")
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("  reftype", no_wrap=True)
         table.add_column("reference", overflow="fold")
@@ -135,11 +135,18 @@ def _render_resolution(resolution, show_all: bool) -> None:
                 n_na += 1
             else:
                 table.add_row(f"  {reftype}", "[dim]N/A[/]" if name == "N/A" else escape(name))
-        console.print(table)
+        out(table)
         if n_na:
-            console.print(f"  [dim]{n_na} more reftypes are N/A (--all lists them)[/]")
+            out(f"  [dim]{n_na} more reftypes are N/A (--all lists them)[/]")
     for text in resolution.problems:
-        console.print(f"[red]problem:[/] {escape(text)}")
+        out(f"[red]problem:[/] {escape(text)}")
+
+
+#: The header of the file `refs prefetch --write-env` writes.
+_ENV_FILE_COMMENT = """\
+Written by `jwstrun refs prefetch`: the CRDS cache and the context its references were
+fetched for. jwstrun: --crds-env THIS_FILE; strun and other crds tools: source THIS_FILE.
+The server stays the shell's CRDS_SERVER_URL; without one, crds uses this cache alone."""
 
 
 @refs_group.command("prefetch")
@@ -147,27 +154,43 @@ def _render_resolution(resolution, show_all: bool) -> None:
 @_env_options
 @click.option("--pipeline", "pipelines", multiple=True, type=click.Choice(stage_names()),
               help="Only what this pipeline needs (repeatable; default: image2 and image3).")
+@click.option("--write-env", "env_out", type=click.Path(dir_okay=False, path_type=str),
+              default=None,
+              help="Also write FILE with 'export CRDS_PATH=...' and 'export CRDS_CONTEXT=<the "
+              "context used>': give it to later runs with --crds-env FILE (or `source` it).")
 @json_option
-def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelines, as_json):
+def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelines, env_out,
+                     as_json):
     """Download every reference INPUTS need into CRDS_PATH, so runs need no network.
 
     Fetches the context's rules and every reference Image2/Image3 will ask for,
     step-parameter (pars-*) references included, with crds' own downloader (atomic
     writes, checksums).  Files already in the cache are counted, not fetched again.
-    Run it once on a node with network; afterwards run with --offline (workers use
+    Run it once on a node with network, with CRDS_SERVER_URL=https://jwst-crds.stsci.edu
+    and CRDS_PATH set (a directory crds creates).  It prints the context it used;
+    --write-env FILE keeps the cache and that context for later runs (--crds-env FILE),
+    and --json has it as "context".  Runs then need no network (workers use
     CRDS_READONLY_CACHE=1).
 
     \b
     Examples:
-      jwstrun refs prefetch sim/*_rate.fits
-      CRDS_PATH=/shared/crds_cache jwstrun refs prefetch l2_asn.json --crds-context jwst_1322.pmap
-      jwstrun refs prefetch data/*_rate.fits --json > prefetch.json
+      export CRDS_SERVER_URL=https://jwst-crds.stsci.edu CRDS_PATH=$HOME/crds_cache
+      jwstrun refs prefetch 'data/*_rate.fits' --write-env crds.env
+      jwstrun image2 'data/*_rate.fits' -o out/ --crds-env crds.env
+      jwstrun refs prefetch l2_asn.json --crds-context jwst_1322.pmap
+      jwstrun refs prefetch sim/*_rate.fits --crds-env sim/crds.env --json > prefetch.json
     """
     refs = _setup(crds_path, env_file, offline, crds_context)
     report = refs.prefetch(list(inputs), context=crds_context,
                            pipelines=tuple(pipelines) or tuple(stage_names()))
+    written = None
+    if env_out:
+        written = refs.write_env_file(env_out, report.run_environment(), _ENV_FILE_COMMENT)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        if written:
+            data["env_file"] = str(written)
+        click.echo(json.dumps(data, indent=2))
         return
     n_fetched, b_fetched = report.fetched
     n_present, b_present = report.present
@@ -179,6 +202,9 @@ def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelin
     click.echo(f"  {n_refs} reference files for {report.resolution.n_exposures} exposure(s) in "
                f"{len(report.resolution.groups)} group(s). Ready for offline runs "
                f"(--offline --crds-context {report.context}).")
+    if written:
+        click.echo(f"Wrote {written} (CRDS_PATH, CRDS_CONTEXT={report.context}): give later "
+                   f"runs --crds-env {written}.")
 
 
 @refs_group.command("doctor")
@@ -188,17 +214,29 @@ def prefetch_command(inputs, crds_path, crds_context, env_file, offline, pipelin
 def doctor_command(inputs, crds_path, crds_context, env_file, offline, as_json):
     """Check the CRDS set-up: cache, server, context, and coverage of INPUTS.
 
-    Shows CRDS_PATH, CRDS_SERVER_URL, CRDS_CONTEXT, whether the server answers (a
+    Shows CRDS_PATH, CRDS_SERVER_URL, CRDS_CONTEXT, whether crds is online, offline
+    (serverless, on purpose) or not configured, whether the server answers (a
     3-second probe, never crds' one-hour timeout), the cache size, the kind of
     storage it is on (shared NFS/Lustre/GPFS or local), and with INPUTS whether
     every reference they need is already cached.  Each problem comes with advice.
-    Exit code 1 when there is a problem.
+
+    \b
+    The status line sums it up (exit 0 for the first two, 1 otherwise):
+      ready              crds can work from this set-up
+      to-fill            an empty or new CRDS_PATH and a server that answers:
+                         `jwstrun refs prefetch INPUTS` fills it
+      not-configured     neither CRDS_PATH nor CRDS_SERVER_URL is set
+      no-cache-path      CRDS_SERVER_URL is set but CRDS_PATH is not
+      empty-offline      an unfilled cache and no server (--offline, serverless)
+      empty-unreachable  an unfilled cache and a server that does not answer
+      incomplete         a filled cache that lacks the context or references
 
     \b
     Examples:
       jwstrun refs doctor
       jwstrun refs doctor sim/*_rate.fits --crds-env sim/crds.env
-      jwstrun refs doctor --json | jq .problems
+      jwstrun refs doctor 'data/*_rate.fits' --crds-env crds.env --offline || exit 1
+      jwstrun refs doctor --json | jq .status
     """
     refs = _setup(crds_path, env_file, offline, crds_context)
     report = refs.doctor(list(inputs) or None, context=crds_context)
@@ -213,17 +251,18 @@ def doctor_command(inputs, crds_path, crds_context, env_file, offline, as_json):
 def _render_doctor(report) -> None:
     from rich.markup import escape
 
-    from ..console import get_console
-
-    console = get_console()
+    from ..console import out
+    from ..refs.doctor import MODES, STATUSES
+    from ..refs.setup import fallback_text
 
     def row(name, value):
-        console.print(f"  {name:<17} {escape(str(value))}")
+        out(f"  {name:<17} {escape(str(value))}")
 
-    console.print("[bold]CRDS set-up[/]")
-    row("CRDS_PATH", report.crds_path or "(not set)")
-    row("CRDS_SERVER_URL", report.server_url or "(not set)")
+    out("[bold]CRDS set-up[/]")
+    row("CRDS_PATH", report.crds_path or f"(not set: {fallback_text(report.cache)})")
+    row("CRDS_SERVER_URL", report.server_url or "(not set: no server)")
     row("CRDS_CONTEXT", report.context_env or "(not set)")
+    row("mode", f"{report.mode} - {MODES[report.mode]}")
     server = ("serverless (no network use)" if report.serverless else
               ("reachable" if report.reachable else "NOT reachable")
               + f" - {report.reachable_detail} [{report.probe_seconds:.1f} s]")
@@ -231,20 +270,25 @@ def _render_doctor(report) -> None:
     if report.cache_exists:
         row("cache", f"{report.cache_files} files, {_human(report.cache_bytes)}")
         row("contexts", ", ".join(report.contexts_in_cache) or "(none)")
+    elif report.crds_path:
+        row("cache", "(does not exist yet)")
     row("context in use", report.context or "(unknown)")
-    row("storage", f"{report.storage} ({report.filesystem} at {report.mount_point})")
+    if report.crds_path:
+        row("storage", f"{report.storage} ({report.filesystem} at {report.mount_point})")
     if report.coverage is not None:
         cov = report.coverage
         covered = cov["needed"] - len(cov["missing"])
         row("inputs", f"{cov['n_exposures']} exposure(s), {cov['n_groups']} group(s): "
                       f"{covered}/{cov['needed']} reference files cached")
+    colour = "green" if report.ok else "red"
+    out(f"  {'status':<17} [{colour}]{report.status}[/] - {escape(STATUSES[report.status])}")
     for note in report.notes:
-        console.print(f"[dim]note:[/] {escape(note)}")
+        out(f"[dim]note:[/] {escape(note)}")
     if report.ok:
-        console.print("[green]No problems found.[/]")
+        out("[green]No problems found.[/]")
     for item in report.problems:
-        console.print(f"[red]problem:[/] {escape(item['problem'])}")
-        console.print(f"  [yellow]advice:[/] {escape(item['advice'])}")
+        out(f"[red]problem:[/] {escape(item['problem'])}")
+        out(f"  [yellow]advice:[/] {escape(item['advice'])}")
 
 
 def register(group: click.Group) -> None:

@@ -24,12 +24,12 @@ __all__ = ["register", "image2_command", "image3_command", "demo_command"]
 # Summary
 # --------------------------------------------------------------------------
 def _render_summary(summary) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    table = Table(title=f"{summary.pipeline} in {summary.outdir}", title_justify="left")
+    table = Table(title=escape(f"{summary.pipeline} in {summary.outdir}"), title_justify="left")
     table.add_column("task", overflow="fold")
     table.add_column("status")
     table.add_column("wall", justify="right")
@@ -44,21 +44,41 @@ def _render_summary(summary) -> None:
             _peak_text(summary, result),
             ", ".join(_short_products(result.outputs)) or "-",
         )
-    console.print(table)
+    out(table)
     for result in summary.failed:
         # soft_wrap: paths and reasons stay on one line, easy to copy and to grep
-        console.print(f"[red]FAILED[/] {result.task_id}: {result.error}", soft_wrap=True)
+        out(f"[red]FAILED[/] {escape(f'{result.task_id}: {result.error}')}", soft_wrap=True)
         if result.log_file:
-            console.print(f"       log: {result.log_file}", soft_wrap=True)
+            out(escape(f"       log: {result.log_file}"), soft_wrap=True)
     counts = (
         f"{len(summary.results)} task(s): {len(summary.succeeded)} ok, "
         f"{len(summary.skipped)} up to date (skipped), {len(summary.failed)} failed"
     )
-    console.print(
-        f"{counts} in {summary.wall_s:.1f} s with -j {summary.jobs}; CRDS context "
-        f"{summary.crds_context}; manifest {summary.manifest}",
+    out(
+        escape(f"{counts} in {summary.wall_s:.1f} s with -j {summary.jobs}; CRDS context "
+               f"{summary.crds_context}; manifest {summary.manifest}"),
         soft_wrap=True,
     )
+    for line in _kept_lines(summary):
+        out(escape(line), soft_wrap=True)
+
+
+def _kept_lines(summary) -> list[str]:
+    """Where the intermediate files and the kept temporary directories are."""
+    from ..runner import INTERMEDIATE_DIRNAME, TMP_DIRNAME
+
+    lines = []
+    intermediates = sum(len(r.intermediates) for r in summary.results)
+    if intermediates:
+        lines.append(f"{intermediates} intermediate file(s), not products, in "
+                     f"{summary.outdir / INTERMEDIATE_DIRNAME}/<task-id>/")
+    kept = [r.temp_dir for r in summary.results if r.temp_dir]
+    if len(kept) == 1:
+        lines.append(f"temporary directory kept (--keep-temp): {kept[0]}")
+    elif kept:
+        lines.append(f"{len(kept)} temporary directories kept (--keep-temp) in "
+                     f"{summary.outdir / TMP_DIRNAME}/<task-id>")
+    return lines
 
 
 def _peak_text(summary, result) -> str:
@@ -187,6 +207,7 @@ def _common_kwargs(kw: dict) -> dict:
         "offline": kw["offline"],
         "validate": not kw["no_validate"],
         "max_tasks_per_worker": kw["max_tasks_per_worker"],
+        "keep_temp": kw["keep_temp"],
     }
 
 
@@ -277,8 +298,11 @@ def image3_command(ctx, inputs, no_report, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
 
     INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
-    which are grouped by program, instrument, filter, pupil and target into
-    associations written to OUTDIR. Each association is one task; several run
+    which are grouped as DMS groups them (one product per observation, target,
+    filter, pupil and subarray: 'jwstrun asn --group-by default') into
+    associations written to OUTDIR; for one mosaic across observations, give
+    image3 the associations of 'jwstrun asn --group-by default
+    --merge-observations'. Each association is one task; several run
     side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
     catalog and _segm segmentation map.
 
@@ -374,18 +398,18 @@ def demo_command(ctx, outdir, full_frame, jobs, force, no_progress, as_json, no_
 
 
 def _render_demo(report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
-    stages = Table(title=f"jwstrun demo in {report.outdir}", title_justify="left")
+    stages = Table(title=escape(f"jwstrun demo in {report.outdir}"), title_justify="left")
     stages.add_column("stage")
     stages.add_column("time", justify="right")
     stages.add_column("result")
     for item in report.stages:
-        stages.add_row(item["name"], f"{item['seconds']:.1f} s", item["detail"])
-    console.print(stages)
+        stages.add_row(item["name"], f"{item['seconds']:.1f} s", escape(item["detail"]))
+    out(stages)
     checks = Table(title="science checks against the truth", title_justify="left")
     checks.add_column("check")
     checks.add_column("value", justify="right")
@@ -394,10 +418,10 @@ def _render_demo(report) -> None:
     for item in report.checks:
         mark = "[green]pass[/]" if item["passed"] else "[red]FAIL[/]"
         checks.add_row(item["name"], item["value"], item["requirement"], mark)
-    console.print(checks)
-    console.print("products:")
+    out(checks)
+    out("products:")
     for path in report.products:
-        console.print(f"  {path}")
+        out(escape(f"  {path}"), soft_wrap=True)
 
 
 def register(group: click.Group) -> None:

@@ -105,9 +105,8 @@ def _render_reports(reports) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
     for report in reports:
         n_err, n_warn = len(report.errors), len(report.warnings)
         kind = report.product_type or "?"
@@ -118,7 +117,7 @@ def _render_reports(reports) -> None:
             verdict = f"[yellow]valid[/] ({n_warn} warning{'s' * (n_warn != 1)})"
         else:
             verdict = "[green]valid[/]"
-        console.print(f"{escape(report.path)}  [cyan]{kind}[/]  {verdict}")
+        out(f"{escape(report.path)}  [cyan]{kind}[/]  {verdict}")
         if not report.findings:
             continue
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -130,14 +129,12 @@ def _render_reports(reports) -> None:
             table.add_row(
                 f"  [{style}]{finding.severity}[/]", finding.check, escape(finding.message)
             )
-        console.print(table)
+        out(table)
     if len(reports) > 1:
         n_bad = sum(1 for r in reports if not r.ok)
         n_warn = sum(len(r.warnings) for r in reports)
-        console.print(
-            f"{len(reports)} files: {len(reports) - n_bad} valid, {n_bad} invalid, "
-            f"{n_warn} warning{'s' * (n_warn != 1)}."
-        )
+        out(f"{len(reports)} files: {len(reports) - n_bad} valid, {n_bad} invalid, "
+            f"{n_warn} warning{'s' * (n_warn != 1)}.")
 
 
 def _pair(ctx, param, value):
@@ -169,7 +166,8 @@ def _pair(ctx, param, value):
 def info_command(ctx, files, pixel, sky, as_json):
     """Summarise JWST products: type, instrument, shape, steps, CRDS context, references.
 
-    With --json, one FILE prints one object; several print {"files": [...]}.
+    With --json, one shape for any number of FILES: {"files": [one summary per
+    file], "errors": [{"path": ..., "error": ...} per file that could not be read]}.
 
     \b
     Examples:
@@ -187,9 +185,7 @@ def info_command(ctx, files, pixel, sky, as_json):
         except JwstrunError as exc:
             failures.append({"path": path, "error": str(exc)})
     if as_json:
-        payload = results[0] if len(files) == 1 and results else {"files": results}
-        if failures:
-            payload = {"files": results, "errors": failures}
+        payload = {"files": results, "errors": failures}
         click.echo(json.dumps(payload, indent=2, default=str))
     else:
         for info in results:
@@ -227,9 +223,8 @@ def _render_info(info: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..console import get_console
+    from ..console import out
 
-    console = get_console()
     table = Table(title=escape(info["path"]), show_header=False, box=None, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -239,7 +234,7 @@ def _render_info(info: dict) -> None:
             continue
         if isinstance(value, list):
             value = " x ".join(str(v) for v in value)
-        table.add_row(label, escape(str(value)))
+        table.add_row(escape(label), escape(str(value)))  # "exposure [s]" is not markup
     if info.get("extensions"):
         parts = []
         for name, shape, dtype in info["extensions"]:
@@ -280,8 +275,8 @@ def _render_info(info: dict) -> None:
             f"RA {p['sky'][0]:.7f}  Dec {p['sky'][1]:+.7f} -> "
             f"({p['pixel'][0]:.3f}, {p['pixel'][1]:.3f})",
         )
-    console.print(table)
-    console.print()
+    out(table)
+    out()
 
 
 def register(group: click.Group) -> None:

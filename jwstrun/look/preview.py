@@ -248,9 +248,22 @@ def _figure(shape, extra_height: float = 0.9):
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     # Fixed margins (tight_layout would draw the whole figure an extra time); the right
-    # one holds the colour bar's tick labels and its label, which used to be cut off.
+    # one holds the usual colour bar's tick labels and label, _keep_inside makes
+    # room for wider ones.
     fig.subplots_adjust(left=0.09, right=0.88, bottom=0.07, top=1 - 0.6 / height)
     return fig
+
+
+def _keep_inside(fig, bar, margin: float = 0.05) -> None:
+    """Move the axes in from the right until the colour ``bar``'s tick labels and label end
+    ``margin`` inches inside the figure. The fixed margins of :func:`_figure` fit short tick
+    labels; wider ones ("-0.000123", "1.5e+06") pushed the label past the right edge, where
+    it was cut off. Text extents only (the draw reuses the ticks made here): ~10 ms."""
+    box = bar.ax.get_tightbbox(fig.canvas.get_renderer())  # display pixels
+    over = (box.x1 - fig.bbox.x1) / fig.dpi + margin
+    if over > 0:
+        params = fig.subplotpars
+        fig.subplots_adjust(right=params.right - over / fig.get_size_inches()[0])
 
 
 def _save_figure(fig, dest: Path) -> None:
@@ -342,6 +355,7 @@ def _draw_main(image: _Image, dest: Path, stretch: str, show_dq: bool, catalog: 
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046, pad=0.02,
                        ticks=norm.inverse(np.linspace(0, 1, 7)), format="%.3g")
     bar.set_label(image.bunit or "(no BUNIT)")
+    _keep_inside(fig, bar)
     if catalog is not None:
         x, y = _read_catalog_xy(catalog)
         result.n_catalog_sources = int(len(x))
@@ -399,6 +413,7 @@ def _draw_map(image: _Image, data, dest: Path, label: str, what: str, cmap_name:
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046, pad=0.02,
                        ticks=ticks)
     bar.set_label(label)
+    _keep_inside(fig, bar)
     ax.set_title(_title(image, what), fontsize=9)
     _sky_axes_note(ax)
     _save_figure(fig, dest)

@@ -147,6 +147,15 @@ def _task_details(record: dict, run_dir: Path, report_dir: Path) -> str:
                      + _e(yaml.safe_dump(record.resolved_parameters, sort_keys=False,
                                          default_flow_style=None))
                      + "</pre></details>")
+    if record.intermediates:
+        # not products: listed (and linked while they are there), never previewed or validated
+        parts.append("<b>Intermediate files</b> (not products)<ul>" + "".join(
+            f"<li><a href='{_rel(run_dir / name, report_dir)}'>{_e(name)}</a></li>"
+            if (run_dir / name).exists() else f"<li>{_e(name)} (removed)</li>"
+            for name in record.intermediates) + "</ul>")
+    if record.temp_dir:
+        parts.append(f"<p>Temporary directory kept (--keep-temp): <code>{_e(record.temp_dir)}"
+                     "</code></p>")
     log_file = record.log_file
     if log_file and (run_dir / log_file).exists():
         parts.append(f"<p>Log: <a href='{_rel(run_dir / log_file, report_dir)}'>{_e(log_file)}</a></p>")

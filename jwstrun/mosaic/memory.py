@@ -75,18 +75,27 @@ def parse_size(text: str | int | float) -> int:
 
 
 def format_bytes(value: float | None) -> str:
-    """'1.63 GB' style (powers of 1000, as in docs/benchmarks.md)."""
+    """'1.63 GB' style (powers of 1000, as in docs/benchmarks.md); kB and bytes below
+    1 MB, so that a small size never reads as '0 MB'."""
     if value is None:
         return "-"
     if value >= 1e12:
         return f"{value / 1e12:.1f} TB"
     if value >= 1e9:
         return f"{value / 1e9:.2f} GB"
-    return f"{value / 1e6:.0f} MB"
+    if value >= 1e6:
+        return f"{value / 1e6:.0f} MB"
+    if value >= 1e3:
+        return f"{value / 1e3:.0f} kB"
+    return f"{value:.0f} bytes"
 
 
 def memory_budget(max_memory: int | str | None = None) -> tuple[int, str]:
-    """``(bytes, where it came from)``: ``max_memory`` or a safe share of the available RAM."""
+    """``(bytes, where it came from)``: ``max_memory`` or a safe share of the available RAM.
+
+    Where it came from is ``--max-memory 8.00 GB`` or ``the default, 80% of 12.34 GB
+    available memory``: the refusals quote it, so they never name an option not given.
+    """
     if max_memory is not None:
         value = parse_size(max_memory)
         return value, f"--max-memory {format_bytes(value)}"
@@ -95,7 +104,8 @@ def memory_budget(max_memory: int | str | None = None) -> tuple[int, str]:
         found = (physical_memory(), "physical memory")
     available, source = found
     value = int(available * DEFAULT_MEMORY_FRACTION)
-    return value, f"{DEFAULT_MEMORY_FRACTION:.0%} of {format_bytes(available)} {source}"
+    share = f"{DEFAULT_MEMORY_FRACTION:.0%} of {format_bytes(available)} {source}"
+    return value, f"the default, {share}"
 
 
 def estimate_memory(

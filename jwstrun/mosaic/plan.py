@@ -78,11 +78,16 @@ def estimate_association(
     members: list[Path],
     parameters: dict,
     max_mosaic_pixels: int | None = None,
+    *,
+    limit_from_budget: str | None = None,
 ) -> MosaicEstimate:
     """Footprints -> mosaic size -> memory estimates for one Level-3 association.
 
     Raises :class:`InputError` when the mosaic exceeds ``max_mosaic_pixels``,
-    naming the inputs whose footprints lie far from the rest.
+    naming the inputs whose footprints lie far from the rest. ``limit_from_budget``
+    is the memory budget's source (:func:`~jwstrun.mosaic.memory_budget`) when the
+    limit is the largest mosaic that budget holds rather than ``--max-mosaic-pixels``:
+    the refusal then names the budget.
     """
     footprints = [read_footprint(p) for p in members]
     resample_pars = (parameters.get("steps") or {}).get("resample") or {}
@@ -98,7 +103,8 @@ def estimate_association(
         if grid is None or max_mosaic_pixels is None:
             continue
         if grid[0] * grid[1] > max_mosaic_pixels:
-            raise MosaicRefused(_too_large_message(product, name, grid, footprints, max_mosaic_pixels))
+            raise MosaicRefused(_too_large_message(product, name, grid, footprints,
+                                                   max_mosaic_pixels, limit_from_budget))
     n_groups = len({f.group or f.path for f in footprints})
     pixels = [f.pixels for f in footprints]
     out_px = shape[0] * shape[1] if shape else 0
@@ -114,12 +120,18 @@ def estimate_association(
     )
 
 
-def _too_large_message(product, name, grid, footprints, limit) -> str:
+def _too_large_message(product, name, grid, footprints, limit, budget_source=None) -> str:
     pixels = grid[0] * grid[1]
+    if budget_source is None:
+        limit_text = f"{limit:.3g} pixels (--max-mosaic-pixels)"
+        remedy = "raise --max-mosaic-pixels"
+    else:  # the default limit: what the budget holds (the user may not have given either)
+        limit_text = (f"{limit:.3g} pixels, the largest mosaic whose arrays fit the memory "
+                      f"budget ({budget_source})")
+        remedy = "raise the memory budget (--max-memory)"
     text = (
         f"{product}: the {name} would be {grid[1]} x {grid[0]} pixels ({pixels:.3g} pixels, "
-        f"{format_bytes(pixels * 4.0)} per float32 plane), beyond the limit of "
-        f"{limit:.3g} pixels (--max-mosaic-pixels)."
+        f"{format_bytes(pixels * 4.0)} per float32 plane), beyond the limit of {limit_text}."
     )
     far = far_inputs(footprints)
     if far:
@@ -132,7 +144,7 @@ def _too_large_message(product, name, grid, footprints, limit) -> str:
     return (
         f"{text} The footprints form one field, so the mosaic is genuinely this large: split "
         "the association, choose a coarser grid (--set steps.resample.pixel_scale_ratio=2), "
-        "or raise --max-mosaic-pixels; nothing was run."
+        f"or {remedy}; nothing was run."
     )
 
 
@@ -197,10 +209,12 @@ def decide(
         return MemoryPlan("in_memory", numbers, **plan)
     if need_disk <= share:
         return MemoryPlan("on_disk", f"in memory would not fit: {numbers}", **plan)
+    fewer = "run fewer associations at once (-j), " if jobs > 1 else ""
     raise MosaicRefused(
         f"{estimate.product}: does not fit in memory even in the pipeline's on-disk mode: "
-        f"{numbers}. The mosaic is {_shape_text(estimate.shape)}. Raise --max-memory, run fewer "
-        "associations at once (-j), split the association, or make the mosaic smaller "
+        f"{numbers}; the budget is {budget_source}. The mosaic is "
+        f"{_shape_text(estimate.shape)}. Raise the memory budget (--max-memory), {fewer}"
+        "split the association, or make the mosaic smaller "
         "(--set steps.resample.pixel_scale_ratio=2); resample's enable_ctx=false, "
         "enable_err=false and report_var=false also save memory but drop products' arrays."
         " Nothing was run."

@@ -81,13 +81,13 @@ def export_profile(
     full: bool = False,
 ) -> list[Path]:
     """Export ``<name>_<alias>.asdf`` (``fast_calwebb_image2.asdf``) for each stage
-    into ``outdir``."""
+    into ``outdir``; an unprefixed ``--set`` key applies to the stages that have its step."""
     layers = load_profiles(profiles)
     outdir = Path(outdir)
     name = "+".join(p.name for p in layers) or "default"
     written = []
     for pipeline in pipelines:
-        these = [*layers, parse_sets(sets, pipeline)]
+        these = [*layers, parse_sets(sets, pipeline, pipelines=pipelines)]
         alias = pipeline_spec(pipeline).alias
         written.append(
             export_parameter_file(pipeline, these, outdir / f"{name}_{alias}.asdf", full=full)

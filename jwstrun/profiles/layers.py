@@ -93,6 +93,7 @@ def resolve_parameters(
     crds_pars: Mapping | None = None,
     *,
     include_defaults: bool = True,
+    changed_only: bool = False,
 ) -> ParameterSet:
     """Every effective parameter of ``pipeline`` and where it came from.
 
@@ -101,10 +102,19 @@ def resolve_parameters(
     ``Pipeline.get_config_from_reference(dataset)`` returns them; stpipe applies
     the same layer itself at run time), then ``layers`` (profiles and ``--set``)
     in the order given.
-    With ``include_defaults=False`` only ``crds_pars`` and ``layers`` appear.
+    With ``include_defaults=False`` only ``crds_pars`` and ``layers`` appear; with
+    ``changed_only=True`` only the values that differ from the spec default.
     """
     spec = pipeline_spec(pipeline)
     resolved = ParameterSet(pipeline)
+    if changed_only:
+        for step, key, setting in resolve_parameters(
+            pipeline, layers, crds_pars, include_defaults=False
+        ).items():
+            pspec = spec.params_of(step).get(key)
+            if pspec is None or setting.value != spec_default(pspec):
+                resolved.set(step, key, setting)
+        return resolved
     if include_defaults:
         spec_origin = Origin("spec", spec.alias)
         for step in [None, *spec.steps]:
@@ -175,9 +185,22 @@ def _other_pipeline_hint(pipeline: str, step: str | None, param: str | None) -> 
     return ""
 
 
-def _set_target(key: str, pipeline: str, spec: PipelineSpec) -> tuple[str | None, str] | None:
+def _other_stage_has(others: Sequence[str], step: str | None, param: str) -> bool:
+    """Whether one of the stages ``others`` has ``step`` (``param`` of the pipeline itself
+    when ``step`` is None): an unprefixed key is then theirs to check, not an error here."""
+    for other in others:
+        spec = pipeline_spec(other)
+        if (param in spec.params) if step is None else (step in spec.steps):
+            return True
+    return False
+
+
+def _set_target(
+    key: str, pipeline: str, spec: PipelineSpec, others: Sequence[str] = ()
+) -> tuple[str | None, str] | None:
     """``(step or None, parameter)`` a ``--set`` key names for ``pipeline``; None when
-    the key is prefixed for another stage.  Raises :class:`_Problem`."""
+    the key is prefixed for another stage, or names a step only another stage of
+    ``others`` has.  Raises :class:`_Problem`."""
     parts = key.split(".")
     aliases = stage_aliases()
     if parts[0] in STAGES or parts[0] in aliases:
@@ -194,6 +217,15 @@ def _set_target(key: str, pipeline: str, spec: PipelineSpec) -> tuple[str | None
         step, param = parts[1], parts[2]
         if step in _REFUSED_KEYS:
             raise _Problem(_refusal(step))
+        if step not in spec.steps and _other_stage_has(others, step, param):
+            return None
+        if step not in spec.steps and others:  # in none of the stages the command serves
+            names = dict.fromkeys(name for pipe in [pipeline, *others]
+                                  for name in pipeline_spec(pipe).steps)
+            raise _Problem(
+                f"unknown step {step!r} in {' or '.join([pipeline, *others])}"
+                f"{_suggest(step, names)}"
+            )
         if step not in spec.steps:
             raise _Problem(
                 f"unknown step {step!r} in {pipeline} ({spec.alias})"
@@ -211,22 +243,37 @@ def _set_target(key: str, pipeline: str, spec: PipelineSpec) -> tuple[str | None
     raise _Problem(f"cannot read key {key!r}{hint}")
 
 
-def _parse_set(item: str, pipeline: str, spec: PipelineSpec) -> tuple[str | None, str, Any] | None:
+def _parse_set(
+    item: str, pipeline: str, spec: PipelineSpec, others: Sequence[str] = ()
+) -> tuple[str | None, str, Any] | None:
     """``(step or None, parameter, checked value)`` of one ``--set`` item; None when it
     is meant for another stage.  Raises :class:`_Problem`."""
     key, sep, text = item.partition("=")
     key = key.strip()
+    if key.startswith("-"):  # strun's --steps.STEP.PARAM=VALUE given to --set
+        dashes = key[: len(key) - len(key.lstrip("-"))]
+        raise _Problem(f"drop the leading {dashes}, as in --set {item.strip()[len(dashes):]}")
     if not sep or not _SET_KEY.match(key):
         raise _Problem(
             "expected KEY=VALUE, e.g. steps.tweakreg.snr_threshold=10 or save_bsub=true"
         )
-    target = _set_target(key, pipeline, spec)
+    target = _set_target(key, pipeline, spec, others)
     if target is None:
         return None
     step, param = target
     if param in _REFUSED_KEYS:
         raise _Problem(_refusal(param))
     params = {k: v for k, v in spec.params_of(step).items() if k not in _NOT_PARAMETERS}
+    if param not in params and step is None and _other_stage_has(others, None, param):
+        return None
+    if param not in params and step is None and others:
+        names = dict.fromkeys(name for pipe in [pipeline, *others]
+                              for name in pipeline_spec(pipe).params_of(None)
+                              if name not in _NOT_PARAMETERS)
+        raise _Problem(
+            f"unknown parameter {param!r} for the pipelines {' or '.join([pipeline, *others])}"
+            f"{_suggest(param, names)}"
+        )
     if param not in params:
         owner = f"step {step}" if step else spec.alias
         raise _Problem(
@@ -239,21 +286,29 @@ def _parse_set(item: str, pipeline: str, spec: PipelineSpec) -> tuple[str | None
     return step, param, value
 
 
-def parse_sets(sets: Sequence[str], pipeline: str) -> Profile:
+def parse_sets(
+    sets: Sequence[str], pipeline: str, *, pipelines: Sequence[str] | None = None
+) -> Profile:
     """Turn ``--set`` options into a pseudo-profile for ``pipeline``.
 
     ``KEY`` is ``PARAM`` (pipeline level), ``steps.STEP.PARAM``, or either with a
     stage prefix (``image2.``, ``image3.``); prefixed settings for another stage
     are ignored so one list of ``--set`` can serve a command that runs both.
+    ``pipelines`` are the stages this list serves (default: ``pipeline`` alone):
+    an unprefixed key then applies to those of them that have its step (or
+    pipeline parameter), so ``steps.tweakreg.snr_threshold=10`` is image3's and
+    ``steps.resample.kernel=gaussian`` both stages'; a key none of them has is an
+    error.
     """
     spec = pipeline_spec(pipeline)
+    others = [other for other in (pipelines or ()) if other != pipeline]
     profile = Profile(name="--set", path=None, kind="set")
     section = ParameterSet(pipeline)
     profile.sections[pipeline] = section
     problems = []
     for item in sets:
         try:
-            parsed = _parse_set(item, pipeline, spec)
+            parsed = _parse_set(item, pipeline, spec, others)
         except _Problem as exc:
             problems.append(f"--set {item}: {exc}")
             continue

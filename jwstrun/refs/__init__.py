@@ -8,6 +8,9 @@ Where things live
 - :mod:`~jwstrun.refs.env`: the pure ``CRDS_*`` rules (env files, the
   serverless URL, the context-name rule, the process and worker environments);
   never imports crds.
+- :mod:`~jwstrun.refs.setup`: what a set-up amounts to (not configured,
+  offline, online; a filled cache or not) and the advice when crds has nothing
+  to work from; never imports crds.
 - :mod:`~jwstrun.refs._crds`: the only module that imports crds.
 - :mod:`~jwstrun.refs.reftypes`: which reference types a stage asks for.
 - :mod:`~jwstrun.refs.bestrefs`: best references, grouped.
@@ -59,13 +62,16 @@ from .env import (
     redact_url,
     server_reachable,
     worker_environment,
+    write_env_file,
 )
 from .prefetch import FetchedFile, PrefetchReport, prefetch
 from .reftypes import clear_reftype_cache, reftypes_for
+from .setup import JWST_SERVER_URL, CrdsSetup, check_setup, crds_setup, setup_problem
 
 __all__ = [
     "OBSERVATORY",
     "SERVERLESS_URL",
+    "JWST_SERVER_URL",
     "CONTEXT_NAME",
     "PROBE_TIMEOUT_SECONDS",
     "UNREACHABLE_TIMEOUT_SECONDS",
@@ -75,6 +81,11 @@ __all__ = [
     "applied_crds_environment",
     "worker_environment",
     "read_env_file",
+    "write_env_file",
+    "CrdsSetup",
+    "crds_setup",
+    "setup_problem",
+    "check_setup",
     "redact_url",
     "server_reachable",
     "is_serverless",

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from ..errors import CrdsError
-from .env import OBSERVATORY, check_context_name, env_value, server_reachable
+from .env import OBSERVATORY, check_context_name
+from .setup import check_setup
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,17 @@ def clear_context_cache() -> None:
     _contexts.clear()
 
 
-def context_in_use(context: str | None = None) -> str:
+def context_in_use(context: str | None = None, purpose: str = "fetch") -> str:
     """The .pmap crds (and so stpipe/jwst) will use: ``context`` > CRDS_CONTEXT > default.
 
     The default is what the installed jwst would choose: crds asks the server
     for the build context of this jwst version; without a server it is the
     cache's ``operational_context`` from ``config/jwst/server_config``.
     This is stpipe's own ``crds_client.get_context_used`` logic.
+
+    When crds has nothing to work from (no filled cache and no server that answers),
+    :class:`CrdsError` says what to set, for ``purpose`` "fetch" (refs prefetch/bestrefs)
+    or "run" (image2/image3): :func:`jwstrun.refs.setup.setup_problem`.
     """
     key = (context, crds_path(), os.environ.get("CRDS_CONTEXT"), os.environ.get("CRDS_SERVER_URL"))
     if key in _contexts:
@@ -125,15 +130,8 @@ def context_in_use(context: str | None = None) -> str:
         check_context_name(context)
     from crds.core import heavy_client
 
+    check_setup(os.environ, purpose)
     cfg = server_config_path()
-    if not cfg.is_file() and not env_value("CRDS_CONFIG_URI"):
-        reachable = server_reachable(os.environ.get("CRDS_SERVER_URL"))[0]
-        if not reachable:
-            raise CrdsError(
-                f"{cfg}: missing, so crds cannot tell which context to use offline. "
-                "Point CRDS_PATH (or --crds-path) at a synced CRDS cache, or run "
-                "`jwstrun refs prefetch INPUTS` once on a node with network."
-            )
     try:
         with quiet_crds():
             name = heavy_client.get_processing_mode(OBSERVATORY, context)[1]

@@ -15,10 +15,10 @@ from pathlib import Path
 from ..errors import CrdsError
 from . import _crds
 from .bestrefs import resolve_bestrefs
-from .env import OBSERVATORY, SERVERLESS_URL, is_serverless, redact_url, server_reachable
-from .prefetch import offline_advice
+from .env import OBSERVATORY, redact_url, server_reachable
+from .setup import CrdsSetup, crds_setup, offline_advice, setup_problem
 
-__all__ = ["DoctorReport", "doctor", "filesystem_of", "storage_kind"]
+__all__ = ["DoctorReport", "STATUSES", "MODES", "doctor", "filesystem_of", "storage_kind"]
 
 # Filesystems that every node of a cluster typically sees.
 _SHARED_FS = {
@@ -76,11 +76,39 @@ def _tree_size(root: Path) -> tuple[int, int]:
     return files, size
 
 
+#: What each :attr:`DoctorReport.status` means (docs/refs.md has the table).
+STATUSES = {
+    "ready": "crds can work from this set-up",
+    "to-fill": "the cache is not filled yet; `jwstrun refs prefetch INPUTS` fills it from the "
+               "server",
+    "not-configured": "neither CRDS_PATH nor a CRDS server is set",
+    "no-cache-path": "a CRDS server is set, but no CRDS_PATH",
+    "empty-offline": "the cache is not filled and there is no server to fill it",
+    "empty-unreachable": "the cache is not filled and the server does not answer",
+    "incomplete": "the cache lacks something (see the problems)",
+}
+#: What each :attr:`DoctorReport.mode` means.
+MODES = {
+    "online": "files crds lacks are fetched from the server",
+    "offline": "serverless: crds uses the cache alone and never contacts a server",
+    "not-configured": "no cache and no server",
+}
+
+
 @dataclass
 class DoctorReport:
-    """CRDS set-up as a jwstrun process sees it, with advice per problem."""
+    """CRDS set-up as a jwstrun process sees it, with advice per problem.
 
+    ``status`` sums it up (:data:`STATUSES`): "ready" and "to-fill" are fine (exit 0);
+    the others come with problems.  ``mode`` (:data:`MODES`) says whether crds is
+    online, offline on purpose, or not configured at all.
+    """
+
+    status: str
+    mode: str
     crds_path: str | None
+    #: the cache crds uses: CRDS_PATH, or crds' fallback when it is not set
+    cache: str
     server_url: str | None
     context_env: str | None
     readonly: bool
@@ -125,31 +153,24 @@ class _Findings:
         self.problems.append({"problem": text, "advice": advice})
 
 
-def _check_cache(found: _Findings, crds_path: str | None, cache: Path | None, exists: bool) -> None:
-    if not crds_path:
-        found.problem("CRDS_PATH is not set, so crds would use its built-in default location.",
-                      "Set CRDS_PATH to your CRDS cache directory (export "
-                      "CRDS_PATH=/path/to/crds_cache) or pass --crds-path.")
-    elif not exists:
-        found.problem(f"CRDS_PATH {crds_path} does not exist.",
-                      "Create it and run `jwstrun refs prefetch INPUTS` on a node with network, "
-                      "or point CRDS_PATH at an existing cache.")
-    elif not (cache / "config" / OBSERVATORY / "server_config").is_file():
-        found.problem(f"{cache}/config/jwst/server_config is missing; crds cannot work offline "
-                      "without it.",
-                      "Run `jwstrun refs prefetch INPUTS` once on a node with network (it writes "
-                      "the file).")
-
-
-def _check_server(found: _Findings, url: str | None, reachable: bool, detail: str) -> None:
-    if not url:
-        found.notes.append("CRDS_SERVER_URL is not set; crds then runs in serverless mode.")
-    elif not is_serverless(url) and not reachable:
-        found.problem(f"The CRDS server {redact_url(url)} does not answer ({detail}).",
-                      "Work from the local cache: pass --offline or set CRDS_SERVER_URL="
-                      f"{SERVERLESS_URL} so crds never waits on the network (its default timeout "
-                      "is one hour per request). Fetch missing files where there is network with "
-                      "`jwstrun refs prefetch`.")
+def _check_setup(found: _Findings, setup: CrdsSetup, reachable: bool, detail: str) -> str | None:
+    """The status when the cache is not filled (None when it is: the context decides)."""
+    problem = setup_problem(setup, purpose="run")
+    if problem:
+        found.problem(problem[1], problem[2])
+        return problem[0]
+    if setup.filled or setup.other_location:
+        if not setup.serverless and not reachable:
+            found.notes.append(
+                f"The CRDS server {redact_url(setup.url)} does not answer ({detail}): runs use "
+                "the cache alone (jwstrun lowers crds' client timeout to 5 s). Normal on a "
+                "compute node without network; --offline skips the probe.")
+        return None
+    source = f"the mirror {redact_url(setup.mirror)}" if setup.mirror else redact_url(setup.url)
+    found.notes.append(f"The CRDS cache {setup.cache} {setup.cache_state()}: `jwstrun refs "
+                       f"prefetch INPUTS` will fill it from {source} (image2 and image3 also "
+                       "fetch what they need while the server answers).")
+    return "to-fill"
 
 
 def _storage_notes(found: _Findings, exists: bool, storage: str, fstype: str, mount: str) -> None:
@@ -166,8 +187,15 @@ def _storage_notes(found: _Findings, exists: bool, storage: str, fstype: str, mo
         found.notes.append(f"CRDS_PATH is on shared storage ({fstype} at {mount}): compute nodes "
                            "can use it; let workers run with CRDS_READONLY_CACHE=1 after a "
                            "prefetch.")
+
+
+def _mode_notes(found: _Findings, setup: CrdsSetup) -> None:
     if _readonly_set():
         found.notes.append("CRDS_READONLY_CACHE is set: nothing will be downloaded into the cache.")
+    if os.environ.get("CRDS_MODE") == "local" and setup.mode == "online":
+        found.notes.append("CRDS_MODE=local computes best references from the cache, but crds "
+                           "still asks the server for its configuration: --offline keeps it off "
+                           "the network.")
 
 
 def _check_context(found: _Findings, context: str | None, contexts: list[str]) -> str | None:
@@ -210,38 +238,39 @@ def doctor(inputs=None, context: str | None = None) -> DoctorReport:
     """Check the CRDS configuration (and, with ``inputs``, whether the cache covers them).
 
     Never waits on the network longer than the short probe; problems come with
-    plain-words advice in ``report.problems`` ([{"problem", "advice"}]).
+    plain-words advice in ``report.problems`` ([{"problem", "advice"}]) and
+    ``report.status`` sums the set-up up (:data:`STATUSES`).
     """
-    crds_path = os.environ.get("CRDS_PATH")
-    url = os.environ.get("CRDS_SERVER_URL")
+    setup = crds_setup()
     found = _Findings()
     start = time.monotonic()
-    reachable, detail = server_reachable(url)
+    reachable, detail = server_reachable(setup.url)
     probe_seconds = time.monotonic() - start
-    cache = Path(crds_path) if crds_path else None
-    exists = bool(cache and cache.is_dir())
+    cache = Path(setup.cache).expanduser()
     n_files = n_bytes = 0
     contexts: list[str] = []
-    if exists:
+    if setup.cache_exists:
         n_files, n_bytes = _tree_size(cache)
         contexts = sorted(p.name for p in (cache / "mappings" / OBSERVATORY).glob("jwst_*.pmap"))
-    fstype, mount = filesystem_of(crds_path or os.path.expanduser("~"))
+    fstype, mount = filesystem_of(setup.crds_path or os.path.expanduser("~"))
     storage = storage_kind(fstype)
 
-    _check_cache(found, crds_path, cache, exists)
-    _check_server(found, url, reachable, detail)
-    _storage_notes(found, exists, storage, fstype, mount)
-    ctx_name = None
-    if exists and not any("server_config" in p["problem"] for p in found.problems):
+    status = _check_setup(found, setup, reachable, detail)
+    if setup.crds_path:
+        _storage_notes(found, setup.cache_exists, storage, fstype, mount)
+    _mode_notes(found, setup)
+    ctx_name = coverage = None
+    if status is None:  # a filled cache: the context and the inputs decide
         ctx_name = _check_context(found, context, contexts)
-    coverage = None
-    if inputs and ctx_name and ctx_name in contexts:
-        coverage = _coverage(found, inputs, ctx_name)
+        if inputs and ctx_name and ctx_name in contexts:
+            coverage = _coverage(found, inputs, ctx_name)
+        status = "incomplete" if found.problems else "ready"
     return DoctorReport(
-        crds_path=crds_path, server_url=redact_url(url), context_env=os.environ.get("CRDS_CONTEXT"),
-        readonly=_readonly_set(), serverless=is_serverless(url), reachable=reachable,
-        reachable_detail=detail, probe_seconds=round(probe_seconds, 3), cache_exists=exists,
-        cache_files=n_files, cache_bytes=n_bytes, contexts_in_cache=contexts, context=ctx_name,
-        filesystem=fstype, mount_point=mount, storage=storage, coverage=coverage,
-        problems=found.problems, notes=found.notes,
+        status=status, mode=setup.mode, crds_path=setup.crds_path, cache=setup.cache,
+        server_url=redact_url(setup.url), context_env=os.environ.get("CRDS_CONTEXT"),
+        readonly=_readonly_set(), serverless=setup.serverless, reachable=reachable,
+        reachable_detail=detail, probe_seconds=round(probe_seconds, 3),
+        cache_exists=setup.cache_exists, cache_files=n_files, cache_bytes=n_bytes,
+        contexts_in_cache=contexts, context=ctx_name, filesystem=fstype, mount_point=mount,
+        storage=storage, coverage=coverage, problems=found.problems, notes=found.notes,
     )

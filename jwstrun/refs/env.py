@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import CrdsError, InputError
+from .._io import atomic_write
+from ..errors import CrdsError, InputError, OutputError
 
 __all__ = [
     "OBSERVATORY",
@@ -35,6 +36,7 @@ __all__ = [
     "is_context_name",
     "check_context_name",
     "read_env_file",
+    "write_env_file",
     "redact_url",
     "is_serverless",
     "server_reachable",
@@ -113,8 +115,9 @@ def read_env_file(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: CRDS environment file not found. Give the crds.env "
-                         "written by `jwstrun simulate OUTDIR`, or use --crds-path.")
+        raise InputError(f"{path}: CRDS environment file not found. Give a file written by "
+                         "`jwstrun refs prefetch --write-env FILE` or `jwstrun simulate OUTDIR`, "
+                         "or use --crds-path.")
     env: dict[str, str] = {}
     for lineno, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
@@ -133,6 +136,21 @@ def read_env_file(path: str | os.PathLike) -> dict[str, str]:
     if "CRDS_PATH" in env and not os.path.isabs(env["CRDS_PATH"]):
         env["CRDS_PATH"] = str((path.parent / env["CRDS_PATH"]).resolve())
     return env
+
+
+def write_env_file(path: str | os.PathLike, env: dict[str, str], comment: str = "") -> Path:
+    """Write ``env`` as ``export NAME=value`` lines (shell-quoted) that :func:`read_env_file`
+    and a shell's ``source`` read; ``comment`` becomes ``#`` lines at the top.  Atomic."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    for name, value in env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InputError(f"{path}: invalid environment variable name {name!r}.")
+        lines.append(f"export {name}={shlex.quote(str(value))}")
+    try:
+        return atomic_write(Path(path), "\n".join(lines) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the CRDS environment file "
+                          f"({exc.strerror or exc}). Give a path in a writable directory.") from exc
 
 
 def redact_url(url: str | None) -> str | None:

@@ -18,9 +18,10 @@ from pathlib import Path
 from ..errors import CrdsError
 from . import _crds
 from .bestrefs import Resolution, resolve_bestrefs
-from .env import OBSERVATORY, env_value, redact_url, server_reachable
+from .env import OBSERVATORY, env_value, is_serverless, redact_url, server_reachable
+from .setup import offline_advice
 
-__all__ = ["FetchedFile", "PrefetchReport", "prefetch", "offline_advice"]
+__all__ = ["FetchedFile", "PrefetchReport", "prefetch"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class PrefetchReport:
         """(files, bytes) already in the cache."""
         return self._count("present")
 
+    def run_environment(self) -> dict[str, str]:
+        """CRDS_PATH and CRDS_CONTEXT of this prefetch: what later runs use and pin
+        (``jwstrun refs prefetch --write-env FILE``, then ``--crds-env FILE``)."""
+        return {"CRDS_PATH": self.crds_path, "CRDS_CONTEXT": self.context}
+
     def to_dict(self) -> dict:
         return {
             "context": self.context,
@@ -73,44 +79,48 @@ class PrefetchReport:
         }
 
 
-def _download_source() -> tuple[bool, str]:
-    """Whether crds can download now, and from where."""
+@dataclass(frozen=True)
+class _Source:
+    """Where crds can download from now, and what to do when it cannot."""
+
+    can_download: bool
+    name: str
+    advice: str
+
+
+def _download_source(purpose: str) -> _Source:
     mirror = env_value("CRDS_REFERENCE_URI") or env_value("CRDS_MAPPING_URI")
     if mirror:
-        return True, f"mirror {redact_url(mirror)}"
+        return _Source(True, f"mirror {redact_url(mirror)}", offline_advice(purpose))
     url = os.environ.get("CRDS_SERVER_URL")
     reachable, detail = server_reachable(url)
-    return reachable, (redact_url(url) or "no server") + ("" if reachable else f" ({detail})")
-
-
-def offline_advice() -> str:
-    """What to do when the cache lacks a file and there is no network."""
-    return ("run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
-            "CRDS_PATH to a synced cache")
+    name = (redact_url(url) or "no server") + ("" if reachable else f" ({detail})")
+    return _Source(reachable, name, offline_advice(purpose, serverless=not url or
+                                                   is_serverless(url)))
 
 
 # ---------------------------------------------------------------------------
 # The steps of a prefetch
 
 
-def _fetch_mapping(name: str, path: Path, ctx: str, can_download: bool, source: str) -> None:
-    if not can_download:
+def _fetch_mapping(name: str, path: Path, ctx: str, source: _Source) -> None:
+    if not source.can_download:
         raise CrdsError(
             f"{path}: mapping {name} of context {ctx} is not in the CRDS cache and the "
-            f"CRDS server cannot be reached ({source}). To fix: {offline_advice()}."
+            f"CRDS server cannot be reached ({source.name}). To fix: {source.advice}."
         )
     try:
         _crds.download_mappings(ctx, [name])
     except Exception as exc:  # noqa: BLE001 - crds download errors
-        raise CrdsError(f"could not download mapping {name} from {source}: {exc}. "
-                        f"To fix: {offline_advice()}.") from exc
+        raise CrdsError(f"could not download mapping {name} from {source.name}: {exc}. "
+                        f"To fix: {source.advice}.") from exc
     if not path.exists():
         raise CrdsError(f"{path}: mapping {name} was not written by the download "
                         "(is CRDS_READONLY_CACHE set?). Unset CRDS_READONLY_CACHE for the "
                         "prefetch and check that CRDS_PATH is writable.")
 
 
-def _fetch_mappings(ctx: str, can_download: bool, source: str) -> list[FetchedFile]:
+def _fetch_mappings(ctx: str, source: _Source) -> list[FetchedFile]:
     """The context's mappings: walk pmap -> imaps -> rmaps, fetching what is missing.
 
     (crds' dump_mappings asks the server for the closure; walking the files also
@@ -126,7 +136,7 @@ def _fetch_mappings(ctx: str, can_download: bool, source: str) -> list[FetchedFi
         if path.exists():
             status[name] = "present"
         else:
-            _fetch_mapping(name, path, ctx, can_download, source)
+            _fetch_mapping(name, path, ctx, source)
             status[name] = "fetched"
         if not name.endswith(".rmap"):
             text = path.read_text()
@@ -162,8 +172,8 @@ def _wanted_references(resolution: Resolution) -> dict[str, dict]:
     return wanted
 
 
-def _fetch_references(ctx: str, crds_path: str, wanted: dict[str, dict], can_download: bool,
-                      source: str) -> set[str]:
+def _fetch_references(ctx: str, crds_path: str, wanted: dict[str, dict],
+                      source: _Source) -> set[str]:
     """Download the references missing from the cache; their names."""
     missing: dict[str, list[str]] = {}
     for name, entry in sorted(wanted.items()):
@@ -173,23 +183,23 @@ def _fetch_references(ctx: str, crds_path: str, wanted: dict[str, dict], can_dow
     if n_missing and _crds.cache_readonly():
         raise CrdsError(f"{n_missing} reference files are missing from {crds_path} but "
                         "CRDS_READONLY_CACHE is set; unset it for the prefetch.")
-    if n_missing and not can_download:
+    if n_missing and not source.can_download:
         lines = [f"{name} ({', '.join(sorted(wanted[name]['reftypes']))}; needed by "
                  f"{wanted[name]['exposure']})" for names in missing.values() for name in names]
         raise CrdsError(
             f"{n_missing} reference file(s) are not in the CRDS cache {crds_path} and the CRDS "
-            f"server cannot be reached ({source}):\n  " + "\n  ".join(lines)
-            + f"\nTo fix: {offline_advice()}."
+            f"server cannot be reached ({source.name}):\n  " + "\n  ".join(lines)
+            + f"\nTo fix: {source.advice}."
         )
     fetched: set[str] = set()
     for instrument, names in missing.items():
-        log.info("fetching %d %s reference files from %s", len(names), instrument, source)
+        log.info("fetching %d %s reference files from %s", len(names), instrument, source.name)
         try:
             _crds.download_references(ctx, names, instrument)
         except Exception as exc:  # noqa: BLE001 - crds download errors
-            raise CrdsError(f"downloading {instrument} references from {source} failed: "
+            raise CrdsError(f"downloading {instrument} references from {source.name} failed: "
                             f"{exc}. Re-run `jwstrun refs prefetch` (finished files are "
-                            "kept) or " + offline_advice() + ".") from exc
+                            "kept) or " + source.advice + ".") from exc
         fetched.update(names)
     return fetched
 
@@ -207,7 +217,8 @@ def _reference_files(wanted: dict[str, dict], fetched: set[str]) -> list[Fetched
 
 
 def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
-             steps: dict | None = None, per_exposure: bool = False) -> PrefetchReport:
+             steps: dict | None = None, per_exposure: bool = False,
+             purpose: str = "fetch") -> PrefetchReport:
     """Put every mapping and reference ``inputs`` need for ``pipelines`` into CRDS_PATH.
 
     Uses crds' own downloader (``crds.client.api``: atomic per-file writes with
@@ -219,14 +230,16 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
     input when the cache lacks something and no server or mirror can be reached,
     and when crds has no reference for an input -- unless ``per_exposure``: then
     such inputs are left out and listed in ``report.unresolved`` (a run fails
-    only their tasks).
+    only their tasks).  ``purpose`` picks the advice of the errors: "fetch" (the
+    ``refs prefetch`` command: reach the server) or "run" (a pipeline run: prefetch
+    first, or use a filled cache).
     """
+    ctx = _crds.context_in_use(context, purpose=purpose)
     crds_path = _crds.crds_path()
-    can_download, source = _download_source()
-    ctx = _crds.context_in_use(context)
+    source = _download_source(purpose)
     if _crds.cache_readonly():
         log.info("CRDS_READONLY_CACHE is set: prefetch will only check the cache")
-    files = _fetch_mappings(ctx, can_download, source)
+    files = _fetch_mappings(ctx, source)
     _ensure_server_config(crds_path)
     resolution = resolve_bestrefs(inputs, context=ctx, pipelines=pipelines if pipelines else None,
                                   steps=steps)
@@ -235,7 +248,7 @@ def prefetch(inputs, context: str | None = None, pipelines=("image2", "image3"),
                         + "\n  ".join(resolution.problems)
                         + f"\nPin another context with --crds-context or fix the rules in {crds_path}.")
     wanted = _wanted_references(resolution)
-    fetched = _fetch_references(ctx, crds_path, wanted, can_download, source)
+    fetched = _fetch_references(ctx, crds_path, wanted, source)
     files += _reference_files(wanted, fetched)
     return PrefetchReport(context=ctx, crds_path=crds_path, files=files, resolution=resolution,
-                          source=source, unresolved=resolution.unresolved())
+                          source=source.name, unresolved=resolution.unresolved())

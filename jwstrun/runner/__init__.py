@@ -7,6 +7,8 @@ reads the stage's row (:mod:`jwstrun.stages`).  Where things live:
   association, as the row's ``grouping`` says), the image3 memory plan, Tasks;
 - :mod:`._stage_inputs` -- input expansion and checks, wrong-stage messages;
 - :mod:`._outputs` -- OUTDIR made ready, no task replacing another's product;
+- :mod:`._intermediates` -- what a task writes besides its products, in
+  ``OUTDIR/intermediate/<task-id>/``;
 - :mod:`.resume` -- checksums, fingerprints, what is up to date;
 - :mod:`.task` -- the worker side: :func:`run_task`, the step watcher, task logs;
 - :mod:`._parent` -- the parent side: :func:`run_tasks`, executors, the manifest;
@@ -20,7 +22,13 @@ process's task count and peak memory (:data:`.task.WORKER_STATE`).
 from __future__ import annotations
 
 from ..manifest import TaskRecord, TaskResult
-from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs, prepare_outdir
+from ._outputs import (
+    INTERMEDIATE_DIRNAME,
+    LOG_DIRNAME,
+    TMP_DIRNAME,
+    expected_outputs,
+    prepare_outdir,
+)
 from ._parent import RunSummary, run_tasks
 from ._stage_inputs import PLANNING_HEADERS, stage_inputs, wrong_stage_message
 from .plan import Planned, plan, plan_image2, plan_image3
@@ -37,6 +45,7 @@ __all__ = [
     "EXECUTORS",
     "TMP_DIRNAME",
     "LOG_DIRNAME",
+    "INTERMEDIATE_DIRNAME",
     "stage_inputs",
     "wrong_stage_message",
     "prepare_outdir",

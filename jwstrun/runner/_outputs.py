@@ -1,8 +1,9 @@
 """Output ownership: OUTDIR made ready, and no task replacing another task's product.
 
-Every file a task may write is named by its stage's row
+Every product a task may write is named by its stage's row
 (:attr:`jwstrun.stages.Stage.writes` after the product name,
-:attr:`~jwstrun.stages.Stage.member_writes` after each member's); before anything
+:attr:`~jwstrun.stages.Stage.member_writes` after each member's; any other file
+goes to the task's own ``OUTDIR/intermediate/<task-id>/``); before anything
 runs, a task that would replace a file another task's manifest record owns, or
 that another task of this run writes too, is refused.
 """
@@ -15,9 +16,11 @@ from pathlib import Path
 from ..errors import OutputError
 from ..products import product_basename
 from ..stages import get_stage
+from ._intermediates import INTERMEDIATE_DIRNAME
 from .task import Task
 
-__all__ = ["TMP_DIRNAME", "LOG_DIRNAME", "prepare_outdir", "expected_outputs"]
+__all__ = ["TMP_DIRNAME", "LOG_DIRNAME", "INTERMEDIATE_DIRNAME", "prepare_outdir",
+           "expected_outputs"]
 
 #: OUTDIR's temporary area (one directory per running task) and task logs
 TMP_DIRNAME = ".jwstrun-tmp"
@@ -60,7 +63,8 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
 def expected_outputs(item) -> list[str]:
     """The names a planned task (:class:`jwstrun.runner.plan.Planned`) may write into
     OUTDIR: ``<product>_<suffix>`` for each of its stage's ``writes``, and
-    ``<member>_<asn_id>_<suffix>`` for each science member and ``member_writes``."""
+    ``<member>_<asn_id>_<suffix>`` for each science member and ``member_writes``.
+    Anything else a task writes is an intermediate file (:mod:`._intermediates`)."""
     stage = get_stage(item.pipeline)
     names = [f"{item.product}_{suffix}" for suffix in stage.writes]
     if stage.member_writes and item.asn_product is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import JwstrunError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..stages import Stage, get_stage
-from ._outputs import LOG_DIRNAME, TMP_DIRNAME, _replacement
+from ._outputs import INTERMEDIATE_DIRNAME, LOG_DIRNAME, TMP_DIRNAME, _replacement
 from .plan import Planned, bytes_per_worker, check_maximum_cores, make_tasks
 from .resume import _InputHasher, compute_fingerprint, software_versions, split_up_to_date
 from .task import Task, lost_task_result, run_task, stage_class
@@ -110,6 +110,7 @@ def manifest_record(task: Task, result: TaskResult, versions: dict,
         versions=versions,
         crds_context=result.crds_context or context,
         log_file=os.path.relpath(task.log_file, task.outdir),
+        temp_dir=os.path.relpath(result.temp_dir, task.outdir) if result.temp_dir else None,
         memory=dict(task.memory) if task.memory is not None else None,
     )
 
@@ -179,6 +180,7 @@ def run_tasks(
     pool=None,
     remove_if_refused: list | None = None,
     previews: bool = False,
+    keep_temp: bool = False,
 ) -> RunSummary:
     """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
     what is up to date.
@@ -198,12 +200,16 @@ def run_tasks(
     products (the first tasks by product name, as many as the report shows);
     :func:`jwstrun.look.write_report` reuses them.
 
+    ``keep_temp=True`` keeps each task's temporary directory
+    (``OUTDIR/.jwstrun-tmp/<task-id>``, named in its result's ``temp_dir``) until the
+    next run in OUTDIR.
+
     ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
     to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
     run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
-               on_event=on_event, command=command)
+               on_event=on_event, command=command, keep_temp=keep_temp)
     run.settle(planned, crds_env, crds_context, jobs, executor_kind)
     tasks = run.make_tasks(planned, validate)
     executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
@@ -215,8 +221,9 @@ class _Run:
     """The state of one :func:`run_tasks` call, step by step."""
 
     def __init__(self, stage: Stage, outdir: Path, *, parameters: dict, extra_env: dict | None,
-                 on_event: Callable | None, command: str):
+                 on_event: Callable | None, command: str, keep_temp: bool = False):
         self.stage, self.outdir, self.parameters = stage, outdir, parameters
+        self.keep_temp = keep_temp
         self.extra_env, self.on_event, self.command = extra_env, on_event, command
         self.start = time.time()
         self.versions = software_versions()
@@ -254,20 +261,21 @@ class _Run:
         # The parent settles CRDS first: the context is pinned for every worker,
         # and it is part of each task's fingerprint.
         refs.apply_crds_environment(crds_env)
-        self.context = refs.context_in_use(crds_context)
+        self.context = refs.context_in_use(crds_context, purpose="run")
         self.worker_env = worker_env(crds_env, self.context, self.extra_env, self.in_pool)
 
     def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
         # We hold the lock, so anything in the temporary area is left over from a
         # run that was killed: remove it before new tasks write there.  jwstrun's
         # own directories are never written through a symlink planted in OUTDIR.
-        for name in (TMP_DIRNAME, LOG_DIRNAME):
+        for name in (TMP_DIRNAME, LOG_DIRNAME, INTERMEDIATE_DIRNAME):
             if (self.outdir / name).is_symlink():
                 log.warning("%s: was a symbolic link; replaced by a directory.",
                             self.outdir / name)
                 (self.outdir / name).unlink()
         shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
-        tasks = make_tasks(planned, self.outdir, self.parameters, self.in_pool, validate)
+        tasks = make_tasks(planned, self.outdir, self.parameters, self.in_pool, validate,
+                           keep_temp=self.keep_temp)
         for task in tasks:
             task.env = dict(self.worker_env)  # travels with the task to wherever it runs
         return tasks
@@ -366,7 +374,7 @@ class _Run:
                      if e["role"] != "association"]
         unresolved = refs.prefetch(exposures, context=self.context, pipelines=(self.stage.name,),
                                    steps=self.parameters.get("steps"),
-                                   per_exposure=True).unresolved
+                                   per_exposure=True, purpose="run").unresolved
         self.prefetch_s = time.time() - t0
         self.emit("prefetch", seconds=self.prefetch_s, context=self.context)
         return unresolved
@@ -409,7 +417,8 @@ class _Run:
             hasher.stop()
         executor.shutdown(cancel=True)
         # The workers are stopped and we still hold the lock: nothing of ours runs there now.
-        shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
+        if not self.keep_temp:
+            shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
         if not record:  # refused before anything ran: not a run to record
             return
         try:
@@ -444,8 +453,8 @@ def _mark_previews(tasks: list[Task], to_run: list[Task], jobs: int, on_dask: bo
 
 
 def _tidy_tmp(outdir: Path) -> None:
-    tmp = outdir / TMP_DIRNAME
-    try:
-        tmp.rmdir()  # only when empty
-    except OSError:
-        pass
+    for name in (TMP_DIRNAME, INTERMEDIATE_DIRNAME):
+        try:
+            (outdir / name).rmdir()  # only when empty
+        except OSError:
+            pass

@@ -29,7 +29,7 @@ from ..errors import ConfigError, InputError, JwstrunError
 from ..inputs import is_association
 from ..products import product_basename
 from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
-from ._outputs import LOG_DIRNAME, TMP_DIRNAME
+from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs
 from ._stage_inputs import (
     PLANNING_HEADERS,
     check_stage_inputs,
@@ -166,9 +166,9 @@ def _association_products(stage: Stage, path: Path) -> list[Planned]:
 def plan_associations(stage: Stage, paths: list[Path], outdir: Path) -> list[Planned]:
     """One planned task per association of the stage's level.
 
-    Loose exposures are grouped (program, instrument, filter, pupil, target) and
-    written as associations into OUTDIR by jwstrun.asn -- call this only while
-    holding OUTDIR's lock.
+    Loose exposures are grouped as DMS groups them (one product per observation,
+    target and optical path: jwstrun.asn's default) and written as associations into
+    OUTDIR by jwstrun.asn -- call this only while holding OUTDIR's lock.
     """
     asn_paths, loose = check_stage_inputs(stage, paths)
     asns = [(load_stage_association(p, stage), True) for p in asn_paths]
@@ -305,9 +305,11 @@ def make_tasks(
     parameters: dict,
     in_pool: bool,
     validate: bool,
+    keep_temp: bool = False,
 ) -> list[Task]:
     """The :class:`Task` of each planned task (a one-product copy of an association
-    written into the task's directory where needed)."""
+    written into the task's directory where needed); ``keep_temp`` keeps each task's
+    directory after it ends."""
     tasks = []
     tmp_root = outdir / TMP_DIRNAME
     for item in planned:
@@ -340,6 +342,8 @@ def make_tasks(
                 validate=validate,
                 expect_background=item.has_background,
                 memory=item.memory.to_dict() if item.memory is not None else None,
+                expected_outputs=expected_outputs(item),
+                keep_temp=keep_temp,
             )
         )
     return tasks
@@ -409,6 +413,8 @@ def plan_memory(
         )
     budget, source = memory_budget(max_memory)
     limit = max_mosaic_pixels or default_max_mosaic_pixels(budget)
+    # without max_mosaic_pixels the limit is what the budget holds: a refusal names the budget
+    limit_from_budget = None if max_mosaic_pixels else source
     # A refusal is kept with its association and raised by run_tasks only if the
     # association has to run: an up-to-date product is not refused on a re-run
     # with a smaller max_memory.
@@ -418,7 +424,7 @@ def plan_memory(
         try:
             estimates[item.product] = estimate_association(
                 item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
-                max_mosaic_pixels=limit,
+                max_mosaic_pixels=limit, limit_from_budget=limit_from_budget,
             )
         except MosaicRefused as exc:
             item.refused = exc

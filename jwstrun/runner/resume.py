@@ -153,7 +153,8 @@ class _InputHasher:
 def can_skip(task: Task, record: dict | None, outdir: Path) -> bool:
     """Whether ``task`` (its fingerprint computed) is up to date: its ``record`` is ok
     with the same fingerprint, and every output it names is in ``outdir`` with its
-    recorded size."""
+    recorded size (intermediate files are not products: whether they are still there
+    does not matter)."""
     if not record or record.get("status") not in ("ok", "skipped"):
         return False
     if record.get("fingerprint") != task.fingerprint:
@@ -200,6 +201,7 @@ def split_up_to_date(
                 skipped.append(TaskResult(
                     task_id=task.task_id, status="skipped", outputs=list(record["outputs"]),
                     output_sizes=dict(record.get("output_sizes") or {}),
+                    intermediates=list(record.get("intermediates") or []),
                     log_file=task.log_file, crds_context=record.get("crds_context"),
                 ))
                 continue

@@ -65,6 +65,7 @@ def run_image2(
     dask_options=None,
     save_bsub: bool = False,
     previews: bool = False,
+    keep_temp: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -83,7 +84,9 @@ def run_image2(
     ``{"scheduler": "tcp://host:8786"}``) runs the tasks on Dask (docs/dask.md);
     ``save_bsub`` saves the background-subtracted ``_bsub`` product (through the
     background step's ``save_results``); ``previews`` has the workers draw the
-    report's previews; ``on_event(kind, **info)`` follows the run
+    report's previews; ``keep_temp`` keeps each task's temporary directory
+    (``OUTDIR/.jwstrun-tmp/<task-id>``, each result's ``temp_dir``; removed by the next
+    run in OUTDIR) for debugging; ``on_event(kind, **info)`` follows the run
     (:func:`~jwstrun.runner._parent.run_tasks`); ``command`` is recorded in the
     manifest.
     """
@@ -94,7 +97,7 @@ def run_image2(
         offline=offline, crds_env_file=crds_env_file, validate=validate,
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
-        extra_parameters=extra,
+        extra_parameters=extra, keep_temp=keep_temp,
     ))
 
 
@@ -120,6 +123,7 @@ def run_image3(
     max_mosaic_pixels: int | None = None,
     low_memory: bool = False,
     previews: bool = False,
+    keep_temp: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -143,7 +147,7 @@ def run_image3(
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
-                "low_memory": low_memory},
+                "low_memory": low_memory}, keep_temp=keep_temp,
     ))
 
 
@@ -170,6 +174,7 @@ class _Settings:
     command: str
     extra_parameters: dict | None = None
     memory: dict = field(default_factory=dict)
+    keep_temp: bool = False
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -197,6 +202,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         else:
             check_stage_inputs(stage, paths)
         check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.
@@ -215,6 +221,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 max_tasks_per_worker=settings.max_tasks_per_worker, on_event=settings.on_event,
                 command=settings.command, executor_kind=kind, dask_options=dask_options,
                 pool=pool, remove_if_refused=made, previews=settings.previews,
+                keep_temp=settings.keep_temp,
             )
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.

@@ -5,7 +5,9 @@ The local pool and the Dask executor alike call it (docs/dask.md).  It calls
 **parameters)`` -- the class read from the task's row of :mod:`jwstrun.stages`
 -- in ``OUTDIR/.jwstrun-tmp/<task-id>/out``, validates the products, and only
 then moves them into OUTDIR with ``os.replace``: a run killed at any moment
-never leaves a file in OUTDIR that looks finished but is not.
+never leaves a file in OUTDIR that looks finished but is not.  Other files the
+pipeline wrote (a step's ``save_catalogs``...) go, unvalidated, to
+``OUTDIR/intermediate/<task-id>/`` (:mod:`._intermediates`).
 
 While the pipeline runs, :class:`_StepWatcher` follows stpipe's log records
 (``Step %s running`` / ``Step %s done`` / ``Step skipped.`` / ``Step %s
@@ -36,6 +38,7 @@ from ..errors import JwstrunError, PipelineError
 from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
+from ._intermediates import publish_intermediates, split_outputs, step_output_dirs
 
 __all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result",
            "stage_class"]
@@ -69,6 +72,12 @@ class Task:
     #: in a helper process that starts with the task when a CPU is left idle
     previews: bool = False
     preview_helper: bool = False
+    #: the names of the stage's products this task writes (runner.expected_outputs);
+    #: anything else the pipeline writes is an intermediate (runner._intermediates).
+    #: None: every file is a product.
+    expected_outputs: list[str] | None = None
+    #: keep ``workdir`` after the task (``--keep-temp``, for debugging)
+    keep_temp: bool = False
 
     @property
     def input_paths(self) -> list[str]:
@@ -442,7 +451,10 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     finally:
         if previews is not None:
             previews.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if task.keep_temp:
+            result.temp_dir = str(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         _measure(result, started)
     return result
 
@@ -457,12 +469,14 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
         try:
             cls = stage.load_class(lean=True)
             parameters = _pool_parameters(cls, task.parameters) if task.in_pool else task.parameters
+            out = _stpipe_path(workdir / "out", workdir)
+            parameters = step_output_dirs(parameters, out)
             if progress is not None:
                 progress(task.task_id, stage.alias)
             with _on_disk_directory(parameters, workdir):
                 models = cls.call(
                     _stpipe_path(Path(task.input), workdir),
-                    output_dir=_stpipe_path(workdir / "out", workdir),
+                    output_dir=out,
                     save_results=True,
                     configure_log=False,
                     **parameters,
@@ -490,13 +504,18 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
 
 def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> None:
     """Validate the products in ``out``, note their CRDS references, and move them into
-    OUTDIR (one atomic rename each); :class:`PipelineError` when there are none or they
-    fail validation."""
+    OUTDIR (one atomic rename each), the other files the pipeline wrote into
+    OUTDIR/intermediate/<task-id>/ first; :class:`PipelineError` when there are no
+    products or they fail validation."""
     outdir = Path(task.outdir)
     alias = task.stage.alias
-    products = sorted(p for p in out.iterdir() if p.is_file())
+    products, intermediates = split_outputs(sorted(p for p in out.iterdir() if p.is_file()),
+                                            task.expected_outputs)
     if not products:
-        raise PipelineError(f"{alias} finished but wrote no products for {Path(task.input).name}.")
+        wrote = (f" (it wrote only {', '.join(p.name for p in intermediates[:3])}"
+                 f"{' ...' if len(intermediates) > 3 else ''})" if intermediates else "")
+        raise PipelineError(
+            f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
         result.validation = _validate_products(products, task.parameters, task.expect_background)
         if result.validation.get("errors"):
@@ -514,6 +533,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
     # The only moment products appear in OUTDIR: after the pipeline
     # succeeded and the products were checked, one atomic rename each.
     sizes = {p.name: p.stat().st_size for p in products}
+    result.intermediates = publish_intermediates(outdir, task.task_id, intermediates)
     for path in products:
         os.replace(path, outdir / path.name)
     if previews is not None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -326,6 +328,125 @@ def test_bad_set_values(sim, tmp_path):
     _refused(["image2", rate, "--set", "steps.nostep.x=1"], tmp_path, ["unknown step 'nostep'"])
     _refused(["image2", rate, "--set", "steps.resample.output_dir=/tmp"], tmp_path,
              ["'output_dir' is refused"])
+
+
+# ----------------------------------------------------------------------------- CRDS set-up
+def test_image2_says_what_to_set_for_crds(sim, tmp_path):
+    """First contact with CRDS: nothing set, an empty --crds-path, an empty cache and a
+    server that does not answer (a compute node).  Each time one line saying to prefetch
+    first (with the variables to set) or to use a filled cache; OUTDIR not created."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    empty = tmp_path / "crds_cache"
+    empty.mkdir()
+    filled = "use a filled cache: --crds-env FILE, --crds-path DIR or export CRDS_PATH=DIR."
+    no_crds = {key: None for key in [*os.environ, "CRDS_PATH", "CRDS_SERVER_URL"]
+               if key.startswith("CRDS_")}
+    rate = str(sim.rate_files[0])
+    cases = [
+        ([], {}, "Error: CRDS is not configured: CRDS_PATH is not set (crds would fall back to "
+         "/grp/crds/cache, an STScI-internal path) and CRDS_SERVER_URL is not set. Either fetch "
+         "the references first: export CRDS_SERVER_URL=https://jwst-crds.stsci.edu "
+         "CRDS_PATH=$HOME/crds_cache (any directory; crds creates it), then `jwstrun refs "
+         f"prefetch INPUTS`; or {filled}"),
+        (["--crds-path", str(empty)], {}, f"Error: The CRDS cache {empty.resolve()} is empty and crds is "
+         "offline (no CRDS server: --offline, --crds-path without CRDS_SERVER_URL, or a "
+         "serverless CRDS_SERVER_URL), so nothing can be fetched into it. Either fill it first: "
+         "export CRDS_SERVER_URL=https://jwst-crds.stsci.edu, then `jwstrun refs prefetch "
+         f"INPUTS` with the same CRDS_PATH on a node with network; or {filled}"),
+        ([], {"CRDS_PATH": str(empty), "CRDS_SERVER_URL": url}, f"Error: The CRDS cache {empty} "
+         f"is empty and the CRDS server {url} does not answer ({url[7:]}: Connection refused). "
+         "Either fill it first where the server answers (a login node; or check the URL, a "
+         "proxy or a VPN here): `jwstrun refs prefetch INPUTS` with the same CRDS_PATH, on "
+         f"storage this node sees; or {filled}"),
+    ]
+    for options, env, expected in cases:
+        out = tmp_path / "out"
+        result = CliRunner().invoke(cli, ["image2", rate, "-o", str(out), *options],
+                                    env={**no_crds, **env})
+        assert result.exit_code == 1, result.output
+        assert_no_traceback(result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert errors == [expected]
+        assert not out.exists() and list(empty.iterdir()) == []
+
+
+def test_set_in_strun_spelling(sim, tmp_path):
+    """--set --steps.X.Y=V (strun's spelling given to --set): drop the leading --."""
+    assert _refused(["image2", str(sim.rate_files[0]), "--set",
+                     "--steps.resample.pixfrac=0.5"], tmp_path, []) == (
+        "Error: --set --steps.resample.pixfrac=0.5: drop the leading --, as in "
+        "--set steps.resample.pixfrac=0.5")
+
+
+# ----------------------------------------------------------------------------- image3 limits
+def test_image3_refusal_names_the_limit_the_user_set(sim, cal_files, tmp_path):
+    """The mosaic preflight names what the user gave: --max-memory 1MB refuses the mosaic by
+    that budget (--max-mosaic-pixels was not given), --max-mosaic-pixels by itself, and a
+    budget no memory mode fits by --max-memory. Planning only: no step runs."""
+    import os
+
+    from jwstrun import mosaic
+    from jwstrun.asn import make_associations
+
+    caldir = tmp_path / "cal"
+    caldir.mkdir()
+    for cal in cal_files:
+        os.link(cal, caldir / cal.name)
+    members = sorted(caldir.glob("*_cal.fits"))
+    make_associations(members, caldir / "l3_asn.json", level=3, product_name="habits")
+    estimate = mosaic.estimate_association("habits", members, {})
+    height, width = estimate.shape
+    pixels = width * height
+    mosaic_text = (f"Error: habits: the mosaic would be {width} x {height} pixels ({pixels:.3g} "
+                   f"pixels, {mosaic.format_bytes(4.0 * pixels)} per float32 plane), beyond the "
+                   "limit of ")
+    one_field = ("The footprints form one field, so the mosaic is genuinely this large: split "
+                 "the association, choose a coarser grid (--set "
+                 "steps.resample.pixel_scale_ratio=2), or ")
+    expected = {
+        ("--max-memory", "1MB"): (
+            f"{mosaic_text}9.62e+03 pixels, the largest mosaic whose arrays fit the memory "
+            f"budget (--max-memory 1 MB). {one_field}raise the memory budget (--max-memory); "
+            "nothing was run."),
+        ("--max-mosaic-pixels", "1000"): (
+            f"{mosaic_text}1e+03 pixels (--max-mosaic-pixels). {one_field}raise "
+            "--max-mosaic-pixels; nothing was run."),
+        ("--max-mosaic-pixels", "1e9", "--max-memory", "1MB"): (
+            "Error: habits: does not fit in memory even in the pipeline's on-disk mode: "
+            f"estimated peak {mosaic.format_bytes(estimate.in_memory_bytes)} in memory, "
+            f"{mosaic.format_bytes(estimate.on_disk_bytes)} on disk; share of the budget 1 MB; "
+            f"the budget is --max-memory 1 MB. The mosaic is {width} x {height} pixels. Raise "
+            # one association runs at a time: no advice to lower -j
+            "the memory budget (--max-memory), split the association, or make "
+            "the mosaic smaller (--set steps.resample.pixel_scale_ratio=2); resample's "
+            "enable_ctx=false, enable_err=false and report_var=false also save memory but drop "
+            "products' arrays. Nothing was run."),
+    }
+    # the issue's case through the command line (each run starts a worker: one is enough) ...
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image3", str(caldir / "l3_asn.json"), "-o", str(out), "--crds-env", str(sim.env_file),
+        "--no-progress", "--no-report", "--max-memory", "1MB"])
+    assert result.exit_code == 1, result.output
+    assert_no_traceback(result.output)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [expected["--max-memory", "1MB"]]
+    assert not list(out.glob("*.fits")) and not list(out.glob("logs/*.log"))
+    # ... and every case through the planner the command calls, with its options' values
+    from jwstrun.mosaic import parse_size
+    from jwstrun.runner.plan import plan_image3, plan_memory
+
+    planned = plan_image3([caldir / "l3_asn.json"], caldir)
+    for options, message in expected.items():
+        given = dict(zip(options[::2], options[1::2]))
+        plan_memory(planned, {}, None, "local", max_memory=parse_size(given["--max-memory"])
+                    if "--max-memory" in given else None,
+                    max_mosaic_pixels=int(float(given.get("--max-mosaic-pixels", 0))) or None)
+        (item,) = planned
+        assert item.memory is None and f"Error: {item.refused}" == message, options
 
 
 # ----------------------------------------------------------------------------- subprocess

@@ -313,8 +313,9 @@ def test_crds_cache_missing_a_reference(sim, reference, tmp_path, no_leftover_pr
         f"Error: 1 reference file(s) are not in the CRDS cache {cache} and the CRDS server "
         "cannot be reached (https://***@jwst-serverless-mode.stsci.edu (serverless mode: crds "
         f"never contacts a server)):\n  {flat.name} (flat; needed by {sim.rate_files[0]})\n"
-        "To fix: run `jwstrun refs prefetch` with the same inputs on a node with network, or set "
-        "CRDS_PATH to a synced cache.\n"
+        "To fix: run `jwstrun refs prefetch` with the same inputs and CRDS_SERVER_URL="
+        "https://jwst-crds.stsci.edu on a node with network, or set CRDS_PATH to a cache that "
+        "has them.\n"
     )
     assert "hunter2pw" not in run.stderr + run.stdout
     assert SERVERLESS_URL.replace("://", "://***@") in run.stderr

@@ -227,8 +227,8 @@ def test_product_name_templates_are_plain_fields(cal_files, tmp_path):
                           "--product-name", template])
         assert _error_line(result) == (
             f"Error: --product-name '{template}': cannot fill it from the group keys (program, "
-            "instrument, channel, filter, pupil, target); use plain fields such as {filter}, "
-            "without '.', '[', '!' or ':'."
+            "observation, instrument, filter, pupil, subarray, target, bkgdtarg); use plain "
+            "fields such as {filter}, without '.', '[', '!' or ':'."
         ), result.output
     assert not list(data.glob("*.json"))
     result = _invoke(["asn", *files, "--group-by", "default", "-o", data,
