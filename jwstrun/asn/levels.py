@@ -14,8 +14,6 @@ from typing import Sequence
 
 from ..errors import InputError
 from ..products import ExposureInfo
-# EXP_TYPEs of direct imaging (calwebb_image2 -> calwebb_image3): the stage rows'
-# ``exp_types``; jwstrun.stages says where they come from.
 from ..stages import IMAGING_EXP_TYPES, get_stage
 
 log = logging.getLogger(__name__)
@@ -35,6 +33,8 @@ LEVEL_INPUTS: dict[int, tuple[str, ...]] = {
     level: get_stage(stage).accepts for level, stage in _ASN_TYPE.items()
 }
 
+# IMAGING_EXP_TYPES, the EXP_TYPEs of direct imaging that calwebb_image2 -> calwebb_image3
+# reduce, comes from jwstrun.stages (the stage rows' ``exp_types``, and their source).
 
 
 def _files_of(level: int) -> str:

@@ -60,9 +60,9 @@ def _dms_name(program: str, observation: str, visit: str, visit_group: str, dete
 
 
 def _write_ta(outdir: Path, first_rate: Path, rng) -> Path:
-    from stdatamodels.jwst.datamodels import ImageModel
+    from stdatamodels.jwst import datamodels
 
-    with ImageModel(first_rate) as source:
+    with datamodels.open(first_rate) as source:
         det = get_detector(source.meta.instrument.detector)
         if det.instrument == "MIRI":
             mode = dict(exp_type="MIR_TACQ", filter="F560W", pupil=None, subarray="SUB64")
@@ -77,9 +77,9 @@ def _write_ta(outdir: Path, first_rate: Path, rng) -> Path:
 
 
 def _write_grism(outdir: Path, first_rate: Path, observation: int, subarray: str, rng) -> Path:
-    from stdatamodels.jwst.datamodels import ImageModel
+    from stdatamodels.jwst import datamodels
 
-    with ImageModel(first_rate) as source:
+    with datamodels.open(first_rate) as source:
         det = get_detector(source.meta.instrument.detector)
         if det.instrument == "MIRI":
             mode = dict(exp_type="MIR_LRS-SLITLESS", filter="P750L", pupil=None,
@@ -114,6 +114,7 @@ def _write_variant(source, path: Path, det, *, exp_type: str, filter: str, pupil
     model.dq = np.zeros((ysize, xsize), dtype=np.uint32)
     meta = model.meta
     meta.exposure.type = exp_type
+    meta.exposure.nints = 1  # a _rate, whatever the science exposures are
     meta.instrument.detector = det.name
     meta.instrument.filter = filter
     meta.instrument.pupil = pupil
@@ -146,18 +147,19 @@ def _write_variant(source, path: Path, det, *, exp_type: str, filter: str, pupil
 
 def _write_uncal(first_rate: Path) -> Path:
     """The first science exposure's raw ramps: bias plus its count rate, group by group."""
-    from stdatamodels.jwst.datamodels import ImageModel, Level1bModel
+    from stdatamodels.jwst import datamodels
 
     name = first_rate.name.replace("_rateints.fits", "_uncal.fits").replace(
         "_rate.fits", "_uncal.fits")
     path = first_rate.with_name(name)
-    with ImageModel(first_rate) as source:
+    with datamodels.open(first_rate) as source:
         rate = np.nan_to_num(source.data if source.data.ndim == 2 else source.data[0])
         nints = int(source.meta.exposure.nints or 1)
         group_time = float(source.meta.exposure.group_time or 1.0)
         groups = np.arange(1, _UNCAL_GROUPS + 1, dtype=np.float64)[:, None, None]
         ramp = np.clip(_BIAS_DN + groups * group_time * rate, 0, 65535).astype(np.uint16)
-        model = Level1bModel(data=np.broadcast_to(ramp, (nints, *ramp.shape)).copy())
+        model = datamodels.Level1bModel(
+            data=np.broadcast_to(ramp, (nints, *ramp.shape)).copy())
         model.update(source)
     model.meta.exposure.ngroups = _UNCAL_GROUPS
     model.meta.bunit_data = "DN"
