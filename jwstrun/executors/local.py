@@ -296,6 +296,11 @@ def _sigint_blocked():
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    from multiprocessing import resource_tracker
+
+    # Started with the first worker otherwise, the tracker would unblock SIGINT (it blocks
+    # and then unblocks SIGINT and SIGTERM around its own start) before the worker starts.
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
