@@ -956,7 +956,8 @@ def test_cli_asn_takes_a_directory(data, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"Error: {empty}: is a directory with no *_rate.fits, *_rateints.fits, *_cal.fits, "
-        "*_calints.fits files in it. Give the directory that holds them, or the files.")
+        "*_calints.fits, *_uncal.fits files in it. Give the directory that holds them, or the "
+        "files.")
     result = runner.invoke(cli, ["asn", str(rate_dir), "-o", str(tmp_path / "x.json"),
                                  "--background", str(tmp_path / "nobkg" / "*_rate.fits")])
     assert result.exit_code == 1
