@@ -222,33 +222,33 @@ def test_nothing_left_to_reduce_and_misnamed_files(tmp_path):
                          DATAMODL="Level1bModel")
     misnamed = _header_only(tmp_path / "jw01234001001_02101_00002_nrcb1_uncal.fits")
     before = tree_digest(tmp_path)
-    assert _refused(["image2", ta], tmp_path, []) == (
+    assert _refused(["image2", str(ta)], tmp_path, []) == (
         f"Error: {ta}: EXP_TYPE NRC_TACQ is not direct imaging; jwstrun image2 {TAKES}. Give "
         "it imaging exposures (from a folder of mixed exposures it takes those and leaves the "
         "others out)."
     )
-    assert _refused(["asn", ta], tmp_path, []) == (
+    assert _refused(["asn", str(ta)], tmp_path, []) == (
         f"Error: {ta}: EXP_TYPE NRC_TACQ is not direct imaging; jwstrun asn {TAKES}. Give it "
         "imaging exposures (from a folder of mixed exposures it takes those and leaves the "
         "others out)."
     )
-    assert _refused(["image2", mast], tmp_path, []) == (
+    assert _refused(["image2", str(mast)], tmp_path, []) == (
         f"Error: none of the 2 files is one jwstrun image2 takes: 2 not direct imaging (1 "
         f"NRC_TACQ, 1 NRC_WFSS; jwstrun image2 {TAKES})."
     )
-    assert _refused(["image2", uncal], tmp_path, []) == (
+    assert _refused(["image2", str(uncal)], tmp_path, []) == (
         f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
         "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
         f"{uncal}', then give the _rate file it writes to jwstrun image2."
     )
-    assert _refused(["image3", uncal], tmp_path, []) == (
+    assert _refused(["image3", str(uncal)], tmp_path, []) == (
         f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
         "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
         f"{uncal}', then run 'jwstrun image2' on the _rate file it writes and give the _cal "
         "file to jwstrun image3."
     )
     for command in ("image2", "asn"):
-        assert _refused([command, misnamed, uncal], tmp_path, []) == (
+        assert _refused([command, str(misnamed), str(uncal)], tmp_path, []) == (
             f"Error: {misnamed}: is named _uncal, but its DATAMODL is ImageModel (an _uncal "
             "file is a Level1bModel or RampModel); its header says it is a _rate product: "
             "rename it to end in _rate.fits, or re-create it."
