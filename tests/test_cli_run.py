@@ -209,9 +209,9 @@ def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_p
     ta, grism, uncal = mast_folder.extra_files
     assert [(i["path"], i["exp_type"], i["product_type"], i["reason"])
             for i in summary["left_out"]] == [
-        (str(ta), "NRC_TACQ", "rate", "not_imaging"),
-        (str(grism), "NRC_WFSS", "rate", "not_imaging"),
+        (str(ta), "NRC_TACQ", "rate", "not_imaging"),  # in the directory's (name) order
         (str(uncal), "NRC_IMAGE", "uncal", "earlier_stage"),
+        (str(grism), "NRC_WFSS", "rate", "not_imaging"),
     ]
     (science,) = mast_folder.rate_files
     products = sorted(p.name for p in outdir.glob("*.fits"))
