@@ -250,8 +250,10 @@ def asn_command(
     --background exposures as background members. Level 3 (from _cal files) has one
     product; exposures with different filters are refused unless grouped
     (--group-by) or --allow-mixed. FILES may be glob patterns or directories (their
-    _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
-    written relative to the association (bare names when they sit beside it).
+    _rate/_rateints/_cal/_calints files). Exposures that are not direct imaging and
+    _uncal files are left out with one line (--json lists them). Only FITS headers
+    are read. Members are written relative to the association (bare names when they
+    sit beside it).
 
     \b
     Examples:
