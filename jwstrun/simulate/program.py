@@ -184,9 +184,7 @@ def simulate_program(
         "rateints": rateints, "nints": nints, "seed": seed, "pointing_error": pointing_error,
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
-    extras = _check_extras(extras)
-    if extras:  # only then: a program without extras is described as it always was
-        options["extras"] = extras
+    extras = _check_extras(extras, options)
     _check_counts(n_dithers, n_background, rateints, nints)
     setups = _resolve_setups(instrument, detectors, filters)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
@@ -208,12 +206,7 @@ def simulate_program(
         _simulate_observation(plan, written, obs_index, det, filt, geometries[det.name],
                               steps[det.name], scene, rng)
 
-    extra_files = []
-    if extras:
-        from .extras import write_extras
-
-        extra_files = write_extras(outdir, written.rate_files[0],
-                                   _observations(written), plan.subarray, extras, seed)
+    extra_files = _write_extras(plan, written, extras, seed)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
@@ -230,19 +223,29 @@ def simulate_program(
     return result
 
 
-def _check_extras(extras) -> list[str]:
+def _check_extras(extras, options: dict) -> list[str]:
+    """The extras asked for, each once, recorded in ``options`` (only when there are: a
+    program without extras is described as it always was)."""
     from .extras import EXTRAS
 
     chosen = list(dict.fromkeys(str(e).strip().lower() for e in extras or ()))
     unknown = [e for e in chosen if e not in EXTRAS]
     if unknown:
         raise InputError(f"unknown extra {unknown[0]!r}; choose from {', '.join(EXTRAS)}.")
+    if chosen:
+        options["extras"] = chosen
     return chosen
 
 
-def _observations(written: "_Written") -> int:
-    """The highest observation number among the files written (jwPPPPPOOO...)."""
-    return max(int(p.name[7:10]) for p in written.rate_files + written.background_files)
+def _write_extras(plan: "_Plan", written: "_Written", extras: list[str], seed: int) -> list[Path]:
+    """The TA, grism and _uncal files (jwstrun.simulate.extras) after the science ones; the
+    grism exposure takes the observation after the highest one written (jwPPPPPOOO...)."""
+    if not extras:
+        return []
+    from .extras import write_extras
+
+    last = max(int(p.name[7:10]) for p in written.rate_files + written.background_files)
+    return write_extras(plan.outdir, written.rate_files[0], last, plan.subarray, extras, seed)
 
 
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:
