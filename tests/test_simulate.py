@@ -174,3 +174,78 @@ def test_load_simulation_reuses_only_a_matching_program(small_program):
     assert same.crds_context == small_program.crds_context
     assert load_simulation(small_program.outdir, seed=8) is None
     assert load_simulation(small_program.outdir / "nowhere") is None
+
+
+# --- what else a MAST folder holds (--extra) ----------------------------------------------
+
+
+def test_extras_have_the_headers_of_real_products(mast_folder):
+    """The target acquisition, grism exposure and _uncal: DMS names (no filter in them),
+    EXP_TYPE, DATAMODL, FILTER/PUPIL, subarray and shapes of the real products."""
+    science = mast_folder.rate_files[0]
+    assert science.name == "jw01234001001_02101_00001_nrcb1_rate.fits"
+    assert [p.name for p in mast_folder.extra_files] == [
+        "jw01234001001_01101_00001_nrcb1_rate.fits",
+        "jw01234002001_02101_00001_nrcblong_rate.fits",
+        "jw01234001001_02101_00001_nrcb1_uncal.fits",
+    ]
+    ta, grism, uncal = mast_folder.extra_files
+    expected = {
+        ta: {"EXP_TYPE": "NRC_TACQ", "DATAMODL": "ImageModel", "DETECTOR": "NRCB1",
+             "FILTER": "F210M", "PUPIL": "CLEAR", "SUBARRAY": "SUB64P", "VISITGRP": "01",
+             "OBSERVTN": "001"},
+        grism: {"EXP_TYPE": "NRC_WFSS", "DATAMODL": "ImageModel", "DETECTOR": "NRCBLONG",
+                "CHANNEL": "LONG", "FILTER": "F444W", "PUPIL": "GRISMR", "SUBARRAY": "SUB64P",
+                "OBSERVTN": "002"},
+        uncal: {"EXP_TYPE": "NRC_IMAGE", "DATAMODL": "Level1bModel", "DETECTOR": "NRCB1",
+                "FILTER": "F200W", "PUPIL": "CLEAR", "SUBARRAY": "SUB64P", "NGROUPS": 3},
+    }
+    for path, cards in expected.items():
+        with fits.open(path) as hdul:
+            header = hdul[0].header
+            assert {k: header[k] for k in cards} == cards, path.name
+            assert header["FILENAME"] == path.name
+            assert not header["BKGDTARG"]
+            sci = hdul["SCI"].data
+        if path is uncal:
+            assert sci.dtype.str[1:] == "u2" and sci.shape == (1, 3, 64, 64)
+        else:
+            assert sci.dtype.str[1:] == "f4" and sci.shape == (64, 64)
+            assert fits.getval(path, "BUNIT", "SCI") == "DN/s"
+    summary = json.loads((mast_folder.outdir / "simulation.json").read_text())
+    assert summary["extra_files"] == [str(p) for p in mast_folder.extra_files]
+    assert summary["options"]["extras"] == ["ta", "grism", "uncal"]
+
+
+def test_extras_leave_the_science_as_it_was(mast_folder, tmp_path):
+    """The same program without --extra: the same science file, and a summary without a
+    word about extras (a simulation without them writes what it always did)."""
+    options = {k: mast_folder.options[k] for k in ("subarray", "n_dithers", "seed")}
+    plain = simulate_program(tmp_path / "plain", **options)
+    (a,), (b,) = plain.rate_files, mast_folder.rate_files
+    assert a.name == b.name
+    with fits.open(a) as one, fits.open(b) as other:
+        assert [h.name for h in one] == [h.name for h in other]
+        for hdu, same in zip(one, other, strict=True):
+            if hdu.name not in ("PRIMARY", "ASDF"):  # ASDF: the tree's creation time
+                np.testing.assert_array_equal(hdu.data, same.data, err_msg=hdu.name)
+            cards = {k: v for k, v in hdu.header.items() if k != "DATE"}
+            assert cards == {k: v for k, v in same.header.items() if k != "DATE"}, hdu.name
+    summary = json.loads((plain.outdir / "simulation.json").read_text())
+    assert "extra_files" not in summary and "extras" not in summary["options"]
+    assert plain.extra_files == []
+
+
+def test_unknown_extra_is_refused(tmp_path):
+    from jwstrun.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        simulate_program(tmp_path / "x", extras=["ta", "coron"])
+    assert str(err.value) == "unknown extra 'coron'; choose from ta, grism, uncal."
+    assert not (tmp_path / "x").exists()
+    result = CliRunner().invoke(cli, ["simulate", str(tmp_path / "y"), "--extra", "coron"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--extra': 'coron' is not one of 'ta', 'grism', 'uncal'." \
+        in result.output
+    assert not (tmp_path / "y").exists()
+

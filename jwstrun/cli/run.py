@@ -249,7 +249,9 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     resample step is skipped, _bsub with --save-bsub) appear in OUTDIR only once
     they are complete and validated, and a failing exposure does not stop the
     others. Re-running skips exposures whose products are up to date. --report
-    also writes the HTML run report OUTDIR/jwstrun-report.html.
+    also writes the HTML run report OUTDIR/jwstrun-report.html. Exposures that are
+    not direct imaging (target acquisition, grism...) and _uncal files among the
+    inputs are left out with one line (--json lists them).
 
     \b
     Examples:
@@ -299,7 +301,8 @@ def image3_command(ctx, inputs, no_report, **kw):
     image3 the associations of 'jwstrun asn --group-by default
     --merge-observations'. Each association is one task; several run
     side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
-    catalog and _segm segmentation map.
+    catalog and _segm segmentation map. Files that are not direct imaging are left
+    out with one line (--json lists them).
 
     Before any step runs, each association's output mosaic and peak memory are
     estimated from the input footprints (docs/image3-scale.md): a mosaic too

@@ -34,17 +34,23 @@ __all__ = ["register", "simulate"]
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same files).")
 @click.option("--pointing-error", type=click.FloatRange(0, 5), default=0.1, show_default=True,
               help="RMS pointing error per exposure in arcsec (what tweakreg has to fix).")
+@click.option("--extra", "extras", multiple=True, type=click.Choice(["ta", "grism", "uncal"]),
+              help="Also write what else a MAST download holds, repeatable: ta (a "
+              "target-acquisition _rate, NRC_TACQ or MIR_TACQ), grism (an NRC_WFSS GRISMR "
+              "_rate; MIRI: MIR_LRS-SLITLESS), uncal (the _uncal raw ramps of the first "
+              "exposure, a Level1bModel). Not science: image2, image3 and asn leave them out.")
 @click.option("--crds-path", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Where to write the CRDS cache (default OUTDIR/crds_cache).")
 @click.option("--force", is_flag=True, help="Write into a non-empty OUTDIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate(outdir, instrument, detectors, filters, subarray, n_dithers, n_background,
-             rateints, nints, seed, pointing_error, crds_path, force, as_json):
+             rateints, nints, seed, pointing_error, extras, crds_path, force, as_json):
     """Simulate a JWST imaging program and a local CRDS cache that reduces it offline.
 
     Writes *_rate.fits (or *_rateints.fits) named by the JWST convention, background
     exposures, truth tables of the injected sources, pointing errors and cosmic rays
     (ECSV), a CRDS cache, and OUTDIR/crds.env with the CRDS environment to use.
+    --extra adds the other files of a MAST download (target acquisition, grism, _uncal).
 
     \b
     Examples:
@@ -52,6 +58,7 @@ def simulate(outdir, instrument, detectors, filters, subarray, n_dithers, n_back
       jwstrun simulate sim/ --detector NRCB1 --detector NRCBLONG --filter F200W --filter F444W
       jwstrun simulate sim/ --instrument MIRI --subarray FULL --dithers 4 --background 2
       jwstrun simulate sim/ --rateints --nints 4 --subarray SUB320
+      jwstrun simulate mast/ --background 1 --extra ta --extra grism --extra uncal
       source sim/crds.env && strun calwebb_image2 sim/jw01234001001_02101_00001_nrcb1_rate.fits
     """
     from ..simulate import simulate_program
@@ -68,6 +75,7 @@ def simulate(outdir, instrument, detectors, filters, subarray, n_dithers, n_back
         nints=nints,
         seed=seed,
         pointing_error=pointing_error,
+        extras=extras,
         crds_path=crds_path,
         force=force,
     )
@@ -80,6 +88,8 @@ def simulate(outdir, instrument, detectors, filters, subarray, n_dithers, n_back
     for group in result.groups:
         click.echo(f"  {group['detector']:<9} {group['filter']:<7} "
                    f"{len(group['science'])} science, {len(group['background'])} background")
+    if result.extra_files:
+        click.echo(f"  not science: {', '.join(p.name for p in result.extra_files)}")
     click.echo(f"Truth: {result.truth_file.name}, {result.pointing_file.name}, "
                f"{result.cosmic_ray_file.name}")
     click.echo(f"CRDS cache: {result.crds_path} (context {result.crds_context})")

@@ -62,9 +62,11 @@ class SimulationResult:
     seconds: float = 0.0
     groups: list[dict] = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    #: what ``extras`` wrote: TA, grism and _uncal files (jwstrun.simulate.extras)
+    extra_files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "outdir": str(self.outdir),
             "rate_files": [str(p) for p in self.rate_files],
             "background_files": [str(p) for p in self.background_files],
@@ -79,6 +81,9 @@ class SimulationResult:
             "groups": self.groups,
             "options": self.options,
         }
+        if self.extra_files:  # the summary of a program without extras stays as it was
+            data["extra_files"] = [str(p) for p in self.extra_files]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> SimulationResult:
@@ -92,6 +97,7 @@ class SimulationResult:
             seconds=float(data.get("seconds", 0.0)),
             groups=list(data.get("groups", [])),
             options=dict(data.get("options", {})),
+            extra_files=[Path(p) for p in data.get("extra_files", [])],
         )
 
 
@@ -158,6 +164,7 @@ def simulate_program(
     dec: float = DEFAULT_DEC,
     roll: float = DEFAULT_ROLL,
     source_density: float = 1.0,
+    extras: list[str] | tuple[str, ...] = (),
     force: bool = False,
 ) -> SimulationResult:
     """Simulate an imaging program and the CRDS cache that reduces it offline.
@@ -167,7 +174,8 @@ def simulate_program(
     field are added per pair.  A filter that does not exist on one of the
     detectors is used only where it exists (so ``--detector NRCB1 --detector
     NRCBLONG --filter F200W --filter F444W`` gives F200W on NRCB1 and F444W on
-    NRCBLONG).
+    NRCBLONG).  ``extras`` adds what else a MAST download holds, not science: ``"ta"``,
+    ``"grism"``, ``"uncal"`` (:mod:`jwstrun.simulate.extras`).
     """
     t0 = time.perf_counter()
     options = {
@@ -176,6 +184,7 @@ def simulate_program(
         "rateints": rateints, "nints": nints, "seed": seed, "pointing_error": pointing_error,
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
+    extras = _check_extras(extras, options)
     _check_counts(n_dithers, n_background, rateints, nints)
     setups = _resolve_setups(instrument, detectors, filters)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
@@ -197,6 +206,7 @@ def simulate_program(
         _simulate_observation(plan, written, obs_index, det, filt, geometries[det.name],
                               steps[det.name], scene, rng)
 
+    extra_files = _write_extras(plan, written, extras, seed)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
@@ -205,12 +215,37 @@ def simulate_program(
         outdir=outdir, rate_files=written.rate_files, background_files=written.background_files,
         truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
-        groups=written.groups, options=options,
+        groups=written.groups, options=options, extra_files=extra_files,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d exposures in %.1f s",
              len(written.rate_files) + len(written.background_files), seconds)
     return result
+
+
+def _check_extras(extras, options: dict) -> list[str]:
+    """The extras asked for, each once, recorded in ``options`` (only when there are: a
+    program without extras is described as it always was)."""
+    from .extras import EXTRAS
+
+    chosen = list(dict.fromkeys(str(e).strip().lower() for e in extras or ()))
+    unknown = [e for e in chosen if e not in EXTRAS]
+    if unknown:
+        raise InputError(f"unknown extra {unknown[0]!r}; choose from {', '.join(EXTRAS)}.")
+    if chosen:
+        options["extras"] = chosen
+    return chosen
+
+
+def _write_extras(plan: "_Plan", written: "_Written", extras: list[str], seed: int) -> list[Path]:
+    """The TA, grism and _uncal files (jwstrun.simulate.extras) after the science ones; the
+    grism exposure takes the observation after the highest one written (jwPPPPPOOO...)."""
+    if not extras:
+        return []
+    from .extras import write_extras
+
+    last = max(int(p.name[7:10]) for p in written.rate_files + written.background_files)
+    return write_extras(plan.outdir, written.rate_files[0], last, plan.subarray, extras, seed)
 
 
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:
@@ -433,13 +468,16 @@ def load_simulation(outdir, **expected_options) -> SimulationResult | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for key, value in expected_options.items():
-        if key in ("detectors", "filters"):
+        if key in ("detectors", "filters", "extras"):
             value = list(value)
+        if key == "extras" and not value:
+            value = None  # a program without extras does not list them
         if key == "subarray":
             value = str(value).upper()
         if result.options.get(key) != value:
             return None
-    needed = [*result.rate_files, *result.background_files, result.truth_file, result.env_file]
+    needed = [*result.rate_files, *result.background_files, *result.extra_files,
+              result.truth_file, result.env_file]
     if not all(Path(p).is_file() for p in needed):
         return None
     return result
