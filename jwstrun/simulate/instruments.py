@@ -23,6 +23,7 @@ __all__ = [
     "subarray_geometry",
     "valid_subarrays",
     "siaf_aperture",
+    "siaf_rotations",
     "clear_caches",
 ]
 
@@ -184,6 +185,14 @@ def _siaf(instrument: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pysiaf.Siaf(instrument)
+
+
+def siaf_rotations():
+    """``pysiaf.utils.rotations`` (attitude matrices), pysiaf imported quietly."""
+    _siaf("NIRCAM")
+    from pysiaf.utils import rotations
+
+    return rotations
 
 
 def clear_caches() -> None:
