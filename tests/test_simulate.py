@@ -329,7 +329,7 @@ def test_filter_on_none_of_the_detectors_is_refused(detectors, filters, message)
     assert str(info.value) == message
 
 
-def test_cli_module_summary(tmp_path):
+def test_cli_summary_per_exposure_set(tmp_path):
     result = CliRunner().invoke(
         cli, ["simulate", str(tmp_path / "m"), "--detector", "NRCB1", "--detector", "NRCBLONG",
               "--filter", "F200W", "--filter", "F150W", "--filter", "F444W",
