@@ -96,7 +96,7 @@ def plan_exposure_sets(instrument, detectors, filters) -> list[ExposureSet]:
 
     Raises InputError for an unknown detector, a detector of another instrument
     than ``instrument``, or a filter none of the detectors has (the message names
-    the first detector and lists its filters).
+    the detectors that have it, or lists the first detector's filters).
     """
     names = _unique(detectors) or [default_detector(instrument or "NIRCAM")]
     dets = [get_detector(d) for d in names]

@@ -238,7 +238,7 @@ def simulate_program(
         groups=written.groups, options=options,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
-    log.info("simulated %d exposures in %.1f s",
+    log.info("simulated %d files in %.1f s",
              len(written.rate_files) + len(written.background_files), seconds)
     return result
 
