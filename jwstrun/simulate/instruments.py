@@ -24,6 +24,7 @@ __all__ = [
     "aperture_geometry",
     "valid_subarrays",
     "siaf_aperture",
+    "siaf_rotations",
     "clear_caches",
 ]
 
@@ -185,6 +186,14 @@ def _siaf(instrument: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pysiaf.Siaf(instrument)
+
+
+def siaf_rotations():
+    """``pysiaf.utils.rotations`` (attitude matrices), pysiaf imported quietly."""
+    _siaf("NIRCAM")
+    from pysiaf.utils import rotations
+
+    return rotations
 
 
 def clear_caches() -> None:
