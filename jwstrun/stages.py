@@ -32,6 +32,13 @@ A row says:
   COMPLETE in the products the stage writes (on top of the earlier stage's;
   steps that skip themselves by design, such as resample in image2, are left out).
 - ``asn_level``: the level of the associations it takes (2 or 3; None: none).
+- ``exp_types``: the EXP_TYPEs it reduces; other exposures among its inputs (target
+  acquisitions, grism, coronagraphy...) are left out with one summary line
+  (:mod:`jwstrun.selection`).
+
+:data:`EXTERNAL_INPUTS` names the product types of pipelines jwstrun has no stage for
+yet (``_uncal`` files go to calwebb_detector1): found among a stage's inputs they are
+left out with what to run instead.
 
 Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 """
@@ -43,10 +50,23 @@ from dataclasses import dataclass, field
 
 from .errors import InputError
 
-__all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "get_stage", "stage_names", "stages_accepting"]
+__all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "IMAGING_EXP_TYPES", "EXTERNAL_INPUTS",
+           "get_stage", "stage_names", "stages_accepting"]
 
 #: Pixels of one NIRCam/MIRI full frame; the unit of the memory model.
 FULL_FRAME_PIXELS = 2048 * 2048
+
+#: Direct imaging: the EXP_TYPEs of jwst's Level-3 image rule (``Asn_Lv3Image``'s
+#: ``Constraint_Image`` in jwst/associations/lib/rules_level3_base.py) without NIRSpec's
+#: engineering ``NRS_MIMF``; tests/test_asn.py checks them against the installed jwst.
+#: Coronagraphy (coron3) and time series (tso3) have Level-3 pipelines of their own.
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+
+#: Product type -> (strun alias of the pipeline that takes it, product type it writes),
+#: for pipelines jwstrun has no stage row for yet.  Such files among a stage's inputs
+#: are left out with what to run (jwstrun.selection); a stage row taking them replaces
+#: the entry.
+EXTERNAL_INPUTS: dict[str, tuple[str, str]] = {"uncal": ("calwebb_detector1", "rate")}
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,7 @@ class Stage:
     #: other names people type for it (for lookups and "did you mean" hints)
     aliases: tuple[str, ...] = field(default=())
     checked_steps: tuple[str, ...] = ()
+    exp_types: tuple[str, ...] = IMAGING_EXP_TYPES
 
     @property
     def module(self) -> str:
@@ -118,6 +139,7 @@ STAGES: dict[str, Stage] = {
         asn_level=2,
         aliases=("calwebb_image2", "image2pipeline", "stage2"),
         checked_steps=("assign_wcs", "flat_field", "photom"),
+        exp_types=IMAGING_EXP_TYPES,
     ),
     "image3": Stage(
         name="image3",
@@ -131,6 +153,7 @@ STAGES: dict[str, Stage] = {
         asn_level=3,
         aliases=("calwebb_image3", "image3pipeline", "stage3"),
         checked_steps=("tweakreg", "skymatch", "outlier_detection"),
+        exp_types=IMAGING_EXP_TYPES,
     ),
 }
 

@@ -674,7 +674,9 @@ def test_bad_inputs_name_the_file(tmp_path, data):
     }
     for bad, message in cases.items():
         out = tmp_path / "out.json"
-        result = run_cli("asn", data["rate"][0], bad, "-o", out)
+        # a grism exposure among imaging ones is left out (test_mixed_exposure_types_left_out)
+        given = [bad] if bad == spec else [data["rate"][0], bad]
+        result = run_cli("asn", *given, "-o", out)
         assert result.exit_code == 1, bad
         assert result.output.startswith(message), result.output
         assert "Traceback" not in result.output
@@ -682,6 +684,43 @@ def test_bad_inputs_name_the_file(tmp_path, data):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["notes_rate.fits", "empty_rate.fits", "plain_rate.fits", "spec_rate.fits"]
     )
+
+
+def test_mixed_exposure_types_left_out(data, tmp_path):
+    """A MAST folder's target acquisition, grism exposure and _uncal among imaging exposures:
+    left out with one warning line; --json lists them; the association has the others."""
+    import shutil
+
+    from stdatamodels.jwst import datamodels
+
+    rates = [Path(shutil.copy(p, tmp_path / p.name)) for p in data["rate"][:2]]
+    ta = make_exposure(tmp_path, exp_type="NRC_TACQ", exposure=7)
+    grism = make_exposure(tmp_path, exp_type="NRC_WFSS", detector="NRCBLONG", filter="F444W",
+                          pupil="GRISMR", exposure=8)
+    uncal = tmp_path / rates[0].name.replace("_rate.fits", "_uncal.fits")
+    with datamodels.ImageModel(rates[0]) as source:
+        model = datamodels.Level1bModel(data=np.zeros((1, 2, 8, 8), dtype=np.uint16))
+        model.update(source)
+    model.save(uncal)
+    model.close()
+    out = tmp_path / "l2_asn.json"
+    result = CliRunner().invoke(
+        cli, ["asn", *map(str, [*rates, ta, grism, uncal]), "-o", str(out), "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "WARNING Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
+        "asn takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures); 1 _uncal (raw ramps: "
+        "run 'strun calwebb_detector1' on it, then give the _rate file it writes to jwstrun asn)."
+    ]
+    report = json.loads(result.stdout)
+    assert [(i["path"], i["exp_type"], i["reason"]) for i in report["left_out"]] == [
+        (str(ta), "NRC_TACQ", "not_imaging"), (str(grism), "NRC_WFSS", "not_imaging"),
+        (str(uncal), "NRC_IMAGE", "earlier_stage"),
+    ]
+    members = [m["expname"] for p in json.loads(out.read_text())["products"] for m in p["members"]]
+    assert len(members) == 2 and all(m.endswith("_rate.fits") for m in members)
 
 
 def test_mixed_product_types_and_empty_list(data, tmp_path):
@@ -1033,7 +1072,8 @@ def test_cli_asn_takes_a_directory(data, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"Error: {empty}: is a directory with no *_rate.fits, *_rateints.fits, *_cal.fits, "
-        "*_calints.fits files in it. Give the directory that holds them, or the files.")
+        "*_calints.fits, *_uncal.fits files in it. Give the directory that holds them, or the "
+        "files.")
     result = runner.invoke(cli, ["asn", str(rate_dir), "-o", str(tmp_path / "x.json"),
                                  "--background", str(tmp_path / "nobkg" / "*_rate.fits")])
     assert result.exit_code == 1
@@ -1282,8 +1322,16 @@ def test_grouping_reads_headers_only(tmp_path):
 
 
 def test_exposure_types_match_jwst():
+    """The stages' imaging EXP_TYPEs are those of jwst's Level-3 image rule (less NIRSpec's
+    engineering NRS_MIMF), all of them Level-2b image science types."""
     from jwst.associations.lib.dms_base import IMAGE2_SCIENCE_EXP_TYPES
+    from jwst.associations.lib.rules_level3_base import Constraint_Image
 
+    from jwstrun.stages import STAGES
+
+    level3 = set(Constraint_Image().value.split("|")) - {"nrs_mimf"}
+    for stage in STAGES.values():
+        assert {t.lower() for t in stage.exp_types} == level3
     assert {t.lower() for t in asn_lib.IMAGING_EXP_TYPES} <= set(IMAGE2_SCIENCE_EXP_TYPES)
 
 

@@ -270,6 +270,81 @@ def test_plan_image2_refuses_cal_and_broken_files(tmp_path):
         plan_image2([empty])
 
 
+# --------------------------------------------------------------------------- mixed inputs
+#: what image2 and image3 say about the imaging EXP_TYPEs they take
+TAKES = "takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures"
+
+
+def test_select_files_leaves_out_other_exposures_and_uncal(tmp_path, caplog):
+    """A MAST folder: imaging, target acquisition, grism and _uncal side by side. image2
+    keeps the imaging exposure (and associations, for its own checks), leaves the others
+    out with one line, and a directory given to it lists the _uncal files too."""
+    from jwstrun.selection import select_files
+
+    image2 = get_stage("image2")
+    rate = write_fits(tmp_path / "jw01_nrcb1_rate.fits")
+    ta = write_fits(tmp_path / "jw02_nrcb1_rate.fits", EXP_TYPE="NRC_TACQ")
+    wfss = write_fits(tmp_path / "jw03_nrcblong_rate.fits", EXP_TYPE="NRC_WFSS")
+    uncal = write_fits(tmp_path / "jw01_nrcb1_uncal.fits", DATAMODL="Level1bModel")
+    asn = tmp_path / "l2_asn.json"
+    asn.write_text("{}")
+    listed = stage_inputs(image2, [tmp_path])
+    assert listed == [rate.resolve(), uncal.resolve(), ta.resolve(), wfss.resolve()]
+    with caplog.at_level("WARNING", logger="jwstrun.selection"):
+        selection = select_files(image2, [*listed, asn])
+    assert selection.kept == [rate.resolve(), asn]
+    assert [item.to_dict() for item in selection.left_out] == [
+        {"path": str(uncal.resolve()), "exp_type": "NRC_IMAGE", "product_type": "uncal",
+         "reason": "earlier_stage"},
+        {"path": str(ta.resolve()), "exp_type": "NRC_TACQ", "product_type": "rate",
+         "reason": "not_imaging"},
+        {"path": str(wfss.resolve()), "exp_type": "NRC_WFSS", "product_type": "rate",
+         "reason": "not_imaging"},
+    ]
+    assert caplog.messages == [
+        f"Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun image2 "
+        f"{TAKES}); 1 _uncal (raw ramps: run 'strun calwebb_detector1' on it, then give the "
+        "_rate file it writes to jwstrun image2)."
+    ]
+
+
+def test_select_files_image3_leaves_out_grism_cal_and_refuses_a_misnamed_file(tmp_path, caplog):
+    """A grism _cal is a MultiSlitModel: left out for its EXP_TYPE, not refused for its
+    DATAMODL. An ImageModel named _uncal, a CubeModel named _rate are refused, naming the
+    file, the suffix and the DATAMODL."""
+    from jwstrun.selection import select_files
+
+    image3 = get_stage("image3")
+    cal = write_fits(tmp_path / "jw01_nrcb1_cal.fits", S_PHOTOM="COMPLETE")
+    wfss = write_fits(tmp_path / "jw03_nrcblong_cal.fits", EXP_TYPE="NRC_WFSS",
+                      DATAMODL="MultiSlitModel")
+    uncal = write_fits(tmp_path / "jw02_nrcb1_uncal.fits", DATAMODL="RampModel")
+    with caplog.at_level("WARNING", logger="jwstrun.selection"):
+        selection = select_files(image3, [cal, wfss, uncal])
+    assert selection.kept == [cal]
+    assert caplog.messages == [
+        f"Left out 2 of 3 files: 1 not direct imaging (1 NRC_WFSS; jwstrun image3 {TAKES}); "
+        "1 _uncal (raw ramps: run 'strun calwebb_detector1' on it, then run 'jwstrun image2' "
+        "on the _rate file it writes and give the _cal file to jwstrun image3)."
+    ]
+    misnamed = write_fits(tmp_path / "jw04_nrcb1_uncal.fits")
+    with pytest.raises(InputError) as err:
+        select_files(get_stage("image2"), [cal, misnamed])
+    assert str(err.value) == (
+        f"{misnamed}: is named _uncal, but its DATAMODL is ImageModel (an _uncal file is a "
+        "Level1bModel or RampModel); its header says it is a _rate product: rename it to end "
+        "in _rate.fits, or re-create it."
+    )
+    cube = write_fits(tmp_path / "jw05_nrcb1_rate.fits", DATAMODL="CubeModel", NINTS=3)
+    with pytest.raises(InputError) as err:
+        select_files(get_stage("image2"), [cube])
+    assert str(err.value) == (
+        f"{cube}: is named _rate, but its DATAMODL is CubeModel (a _rate file is an "
+        "ImageModel or IFUImageModel); its header says it is a _rateints product: rename it "
+        "to end in _rateints.fits, or re-create it."
+    )
+
+
 def test_prepare_outdir_errors(tmp_path):
     assert prepare_outdir(tmp_path / "new" / "out").is_dir()
     afile = tmp_path / "afile"
@@ -393,6 +468,90 @@ def test_pool_shutdown_cancel_kills_running_task():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     del stream
+
+
+def test_worker_stopped_inside_set_name_says_nothing(tmp_path):
+    """A run stopped while its workers import jwst (the parent's shutdown sends SIGTERM) at the
+    moment a class body's ``__set_name__`` runs, where Python 3.11 wraps the exception into
+    "Error calling __set_name__": the worker leaves at once with 143 and prints nothing (it
+    used to warn "worker could not import ..." and run on until killed 10 s later)."""
+    (tmp_path / "slow_set_name_module.py").write_text(
+        "import pathlib, time\n"
+        "class Descriptor:\n"
+        "    def __set_name__(self, owner, name):\n"
+        "        pathlib.Path(__file__).with_suffix('.inside').touch()\n"
+        "        time.sleep(5)\n"
+        "class Owner:\n"
+        "    attribute = Descriptor()\n"
+    )
+    (tmp_path / "parent.py").write_text(
+        "import pathlib, sys, time\n"
+        "from jwstrun.executors import LocalExecutor\n"
+        "from jwstrun.runner import lost_task_result, run_task\n"
+        "if __name__ == '__main__':\n"
+        "    pool = LocalExecutor(1, run_task, lost_task_result, warm=('slow_set_name_module',))\n"
+        "    pool.start()\n"
+        "    (worker,) = pool._workers.values()\n"
+        "    inside = pathlib.Path(sys.argv[1]) / 'slow_set_name_module.inside'\n"
+        "    while not inside.exists() and worker.process.is_alive():\n"
+        "        time.sleep(0.01)\n"
+        "    started = time.monotonic()\n"
+        "    pool.shutdown(cancel=True)\n"
+        "    print(worker.process.exitcode, round(time.monotonic() - started))\n"
+    )
+    proc = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["143", "0"], proc.stdout + proc.stderr
+    assert proc.stderr == ""
+
+
+def test_ctrl_c_while_a_worker_starts_prints_no_traceback(tmp_path):
+    """Ctrl-C in a terminal signals the whole process group: a worker still starting (here
+    importing a slow task module, before it can ignore SIGINT itself) prints no
+    KeyboardInterrupt traceback; the parent stops it as usual."""
+    (tmp_path / "slow_import_tasks.py").write_text(
+        "import os, pathlib, time\n"
+        "if os.environ.get('SLOW_IMPORT'):\n"
+        "    pathlib.Path(__file__).with_suffix('.inside').touch()\n"
+        "    time.sleep(3)\n"
+        "def run(task, progress):\n"
+        "    return task\n"
+        "def lost(task, reason):\n"
+        "    return reason\n"
+    )
+    (tmp_path / "parent.py").write_text(
+        "import os, pathlib, signal, sys, time\n"
+        "if __name__ == '__main__':\n"
+        "    got = []\n"
+        "    signal.signal(signal.SIGINT, lambda *_: got.append(1))\n"
+        "    from jwstrun.executors import LocalExecutor\n"
+        "    import slow_import_tasks\n"
+        "    os.environ['SLOW_IMPORT'] = '1'\n"
+        "    pool = LocalExecutor(1, slow_import_tasks.run, slow_import_tasks.lost).start()\n"
+        "    inside = pathlib.Path(sys.argv[1]) / 'slow_import_tasks.inside'\n"
+        "    while not inside.exists():\n"
+        "        time.sleep(0.01)\n"
+        "    print('inside', flush=True)\n"
+        "    while not got:\n"
+        "        time.sleep(0.01)\n"
+        "    time.sleep(0.5)  # where a worker hit by the SIGINT would print its traceback\n"
+        "    pool.shutdown(cancel=True)\n"
+        "    print('stopped', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "inside\n"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out == "stopped\n"
+    assert err == ""
 
 
 def test_pool_started_early_is_resized_before_work():

@@ -299,6 +299,30 @@ def test_type_from_datamodl_when_the_name_has_no_suffix(products, tmp_path):
     assert report.ok
 
 
+def test_uncal_is_named_for_what_it_is(tmp_path):
+    """An _uncal (raw ramps) is not a product validate checks, and says so; an ImageModel
+    named _uncal is a DATAMODL error naming the file, the suffix and the DATAMODL."""
+    header = fits.Header({"DATAMODL": "Level1bModel", "INSTRUME": "NIRCAM",
+                          "EXP_TYPE": "NRC_IMAGE"})
+    uncal = tmp_path / "jw01234001001_02101_00001_nrcb1_uncal.fits"
+    fits.PrimaryHDU(header=header).writeto(uncal)
+    report = validate_file(uncal)
+    assert report.product_type == "uncal" and not report.ok
+    assert messages(report) == [
+        f"{uncal.name}: is an _uncal file (raw ramps, DATAMODL Level1bModel); validate checks "
+        "the products of calwebb_detector1 and later (rate, rateints, bsub, bsubints, cal, "
+        "calints, crf, crfints, i2d, segm, cat)."
+    ]
+    header["DATAMODL"] = "ImageModel"
+    misnamed = tmp_path / "jw01234001001_02101_00002_nrcb1_uncal.fits"
+    fits.PrimaryHDU(header=header).writeto(misnamed)
+    assert messages(validate_file(misnamed)) == [
+        f"{misnamed}: is named _uncal, but its DATAMODL is ImageModel (an _uncal file is a "
+        "Level1bModel or RampModel); its header says it is a _rate product: rename it to end "
+        "in _rate.fits, or re-create it."
+    ]
+
+
 # --------------------------------------------------------------------------- layout failures
 
 

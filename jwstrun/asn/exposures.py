@@ -15,12 +15,14 @@ from .levels import IMAGING_EXP_TYPES
 log = logging.getLogger(__name__)
 
 
-def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> list[ExposureInfo]:
+def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input", *,
+                   imaging_only: bool = True) -> list[ExposureInfo]:
     """Read the primary headers of ``paths``; raise :class:`InputError` naming a bad file.
 
     Duplicates (the same file listed twice) are dropped with a warning; two files with
     the same name in different directories are refused since their products would
-    overwrite each other.
+    overwrite each other.  ``imaging_only=False`` keeps exposures of other EXP_TYPEs and
+    ``_uncal`` files, for :func:`jwstrun.selection.select_exposures` to leave out.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -44,7 +46,7 @@ def read_exposures(paths: Iterable[str | os.PathLike], what: str = "input") -> l
                 log.warning("%s: is the same file as %s; using it once.", path, seen[resolved])
             continue
         info = read_exposure_info(path)
-        _check_jwst_exposure(info)
+        _check_jwst_exposure(info, imaging_only)
         seen[resolved] = path
         exposures.append(info)
     repeats = repeated_exposures(exposures)
@@ -93,7 +95,7 @@ def repeated_exposures(exposures: Sequence[ExposureInfo]) -> dict[int, tuple[int
     return repeats
 
 
-def _check_jwst_exposure(info: ExposureInfo) -> None:
+def _check_jwst_exposure(info: ExposureInfo, imaging_only: bool = True) -> None:
     missing = [
         key
         for key, value in (("INSTRUME", info.instrument), ("EXP_TYPE", info.exp_type))
@@ -104,14 +106,16 @@ def _check_jwst_exposure(info: ExposureInfo) -> None:
             f"{info.path}: FITS file without JWST keywords ({', '.join(missing)} missing from "
             "the primary header). Give JWST pipeline products such as *_rate.fits or *_cal.fits."
         )
+    exp_type = info.exp_type.upper()
+    if exp_type not in IMAGING_EXP_TYPES:
+        if not imaging_only:
+            return  # jwstrun.selection leaves it out, whatever product it is
+        raise InputError(
+            f"{info.path}: EXP_TYPE {exp_type} is not direct imaging "
+            f"({', '.join(IMAGING_EXP_TYPES)}); jwstrun builds image2/image3 associations only."
+        )
     if info.product_type is None:
         raise InputError(
             f"{info.path}: cannot tell the product type (no _rate/_cal... suffix and no usable "
             "DATAMODL). Name the file by the JWST convention, e.g. <exposure>_rate.fits."
-        )
-    exp_type = info.exp_type.upper()
-    if exp_type not in IMAGING_EXP_TYPES:
-        raise InputError(
-            f"{info.path}: EXP_TYPE {exp_type} is not direct imaging "
-            f"({', '.join(IMAGING_EXP_TYPES)}); jwstrun builds image2/image3 associations only."
         )

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..errors import InputError
 from ..products import ExposureInfo
-from ..stages import get_stage
+from ..stages import IMAGING_EXP_TYPES, get_stage
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,8 @@ LEVEL_INPUTS: dict[int, tuple[str, ...]] = {
     level: get_stage(stage).accepts for level, stage in _ASN_TYPE.items()
 }
 
-#: EXP_TYPEs of direct imaging handled by calwebb_image2 -> calwebb_image3.
-#: (Coronagraphy and time series go to coron3/tso3, so they are refused here.)
-IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+# IMAGING_EXP_TYPES, the EXP_TYPEs of direct imaging that calwebb_image2 -> calwebb_image3
+# reduce, comes from jwstrun.stages (the stage rows' ``exp_types``, and their source).
 
 
 def _files_of(level: int) -> str:

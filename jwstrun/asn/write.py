@@ -89,12 +89,15 @@ class AsnBuildResult:
     level: int
     associations: list[WrittenAssociation]
     group_by: tuple[str, ...] | None = None
+    #: files left out (another EXP_TYPE, _uncal): jwstrun.selection.LeftOut
+    left_out: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "level": self.level,
             "group_by": list(self.group_by) if self.group_by else None,
             "associations": [a.to_dict() for a in self.associations],
+            "left_out": [item.to_dict() for item in self.left_out],
         }
 
 
@@ -119,9 +122,14 @@ def make_associations(
     ``<DMS group name>_<asn_type>_asn.json``.  ``merge_observations`` joins the
     observations of a target and optical path (``c1000`` names).  Nothing is written
     unless every association could be built, and existing files are kept unless ``force``.
+    Exposures of other EXP_TYPEs and ``_uncal`` files are left out with one warning
+    (:mod:`jwstrun.selection`; the result's ``left_out`` lists them).
     """
+    from ..selection import select_exposures
+
     output = Path(output)
-    exposures = read_exposures(files)
+    selection = select_exposures(read_exposures(files, imaging_only=False))
+    exposures = selection.kept
     level = detect_level(exposures, level)
     backgrounds = read_exposures(background, "background") if background else []
     if backgrounds and level != 2:
@@ -140,7 +148,7 @@ def make_associations(
     else:
         planned = _plan_groups(exposures, backgrounds, output, level, product_name, keys,
                                allow_outside=allow_outside)
-    return AsnBuildResult(level, _write_planned(planned, force), keys)
+    return AsnBuildResult(level, _write_planned(planned, force), keys, selection.left_out)
 
 
 def _plan_one(

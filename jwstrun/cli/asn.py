@@ -16,16 +16,17 @@ _MAX_MEMBERS_SHOWN = 3
 def _expand_files(files: tuple[str, ...]) -> list:
     """FILES: files, glob patterns, or directories: their files of the product types an
     association takes (_rate/_rateints/_cal/_calints), leaving out the products a stage
-    writes per member (image3's _crf copies of the _cal files beside them)."""
+    writes per member (image3's _crf copies of the _cal files beside them), and the
+    _uncal files, which the build leaves out saying what to run on them."""
     from ..asn import LEVEL_INPUTS
     from ..inputs import expand_inputs
-    from ..stages import STAGES
+    from ..stages import EXTERNAL_INPUTS, STAGES
 
     per_member = {name for stage in STAGES.values() for name in stage.member_writes}
     suffixes = [
         s for types in LEVEL_INPUTS.values() for s in types if f"{s}.fits" not in per_member
     ]
-    return expand_inputs(files, suffixes=suffixes)
+    return expand_inputs(files, suffixes=[*suffixes, *EXTERNAL_INPUTS])
 
 
 def _expand_backgrounds(values: tuple[str, ...]) -> list:
@@ -261,9 +262,11 @@ def asn_command(
     product, named and grouped by the DMS Level-3 imaging rules (one product per
     observation, target and optical path); exposures that DMS puts in different
     products are refused unless grouped (--group-by), merged across observations
-    (--merge-observations) or --allow-mixed. FILES may be glob patterns or directories (their
-    _rate/_rateints/_cal/_calints files). Only FITS headers are read. Members are
-    written relative to the association (bare names when they sit beside it).
+    (--merge-observations) or --allow-mixed. FILES may be glob patterns or directories
+    (their _rate/_rateints/_cal/_calints files). Exposures that are not direct imaging
+    and _uncal files are left out with one line (--json lists them). Only FITS headers
+    are read. Members are written relative to the association (bare names when they sit
+    beside it).
 
     \b
     Examples:

@@ -252,8 +252,10 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     (BKGDTARG=T) among the files are not reduced as science: they become
     background members of the science exposures with the same instrument,
     detector, filter, pupil and subarray, as 'jwstrun asn' would write them.
-    Re-running skips exposures whose products are up to date. --report also
-    writes the HTML run report OUTDIR/jwstrun-report.html.
+    Exposures that are not direct imaging (target acquisition, grism...) and
+    _uncal files among the inputs are left out with one line (--json lists
+    them). Re-running skips exposures whose products are up to date. --report
+    also writes the HTML run report OUTDIR/jwstrun-report.html.
 
     \b
     Examples:
@@ -304,7 +306,8 @@ def image3_command(ctx, inputs, no_report, **kw):
     image3 the associations of 'jwstrun asn --group-by default
     --merge-observations'. Each association is one task; several run
     side by side with -j. Products: _crf per exposure, _i2d mosaic, _cat.ecsv
-    catalog and _segm segmentation map.
+    catalog and _segm segmentation map. Files that are not direct imaging are left
+    out with one line (--json lists them).
 
     Before any step runs, each association's output mosaic and peak memory are
     estimated from the input footprints (docs/image3-scale.md): a mosaic too

@@ -50,7 +50,15 @@ class _Terminated(SystemExit):
     """Raised by the SIGTERM handler (not by a task's own sys.exit, which is reported)."""
 
 
+#: Set by the SIGTERM handler: the worker is being stopped, whatever became of the
+#: _Terminated it raised (Python wraps an exception raised in a class body's
+#: ``__set_name__`` into a RuntimeError, "Error calling __set_name__ ...").
+_stopping = False
+
+
 def _exit_on_sigterm(signum, _frame):
+    global _stopping
+    _stopping = True
     raise _Terminated(128 + signum)
 
 
@@ -105,6 +113,8 @@ def _worker_main(conn, worker_id, env, warm, task_function, max_tasks):
             else:
                 importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - the task will report it properly
+            if _stopping:  # stopped during its imports: the error is the stop, not news
+                raise _Terminated(128 + signal.SIGTERM) from None
             log.warning("worker could not import %s: %s", module, exc)
     send_lock = threading.Lock()
 

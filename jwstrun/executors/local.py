@@ -20,6 +20,7 @@ is in :mod:`jwstrun.executors._worker`; the interface is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -133,7 +134,7 @@ class LocalExecutor:
             name=f"jwstrun-worker-{wid}",
             daemon=True,
         )
-        with _main_module_importable():
+        with _main_module_importable(), _sigint_blocked():
             process.start()
         child_conn.close()
         worker = _Worker(wid, process, parent_conn)
@@ -284,6 +285,27 @@ class LocalExecutor:
                 self._outstanding -= 1
                 self._emit(WorkerEvent("lost", worker.id, worker.process.pid, task.task_id))
                 yield self.lost_result(task, reason)
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Start a worker with SIGINT blocked: Ctrl-C in a terminal goes to the whole process
+    group, and a worker still starting up (before it ignores SIGINT itself) would print
+    a KeyboardInterrupt traceback.  The child inherits the blocked mask; the parent's
+    Ctrl-C during the start is delivered right after it, not lost."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # Started with the first worker otherwise, the tracker would unblock SIGINT (it blocks
+    # and then unblocks SIGINT and SIGTERM around its own start) before the worker starts.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _lost_reason(code: int | None, jobs: int) -> str:

@@ -18,7 +18,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import JwstrunError
@@ -48,6 +48,8 @@ class RunSummary:
     wall_s: float
     crds_context: str | None = None
     prefetch_s: float = 0.0
+    #: input files left out (another EXP_TYPE, _uncal): jwstrun.selection.LeftOut
+    left_out: list = field(default_factory=list)
 
     @property
     def failed(self) -> list[TaskResult]:
@@ -81,6 +83,7 @@ class RunSummary:
                 "failed": len(self.failed),
             },
             "tasks": [self._task_dict(r) for r in self.results],
+            "left_out": [item.to_dict() for item in self.left_out],
         }
 
     def _task_dict(self, result: TaskResult) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..inputs import expand_inputs, is_association
 from ..products import product_suffix, product_type, stage_type
-from ..stages import STAGES, Stage, stages_accepting
+from ..stages import EXTERNAL_INPUTS, STAGES, Stage, stages_accepting
 
 __all__ = ["stage_inputs", "check_stage_inputs", "wrong_stage_message", "PLANNING_HEADERS"]
 
@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 def stage_inputs(stage: Stage, inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """The files of ``inputs`` (globs, directories, associations) for ``stage``: a
     directory means the FITS files in it of the types the stage takes from elsewhere
-    (:attr:`jwstrun.stages.Stage.directory_types`)."""
-    return expand_inputs(inputs, suffixes=stage.directory_types)
+    (:attr:`jwstrun.stages.Stage.directory_types`), and those of a pipeline jwstrun has
+    no stage for that writes them (``_uncal`` for image2), which
+    :func:`jwstrun.selection.select_files` leaves out saying what to run."""
+    from ..selection import external_types_for
+
+    return expand_inputs(inputs, suffixes=(*stage.directory_types, *external_types_for(stage)))
 
 
 def check_stage_inputs(stage: Stage, paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -145,6 +149,10 @@ def _downstream_types(stage: Stage) -> set[str]:
 
 def wrong_stage_message(path: Path, ptype: str | None, stage: Stage) -> str:
     """Why ``stage`` cannot take ``path`` (of product type ``ptype``), and where it goes."""
+    if ptype in EXTERNAL_INPUTS:  # an _uncal: what to run, though jwstrun does not run it
+        from ..selection import external_input_message
+
+        return external_input_message(path, ptype, f"jwstrun {stage.name}", stage)
     named = product_suffix(path)
     # The header says otherwise than the name (products.stage_type)
     where = f"{path}: its header says it" if named and ptype and named != ptype else f"{path}:"

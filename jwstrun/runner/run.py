@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..inputs import is_association
+from ..selection import select_files
 from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
 from ._outputs import prepare_outdir
 from ._parent import RunSummary, early_pool, run_tasks
@@ -186,7 +187,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         raise ConfigError(f"jobs={settings.jobs}: the number of jobs must be at least 1.")
     kind, dask_options = select_executor(settings.executor, settings.dask_options, settings.jobs)
     # Everything that can be checked is checked before OUTDIR is touched.
-    paths = stage_inputs(stage, inputs)
+    selection = select_files(stage, stage_inputs(stage, inputs))
+    paths = selection.kept
     parameters = call_parameters(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
@@ -214,7 +216,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 made += sorted(set(outdir.glob("*_asn.json")) - known)
                 _check_unique_products(planned)
                 plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
-            return run_tasks(
+            summary = run_tasks(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
                 crds_context=settings.crds_context, jobs=settings.jobs, force=settings.force,
                 checksum=settings.checksum, extra_env=extra_env, validate=settings.validate,
@@ -223,6 +225,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 pool=pool, remove_if_refused=made, previews=settings.previews,
                 keep_temp=settings.keep_temp,
             )
+        summary.left_out = selection.left_out
+        return summary
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
             pool.shutdown(cancel=True)

@@ -7,6 +7,8 @@ tables (ECSV) and a CRDS cache whose reference files are stdatamodels models
 client resolves without a server.
 
 Modules: ``program`` (the program: setups, scene, exposures, truth tables),
+``layout`` (observations, exposure sets of SW/LW filter pairs, one pointing per
+exposure for all its detectors),
 ``exposures`` (one ``_rate``/``_rateints`` file), ``scene`` (sources and PSF),
 ``instruments`` (detectors, filters, SIAF apertures), ``distortion`` (SIAF
 distortion and pixel-area models), ``references`` (the reference files),

@@ -19,6 +19,7 @@ import numpy as np
 from ..products import DQ_FLAGS
 from ._save import save_model
 from .instruments import Detector, FilterInfo, siaf_aperture
+from .layout import base36
 from .scene import Scene, offset_sky, render_sources, sky_to_pixel
 
 __all__ = ["ExposureSpec", "ExposureTruth", "write_exposure", "exposure_wcs"]
@@ -57,12 +58,16 @@ class ExposureSpec:
     nints: int = 1
     rateints: bool = False
     background: bool = False
+    exposure_count: int = 1  # EXPCOUNT: running count of exposures in the visit
+    visit_exposures: int = 1  # NEXPOSUR: exposures in the visit
+    pattern_points: int = 1  # NUMDTHPT; PATT_NUM is the exposure number
+    v1: tuple[float, float, float] | None = None  # RA_V1, DEC_V1, PA_V3 (default: the reference)
 
     @property
     def basename(self) -> str:
         return (
             f"jw{self.program:05d}{self.observation:03d}{self.visit:03d}_"
-            f"{self.visit_group:02d}{self.sequence:1d}{self.activity:02d}_"
+            f"{self.visit_group:02d}{self.sequence:1d}{base36(self.activity)}_"
             f"{self.exposure:05d}_{self.detector.name.lower()}"
         )
 
@@ -135,11 +140,15 @@ def _set_observation(meta, spec: ExposureSpec) -> None:
     meta.observation.visit_number = f"{spec.visit:03d}"
     meta.observation.visit_group = f"{spec.visit_group:02d}"
     meta.observation.sequence_id = f"{spec.sequence:1d}"
-    meta.observation.activity_id = f"{spec.activity:02d}"
-    meta.observation.exposure_number = f"{spec.exposure:05d}"
+    meta.observation.activity_id = base36(spec.activity)
+    meta.observation.exposure_number = str(spec.exposure)  # '1' as DMS writes it (the name has 00001)
     meta.observation.visit_id = f"{spec.program:05d}{spec.observation:03d}{spec.visit:03d}"
-    meta.observation.obs_id = f"V{meta.observation.visit_id}P0000000{spec.visit_group:02d}{spec.sequence}{spec.activity:02d}"
+    meta.observation.obs_id = f"V{meta.observation.visit_id}P0000000{spec.visit_group:02d}{spec.sequence}{base36(spec.activity)}"
     meta.observation.bkgdtarg = bool(spec.background)
+    meta.visit.total_exposures = spec.visit_exposures
+    meta.exposure.count = spec.exposure_count
+    meta.dither.position_number = spec.exposure
+    meta.dither.total_points = spec.pattern_points
     meta.target.proposer_name = spec.target
     meta.target.catalog_name = spec.target
     meta.target.ra = spec.ra_ref
@@ -174,9 +183,10 @@ def _set_pointing(meta, spec: ExposureSpec) -> None:
     meta.wcsinfo.siaf_xref_sci = float(aperture.XSciRef)
     meta.wcsinfo.siaf_yref_sci = float(aperture.YSciRef)
     meta.wcsinfo.wcsaxes = 2
-    meta.pointing.ra_v1 = spec.ra_ref
-    meta.pointing.dec_v1 = spec.dec_ref
-    meta.pointing.pa_v3 = spec.roll_ref
+    ra_v1, dec_v1, pa_v3 = spec.v1 or (spec.ra_ref, spec.dec_ref, spec.roll_ref)
+    meta.pointing.ra_v1 = ra_v1
+    meta.pointing.dec_v1 = dec_v1
+    meta.pointing.pa_v3 = pa_v3
     meta.velocity_aberration.scale_factor = 1.0
     meta.photometry.conversion_megajanskys = None
     meta.bunit_data = "DN/s"

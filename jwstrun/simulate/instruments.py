@@ -21,8 +21,10 @@ __all__ = [
     "get_detector",
     "get_filter",
     "subarray_geometry",
+    "aperture_geometry",
     "valid_subarrays",
     "siaf_aperture",
+    "siaf_rotations",
     "clear_caches",
 ]
 
@@ -186,6 +188,14 @@ def _siaf(instrument: str):
         return pysiaf.Siaf(instrument)
 
 
+def siaf_rotations():
+    """``pysiaf.utils.rotations`` (attitude matrices), pysiaf imported quietly."""
+    _siaf("NIRCAM")
+    from pysiaf.utils import rotations
+
+    return rotations
+
+
 def clear_caches() -> None:
     """Forget the pysiaf apertures read so far (read again on next use)."""
     _siaf.cache_clear()
@@ -217,7 +227,13 @@ def subarray_geometry(detector: Detector, subarray: str) -> tuple[int, int, int,
     valid = valid_subarrays(detector)
     if key not in valid:
         raise _unknown(f"subarray for {detector.name}", key, valid)
-    aperture = siaf_aperture(detector, key)
+    return aperture_geometry(detector, key)
+
+
+def aperture_geometry(detector: Detector, subarray: str) -> tuple[int, int, int, int]:
+    """:func:`subarray_geometry` of any SIAF aperture of the detector, imaging or not
+    (``SLITLESSPRISM`` for MIRI's LRS)."""
+    aperture = siaf_aperture(detector, subarray)
     # SUBSTRT is the subarray's first pixel in the full-frame *science* (DMS) frame,
     # which is where jwst's subarray transform puts it in front of the full-frame
     # distortion.  (pysiaf's dms_corner() is the OSS/detector-frame corner, which

@@ -16,11 +16,11 @@ from ..errors import InputError, OutputError
 from .instruments import (
     Detector,
     FilterInfo,
-    default_detector,
     get_detector,
-    get_filter,
+    siaf_aperture,
     subarray_geometry,
 )
+from .layout import ExposureSet, base36, detector_pointings, plan_exposure_sets, pointing_reference
 
 __all__ = [
     "SimulationResult",
@@ -62,9 +62,11 @@ class SimulationResult:
     seconds: float = 0.0
     groups: list[dict] = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    #: what ``extras`` wrote: TA, grism and _uncal files (jwstrun.simulate.extras)
+    extra_files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "outdir": str(self.outdir),
             "rate_files": [str(p) for p in self.rate_files],
             "background_files": [str(p) for p in self.background_files],
@@ -79,6 +81,9 @@ class SimulationResult:
             "groups": self.groups,
             "options": self.options,
         }
+        if self.extra_files:  # the summary of a program without extras stays as it was
+            data["extra_files"] = [str(p) for p in self.extra_files]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> SimulationResult:
@@ -92,6 +97,7 @@ class SimulationResult:
             seconds=float(data.get("seconds", 0.0)),
             groups=list(data.get("groups", [])),
             options=dict(data.get("options", {})),
+            extra_files=[Path(p) for p in data.get("extra_files", [])],
         )
 
 
@@ -117,26 +123,47 @@ def _prepare_outdir(outdir: Path, force: bool) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
 
 
-def _resolve_setups(instrument, detectors, filters) -> list[tuple[Detector, FilterInfo]]:
-    if not detectors:
-        detectors = [default_detector(instrument or "NIRCAM")]
-    dets = [get_detector(d) for d in detectors]
-    if instrument:
-        wrong = [d.name for d in dets if d.instrument != instrument.upper()]
-        if wrong:
-            raise InputError(
-                f"detector(s) {', '.join(wrong)} do not belong to instrument {instrument.upper()}."
-            )
-    setups = []
-    for det in dets:
-        names = list(filters) if filters else [det.default_filter]
-        usable = [n for n in names if n.upper() in det.filter_names]
-        if filters and not usable:
-            # every requested filter is wrong for this detector: report the first
-            get_filter(det, names[0])
-        for name in usable or [det.default_filter]:
-            setups.append((det, get_filter(det, name)))
-    return setups
+def _setups(sets: list[ExposureSet]) -> list[tuple[Detector, FilterInfo]]:
+    """Every (detector, filter) of the program, once, in order."""
+    return list(dict.fromkeys(member for exposure_set in sets for member in exposure_set.members))
+
+
+@dataclass
+class _Layout:
+    """One observation's focal plane: the detectors' apertures and where the target sits."""
+
+    apertures: list  # pysiaf apertures of the members, in order
+    reference: tuple[float, float]  # V2, V3 (arcsec) on the target
+    step: float  # dither step, arcsec
+    n_sets: int
+
+
+def _layouts(sets: list[ExposureSet], subarray: str) -> dict[int, _Layout]:
+    layouts: dict[int, _Layout] = {}
+    for exposure_set in sets:
+        if exposure_set.observation in layouts:
+            layouts[exposure_set.observation].n_sets += 1
+            continue
+        dets = [det for det, _ in exposure_set.members]
+        apertures = [siaf_aperture(det, subarray) for det in dets]
+        layouts[exposure_set.observation] = _Layout(
+            apertures=apertures, reference=pointing_reference(apertures),
+            step=max(25 * det.pixel_scale for det in dets), n_sets=1)
+    return layouts
+
+
+def _scene_half_width(sets, layouts, geometries, n_dithers: int) -> float:
+    """Half the side of the sky square that holds every detector at every dither (arcsec)."""
+    extent = 0.0
+    for exposure_set in sets:
+        layout = layouts[exposure_set.observation]
+        for (det, _), aperture in zip(exposure_set.members, layout.apertures):
+            xs, ys = geometries[det.name][2:]
+            off = math.hypot(float(aperture.V2Ref) - layout.reference[0],
+                             float(aperture.V3Ref) - layout.reference[1])
+            extent = max(extent, off + max(xs, ys) * det.pixel_scale / math.sqrt(2))
+    max_dither = max(lay.step for lay in layouts.values()) * math.sqrt(max(n_dithers - 1, 0))
+    return extent + max_dither + 2.0
 
 
 def simulate_program(
@@ -158,16 +185,20 @@ def simulate_program(
     dec: float = DEFAULT_DEC,
     roll: float = DEFAULT_ROLL,
     source_density: float = 1.0,
+    extras: list[str] | tuple[str, ...] = (),
     force: bool = False,
 ) -> SimulationResult:
     """Simulate an imaging program and the CRDS cache that reduces it offline.
 
-    Each (detector, filter) pair is one observation with ``n_dithers``
-    exposures; ``n_background`` dedicated background exposures of an empty
-    field are added per pair.  A filter that does not exist on one of the
-    detectors is used only where it exists (so ``--detector NRCB1 --detector
-    NRCBLONG --filter F200W --filter F444W`` gives F200W on NRCB1 and F444W on
-    NRCBLONG).
+    Laid out as on the telescope (:mod:`jwstrun.simulate.layout`): one
+    observation per instrument; one exposure set (activity ``_02101``,
+    ``_02103``, ...) per SW/LW filter pair; each set has ``n_dithers``
+    exposures read out on all the detectors at once with one shared pointing
+    (``--detector NRCB1 --detector NRCBLONG --filter F200W --filter F444W``
+    gives exposures ``jw01234001001_02101_0000N`` in F200W on NRCB1 and F444W
+    on NRCBLONG), and ``n_background`` dedicated background exposures of an
+    empty field in visit 002.  ``extras`` adds what else a MAST download
+    holds, not science: ``"ta"``, ``"grism"``, ``"uncal"`` (:mod:`jwstrun.simulate.extras`).
     """
     t0 = time.perf_counter()
     options = {
@@ -176,8 +207,10 @@ def simulate_program(
         "rateints": rateints, "nints": nints, "seed": seed, "pointing_error": pointing_error,
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
+    extras = _check_extras(extras, options)
     _check_counts(n_dithers, n_background, rateints, nints)
-    setups = _resolve_setups(instrument, detectors, filters)
+    sets = plan_exposure_sets(instrument, detectors, filters)
+    setups = _setups(sets)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
     outdir = Path(outdir)
     _prepare_outdir(outdir, force)
@@ -187,16 +220,23 @@ def simulate_program(
     rng = np.random.default_rng(seed)
 
     context, env, env_file = _write_crds(outdir, crds_dir, setups)
-    steps = {d.name: 25 * d.pixel_scale for d, _ in setups}
-    scene = _make_sky(rng, setups, geometries, steps, n_dithers, source_density, ra, dec)
+    layouts = _layouts(sets, subarray)
+    half_width = _scene_half_width(sets, layouts, geometries, n_dithers)
+    scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
-                 pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll)
+                 pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
+                 background_offset=max(300.0, 2 * half_width + 10.0))
     written = _Written()
-    for obs_index, (det, filt) in enumerate(setups, start=1):
-        _simulate_observation(plan, written, obs_index, det, filt, geometries[det.name],
-                              steps[det.name], scene, rng)
+    for exposure_set in sets:
+        _simulate_exposure_set(plan, written, exposure_set, layouts[exposure_set.observation],
+                               geometries, scene, rng)
+    for det, filt in setups:
+        n_exp = n_dithers * sum((det, filt) in es.members for es in sets)
+        written.snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = _expected_snr(
+            scene, det, filt, _pixel_area(det), n_exp)
 
+    extra_files = _write_extras(plan, written, extras, seed)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
@@ -205,12 +245,37 @@ def simulate_program(
         outdir=outdir, rate_files=written.rate_files, background_files=written.background_files,
         truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
-        groups=written.groups, options=options,
+        groups=written.groups, options=options, extra_files=extra_files,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
-    log.info("simulated %d exposures in %.1f s",
+    log.info("simulated %d files in %.1f s",
              len(written.rate_files) + len(written.background_files), seconds)
     return result
+
+
+def _check_extras(extras, options: dict) -> list[str]:
+    """The extras asked for, each once, recorded in ``options`` (only when there are: a
+    program without extras is described as it always was)."""
+    from .extras import EXTRAS
+
+    chosen = list(dict.fromkeys(str(e).strip().lower() for e in extras or ()))
+    unknown = [e for e in chosen if e not in EXTRAS]
+    if unknown:
+        raise InputError(f"unknown extra {unknown[0]!r}; choose from {', '.join(EXTRAS)}.")
+    if chosen:
+        options["extras"] = chosen
+    return chosen
+
+
+def _write_extras(plan: "_Plan", written: "_Written", extras: list[str], seed: int) -> list[Path]:
+    """The TA, grism and _uncal files (jwstrun.simulate.extras) after the science ones; the
+    grism exposure takes the observation after the highest one written (jwPPPPPOOO...)."""
+    if not extras:
+        return []
+    from .extras import write_extras
+
+    last = max(int(p.name[7:10]) for p in written.rate_files + written.background_files)
+    return write_extras(plan.outdir, written.rate_files[0], last, plan.subarray, extras, seed)
 
 
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:
@@ -242,9 +307,15 @@ def _write_crds(outdir: Path, crds_dir: Path, setups) -> tuple[str, dict[str, st
     return context, env, env_file
 
 
-def _make_sky(rng, setups, geometries, steps, n_dithers: int, source_density: float,
+def _pixel_area(det: Detector) -> float:
+    from .distortion import pixel_area_sr
+
+    return pixel_area_sr(det)
+
+
+def _make_sky(rng, setups, half_width: float, n_dithers: int, source_density: float,
               ra: float, dec: float):
-    """The scene: sized to hold every detector footprint and dither, fluxes set by S/N.
+    """The scene: a square of ``half_width`` (arcsec) on the target, fluxes set by S/N.
 
     Point sources from S/N 8 and galaxies from S/N 40 (on the first detector and
     filter, over all dithers) up to S/N 1500.
@@ -253,12 +324,6 @@ def _make_sky(rng, setups, geometries, steps, n_dithers: int, source_density: fl
     from .scene import make_scene, psf_encircled_energy, snr_to_flux_e
 
     det0, filt0 = setups[0]
-    max_extent = 0.0
-    for det, _ in setups:
-        xs, ys = geometries[det.name][2:]
-        max_extent = max(max_extent, max(xs, ys) * det.pixel_scale)
-    max_dither = max(steps.values()) * math.sqrt(max(n_dithers - 1, 0))
-    half_width = max_extent / math.sqrt(2) + max_dither + 2.0
     area = (2 * half_width) ** 2
     n_points = int(np.clip(source_density * area / (900 * filt0.fwhm_arcsec**2 + 1.0), 40, 800))
     n_gal = max(8, n_points // 5)
@@ -303,6 +368,7 @@ class _Plan:
     ra: float
     dec: float
     roll: float
+    background_offset: float  # arcsec from the target to the empty background field
 
 
 @dataclass
@@ -318,93 +384,112 @@ class _Written:
     exposure_counter: int = 0
 
 
-def _simulate_observation(plan: _Plan, written: _Written, obs_index: int, det: Detector,
-                          filt: FilterInfo, geometry, step: float, scene, rng) -> None:
-    """Write one (detector, filter) observation: its science and background exposures."""
-    from . import references
-    from .distortion import pixel_area_sr
-    from .exposures import write_exposure
+@dataclass
+class _Member:
+    """One detector of an exposure set: what its exposures need, and its summary group."""
 
-    refs = {
-        "distortion": str(references.distortion_reference_path(plan.crds_dir, det)),
-        "filteroffset": str(references.filteroffset_reference_path(plan.crds_dir, det)),
-    }
-    flat_full = references.flat_field_array(det, filt)
-    pixar = pixel_area_sr(det)
-    sky_base = filt.sky_mjysr / filt.photmjsr
-    group = {"detector": det.name, "filter": filt.name, "pupil": filt.pupil, "science": [], "background": []}
-    offsets = _dither_offsets(plan.n_dithers, step)
-    # the aperture reference point sits on the target; dithers move the telescope
+    det: Detector
+    filt: FilterInfo
+    geometry: tuple
+    refs: dict
+    flat: np.ndarray
+    pixar: float
+    sky_base: float
+    group: dict
+
+
+def _members(plan: _Plan, exposure_set: ExposureSet, geometries) -> list[_Member]:
+    from . import references
+
+    members = []
+    for det, filt in exposure_set.members:
+        refs = {
+            "distortion": str(references.distortion_reference_path(plan.crds_dir, det)),
+            "filteroffset": str(references.filteroffset_reference_path(plan.crds_dir, det)),
+        }
+        group = {"observation": f"{exposure_set.observation:03d}",
+                 "activity": base36(exposure_set.activity), "detector": det.name,
+                 "filter": filt.name, "pupil": filt.pupil, "science": [], "background": []}
+        members.append(_Member(det, filt, geometries[det.name], refs,
+                               references.flat_field_array(det, filt), _pixel_area(det),
+                               filt.sky_mjysr / filt.photmjsr, group))
+    return members
+
+
+def _simulate_exposure_set(plan: _Plan, written: _Written, exposure_set: ExposureSet,
+                           layout: _Layout, geometries, scene, rng) -> None:
+    """Write one exposure set: its science exposures (visit 001) and backgrounds (visit 002),
+    each exposure read out on every detector of the set with one pointing.
+
+    Draws from ``rng`` per exposure: the pointing error (when there is one), the
+    science exposure's sky level, then each detector's noise, in that order.
+    """
+    from .exposures import write_exposure
+    from .scene import offset_sky
+
+    members = _members(plan, exposure_set, geometries)
+    offsets = _dither_offsets(plan.n_dithers, layout.step)
+    set_index = (exposure_set.activity - 1) // 2
     for kind, count in (("science", plan.n_dithers), ("background", plan.n_background)):
         for k in range(count):
             written.exposure_counter += 1
-            spec = _exposure_spec(plan, obs_index, det, filt, geometry, kind, k, offsets[k] if
-                                  kind == "science" else None, written.exposure_counter,
-                                  sky_base, rng)
-            path = plan.outdir / spec.filename
-            truth = write_exposure(
-                path,
-                spec,
-                scene if kind == "science" else None,
-                refs,
-                flat_full,
-                pixar,
-                rng,
-            )
-            (written.rate_files if kind == "science" else written.background_files).append(path)
-            group[kind].append(path.name)
-            written.pointing_rows.append(
-                (path.name, kind, det.name, filt.name, spec.ra_ref, spec.dec_ref,
-                 truth.ra_ref_true, truth.dec_ref_true, truth.error_arcsec[0],
-                 truth.error_arcsec[1], truth.sky_dn_s)
-            )
-            written.cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
-    written.groups.append(group)
-    written.snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = _expected_snr(
-        scene, det, filt, pixar, plan.n_dithers
-    )
+            if kind == "science":  # the dithers move the telescope; the target is on the reference
+                ra_p, dec_p = offset_sky(plan.ra, plan.dec, *offsets[k])
+            else:  # dedicated background: an empty field away from the scene
+                ra_p, dec_p = offset_sky(plan.ra, plan.dec, plan.background_offset + 3.0 * k, 0.0)
+            sigma = plan.pointing_error / math.sqrt(2)
+            err = tuple(rng.normal(0.0, sigma, 2)) if plan.pointing_error else (0.0, 0.0)
+            sky_factor = 1.0 + 0.08 * rng.uniform(-1, 1) if kind == "science" else 1.0
+            pointings = detector_pointings(layout.reference, ra_p, dec_p, plan.roll, layout.apertures)
+            numbers = dict(exposure=k + 1, exposure_count=set_index * count + k + 1,
+                           visit_exposures=layout.n_sets * count, pattern_points=count)
+            for member, pointing in zip(members, pointings):
+                spec = _exposure_spec(plan, exposure_set, member, kind, pointing, numbers,
+                                      (float(err[0]), float(err[1])), written.exposure_counter,
+                                      float(member.sky_base * sky_factor))
+                path = plan.outdir / spec.filename
+                truth = write_exposure(path, spec, scene if kind == "science" else None,
+                                       member.refs, member.flat, member.pixar, rng)
+                (written.rate_files if kind == "science" else written.background_files).append(path)
+                member.group[kind].append(path.name)
+                written.pointing_rows.append(
+                    (path.name, spec.basename.rsplit("_", 1)[0], kind, member.det.name,
+                     member.filt.name, spec.ra_ref, spec.dec_ref, truth.ra_ref_true,
+                     truth.dec_ref_true, truth.error_arcsec[0], truth.error_arcsec[1],
+                     truth.sky_dn_s)
+                )
+                written.cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
+    written.groups += [member.group for member in members]
 
 
-def _exposure_spec(plan: _Plan, obs_index: int, det: Detector, filt: FilterInfo, geometry,
-                   kind: str, k: int, offset, counter: int, sky_base: float, rng):
-    """The k-th science or background exposure of an observation.
-
-    Draws from ``rng``: the pointing error (when there is one), then the science
-    exposure's sky level, in that order.
-    """
+def _exposure_spec(plan: _Plan, exposure_set: ExposureSet, member: _Member, kind: str, pointing,
+                   numbers: dict, error: tuple[float, float], counter: int, sky_dn_s: float):
+    """One detector's file of an exposure: numbers, pointing and sky."""
     from .exposures import ExposureSpec
-    from .scene import offset_sky
 
-    if kind == "science":
-        dxi, deta = offset
-        ra_ref, dec_ref = offset_sky(plan.ra, plan.dec, dxi, deta)
-    else:
-        # dedicated background: an empty field 5' away
-        ra_ref, dec_ref = offset_sky(plan.ra, plan.dec, 300.0 + 3.0 * k, 0.0)
-    pointing_error = plan.pointing_error
-    err = tuple(rng.normal(0.0, pointing_error / math.sqrt(2), 2)) if pointing_error else (0.0, 0.0)
     return ExposureSpec(
-        detector=det,
-        filter=filt,
+        detector=member.det,
+        filter=member.filt,
         subarray=plan.subarray,
-        geometry=geometry,
-        ra_ref=ra_ref,
-        dec_ref=dec_ref,
-        roll_ref=plan.roll,
-        error_arcsec=(float(err[0]), float(err[1])),
+        geometry=member.geometry,
+        ra_ref=pointing.ra_ref,
+        dec_ref=pointing.dec_ref,
+        roll_ref=pointing.roll_ref,
+        error_arcsec=error,
         program=plan.program,
-        observation=obs_index,
+        observation=exposure_set.observation,
         visit=1 if kind == "science" else 2,
         visit_group=2,
         sequence=1,
-        activity=1,
-        exposure=k + 1,
+        activity=exposure_set.activity,
         target="SIMFIELD" if kind == "science" else "SIMFIELD-BKG",
         start_mjd=60400.0 + counter * 0.004,
-        sky_dn_s=float(sky_base * (1.0 + 0.08 * rng.uniform(-1, 1))) if kind == "science" else float(sky_base),
+        sky_dn_s=sky_dn_s,
         nints=plan.nints if plan.rateints else 1,
         rateints=plan.rateints,
         background=(kind == "background"),
+        v1=(pointing.ra_v1, pointing.dec_v1, pointing.pa_v3),
+        **numbers,
     )
 
 
@@ -433,13 +518,16 @@ def load_simulation(outdir, **expected_options) -> SimulationResult | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for key, value in expected_options.items():
-        if key in ("detectors", "filters"):
+        if key in ("detectors", "filters", "extras"):
             value = list(value)
+        if key == "extras" and not value:
+            value = None  # a program without extras does not list them
         if key == "subarray":
             value = str(value).upper()
         if result.options.get(key) != value:
             return None
-    needed = [*result.rate_files, *result.background_files, result.truth_file, result.env_file]
+    needed = [*result.rate_files, *result.background_files, *result.extra_files,
+              result.truth_file, result.env_file]
     if not all(Path(p).is_file() for p in needed):
         return None
     return result
@@ -470,10 +558,11 @@ def _write_truth(outdir, scene, snr_columns, pointing_rows, cr_rows, seed, conte
     }
     pointing = Table(
         rows=pointing_rows,
-        names=("file", "kind", "detector", "filter", "ra_ref", "dec_ref", "ra_ref_true",
+        names=("file", "exposure", "kind", "detector", "filter", "ra_ref", "dec_ref", "ra_ref_true",
                "dec_ref_true", "error_xi_arcsec", "error_eta_arcsec", "sky_dn_s"),
     ) if pointing_rows else Table()
-    pointing.meta = {"description": "header (nominal) vs true pointing of every exposure"}
+    pointing.meta = {"description": "header (nominal) vs true pointing of every file; the "
+                     "error is the exposure's, shared by all its detectors"}
     crs = Table(rows=cr_rows, names=("file", "integration", "x", "y", "dn_s")) if cr_rows else Table(
         names=("file", "integration", "x", "y", "dn_s"), dtype=("U64", int, int, int, float)
     )

@@ -28,7 +28,13 @@ import warnings
 from pathlib import Path
 
 from ..errors import InputError
-from ..products import DQ_FLAGS, product_suffix, product_type, read_primary_header
+from ..products import (
+    DQ_FLAGS,
+    name_mismatch,
+    product_suffix,
+    product_type,
+    read_primary_header,
+)
 from ._hdus import _count_flag, _data_has_signal, _norm_unit, _raw_zero, _scan_hdus
 from ._layout import _check_asdf, _check_layout, _check_truncation
 from ._schemas import (
@@ -169,6 +175,15 @@ def _validate_fits(path, expect, skip_keys, expect_background, check_data, repor
         return
     if ptype == "cat":
         report.error("product-type", "a source catalog must be an ECSV file (*_cat.ecsv).")
+        return
+    if ptype not in VALIDATED_TYPES:  # an _uncal: raw ramps, before any stage jwstrun runs
+        mismatch = name_mismatch(path, primary)
+        report.error(
+            "datamodel" if mismatch else "product-type",
+            mismatch or f"{path.name}: is an _{ptype} file (raw ramps, DATAMODL "
+            f"{primary.get('DATAMODL', 'missing')}); validate checks the products of "
+            f"calwebb_detector1 and later ({', '.join(VALIDATED_TYPES)}).",
+        )
         return
 
     size = path.stat().st_size

@@ -195,6 +195,69 @@ def test_wrong_product_type_for_the_command(bad, sim, cal_files, tmp_path):
     _refused(["image2", str(truth)], tmp_path, [str(truth), "is not a _rate/_rateints exposure"])
 
 
+# ----------------------------------------------------------------------------- mixed folders
+TAKES = "takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures"
+
+
+def _header_only(path: Path, **cards) -> Path:
+    """A JWST-like primary header without data: enough for what is refused before reading SCI."""
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["DATAMODL"] = "ImageModel"
+    header["INSTRUME"] = "NIRCAM"
+    header["EXP_TYPE"] = "NRC_IMAGE"
+    header.update(cards)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(header=header).writeto(path)
+    return path
+
+
+def test_nothing_left_to_reduce_and_misnamed_files(tmp_path):
+    """What image2, image3 and asn leave out of a MAST folder is refused when it is all there
+    is: a target acquisition alone, two non-imaging exposures in a directory, an _uncal alone
+    (what to run on it); a file whose name contradicts its DATAMODL is always refused."""
+    mast = tmp_path / "mast"
+    ta = _header_only(mast / "jw01234001001_01101_00001_nrcb1_rate.fits", EXP_TYPE="NRC_TACQ")
+    _header_only(mast / "jw01234002001_02101_00001_nrcblong_rate.fits", EXP_TYPE="NRC_WFSS")
+    uncal = _header_only(tmp_path / "jw01234001001_02101_00001_nrcb1_uncal.fits",
+                         DATAMODL="Level1bModel")
+    misnamed = _header_only(tmp_path / "jw01234001001_02101_00002_nrcb1_uncal.fits")
+    before = tree_digest(tmp_path)
+    assert _refused(["image2", str(ta)], tmp_path, []) == (
+        f"Error: {ta}: EXP_TYPE NRC_TACQ is not direct imaging; jwstrun image2 {TAKES}. Give "
+        "it imaging exposures (from a folder of mixed exposures it takes those and leaves the "
+        "others out)."
+    )
+    assert _refused(["asn", str(ta)], tmp_path, []) == (
+        f"Error: {ta}: EXP_TYPE NRC_TACQ is not direct imaging; jwstrun asn {TAKES}. Give it "
+        "imaging exposures (from a folder of mixed exposures it takes those and leaves the "
+        "others out)."
+    )
+    assert _refused(["image2", str(mast)], tmp_path, []) == (
+        f"Error: none of the 2 files is one jwstrun image2 takes: 2 not direct imaging (1 "
+        f"NRC_TACQ, 1 NRC_WFSS; jwstrun image2 {TAKES})."
+    )
+    assert _refused(["image2", str(uncal)], tmp_path, []) == (
+        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
+        "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
+        f"{uncal}', then give the _rate file it writes to jwstrun image2."
+    )
+    assert _refused(["image3", str(uncal)], tmp_path, []) == (
+        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
+        "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
+        f"{uncal}', then run 'jwstrun image2' on the _rate file it writes and give the _cal "
+        "file to jwstrun image3."
+    )
+    for command in ("image2", "asn"):
+        assert _refused([command, str(misnamed), str(uncal)], tmp_path, []) == (
+            f"Error: {misnamed}: is named _uncal, but its DATAMODL is ImageModel (an _uncal "
+            "file is a Level1bModel or RampModel); its header says it is a _rate product: "
+            "rename it to end in _rate.fits, or re-create it."
+        )
+    assert tree_digest(tmp_path) == before
+
+
 # ----------------------------------------------------------------------------- associations
 ASN_CASES = {
     "malformed": ("image2", "is not valid JSON (line 1, column"),

@@ -99,8 +99,9 @@ def _check_outcome(result, root: Path, before: dict, outdir: Path, keyword: str,
             in line, line
         assert "_cal.fits" in line
     elif keyword == "EXP_TYPE":
-        # jwstrun associates direct imaging only: the value itself is refused
-        assert "is not direct imaging" in _error_line(result)
+        # jwstrun associates direct imaging only: every file is left out, so nothing is left
+        assert "none of the 3 files is one jwstrun asn takes: 3 not direct imaging" \
+            in _error_line(result)
     elif kind == "long":
         line = _error_line(result)
         assert f"_cal.fits: header keyword {keyword} is 3000 characters long, not a usable " \
