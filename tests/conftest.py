@@ -34,16 +34,18 @@ def _restore_module_environment():
     _restore(saved)
 
 
-#: The MAST-like folder's program: small, one imaging exposure (tests/test_simulate.py
-#: simulates it again without the extras to show they change nothing else).
-MAST_FOLDER_OPTIONS = {"subarray": "SUB64P", "n_dithers": 1, "seed": 5}
+#: The MAST-like folder's program: small, one imaging exposure and one dedicated background
+#: (tests/test_simulate.py simulates it again without the extras to show they change
+#: nothing else).
+MAST_FOLDER_OPTIONS = {"subarray": "SUB64P", "n_dithers": 1, "n_background": 1, "seed": 5}
 
 
 @pytest.fixture(scope="session")
 def mast_folder(tmp_path_factory):
-    """A folder as MAST delivers it (``jwstrun simulate --extra ta --extra grism --extra
-    uncal``): one NIRCam imaging exposure, a target acquisition, a grism exposure and the
-    imaging exposure's ``_uncal``, with the CRDS cache that reduces the imaging one."""
+    """A folder as MAST delivers it (``jwstrun simulate --background 1 --extra ta --extra
+    grism --extra uncal``): one NIRCam imaging exposure, a dedicated background (BKGDTARG=T),
+    a target acquisition, a grism exposure and the imaging exposure's ``_uncal``, with the
+    CRDS cache that reduces the imaging one."""
     from jwstrun.simulate import simulate_program
 
     return simulate_program(tmp_path_factory.mktemp("mast") / "mast",

@@ -190,22 +190,29 @@ def test_image2_on_a_directory_takes_its_rate_files(image2, sim, tmp_path):
 
 
 def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_path):
-    """A folder as MAST delivers it: 'jwstrun image2 mast/' reduces the imaging exposure,
-    says in one line what it left out (a target acquisition, a grism exposure, an _uncal),
-    exits 0, and --json lists them."""
+    """A folder as MAST delivers it: 'jwstrun image2 mast/' reduces the imaging exposure
+    with the dedicated background in its background step (S_BKDSUB COMPLETE; the background
+    never a product), says in one line what it left out (a target acquisition, a grism
+    exposure, an _uncal) and in one line that it used the background, exits 0, and --json
+    lists them."""
     outdir = tmp_path / "out"
     result = CliRunner().invoke(cli, [
         "image2", str(mast_folder.outdir), "-o", str(outdir), "-j", "1", "--no-progress",
         "--crds-env", str(mast_folder.env_file), "--json"])
     assert result.exit_code == 0, result.output
-    assert [line for line in result.stderr.splitlines() if "Left out" in line] == [
-        "WARNING Left out 3 of 4 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
+    assert [line for line in result.stderr.splitlines()
+            if "Left out" in line or "BKGDTARG" in line] == [
+        "WARNING Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
         "image2 takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures); 1 _uncal (raw "
         "ramps: run 'strun calwebb_detector1' on it, then give the _rate file it writes to "
-        "jwstrun image2)."
+        "jwstrun image2).",
+        "INFO Using 1 dedicated background exposure (BKGDTARG=T) for the background step of "
+        "1 science exposure; it is not reduced as science.",
     ]
     summary = json.loads(result.stdout)
     assert summary["counts"] == {"total": 1, "ok": 1, "skipped": 0, "failed": 0}
+    (background,) = mast_folder.background_files
+    assert summary["tasks"][0]["backgrounds"] == [background.name]
     ta, grism, uncal = mast_folder.extra_files
     assert [(i["path"], i["exp_type"], i["product_type"], i["reason"])
             for i in summary["left_out"]] == [
@@ -217,6 +224,9 @@ def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_p
     products = sorted(p.name for p in outdir.glob("*.fits"))
     stem = science.name.removesuffix("_rate.fits")
     assert products == [f"{stem}_cal.fits", f"{stem}_i2d.fits"]
+    from jwstrun.products import read_exposure_info
+
+    assert read_exposure_info(outdir / f"{stem}_cal.fits").step_status["S_BKDSUB"] == "COMPLETE"
 
 
 def test_manifest_records_the_whole_command_line(image2):

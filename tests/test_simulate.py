@@ -222,7 +222,8 @@ def test_extras_have_the_headers_of_real_products(mast_folder):
 def test_extras_leave_the_science_as_it_was(mast_folder, tmp_path):
     """The same program without --extra: the same science file, and a summary without a
     word about extras (a simulation without them writes what it always did)."""
-    options = {k: mast_folder.options[k] for k in ("subarray", "n_dithers", "seed")}
+    options = {k: mast_folder.options[k] for k in ("subarray", "n_dithers", "n_background",
+                                                   "seed")}
     plain = simulate_program(tmp_path / "plain", **options)
     (a,), (b,) = plain.rate_files, mast_folder.rate_files
     assert a.name == b.name
