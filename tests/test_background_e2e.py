@@ -110,10 +110,6 @@ def rerun(simulated):
     """The page's image2 line again, in-process with --json: up to date, and the run's
     CRDS settings (its crds.env) applied only while it runs."""
     work = simulated["work"]
-    # crds exports its defaults (CRDS_MODE, CRDS_CONFIG_URI ...) into os.environ when it is
-    # first imported: that is crds' doing, whichever test imports it first, not the run's.
-    import crds  # noqa: F401
-
     before = {k: v for k, v in os.environ.items() if k.startswith("CRDS_")}
     result = CliRunner().invoke(cli, [
         "image2", str(work / "sim"), "-o", str(work / "out"), "--save-bsub",
