@@ -324,7 +324,7 @@ def repeated(cal_files, tmp_path_factory):
     warnings = [
         (symlink.name, "is the same file as", names[1]),
         (hardlink.name, "is the same file as", names[2]),
-        (copy.name, "is the same exposure (OBS_ID V01234001001P000000002101, EXPOSURE 00003, "
+        (copy.name, "is the same exposure (OBS_ID V01234001001P000000002101, EXPOSURE 3, "
          "DETECTOR NRCB1) as", names[3]),
     ]
     return {"root": root, "unique": unique, "repeats": [symlink, hardlink, copy], "asn": asn,
