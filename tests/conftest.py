@@ -37,7 +37,7 @@ def _restore_module_environment():
 #: The MAST-like folder's program: small, one imaging exposure and one dedicated background
 #: (tests/test_simulate.py simulates it again without the extras to show they change
 #: nothing else).
-MAST_FOLDER_OPTIONS = {"subarray": "SUB64P", "n_dithers": 1, "n_background": 1, "seed": 5}
+MAST_FOLDER_OPTIONS = {"subarray": "SUB64P", "n_dithers": 2, "n_background": 1, "seed": 5}
 
 
 @pytest.fixture(scope="session")

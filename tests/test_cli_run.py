@@ -189,12 +189,15 @@ def test_image2_on_a_directory_takes_its_rate_files(image2, sim, tmp_path):
         "image2-" + p.name.removesuffix("_rate.fits") for p in sim.rate_files)
 
 
-def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_path):
-    """A folder as MAST delivers it: 'jwstrun image2 mast/' reduces the imaging exposure
-    with the dedicated background in its background step (S_BKDSUB COMPLETE; the background
-    never a product), says in one line what it left out (a target acquisition, a grism
-    exposure, an _uncal) and in one line that it used the background, exits 0, and --json
-    lists them."""
+def test_a_mast_folder_through_image2_and_image3(mast_folder, tmp_path):
+    """A folder as MAST delivers it (two science dithers, a dedicated background, a target
+    acquisition, a grism exposure, an _uncal): 'jwstrun image2 mast/' reduces the science
+    exposures with the background in their background step (S_BKDSUB COMPLETE; the
+    background never a product), says in one line what it left out and in one line that it
+    used the background, exits 0, and --json lists them; 'jwstrun image3 out/*_cal.fits'
+    then makes the observation's mosaic from the science exposures alone."""
+    from jwstrun.products import read_exposure_info
+
     outdir = tmp_path / "out"
     result = CliRunner().invoke(cli, [
         "image2", str(mast_folder.outdir), "-o", str(outdir), "-j", "1", "--no-progress",
@@ -202,17 +205,17 @@ def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_p
     assert result.exit_code == 0, result.output
     assert [line for line in result.stderr.splitlines()
             if "Left out" in line or "BKGDTARG" in line] == [
-        "WARNING Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
+        "WARNING Left out 3 of 6 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
         "image2 takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures); 1 _uncal (raw "
         "ramps: run 'strun calwebb_detector1' on it, then give the _rate file it writes to "
         "jwstrun image2).",
         "INFO Using 1 dedicated background exposure (BKGDTARG=T) for the background step of "
-        "1 science exposure; it is not reduced as science.",
+        "2 science exposures; it is not reduced as science.",
     ]
     summary = json.loads(result.stdout)
-    assert summary["counts"] == {"total": 1, "ok": 1, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"total": 2, "ok": 2, "skipped": 0, "failed": 0}
     (background,) = mast_folder.background_files
-    assert summary["tasks"][0]["backgrounds"] == [background.name]
+    assert [t["backgrounds"] for t in summary["tasks"]] == [[background.name]] * 2
     ta, grism, uncal = mast_folder.extra_files
     assert [(i["path"], i["exp_type"], i["product_type"], i["reason"])
             for i in summary["left_out"]] == [
@@ -220,13 +223,28 @@ def test_image2_on_a_mast_folder_reduces_the_imaging_exposure(mast_folder, tmp_p
         (str(uncal), "NRC_IMAGE", "uncal", "earlier_stage"),
         (str(grism), "NRC_WFSS", "rate", "not_imaging"),
     ]
-    (science,) = mast_folder.rate_files
-    products = sorted(p.name for p in outdir.glob("*.fits"))
-    stem = science.name.removesuffix("_rate.fits")
-    assert products == [f"{stem}_cal.fits", f"{stem}_i2d.fits"]
-    from jwstrun.products import read_exposure_info
+    stems = [p.name.removesuffix("_rate.fits") for p in mast_folder.rate_files]
+    assert sorted(p.name for p in outdir.glob("*.fits")) == sorted(
+        f"{stem}_{suffix}.fits" for stem in stems for suffix in ("cal", "i2d"))
+    for stem in stems:
+        status = read_exposure_info(outdir / f"{stem}_cal.fits").step_status
+        assert status["S_BKDSUB"] == "COMPLETE"
 
-    assert read_exposure_info(outdir / f"{stem}_cal.fits").step_status["S_BKDSUB"] == "COMPLETE"
+    stage3 = CliRunner().invoke(cli, [
+        "image3", str(outdir / "*_cal.fits"), "-o", str(outdir), "--no-progress",
+        "--crds-env", str(mast_folder.env_file), "--no-report", "--json"])
+    assert stage3.exit_code == 0, stage3.output
+    assert json.loads(stage3.stdout)["counts"] == {"total": 1, "ok": 1, "skipped": 0,
+                                                   "failed": 0}
+    assert "Left out" not in stage3.stderr
+    product = "jw01234-o001_t001_nircam_clear-f200w-sub64p"
+    assert sorted(p.name for p in outdir.glob("jw01234-*")) == [
+        f"{product}_cat.ecsv", f"{product}_i2d.fits", f"{product}_image3_asn.json",
+        f"{product}_segm.fits"]
+    assert sorted(p.name for p in outdir.glob("*_crf.fits")) == [
+        f"{stem}_o001_crf.fits" for stem in stems]
+    background_stem = background.name.removesuffix("_rate.fits")
+    assert not [p for p in outdir.rglob("*") if p.name.startswith(background_stem)]
 
 
 def test_manifest_records_the_whole_command_line(image2):

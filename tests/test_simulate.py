@@ -225,7 +225,7 @@ def test_extras_leave_the_science_as_it_was(mast_folder, tmp_path):
     options = {k: mast_folder.options[k] for k in ("subarray", "n_dithers", "n_background",
                                                    "seed")}
     plain = simulate_program(tmp_path / "plain", **options)
-    (a,), (b,) = plain.rate_files, mast_folder.rate_files
+    (a, _), (b, _) = plain.rate_files, mast_folder.rate_files
     assert a.name == b.name
     with fits.open(a) as one, fits.open(b) as other:
         assert [h.name for h in one] == [h.name for h in other]
