@@ -64,6 +64,8 @@ _REFUSED_KEYS = {
 _PIPELINE_REFUSED_KEYS = {
     "skip": "stpipe ignores it for a pipeline run on its own, which would run anyway. "
     "Skip steps with steps.STEP.skip=true, or do not run the pipeline",
+    "save_results": "jwstrun always saves the pipeline's products, into -o OUTDIR "
+    "(steps.STEP.save_results=true saves one step's products as well)",
 }
 
 
@@ -204,9 +206,12 @@ def _refusal(key: str) -> str:
 
 
 def _ignored(step: str | None, key: str, value: Any) -> str | None:
-    """Why setting ``key`` of the pipeline (``step`` None) to ``value`` is refused; None if not."""
-    if step is None and key in _PIPELINE_REFUSED_KEYS and value is True:
-        return f"{key}: true is refused at pipeline level: {_PIPELINE_REFUSED_KEYS[key]}"
+    """Why setting ``key`` of the pipeline (``step`` None) to ``value`` is refused; None if not.
+
+    ``skip`` is refused when true; ``save_results`` whatever its value (the runner sets it)."""
+    if step is None and key in _PIPELINE_REFUSED_KEYS and (value is True or key == "save_results"):
+        return (f"{key}: {str(value).lower()} is refused at pipeline level: "
+                f"{_PIPELINE_REFUSED_KEYS[key]}")
     return None
 
 

@@ -391,6 +391,11 @@ def test_bad_set_values(sim, tmp_path):
     _refused(["image2", rate, "--set", "steps.nostep.x=1"], tmp_path, ["unknown step 'nostep'"])
     _refused(["image2", rate, "--set", "steps.resample.output_dir=/tmp"], tmp_path,
              ["'output_dir' is refused"])
+    # strun's --save_results=true as a pipeline parameter: the runner always sets it
+    assert _refused(["image2", rate, "--set", "save_results=true"], tmp_path, []) == (
+        "Error: --set save_results=true: save_results: true is refused at pipeline level: "
+        "jwstrun always saves the pipeline's products, into -o OUTDIR "
+        "(steps.STEP.save_results=true saves one step's products as well)")
 
 
 # ----------------------------------------------------------------------------- CRDS set-up
