@@ -82,6 +82,9 @@ class TaskResult:
     log_file: str | None = None
     #: product name -> the report previews the worker drew of it (jwstrun.look._worker)
     previews: dict[str, dict] = field(default_factory=dict)
+    #: the report's alignment, sky-level and catalog figures of the products, computed
+    #: on the worker side (jwstrun.look._science_store)
+    science: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

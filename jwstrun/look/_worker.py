@@ -49,11 +49,13 @@ _HELPER_TIMEOUT_S = 600
 _EARLY_MAPS_PIXELS = 4_000_000
 #: what drawing previews imports: the helper process imports it first thing
 _PREVIEW_MODULES = (
-    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "matplotlib.figure",
+    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "astropy.wcs",
+    "astropy.coordinates", "matplotlib.figure",
     "matplotlib.backends.backend_agg", "matplotlib.cm", "matplotlib.colors",
     "matplotlib.patches", "PIL.Image",
 )
 _PARTS = ("all", "image", "maps")  # everything; an i2d without / with only its maps
+_SCIENCE_JOB, _SCIENCE_ENTRY = "science-job.json", "science.json"
 
 
 def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "all") -> dict | None:
@@ -114,10 +116,15 @@ class TaskPreviews:
     begins); :meth:`watch` wraps the task's progress callback so that each
     step's finished products go to the helper; :meth:`finish` draws the rest
     once the products are validated; :meth:`publish` moves the previews into
-    OUTDIR; :meth:`close` (always) stops the helper.
+    OUTDIR; :meth:`close` (always) stops the helper.  The report's science
+    figures (:mod:`jwstrun.look._science_store`) go the same way: the helper
+    computes the alignment and sky levels once every ``_crf`` of the task's
+    ``inputs`` exists, the worker the catalog's while the helper draws the
+    mosaic; ``name`` (the task's product) names the alignment plot.
     """
 
-    def __init__(self, workdir: Path, helper: bool = False):
+    def __init__(self, workdir: Path, helper: bool = False, inputs: list[dict] | None = None,
+                 name: str = "task"):
         import shutil
 
         self.directory = workdir / PREVIEW_DIRNAME
@@ -125,6 +132,11 @@ class TaskPreviews:
         self.directory.mkdir(parents=True)
         self.entries: dict[str, dict] = {}
         self._sent: set[tuple[str, str]] = set()  # (product name, part)
+        self.inputs = list(inputs or [])
+        self.name = Path(name).name or "task"
+        #: the report's science figures of the products (jwstrun.look._science_store)
+        self.science: dict = {}
+        self._science_sent = False
         self._helper: subprocess.Popen | None = None
         if helper:
             self._start_helper()
@@ -161,6 +173,20 @@ class TaskPreviews:
             self._stop_helper()
             return
         self._sent.add((path.name, part))
+
+    def _send_science(self, out: Path) -> None:
+        """Have the helper compute the alignment and sky levels once every cal has its crf."""
+        from ._science import cal_crf_pairs
+
+        cals = [e for e in self.inputs if str(e.get("name", "")).endswith("_cal.fits")]
+        if self._helper is None or self._science_sent or not cals:
+            return
+        if len(cal_crf_pairs(cals, sorted(p.name for p in out.iterdir()), out)) < len(cals):
+            return
+        job = {"inputs": cals, "out": str(out), "name": self.name, "directory": str(self.directory)}
+        atomic_write(self.directory / _SCIENCE_JOB, json.dumps(job), fsync=False)
+        self._send(self.directory / _SCIENCE_JOB, "science")  # one short line: atomic
+        self._science_sent = (_SCIENCE_JOB, "science") in self._sent
 
     def _stop_helper(self, wait: float = 0.0) -> None:
         helper, self._helper = self._helper, None
@@ -205,6 +231,7 @@ class TaskPreviews:
                         elif options["maps"] and (path.name, "maps") not in self._sent \
                                 and _pixels(path) <= _EARLY_MAPS_PIXELS:
                             self._send(path, "maps")
+                    self._send_science(out)
                 except Exception:  # noqa: BLE001 - then it is drawn at the end
                     log.debug("preview scan of %s failed", out, exc_info=True)
             if progress is not None:
@@ -225,7 +252,16 @@ class TaskPreviews:
                 done = {part for name, part in self._sent if name == path.name}
                 if not done & {"all", "image"}:
                     self._send(path, "image" if "maps" in done else "all")
+        # while the helper draws (the mosaic, at the end of image3): the catalog's figures
+        out = products[0].parent if products else None
+        self._science_part(lambda: _science_store().catalog_science(
+            [p for p in products if p.name.endswith("_cat.ecsv")], self.directory))
+        if not self._science_sent and out is not None:
+            self._science_part(lambda: _science_store().crf_science(
+                self.inputs, out, self.name, self.directory))
         self._stop_helper(wait=_HELPER_TIMEOUT_S)
+        if self._science_sent and out is not None:
+            self._collect_science(out)
         for path in wanted:
             parts = {part: self._read(path, part) for part in _PARTS}
             if _current(parts["all"], path):
@@ -239,6 +275,28 @@ class TaskPreviews:
                     log.warning("no preview of %s: %s", path.name, exc)
                     continue
             self.entries[path.name] = entry
+
+    def _science_part(self, compute: Callable[[], dict]) -> None:
+        """Add what ``compute`` returns to :attr:`science`; never raises (the report
+        computes what is missing)."""
+        try:
+            self.science.update(compute())
+        except Exception as exc:  # noqa: BLE001 - a figure never fails the task
+            log.warning("report figures not computed: %s", exc)
+
+    def _collect_science(self, out: Path) -> None:
+        """The helper's alignment and sky levels, or the worker's when they are not current."""
+        store = _science_store()
+        try:
+            science = json.loads((self.directory / _SCIENCE_ENTRY).read_text())
+            current = isinstance(science, dict) and store.science_current(science, self.inputs, out)
+        except (OSError, ValueError):
+            current = False
+        if current:
+            self.science.update(science)
+        else:  # no helper, or it failed, or the products changed after it read them
+            self._science_part(lambda: store.crf_science(self.inputs, out, self.name,
+                                                         self.directory))
 
     def _read(self, path: Path, part: str) -> dict | None:
         try:
@@ -265,11 +323,40 @@ class TaskPreviews:
                 log.warning("previews of %s not kept: %s", name, exc)
                 continue
             published[name] = entry
+        self.science = self._publish_science(target)
         return published
+
+    def _publish_science(self, target: Path) -> dict:
+        """Move the science plots into ``target``; the parts whose plot moved."""
+        kept = {}
+        if target.is_symlink():  # never written through a link planted in OUTDIR
+            target.unlink()
+        for key, part in self.science.items():
+            parts = part if key == "catalogs" else {key: part}
+            moved = {}
+            for name, entry in parts.items():
+                try:
+                    if entry.get("plot"):
+                        target.mkdir(exist_ok=True)
+                        rel = Path(entry["plot"]).name
+                        os.replace(self.directory / rel, target / rel)
+                except OSError as exc:
+                    log.warning("report figures of %s not kept: %s", name, exc)
+                    continue
+                moved[name] = entry
+            if moved:
+                kept[key] = moved if key == "catalogs" else moved[key]
+        return kept
 
     def close(self) -> None:
         """Stop the helper process if it still runs (a failed or interrupted task)."""
         self._stop_helper()
+
+
+def _science_store():
+    from . import _science_store
+
+    return _science_store
 
 
 def _entry_path(directory: Path, name: str, part: str) -> Path:
@@ -326,6 +413,9 @@ def _helper_main(parent_pid: int) -> None:
             break  # the worker is gone
         job = json.loads(line)
         path, directory, part = Path(job["product"]), Path(job["directory"]), job["part"]
+        if part == "science":
+            _helper_science(path)
+            continue
         try:
             entry = draw_product(path, directory, by="helper", part=part)
         except Exception as exc:  # noqa: BLE001 - the worker draws it again and logs why
@@ -333,6 +423,19 @@ def _helper_main(parent_pid: int) -> None:
             continue
         if entry is not None:
             atomic_write(_entry_path(directory, path.name, part), json.dumps(entry), fsync=False)
+
+
+def _helper_science(job_path: Path) -> None:
+    """The helper's science job: the alignment and sky levels of the task's crf products."""
+    try:
+        job = json.loads(job_path.read_text())
+        directory = Path(job["directory"])
+        science = _science_store().crf_science(job["inputs"], Path(job["out"]), job["name"],
+                                               directory, by="helper")
+    except Exception as exc:  # noqa: BLE001 - the worker computes them again and logs why
+        print(f"no report figures of the crf products: {exc}", file=sys.stderr, flush=True)
+        return
+    atomic_write(directory / _SCIENCE_ENTRY, json.dumps(science), fsync=False)
 
 
 if __name__ == "__main__":
