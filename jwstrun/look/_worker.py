@@ -215,8 +215,10 @@ class TaskPreviews:
 
         The runner calls progress when a step starts or ends; stpipe saves a
         step's products before it logs the step done, so every file in ``out``
-        at that moment is complete.  A mosaic (_i2d) waits for the end, when
-        its catalog exists, except for its WHT and CON maps when it is small.
+        at that moment is complete.  A mosaic (_i2d) waits for the end, except
+        when it is small: its WHT and CON maps go while source_catalog runs, the
+        image with its catalog once source_catalog is done (while the worker
+        validates the products).
         """
 
         def wrapped(task_id, step):
@@ -228,9 +230,11 @@ class TaskPreviews:
                             continue
                         if not path.name.endswith("_i2d.fits"):
                             self._send(path, "all")
-                        elif options["maps"] and (path.name, "maps") not in self._sent \
-                                and _pixels(path) <= _EARLY_MAPS_PIXELS:
+                        elif options["maps"] and not {(path.name, "maps"), (path.name, "image")} \
+                                <= self._sent and _pixels(path) <= _EARLY_MAPS_PIXELS:
                             self._send(path, "maps")
+                            if _catalog_of(path).exists():  # source_catalog is done
+                                self._send(path, "image")
                     self._send_science(out)
                 except Exception:  # noqa: BLE001 - then it is drawn at the end
                     log.debug("preview scan of %s failed", out, exc_info=True)
@@ -361,6 +365,13 @@ def _science_store():
 
 def _entry_path(directory: Path, name: str, part: str) -> Path:
     return directory / f"{name}.{part}.json"
+
+
+def _catalog_of(mosaic: Path) -> Path:
+    """The catalog an i2d preview circles (:func:`jwstrun.look.preview.preview_file`'s default)."""
+    from ..products import product_basename
+
+    return mosaic.with_name(product_basename(mosaic) + "_cat.ecsv")
 
 
 def _pixels(path: Path) -> int:
