@@ -16,8 +16,11 @@ a helper process (``python -m jwstrun.look._worker``) starts with the task,
 imports matplotlib while the pipeline runs and draws each product as soon as
 the step that wrote it is done: the ``_crf`` files while resample runs, the
 mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
-its catalog) at the end.  The report then costs the task little.  Without an
-idle CPU the worker draws them itself at the end.
+its catalog) once source_catalog is done.  The report's science figures
+(:mod:`jwstrun.look._science_store`) are made alongside: the alignment and sky
+levels by the helper once every ``_crf`` exists, the catalog's by the worker
+while the helper draws the mosaic.  The report then costs the task little.
+Without an idle CPU the worker draws and computes them itself at the end.
 
 matplotlib, numpy and astropy are imported by :mod:`jwstrun.look.preview` inside
 its functions; this module is imported only where previews are drawn or reused.
