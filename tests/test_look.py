@@ -233,14 +233,20 @@ def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
     outdir.mkdir()
     products = [shutil.copy2(p, work / "out") for p in (*run["crfs"], run["i2d"], run["cat"])]
     products = [Path(p) for p in products]
-    previews = TaskPreviews(work, helper=True)
+    cals = [{"path": str(cal), "name": cal.name} for cal in run["cals"]]  # the task's inputs
+    previews = TaskPreviews(work, helper=True, inputs=cals, name="image3-x")
     try:
         step_event = previews.watch(work / "out", None)
         step_event("image3-x", "source_catalog")  # what the runner calls as a step starts
         previews.finish(products)
     finally:
         previews.close()
-    drawn = sorted(p.name for p in previews.directory.glob("*.json"))
+    drawn = sorted(p.name for p in previews.directory.glob("*.json")
+                   if not p.name.startswith("science-"))
+    # the report's figures too: alignment and sky levels of the crf, the catalog's
+    assert sorted(previews.science) == ["alignment", "catalogs", "skymatch"]
+    assert {previews.science["alignment"]["by"], previews.science["skymatch"]["by"],
+            previews.science["catalogs"][run["cat"].name]["by"]} == {"helper"}
     i2d = run["i2d"].name
     assert drawn == sorted([*(f"{c.name}.all.json" for c in run["crfs"]),
                             f"{i2d}.maps.json", f"{i2d}.image.json"])
@@ -252,6 +258,9 @@ def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
     for entry in entries.values():
         for rel in (*entry["files"], entry["thumbnail"]):
             assert (outdir / rel).is_file()
+    assert (outdir / previews.science["catalogs"][run["cat"].name]["plot"]).is_file()
+    assert previews.science["alignment"]["plot"] == "previews/image3-x_alignment.png"
+    assert (outdir / previews.science["alignment"]["plot"]).is_file()
 
 
 def test_report_reuses_the_worker_previews(run, tmp_path):
@@ -319,8 +328,8 @@ def _science_sections(page: str) -> str:
 
 def test_report_reuses_the_workers_science_figures(run, tmp_path, monkeypatch):
     """The image3 task's alignment and sky levels (computed by the helper while resample
-    ran) and its catalog's numbers and plot (by the worker while the helper drew the
-    mosaic) are in its manifest record with the size and mtime of the products they come
+    ran) and its catalog's numbers and plot (by the helper after the mosaic, while the
+    worker validated the products) are in its manifest record with the size and mtime of the products they come
     from; the report uses them, and computes the same sections itself when they are
     missing or a product changed."""
     from jwstrun._system import cpu_count
@@ -338,7 +347,8 @@ def test_report_reuses_the_workers_science_figures(run, tmp_path, monkeypatch):
     plots = [science["alignment"]["plot"], science["catalogs"][run["cat"].name]["plot"]]
     assert all((run["out"] / p).is_file() and p.startswith("previews/") for p in plots)
     if cpu_count() > 1:
-        assert science["alignment"]["by"] == science["skymatch"]["by"] == "helper"
+        assert {science["alignment"]["by"], science["skymatch"]["by"],
+                science["catalogs"][run["cat"].name]["by"]} == {"helper"}
 
     computed = []
     for name in ("tweakreg_shifts", "skymatch_levels", "catalog_figures"):

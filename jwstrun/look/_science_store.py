@@ -3,9 +3,10 @@
 What the report says of an image3 task's products (:mod:`jwstrun.look._science`:
 how far tweakreg moved each exposure, the sky levels skymatch recorded, the
 catalog's magnitudes) is computed where the products are made, off the run's
-critical path: the alignment and sky levels as soon as every ``_crf`` exists
-(in the preview helper process, while resample runs), the catalog's numbers
-and plot by the worker while the helper draws the mosaic at the end
+critical path: in the preview helper process, the alignment and sky levels as
+soon as every ``_crf`` exists (while resample runs), the catalog's numbers and
+plot once source_catalog is done (while the worker validates the products); by
+the worker at the end of its task when there is no helper
 (:class:`jwstrun.look._worker.TaskPreviews`).  The task's manifest record keeps
 them (``science``: the table rows and numbers, the plots as PNG files in
 ``OUTDIR/previews/``) with the size and modification time of every file they
@@ -104,23 +105,23 @@ def catalog_science(catalogs: list[Path], directory: Path, by: str = "worker") -
     return {"catalogs": entries} if entries else {}
 
 
-def science_current(science: dict, inputs, out: Path) -> bool:
-    """Whether the crf part of ``science`` was computed from the products in ``out`` as
-    they are now (the helper computed it during the pipeline)."""
+def science_current(science: dict, inputs, out: Path, kind: str = "crf") -> bool:
+    """Whether the ``kind`` part of ``science`` (``crf``: alignment and sky levels,
+    ``catalog``) was computed from the products in ``out`` as they are now (the
+    helper computed it during the pipeline)."""
     from ._science import cal_crf_pairs
 
     names = sorted(p.name for p in out.iterdir())
+    if kind == "catalog":
+        entries = science.get("catalogs")
+        cats = [n for n in names if n.endswith("_cat.ecsv")]
+        return isinstance(entries, dict) and sorted(entries) == cats and all(
+            _valid(entries[n], [(n, out / n)], "catalog") for n in cats)
     pairs = cal_crf_pairs(inputs, names, out)
     crfs = [out / n for n in names if n.endswith("_crf.fits")]
     return ((not pairs or _valid(science.get("alignment"), _pair_items(pairs), "alignment"))
             and (not crfs or _valid(science.get("skymatch"), [(p.name, p) for p in crfs],
                                     "skymatch")))
-
-
-def science_files(science: dict) -> list[str]:
-    """The plot files of ``science``, relative to OUTDIR."""
-    parts = [science.get("alignment"), *(science.get("catalogs") or {}).values()]
-    return [part["plot"] for part in parts if part and part.get("plot")]
 
 
 # --------------------------------------------------------------------------

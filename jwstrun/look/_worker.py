@@ -18,8 +18,8 @@ the step that wrote it is done: the ``_crf`` files while resample runs, the
 mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
 its catalog) once source_catalog is done.  The report's science figures
 (:mod:`jwstrun.look._science_store`) are made alongside: the alignment and sky
-levels by the helper once every ``_crf`` exists, the catalog's by the worker
-while the helper draws the mosaic.  The report then costs the task little.
+levels by the helper once every ``_crf`` exists, the catalog's after the
+mosaic.  The report then costs the task little.
 Without an idle CPU the worker draws and computes them itself at the end.
 
 matplotlib, numpy and astropy are imported by :mod:`jwstrun.look.preview` inside
@@ -58,7 +58,7 @@ _PREVIEW_MODULES = (
     "matplotlib.patches", "PIL.Image",
 )
 _PARTS = ("all", "image", "maps")  # everything; an i2d without / with only its maps
-_SCIENCE_JOB, _SCIENCE_ENTRY = "science-job.json", "science.json"
+_SCIENCE_KINDS = ("crf", "catalog")  # the helper's science jobs (jwstrun.look._science_store)
 
 
 def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "all") -> dict | None:
@@ -122,8 +122,8 @@ class TaskPreviews:
     OUTDIR; :meth:`close` (always) stops the helper.  The report's science
     figures (:mod:`jwstrun.look._science_store`) go the same way: the helper
     computes the alignment and sky levels once every ``_crf`` of the task's
-    ``inputs`` exists, the worker the catalog's while the helper draws the
-    mosaic; ``name`` (the task's product) names the alignment plot.
+    ``inputs`` exists, the catalog's once it exists; ``name`` (the task's
+    product) names the alignment plot.
     """
 
     def __init__(self, workdir: Path, helper: bool = False, inputs: list[dict] | None = None,
@@ -139,7 +139,7 @@ class TaskPreviews:
         self.name = Path(name).name or "task"
         #: the report's science figures of the products (jwstrun.look._science_store)
         self.science: dict = {}
-        self._science_sent = False
+        self._science_sent: set[str] = set()  # of _SCIENCE_KINDS
         self._helper: subprocess.Popen | None = None
         if helper:
             self._start_helper()
@@ -178,18 +178,28 @@ class TaskPreviews:
         self._sent.add((path.name, part))
 
     def _send_science(self, out: Path) -> None:
-        """Have the helper compute the alignment and sky levels once every cal has its crf."""
+        """Have the helper compute the alignment and sky levels once every cal has its crf,
+        and the catalog's figures once it exists."""
         from ._science import cal_crf_pairs
 
+        if self._helper is None:
+            return
         cals = [e for e in self.inputs if str(e.get("name", "")).endswith("_cal.fits")]
-        if self._helper is None or self._science_sent or not cals:
-            return
-        if len(cal_crf_pairs(cals, sorted(p.name for p in out.iterdir()), out)) < len(cals):
-            return
-        job = {"inputs": cals, "out": str(out), "name": self.name, "directory": str(self.directory)}
-        atomic_write(self.directory / _SCIENCE_JOB, json.dumps(job), fsync=False)
-        self._send(self.directory / _SCIENCE_JOB, "science")  # one short line: atomic
-        self._science_sent = (_SCIENCE_JOB, "science") in self._sent
+        names = sorted(p.name for p in out.iterdir())
+        if "crf" not in self._science_sent and cals \
+                and len(cal_crf_pairs(cals, names, out)) == len(cals):
+            self._send_job("crf", {"inputs": cals, "out": str(out), "name": self.name})
+        catalogs = [str(out / n) for n in names if n.endswith("_cat.ecsv")]
+        if "catalog" not in self._science_sent and catalogs:
+            self._send_job("catalog", {"catalogs": catalogs})
+
+    def _send_job(self, kind: str, job: dict) -> None:
+        path = self.directory / f"science-{kind}-job.json"
+        atomic_write(path, json.dumps({**job, "kind": kind, "directory": str(self.directory)}),
+                     fsync=False)
+        self._send(path, "science")  # one short line: atomic
+        if (path.name, "science") in self._sent:
+            self._science_sent.add(kind)
 
     def _stop_helper(self, wait: float = 0.0) -> None:
         helper, self._helper = self._helper, None
@@ -259,16 +269,15 @@ class TaskPreviews:
                 done = {part for name, part in self._sent if name == path.name}
                 if not done & {"all", "image"}:
                     self._send(path, "image" if "maps" in done else "all")
-        # while the helper draws (the mosaic, at the end of image3): the catalog's figures
+        # what the helper was not given: the worker computes it (while the helper draws)
         out = products[0].parent if products else None
-        self._science_part(lambda: _science_store().catalog_science(
-            [p for p in products if p.name.endswith("_cat.ecsv")], self.directory))
-        if not self._science_sent and out is not None:
-            self._science_part(lambda: _science_store().crf_science(
-                self.inputs, out, self.name, self.directory))
+        for kind in _SCIENCE_KINDS:
+            if kind not in self._science_sent and out is not None:
+                self._science_part(lambda kind=kind: self._compute_science(kind, out))
         self._stop_helper(wait=_HELPER_TIMEOUT_S)
-        if self._science_sent and out is not None:
-            self._collect_science(out)
+        for kind in self._science_sent:
+            if out is not None:
+                self._collect_science(kind, out)
         for path in wanted:
             parts = {part: self._read(path, part) for part in _PARTS}
             if _current(parts["all"], path):
@@ -291,19 +300,24 @@ class TaskPreviews:
         except Exception as exc:  # noqa: BLE001 - a figure never fails the task
             log.warning("report figures not computed: %s", exc)
 
-    def _collect_science(self, out: Path) -> None:
-        """The helper's alignment and sky levels, or the worker's when they are not current."""
+    def _compute_science(self, kind: str, out: Path) -> dict:
         store = _science_store()
+        if kind == "crf":
+            return store.crf_science(self.inputs, out, self.name, self.directory)
+        return store.catalog_science(sorted(out.glob("*_cat.ecsv")), self.directory)
+
+    def _collect_science(self, kind: str, out: Path) -> None:
+        """The helper's figures of ``kind``, or the worker's when they are not current."""
         try:
-            science = json.loads((self.directory / _SCIENCE_ENTRY).read_text())
-            current = isinstance(science, dict) and store.science_current(science, self.inputs, out)
+            science = json.loads((self.directory / f"science-{kind}.json").read_text())
+            current = isinstance(science, dict) and _science_store().science_current(
+                science, self.inputs, out, kind)
         except (OSError, ValueError):
             current = False
         if current:
             self.science.update(science)
-        else:  # no helper, or it failed, or the products changed after it read them
-            self._science_part(lambda: store.crf_science(self.inputs, out, self.name,
-                                                         self.directory))
+        else:  # the helper failed, or the products changed after it read them
+            self._science_part(lambda: self._compute_science(kind, out))
 
     def _read(self, path: Path, part: str) -> dict | None:
         try:
@@ -440,16 +454,22 @@ def _helper_main(parent_pid: int) -> None:
 
 
 def _helper_science(job_path: Path) -> None:
-    """The helper's science job: the alignment and sky levels of the task's crf products."""
+    """The helper's science job: the alignment and sky levels of the task's crf products,
+    or the catalog's figures."""
+    store = _science_store()
     try:
         job = json.loads(job_path.read_text())
         directory = Path(job["directory"])
-        science = _science_store().crf_science(job["inputs"], Path(job["out"]), job["name"],
-                                               directory, by="helper")
+        if job["kind"] == "crf":
+            science = store.crf_science(job["inputs"], Path(job["out"]), job["name"],
+                                        directory, by="helper")
+        else:
+            science = store.catalog_science([Path(c) for c in job["catalogs"]], directory,
+                                            by="helper")
     except Exception as exc:  # noqa: BLE001 - the worker computes them again and logs why
-        print(f"no report figures of the crf products: {exc}", file=sys.stderr, flush=True)
+        print(f"no report figures ({job_path.name}): {exc}", file=sys.stderr, flush=True)
         return
-    atomic_write(directory / _SCIENCE_ENTRY, json.dumps(science), fsync=False)
+    atomic_write(directory / f"science-{job['kind']}.json", json.dumps(science), fsync=False)
 
 
 if __name__ == "__main__":
