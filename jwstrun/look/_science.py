@@ -263,7 +263,8 @@ def _catalog_section(records: list[dict], run_dir: Path, truth: str | os.PathLik
 _MAG_COLUMN = "aper_total_abmag"
 
 
-def catalog_figures(cat_path: Path, truth=None, truth_path: Path = Path("")) -> tuple[dict, bytes | None]:
+def catalog_figures(cat_path: Path, truth=None,
+                    truth_path: Path = Path("")) -> tuple[dict, bytes | None]:
     """What the report says of a catalog: its numbers (``n_sources``, ``n_extended``,
     ``magnitudes``: whether it has them, ``match_text``: the truth comparison's
     sentence) and the PNG of its magnitude histogram (and of measured against
@@ -299,7 +300,8 @@ def _catalog_block(name: str, numbers: dict, plot: bytes | None) -> str:
     plot = f"<div class='plot'><img alt='catalog magnitudes' src='{_data_uri(plot)}'></div>"
     n_ext = numbers["n_extended"]
     ext = f", {n_ext} extended" if n_ext is not None else ""
-    return f"<p><b>{_e(name)}</b>: {numbers['n_sources']} sources{ext}.{numbers['match_text']}</p>{plot}"
+    return (f"<p><b>{_e(name)}</b>: {numbers['n_sources']} sources{ext}."
+            f"{numbers['match_text']}</p>{plot}")
 
 
 def _truth_plot(fig, injected, measured, sep, column: str, truth_name: str) -> str:
