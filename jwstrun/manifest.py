@@ -87,6 +87,9 @@ class TaskResult:
     intermediates: list[str] = field(default_factory=list)
     #: the task's temporary directory, kept with --keep-temp (relative to OUTDIR in a record)
     temp_dir: str | None = None
+    #: the report's alignment, sky-level and catalog figures of the products, computed
+    #: on the worker side (jwstrun.look._science_store)
+    science: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

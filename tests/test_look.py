@@ -233,14 +233,20 @@ def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
     outdir.mkdir()
     products = [shutil.copy2(p, work / "out") for p in (*run["crfs"], run["i2d"], run["cat"])]
     products = [Path(p) for p in products]
-    previews = TaskPreviews(work, helper=True)
+    cals = [{"path": str(cal), "name": cal.name} for cal in run["cals"]]  # the task's inputs
+    previews = TaskPreviews(work, helper=True, inputs=cals, name="image3-x")
     try:
         step_event = previews.watch(work / "out", None)
         step_event("image3-x", "source_catalog")  # what the runner calls as a step starts
         previews.finish(products)
     finally:
         previews.close()
-    drawn = sorted(p.name for p in previews.directory.glob("*.json"))
+    drawn = sorted(p.name for p in previews.directory.glob("*.json")
+                   if not p.name.startswith("science-"))
+    # the report's figures too: alignment and sky levels of the crf, the catalog's
+    assert sorted(previews.science) == ["alignment", "catalogs", "skymatch"]
+    assert {previews.science["alignment"]["by"], previews.science["skymatch"]["by"],
+            previews.science["catalogs"][run["cat"].name]["by"]} == {"helper"}
     i2d = run["i2d"].name
     assert drawn == sorted([*(f"{c.name}.all.json" for c in run["crfs"]),
                             f"{i2d}.maps.json", f"{i2d}.image.json"])
@@ -252,6 +258,9 @@ def test_helper_draws_each_product_when_its_step_is_done(run, tmp_path):
     for entry in entries.values():
         for rel in (*entry["files"], entry["thumbnail"]):
             assert (outdir / rel).is_file()
+    assert (outdir / previews.science["catalogs"][run["cat"].name]["plot"]).is_file()
+    assert previews.science["alignment"]["plot"] == "previews/image3-x_alignment.png"
+    assert (outdir / previews.science["alignment"]["plot"]).is_file()
 
 
 def test_report_reuses_the_worker_previews(run, tmp_path):
@@ -283,7 +292,8 @@ def test_report_reuses_the_worker_previews(run, tmp_path):
     redrawn = write_report(copy).read_text()
     drawn_s = time.perf_counter() - start
     assert sorted(p.name for p in (copy / "previews").iterdir()) == sorted(
-        n for n in before if n.endswith(".png"))  # the same previews (thumbnails embedded only)
+        n for n in before if n.endswith(".png") and not n.endswith(_SCIENCE_PLOTS)
+    )  # the same previews (thumbnails embedded only; the science plots embedded only)
     assert redrawn.count("<img class='thumb'") == page.count("<img class='thumb'") == len(entries)
     assert reused_s < 0.6 * drawn_s, (reused_s, drawn_s)
 
@@ -305,6 +315,65 @@ def test_report_redraws_stale_or_missing_previews(run, tmp_path):
     after = _stat_all(previews)
     redrawn = {name for name in after if after[name] != before.get(name)}
     assert redrawn == {Path(entries[crf]["files"][0]).name, Path(entries[cal]["files"][0]).name}
+
+
+_SCIENCE_PLOTS = ("_alignment.png", "_magnitudes.png")
+
+
+def _science_sections(page: str) -> str:
+    """The alignment, sky matching and catalog sections of a report page."""
+    return re.search(r"<h2>Alignment \(tweakreg\)</h2>.*?(?=<h2>Runs in this directory)",
+                     page, re.S).group(0)
+
+
+def test_report_reuses_the_workers_science_figures(run, tmp_path, monkeypatch):
+    """The image3 task's alignment and sky levels (computed by the helper while resample
+    ran) and its catalog's numbers and plot (by the helper after the mosaic, while the
+    worker validated the products) are in its manifest record with the size and mtime of the products they come
+    from; the report uses them, and computes the same sections itself when they are
+    missing or a product changed."""
+    from jwstrun._system import cpu_count
+    from jwstrun.look import _science, write_report
+
+    manifest = json.loads((run["out"] / "jwstrun-manifest.json").read_text())
+    science = manifest["tasks"][run["task"]["task_id"]]["science"]
+    assert sorted(science) == ["alignment", "catalogs", "skymatch"]
+    assert [r["crf"] for r in science["alignment"]["rows"]] == [c.name for c in run["crfs"]]
+    assert [r["name"] for r in science["skymatch"]["rows"]] == [c.name for c in run["crfs"]]
+    assert list(science["catalogs"]) == [run["cat"].name]
+    stat = run["cat"].stat()
+    assert science["catalogs"][run["cat"].name]["sources"] == [
+        [run["cat"].name, stat.st_size, stat.st_mtime_ns]]
+    plots = [science["alignment"]["plot"], science["catalogs"][run["cat"].name]["plot"]]
+    assert all((run["out"] / p).is_file() and p.startswith("previews/") for p in plots)
+    if cpu_count() > 1:
+        assert {science["alignment"]["by"], science["skymatch"]["by"],
+                science["catalogs"][run["cat"].name]["by"]} == {"helper"}
+
+    computed = []
+    for name in ("tweakreg_shifts", "skymatch_levels", "catalog_figures"):
+        def counted(*args, _f=getattr(_science, name), _name=name, **kwargs):
+            computed.append(_name)
+            return _f(*args, **kwargs)
+        monkeypatch.setattr(_science, name, counted)
+    reused = _science_sections(write_report(run["out"]).read_text())
+    assert computed == []
+    # the same run as a --no-report run or an older jwstrun left it: computed by the report
+    copy = tmp_path / "out"
+    shutil.copytree(run["out"], copy, ignore=shutil.ignore_patterns("*.html"))
+    manifest_path = copy / "jwstrun-manifest.json"
+    for record in manifest["tasks"].values():
+        record.pop("science", None)
+    manifest_path.write_text(json.dumps(manifest))
+    assert _science_sections(write_report(copy).read_text()) == reused
+    assert computed == ["tweakreg_shifts", "skymatch_levels", "catalog_figures"]
+    # a product changed after the worker read it: computed again
+    shutil.copy2(run["out"] / "jwstrun-manifest.json", manifest_path)
+    crf = copy / run["crfs"][0].name
+    os.utime(crf, ns=(crf.stat().st_atime_ns, crf.stat().st_mtime_ns + 10**9))
+    computed.clear()
+    assert _science_sections(write_report(copy).read_text()) == reused
+    assert computed == ["tweakreg_shifts", "skymatch_levels"]
 
 
 def test_no_report_run_draws_no_previews_and_a_later_report_does(run, tmp_path):

@@ -17,7 +17,8 @@ from ..errors import JwstrunError
 from ..products import product_basename, read_catalog
 from ._html import _data_uri, _e, _fig_png, _num, _plot_figure
 
-__all__ = ["tweakreg_shifts", "skymatch_levels"]
+__all__ = ["tweakreg_shifts", "skymatch_levels", "alignment_plot", "catalog_figures",
+           "cal_crf_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,17 @@ def _wcs_change(cal: Path, crf: Path) -> dict:
 
 def _cal_crf_pairs(record: dict, run_dir: Path) -> list[tuple[Path, Path]]:
     """The (cal input, crf output) pairs of a task (an image3 association) both on disk."""
-    cals = {product_basename(e["name"]): Path(e["path"]) for e in record.inputs or []
+    return cal_crf_pairs(record.inputs, record.outputs, run_dir)
+
+
+def cal_crf_pairs(inputs, names, directory: Path) -> list[tuple[Path, Path]]:
+    """The (cal input, crf product) pairs of a task both on disk: ``inputs`` are its
+    manifest input entries, ``names`` its product names, in ``directory``."""
+    cals = {product_basename(e["name"]): Path(e["path"]) for e in inputs or []
             if str(e.get("name", "")).endswith("_cal.fits") and e.get("path")}
     pairs = []
-    for name in record.outputs or []:
-        crf = run_dir / name
+    for name in names or []:
+        crf = directory / name
         if not name.endswith("_crf.fits") or not crf.exists():
             continue
         cal = next((p for base, p in cals.items() if name.startswith(base + "_")), None)
@@ -95,7 +102,8 @@ def _cal_crf_pairs(record: dict, run_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _alignment_block(record: dict, rows: list[dict]) -> str:
+def _alignment_block(record: dict, rows: list[dict], plot: bytes | None = None) -> str:
+    """The task's alignment table and plot (``plot``: its PNG, drawn here when None)."""
     title = f"<h3>{_e(record.task_id)}</h3>"
     if rows and all(r["status"] == "SKIPPED" for r in rows):
         return title + "<p>tweakreg was skipped: the exposures keep their pointing WCS.</p>"
@@ -107,19 +115,24 @@ def _alignment_block(record: dict, rows: list[dict]) -> str:
         f"<td class='num'>{_num(r['rotation_deg'], '.5f')}</td><td>{_e(r['crf'])}</td></tr>"
         for r in rows
     )
-    moved = [r for r in rows if r["shift_arcsec"] is not None]
+    plot = alignment_plot(rows) if plot is None else plot
     return (title + "<table class='tweakreg-table'><tr><th>exposure</th><th>tweakreg</th>"
             "<th>ΔRA cos Dec (arcsec)</th><th>ΔDec (arcsec)</th><th>moved (arcsec)</th>"
             "<th>rotation (deg)</th><th>crf</th></tr>" + cells + "</table>"
-            + (_alignment_plot(moved) if moved else ""))
+            + (f"<div class='plot'><img alt='tweakreg shifts' src='{_data_uri(plot)}'></div>"
+               if plot else ""))
 
 
 def _alignment_section(records: list[dict], run_dir: Path) -> str:
+    from ._science_store import reused_alignment
+
     blocks = []
     for record in records:  # the tasks that turned _cal inputs into _crf (image3's members)
         pairs = _cal_crf_pairs(record, run_dir)
-        if pairs:
-            blocks.append(_alignment_block(record, tweakreg_shifts(pairs)))
+        if pairs:  # what the worker computed (jwstrun.look._science_store), else now
+            rows, plot = (reused_alignment(record.science, pairs, run_dir)
+                          or (tweakreg_shifts(pairs), None))
+            blocks.append(_alignment_block(record, rows, plot))
     if not blocks:
         return ""
     return ("<h2>Alignment (tweakreg)</h2><p class='muted'>From the products: how far the sky "
@@ -129,9 +142,20 @@ def _alignment_section(records: list[dict], run_dir: Path) -> str:
             + "".join(blocks))
 
 
-def _alignment_plot(rows: list[dict]) -> str:
+def has_alignment_plot(rows: list[dict]) -> bool:
+    """Whether the alignment block of ``rows`` has a plot (:func:`alignment_plot`)."""
+    return not all(r["status"] == "SKIPPED" for r in rows) and any(
+        r["shift_arcsec"] is not None for r in rows)
+
+
+def alignment_plot(rows: list[dict]) -> bytes | None:
+    """The PNG bar plot of how far each exposure moved; None when the block has none
+    (tweakreg skipped on every exposure, or no pair with a WCS)."""
     import numpy as np
 
+    if not has_alignment_plot(rows):
+        return None
+    rows = [r for r in rows if r["shift_arcsec"] is not None]
     fig = _plot_figure(6.4, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(rows))
@@ -139,7 +163,7 @@ def _alignment_plot(rows: list[dict]) -> str:
     ax.set_xticks(x, [product_basename(r["cal"]) for r in rows], fontsize=6, rotation=12)
     ax.set_ylabel("arcsec")
     ax.set_title("how far tweakreg moved each exposure (cal → crf WCS)", fontsize=9)
-    return f"<div class='plot'><img alt='tweakreg shifts' src='{_data_uri(_fig_png(fig))}'></div>"
+    return _fig_png(fig)
 
 
 # --------------------------------------------------------------------------
@@ -168,16 +192,19 @@ def skymatch_levels(paths) -> list[dict]:
 
 
 def _skymatch_section(records: list[dict], run_dir: Path) -> str:
+    from ._science_store import reused_skymatch
+
     blocks = []
     for record in records:
         crfs = [run_dir / n for n in record.outputs or [] if n.endswith("_crf.fits")]
         if not crfs:
             continue
+        levels = reused_skymatch(record.science, crfs) or skymatch_levels(crfs)
         rows = "".join(
             f"<tr class='skymatch'><td>{_e(r['name'])}</td><td>{_e(r['status'] or '-')}</td>"
             f"<td class='num'>{_num(r['level'], '.5g')}</td><td>{_e(r['method'] or '-')}</td>"
             f"<td>{_e('-' if r['subtracted'] is None else r['subtracted'])}</td></tr>"
-            for r in skymatch_levels(crfs)
+            for r in levels
         )
         blocks.append(
             f"<h3>{_e(record.task_id)}</h3><table class='skymatch-table'><tr><th>crf</th>"
@@ -215,45 +242,66 @@ def _floats(column):
 
 
 def _catalog_section(records: list[dict], run_dir: Path, truth: str | os.PathLike | None) -> str:
-    cats = [run_dir / n for r in records for n in r.outputs or []
+    from ._science_store import reused_catalog
+
+    cats = [(run_dir / n, r) for r in records for n in r.outputs or []
             if n.endswith("_cat.ecsv") and (run_dir / n).exists()]
     if not cats:
         return ""
     truth_table = _read_truth(truth)
     blocks = []
-    for cat_path in cats:
-        try:
-            blocks.append(_catalog_block(cat_path, truth_table, Path(truth or "")))
+    for cat_path, record in cats:
+        try:  # what the worker computed (jwstrun.look._science_store), else now
+            numbers, plot = ((truth_table is None and reused_catalog(record.science, cat_path))
+                             or catalog_figures(cat_path, truth_table, Path(truth or "")))
+            blocks.append(_catalog_block(cat_path.name, numbers, plot))
         except JwstrunError as exc:
             blocks.append(f"<p class='err'>{_e(cat_path.name)}: unreadable ({_e(exc)})</p>")
     return "<h2 id='catalog'>Catalog magnitudes</h2>" + "".join(blocks)
 
 
-def _catalog_block(cat_path: Path, truth, truth_path: Path) -> str:
+_MAG_COLUMN = "aper_total_abmag"
+
+
+def catalog_figures(cat_path: Path, truth=None,
+                    truth_path: Path = Path("")) -> tuple[dict, bytes | None]:
+    """What the report says of a catalog: its numbers (``n_sources``, ``n_extended``,
+    ``magnitudes``: whether it has them, ``match_text``: the truth comparison's
+    sentence) and the PNG of its magnitude histogram (and of measured against
+    injected magnitudes when ``truth``, a table, is given)."""
     import numpy as np
 
     cat = read_catalog(cat_path)
-    column = "aper_total_abmag"
-    if column not in cat.colnames:
-        return f"<p>{_e(cat_path.name)}: {len(cat)} sources, no {column} column.</p>"
-    mags = _floats(cat[column])
+    numbers = {"n_sources": len(cat), "n_extended": None, "magnitudes": False, "match_text": ""}
+    if _MAG_COLUMN not in cat.colnames:
+        return numbers, None
+    mags = _floats(cat[_MAG_COLUMN])
     good = np.isfinite(mags)
-    n_ext = int(np.sum(np.asarray(cat["is_extended"]))) if "is_extended" in cat.colnames else None
+    if "is_extended" in cat.colnames:
+        numbers["n_extended"] = int(np.sum(np.asarray(cat["is_extended"])))
     fig = _plot_figure(6.4 if truth is None else 11.0, 3.6)
     ax = fig.add_subplot(1, 1 if truth is None else 2, 1)
     if good.any():
         ax.hist(mags[good], bins=min(40, max(8, good.sum() // 4)), color="#4f81bd")
-    ax.set_xlabel(f"{column} (AB mag)")
+    ax.set_xlabel(f"{_MAG_COLUMN} (AB mag)")
     ax.set_ylabel("sources")
     ax.set_title(f"{cat_path.name}: {good.sum()} of {len(cat)} with a magnitude", fontsize=8)
-    match_text = ""
     if truth is not None and "sky_centroid" in cat.colnames:
         comparison = _match_truth(cat, truth, mags)
         if comparison is not None:
-            match_text = _truth_plot(fig, *comparison, column, truth_path.name)
-    plot = f"<div class='plot'><img alt='catalog magnitudes' src='{_data_uri(_fig_png(fig))}'></div>"
+            numbers["match_text"] = _truth_plot(fig, *comparison, _MAG_COLUMN, truth_path.name)
+    numbers["magnitudes"] = True
+    return numbers, _fig_png(fig)
+
+
+def _catalog_block(name: str, numbers: dict, plot: bytes | None) -> str:
+    if not numbers["magnitudes"]:
+        return f"<p>{_e(name)}: {numbers['n_sources']} sources, no {_MAG_COLUMN} column.</p>"
+    plot = f"<div class='plot'><img alt='catalog magnitudes' src='{_data_uri(plot)}'></div>"
+    n_ext = numbers["n_extended"]
     ext = f", {n_ext} extended" if n_ext is not None else ""
-    return f"<p><b>{_e(cat_path.name)}</b>: {len(cat)} sources{ext}.{match_text}</p>{plot}"
+    return (f"<p><b>{_e(name)}</b>: {numbers['n_sources']} sources{ext}."
+            f"{numbers['match_text']}</p>{plot}")
 
 
 def _truth_plot(fig, injected, measured, sep, column: str, truth_name: str) -> str:

@@ -16,8 +16,11 @@ a helper process (``python -m jwstrun.look._worker``) starts with the task,
 imports matplotlib while the pipeline runs and draws each product as soon as
 the step that wrote it is done: the ``_crf`` files while resample runs, the
 mosaic's WHT and CON maps while source_catalog runs, the mosaic itself (with
-its catalog) at the end.  The report then costs the task little.  Without an
-idle CPU the worker draws them itself at the end.
+its catalog) once source_catalog is done.  The report's science figures
+(:mod:`jwstrun.look._science_store`) are made alongside: the alignment and sky
+levels by the helper once every ``_crf`` exists, the catalog's after the
+mosaic.  The report then costs the task little.
+Without an idle CPU the worker draws and computes them itself at the end.
 
 matplotlib, numpy and astropy are imported by :mod:`jwstrun.look.preview` inside
 its functions; this module is imported only where previews are drawn or reused.
@@ -49,11 +52,13 @@ _HELPER_TIMEOUT_S = 600
 _EARLY_MAPS_PIXELS = 4_000_000
 #: what drawing previews imports: the helper process imports it first thing
 _PREVIEW_MODULES = (
-    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "matplotlib.figure",
+    "numpy", "astropy.io.fits", "astropy.table", "astropy.visualization", "astropy.wcs",
+    "astropy.coordinates", "matplotlib.figure",
     "matplotlib.backends.backend_agg", "matplotlib.cm", "matplotlib.colors",
     "matplotlib.patches", "PIL.Image",
 )
 _PARTS = ("all", "image", "maps")  # everything; an i2d without / with only its maps
+_SCIENCE_KINDS = ("crf", "catalog")  # the helper's science jobs (jwstrun.look._science_store)
 
 
 def draw_product(path: Path, directory: Path, by: str = "worker", part: str = "all") -> dict | None:
@@ -114,10 +119,15 @@ class TaskPreviews:
     begins); :meth:`watch` wraps the task's progress callback so that each
     step's finished products go to the helper; :meth:`finish` draws the rest
     once the products are validated; :meth:`publish` moves the previews into
-    OUTDIR; :meth:`close` (always) stops the helper.
+    OUTDIR; :meth:`close` (always) stops the helper.  The report's science
+    figures (:mod:`jwstrun.look._science_store`) go the same way: the helper
+    computes the alignment and sky levels once every ``_crf`` of the task's
+    ``inputs`` exists, the catalog's once it exists; ``name`` (the task's
+    product) names the alignment plot.
     """
 
-    def __init__(self, workdir: Path, helper: bool = False):
+    def __init__(self, workdir: Path, helper: bool = False, inputs: list[dict] | None = None,
+                 name: str = "task"):
         import shutil
 
         self.directory = workdir / PREVIEW_DIRNAME
@@ -125,6 +135,11 @@ class TaskPreviews:
         self.directory.mkdir(parents=True)
         self.entries: dict[str, dict] = {}
         self._sent: set[tuple[str, str]] = set()  # (product name, part)
+        self.inputs = list(inputs or [])
+        self.name = Path(name).name or "task"
+        #: the report's science figures of the products (jwstrun.look._science_store)
+        self.science: dict = {}
+        self._science_sent: set[str] = set()  # of _SCIENCE_KINDS
         self._helper: subprocess.Popen | None = None
         if helper:
             self._start_helper()
@@ -162,6 +177,30 @@ class TaskPreviews:
             return
         self._sent.add((path.name, part))
 
+    def _send_science(self, out: Path) -> None:
+        """Have the helper compute the alignment and sky levels once every cal has its crf,
+        and the catalog's figures once it exists."""
+        from ._science import cal_crf_pairs
+
+        if self._helper is None:
+            return
+        cals = [e for e in self.inputs if str(e.get("name", "")).endswith("_cal.fits")]
+        names = sorted(p.name for p in out.iterdir())
+        if "crf" not in self._science_sent and cals \
+                and len(cal_crf_pairs(cals, names, out)) == len(cals):
+            self._send_job("crf", {"inputs": cals, "out": str(out), "name": self.name})
+        catalogs = [str(out / n) for n in names if n.endswith("_cat.ecsv")]
+        if "catalog" not in self._science_sent and catalogs:
+            self._send_job("catalog", {"catalogs": catalogs})
+
+    def _send_job(self, kind: str, job: dict) -> None:
+        path = self.directory / f"science-{kind}-job.json"
+        atomic_write(path, json.dumps({**job, "kind": kind, "directory": str(self.directory)}),
+                     fsync=False)
+        self._send(path, "science")  # one short line: atomic
+        if (path.name, "science") in self._sent:
+            self._science_sent.add(kind)
+
     def _stop_helper(self, wait: float = 0.0) -> None:
         helper, self._helper = self._helper, None
         if helper is None:
@@ -189,8 +228,10 @@ class TaskPreviews:
 
         The runner calls progress when a step starts or ends; stpipe saves a
         step's products before it logs the step done, so every file in ``out``
-        at that moment is complete.  A mosaic (_i2d) waits for the end, when
-        its catalog exists, except for its WHT and CON maps when it is small.
+        at that moment is complete.  A mosaic (_i2d) waits for the end, except
+        when it is small: its WHT and CON maps go while source_catalog runs, the
+        image with its catalog once source_catalog is done (while the worker
+        validates the products).
         """
 
         def wrapped(task_id, step):
@@ -202,9 +243,12 @@ class TaskPreviews:
                             continue
                         if not path.name.endswith("_i2d.fits"):
                             self._send(path, "all")
-                        elif options["maps"] and (path.name, "maps") not in self._sent \
-                                and _pixels(path) <= _EARLY_MAPS_PIXELS:
+                        elif options["maps"] and not {(path.name, "maps"), (path.name, "image")} \
+                                <= self._sent and _pixels(path) <= _EARLY_MAPS_PIXELS:
                             self._send(path, "maps")
+                            if _catalog_of(path).exists():  # source_catalog is done
+                                self._send(path, "image")
+                    self._send_science(out)
                 except Exception:  # noqa: BLE001 - then it is drawn at the end
                     log.debug("preview scan of %s failed", out, exc_info=True)
             if progress is not None:
@@ -225,7 +269,15 @@ class TaskPreviews:
                 done = {part for name, part in self._sent if name == path.name}
                 if not done & {"all", "image"}:
                     self._send(path, "image" if "maps" in done else "all")
+        # what the helper was not given: the worker computes it (while the helper draws)
+        out = products[0].parent if products else None
+        for kind in _SCIENCE_KINDS:
+            if kind not in self._science_sent and out is not None:
+                self._science_part(lambda kind=kind: self._compute_science(kind, out))
         self._stop_helper(wait=_HELPER_TIMEOUT_S)
+        for kind in self._science_sent:
+            if out is not None:
+                self._collect_science(kind, out)
         for path in wanted:
             parts = {part: self._read(path, part) for part in _PARTS}
             if _current(parts["all"], path):
@@ -239,6 +291,33 @@ class TaskPreviews:
                     log.warning("no preview of %s: %s", path.name, exc)
                     continue
             self.entries[path.name] = entry
+
+    def _science_part(self, compute: Callable[[], dict]) -> None:
+        """Add what ``compute`` returns to :attr:`science`; never raises (the report
+        computes what is missing)."""
+        try:
+            self.science.update(compute())
+        except Exception as exc:  # noqa: BLE001 - a figure never fails the task
+            log.warning("report figures not computed: %s", exc)
+
+    def _compute_science(self, kind: str, out: Path) -> dict:
+        store = _science_store()
+        if kind == "crf":
+            return store.crf_science(self.inputs, out, self.name, self.directory)
+        return store.catalog_science(sorted(out.glob("*_cat.ecsv")), self.directory)
+
+    def _collect_science(self, kind: str, out: Path) -> None:
+        """The helper's figures of ``kind``, or the worker's when they are not current."""
+        try:
+            science = json.loads((self.directory / f"science-{kind}.json").read_text())
+            current = isinstance(science, dict) and _science_store().science_current(
+                science, self.inputs, out, kind)
+        except (OSError, ValueError):
+            current = False
+        if current:
+            self.science.update(science)
+        else:  # the helper failed, or the products changed after it read them
+            self._science_part(lambda: self._compute_science(kind, out))
 
     def _read(self, path: Path, part: str) -> dict | None:
         try:
@@ -265,15 +344,51 @@ class TaskPreviews:
                 log.warning("previews of %s not kept: %s", name, exc)
                 continue
             published[name] = entry
+        self.science = self._publish_science(target)
         return published
+
+    def _publish_science(self, target: Path) -> dict:
+        """Move the science plots into ``target``; the parts whose plot moved."""
+        kept = {}
+        if target.is_symlink():  # never written through a link planted in OUTDIR
+            target.unlink()
+        for key, part in self.science.items():
+            parts = part if key == "catalogs" else {key: part}
+            moved = {}
+            for name, entry in parts.items():
+                try:
+                    if entry.get("plot"):
+                        target.mkdir(exist_ok=True)
+                        rel = Path(entry["plot"]).name
+                        os.replace(self.directory / rel, target / rel)
+                except OSError as exc:
+                    log.warning("report figures of %s not kept: %s", name, exc)
+                    continue
+                moved[name] = entry
+            if moved:
+                kept[key] = moved if key == "catalogs" else moved[key]
+        return kept
 
     def close(self) -> None:
         """Stop the helper process if it still runs (a failed or interrupted task)."""
         self._stop_helper()
 
 
+def _science_store():
+    from . import _science_store
+
+    return _science_store
+
+
 def _entry_path(directory: Path, name: str, part: str) -> Path:
     return directory / f"{name}.{part}.json"
+
+
+def _catalog_of(mosaic: Path) -> Path:
+    """The catalog an i2d preview circles (:func:`jwstrun.look.preview.preview_file`'s default)."""
+    from ..products import product_basename
+
+    return mosaic.with_name(product_basename(mosaic) + "_cat.ecsv")
 
 
 def _pixels(path: Path) -> int:
@@ -326,6 +441,9 @@ def _helper_main(parent_pid: int) -> None:
             break  # the worker is gone
         job = json.loads(line)
         path, directory, part = Path(job["product"]), Path(job["directory"]), job["part"]
+        if part == "science":
+            _helper_science(path)
+            continue
         try:
             entry = draw_product(path, directory, by="helper", part=part)
         except Exception as exc:  # noqa: BLE001 - the worker draws it again and logs why
@@ -333,6 +451,25 @@ def _helper_main(parent_pid: int) -> None:
             continue
         if entry is not None:
             atomic_write(_entry_path(directory, path.name, part), json.dumps(entry), fsync=False)
+
+
+def _helper_science(job_path: Path) -> None:
+    """The helper's science job: the alignment and sky levels of the task's crf products,
+    or the catalog's figures."""
+    store = _science_store()
+    try:
+        job = json.loads(job_path.read_text())
+        directory = Path(job["directory"])
+        if job["kind"] == "crf":
+            science = store.crf_science(job["inputs"], Path(job["out"]), job["name"],
+                                        directory, by="helper")
+        else:
+            science = store.catalog_science([Path(c) for c in job["catalogs"]], directory,
+                                            by="helper")
+    except Exception as exc:  # noqa: BLE001 - the worker computes them again and logs why
+        print(f"no report figures ({job_path.name}): {exc}", file=sys.stderr, flush=True)
+        return
+    atomic_write(directory / f"science-{job['kind']}.json", json.dumps(science), fsync=False)
 
 
 if __name__ == "__main__":

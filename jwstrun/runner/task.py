@@ -438,7 +438,8 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
         if task.previews:
             from ..look._worker import TaskPreviews
 
-            previews = TaskPreviews(workdir, helper=task.preview_helper)
+            previews = TaskPreviews(workdir, helper=task.preview_helper, inputs=task.inputs,
+                                    name=task.product)
             watcher.progress = previews.watch(out, watcher.progress)
         if _call_pipeline(task, result, watcher, progress):
             _publish_products(task, result, out, previews)
@@ -538,6 +539,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
         os.replace(path, outdir / path.name)
     if previews is not None:
         result.previews = previews.publish(outdir)
+        result.science = previews.science
     result.outputs = [p.name for p in products]
     result.output_sizes = sizes
     result.status = "ok"
