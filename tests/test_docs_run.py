@@ -26,6 +26,10 @@ BIN = Path(sys.executable).parent
 # (background.md's runs by default in tests/test_background_e2e.py, which checks its
 # products: here it would be a second run of the same commands.)
 FRESH_IN_DEFAULT_SUITE: set[str] = set()
+# Prepared-directory chains that repeat, on the same data, runs the default suite makes
+# elsewhere (profiles exported to strun: test_profiles; offline prefetch and image2:
+# test_refs; image2 -> asn -> image3: test_cli_run): slow, for the 15-minute budget.
+SLOW_PREPARED_PAGES = {"parameters.md", "offline.md", "real-data.md"}
 _PREPARE = """
 jwstrun simulate sim/ --dithers 2 --subarray SUB320 --seed 7
 jwstrun image2 'sim/*_rate.fits' -o out/ --crds-env sim/crds.env --no-progress
@@ -78,7 +82,8 @@ def _chain_params():
     for page in PAGES:
         for chain in chains(page):
             fresh = chain[0].marker == "run: fresh"
-            slow = fresh and page.name not in FRESH_IN_DEFAULT_SUITE
+            slow = (page.name not in FRESH_IN_DEFAULT_SUITE if fresh
+                    else page.name in SLOW_PREPARED_PAGES)
             params.append(pytest.param(chain, id=chain[0].id + (" fresh" if fresh else ""),
                                        marks=[pytest.mark.slow] if slow else []))
     return params

@@ -42,7 +42,11 @@ def _run(cmd, cwd, env):
     return proc
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
+# The long-wave NIRCam program repeats the short-wave one's path with another detector
+# (test_simulated_crds runs jwstrun on it): `python -m pytest -m slow` (suite budget).
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=[pytest.mark.slow] if name == "nircam_lw" else [])
+    for name in CONFIGS])
 def official_run(request, tmp_path_factory):
     name = request.param
     root = tmp_path_factory.mktemp(name)
