@@ -34,6 +34,7 @@ from jwstrun.runner import (
 )
 from jwstrun.runner.plan import check_maximum_cores
 from jwstrun.stages import get_stage
+from reliability._helpers import stop_worker_while_importing
 
 
 def write_fits(path: Path, **cards) -> Path:
@@ -484,26 +485,7 @@ def test_worker_stopped_inside_set_name_says_nothing(tmp_path):
         "class Owner:\n"
         "    attribute = Descriptor()\n"
     )
-    (tmp_path / "parent.py").write_text(
-        "import pathlib, sys, time\n"
-        "from jwstrun.executors import LocalExecutor\n"
-        "from jwstrun.runner import lost_task_result, run_task\n"
-        "if __name__ == '__main__':\n"
-        "    pool = LocalExecutor(1, run_task, lost_task_result, warm=('slow_set_name_module',))\n"
-        "    pool.start()\n"
-        "    (worker,) = pool._workers.values()\n"
-        "    inside = pathlib.Path(sys.argv[1]) / 'slow_set_name_module.inside'\n"
-        "    while not inside.exists() and worker.process.is_alive():\n"
-        "        time.sleep(0.01)\n"
-        "    started = time.monotonic()\n"
-        "    pool.shutdown(cancel=True)\n"
-        "    print(worker.process.exitcode, round(time.monotonic() - started))\n"
-    )
-    proc = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["143", "0"], proc.stdout + proc.stderr
-    assert proc.stderr == ""
+    stop_worker_while_importing(tmp_path, "slow_set_name_module")
 
 
 def test_ctrl_c_while_a_worker_starts_prints_no_traceback(tmp_path):

@@ -240,3 +240,29 @@ def mounted_tmpfs(mount: Path, size: str):
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def stop_worker_while_importing(tmp_path: Path, module: str) -> None:
+    """Start a one-worker pool that warms ``module`` (in ``tmp_path``, written by the test:
+    it touches ``<module>.inside`` where it hangs), shut the pool down once the worker is
+    inside, and check the worker left at once with 143 and printed nothing."""
+    (tmp_path / "parent.py").write_text(
+        "import pathlib, sys, time\n"
+        "from jwstrun.executors import LocalExecutor\n"
+        "from jwstrun.runner import lost_task_result, run_task\n"
+        "if __name__ == '__main__':\n"
+        f"    pool = LocalExecutor(1, run_task, lost_task_result, warm=({module!r},))\n"
+        "    pool.start()\n"
+        "    (worker,) = pool._workers.values()\n"
+        f"    inside = pathlib.Path(sys.argv[1]) / '{module}.inside'\n"
+        "    while not inside.exists() and worker.process.is_alive():\n"
+        "        time.sleep(0.01)\n"
+        "    started = time.monotonic()\n"
+        "    pool.shutdown(cancel=True)\n"
+        "    print(worker.process.exitcode, round(time.monotonic() - started))\n"
+    )
+    proc = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["143", "0"], proc.stdout + proc.stderr
+    assert proc.stderr == ""

@@ -26,6 +26,7 @@ from ._helpers import (
     image2_args,
     jwstrun_command,
     read_manifest,
+    stop_worker_while_importing,
     worker_pids,
 )
 from .test_faults import _finished_tasks, _open_logs, _resume, _wait_session_gone
@@ -200,23 +201,4 @@ def test_worker_sigterm_inside_a_callback_still_ends_it(tmp_path):
         "ref = weakref.ref(thing, _callback)\n"
         "del thing\n"
     )
-    (tmp_path / "parent.py").write_text(
-        "import pathlib, sys, time\n"
-        "from jwstrun.executors import LocalExecutor\n"
-        "from jwstrun.runner import lost_task_result, run_task\n"
-        "if __name__ == '__main__':\n"
-        "    pool = LocalExecutor(1, run_task, lost_task_result, warm=('slow_callback_module',))\n"
-        "    pool.start()\n"
-        "    (worker,) = pool._workers.values()\n"
-        "    inside = pathlib.Path(sys.argv[1]) / 'slow_callback_module.inside'\n"
-        "    while not inside.exists() and worker.process.is_alive():\n"
-        "        time.sleep(0.01)\n"
-        "    started = time.monotonic()\n"
-        "    pool.shutdown(cancel=True)\n"
-        "    print(worker.process.exitcode, round(time.monotonic() - started))\n"
-    )
-    proc = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["143", "0"], proc.stdout + proc.stderr
-    assert proc.stderr == ""
+    stop_worker_while_importing(tmp_path, "slow_callback_module")
