@@ -16,7 +16,8 @@ rendered page) that says whether tests/test_docs_run.py runs it:
   a viewer, ...); the reason is said on the page's source.
 
 An unmarked shell block fails the test: whoever adds a command to the docs
-decides whether it is run.
+decides whether it is run. The README's ``<!-- test-command -->`` and
+``<!-- demo-command -->`` anchors sit between the marker and the fence.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "workflows").glob("*.md"))]
 SHELL_LANGUAGES = ("bash", "sh", "shell", "console", "")
 _MARKER = re.compile(r"<!--\s*(run(?::\s*fresh)?|not run:\s*(?P<reason>.+?))\s*-->")
+# The README's anchors for .ci/run, which takes the second line after
+# ``<!-- test-command -->`` verbatim: they sit between a marker and its fence.
+_ANCHOR = re.compile(r"<!--\s*(demo|test)-command\s*-->")
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def code_blocks(page: Path) -> list[Block]:
             continue
         if language is not None:
             body.append(raw)
-        elif stripped:
+        elif stripped and not _ANCHOR.fullmatch(stripped):
             last_text = stripped
     return blocks
 

@@ -161,3 +161,19 @@ def test_marker_parsing(tmp_path):
                    ("sh", "run: fresh", "", "jwstrun c\n"),
                    ("bash", None, "", "jwstrun d\n")]
     assert ROOT.joinpath("README.md") in PAGES
+
+
+@pytest.mark.parametrize("anchor, words", [
+    ("test-command", ("python3.11 -m venv .venv", "pip install '.[test]'", "-m pytest")),
+    ("demo-command", ("python3.11 -m venv .venv", "pip install .", "jwstrun demo")),
+])
+def test_ci_reads_the_readme_commands(anchor, words):
+    """.ci/run takes the second line after the anchor verbatim: it must be the command."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    awk = next(line for line in ci.splitlines() if "awk" in line and "test-command" in line)
+    program = awk.split("awk '", 1)[1].split("'", 1)[0].replace("test-command", anchor)
+    line = subprocess.run(["awk", program, str(ROOT / "README.md")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert not line.startswith(("```", "<!--")), line
+    for word in words:
+        assert word in line, line
