@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from .errors import InputError
 
 __all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "IMAGING_EXP_TYPES", "EXTERNAL_INPUTS",
+           "SET_STEPS",
            "get_stage", "stage_names", "stages_accepting"]
 
 #: Pixels of one NIRCam/MIRI full frame; the unit of the memory model.
@@ -67,6 +68,15 @@ IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 #: are left out with what to run (jwstrun.selection); a stage row taking them replaces
 #: the entry.
 EXTERNAL_INPUTS: dict[str, tuple[str, str]] = {"uncal": ("calwebb_detector1", "rate")}
+
+#: stpipe steps (by their registered class name) that work on a set of exposures at
+#: once, not one: ``jwstrun step`` runs them as one task over the set in time order;
+#: as a correction before a stage, each exposure's task hands them the exposures of
+#: the set they need.  Value: what they need from the set, for messages.
+SET_STEPS: dict[str, str] = {
+    # flags pixels saturated in an earlier exposure of the same detector (its _jump file)
+    "snowblind.PersistenceFlagStep": "the earlier exposures of the same detector",
+}
 
 
 @dataclass(frozen=True)
