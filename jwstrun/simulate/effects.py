@@ -21,7 +21,7 @@
   them.  Every exposure gets a ``_jump.fits`` next to it (a RampModel of two groups, the
   first and the last, whose GROUPDQ carries SATURATED, what snowblind's
   PersistenceFlagStep reads); a pixel filled to ``f`` times saturation leaves
-  ``AFTERIMAGE_DN_S * (1 + ln f)`` DN/s (less, down to 0 at 80 % of saturation, below
+  ``AFTERIMAGE_DN_S * (1 + ln f)`` DN/s (less, down to 0 at 95 % of saturation, below
   it), decaying as exp(-t / :data:`AFTERIMAGE_TAU_S`) from the end of the exposure.
   Truth: the pixels whose afterimage is over a quarter of their noise
   (``truth_persistence.fits``, one mask per file) and one row per (exposure, earlier
@@ -60,7 +60,7 @@ FLICKER_RMS = 0.6  # row-offset RMS in units of the median pixel noise
 AMPLIFIER_WIDTH = 512  # columns per output of a full-frame NIR detector
 SNOWBALL_RATE = 2e-6  # events per pixel per exposure beyond the first one per file
 SNOWBALL_RADII = (5.0, 15.0)  # core radius, px
-HALO_SCALE = 2.6  # halo radius / core radius (snowblind grows a core by 2 radii)
+HALO_SCALE = 2.8  # halo radius / core radius (snowblind grows a core by 2 radii)
 SATURATION_DN = 50000.0  # counts above bias that fill a pixel
 BRIGHT_STAR_FILL = (5.0, 50.0)  # peak fill of the bright stars, in saturations
 BRIGHT_STARS_PER_DETECTOR = 2
@@ -282,8 +282,8 @@ def _afterimage(fill: np.ndarray) -> np.ndarray:
     out = np.zeros_like(fill)
     sat = fill >= 1
     out[sat] = AFTERIMAGE_DN_S * (1 + np.log(fill[sat]))
-    near = (fill >= 0.8) & ~sat
-    out[near] = AFTERIMAGE_DN_S * ((fill[near] - 0.8) / 0.2) ** 2
+    near = (fill >= 0.95) & ~sat
+    out[near] = AFTERIMAGE_DN_S * ((fill[near] - 0.95) / 0.05) ** 2
     return out
 
 
