@@ -7,7 +7,8 @@ folder with the truth (:mod:`jwstrun.simulate.effects`):
 
 * :func:`flicker_checks`: the row-correlated noise power (variance of the row medians
   of source-free pixels, per amplifier) before and after, how much of it follows the
-  injected stripes, and how far point-source fluxes moved;
+  injected stripes, and how far point-source fluxes moved from those of the uncorrected
+  product less the injected stripes;
 * :func:`flag_checks`: the fraction of the truth pixels of snowballs or afterimages
   flagged in DQ, and the fraction of the other pixels newly flagged.
 """
@@ -46,8 +47,8 @@ class FlickerChecks:
     stripe_correlation_before: float | None = None  # row medians vs injected stripes
     stripe_correlation_after: float | None = None
     sources: int = 0
-    flux_ratio_median: float | None = None  # after / before
-    flux_change_median: float | None = None  # median |after / before - 1|
+    flux_ratio_median: float | None = None  # after / (before less the injected stripes)
+    flux_change_median: float | None = None  # median |that ratio - 1|
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,8 +146,10 @@ def flicker_checks(corrected, uncorrected, sim_dir, snr_min: float = 100.0) -> F
     """1/f checks of ``corrected`` products against the same exposures ``uncorrected``.
 
     Both are measured on the same source-free pixels (those of the uncorrected
-    product); point-source fluxes are those of the truth's point sources with a
-    combined S/N over ``snr_min``, measured where both products have a WCS (``_cal``).
+    product).  Point-source fluxes (the truth's point sources with a combined S/N over
+    ``snr_min``, where the products have a WCS: ``_cal``) are compared with those of the
+    uncorrected product less the injected stripes: what the correction did beyond
+    removing the truth.
     """
     from .effects import FLICKER_FILE
     from .program import TRUTH_FILE
@@ -161,10 +164,12 @@ def flicker_checks(corrected, uncorrected, sim_dir, snr_min: float = 100.0) -> F
         before.append(float(np.nanmean(np.nanvar(m_old, axis=0))))
         after.append(float(np.nanmean(np.nanvar(m_new, axis=0))))
         stripes = _truth_hdu(Path(sim_dir), FLICKER_FILE, _exposure_key(old.name))
-        if stripes is not None and stripes.shape == m_old.shape:
-            corr_before.append(_stripe_correlation(m_old, stripes))
-            corr_after.append(_stripe_correlation(m_new, stripes))
-        ratios += _flux_ratios(new, old, Path(sim_dir) / TRUTH_FILE, snr_min)
+        if stripes is None or stripes.shape != m_old.shape:
+            continue
+        corr_before.append(_stripe_correlation(m_old, stripes))
+        corr_after.append(_stripe_correlation(m_new, stripes))
+        reference = data_old - _stripes_as(data_old, stripes, Path(sim_dir), old)
+        ratios += _flux_ratios(new, old, reference, Path(sim_dir) / TRUTH_FILE, snr_min)
     checks.exposures = len(before)
     if before:
         checks.power_before, checks.power_after = float(np.median(before)), float(np.median(after))
@@ -179,8 +184,23 @@ def flicker_checks(corrected, uncorrected, sim_dir, snr_min: float = 100.0) -> F
     return checks
 
 
-def _flux_ratios(new: Path, old: Path, truth_file: Path, snr_min: float) -> list[float]:
-    """after / before aperture fluxes of the bright isolated truth point sources."""
+def _stripes_as(data: np.ndarray, stripes: np.ndarray, sim_dir: Path, path: Path) -> np.ndarray:
+    """The injected stripes (DN/s) in the units of ``path``'s product: scaled by the
+    median ratio of its data to the simulated ``_rate`` of the exposure (1 for a rate)."""
+    ny, nx = data.shape
+    image = np.repeat(stripes, nx // stripes.shape[1], axis=1)[:, :nx]
+    rate = Path(sim_dir) / f"{_exposure_key(path.name)}_rate.fits"
+    if not rate.is_file() or rate.resolve() == path.resolve():
+        return image
+    rate_data, _ = _read(rate)
+    ok = np.isfinite(data) & np.isfinite(rate_data) & (np.abs(rate_data) > 0)
+    return image * float(np.median(data[ok] / rate_data[ok]))
+
+
+def _flux_ratios(new: Path, old: Path, reference: np.ndarray, truth_file: Path,
+                 snr_min: float) -> list[float]:
+    """Aperture fluxes of the bright truth point sources in ``new`` over those in
+    ``reference`` (``old`` less the injected stripes), at the positions of ``old``'s WCS."""
     from astropy.table import Table
     from stdatamodels.jwst import datamodels
 
@@ -189,7 +209,6 @@ def _flux_ratios(new: Path, old: Path, truth_file: Path, snr_min: float) -> list
         if wcs is None:
             return []
         detector, filt = model.meta.instrument.detector, model.meta.instrument.filter
-        data_old = np.asarray(model.data, dtype=float)
     data_new, _ = _read(new)
     truth = Table.read(truth_file, format="ascii.ecsv")
     column = f"snr_{detector.lower()}_{filt.lower()}"
@@ -201,10 +220,12 @@ def _flux_ratios(new: Path, old: Path, truth_file: Path, snr_min: float) -> list
     radius = max(3.0, 2.5 * fwhm)
     ratios = []
     for xi, yi in zip(np.atleast_1d(x), np.atleast_1d(y)):
-        center = _recentre(data_old, float(xi), float(yi), int(radius) + 4)
+        if not (np.isfinite(xi) and np.isfinite(yi)):
+            continue
+        center = _recentre(reference, float(xi), float(yi), int(radius) + 4)
         if center is None:
             continue
-        f_old = _aperture_flux(data_old, *center, radius)
+        f_old = _aperture_flux(reference, *center, radius)
         f_new = _aperture_flux(data_new, *center, radius)
         if f_old is not None and f_new is not None and f_old > 0:
             ratios.append(f_new / f_old)
