@@ -47,7 +47,7 @@ __all__ = ["register", "simulate"]
               "target-acquisition _rate, NRC_TACQ or MIR_TACQ), grism (an NRC_WFSS GRISMR "
               "_rate; MIRI: MIR_LRS-SLITLESS), uncal (the _uncal raw ramps of the first "
               "exposure, a Level1bModel). Not science: image2, image3 and asn leave them out.")
-@click.option("--effect", "effects", multiple=True,
+@click.option("--effect", "effects", multiple=True, metavar="NAME",
               type=click.Choice(["flicker", "snowballs", "persistence"]),
               help="Inject what a correction step removes, with its truth, repeatable: "
               "flicker (NIRCam 1/f row stripes per amplifier, for clean_flicker_noise), "
