@@ -154,6 +154,8 @@ def apply_effects(outdir: Path, files, effects, seed: int) -> list[Path]:
     order) and write their truth; returns the truth files and ``_jump`` files written."""
     from stdatamodels.jwst import datamodels
 
+    from ._save import save_model
+
     rng = _rng(seed)
     truth = _Truth()
     written: list[Path] = []
@@ -170,8 +172,6 @@ def apply_effects(outdir: Path, files, effects, seed: int) -> list[Path]:
                     _snowballs(model, name, rng, truth)
                 if "flicker" in effects and exposure.instrument == "NIRCAM":
                     _flicker(model, name, rng, truth)
-                from ._save import save_model
-
                 save_model(model, exposure.path)
     return _write_truth(outdir, truth, effects, seed) + written
 
@@ -262,6 +262,8 @@ def _persistence(model, exposure: _Exposure, earlier: list[_Exposure], truth: _T
     mid = (exposure.start + exposure.end) / 2
     for other in earlier:
         delay = (mid - other.end) * 86400.0
+        if delay > 20 * AFTERIMAGE_TAU_S:
+            continue  # under 1e-8 of its start
         amplitude = _afterimage(other.fill) * math.exp(-delay / AFTERIMAGE_TAU_S)
         afterimage += amplitude
         truth.persistence_rows.append((exposure.path.name, other.path.name, round(delay, 1),
@@ -273,7 +275,7 @@ def _persistence(model, exposure: _Exposure, earlier: list[_Exposure], truth: _T
     hard = fill * 2 / ngroups >= 1  # saturated by the second group: no rate
     model.data[hard] = np.nan
     model.dq[hard] |= DO_NOT_USE | SATURATED
-    exposure.fill = fill
+    exposure.fill = fill.astype(np.float32)
     return _write_jump(model, exposure.path, fill, ngroups)
 
 
