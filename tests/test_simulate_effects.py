@@ -16,7 +16,12 @@ from jwstrun.cli import cli
 from jwstrun.errors import InputError
 from jwstrun.simulate import simulate_program
 from jwstrun.simulate import effects as fx
-from jwstrun.simulate.effect_checks import flag_checks, flicker_checks, row_noise_power
+from jwstrun.simulate.effect_checks import (
+    correction_checks,
+    flag_checks,
+    flicker_checks,
+    row_noise_power,
+)
 
 SMALL = dict(subarray="SUB64P", n_dithers=2, seed=4)
 
@@ -39,6 +44,11 @@ def test_without_effects_the_program_is_as_it_was(plain_and_effects):
     assert injected.options["effects"] == ["flicker", "snowballs"]
     names = {p.name for p in injected.effect_files}
     assert names == {fx.FLICKER_FILE, fx.SNOWBALL_FILE, fx.SNOWBALL_TABLE}
+    from jwstrun.simulate import load_simulation
+
+    assert load_simulation(injected.outdir, effects=["flicker", "snowballs"]) is not None
+    assert load_simulation(injected.outdir, effects=[]) is None
+    assert load_simulation(plain.outdir, effects=[]) is not None
 
 
 def test_injected_is_exactly_the_truth(plain_and_effects):
@@ -178,3 +188,18 @@ def test_flags_cover_the_truth(corrected, effect):
         assert checks.truth_flagged >= 0.9
         assert checks.truth_flagged_before < 0.5  # what the correction added
         assert checks.other_flagged < 0.01
+
+
+def test_correction_checks_judge_every_effect(corrected):
+    sim, _, cals = corrected
+    result = correction_checks(cals["corr"], cals["plain"], sim.outdir)
+    assert [c["name"] for c in result["checks"]] == [
+        "1/f row noise power before / after", "point-source flux change (median)",
+        "snowballs: truth pixels flagged", "snowballs: other pixels newly flagged",
+        "persistence: truth pixels flagged", "persistence: other pixels newly flagged"]
+    assert all(c["passed"] for c in result["checks"]), result["checks"]
+    # the uncorrected products against themselves: the flags check fails as it must
+    same = correction_checks(cals["plain"], cals["plain"], sim.outdir)
+    failed = {c["name"] for c in same["checks"] if not c["passed"]}
+    assert {"1/f row noise power before / after", "snowballs: truth pixels flagged",
+            "persistence: truth pixels flagged"} <= failed

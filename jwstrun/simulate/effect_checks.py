@@ -10,7 +10,9 @@ folder with the truth (:mod:`jwstrun.simulate.effects`):
   injected stripes, and how far point-source fluxes moved from those of the uncorrected
   product less the injected stripes;
 * :func:`flag_checks`: the fraction of the truth pixels of snowballs or afterimages
-  flagged in DQ, and the fraction of the other pixels newly flagged.
+  flagged in DQ, and the fraction of the other pixels newly flagged;
+* :func:`correction_checks`: all of them for the effects a simulation has, judged
+  against :data:`REQUIREMENTS` (what ``demo --corrections`` prints).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..products import DQ_FLAGS
 from .checks import _exposure_key
 
 __all__ = ["FlickerChecks", "FlagChecks", "flicker_checks", "flag_checks", "row_noise_power",
-           "DEFAULT_FLAGS"]
+           "correction_checks", "DEFAULT_FLAGS", "REQUIREMENTS"]
 
 DO_NOT_USE = DQ_FLAGS["DO_NOT_USE"]
 
@@ -306,3 +308,50 @@ def flag_checks(effect: str, corrected, uncorrected, sim_dir, flags: int | None 
     if n_other:
         checks.other_flagged = new_other / n_other
     return checks
+
+
+#: what issue 17 asks of the corrections (the tests and ``demo --corrections`` judge by it)
+REQUIREMENTS = {
+    "flicker_power_ratio": 5.0,  # at least
+    "flux_change": 0.01,  # below
+    "truth_flagged": 0.90,  # at least, snowballs and afterimages
+    "other_flagged": 0.01,  # below
+}
+
+
+def correction_checks(corrected, uncorrected, sim_dir) -> dict:
+    """Every check of the effects the simulation in ``sim_dir`` has, with pass/fail
+    against :data:`REQUIREMENTS`: ``{"checks": [{name, value, requirement, passed}],
+    "flicker": {...}, "snowballs": {...}, "persistence": {...}}``."""
+    import json
+
+    from .program import SUMMARY_FILE
+
+    effects = json.loads((Path(sim_dir) / SUMMARY_FILE).read_text())["options"].get("effects", [])
+    out: dict = {"checks": []}
+
+    def judge(name, value, requirement, passed):
+        out["checks"].append({"name": name, "value": value, "requirement": requirement,
+                              "passed": value is not None and bool(passed)})
+
+    if "flicker" in effects:
+        fl = flicker_checks(corrected, uncorrected, sim_dir)
+        out["flicker"] = fl.to_dict()
+        ratio, change = fl.power_ratio, fl.flux_change_median
+        judge("1/f row noise power before / after", ratio,
+              f">= {REQUIREMENTS['flicker_power_ratio']:g}",
+              ratio is not None and ratio >= REQUIREMENTS["flicker_power_ratio"])
+        judge("point-source flux change (median)", change, f"< {REQUIREMENTS['flux_change']:.0%}",
+              change is not None and change < REQUIREMENTS["flux_change"])
+    for effect in ("snowballs", "persistence"):
+        if effect not in effects:
+            continue
+        fc = flag_checks(effect, corrected, uncorrected, sim_dir)
+        out[effect] = fc.to_dict()
+        judge(f"{effect}: truth pixels flagged", fc.truth_flagged,
+              f">= {REQUIREMENTS['truth_flagged']:.0%}",
+              fc.truth_flagged is not None and fc.truth_flagged >= REQUIREMENTS["truth_flagged"])
+        judge(f"{effect}: other pixels newly flagged", fc.other_flagged,
+              f"< {REQUIREMENTS['other_flagged']:.0%}",
+              fc.other_flagged is not None and fc.other_flagged < REQUIREMENTS["other_flagged"])
+    return out
