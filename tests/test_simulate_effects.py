@@ -174,6 +174,7 @@ def test_clean_flicker_noise_removes_the_stripes(corrected):
     on_rate = flicker_checks(rates, sim.rate_files, sim.outdir)
     print("1/f on rate:", on_rate.to_dict())
     assert on_rate.exposures == 4 and on_rate.power_ratio >= 5
+    assert on_rate.sources >= 10 and on_rate.flux_change_median < 0.01
     assert row_noise_power(sim.rate_files[0]) > 5 * row_noise_power(rates[0])
 
 
@@ -199,7 +200,7 @@ def test_correction_checks_judge_every_effect(corrected):
         "persistence: truth pixels flagged", "persistence: other pixels newly flagged"]
     assert all(c["passed"] for c in result["checks"]), result["checks"]
     # the uncorrected products against themselves: the flags check fails as it must
-    same = correction_checks(cals["plain"], cals["plain"], sim.outdir)
+    same = correction_checks(cals["plain"][:1], cals["plain"][:1], sim.outdir)
     failed = {c["name"] for c in same["checks"] if not c["passed"]}
     assert {"1/f row noise power before / after", "snowballs: truth pixels flagged",
             "persistence: truth pixels flagged"} <= failed

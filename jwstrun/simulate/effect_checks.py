@@ -149,9 +149,9 @@ def flicker_checks(corrected, uncorrected, sim_dir, snr_min: float = 100.0) -> F
 
     Both are measured on the same source-free pixels (those of the uncorrected
     product).  Point-source fluxes (the truth's point sources with a combined S/N over
-    ``snr_min``, where the products have a WCS: ``_cal``) are compared with those of the
-    uncorrected product less the injected stripes: what the correction did beyond
-    removing the truth.
+    ``snr_min``, placed by the exposure's WCS with its true pointing) are compared with
+    those of the uncorrected product less the injected stripes: what the correction did
+    beyond removing the truth.
     """
     from .effects import FLICKER_FILE
     from .program import TRUTH_FILE
@@ -202,12 +202,13 @@ def _stripes_as(data: np.ndarray, stripes: np.ndarray, sim_dir: Path, path: Path
 def _flux_ratios(new: Path, old: Path, reference: np.ndarray, truth_file: Path,
                  snr_min: float) -> list[float]:
     """Aperture fluxes of the bright truth point sources in ``new`` over those in
-    ``reference`` (``old`` less the injected stripes), at the positions of ``old``'s WCS."""
+    ``reference`` (``old`` less the injected stripes), where the exposure's WCS with its
+    true pointing puts them (``_rate`` or ``_cal`` alike)."""
     from astropy.table import Table
     from stdatamodels.jwst import datamodels
 
     with datamodels.open(old) as model:
-        wcs = model.meta.wcs
+        wcs = _true_wcs(model, old, truth_file.parent)
         if wcs is None:
             return []
         detector, filt = model.meta.instrument.detector, model.meta.instrument.filter
@@ -234,6 +235,29 @@ def _flux_ratios(new: Path, old: Path, reference: np.ndarray, truth_file: Path,
     return ratios
 
 
+def _true_wcs(model, path: Path, sim_dir: Path):
+    """The exposure's WCS with its true pointing (truth_pointing.ecsv) and the simulated
+    distortion, or None for a file the simulation did not write."""
+    import json
+
+    from astropy.table import Table
+
+    from . import references
+    from .checks import _true_wcs as true_wcs
+    from .instruments import get_detector
+    from .program import POINTING_FILE, SUMMARY_FILE
+
+    pointing = Table.read(sim_dir / POINTING_FILE, format="ascii.ecsv")
+    rows = [r for r in pointing if _exposure_key(r["file"]) == _exposure_key(path.name)]
+    if not rows:
+        return None
+    crds = Path(json.loads((sim_dir / SUMMARY_FILE).read_text())["crds_path"])
+    det = get_detector(model.meta.instrument.detector)
+    refs = {"distortion": str(references.distortion_reference_path(crds, det)),
+            "filteroffset": str(references.filteroffset_reference_path(crds, det))}
+    return true_wcs(model, rows[0]["ra_ref_true"], rows[0]["dec_ref_true"], crds, refs=refs)
+
+
 def _fwhm_pixels(filt: str, detector: str) -> float:
     from .instruments import get_detector, get_filter
 
@@ -255,7 +279,7 @@ def _recentre(data: np.ndarray, x: float, y: float, half: int):
     cy, cx = yi - half + dy, xi - half + dx
     small = data[cy - 2:cy + 3, cx - 2:cx + 3]
     weights = np.clip(small - np.median(box), 0, None)
-    if weights.sum() <= 0:
+    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
         return None
     yy, xx = np.mgrid[-2:3, -2:3]
     return cx + float((weights * xx).sum() / weights.sum()), cy + float((weights * yy).sum() / weights.sum())

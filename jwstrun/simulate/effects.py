@@ -11,7 +11,8 @@
   around the jump) and a halo out to :data:`HALO_SCALE` core radii, not flagged, whose
   rate is biased by the part of the jump that stayed under the jump threshold (a few
   ERR at the core's edge, falling to 0 at the halo's edge).  One plus a Poisson number
-  (:data:`SNOWBALL_RATE` per pixel and exposure) per file.  Truth: the events
+  (:data:`SNOWBALL_RATE` per pixel and exposure) per file; on a small subarray the
+  largest halo spans at most a quarter of its side.  Truth: the events
   (``truth_snowballs.ecsv``) and a mask per file, 1 core and 2 halo
   (``truth_snowballs.fits``).
 - ``persistence``: afterimages of saturated stars in the later exposures of the same
@@ -230,7 +231,7 @@ def _snowballs(model, name: str, rng, truth: _Truth) -> None:
     noise = _noise(model)
     mask = np.zeros((ny, nx), dtype=np.uint8)
     lo, hi = SNOWBALL_RADII
-    hi = min(hi, max(lo, min(nx, ny) / (4 * HALO_SCALE)))
+    hi = min(hi, max(lo, min(nx, ny) / (8 * HALO_SCALE)))  # a quarter of a small subarray
     yy, xx = np.mgrid[0:ny, 0:nx]
     for _ in range(1 + rng.poisson(SNOWBALL_RATE * nx * ny)):
         r_core = float(1.0 / rng.uniform(1.0 / hi, 1.0 / lo))  # more small than large ones
