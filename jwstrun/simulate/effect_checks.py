@@ -282,7 +282,8 @@ def _recentre(data: np.ndarray, x: float, y: float, half: int):
     if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
         return None
     yy, xx = np.mgrid[-2:3, -2:3]
-    return cx + float((weights * xx).sum() / weights.sum()), cy + float((weights * yy).sum() / weights.sum())
+    total = weights.sum()
+    return cx + float((weights * xx).sum() / total), cy + float((weights * yy).sum() / total)
 
 
 def _aperture_flux(data: np.ndarray, x: float, y: float, radius: float):
@@ -300,7 +301,8 @@ def _aperture_flux(data: np.ndarray, x: float, y: float, radius: float):
     return float(box[inside].sum() - np.median(box[annulus]) * inside.sum())
 
 
-def flag_checks(effect: str, corrected, uncorrected, sim_dir, flags: int | None = None) -> FlagChecks:
+def flag_checks(effect: str, corrected, uncorrected, sim_dir,
+                flags: int | None = None) -> FlagChecks:
     """Truth pixels of ``effect`` (``snowballs`` or ``persistence``) flagged in the DQ of
     the ``corrected`` products (any of ``flags``, default :data:`DEFAULT_FLAGS`), and the
     other pixels flagged there but not in the ``uncorrected`` ones."""

@@ -118,7 +118,8 @@ def add_bright_stars(scene, seed: int, fields, to_flux_jy):
             dxi, deta = rng.uniform(-0.6, 0.6, 2) * half_width
             star_ra, star_dec = offset_sky(ra, dec, float(dxi), float(deta))
             fill = math.exp(rng.uniform(*np.log(BRIGHT_STAR_FILL)))
-            rows.append((star_ra, star_dec, to_flux_jy(fill * SATURATION_DN / peak_fraction, index)))
+            total_dn = fill * SATURATION_DN / peak_fraction
+            rows.append((star_ra, star_dec, to_flux_jy(total_dn, index)))
     if not rows:
         return scene
     ra, dec, flux = (np.array(c, dtype=float) for c in zip(*rows))
@@ -377,7 +378,8 @@ def prepare_scene(scene, effects, seed: int, sets, layouts, geometries, ra, dec,
                 continue
             seen.add(det.name)
             half = min(geometries[det.name][2:]) / 2 * det.pixel_scale
-            fields.append((pointing.ra_ref, pointing.dec_ref, half, filt.fwhm_arcsec / det.pixel_scale))
+            fwhm_pix = filt.fwhm_arcsec / det.pixel_scale
+            fields.append((pointing.ra_ref, pointing.dec_ref, half, fwhm_pix))
             members.append((det, filt, pixel_area_sr(det)))
 
     def to_flux_jy(total_dn, index):
