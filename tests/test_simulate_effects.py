@@ -100,6 +100,10 @@ def test_bad_effects_are_refused(tmp_path):
     with pytest.raises(InputError) as err:
         simulate_program(tmp_path / "x", effects=["flicker"], rateints=True)
     assert str(err.value) == "--effect injects into _rate products; leave out --rateints."
+    with pytest.raises(InputError) as err:
+        simulate_program(tmp_path / "x", instrument="MIRI", effects=["snowballs", "flicker"])
+    assert str(err.value) == ("--effect flicker is NIRCam's 1/f noise and the program has no "
+                              "NIRCam detector; leave it out.")
     assert not (tmp_path / "x").exists()
     result = CliRunner().invoke(cli, ["simulate", str(tmp_path / "y"), "--effect", "halo"])
     assert result.exit_code == 2

@@ -75,8 +75,9 @@ SATURATED = DQ_FLAGS["SATURATED"]
 JUMP_DET = DQ_FLAGS["JUMP_DET"]
 
 
-def check_effects(effects, options: dict, rateints: bool) -> list[str]:
-    """The effects asked for, each once, recorded in ``options`` (only when there are)."""
+def check_effects(effects, options: dict, rateints: bool, sets=()) -> list[str]:
+    """The effects asked for, each once, recorded in ``options`` (only when there are);
+    ``sets``: the program's exposure sets (``flicker`` needs a NIRCam detector)."""
     chosen = []
     for item in effects or ():
         chosen += [e.strip().lower() for e in str(item).split(",") if e.strip()]
@@ -86,6 +87,10 @@ def check_effects(effects, options: dict, rateints: bool) -> list[str]:
         raise InputError(f"unknown effect {unknown[0]!r}; choose from {', '.join(EFFECTS)}.")
     if chosen and rateints:
         raise InputError("--effect injects into _rate products; leave out --rateints.")
+    instruments = {det.instrument for es in sets for det, _ in es.members}
+    if "flicker" in chosen and sets and "NIRCAM" not in instruments:
+        raise InputError("--effect flicker is NIRCam's 1/f noise and the program has no "
+                         "NIRCam detector; leave it out.")
     if chosen:
         options["effects"] = chosen
     return chosen

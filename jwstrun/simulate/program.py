@@ -218,9 +218,9 @@ def simulate_program(
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
     extras = _check_extras(extras, options)
-    effects = fx.check_effects(effects, options, rateints)
     _check_counts(n_dithers, n_background, rateints, nints)
     sets = plan_exposure_sets(instrument, detectors, filters)
+    effects = fx.check_effects(effects, options, rateints, sets)
     setups = _setups(sets)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
     outdir = Path(outdir)
