@@ -47,13 +47,20 @@ __all__ = ["register", "simulate"]
               "target-acquisition _rate, NRC_TACQ or MIR_TACQ), grism (an NRC_WFSS GRISMR "
               "_rate; MIRI: MIR_LRS-SLITLESS), uncal (the _uncal raw ramps of the first "
               "exposure, a Level1bModel). Not science: image2, image3 and asn leave them out.")
+@click.option("--effect", "effects", multiple=True, metavar="NAME",
+              type=click.Choice(["flicker", "snowballs", "persistence"]),
+              help="Inject what a correction step removes, with its truth, repeatable: "
+              "flicker (NIRCam 1/f row stripes per amplifier, for clean_flicker_noise), "
+              "snowballs (JUMP_DET cores with unflagged biased halos, for snowblind), "
+              "persistence (saturated stars, their afterimages in the detector's later "
+              "exposures and a _jump.fits per exposure, for snowblind's persist). _rate only.")
 @click.option("--crds-path", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Where to write the CRDS cache (default OUTDIR/crds_cache).")
 @click.option("--force", is_flag=True, help="Write into a non-empty OUTDIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dithers,
-             n_background, rateints, nints, seed, pointing_error, extras, crds_path, force,
-             as_json):
+             n_background, rateints, nints, seed, pointing_error, extras, effects, crds_path,
+             force, as_json):
     """Simulate a JWST imaging program and a local CRDS cache that reduces it offline.
 
     Writes *_rate.fits (or *_rateints.fits) named by the JWST convention, background
@@ -62,6 +69,8 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
     As on the telescope, one NIRCam exposure is read out on all the detectors at once
     (one SW and one LW filter), its files share the exposure id and one pointing.
     --extra adds the other files of a MAST download (target acquisition, grism, _uncal).
+    --effect adds 1/f noise, snowballs or persistence, with truth files (truth_flicker.fits,
+    truth_snowballs.fits/.ecsv, truth_persistence.fits/.ecsv) to check the corrections by.
 
     \b
     Examples:
@@ -71,6 +80,7 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
       jwstrun simulate sim/ --instrument MIRI --subarray FULL --dithers 4 --background 2
       jwstrun simulate sim/ --rateints --nints 4 --subarray SUB320
       jwstrun simulate mast/ --background 1 --extra ta --extra grism --extra uncal
+      jwstrun simulate fx/ --subarray SUB320 --effect flicker --effect snowballs --effect persistence
       source sim/crds.env && strun calwebb_image2 sim/jw01234001001_02101_00001_nrcb1_rate.fits
     """
     from ..simulate import simulate_program
@@ -91,6 +101,7 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
         seed=seed,
         pointing_error=pointing_error,
         extras=extras,
+        effects=effects,
         crds_path=crds_path,
         force=force,
     )
@@ -100,8 +111,12 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
     _echo_summary(result)
     if result.extra_files:
         click.echo(f"  not science: {', '.join(p.name for p in result.extra_files)}")
-    click.echo(f"Truth: {result.truth_file.name}, {result.pointing_file.name}, "
-               f"{result.cosmic_ray_file.name}")
+    truth = [result.truth_file, result.pointing_file, result.cosmic_ray_file,
+             *(p for p in result.effect_files if p.name.startswith("truth_"))]
+    click.echo(f"Truth: {', '.join(p.name for p in truth)}")
+    jumps = [p for p in result.effect_files if p.name.endswith("_jump.fits")]
+    if jumps:
+        click.echo(f"  _jump files (for persistence flagging): {len(jumps)}")
     click.echo(f"CRDS cache: {result.crds_path} (context {result.crds_context})")
     click.echo("To use it from a shell (no CRDS server needed):")
     for name, value in result.env.items():

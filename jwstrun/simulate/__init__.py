@@ -13,7 +13,9 @@ exposure for all its detectors),
 ``instruments`` (detectors, filters, SIAF apertures), ``distortion`` (SIAF
 distortion and pixel-area models), ``references`` (the reference files),
 ``crds_cache`` (mappings and the CRDS environment), ``checks`` (science checks
-of pipeline products against the truth).
+of pipeline products against the truth), ``effects`` (1/f noise, snowballs and
+persistence with their truth, ``--effect``) and ``effect_checks`` (corrected products
+against that truth).
 
 The process keeps what is costly to rebuild and the same every time: the pysiaf
 apertures, distortion models, the last two full-frame flats and PSF

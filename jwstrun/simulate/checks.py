@@ -76,8 +76,9 @@ def _crds_ref_path(crds_path: Path, instrument: str, keyword_value: str) -> str:
     return str(Path(crds_path) / "references" / "jwst" / instrument.lower() / name)
 
 
-def _true_wcs(model, ra_true, dec_true, crds_path):
-    """The WCS the exposure would have with its true pointing (same refs, same code)."""
+def _true_wcs(model, ra_true, dec_true, crds_path, refs=None):
+    """The WCS the exposure would have with its true pointing (same refs, same code;
+    ``refs``: the distortion and filteroffset files when ``model`` names none, a _rate)."""
     from stdatamodels.jwst.datamodels import ImageModel
 
     from jwst.assign_wcs.assign_wcs import load_wcs
@@ -95,13 +96,14 @@ def _true_wcs(model, ra_true, dec_true, crds_path):
     }
     copy.meta.wcsinfo.ra_ref = float(ra_true)
     copy.meta.wcsinfo.dec_ref = float(dec_true)
-    inst = model.meta.instrument.name
-    refs = {
-        "distortion": _crds_ref_path(crds_path, inst, model.meta.ref_file.distortion.name),
-        "filteroffset": _crds_ref_path(crds_path, inst, model.meta.ref_file.filteroffset.name),
-    }
-    if "N/A" in model.meta.ref_file.filteroffset.name:
-        refs["filteroffset"] = None
+    if refs is None:
+        inst = model.meta.instrument.name
+        refs = {
+            "distortion": _crds_ref_path(crds_path, inst, model.meta.ref_file.distortion.name),
+            "filteroffset": _crds_ref_path(crds_path, inst, model.meta.ref_file.filteroffset.name),
+        }
+        if "N/A" in model.meta.ref_file.filteroffset.name:
+            refs["filteroffset"] = None
     load_wcs(copy, refs)
     return copy.meta.wcs
 

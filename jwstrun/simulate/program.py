@@ -64,6 +64,8 @@ class SimulationResult:
     options: dict = field(default_factory=dict)
     #: what ``extras`` wrote: TA, grism and _uncal files (jwstrun.simulate.extras)
     extra_files: list[Path] = field(default_factory=list)
+    #: what ``effects`` wrote: truth files and _jump files (jwstrun.simulate.effects)
+    effect_files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = {
@@ -83,6 +85,8 @@ class SimulationResult:
         }
         if self.extra_files:  # the summary of a program without extras stays as it was
             data["extra_files"] = [str(p) for p in self.extra_files]
+        if self.effect_files:
+            data["effect_files"] = [str(p) for p in self.effect_files]
         return data
 
     @classmethod
@@ -98,6 +102,7 @@ class SimulationResult:
             groups=list(data.get("groups", [])),
             options=dict(data.get("options", {})),
             extra_files=[Path(p) for p in data.get("extra_files", [])],
+            effect_files=[Path(p) for p in data.get("effect_files", [])],
         )
 
 
@@ -186,6 +191,7 @@ def simulate_program(
     roll: float = DEFAULT_ROLL,
     source_density: float = 1.0,
     extras: list[str] | tuple[str, ...] = (),
+    effects: list[str] | tuple[str, ...] = (),
     force: bool = False,
 ) -> SimulationResult:
     """Simulate an imaging program and the CRDS cache that reduces it offline.
@@ -199,7 +205,11 @@ def simulate_program(
     on NRCBLONG), and ``n_background`` dedicated background exposures of an
     empty field in visit 002.  ``extras`` adds what else a MAST download
     holds, not science: ``"ta"``, ``"grism"``, ``"uncal"`` (:mod:`jwstrun.simulate.extras`).
+    ``effects`` injects what correction steps remove, with truth: ``"flicker"``,
+    ``"snowballs"``, ``"persistence"`` (:mod:`jwstrun.simulate.effects`).
     """
+    from . import effects as fx
+
     t0 = time.perf_counter()
     options = {
         "instrument": instrument, "detectors": list(detectors), "filters": list(filters),
@@ -210,6 +220,7 @@ def simulate_program(
     extras = _check_extras(extras, options)
     _check_counts(n_dithers, n_background, rateints, nints)
     sets = plan_exposure_sets(instrument, detectors, filters)
+    effects = fx.check_effects(effects, options, rateints, sets)
     setups = _setups(sets)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
     outdir = Path(outdir)
@@ -223,6 +234,7 @@ def simulate_program(
     layouts = _layouts(sets, subarray)
     half_width = _scene_half_width(sets, layouts, geometries, n_dithers)
     scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
+    scene = fx.prepare_scene(scene, effects, seed, sets, layouts, geometries, ra, dec, roll)
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
                  pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
@@ -236,6 +248,8 @@ def simulate_program(
         written.snr_columns[f"snr_{det.name.lower()}_{filt.name.lower()}"] = _expected_snr(
             scene, det, filt, _pixel_area(det), n_exp)
 
+    effect_files = fx.apply_effects(outdir, written.rate_files + written.background_files,
+                                    effects, seed) if effects else []
     extra_files = _write_extras(plan, written, extras, seed)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
@@ -246,6 +260,7 @@ def simulate_program(
         truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
         groups=written.groups, options=options, extra_files=extra_files,
+        effect_files=effect_files,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d files in %.1f s",
@@ -518,16 +533,16 @@ def load_simulation(outdir, **expected_options) -> SimulationResult | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for key, value in expected_options.items():
-        if key in ("detectors", "filters", "extras"):
+        if key in ("detectors", "filters", "extras", "effects"):
             value = list(value)
-        if key == "extras" and not value:
-            value = None  # a program without extras does not list them
+        if key in ("extras", "effects") and not value:
+            value = None  # a program without extras or effects does not list them
         if key == "subarray":
             value = str(value).upper()
         if result.options.get(key) != value:
             return None
     needed = [*result.rate_files, *result.background_files, *result.extra_files,
-              result.truth_file, result.env_file]
+              *result.effect_files, result.truth_file, result.env_file]
     if not all(Path(p).is_file() for p in needed):
         return None
     return result
