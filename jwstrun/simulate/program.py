@@ -64,6 +64,8 @@ class SimulationResult:
     options: dict = field(default_factory=dict)
     #: what ``extras`` wrote: TA, grism and _uncal files (jwstrun.simulate.extras)
     extra_files: list[Path] = field(default_factory=list)
+    #: the field's Gaia-like reference catalogue (jwstrun.simulate.refcat)
+    refcat_file: Path | None = None
 
     def to_dict(self) -> dict:
         data = {
@@ -83,6 +85,8 @@ class SimulationResult:
         }
         if self.extra_files:  # the summary of a program without extras stays as it was
             data["extra_files"] = [str(p) for p in self.extra_files]
+        if self.refcat_file:
+            data["refcat_file"] = str(self.refcat_file)
         return data
 
     @classmethod
@@ -98,6 +102,7 @@ class SimulationResult:
             groups=list(data.get("groups", [])),
             options=dict(data.get("options", {})),
             extra_files=[Path(p) for p in data.get("extra_files", [])],
+            refcat_file=Path(data["refcat_file"]) if data.get("refcat_file") else None,
         )
 
 
@@ -240,17 +245,29 @@ def simulate_program(
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
+    refcat_file = _write_refcat(outdir, scene, written, seed)
     seconds = time.perf_counter() - t0
     result = SimulationResult(
         outdir=outdir, rate_files=written.rate_files, background_files=written.background_files,
         truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
-        groups=written.groups, options=options, extra_files=extra_files,
+        groups=written.groups, options=options, extra_files=extra_files, refcat_file=refcat_file,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d files in %.1f s",
              len(written.rate_files) + len(written.background_files), seconds)
     return result
+
+
+def _write_refcat(outdir: Path, scene, written: "_Written", seed: int) -> Path:
+    """The field's reference catalogue (jwstrun.simulate.refcat), at the exposures' epoch."""
+    from astropy.time import Time
+
+    from .refcat import write_refcat
+
+    mean_mjd = 60400.0 + 0.004 * (written.exposure_counter + 1) / 2  # as _exposure_spec
+    snr = next(iter(written.snr_columns.values()))
+    return write_refcat(outdir, scene, snr, float(Time(mean_mjd, format="mjd").decimalyear), seed)
 
 
 def _check_extras(extras, options: dict) -> list[str]:
