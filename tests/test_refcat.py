@@ -215,3 +215,23 @@ def test_missing_inputs_and_catalogue(field):
     with pytest.raises(OutputError):
         cut_catalogue(tmp / "gaia.ecsv", cal, tmp / "gaia.ecsv")
     assert not (tmp / "out.ecsv").exists()
+
+
+def test_runner_passes_an_absolute_path_and_warns_about_unused_abs_settings(
+        field, monkeypatch, caplog):
+    from jwstrun.runner.run import _checked_abs_refcat
+    from jwstrun.stages import get_stage
+
+    tmp, cal, _ = field
+    cut_catalogue(tmp / "gaia.ecsv", cal, tmp / "field.ecsv")
+    monkeypatch.chdir(tmp)
+    given = {"steps": {"tweakreg": {"abs_refcat": "field.ecsv", "abs_minobj": 20}}}
+    checked = _checked_abs_refcat(get_stage("image3"), given, [], cal, OFFLINE)
+    assert checked["steps"]["tweakreg"] == {"abs_refcat": str(tmp / "field.ecsv"),
+                                            "abs_minobj": 20}
+    assert given["steps"]["tweakreg"]["abs_refcat"] == "field.ecsv"  # not modified
+    unused = {"steps": {"tweakreg": {"abs_minobj": 5, "abs_fitgeometry": "shift"}}}
+    assert _checked_abs_refcat(get_stage("image3"), unused, [], cal, OFFLINE) is unused
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "steps.tweakreg: abs_fitgeometry, abs_minobj set without abs_refcat: tweakreg ignores "
+        "them."]

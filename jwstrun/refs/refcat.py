@@ -492,7 +492,7 @@ def cut_catalogue(
                     "inputs": [fp.path.name for fp in footprints]}
     atomic_write(output, lambda tmp: out.write(tmp, format=fmt, overwrite=True))
     return RefcatCut(
-        output=str(output), catalogue=path.name, n_sources=len(table), n_written=int(inside.sum()),
+        output=str(output), catalogue=path.name, n_sources=len(table), n_written=int(written.sum()),
         n_exposures=len(footprints), margin_arcsec=margin_arcsec,
         epoch_from=catalogue_epoch if target is not None else None, epoch_to=target,
         n_without_motion=int((inside & ~moving).sum()), columns=list(out.colnames),

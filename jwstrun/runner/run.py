@@ -203,8 +203,9 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
             _check_unique_products(planned)
         else:
             asn_paths, loose = check_stage_inputs(stage, paths)
-            parameters = _checked_abs_refcat(stage, parameters, asn_paths, loose, crds_env)
         check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        if planned is None:
+            parameters = _checked_abs_refcat(stage, parameters, asn_paths, loose, crds_env)
         refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
@@ -243,6 +244,10 @@ def _checked_abs_refcat(stage: Stage, parameters: dict, asn_paths: list[Path],
     tweakreg = (parameters.get("steps") or {}).get("tweakreg") or {}
     value = str(tweakreg.get("abs_refcat") or "").strip()
     if not value or value.lower() == "none" or str(tweakreg.get("skip")).lower() == "true":
+        unused = sorted(k for k in tweakreg if k.startswith("abs_") and k != "abs_refcat")
+        if unused and not value:
+            log.warning("steps.tweakreg: %s set without abs_refcat: tweakreg ignores %s.",
+                        ", ".join(unused), "it" if len(unused) == 1 else "them")
         return parameters
     from ..profiles import pipeline_spec, spec_default
     from ..refs.refcat import check_abs_refcat
