@@ -323,7 +323,7 @@ def check_abs_refcat(
     value: str | None,
     groups: Sequence[tuple[str, Sequence[Path]]],
     *,
-    minobj: int,
+    minobj: int = 15,
     crds_env: Mapping[str, str] | None = None,
 ) -> str | None:
     """Refuse an ``abs_refcat`` tweakreg could not use, before anything runs; return the
