@@ -193,7 +193,7 @@ def named_catalogues() -> list[str]:
 
 
 def _could_be_name(value: str) -> bool:
-    return not any(c in value for c in "/\\.") and not Path(value).exists()
+    return not any(c in value for c in "/\\.")
 
 
 def _service_url(name: str) -> str:
@@ -213,6 +213,8 @@ def check_refcat_name(value: str, crds_env: Mapping[str, str] | None = None) -> 
         return None
     names = named_catalogues()
     name = value.upper()
+    if name not in names and Path(value).expanduser().exists():
+        return None  # a file without a suffix (tweakreg tries the names first, as here)
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         hint = f"Did you mean {close[0]}? " if close else ""
