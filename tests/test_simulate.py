@@ -92,6 +92,29 @@ def test_truth_tables(small_program):
     assert set(crs["file"]) <= {p.name for p in small_program.rate_files + small_program.background_files}
 
 
+def test_refcat_is_gaia_like_and_on_the_truth_once_moved(small_program):
+    """refcat.ecsv: bright point sources under Gaia DR3's names at 2016.0; moved by their
+    proper motions to the observations' epoch they sit on the truth within the 7 mas
+    noise, and without that they do not."""
+    from jwstrun.simulate.refcat import MIN_SNR, POSITION_ERROR_MAS
+
+    refcat = Table.read(small_program.refcat_file)
+    truth = Table.read(small_program.truth_file)
+    assert refcat.colnames == ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec",
+                               "ref_epoch", "phot_g_mean_mag"]
+    snr = next(truth[c] for c in truth.colnames if c.startswith("snr_"))
+    stars = truth[(truth["kind"] == "point") & (snr >= MIN_SNR)]
+    assert len(refcat) == len(stars) >= 20 and np.all(refcat["ref_epoch"] == 2016.0)
+    dt = refcat.meta["observation_epoch"] - 2016.0
+    dec = refcat["dec"] + refcat["pmdec"] * dt / 3.6e6
+    ra = refcat["ra"] + refcat["pmra"] * dt / 3.6e6 / np.cos(np.radians(dec))
+    moved = np.hypot((ra - stars["ra"]) * np.cos(np.radians(dec)), dec - stars["dec"]) * 3.6e6
+    raw = np.hypot((refcat["ra"] - stars["ra"]) * np.cos(np.radians(dec)),
+                   refcat["dec"] - stars["dec"]) * 3.6e6
+    assert 0.5 < np.sqrt(np.mean(moved**2)) / (POSITION_ERROR_MAS * np.sqrt(2)) < 1.5
+    assert np.sqrt(np.mean(raw**2)) > 3 * np.sqrt(np.mean(moved**2))
+
+
 def test_env_file(small_program):
     text = small_program.env_file.read_text()
     assert "CRDS_PATH" in text and "CRDS_SERVER_URL" in text and "serverless" in text

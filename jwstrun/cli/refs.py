@@ -1,4 +1,5 @@
-"""``jwstrun refs``: best references, prefetch and a CRDS check-up.
+"""``jwstrun refs``: best references, prefetch, a CRDS check-up, and the local
+astrometric catalogue tweakreg's ``abs_refcat`` reads (``refs refcat``).
 
 Every command first settles the CRDS environment (``--crds-path``,
 ``--crds-env``, ``--offline``, ``--crds-context``) and applies it before crds
@@ -65,6 +66,7 @@ def refs_group():
       jwstrun refs bestrefs sim/*_rate.fits --crds-env sim/crds.env
       jwstrun refs prefetch 'data/*_rate.fits' --write-env crds.env
       jwstrun refs bestrefs 'out/*_cal.fits' --crds-env crds.env --json
+      jwstrun refs refcat gaia.ecsv 'out/*_cal.fits' -o field.ecsv
     """
 
 
@@ -289,6 +291,49 @@ def _render_doctor(report) -> None:
     for item in report.problems:
         out(f"[red]problem:[/] {escape(item['problem'])}")
         out(f"  [yellow]advice:[/] {escape(item['advice'])}")
+
+
+@refs_group.command("refcat")
+@click.argument("catalogue", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The catalogue to write (ECSV; FITS for a .fits name).")
+@click.option("--margin", default=5.0, show_default=True, type=float, metavar="ARCSEC",
+              help="Also keep sources this far outside the footprints (the inputs' WCS before "
+              "alignment may be off by a fraction of an arcsecond).")
+@click.option("--epoch", default="inputs", show_default=True, metavar="inputs|catalogue|YEAR",
+              help="Move the positions by their proper motions (pmra, pmdec at ref_epoch) to "
+              "the inputs' mean epoch, keep them ('catalogue'), or move them to a decimal year.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@json_option
+def refcat_command(catalogue, inputs, output, margin, epoch, force, as_json):
+    """Cut a local astrometric CATALOGUE to the footprints of INPUTS, for tweakreg.
+
+    CATALOGUE is any table astropy reads (ECSV, FITS, CSV, VOTable), for example a
+    Gaia DR3 download made on a login node, with RA and DEC columns (any case; Gaia's
+    ra, dec) and optionally Gaia's pmra, pmdec (mas/yr) and ref_epoch. INPUTS are
+    _cal, _crf or _i2d files (their S_REGION), directories or associations of them.
+    OUTPUT holds the sources inside the footprints (plus --margin), with RA, DEC
+    (degrees, moved to the inputs' epoch when the catalogue has proper motions;
+    tweakreg itself never moves a file's positions), epoch, and the catalogue's
+    identifiers, magnitudes and errors. Written atomically. Give it to image3 with
+    --set steps.tweakreg.abs_refcat=OUTPUT; no network is needed.
+
+    \b
+    Examples:
+      jwstrun refs refcat gaia_dr3.ecsv 'out/*_cal.fits' -o field.ecsv
+      jwstrun image3 'out/*_cal.fits' -o mosaic/ --set steps.tweakreg.abs_refcat=field.ecsv
+      jwstrun refs refcat gaia.fits l3_asn.json -o field.ecsv --margin 10 --json
+      jwstrun refs refcat sim/refcat.ecsv cal/ -o field.ecsv --epoch catalogue
+    """
+    from ..refs.refcat import cut_catalogue
+
+    cut = cut_catalogue(catalogue, list(inputs), output, margin_arcsec=margin, epoch=epoch,
+                        force=force)
+    if as_json:
+        click.echo(json.dumps(cut.to_dict(), indent=2))
+    else:
+        click.echo(cut.summary())
 
 
 def register(group: click.Group) -> None:

@@ -65,7 +65,8 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
 
     Writes *_rate.fits (or *_rateints.fits) named by the JWST convention, background
     exposures, truth tables of the injected sources, pointing errors and cosmic rays
-    (ECSV), a CRDS cache, and OUTDIR/crds.env with the CRDS environment to use.
+    (ECSV), a Gaia-like astrometric catalogue of the field (refcat.ecsv, for `jwstrun
+    refs refcat`), a CRDS cache, and OUTDIR/crds.env with the CRDS environment to use.
     As on the telescope, one NIRCam exposure is read out on all the detectors at once
     (one SW and one LW filter), its files share the exposure id and one pointing.
     --extra adds the other files of a MAST download (target acquisition, grism, _uncal).
@@ -117,6 +118,9 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
     jumps = [p for p in result.effect_files if p.name.endswith("_jump.fits")]
     if jumps:
         click.echo(f"  _jump files (for persistence flagging): {len(jumps)}")
+    if result.refcat_file:
+        click.echo(f"Astrometric catalogue (Gaia-like, for tweakreg's abs_refcat): "
+                   f"{result.refcat_file.name}")
     click.echo(f"CRDS cache: {result.crds_path} (context {result.crds_context})")
     click.echo("To use it from a shell (no CRDS server needed):")
     for name, value in result.env.items():

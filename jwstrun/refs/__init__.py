@@ -16,6 +16,8 @@ Where things live
 - :mod:`~jwstrun.refs.bestrefs`: best references, grouped.
 - :mod:`~jwstrun.refs.prefetch`: filling the cache for offline runs.
 - :mod:`~jwstrun.refs.doctor`: the set-up check.
+- :mod:`~jwstrun.refs.refcat`: tweakreg's ``abs_refcat`` checked before a run, and a
+  local astrometric catalogue cut to the inputs' footprints (``jwstrun refs refcat``).
 
 Environment first
 -----------------
@@ -65,6 +67,7 @@ from .env import (
     write_env_file,
 )
 from .prefetch import FetchedFile, PrefetchReport, prefetch
+from .refcat import RefcatCut, check_abs_refcat, cut_catalogue, named_catalogues
 from .reftypes import clear_reftype_cache, reftypes_for
 from .setup import JWST_SERVER_URL, CrdsSetup, check_setup, crds_setup, setup_problem
 
@@ -103,6 +106,10 @@ __all__ = [
     "doctor",
     "filesystem_of",
     "storage_kind",
+    "RefcatCut",
+    "check_abs_refcat",
+    "cut_catalogue",
+    "named_catalogues",
     "clear_caches",
 ]
 

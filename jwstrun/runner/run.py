@@ -202,8 +202,10 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
             planned = plan(stage, paths)
             _check_unique_products(planned)
         else:
-            check_stage_inputs(stage, paths)
+            asn_paths, loose = check_stage_inputs(stage, paths)
         check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        if planned is None:
+            parameters = _checked_abs_refcat(stage, parameters, asn_paths, loose, crds_env)
         refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
@@ -231,6 +233,35 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
             pool.shutdown(cancel=True)
         raise
+
+
+def _checked_abs_refcat(stage: Stage, parameters: dict, asn_paths: list[Path],
+                        loose: list[Path], crds_env: dict) -> dict:
+    """``parameters`` with tweakreg's ``abs_refcat`` checked against the inputs
+    (:func:`jwstrun.refs.check_abs_refcat`: each association's science members, the
+    loose files together) and, when it is a file, made absolute: a task may run in
+    another directory (on-disk mode, Dask)."""
+    tweakreg = (parameters.get("steps") or {}).get("tweakreg") or {}
+    value = str(tweakreg.get("abs_refcat") or "").strip()
+    if not value or value.lower() == "none" or str(tweakreg.get("skip")).lower() == "true":
+        unused = sorted(k for k in tweakreg if k.startswith("abs_") and k != "abs_refcat")
+        if unused and not value:
+            log.warning("steps.tweakreg: %s set without abs_refcat: tweakreg ignores %s.",
+                        ", ".join(unused), "it" if len(unused) == 1 else "them")
+        return parameters
+    from ..profiles import pipeline_spec, spec_default
+    from ..refs.refcat import check_abs_refcat
+    from ._stage_inputs import load_stage_association
+
+    minobj = tweakreg.get("abs_minobj")
+    if minobj is None:
+        minobj = spec_default(pipeline_spec(stage.name).steps["tweakreg"].params["abs_minobj"])
+    groups = [(product.name, [m.path for m in product.by_type("science")])
+              for path in asn_paths for product in load_stage_association(path, stage).products]
+    if loose:
+        groups.append((f"the {len(loose)} given _{stage.accepts[0]} files", loose))
+    checked = check_abs_refcat(value, groups, minobj=int(minobj), crds_env=crds_env)
+    return merge_parameters(parameters, {"steps": {"tweakreg": {"abs_refcat": checked}}})
 
 
 def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,

@@ -66,6 +66,8 @@ class SimulationResult:
     extra_files: list[Path] = field(default_factory=list)
     #: what ``effects`` wrote: truth files and _jump files (jwstrun.simulate.effects)
     effect_files: list[Path] = field(default_factory=list)
+    #: the field's Gaia-like reference catalogue (jwstrun.simulate.refcat)
+    refcat_file: Path | None = None
 
     def to_dict(self) -> dict:
         data = {
@@ -87,6 +89,8 @@ class SimulationResult:
             data["extra_files"] = [str(p) for p in self.extra_files]
         if self.effect_files:
             data["effect_files"] = [str(p) for p in self.effect_files]
+        if self.refcat_file:
+            data["refcat_file"] = str(self.refcat_file)
         return data
 
     @classmethod
@@ -103,6 +107,7 @@ class SimulationResult:
             options=dict(data.get("options", {})),
             extra_files=[Path(p) for p in data.get("extra_files", [])],
             effect_files=[Path(p) for p in data.get("effect_files", [])],
+            refcat_file=Path(data["refcat_file"]) if data.get("refcat_file") else None,
         )
 
 
@@ -254,18 +259,30 @@ def simulate_program(
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
+    refcat_file = _write_refcat(outdir, scene, written, seed)
     seconds = time.perf_counter() - t0
     result = SimulationResult(
         outdir=outdir, rate_files=written.rate_files, background_files=written.background_files,
         truth_file=truth_file, pointing_file=pointing_file, cosmic_ray_file=cr_file,
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
         groups=written.groups, options=options, extra_files=extra_files,
-        effect_files=effect_files,
+        effect_files=effect_files, refcat_file=refcat_file,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d files in %.1f s",
              len(written.rate_files) + len(written.background_files), seconds)
     return result
+
+
+def _write_refcat(outdir: Path, scene, written: "_Written", seed: int) -> Path:
+    """The field's reference catalogue (jwstrun.simulate.refcat), at the exposures' epoch."""
+    from astropy.time import Time
+
+    from .refcat import write_refcat
+
+    mean_mjd = 60400.0 + 0.004 * (written.exposure_counter + 1) / 2  # as _exposure_spec
+    snr = next(iter(written.snr_columns.values()))
+    return write_refcat(outdir, scene, snr, float(Time(mean_mjd, format="mjd").decimalyear), seed)
 
 
 def _check_extras(extras, options: dict) -> list[str]:
