@@ -94,7 +94,7 @@ def strun_hint(option: str, value: str | None, command: click.Command) -> str | 
         return None
     if key in _OWN_PARAMETERS:
         return _OWN_PARAMETERS[key]
-    if not _is_stpipe_parameter(key):
+    if command.name != "step" and not _is_stpipe_parameter(key):  # step: its spec's keys
         return None
     what = "step parameters" if "steps." in key else "pipeline parameters"
     spelling = "--steps.STEP.PARAM" if "steps." in key else "--PARAM"

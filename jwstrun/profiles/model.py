@@ -205,6 +205,15 @@ def _refusal(key: str) -> str:
     )
 
 
+def _is_step_section(key: str) -> bool:
+    """A section named after a step alias (``clean_flicker_noise:``), for ``jwstrun step``;
+    resolving it imports the packages that register steps, so only for keys that are no
+    stage and no other top-level key."""
+    from .spec import is_step_section
+
+    return key not in _TOP_LEVEL_KEYS and key not in _REFUSED_KEYS and is_step_section(key)
+
+
 def _ignored(step: str | None, key: str, value: Any) -> str | None:
     """Why setting ``key`` of the pipeline (``step`` None) to ``value`` is refused; None if not.
 
@@ -380,7 +389,7 @@ def _parse_profile_text(text: str, where: str, name: str, path: Path | None, kin
                 profile.description = " ".join(_scalar(value_node).split())
         elif key == "why":
             why_node = value_node
-        elif key in STAGES:
+        elif key in STAGES or _is_step_section(key):  # a step's section: jwstrun step
             profile.sections[key] = _parse_section(key, value_node, errors, origin_factory)
         elif key in _REFUSED_KEYS:
             errors.add(_line(key_node), _refusal(key))

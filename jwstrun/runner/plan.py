@@ -61,6 +61,13 @@ class Planned:
     has_background: bool = False
     memory: object | None = None  # association stages: a jwstrun.mosaic.MemoryPlan
     refused: Exception | None = None  # the memory preflight's refusal, raised if it must run
+    #: jwstrun step (runner._step): the names stpipe gives the outputs, the files given
+    #: to the step as one list (a set step), the directory it runs in (a step reading
+    #: files beside its inputs) and the status keyword its products must have COMPLETE
+    outputs: list[str] | None = None
+    call_inputs: list[str] | None = None
+    input_dir: str | None = None
+    status_keyword: str | None = None
 
     @property
     def stage(self) -> Stage:
@@ -344,6 +351,9 @@ def make_tasks(
                 memory=item.memory.to_dict() if item.memory is not None else None,
                 expected_outputs=expected_outputs(item),
                 keep_temp=keep_temp,
+                call_inputs=item.call_inputs,
+                input_dir=item.input_dir,
+                status_keyword=item.status_keyword,
             )
         )
     return tasks
