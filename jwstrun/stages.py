@@ -266,7 +266,7 @@ def resolve_step_class(name: str):
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
         raise StepError(
             f"unknown step {name!r}: not a class alias registered with stpipe nor an import "
-            f"path (package.module.Class).{hint} 'strun --list-steps' lists the aliases.")
+            f"path (package.module.Class).{hint} 'stpipe list' lists the aliases.")
     try:
         return import_class(path, subclassof=Step)
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
