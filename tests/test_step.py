@@ -228,3 +228,14 @@ def test_persist_without_jump_files(sim, tmp_path):
         "steps.jump.save_results=true ('strun calwebb_detector1 FILE_uncal.fits "
         "--steps.jump.save_results=true') and keep the _jump files beside the _rate files.")
     assert not (tmp_path / "o").exists()
+
+
+def test_image2_names_a_step_product_as_jwst_does():
+    """A step's product given to image2: the product name is what jwst's remove_suffix
+    leaves (the _cal that calwebb_image2 writes), not the file name's stem."""
+    from jwstrun.runner.plan import _exposure_product
+
+    assert _exposure_product(Path("jw01_nrcb1_cleanflickernoisestep.fits")) == "jw01_nrcb1"
+    assert _exposure_product(Path("jw01_nrcb1_rate.fits")) == "jw01_nrcb1"
+    # a suffix jwst does not know stays, as calwebb_image2 keeps it
+    assert _exposure_product(Path("jw01_nrcb1_snowblindstep.fits")) == "jw01_nrcb1_snowblindstep"

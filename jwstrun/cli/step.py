@@ -51,7 +51,7 @@ def step_command(ctx, name, inputs, **kw):
       jwstrun step clean_flicker_noise 'data/*_rate.fits' -o clean/ --set autoparam=true
       jwstrun step snowblind clean/*_cleanflickernoisestep.fits -o snow/
       jwstrun step persist detector1/*_rate.fits -o persist/
-      jwstrun step jwst.step.ResampleStep out/*_cal.fits -o resampled/
+      jwstrun step jwst.step.CleanFlickerNoiseStep data/ -o clean/ --profile clean.yaml
     """
     from ..runner import run_step
 

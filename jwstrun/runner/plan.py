@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, JwstrunError
 from ..inputs import is_association
-from ..products import product_basename
+from ..products import product_basename, product_suffix
 from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
 from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs
 from ._stage_inputs import (
@@ -114,8 +114,19 @@ def plan_exposures(stage: Stage, paths: list[Path]) -> list[Planned]:
         (backgrounds if _dedicated_background(path) else science).append(path)
     if backgrounds:
         return planned + _with_backgrounds(stage, [*science, *backgrounds])
-    return planned + [Planned(stage.name, product_basename(path), path, [path], ["science"],
+    return planned + [Planned(stage.name, _exposure_product(path), path, [path], ["science"],
                               pixels=_exposure_pixels(path)) for path in science]
+
+
+def _exposure_product(path: Path) -> str:
+    """The product name the pipeline gives an exposure: its file name without the product
+    suffix; a suffix jwstrun does not know (``_cleanflickernoisestep`` of ``jwstrun step``)
+    as jwst's own ``remove_suffix`` reads it, which knows its steps' suffixes."""
+    if product_suffix(path):
+        return product_basename(path)
+    from jwst.lib.suffix import remove_suffix
+
+    return remove_suffix(Path(path).stem)[0]
 
 
 def _dedicated_background(path: Path) -> bool:
