@@ -16,6 +16,7 @@ from .run import (
     _in_flag_terms,
     _invocation,
     _run_with_progress,
+    _write_report,
 )
 
 __all__ = ["register", "step_command"]
@@ -26,8 +27,13 @@ __all__ = ["register", "step_command"]
 @click.argument("inputs", nargs=-1, required=True)
 @run_options
 @dask_options
+@click.option(
+    "--report/--no-report", "report", default=False,
+    help="Also write OUTDIR/jwstrun-report.html, the workers drawing its previews as they "
+    "go (off by default: 'jwstrun report OUTDIR' writes it later).",
+)
 @click.pass_context
-def step_command(ctx, name, inputs, **kw):
+def step_command(ctx, name, inputs, report, **kw):
     """Run any stpipe step (or pipeline) NAME over many files, in parallel and resumably.
 
     NAME is a class alias that strun knows (clean_flicker_noise, snowblind,
@@ -42,8 +48,9 @@ def step_command(ctx, name, inputs, **kw):
     with a section named after the step's alias, checked against the step's
     spec. Products are validated (and the step's S_* status keyword must be
     COMPLETE) before they appear in OUTDIR; a re-run skips files whose
-    products are up to date. A step that pipelines skip by default
-    (clean_flicker_noise) runs, as strun runs it: a line says so.
+    products are up to date; --report also writes the HTML run report. A
+    step that pipelines skip by default (clean_flicker_noise) runs, as strun
+    runs it: a line says so.
 
     \b
     Examples:
@@ -61,9 +68,11 @@ def step_command(ctx, name, inputs, **kw):
             ctx, f"step {name}", kw["no_progress"], kw["as_json"],
             lambda progress: run_step(
                 name, inputs, kw["outdir"], on_event=progress, command=command,
-                **_common_kwargs(kw), **_dask_kwargs(kw),
+                previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
             ),
         )
+    if report:
+        _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
 
 

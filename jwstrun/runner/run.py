@@ -171,6 +171,7 @@ def run_step(
     max_tasks_per_worker: int = 25,
     executor: str | None = None,
     dask_options=None,
+    previews: bool = False,
     keep_temp: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
@@ -186,7 +187,8 @@ def run_step(
     that needs the whole set (:data:`jwstrun.stages.SET_STEPS`) runs as one task over
     every input, in order of exposure start time.  Parameters come from ``profiles``
     (a section named after the step's alias) and ``sets`` (``autoparam=true``),
-    checked against the step's spec.
+    checked against the step's spec.  ``previews`` has the workers draw the report's
+    previews of the products (:func:`jwstrun.look.write_report`).
     """
     from ..stages import step_stage
 
@@ -199,7 +201,7 @@ def run_step(
         no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
         offline=offline, crds_env_file=crds_env_file, validate=validate,
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
-        dask_options=dask_options, previews=False, on_event=on_event, command=command,
+        dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         keep_temp=keep_temp,
     ))
 
