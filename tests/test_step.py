@@ -55,38 +55,57 @@ def _arrays(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def cleaned(sim):
-    """jwstrun step clean_flicker_noise (-j 2) and strun on each file, side by side."""
+    """jwstrun step clean_flicker_noise (-j 2 over the three files; and with autoparam on
+    the last) and strun on the same files with the same parameters, side by side."""
     root = sim.outdir.parent
-    ours, theirs = root / "clean", root / "strun"
-    theirs.mkdir()
+    ours, auto, theirs, theirs_auto = (root / name for name in
+                                       ("clean", "auto", "strun", "strun-auto"))
+    for directory in (theirs, theirs_auto):
+        directory.mkdir()
+    strun = [(sim.rate_files[0], theirs, []), (sim.rate_files[1], theirs, []),
+             (sim.rate_files[2], theirs_auto, ["--autoparam=True"])]
     runs = [subprocess.Popen(
-        [STRUN, "clean_flicker_noise", str(path), "--skip=False", f"--output_dir={theirs}"],
-        cwd=theirs, env={**os.environ, **sim.env}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True) for path in sim.rate_files[:2]]
-    proc = subprocess.run(
+        [STRUN, "clean_flicker_noise", str(path), "--skip=False", f"--output_dir={out}", *extra],
+        cwd=out, env={**os.environ, **sim.env}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True) for path, out, extra in strun]
+    common = ["--crds-env", str(sim.env_file), "--offline", "--no-progress"]
+    mine = subprocess.Popen(
         [JWSTRUN, "step", "clean_flicker_noise", *map(str, sim.rate_files), "-o", str(ours),
-         "-j", "2", "--crds-env", str(sim.env_file), "--offline", "--no-progress"],
-        capture_output=True, text=True, timeout=600)
+         "-j", "2", *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with_auto = subprocess.run(
+        [JWSTRUN, "step", "clean_flicker_noise", str(sim.rate_files[2]), "-o", str(auto),
+         "-j", "1", "--set", "autoparam=true", *common], capture_output=True, text=True,
+        timeout=600)
+    out, err = mine.communicate(timeout=600)
     logs = [run.communicate(timeout=600)[0] for run in runs]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert all(run.returncode == 0 for run in runs), logs[0][-3000:]
-    return ours, theirs, proc
+    assert mine.returncode == 0, out[-3000:] + err[-3000:]
+    assert with_auto.returncode == 0, with_auto.stdout[-3000:] + with_auto.stderr[-3000:]
+    assert all(run.returncode == 0 for run in runs), logs
+    return ours, theirs, err, auto, theirs_auto
 
 
-def test_clean_flicker_noise_products_equal_strun(sim, cleaned):
-    ours, theirs, proc = cleaned
-    names = sorted(p.name for p in ours.glob("*.fits"))
-    assert names == sorted(p.name.replace("_rate.fits", "_cleanflickernoisestep.fits")
-                           for p in sim.rate_files)
-    assert sorted(p.name for p in theirs.glob("*.fits")) == names[:2]
+def _assert_equal(ours: Path, theirs: Path) -> None:
     for path in theirs.glob("*.fits"):
         mine, strun = _arrays(ours / path.name), _arrays(path)
         for name in ("SCI", "DQ", "ERR"):
             assert np.array_equal(mine[name], strun[name], equal_nan=True), (path.name, name)
         with fits.open(ours / path.name) as hdul:
             assert hdul[0].header["S_CLNFNS"] == "COMPLETE"
+
+
+def test_clean_flicker_noise_products_equal_strun(sim, cleaned):
+    ours, theirs, stderr, auto, theirs_auto = cleaned
+    names = sorted(p.name for p in ours.glob("*.fits"))
+    assert names == sorted(p.name.replace("_rate.fits", "_cleanflickernoisestep.fits")
+                           for p in sim.rate_files)
+    assert sorted(p.name for p in theirs.glob("*.fits")) == names[:2]
+    _assert_equal(ours, theirs)
+    # with autoparam (NIRCam imaging parameters chosen from the data and the flat)
+    assert [p.name for p in auto.glob("*.fits")] == [p.name for p in theirs_auto.glob("*.fits")]
+    _assert_equal(auto, theirs_auto)
+    assert not np.array_equal(_arrays(auto / names[2])["SCI"], _arrays(ours / names[2])["SCI"])
     # the step pipelines skip by default ran, and the line says so
-    assert SKIP_LINE in proc.stderr
+    assert SKIP_LINE in stderr
     for path in sim.rate_files:  # never an unchanged copy
         with fits.open(path) as raw, fits.open(
                 ours / path.name.replace("_rate", "_cleanflickernoisestep")) as done:

@@ -28,7 +28,8 @@ from ..products import check_fits_complete, product_suffix, stage_type
 from ..stages import Stage
 from ._stage_inputs import PLANNING_HEADERS
 
-__all__ = ["step_inputs", "plan_step", "skip_default_line", "BESIDE_INPUTS"]
+__all__ = ["step_inputs", "plan_step", "skip_default_line", "status_problem", "in_directory",
+           "BESIDE_INPUTS"]
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +155,35 @@ def _check_beside(stage: Stage, paths: list[Path], step) -> None:
             raise InputError(
                 f"{beside}: not found; {stage.alias} reads the _{ptype} file of each input "
                 f"from the inputs' directory. To make them, {how}.")
+
+
+class in_directory:
+    """Work in ``path`` (None: stay) while a step given a list of files runs: stpipe
+    finds the files a step reads beside its inputs (its ``input_dir``) only there."""
+
+    def __init__(self, path: str | None):
+        self.path, self.saved = path, None
+
+    def __enter__(self):
+        if self.path:
+            self.saved = os.getcwd()
+            os.chdir(self.path)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.chdir(self.saved)
+
+
+def status_problem(path: Path, keyword: str) -> str | None:
+    """Why the product ``path`` fails its step's status check (``keyword`` not COMPLETE in
+    its primary header), as a validation error; None when it passes."""
+    if path.suffix.lower() != ".fits":
+        return None
+    from ..products import read_primary_header
+
+    value = str(read_primary_header(path).get(keyword, "")).strip()
+    if value == "COMPLETE":
+        return None
+    return (f"{path.name}: {keyword} is {value or 'not set'}, expected COMPLETE: the step "
+            "did not run to the end (see the task's log).")

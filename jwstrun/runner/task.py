@@ -39,6 +39,7 @@ from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
 from ._intermediates import publish_intermediates, split_outputs, step_output_dirs
+from ._step import in_directory
 
 __all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result",
            "stage_class"]
@@ -117,14 +118,10 @@ def _validate_products(paths: list[Path], parameters: dict, expect_background: b
         report["files"][path.name] = [f.to_dict() for f in file_report.findings]
         report["warnings"] += len(file_report.warnings)
         report["errors"].extend(f"{path.name}: {f.message}" for f in file_report.errors)
-        if status_keyword and path.suffix.lower() == ".fits":
-            from ..products import read_primary_header
+        if status_keyword:  # jwstrun step: the step's own status keyword
+            from ._step import status_problem
 
-            value = str(read_primary_header(path).get(status_keyword, "")).strip()
-            if value != "COMPLETE":
-                report["errors"].append(
-                    f"{path.name}: {status_keyword} is {value or 'not set'}, expected "
-                    "COMPLETE: the step did not run to the end (see the task's log).")
+            report["errors"].extend(filter(None, [status_problem(path, status_keyword)]))
     return report
 
 
@@ -407,24 +404,6 @@ class _on_disk_directory:
             os.chdir(self.saved)
 
 
-class _in_directory:
-    """Work in ``path`` (None: stay) while a step given a list of files runs: stpipe
-    finds the files a step reads beside its inputs (its ``input_dir``) only there."""
-
-    def __init__(self, path: str | None):
-        self.path, self.saved = path, None
-
-    def __enter__(self):
-        if self.path:
-            self.saved = os.getcwd()
-            os.chdir(self.path)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            os.chdir(self.saved)
-
-
 def _stpipe_path(path: Path, workdir: Path) -> str:
     """``path`` as stpipe may be given it: without a '$' where it would be expanded.
 
@@ -510,7 +489,7 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
                 progress(task.task_id, stage.alias)
             target = task.call_inputs if task.call_inputs is not None \
                 else _stpipe_path(Path(task.input), workdir)
-            with _in_directory(task.input_dir), _on_disk_directory(parameters, workdir):
+            with in_directory(task.input_dir), _on_disk_directory(parameters, workdir):
                 models = cls.call(
                     target,
                     output_dir=out,
