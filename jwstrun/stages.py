@@ -286,17 +286,22 @@ def step_stage(name: str) -> Stage:
     run time from the class: one task per exposure, or over the whole set for the
     :data:`SET_STEPS`; it takes :data:`STEP_INPUTS` and writes ``<input>_<suffix>.fits``
     with stpipe's default suffix, the class name lowercased (``_snowblindstep.fits``).
-    The same name gives the same row in every process (workers find it by name)."""
-    if name.strip().lower() in {n for s in STAGES.values() for n in (s.name, *s.aliases)}:
-        stage = get_stage(name)
+    The same name gives the same row in every process (workers find it by name); its
+    name is the step's alias when that alias means this class (a profile section and
+    the task ids are named after it), else the import path given."""
+    known = {n: s for s in STAGES.values() for n in (s.name, *s.aliases)}
+    cls = None if name.strip().lower() in known else resolve_step_class(name)
+    path = f"{cls.__module__}.{cls.__qualname__}" if cls is not None else ""
+    stage = known.get(name.strip().lower()) or next(
+        (s for s in STAGES.values() if s.step_class == path), None)
+    if stage is not None:
         raise StepError(f"{name!r} is the stage {stage.name}: run 'jwstrun {stage.name}', "
                         "which runs it with jwstrun's associations and checks.")
-    cls = resolve_step_class(name)
     key = _class_key(cls.__module__, cls.__name__)
     alias = getattr(cls, "class_alias", None) or cls.__name__
     return Stage(
-        name=name.strip(),
-        step_class=f"{cls.__module__}.{cls.__qualname__}",
+        name=_canonical_name(name.strip(), cls),
+        step_class=path,
         alias=alias,
         accepts=STEP_INPUTS.get(key, _ANY_IMAGE),
         grouping="set" if key in {_class_key(*k.rsplit(".", 1)) for k in SET_STEPS}
@@ -307,6 +312,17 @@ def step_stage(name: str) -> Stage:
         status_keyword=_status_keyword(cls),
         skip_default=_skips_by_default(cls),
     )
+
+
+def _canonical_name(name: str, cls) -> str:
+    """``name``, or the class's alias when that names the same class (an import path)."""
+    alias = getattr(cls, "class_alias", None)
+    if not alias or alias == name:
+        return name
+    try:
+        return alias if resolve_step_class(alias) is cls else name
+    except StepError:
+        return name
 
 
 def _default_suffix(cls) -> str:

@@ -222,6 +222,11 @@ def test_a_profile_section_named_after_the_step(tmp_path):
     profile.write_text("clean_flicker_noise:\n  fit_method: fft\n  n_sigma: 3\n")
     assert build_call_parameters("clean_flicker_noise", [str(profile)], ["n_sigma=2.5"]) == {
         "fit_method": "fft", "n_sigma": 2.5}
+    # an import path of the same class is the same row, named after the alias
+    from jwstrun.stages import get_stage, step_stage
+
+    row = step_stage("jwst.step.CleanFlickerNoiseStep")
+    assert row.name == "clean_flicker_noise" and get_stage("clean_flicker_noise") == row
 
 
 def test_a_file_of_the_wrong_product_type(sim, tmp_path):
