@@ -263,3 +263,14 @@ def test_image2_names_a_step_product_as_jwst_does():
     assert _exposure_product(Path("jw01_nrcb1_rate.fits")) == "jw01_nrcb1"
     # a suffix jwst does not know stays, as calwebb_image2 keeps it
     assert _exposure_product(Path("jw01_nrcb1_snowblindstep.fits")) == "jw01_nrcb1_snowblindstep"
+
+
+def test_a_product_never_replaces_its_input(sim, cleaned):
+    ours = cleaned[0]
+    product = sorted(ours.glob("*_cleanflickernoisestep.fits"))[0]
+    before = product.stat().st_mtime_ns
+    assert _error("clean_flicker_noise", str(product), "-o", str(ours),
+                  "--crds-env", str(sim.env_file)) == (
+        f"Error: {product}: is an input, and clean_flicker_noise would write its product of "
+        "the same name over it. Choose another -o OUTDIR.")
+    assert product.stat().st_mtime_ns == before

@@ -96,9 +96,27 @@ def _start_time(path: Path) -> float:
         return 0.0
 
 
-def plan_step(stage: Stage, paths: list[Path], parameters: dict) -> list:
-    """The planned tasks of step ``stage`` over ``paths`` (checked first)."""
-    from .plan import Planned, _exposure_pixels
+def plan_step(stage: Stage, paths: list[Path], parameters: dict, outdir) -> list:
+    """The planned tasks of step ``stage`` over ``paths`` (checked first) into ``outdir``."""
+    planned = _plan(stage, paths, parameters)
+    _check_inputs_kept(stage, planned, Path(outdir).expanduser().absolute())
+    return planned
+
+
+def _check_inputs_kept(stage: Stage, planned: list, outdir: Path) -> None:
+    """Refuse a product that would replace one of the inputs (a step's product given to
+    the same step again, in its own directory): inputs stay untouched."""
+    inputs = {os.path.realpath(p) for item in planned for p in item.inputs}
+    for item in planned:
+        for name in item.outputs:
+            if os.path.realpath(outdir / name) in inputs:
+                raise InputError(
+                    f"{outdir / name}: is an input, and {stage.alias} would write its product "
+                    "of the same name over it. Choose another outdir.")
+
+
+def _plan(stage: Stage, paths: list[Path], parameters: dict) -> list:
+    from .plan import Planned, _exposure_pixels  # plan imports task, which imports this
 
     for path in paths:
         ptype = _product_type(path)

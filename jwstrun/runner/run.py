@@ -267,7 +267,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         if stage.is_step:
             from ._step import plan_step
 
-            planned = plan_step(stage, paths, parameters)
+            planned = plan_step(stage, paths, parameters, outdir)
             _check_unique_products(planned)
         elif stage.grouping == "exposure":
             planned = plan(stage, paths)
