@@ -206,12 +206,18 @@ def _refusal(key: str) -> str:
 
 
 def _is_step_section(key: str) -> bool:
-    """A section named after a step alias (``clean_flicker_noise:``), for ``jwstrun step``;
-    resolving it imports the packages that register steps, so only for keys that are no
-    stage and no other top-level key."""
+    """A section named after a step alias (``clean_flicker_noise:``), for ``jwstrun step``.
+    A step of image2/image3 (``tweakreg:``) is not one: at the top level it is a
+    misplaced ``image3: steps: tweakreg:`` (``--set`` sets its parameters for ``jwstrun
+    step tweakreg``).  Resolving the alias imports the packages that register steps, so
+    only for keys that are nothing else."""
     from .spec import is_step_section
 
-    return key not in _TOP_LEVEL_KEYS and key not in _REFUSED_KEYS and is_step_section(key)
+    if key in _TOP_LEVEL_KEYS or key in _REFUSED_KEYS:
+        return False
+    if any(key in pipeline_spec(pipe).steps for pipe in STAGES):
+        return False
+    return is_step_section(key)
 
 
 def _ignored(step: str | None, key: str, value: Any) -> str | None:
