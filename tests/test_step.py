@@ -274,3 +274,11 @@ def test_a_product_never_replaces_its_input(sim, cleaned):
         f"Error: {product}: is an input, and clean_flicker_noise would write its product of "
         "the same name over it. Choose another -o OUTDIR.")
     assert product.stat().st_mtime_ns == before
+
+
+def test_reference_types_of_a_step_on_its_own():
+    from jwstrun import refs
+
+    assert refs.reftypes_for("clean_flicker_noise") == [
+        "flat", "pastasoss", "pars-cleanflickernoisestep"]
+    assert refs.reftypes_for("snowblind", pars=False) == []
