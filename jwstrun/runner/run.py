@@ -1,4 +1,5 @@
-"""Running a stage: ``run_image2`` / ``run_image3``, what the CLI and notebooks call.
+"""Running a stage: ``run_image2`` / ``run_image3`` / ``run_step``, what the CLI and
+notebooks call.
 
 They take the same parameters as the command-line options of ``jwstrun image2``
 and ``jwstrun image3`` (``max_tasks_per_worker`` for ``--max-tasks-per-worker``,
@@ -191,9 +192,10 @@ def run_step(
     previews of the products (:func:`jwstrun.look.write_report`).
     """
     from ..stages import step_stage
+    from ._step import skip_default_line
 
     stage = step_stage(name)
-    line = _skip_default_line(stage)
+    line = skip_default_line(stage)
     if line:
         log.warning("%s", line)
     return _run(stage, inputs, outdir, _Settings(
@@ -204,12 +206,6 @@ def run_step(
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         keep_temp=keep_temp,
     ))
-
-
-def _skip_default_line(stage: Stage) -> str | None:
-    from ._step import skip_default_line
-
-    return skip_default_line(stage)
 
 
 @dataclass
