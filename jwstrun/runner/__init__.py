@@ -71,7 +71,12 @@ __all__ = [
 
 
 def clear_caches() -> None:
-    """Forget the runner's module-level state: the remembered planning header and
-    this process's worker counters (a long-lived notebook or Dask worker, tests)."""
+    """Forget the runner's module-level state: the remembered planning header, this
+    process's worker counters and the rows built for ``jwstrun step``
+    (:func:`jwstrun.stages.step_stage`, e.g. after installing a package that registers
+    steps) (a long-lived notebook or Dask worker, tests)."""
+    from ..stages import step_stage
+
     PLANNING_HEADERS.clear()
     WORKER_STATE.clear()
+    step_stage.cache_clear()
