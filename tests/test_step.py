@@ -282,3 +282,21 @@ def test_reference_types_of_a_step_on_its_own():
     assert refs.reftypes_for("clean_flicker_noise") == [
         "flat", "pastasoss", "pars-cleanflickernoisestep"]
     assert refs.reftypes_for("snowblind", pars=False) == []
+
+
+def test_a_step_that_gives_up_writes_no_unchanged_copy(sim):
+    """fit_method=fft cannot be applied to NIRCam imaging: jwst records S_CLNFNS FAILED and
+    saves its input unchanged; the task fails and OUTDIR gets no product."""
+    from jwstrun import run_step
+
+    outdir = sim.outdir.parent / "fft"
+    summary = run_step("clean_flicker_noise", [str(sim.rate_files[0])], outdir, jobs=1,
+                       sets=["fit_method=fft"], crds_env_file=str(sim.env_file))
+    (result,) = summary.results
+    name = sim.rate_files[0].name.replace("_rate", "_cleanflickernoisestep")
+    assert result.status == "failed"
+    assert result.error == (
+        f"{result.task_id}: products failed validation: {name}: S_CLNFNS is FAILED: "
+        "clean_flicker_noise did not process this file (the task's log says why); its "
+        "product is not written.")
+    assert not list(outdir.glob("*.fits"))

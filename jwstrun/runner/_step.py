@@ -193,9 +193,10 @@ class in_directory:
             os.chdir(self.saved)
 
 
-def status_problem(path: Path, keyword: str) -> str | None:
-    """Why the product ``path`` fails its step's status check (``keyword`` not COMPLETE in
-    its primary header), as a validation error; None when it passes."""
+def status_problem(path: Path, keyword: str, step: str) -> str | None:
+    """Why the product ``path`` of ``step`` (its alias) fails its status check
+    (``keyword`` not COMPLETE in its primary header: SKIPPED or FAILED when the step gave
+    up, writing its input unchanged), as a validation error; None when it passes."""
     if path.suffix.lower() != ".fits":
         return None
     from ..products import read_primary_header
@@ -203,5 +204,5 @@ def status_problem(path: Path, keyword: str) -> str | None:
     value = str(read_primary_header(path).get(keyword, "")).strip()
     if value == "COMPLETE":
         return None
-    return (f"{path.name}: {keyword} is {value or 'not set'}, expected COMPLETE: the step "
-            "did not run to the end (see the task's log).")
+    return (f"{path.name}: {keyword} is {value or 'not set'}: {step} did not process this "
+            "file (the task's log says why); its product is not written.")

@@ -104,7 +104,7 @@ def _skipped_steps(parameters: dict) -> list[str]:
 
 
 def _validate_products(paths: list[Path], parameters: dict, expect_background: bool,
-                       status_keyword: str | None = None) -> dict:
+                       status_keyword: str | None = None, status_keyword_step: str = "") -> dict:
     """Check products with jwstrun.validate (and, for ``jwstrun step``, the step's own
     ``status_keyword``); errors make the task fail before the move."""
     from ..validate import validate_file
@@ -121,7 +121,8 @@ def _validate_products(paths: list[Path], parameters: dict, expect_background: b
         if status_keyword:  # jwstrun step: the step's own status keyword
             from ._step import status_problem
 
-            report["errors"].extend(filter(None, [status_problem(path, status_keyword)]))
+            problem = status_problem(path, status_keyword, status_keyword_step)
+            report["errors"].extend([problem] if problem else [])
     return report
 
 
@@ -534,7 +535,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
             f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
         result.validation = _validate_products(products, task.parameters, task.expect_background,
-                                               task.status_keyword)
+                                               task.status_keyword, alias)
         if result.validation.get("errors"):
             raise PipelineError(
                 "products failed validation: " + "; ".join(result.validation["errors"][:3])
