@@ -38,6 +38,7 @@ _API = {
     # running the pipelines
     "run_image2": "runner",
     "run_image3": "runner",
+    "run_step": "runner",
     "RunSummary": "runner",
     "TaskResult": "runner",
     "DaskOptions": "executors",
@@ -131,6 +132,6 @@ if TYPE_CHECKING:  # for editors and type checkers; never executed
         prefetch,
         resolve_bestrefs,
     )
-    from .runner import RunSummary, TaskResult, run_image2, run_image3
+    from .runner import RunSummary, TaskResult, run_image2, run_image3, run_step
     from .simulate import SimulationResult, load_simulation, simulate_program
     from .validate import FileReport, Finding, product_info, validate_file, validate_files

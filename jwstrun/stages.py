@@ -45,14 +45,16 @@ Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 
 from .errors import InputError
 
 __all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "IMAGING_EXP_TYPES", "EXTERNAL_INPUTS",
-           "SET_STEPS",
-           "get_stage", "stage_names", "stages_accepting"]
+           "SET_STEPS", "STEP_INPUTS", "StepError",
+           "get_stage", "stage_names", "stages_accepting", "step_stage", "resolve_step_class",
+           "step_aliases"]
 
 #: Pixels of one NIRCam/MIRI full frame; the unit of the memory model.
 FULL_FRAME_PIXELS = 2048 * 2048
@@ -78,6 +80,29 @@ SET_STEPS: dict[str, str] = {
     "snowblind.PersistenceFlagStep": "the earlier exposures of the same detector",
 }
 
+#: The product types a step takes when ``jwstrun step`` runs it, keyed like
+#: :data:`SET_STEPS` (the package and the class name, so ``jwst.step.X`` and
+#: ``jwst.x.x_step.X`` are the same key).  Steps not listed take any calibrated or
+#: uncalibrated image product (:data:`_ANY_IMAGE`): their own checks decide.
+STEP_INPUTS: dict[str, tuple[str, ...]] = {
+    # rate and ramp data (ramps are calwebb_detector1's business: jwstrun takes rates)
+    "jwst.CleanFlickerNoiseStep": ("rate", "rateints"),
+    # jump-flagged data: the rate products of calwebb_detector1
+    "snowblind.SnowblindStep": ("rate", "rateints"),
+    # rate or cal products, with their _jump files beside them
+    "snowblind.PersistenceFlagStep": ("rate", "rateints", "cal", "calints"),
+    "jwst.ResampleStep": ("cal", "calints", "crf"),
+    "jwst.TweakRegStep": ("cal", "crf"),
+}
+_ANY_IMAGE = ("rate", "rateints", "bsub", "bsubints", "cal", "calints", "crf", "crfints")
+
+#: What a step run on its own over one exposure needs per worker: (base, per full frame).
+_STEP_MEMORY = (0.30e9, 0.60e9)
+
+
+class StepError(InputError):
+    """``jwstrun step NAME``: NAME is not an stpipe Step or Pipeline this installation has."""
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -97,6 +122,17 @@ class Stage:
     aliases: tuple[str, ...] = field(default=())
     checked_steps: tuple[str, ...] = ()
     exp_types: tuple[str, ...] = IMAGING_EXP_TYPES
+    #: rows built by :func:`step_stage` (``jwstrun step``): the distribution whose
+    #: version the manifest records (``jwst``, ``snowblind``), the step's own status
+    #: keyword (``S_SNOWBL``) and whether its spec skips it by default
+    package: str | None = None
+    status_keyword: str | None = None
+    skip_default: bool = False
+
+    @property
+    def is_step(self) -> bool:
+        """Whether the row was built for ``jwstrun step`` (not one of :data:`STAGES`)."""
+        return self.name not in STAGES
 
     @property
     def module(self) -> str:
@@ -173,13 +209,160 @@ def stage_names() -> list[str]:
 
 
 def get_stage(name: str) -> Stage:
-    """The row for a stage name or any of its aliases (case-insensitive);
-    :class:`InputError` naming the known stages otherwise."""
+    """The row for a stage name or any of its aliases (case-insensitive), or the row
+    :func:`step_stage` builds for a step name (``jwstrun step``: the same row in every
+    process, from the name alone); :class:`InputError` naming the known stages otherwise."""
     key = name.strip().lower()
     for stage in STAGES.values():
         if key == stage.name or key in stage.aliases or key == stage.class_name.lower():
             return stage
+    if _looks_like_step(name):
+        try:
+            return step_stage(name)
+        except StepError:
+            pass
     raise InputError(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}.")
+
+
+def _looks_like_step(name: str) -> bool:
+    """Whether ``name`` could name a step: an identifier, a dotted import path or
+    ``package::alias`` (what strun takes)."""
+    return bool(name) and all(part.isidentifier() for part in
+                              name.replace("::", ".").split("."))
+
+
+# --------------------------------------------------------------------------- jwstrun step
+
+
+def step_aliases() -> dict[str, tuple[str, str]]:
+    """Every class alias registered through stpipe's entry points (``stpipe.steps``):
+    alias -> (class name, package), as ``strun`` resolves them.  Loads the entry points
+    (imports the packages that register steps: call it at run time only)."""
+    from stpipe.entry_points import get_steps
+
+    found: dict[str, tuple[str, str]] = {}
+    for info in get_steps():
+        if info.class_alias:
+            found.setdefault(info.class_alias, (info.class_name, info.package_name))
+    return found
+
+
+def resolve_step_class(name: str):
+    """The stpipe class ``name`` means, as strun resolves it: a class alias registered
+    through stpipe's entry points (``package::alias`` when two packages register the
+    same), or a full import path.  :class:`StepError` naming the nearest aliases."""
+    import difflib
+
+    from stpipe import Step
+    from stpipe.utilities import import_class, resolve_step_class_alias
+
+    name = name.strip()
+    try:
+        path = resolve_step_class_alias(name)
+    except ValueError as exc:  # an alias two packages register
+        raise StepError(" ".join(str(exc).split())) from None
+    if "." not in path:
+        close = difflib.get_close_matches(name, list(step_aliases()), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise StepError(
+            f"unknown step {name!r}: not a class alias registered with stpipe nor an import "
+            f"path (package.module.Class).{hint} 'stpipe list' lists the aliases.")
+    try:
+        return import_class(path, subclassof=Step)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise StepError(
+            f"{name!r} is not an stpipe Step or Pipeline class ({why}). Give a class alias "
+            "such as clean_flicker_noise or the import path of a Step subclass.") from None
+
+
+def _class_key(package: str, class_name: str) -> str:
+    return f"{package.partition('.')[0]}.{class_name}"
+
+
+@functools.lru_cache(maxsize=None)
+def step_stage(name: str) -> Stage:
+    """The row of stpipe step or pipeline ``name`` (an alias or an import path), built at
+    run time from the class: one task per exposure, or over the whole set for the
+    :data:`SET_STEPS`; it takes :data:`STEP_INPUTS` and writes ``<input>_<suffix>.fits``
+    with stpipe's default suffix, the class name lowercased (``_snowblindstep.fits``).
+    The same name gives the same row in every process (workers find it by name); its
+    name is the step's alias when that alias means this class (a profile section and
+    the task ids are named after it), else the import path given."""
+    known = {n: s for s in STAGES.values() for n in (s.name, *s.aliases)}
+    cls = None if name.strip().lower() in known else resolve_step_class(name)
+    path = f"{cls.__module__}.{cls.__qualname__}" if cls is not None else ""
+    stage = known.get(name.strip().lower()) or next(
+        (s for s in STAGES.values() if s.step_class == path), None)
+    if stage is not None:
+        raise StepError(f"{name!r} is the stage {stage.name}: run 'jwstrun {stage.name}', "
+                        "which runs it with jwstrun's associations and checks.")
+    key = _class_key(cls.__module__, cls.__name__)
+    alias = getattr(cls, "class_alias", None) or cls.__name__
+    return Stage(
+        name=_canonical_name(name.strip(), cls),
+        step_class=path,
+        alias=alias,
+        accepts=STEP_INPUTS.get(key, _ANY_IMAGE),
+        grouping="set" if key in {_class_key(*k.rsplit(".", 1)) for k in SET_STEPS}
+        else "exposure",
+        writes=(f"{_default_suffix(cls)}.fits",),
+        memory=_STEP_MEMORY,
+        package=_distribution(cls.__module__),
+        status_keyword=_status_keyword(cls),
+        skip_default=_skips_by_default(cls),
+    )
+
+
+def _canonical_name(name: str, cls) -> str:
+    """``name``, or the class's alias when that names the same class (an import path)."""
+    alias = getattr(cls, "class_alias", None)
+    if not alias or alias == name:
+        return name
+    try:
+        return alias if resolve_step_class(alias) is cls else name
+    except StepError:
+        return name
+
+
+def _default_suffix(cls) -> str:
+    """stpipe's suffix for a step's output: its spec's ``suffix``, else the step's name,
+    which a step run with Step.call has from its class (``CleanFlickerNoiseStep``)."""
+    suffix = _spec_default(cls, "suffix")
+    return str(suffix) if suffix else cls.__name__.lower()
+
+
+def _spec_default(cls, key: str):
+    from configobj.validate import Validator
+
+    check = cls.load_spec_file().get(key)
+    if not isinstance(check, str):
+        return None
+    try:
+        return Validator().get_default_value(check)
+    except KeyError:
+        return None
+
+
+def _skips_by_default(cls) -> bool:
+    return _spec_default(cls, "skip") is True
+
+
+def _status_keyword(cls) -> str | None:
+    """The header keyword a step class says it records its status in (``fits_keyword``:
+    snowblind's steps); jwst's own steps have theirs in the schema
+    (:mod:`jwstrun.runner._step` reads it there)."""
+    keyword = getattr(cls, "fits_keyword", None)
+    return str(keyword) if keyword else None
+
+
+def _distribution(module: str) -> str | None:
+    """The installed distribution providing ``module`` (for its version)."""
+    from importlib import metadata
+
+    top = module.partition(".")[0]
+    names = metadata.packages_distributions().get(top) or [top]
+    return names[0]
 
 
 def stages_accepting(product_type: str) -> list[Stage]:

@@ -99,7 +99,7 @@ def test_every_shell_block_is_marked():
 def test_pages_have_blocks_that_run():
     running = {p.id.split(":")[0] for p in _chain_params()}
     for name in ("README.md", "background.md", "offline.md", "parameters.md", "results.md",
-                 "validate.md", "real-data.md", "cluster.md"):
+                 "validate.md", "real-data.md", "cluster.md", "step.md"):
         assert name in running, f"{name} has no block marked to run"
 
 

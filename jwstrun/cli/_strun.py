@@ -94,9 +94,10 @@ def strun_hint(option: str, value: str | None, command: click.Command) -> str | 
         return None
     if key in _OWN_PARAMETERS:
         return _OWN_PARAMETERS[key]
-    if not _is_stpipe_parameter(key):
+    if command.name != "step" and not _is_stpipe_parameter(key):  # step: its spec's keys
         return None
-    what = "step parameters" if "steps." in key else "pipeline parameters"
+    what = "step parameters" if "steps." in key or command.name == "step" \
+        else "pipeline parameters"
     spelling = "--steps.STEP.PARAM" if "steps." in key else "--PARAM"
     setting = shlex.quote(f"{key}={value if value is not None else 'VALUE'}")
     return f"jwstrun takes {what} as --set {setting} (strun's {spelling}=VALUE spelling)."

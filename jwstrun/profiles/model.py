@@ -205,6 +205,21 @@ def _refusal(key: str) -> str:
     )
 
 
+def _is_step_section(key: str) -> bool:
+    """A section named after a step alias (``clean_flicker_noise:``), for ``jwstrun step``.
+    A step of image2/image3 (``tweakreg:``) is not one: at the top level it is a
+    misplaced ``image3: steps: tweakreg:`` (``--set`` sets its parameters for ``jwstrun
+    step tweakreg``).  Resolving the alias imports the packages that register steps, so
+    only for keys that are nothing else."""
+    from .spec import is_step_section
+
+    if key in _TOP_LEVEL_KEYS or key in _REFUSED_KEYS:
+        return False
+    if any(key in pipeline_spec(pipe).steps for pipe in STAGES):
+        return False
+    return is_step_section(key)
+
+
 def _ignored(step: str | None, key: str, value: Any) -> str | None:
     """Why setting ``key`` of the pipeline (``step`` None) to ``value`` is refused; None if not.
 
@@ -380,7 +395,7 @@ def _parse_profile_text(text: str, where: str, name: str, path: Path | None, kin
                 profile.description = " ".join(_scalar(value_node).split())
         elif key == "why":
             why_node = value_node
-        elif key in STAGES:
+        elif key in STAGES or _is_step_section(key):  # a step's section: jwstrun step
             profile.sections[key] = _parse_section(key, value_node, errors, origin_factory)
         elif key in _REFUSED_KEYS:
             errors.add(_line(key_node), _refusal(key))

@@ -147,11 +147,14 @@ def _all_specs() -> dict:
 @functools.lru_cache(maxsize=None)
 def pipeline_spec(pipeline: str) -> PipelineSpec:
     """The spec of the stage ``pipeline`` (``image2``, ``image3``) from the installed jwst."""
-    if pipeline not in STAGES:
-        raise ConfigError(
-            f"unknown pipeline {pipeline!r}{_suggest(pipeline, STAGES, stage_aliases())}"
-        )
-    raw = _all_specs()[pipeline]
+    if pipeline in STAGES:
+        raw = _all_specs()[pipeline]
+    else:
+        raw = _step_spec(pipeline)
+        if raw is None:
+            raise ConfigError(
+                f"unknown pipeline {pipeline!r}{_suggest(pipeline, STAGES, stage_aliases())}"
+            )
 
     def params(d: dict) -> dict[str, ParamSpec]:
         return {k: ParamSpec(k, v["check"], v.get("comment", "")) for k, v in d.items()}
@@ -166,6 +169,25 @@ def pipeline_spec(pipeline: str) -> PipelineSpec:
             for step, s in raw["steps"].items()
         },
     )
+
+
+def _step_spec(name: str) -> dict | None:
+    """The spec of the step ``jwstrun step`` runs as ``name`` (its row:
+    :func:`jwstrun.stages.step_stage`), read from the class; None when ``name`` names
+    none.  Not cached on disk: the step's class is imported to run it anyway."""
+    from ..errors import InputError
+    from ..stages import get_stage
+
+    try:
+        stage = get_stage(name)
+    except InputError:
+        return None
+    return _read_spec(stage.load_class()) if stage.is_step else None
+
+
+def is_step_section(name: str) -> bool:
+    """Whether a profile section ``name`` names a step ``jwstrun step`` runs (its alias)."""
+    return name not in STAGES and _step_spec(name) is not None
 
 
 def clear_caches() -> None:

@@ -75,6 +75,9 @@ def reftypes_for(pipeline_name: str, steps: dict | None = None, pars: bool = Tru
 
 def _reftypes_from_jwst(stage: Stage, steps: dict | None, pars: bool) -> list[str]:
     cls = stage.load_class()
+    if not hasattr(cls, "step_defs"):  # a Step on its own (jwstrun step): its own types
+        types = list(cls.reference_file_types) + ([cls.get_config_reftype()] if pars else [])
+        return list(dict.fromkeys(t.lower() for t in types))
     pipeline = cls(steps=steps or {})
     types = list(dict.fromkeys(pipeline.reference_file_types))
     if pars:

@@ -12,7 +12,9 @@ reads the stage's row (:mod:`jwstrun.stages`).  Where things live:
 - :mod:`.resume` -- checksums, fingerprints, what is up to date;
 - :mod:`.task` -- the worker side: :func:`run_task`, the step watcher, task logs;
 - :mod:`._parent` -- the parent side: :func:`run_tasks`, executors, the manifest;
-- :mod:`.run` -- :func:`run_image2`, :func:`run_image3`, executor selection.
+- :mod:`._step` -- ``jwstrun step``: a step's inputs, output names and set tasks;
+- :mod:`.run` -- :func:`run_image2`, :func:`run_image3`, :func:`run_step`, executor
+  selection.
 
 Module-level state, all clearable with :func:`clear_caches`: the planning's one
 remembered header (:data:`._stage_inputs.PLANNING_HEADERS`) and a worker
@@ -33,7 +35,7 @@ from ._parent import RunSummary, run_tasks
 from ._stage_inputs import PLANNING_HEADERS, stage_inputs, wrong_stage_message
 from .plan import Planned, plan, plan_image2, plan_image3
 from .resume import can_skip, compute_fingerprint, file_sha256, software_versions
-from .run import EXECUTORS, run_image2, run_image3, select_executor
+from .run import EXECUTORS, run_image2, run_image3, run_step, select_executor
 from .task import WORKER_STATE, Task, lost_task_result, run_task
 
 __all__ = [
@@ -62,13 +64,19 @@ __all__ = [
     "run_tasks",
     "run_image2",
     "run_image3",
+    "run_step",
     "select_executor",
     "clear_caches",
 ]
 
 
 def clear_caches() -> None:
-    """Forget the runner's module-level state: the remembered planning header and
-    this process's worker counters (a long-lived notebook or Dask worker, tests)."""
+    """Forget the runner's module-level state: the remembered planning header, this
+    process's worker counters and the rows built for ``jwstrun step``
+    (:func:`jwstrun.stages.step_stage`, e.g. after installing a package that registers
+    steps) (a long-lived notebook or Dask worker, tests)."""
+    from ..stages import step_stage
+
     PLANNING_HEADERS.clear()
     WORKER_STATE.clear()
+    step_stage.cache_clear()

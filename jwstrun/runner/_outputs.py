@@ -65,6 +65,8 @@ def expected_outputs(item) -> list[str]:
     OUTDIR: ``<product>_<suffix>`` for each of its stage's ``writes``, and
     ``<member>_<asn_id>_<suffix>`` for each science member and ``member_writes``.
     Anything else a task writes is an intermediate file (:mod:`._intermediates`)."""
+    if getattr(item, "outputs", None) is not None:  # jwstrun step: the names stpipe gives
+        return list(item.outputs)
     stage = get_stage(item.pipeline)
     names = [f"{item.product}_{suffix}" for suffix in stage.writes]
     if stage.member_writes and item.asn_product is not None:

@@ -229,7 +229,7 @@ class _Run:
         self.keep_temp = keep_temp
         self.extra_env, self.on_event, self.command = extra_env, on_event, command
         self.start = time.time()
-        self.versions = software_versions()
+        self.versions = software_versions((stage.package,) if stage.package else ())
         self.manifest = Manifest.load(outdir)
         self.results: list[TaskResult] = []
         self.prefetch_s = 0.0
@@ -380,7 +380,10 @@ class _Run:
                                    per_exposure=True, purpose="run").unresolved
         self.prefetch_s = time.time() - t0
         self.emit("prefetch", seconds=self.prefetch_s, context=self.context)
-        return unresolved
+        # A Step run on its own (jwstrun step) prefetches forgivingly (stpipe logs a type
+        # the context lacks, such as clean_flicker_noise's pastasoss for NIRCam) and asks
+        # for what it needs as it runs: nothing is refused here.
+        return {} if self.stage.is_step else unresolved
 
     def _submit(self, executor, to_run: list[Task], unresolved: dict[str, str]) -> list[Task]:
         """Submit every task whose inputs crds could serve; record the others as failed."""

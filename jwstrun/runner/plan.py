@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputError, JwstrunError
 from ..inputs import is_association
-from ..products import product_basename
+from ..products import product_basename, product_suffix
 from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
 from ._outputs import LOG_DIRNAME, TMP_DIRNAME, expected_outputs
 from ._stage_inputs import (
@@ -61,6 +61,13 @@ class Planned:
     has_background: bool = False
     memory: object | None = None  # association stages: a jwstrun.mosaic.MemoryPlan
     refused: Exception | None = None  # the memory preflight's refusal, raised if it must run
+    #: jwstrun step (runner._step): the names stpipe gives the outputs, the files given
+    #: to the step as one list (a set step), the directory it runs in (a step reading
+    #: files beside its inputs) and the status keyword its products must have COMPLETE
+    outputs: list[str] | None = None
+    call_inputs: list[str] | None = None
+    input_dir: str | None = None
+    status_keyword: str | None = None
 
     @property
     def stage(self) -> Stage:
@@ -107,8 +114,19 @@ def plan_exposures(stage: Stage, paths: list[Path]) -> list[Planned]:
         (backgrounds if _dedicated_background(path) else science).append(path)
     if backgrounds:
         return planned + _with_backgrounds(stage, [*science, *backgrounds])
-    return planned + [Planned(stage.name, product_basename(path), path, [path], ["science"],
+    return planned + [Planned(stage.name, _exposure_product(path), path, [path], ["science"],
                               pixels=_exposure_pixels(path)) for path in science]
+
+
+def _exposure_product(path: Path) -> str:
+    """The product name the pipeline gives an exposure: its file name without the product
+    suffix; a suffix jwstrun does not know (``_cleanflickernoisestep`` of ``jwstrun step``)
+    as jwst's own ``remove_suffix`` reads it, which knows its steps' suffixes."""
+    if product_suffix(path):
+        return product_basename(path)
+    from jwst.lib.suffix import remove_suffix
+
+    return remove_suffix(Path(path).stem)[0]
 
 
 def _dedicated_background(path: Path) -> bool:
@@ -344,6 +362,9 @@ def make_tasks(
                 memory=item.memory.to_dict() if item.memory is not None else None,
                 expected_outputs=expected_outputs(item),
                 keep_temp=keep_temp,
+                call_inputs=item.call_inputs,
+                input_dir=item.input_dir,
+                status_keyword=item.status_keyword,
             )
         )
     return tasks

@@ -37,10 +37,11 @@ def file_sha256(path: str | os.PathLike, chunk: int = 4 << 20) -> str:
     return digest.hexdigest()
 
 
-def software_versions() -> dict[str, str]:
-    """Versions that change results: jwst, stpipe, crds, stdatamodels (no imports)."""
+def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions that change results: jwst, stpipe, crds, stdatamodels, and the ``extra``
+    distributions (the package of a step ``jwstrun step`` runs: snowblind) (no imports)."""
     versions = {}
-    for dist in ("jwst", "stpipe", "crds", "stdatamodels", "stcal"):
+    for dist in ("jwst", "stpipe", "crds", "stdatamodels", "stcal", *extra):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -1,4 +1,5 @@
-"""Running a stage: ``run_image2`` / ``run_image3``, what the CLI and notebooks call.
+"""Running a stage: ``run_image2`` / ``run_image3`` / ``run_step``, what the CLI and
+notebooks call.
 
 They take the same parameters as the command-line options of ``jwstrun image2``
 and ``jwstrun image3`` (``max_tasks_per_worker`` for ``--max-tasks-per-worker``,
@@ -38,7 +39,7 @@ from ._parent import RunSummary, early_pool, run_tasks
 from ._stage_inputs import check_complete, check_stage_inputs, stage_inputs
 from .plan import _check_unique_products, call_parameters, merge_parameters, plan, plan_memory
 
-__all__ = ["EXECUTORS", "run_image2", "run_image3", "select_executor"]
+__all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,61 @@ def run_image3(
     ))
 
 
+def run_step(
+    name: str,
+    inputs: Iterable[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    checksum: bool = False,
+    profiles: Iterable[str] = (),
+    sets: Iterable[str] = (),
+    no_crds_steppars: bool = False,
+    crds_path: str | None = None,
+    crds_context: str | None = None,
+    offline: bool = False,
+    crds_env_file: str | None = None,
+    validate: bool = True,
+    max_tasks_per_worker: int = 25,
+    executor: str | None = None,
+    dask_options=None,
+    previews: bool = False,
+    keep_temp: bool = False,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    """Run the stpipe Step or Pipeline ``name`` over many files (``jwstrun step``; the
+    parameters are its options, as for :func:`run_image2`).
+
+    ``name`` is a class alias registered through stpipe's entry points
+    (``clean_flicker_noise``, ``snowblind``, ``persist``...) or the import path of a
+    Step class, as ``strun`` takes it (:func:`jwstrun.stages.step_stage`).  Each input
+    file is one task writing what ``strun NAME FILE`` writes
+    (``<name>_<suffix>.fits``, the suffix being the class name lowercased); a step
+    that needs the whole set (:data:`jwstrun.stages.SET_STEPS`) runs as one task over
+    every input, in order of exposure start time.  Parameters come from ``profiles``
+    (a section named after the step's alias) and ``sets`` (``autoparam=true``),
+    checked against the step's spec.  ``previews`` has the workers draw the report's
+    previews of the products (:func:`jwstrun.look.write_report`).
+    """
+    from ..stages import step_stage
+    from ._step import skip_default_line
+
+    stage = step_stage(name)
+    line = skip_default_line(stage)
+    if line:
+        log.warning("%s", line)
+    return _run(stage, inputs, outdir, _Settings(
+        jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
+        no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
+        offline=offline, crds_env_file=crds_env_file, validate=validate,
+        max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+        dask_options=dask_options, previews=previews, on_event=on_event, command=command,
+        keep_temp=keep_temp,
+    ))
+
+
 @dataclass
 class _Settings:
     """The parameters of one run_image2/run_image3 call, as one value."""
@@ -187,7 +243,13 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         raise ConfigError(f"jobs={settings.jobs}: the number of jobs must be at least 1.")
     kind, dask_options = select_executor(settings.executor, settings.dask_options, settings.jobs)
     # Everything that can be checked is checked before OUTDIR is touched.
-    selection = select_files(stage, stage_inputs(stage, inputs))
+    if stage.is_step:
+        from ._step import step_inputs
+
+        selection = select_files(stage, step_inputs(stage, inputs),
+                                 what=f"jwstrun step {stage.name}")
+    else:
+        selection = select_files(stage, stage_inputs(stage, inputs))
     paths = selection.kept
     parameters = call_parameters(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
@@ -198,12 +260,18 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     pool = _early_pool(stage, paths, settings, crds_env, extra_env) if kind == "local" else None
     try:
         planned = None
-        if stage.grouping == "exposure":
+        if stage.is_step:
+            from ._step import plan_step
+
+            planned = plan_step(stage, paths, parameters, outdir)
+            _check_unique_products(planned)
+        elif stage.grouping == "exposure":
             planned = plan(stage, paths)
             _check_unique_products(planned)
         else:
             asn_paths, loose = check_stage_inputs(stage, paths)
-        check_complete(paths, stage)  # after the product-type checks, whose messages say more
+        if not stage.is_step:  # after the product-type checks, whose messages say more
+            check_complete(paths, stage)
         if planned is None:
             parameters = _checked_abs_refcat(stage, parameters, asn_paths, loose, crds_env)
         refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
@@ -271,6 +339,8 @@ def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: 
     planned (loose exposures are grouped): run_tasks resizes the pool."""
     if stage.grouping == "exposure":
         n_tasks, per_worker = len(paths), stage.bytes_per_task(FULL_FRAME_PIXELS)
+    elif stage.grouping == "set":
+        n_tasks, per_worker = 1, stage.bytes_per_task(FULL_FRAME_PIXELS * len(paths))
     else:
         n_tasks = sum(map(is_association, paths)) + any(not is_association(p) for p in paths)
         per_worker = stage.memory[0]

@@ -39,6 +39,7 @@ from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
 from ._intermediates import publish_intermediates, split_outputs, step_output_dirs
+from ._step import in_directory
 
 __all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result",
            "stage_class"]
@@ -78,6 +79,12 @@ class Task:
     expected_outputs: list[str] | None = None
     #: keep ``workdir`` after the task (``--keep-temp``, for debugging)
     keep_temp: bool = False
+    #: jwstrun step (runner._step): the files given to the step as one list (a set
+    #: step), the directory it runs in (stpipe's input_dir for a list: where it finds
+    #: files beside its inputs) and the status keyword its products must have COMPLETE
+    call_inputs: list[str] | None = None
+    input_dir: str | None = None
+    status_keyword: str | None = None
 
     @property
     def input_paths(self) -> list[str]:
@@ -96,8 +103,10 @@ def _skipped_steps(parameters: dict) -> list[str]:
     )
 
 
-def _validate_products(paths: list[Path], parameters: dict, expect_background: bool) -> dict:
-    """Check products with jwstrun.validate; errors make the task fail before the move."""
+def _validate_products(paths: list[Path], parameters: dict, expect_background: bool,
+                       status_keyword: str | None = None, status_keyword_step: str = "") -> dict:
+    """Check products with jwstrun.validate (and, for ``jwstrun step``, the step's own
+    ``status_keyword``); errors make the task fail before the move."""
     from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
@@ -109,6 +118,11 @@ def _validate_products(paths: list[Path], parameters: dict, expect_background: b
         report["files"][path.name] = [f.to_dict() for f in file_report.findings]
         report["warnings"] += len(file_report.warnings)
         report["errors"].extend(f"{path.name}: {f.message}" for f in file_report.errors)
+        if status_keyword:  # jwstrun step: the step's own status keyword
+            from ._step import status_problem
+
+            problem = status_problem(path, status_keyword, status_keyword_step)
+            report["errors"].extend([problem] if problem else [])
     return report
 
 
@@ -474,9 +488,11 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
             parameters = step_output_dirs(parameters, out)
             if progress is not None:
                 progress(task.task_id, stage.alias)
-            with _on_disk_directory(parameters, workdir):
+            target = task.call_inputs if task.call_inputs is not None \
+                else _stpipe_path(Path(task.input), workdir)
+            with in_directory(task.input_dir), _on_disk_directory(parameters, workdir):
                 models = cls.call(
-                    _stpipe_path(Path(task.input), workdir),
+                    target,
                     output_dir=out,
                     save_results=True,
                     configure_log=False,
@@ -518,7 +534,8 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
         raise PipelineError(
             f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
-        result.validation = _validate_products(products, task.parameters, task.expect_background)
+        result.validation = _validate_products(products, task.parameters, task.expect_background,
+                                               task.status_keyword, alias)
         if result.validation.get("errors"):
             raise PipelineError(
                 "products failed validation: " + "; ".join(result.validation["errors"][:3])
