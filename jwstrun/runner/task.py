@@ -38,6 +38,7 @@ from ..errors import JwstrunError, PipelineError
 from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
+from ._corrections import CorrectionFailed, corrected_input, required_status
 from ._intermediates import publish_intermediates, split_outputs, step_output_dirs
 
 __all__ = ["Task", "TaskResult", "WorkerState", "WORKER_STATE", "run_task", "lost_task_result",
@@ -78,6 +79,10 @@ class Task:
     expected_outputs: list[str] | None = None
     #: keep ``workdir`` after the task (``--keep-temp``, for debugging)
     keep_temp: bool = False
+    #: steps to run before the pipeline (a profile's ``before:``, :mod:`._corrections`)
+    corrections: list[dict] = field(default_factory=list)
+    #: exposure path -> the exposures a set step among them reads with it (persist)
+    exposure_sets: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def input_paths(self) -> list[str]:
@@ -96,15 +101,16 @@ def _skipped_steps(parameters: dict) -> list[str]:
     )
 
 
-def _validate_products(paths: list[Path], parameters: dict, expect_background: bool) -> dict:
+def _validate_products(paths: list[Path], task: Task) -> dict:
     """Check products with jwstrun.validate; errors make the task fail before the move."""
     from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
-    skips = _skipped_steps(parameters)
+    skips = _skipped_steps(task.parameters)
     for path in paths:
         file_report = validate_file(
-            path, expected_skips=skips, expect_background=expect_background
+            path, expected_skips=skips, expect_background=task.expect_background,
+            required_status=required_status(task),
         )
         report["files"][path.name] = [f.to_dict() for f in file_report.findings]
         report["warnings"] += len(file_report.warnings)
@@ -475,15 +481,23 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
             if progress is not None:
                 progress(task.task_id, stage.alias)
             with _on_disk_directory(parameters, workdir):
+                given, result.corrections = corrected_input(task, workdir / "out", watcher)
+                watcher.parameters_text = None  # the pipeline's own, from here on
                 models = cls.call(
-                    _stpipe_path(Path(task.input), workdir),
+                    given if not isinstance(given, str) else _stpipe_path(Path(given), workdir),
                     output_dir=out,
                     save_results=True,
                     configure_log=False,
                     **parameters,
                 )
             _close_models(models)
-            del models
+            _close_models(given)
+            del models, given
+        except CorrectionFailed as exc:
+            result.failed_step, result.error_type = exc.step, type(exc.__cause__).__name__
+            result.error = str(exc)
+            logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
+            return False
         except Exception as exc:
             step = watcher.current
             result.failed_step = step
@@ -518,7 +532,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
         raise PipelineError(
             f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
-        result.validation = _validate_products(products, task.parameters, task.expect_background)
+        result.validation = _validate_products(products, task)
         if result.validation.get("errors"):
             raise PipelineError(
                 "products failed validation: " + "; ".join(result.validation["errors"][:3])
