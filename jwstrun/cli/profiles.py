@@ -158,6 +158,7 @@ def _print_settings(pipe: str, section) -> None:
     from ..console import out
 
     out(Text(pipe, style="bold"))
+    _print_before(section)
     for step, key, setting in section.items():
         where = key if step is None else f"steps.{step}.{key}"
         out(
@@ -168,12 +169,33 @@ def _print_settings(pipe: str, section) -> None:
             out(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
 
 
+def _print_before(section) -> None:
+    """``before: N. STEP (class, package version)`` and its settings, in order."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from ..console import out
+
+    for number, correction in enumerate(section.before or (), 1):
+        spec = correction.spec
+        skipped = " (skipped)" if correction.skipped else ""
+        out(Text(f"  before {number}. {correction.step}{skipped}")
+            + Text(f"  {spec.class_name}, {spec.package} {spec.version}"
+                   f"    [{correction.origin}]", style="dim"))
+        if correction.why:
+            out(Padding(Text(correction.why, style="italic"), (0, 0, 0, 6)))
+        for key, setting in correction.params.items():
+            out(Text(f"      {key} = {_value_text(setting.value)}")
+                + Text(f"    [{setting.origin}]", style="dim"))
+
+
 def _print_table(pipe: str, section) -> None:
     """One row per parameter: spec defaults plain, the layers' values bold."""
     from rich.table import Table
 
     from ..console import out
 
+    _print_before(section)
     table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
     table.add_column("step")
     table.add_column("parameter")

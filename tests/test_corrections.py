@@ -1,0 +1,286 @@
+"""Corrections before a stage (a profile's ``before:``): the products equal strun's chain.
+
+One simulated NIRCam SUB160 program of two exposures, with a small ``_jump`` file
+beside each _rate file (a RampModel whose last group marks a block SATURATED in the
+first exposure: the pixels persist must flag in the second).  ``jwstrun image2`` with
+clean_flicker_noise (autoparam) + snowblind + persist before calwebb_image2 runs once
+(in-process) while strun runs the same chain on the second exposure (subprocesses:
+``strun clean_flicker_noise`` -> ``strun snowblind`` -> ``strun persist`` over the set
+-> ``strun calwebb_image2``); their SCI, ERR and DQ arrays must be identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+VENV_BIN = Path(sys.executable).parent
+STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
+
+#: The block saturated in the first exposure's ramp (rows, columns).
+SATURATED_BLOCK = (slice(40, 46), slice(70, 78))
+
+PROFILE = """
+    image2:
+      before:
+        - step: clean_flicker_noise
+          autoparam: true
+        - step: snowblind
+        - step: persist
+"""
+
+
+def write_jump(rate: Path, saturated: bool) -> Path:
+    """A ``_jump`` file beside ``rate``: one integration of two groups, the last group's
+    SATURATED flag set on :data:`SATURATED_BLOCK` when ``saturated``."""
+    from stdatamodels.jwst import datamodels
+
+    with datamodels.open(rate) as model:
+        shape = model.data.shape
+        jump = datamodels.RampModel(data=np.zeros((1, 2, *shape), np.float32))
+        jump.update(model)
+    groupdq = np.zeros((1, 2, *shape), np.uint8)
+    if saturated:
+        groupdq[0, 1][SATURATED_BLOCK] = datamodels.dqflags.group["SATURATED"]
+    jump.groupdq = groupdq
+    path = rate.with_name(rate.name.replace("_rate", "_jump"))
+    jump.save(path)
+    jump.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    result = simulate_program(tmp_path_factory.mktemp("corrections") / "sim", subarray="SUB160",
+                              n_dithers=2, seed=3)
+    for number, rate in enumerate(result.rate_files):
+        write_jump(rate, saturated=number == 0)
+    return result
+
+
+def _strun(env, *args):
+    done = subprocess.run([STRUN, *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+
+
+def _only(directory: Path, pattern: str) -> Path:
+    (found,) = sorted(directory.glob(pattern))
+    return found
+
+
+def strun_chain(sim, root: Path) -> Path:
+    """The second exposure through strun: clean_flicker_noise, snowblind, persist over the
+    set (the first exposure and the second, their _jump files beside them), calwebb_image2."""
+    from jwstrun.refs import read_env_file
+
+    env = {**os.environ, **read_env_file(sim.env_file)}
+    first, second = sim.rate_files
+    for step in ("clean", "snowblind", "set", "persist", "cal"):
+        (root / step).mkdir(parents=True)
+    _strun(env, "clean_flicker_noise", second, "--skip=False", "--autoparam=True",
+           f"--output_dir={root / 'clean'}")
+    _strun(env, "snowblind", _only(root / "clean", "*.fits"), f"--output_dir={root / 'snowblind'}")
+    # persist reads the _jump files from the association's directory
+    for path in (first, first.with_name(first.name.replace("_rate", "_jump")),
+                 second.with_name(second.name.replace("_rate", "_jump")),
+                 _only(root / "snowblind", "*.fits")):
+        shutil.copy(path, root / "set" / path.name)
+    members = [{"expname": p.name, "exptype": "science"}
+               for p in sorted((root / "set").glob("*.fits")) if "_jump" not in p.name]
+    asn = root / "set" / "set_asn.json"
+    asn.write_text(json.dumps({"asn_type": "image3", "asn_pool": "none", "products": [
+        {"name": "set", "members": members}]}))
+    _strun(env, "persist", asn, f"--output_dir={root / 'persist'}")
+    _strun(env, "calwebb_image2", _only(root / "persist", "*00002*.fits"),
+           f"--output_dir={root / 'cal'}")
+    return _only(root / "cal", "*_cal.fits")
+
+
+@pytest.fixture(scope="module")
+def runs(sim, tmp_path_factory):
+    """``jwstrun image2 --profile`` (in-process) and strun's chain (a thread of
+    subprocesses), at the same time."""
+    root = tmp_path_factory.mktemp("corrections_runs")
+    profile = root / "clean.yaml"
+    profile.write_text(textwrap.dedent(PROFILE))
+    theirs: dict = {}
+
+    def reference():
+        try:
+            theirs["cal"] = strun_chain(sim, root / "strun")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            theirs["error"] = exc
+
+    thread = threading.Thread(target=reference)
+    thread.start()
+    result = CliRunner().invoke(cli, [
+        "image2", *map(str, sim.rate_files), "-o", str(root / "ours"), "-j", "1",
+        "--profile", str(profile), "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json"])
+    thread.join()
+    assert result.exit_code == 0, result.output
+    if "error" in theirs:
+        raise theirs["error"]
+    return {"ours": root / "ours", "theirs": theirs["cal"], "profile": profile,
+            "summary": json.loads(result.stdout)}
+
+
+def test_products_equal_strun_chain(runs):
+    from astropy.io import fits
+
+    ours = runs["ours"] / "jw01234001001_02101_00002_nrcb1_cal.fits"
+    with fits.open(ours) as mine, fits.open(runs["theirs"]) as reference:
+        for name in ("SCI", "ERR", "DQ"):
+            np.testing.assert_array_equal(mine[name].data, reference[name].data, err_msg=name)
+        for key in ("S_CLNFNS", "S_SNOWBL", "S_PERSIS"):
+            assert mine[0].header[key] == reference[0].header[key] == "COMPLETE", key
+        # the products keep the input's name
+        assert mine[0].header["FILENAME"] == ours.name
+
+
+def test_persist_flags_the_afterimage_in_the_later_exposure_only(runs):
+    from astropy.io import fits
+
+    from jwstrun.products import DQ_FLAGS
+
+    flag = DQ_FLAGS["PERSISTENCE"]
+    first, second = (fits.getdata(runs["ours"] / f"jw01234001001_02101_0000{n}_nrcb1_cal.fits",
+                                  "DQ") for n in (1, 2))
+    assert ((second[SATURATED_BLOCK] & flag) != 0).all()
+    assert ((first & flag) == 0).all()
+    outside = np.ones(second.shape, bool)
+    outside[SATURATED_BLOCK] = False
+    assert ((second[outside] & flag) == 0).all()
+
+
+def test_manifest_records_each_correction(runs):
+    from jwstrun.manifest import read_manifest
+
+    records = read_manifest(runs["ours"]).tasks
+    assert len(records) == 2
+    for record in records.values():
+        steps = [(c["step"], c["class"], c["package"], c["status_keyword"], c["exposures"])
+                 for c in record.corrections]
+        assert steps == [
+            ("clean_flicker_noise", "jwst.step.CleanFlickerNoiseStep", "jwst", "S_CLNFNS", 1),
+            ("snowblind", "snowblind.SnowblindStep", "snowblind", "S_SNOWBL", 1),
+            ("persist", "snowblind.PersistenceFlagStep", "snowblind", "S_PERSIS", 1)]
+        clean, snowblind, persist = record.corrections
+        assert clean["parameters"]["autoparam"] is True and clean["parameters"]["skip"] is False
+        assert snowblind["parameters"]["min_radius"] == 4  # resolved: the spec default
+        assert persist["parameters"]["time"] == 2500.0
+        assert all(c["version"] and c["wall_s"] > 0 for c in record.corrections)
+
+
+def test_rerun_is_up_to_date_and_a_changed_correction_is_not(runs, sim):
+    """Unchanged: nothing runs.  A correction's parameter changed: the fingerprint changes
+    (the tasks are fingerprinted as the runner does, without running them)."""
+    result = CliRunner().invoke(cli, [
+        "image2", *map(str, sim.rate_files), "-o", str(runs["ours"]),
+        "--profile", str(runs["profile"]), "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["counts"]["skipped"] == 2
+
+    from jwstrun.runner._corrections import correction_fingerprint
+    from jwstrun.runner.task import Task
+
+    record = json.loads((runs["ours"] / "jwstrun-manifest.json").read_text())["tasks"]
+    first = next(iter(record.values()))
+    task = Task(task_id="t", pipeline="image2", input="x", product="x", inputs=[], outdir="o",
+                workdir="w", log_file="l", parameters={}, fingerprint="",
+                corrections=[{"step": "snowblind", "class": "snowblind.SnowblindStep",
+                              "parameters": {}}])
+    before = json.dumps(correction_fingerprint(task))
+    task.corrections[0]["parameters"]["min_radius"] = 5
+    assert json.dumps(correction_fingerprint(task)) != before
+    assert first["fingerprint"] and first["corrections"]
+
+
+def test_validate_requires_the_status_keywords(runs, tmp_path):
+    from astropy.io import fits
+
+    from jwstrun.validate import validate_file
+
+    source = runs["ours"] / "jw01234001001_02101_00001_nrcb1_cal.fits"
+    required = {"S_SNOWBL": "snowblind", "S_CLNFNS": "clean_flicker_noise"}
+    assert not validate_file(source, required_status=required).errors
+    copy = tmp_path / source.name
+    shutil.copy(source, copy)
+    with fits.open(copy, mode="update") as hdul:
+        del hdul[0].header["S_SNOWBL"]
+    messages = [f.message for f in validate_file(copy, required_status=required).errors]
+    assert messages == ["S_SNOWBL (snowblind) is not set: the profile runs snowblind before "
+                        "the stage, so it must read COMPLETE. See the step log."]
+
+
+def test_persist_without_jump_files_is_refused_up_front(sim, tmp_path, runs):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for rate in sim.rate_files:
+        shutil.copy(rate, bare / rate.name)
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image2", str(bare), "-o", str(outdir), "--profile", str(runs["profile"]),
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+    assert result.exit_code == 1
+    jump = bare / "jw01234001001_02101_00001_nrcb1_jump.fits"
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {jump}: not found. persist (in image2.before) reads the _jump file of every "
+        "exposure, beside it: put calwebb_detector1's _jump files (strun calwebb_detector1 "
+        "--steps.jump.save_results=true) next to the _rate files, or take persist out of the "
+        "profile.")
+    assert not outdir.exists()
+
+
+def test_profile_errors_name_the_step_and_line(tmp_path):
+    from jwstrun import profiles as P
+    from jwstrun.errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent("""
+        image2:
+          before:
+            - step: snowbind
+            - step: clean_flicker_noise
+              n_sigma: many
+            - step: persist
+              input_dir: /data
+    """).lstrip())
+    with pytest.raises(ConfigError) as info:
+        P.load_profile(path)
+    assert str(info.value).splitlines()[1:] == [
+        f"  {path}:3: unknown step 'snowbind' in image2.before; did you mean 'snowblind'? "
+        "(a step is named by its stpipe alias: 'stpipe list --steps-only' lists them)",
+        f"  {path}:5: image2.before.clean_flicker_noise.n_sigma: 'many' is not a number "
+        "(spec: float(default=2.0))",
+        f"  {path}:7: image2.before.persist.input_dir is refused: jwstrun gives each step "
+        "the files it reads (persist: the _jump files beside the exposures)",
+    ]
+
+
+def test_nircam_clean_is_listed_and_shown():
+    listed = CliRunner().invoke(cli, ["profiles", "list", "--json"])
+    assert "nircam-clean" in [p["name"] for p in json.loads(listed.output)]
+    shown = CliRunner().invoke(cli, ["profiles", "show", "nircam-clean", "--json"])
+    before = json.loads(shown.output)["pipelines"]["image2"]["before"]
+    assert [(c["step"], c["class"]) for c in before] == [
+        ("clean_flicker_noise", "jwst.step.CleanFlickerNoiseStep"),
+        ("snowblind", "snowblind.SnowblindStep"), ("persist", "snowblind.PersistenceFlagStep")]
+    assert before[0]["parameters"]["autoparam"]["value"] is True
+    assert all(c["why"] for c in before)
