@@ -72,9 +72,9 @@ def sim(tmp_path_factory):
     return result
 
 
-def _strun(env, *args):
+def _strun(env, *args, cwd=None):
     done = subprocess.run([STRUN, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, cwd=cwd)
     assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
 
 
@@ -284,3 +284,111 @@ def test_nircam_clean_is_listed_and_shown():
         ("snowblind", "snowblind.SnowblindStep"), ("persist", "snowblind.PersistenceFlagStep")]
     assert before[0]["parameters"]["autoparam"]["value"] is True
     assert all(c["why"] for c in before)
+
+
+# --------------------------------------------------------------------------
+# Associations: corrected members written under their own names (image3, and image2
+# with a dedicated background)
+# --------------------------------------------------------------------------
+
+IMAGE3_PROFILE = """
+    image3:
+      before:
+        - step: snowblind
+      steps:
+        tweakreg:
+          skip: true   # two SUB160 dithers: too few stars to align
+"""
+
+
+def _strun_corrected(env, files, directory: Path) -> None:
+    """``strun snowblind`` on each file, the output renamed to the file's own name."""
+    for path in files:
+        raw = directory / "raw" / path.stem
+        _strun(env, "snowblind", path, f"--output_dir={raw}")
+        _only(raw, "*.fits").rename(directory / path.name)
+
+
+@pytest.mark.slow  # ~40 s: image3 twice; the in-memory image2 path above covers the chain
+def test_image3_members_corrected_equal_strun(runs, sim, tmp_path):
+    """image3 with snowblind before it gives the products strun calwebb_image3 gives on
+    the association of the members corrected by strun snowblind (same names)."""
+    from astropy.io import fits
+
+    from jwstrun.refs import read_env_file
+
+    profile = tmp_path / "i3.yaml"
+    profile.write_text(textwrap.dedent(IMAGE3_PROFILE))
+    cals = sorted(runs["ours"].glob("*_cal.fits"))
+    ours = tmp_path / "ours"
+    result = CliRunner().invoke(cli, [
+        "image3", *map(str, cals), "-o", str(ours), "-j", "1", "--profile", str(profile),
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((ours / "jwstrun-manifest.json").read_text())["tasks"].values()
+    assert [(c["step"], c["exposures"]) for c in record["corrections"]] == [("snowblind", 2)]
+
+    env = {**os.environ, **read_env_file(sim.env_file)}
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    _strun_corrected(env, cals, theirs)
+    (asn,) = ours.glob("*_asn.json")
+    data = json.loads(asn.read_text())
+    for member in data["products"][0]["members"]:
+        member["expname"] = Path(member["expname"]).name
+    (theirs / asn.name).write_text(json.dumps(data))
+    _strun(env, "calwebb_image3", theirs / asn.name, "--steps.tweakreg.skip=True",
+           f"--output_dir={theirs}")
+    products = sorted(p.name for p in ours.glob("*.fits"))
+    assert len(products) == 4  # two _crf, _i2d, _segm
+    for name in products:
+        with fits.open(ours / name) as mine, fits.open(theirs / name) as reference:
+            for hdu in ("SCI", "ERR", "DQ"):
+                if hdu in mine:
+                    np.testing.assert_array_equal(mine[hdu].data, reference[hdu].data,
+                                                  err_msg=f"{name} {hdu}")
+    for name in [p for p in products if p.endswith("_crf.fits")]:
+        assert fits.getval(ours / name, "S_SNOWBL") == "COMPLETE"
+
+
+@pytest.fixture(scope="module")
+def with_background(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    return simulate_program(tmp_path_factory.mktemp("corrections_bkg") / "sim",
+                            subarray="SUB64P", n_dithers=1, n_background=1, seed=5)
+
+
+@pytest.mark.slow  # ~30 s: image2 twice on a second simulated program
+def test_background_members_are_corrected_too(with_background, tmp_path):
+    """image2 of a science exposure with a dedicated background: both are corrected
+    (the background's level is subtracted from the science), and the products equal
+    strun calwebb_image2 on the association of the exposures corrected by strun."""
+    from astropy.io import fits
+
+    from jwstrun.refs import read_env_file
+
+    sim = with_background
+    profile = tmp_path / "snow.yaml"
+    profile.write_text("image2:\n  before:\n    - step: snowblind\n")
+    ours = tmp_path / "ours"
+    result = CliRunner().invoke(cli, [
+        "image2", str(sim.outdir), "-o", str(ours), "-j", "1", "--profile", str(profile),
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((ours / "jwstrun-manifest.json").read_text())["tasks"].values()
+    assert [(c["step"], c["exposures"]) for c in record["corrections"]] == [("snowblind", 2)]
+
+    env = {**os.environ, **read_env_file(sim.env_file)}
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    _strun_corrected(env, [*sim.rate_files, *sim.background_files], theirs)
+    built = CliRunner().invoke(cli, ["asn", str(theirs), "-o", str(theirs / "l2_asn.json")])
+    assert built.exit_code == 0, built.output
+    # calwebb_image2 opens the members relative to the working directory (jwst issue 5950)
+    _strun(env, "calwebb_image2", "l2_asn.json", f"--output_dir={theirs}", cwd=theirs)
+    (cal,) = [p.name for p in ours.glob("*_cal.fits")]
+    with fits.open(ours / cal) as mine, fits.open(theirs / cal) as reference:
+        for hdu in ("SCI", "ERR", "DQ"):
+            np.testing.assert_array_equal(mine[hdu].data, reference[hdu].data, err_msg=hdu)
+        assert mine[0].header["S_SNOWBL"] == mine[0].header["S_BKDSUB"] == "COMPLETE"

@@ -248,7 +248,9 @@ def _correct_association(task, source: str, out: Path, watcher, records: dict) -
                 model.save(str(target))
             finally:
                 model.close()
-            member["expname"] = target.name
+            # absolute, as in jwstrun's other association copies: calwebb_image2 opens
+            # some members relative to the working directory (jwst issue 5950)
+            member["expname"] = str(target)
     copy = directory / source.name
     copy.write_text(json.dumps(data, indent=4))
     return str(copy)
