@@ -238,15 +238,20 @@ def check_command(ctx: click.Context, files, as_json: bool) -> None:
         except ConfigError as exc:
             results.append({"file": file, "ok": False, "error": str(exc)})
             continue
+        before = [c for sec in profile.sections.values() for c in sec.before or ()]
         count = sum(1 for sec in profile.sections.values() for _ in sec.items())
-        results.append({"file": file, "ok": True, "settings": count})
+        count += sum(len(c.params) for c in before)
+        results.append({"file": file, "ok": True, "settings": count,
+                        **({"correction_steps": len(before)} if before else {})})
 
     if as_json:
         _echo_json(results)
     else:
         for result in results:
             if result["ok"]:
-                click.echo(f"ok {result['file']} ({result['settings']} settings)")
+                steps = result.get("correction_steps")
+                more = f", {steps} correction step{'s' if steps != 1 else ''}" if steps else ""
+                click.echo(f"ok {result['file']} ({result['settings']} settings{more})")
             else:
                 click.secho(f"Error: {result['error']}", err=True, fg="red")
     if not all(r["ok"] for r in results):
