@@ -392,3 +392,23 @@ def test_background_members_are_corrected_too(with_background, tmp_path):
         for hdu in ("SCI", "ERR", "DQ"):
             np.testing.assert_array_equal(mine[hdu].data, reference[hdu].data, err_msg=hdu)
         assert mine[0].header["S_SNOWBL"] == mine[0].header["S_BKDSUB"] == "COMPLETE"
+
+
+def test_a_failing_correction_names_itself_the_stage_and_the_input(sim, tmp_path):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("image2:\n  before:\n    - step: clean_flicker_noise\n"
+                       "      user_mask: /nonexistent/mask.fits\n")
+    first = sim.rate_files[0]
+    result = CliRunner().invoke(cli, [
+        "image2", str(first), "-o", str(tmp_path / "out"), "-j", "1", "--profile", str(profile),
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+    assert result.exit_code == 1
+    task = f"image2-{first.name.replace('_rate.fits', '')}"
+    assert f"FAILED {task}: clean_flicker_noise (before calwebb_image2) failed on {first.name}: " \
+           "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/mask.fits'" \
+           in result.output
+    (record,) = json.loads((tmp_path / "out" / "jwstrun-manifest.json").read_text())[
+        "tasks"].values()
+    assert record["failed_step"] == "clean_flicker_noise"
+    assert record["step_status"] == {"CleanFlickerNoiseStep": "failed"}
+    assert not list((tmp_path / "out").glob("*.fits"))

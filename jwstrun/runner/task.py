@@ -494,6 +494,8 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
             _close_models(given)
             del models, given
         except CorrectionFailed as exc:
+            if watcher.current:
+                watcher.status[watcher.current] = "failed"
             result.failed_step, result.error_type = exc.step, type(exc.__cause__).__name__
             result.error = str(exc)
             logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
