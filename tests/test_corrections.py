@@ -225,8 +225,9 @@ def test_validate_requires_the_status_keywords(runs, tmp_path):
     with fits.open(copy, mode="update") as hdul:
         del hdul[0].header["S_SNOWBL"]
     messages = [f.message for f in validate_file(copy, required_status=required).errors]
-    assert messages == ["S_SNOWBL (snowblind) is not set: the profile runs snowblind before "
-                        "the stage, so it must read COMPLETE. See the step log."]
+    assert messages == ["S_SNOWBL (snowblind) is not set: snowblind runs on the exposures "
+                        "before the stage (a profile's before:), so it must read COMPLETE. "
+                        "See the step log."]
 
 
 def test_persist_without_jump_files_is_refused_up_front(sim, tmp_path, runs):
@@ -412,3 +413,27 @@ def test_a_failing_correction_names_itself_the_stage_and_the_input(sim, tmp_path
     assert record["failed_step"] == "clean_flicker_noise"
     assert record["step_status"] == {"CleanFlickerNoiseStep": "failed"}
     assert not list((tmp_path / "out").glob("*.fits"))
+
+
+def test_validate_cli_require(runs, tmp_path):
+    """``jwstrun validate --require STEP`` checks a correction's status keyword."""
+    from astropy.io import fits
+
+    source = runs["ours"] / "jw01234001001_02101_00002_nrcb1_cal.fits"
+    ok = CliRunner().invoke(cli, ["validate", str(source), "--require", "snowblind",
+                                  "--require", "persist", "--require", "S_CLNFNS"])
+    assert ok.exit_code == 0, ok.output
+    copy = tmp_path / source.name
+    shutil.copy(source, copy)
+    with fits.open(copy, mode="update") as hdul:
+        hdul[0].header["S_PERSIS"] = "SKIPPED"
+    bad = CliRunner().invoke(cli, ["validate", str(copy), "--require", "persist", "--json"])
+    assert bad.exit_code == 1
+    (report,) = json.loads(bad.stdout)["files"]
+    assert [f["message"] for f in report["findings"] if f["severity"] == "error"] == [
+        "S_PERSIS (persist) is SKIPPED: persist runs on the exposures before the stage (a "
+        "profile's before:), so it must read COMPLETE. See the step log."]
+    unknown = CliRunner().invoke(cli, ["validate", str(source), "--require", "snowblnd"])
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith(
+        "Error: unknown step 'snowblnd' in --require; did you mean 'snowblind'?")

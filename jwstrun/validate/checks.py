@@ -147,8 +147,10 @@ def validate_files(
     expect_background: bool = False,
     check_data: bool = True,
     progress=None,
+    required_status: dict[str, str] | None = None,
 ) -> list[FileReport]:
-    """Validate several products; ``progress(report)`` is called after each one."""
+    """Validate several products; ``progress(report)`` is called after each one
+    (the other arguments as for :func:`validate_file`)."""
     step_status_keys(expected_skips)  # bad step names fail before any file is read
     reports = []
     for path in paths:
@@ -158,6 +160,7 @@ def validate_files(
             expected_skips=expected_skips,
             expect_background=expect_background,
             check_data=check_data,
+            required_status=required_status,
         )
         reports.append(report)
         if progress is not None:
@@ -304,8 +307,8 @@ def _check_required_status(ptype, primary, required_status, report):
         said = "is not set" if value is None else f"is {value}"
         report.error(
             "step-status",
-            f"{key} ({step}) {said}: the profile runs {step} before the stage, so it must "
-            "read COMPLETE. See the step log.",
+            f"{key} ({step}) {said}: {step} runs on the exposures before the stage (a "
+            "profile's before:), so it must read COMPLETE. See the step log.",
         )
 
 
