@@ -437,3 +437,14 @@ def test_validate_cli_require(runs, tmp_path):
     assert unknown.exit_code == 1
     assert unknown.stderr.startswith(
         "Error: unknown step 'snowblnd' in --require; did you mean 'snowblind'?")
+
+
+def test_old_manifest_records_read_without_corrections(tmp_path):
+    """A record written before ``corrections`` existed reads with an empty list."""
+    from jwstrun.manifest import MANIFEST_NAME, read_manifest
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"format": 1, "runs": [], "tasks": {
+        "image2-a": {"task_id": "image2-a", "status": "ok", "outputs": ["a_cal.fits"]}}}))
+    contents = read_manifest(tmp_path)
+    assert not contents.problems
+    assert contents.tasks["image2-a"].corrections == []
