@@ -203,8 +203,10 @@ def _call_step(correction: dict, model, path: str, task, out: Path, watcher):
     from stdatamodels.jwst import datamodels
 
     members = task.exposure_sets[str(path)]
-    jumps = _link_jumps(members, model, path, out.parent / "jump")
-    earlier = [datamodels.open(m["path"]) for m in members if m["path"] != str(path)]
+    others = [m for m in members if m["path"] != str(path)]
+    earlier = [datamodels.open(m["path"]) for m in others]
+    models = {str(path): model, **{m["path"]: e for m, e in zip(others, earlier, strict=True)}}
+    jumps = _link_jumps(members, models, out.parent / "jump")
     results = cls.call(ModelContainer([model, *earlier]), configure_log=False,
                        input_dir=str(jumps), **parameters)
     corrected = results[0]  # the step copies the container in its order
@@ -213,13 +215,13 @@ def _call_step(correction: dict, model, path: str, task, out: Path, watcher):
     return corrected
 
 
-def _link_jumps(members: list[dict], model, path: str, directory: Path) -> Path:
+def _link_jumps(members: list[dict], models: dict, directory: Path) -> Path:
     """A directory holding, under the names persist derives from each model's
-    ``meta.filename``, links to the exposures' ``_jump`` files."""
+    ``meta.filename`` (``models``: exposure path -> its model), links to the exposures'
+    ``_jump`` files."""
     directory.mkdir(parents=True, exist_ok=True)
     for member in members:
-        name = model.meta.filename if member["path"] == str(path) else Path(member["path"]).name
-        link = directory / jump_file(name).name
+        link = directory / jump_file(models[member["path"]].meta.filename).name
         if not link.is_symlink():
             link.symlink_to(os.path.abspath(member["jump"]))
     return directory
