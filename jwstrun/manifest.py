@@ -90,6 +90,10 @@ class TaskResult:
     #: the report's alignment, sky-level and catalog figures of the products, computed
     #: on the worker side (jwstrun.look._science_store)
     science: dict = field(default_factory=dict)
+    #: the corrections run before the pipeline (a profile's ``before:``), in order: step
+    #: (stpipe alias), class, package, version, status_keyword, parameters (as the step
+    #: resolved them), exposures (how many it corrected), wall_s
+    corrections: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -52,7 +52,7 @@ def test_builtin_profiles_found_in_checkout():
     assert {"default", "fast", "deep", "crowded"} <= set(P.builtin_profile_names())
 
 
-@pytest.mark.parametrize("name", ["default", "fast", "deep", "crowded"])
+@pytest.mark.parametrize("name", ["default", "fast", "deep", "crowded", "nircam-clean"])
 def test_shipped_profiles_validate_and_explain_every_setting(name):
     profile = P.load_profile(name)
     assert profile.kind == "builtin"
@@ -61,6 +61,9 @@ def test_shipped_profiles_validate_and_explain_every_setting(name):
         for step, key, setting in section.items():
             assert setting.why, f"{name}: {step}.{key} has no why"
             assert setting.origin.kind == "builtin" and setting.origin.line
+        for correction in section.before or ():
+            assert correction.why, f"{name}: before {correction.step} has no why"
+            assert all(s.why and s.origin.line for s in correction.params.values())
 
 
 def test_default_profile_sets_nothing_so_crds_pars_still_apply():
@@ -494,7 +497,8 @@ def test_unknown_profile_and_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         P.load_profile("fats")
     assert str(info.value) == (
-        "unknown profile 'fats'; did you mean 'fast'? Valid: default, crowded, deep, fast. "
+        "unknown profile 'fats'; did you mean 'fast'? Valid: default, crowded, deep, fast, "
+        "nircam-clean. "
         "(a file path must end in .yaml or contain a '/')"
     )
     with pytest.raises(ConfigError) as info:
@@ -809,7 +813,7 @@ def test_cli_show_unknown_profile_is_one_line_error():
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: unknown profile 'crowdd'; did you mean 'crowded'? Valid: default, crowded, deep, "
-        "fast. (a file path must end in .yaml or contain a '/')\n"
+        "fast, nircam-clean. (a file path must end in .yaml or contain a '/')\n"
     )
     assert "Traceback" not in result.output
 

@@ -158,6 +158,7 @@ def _print_settings(pipe: str, section) -> None:
     from ..console import out
 
     out(Text(pipe, style="bold"))
+    _print_before(section)
     for step, key, setting in section.items():
         where = key if step is None else f"steps.{step}.{key}"
         out(
@@ -168,12 +169,33 @@ def _print_settings(pipe: str, section) -> None:
             out(Padding(Text(setting.why, style="italic"), (0, 0, 0, 6)))
 
 
+def _print_before(section) -> None:
+    """``before: N. STEP (class, package version)`` and its settings, in order."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from ..console import out
+
+    for number, correction in enumerate(section.before or (), 1):
+        spec = correction.spec
+        skipped = " (skipped)" if correction.skipped else ""
+        out(Text(f"  before {number}. {correction.step}{skipped}")
+            + Text(f"  {spec.class_name}, {spec.package} {spec.version}"
+                   f"    [{correction.origin}]", style="dim"))
+        if correction.why:
+            out(Padding(Text(correction.why, style="italic"), (0, 0, 0, 6)))
+        for key, setting in correction.params.items():
+            out(Text(f"      {key} = {_value_text(setting.value)}")
+                + Text(f"    [{setting.origin}]", style="dim"))
+
+
 def _print_table(pipe: str, section) -> None:
     """One row per parameter: spec defaults plain, the layers' values bold."""
     from rich.table import Table
 
     from ..console import out
 
+    _print_before(section)
     table = Table(title=pipe, title_justify="left", box=None, header_style="bold")
     table.add_column("step")
     table.add_column("parameter")
@@ -216,15 +238,20 @@ def check_command(ctx: click.Context, files, as_json: bool) -> None:
         except ConfigError as exc:
             results.append({"file": file, "ok": False, "error": str(exc)})
             continue
+        before = [c for sec in profile.sections.values() for c in sec.before or ()]
         count = sum(1 for sec in profile.sections.values() for _ in sec.items())
-        results.append({"file": file, "ok": True, "settings": count})
+        count += sum(len(c.params) for c in before)
+        results.append({"file": file, "ok": True, "settings": count,
+                        **({"correction_steps": len(before)} if before else {})})
 
     if as_json:
         _echo_json(results)
     else:
         for result in results:
             if result["ok"]:
-                click.echo(f"ok {result['file']} ({result['settings']} settings)")
+                steps = result.get("correction_steps")
+                more = f", {steps} correction step{'s' if steps != 1 else ''}" if steps else ""
+                click.echo(f"ok {result['file']} ({result['settings']} settings{more})")
             else:
                 click.secho(f"Error: {result['error']}", err=True, fg="red")
     if not all(r["ok"] for r in results):

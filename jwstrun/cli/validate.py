@@ -29,6 +29,24 @@ def _expand(files) -> list[str]:
     return list(paths)
 
 
+def _required_status(steps) -> dict[str, str]:
+    """``--require`` values (step aliases or S_* keywords) -> {keyword: step}."""
+    from ..errors import InputError
+    from ..profiles.steps import correction_step_spec
+
+    required = {}
+    for step in steps:
+        if step.upper().startswith("S_"):
+            required[step.upper()] = step.upper()
+            continue
+        spec = correction_step_spec(step, "--require")
+        if not spec.status_keyword:
+            raise InputError(f"--require {step}: {spec.class_name} records no status keyword; "
+                             "nothing to check.")
+        required[spec.status_keyword] = step
+    return required
+
+
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
@@ -47,6 +65,15 @@ def _expand(files) -> list[str]:
     "SKIPPED status is not an error. Repeat for several.",
 )
 @click.option(
+    "--require",
+    "required_steps",
+    multiple=True,
+    metavar="STEP",
+    help="A step run on the exposures before the stage (a profile's before: list: "
+    "clean_flicker_noise, snowblind, persist ...) or its status keyword (S_SNOWBL): it must "
+    "read COMPLETE in the products of one exposure. Repeat for several.",
+)
+@click.option(
     "--background",
     "expect_background",
     is_flag=True,
@@ -60,7 +87,7 @@ def _expand(files) -> list[str]:
 @json_option
 @click.pass_context
 def validate_command(
-    ctx, files, expect, expected_skips, expect_background, headers_only, as_json
+    ctx, files, expect, expected_skips, required_steps, expect_background, headers_only, as_json
 ):
     """Check that JWST products are complete and what they claim to be.
 
@@ -76,6 +103,7 @@ def validate_command(
       jwstrun validate out/*_cal.fits
       jwstrun validate out/*_i2d.fits out/*_cat.ecsv --json > report.json
       jwstrun validate mosaic.fits --expect i2d --skip tweakreg
+      jwstrun validate out/*_cal.fits --require clean_flicker_noise --require snowblind
     """
     from ..validate import validate_files
 
@@ -85,6 +113,7 @@ def validate_command(
         expected_skips=expected_skips,
         expect_background=expect_background,
         check_data=not headers_only,
+        required_status=_required_status(required_steps),
     )
     n_bad = sum(1 for r in reports if not r.ok)
     if as_json:

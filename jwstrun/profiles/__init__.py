@@ -11,6 +11,16 @@ of :data:`jwstrun.stages.STAGES` (``image2``, ``image3``)::
         resample:
           skip: true
 
+A section may also list corrections to run before the stage's pipeline, each an
+stpipe step named by its registered alias and checked against its own spec
+(:mod:`jwstrun.profiles._corrections`, :mod:`jwstrun.profiles.steps`)::
+
+    image2:
+      before:
+        - step: clean_flicker_noise
+          autoparam: true
+        - step: snowblind
+
 Values are checked and coerced with the stage's own stpipe spec (configobj
 ``Validator``), so a profile means exactly what the same text would mean in an
 stpipe ``.cfg`` file or on the ``strun`` command line.
@@ -25,7 +35,8 @@ Nothing here imports jwst at import time; the specs are read once per process
 the process holds.
 
 Modules: ``model`` (settings, profiles, loading), ``spec`` (stage specs, their
-cache, coercion), ``_yaml`` (the safe YAML reader), ``layers`` (precedence,
+cache, coercion), ``steps`` (the registered stpipe steps a ``before:`` list names,
+their specs), ``_corrections`` (``before:`` lists), ``_yaml`` (the safe YAML reader), ``layers`` (precedence,
 ``--set``), ``export`` (stpipe parameter files for strun).
 """
 
@@ -33,6 +44,7 @@ from ._yaml import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from .export import export_parameter_file, export_profile
 from .layers import (
     build_call_parameters,
+    build_corrections,
     crds_steppars_environ,
     merge_layers,
     parse_sets,
@@ -49,7 +61,9 @@ from .model import (
     load_profile,
     load_profiles,
 )
-from .spec import ParamSpec, PipelineSpec, StepSpec, clear_caches, pipeline_spec, spec_default
+from ._corrections import Correction
+from .spec import ParamSpec, PipelineSpec, StepSpec, pipeline_spec, spec_default
+from .steps import registered_steps
 
 __all__ = [
     "Origin",
@@ -70,8 +84,20 @@ __all__ = [
     "merge_layers",
     "resolve_parameters",
     "build_call_parameters",
+    "build_corrections",
+    "Correction",
+    "registered_steps",
     "crds_steppars_environ",
     "export_parameter_file",
     "export_profile",
     "clear_caches",
 ]
+
+
+def clear_caches() -> None:
+    """Forget the specs (stages' and correction steps'), the step registry and the
+    validator this process holds (read again on next use)."""
+    from . import spec, steps
+
+    spec.clear_caches()
+    steps.clear_caches()

@@ -3,6 +3,7 @@ with the same parameters as jwstrun."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +16,8 @@ from .model import Profile, load_profiles
 from .spec import PipelineSpec, pipeline_spec
 
 __all__ = ["export_parameter_file", "export_profile"]
+
+log = logging.getLogger(__name__)
 
 
 def _settings_tree(spec: PipelineSpec, class_name: str, kwargs: dict) -> dict:
@@ -58,7 +61,12 @@ def export_parameter_file(
         raise OutputError(f"{path.parent}: directory does not exist; create it first")
     spec = pipeline_spec(pipeline)
     stage = get_stage(pipeline)
-    kwargs = merge_layers(pipeline, layers).to_call_kwargs()
+    merged = merge_layers(pipeline, layers)
+    kwargs = merged.to_call_kwargs()
+    if merged.before:  # steps of their own, not parameters of the pipeline
+        log.warning("%s: the steps the profile runs before %s (%s) are not in this file; run "
+                    "them with strun first (docs/workflows/corrections.md).", path.name,
+                    stage.alias, ", ".join(c.step for c in merged.before if not c.skipped))
 
     def write(tmp: Path) -> None:
         if full:

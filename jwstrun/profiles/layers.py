@@ -36,6 +36,7 @@ __all__ = [
     "merge_layers",
     "resolve_parameters",
     "build_call_parameters",
+    "build_corrections",
     "parse_sets",
     "crds_steppars_environ",
 ]
@@ -54,6 +55,8 @@ def merge_layers(pipeline: str, layers: Sequence[Profile]) -> ParameterSet:
     for layer in layers:
         for step, key, setting in layer.section(pipeline).items():
             merged.set(step, key, setting)
+        if layer.section(pipeline).before is not None:  # a list replaces the lower ones'
+            merged.before = list(layer.section(pipeline).before)
     return merged
 
 
@@ -108,12 +111,12 @@ def resolve_parameters(
     spec = pipeline_spec(pipeline)
     resolved = ParameterSet(pipeline)
     if changed_only:
-        for step, key, setting in resolve_parameters(
-            pipeline, layers, crds_pars, include_defaults=False
-        ).items():
+        given = resolve_parameters(pipeline, layers, crds_pars, include_defaults=False)
+        for step, key, setting in given.items():
             pspec = spec.params_of(step).get(key)
             if pspec is None or setting.value != spec_default(pspec):
                 resolved.set(step, key, setting)
+        resolved.before = given.before  # running a correction is a change in itself
         return resolved
     if include_defaults:
         spec_origin = Origin("spec", spec.alias)
@@ -126,8 +129,10 @@ def resolve_parameters(
                 resolved.set(step, key, Setting(spec_default(pspec), spec_origin))
     for step, key, setting in _crds_layer(pipeline, crds_pars).items():
         resolved.set(step, key, setting)
-    for step, key, setting in merge_layers(pipeline, layers).items():
+    merged = merge_layers(pipeline, layers)
+    for step, key, setting in merged.items():
         resolved.set(step, key, setting)
+    resolved.before = merged.before
     return resolved
 
 
@@ -146,6 +151,17 @@ def build_call_parameters(
     if problems:
         raise ConfigError(problems[0][1])
     return merged.to_call_kwargs()
+
+
+def build_corrections(
+    pipeline_name: str, profiles: Sequence[str | os.PathLike] = (), sets: Sequence[str] = ()
+) -> list[dict]:
+    """The corrections to run before ``pipeline_name`` (the profiles' ``before:`` lists,
+    the last layer's winning), each as a worker runs it
+    (:meth:`jwstrun.profiles.Correction.to_task`); steps the profiles skip are left out."""
+    layers = [*load_profiles(profiles), parse_sets(sets, pipeline_name)]
+    merged = merge_layers(pipeline_name, layers)
+    return [c.to_task() for c in merged.before or () if not c.skipped]
 
 
 # --------------------------------------------------------------------------

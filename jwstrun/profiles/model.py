@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigError
 from ..stages import STAGES
+from ._corrections import Correction, parse_before
 from ._hints import _suggest, stage_aliases
 from ._yaml import (
     _check_plain_yaml,
@@ -126,6 +127,9 @@ class ParameterSet:
     pipeline: str
     params: dict[str, Setting] = field(default_factory=dict)
     steps: dict[str, dict[str, Setting]] = field(default_factory=dict)
+    #: the corrections to run before the pipeline, in order (``before:``); None when this
+    #: layer says nothing of them (a layer's list replaces the lower layers')
+    before: list[Correction] | None = None
 
     def items(self) -> Iterable[tuple[str | None, str, Setting]]:
         """Yield ``(step or None, parameter, setting)`` for every setting."""
@@ -136,7 +140,7 @@ class ParameterSet:
                 yield step, key, setting
 
     def is_empty(self) -> bool:
-        return not self.params and not any(self.steps.values())
+        return not self.params and not any(self.steps.values()) and not self.before
 
     def set(self, step: str | None, key: str, setting: Setting) -> None:
         if step is None:
@@ -163,7 +167,7 @@ class ParameterSet:
 
     def to_dict(self) -> dict:
         """JSON-able form with the source of every value (for manifests and ``--json``)."""
-        return {
+        out = {
             "pipeline": self.pipeline,
             "parameters": {k: s.to_dict() for k, s in self.params.items()},
             "steps": {
@@ -171,6 +175,9 @@ class ParameterSet:
                 for step, params in self.steps.items()
             },
         }
+        if self.before is not None:
+            out["before"] = [correction.to_dict() for correction in self.before]
+        return out
 
 
 @dataclass
@@ -234,6 +241,9 @@ def _parse_section(pipeline: str, node, errors: _Errors, make_origin) -> Paramet
     spec = pipeline_spec(pipeline)
     section = ParameterSet(pipeline)
     for key, key_node, value_node in _mapping_items(node, errors, pipeline):
+        if key == "before":
+            section.before = parse_before(pipeline, value_node, errors, make_origin)
+            continue
         if key == "steps":
             for step, step_key, step_node in _mapping_items(value_node, errors, f"{pipeline}.steps"):
                 if step in _REFUSED_KEYS:
@@ -462,6 +472,9 @@ def _setting_paths(profile: Profile) -> set[str]:
                 paths.add(f"{pipe}.steps.{step}")
         for step in section.steps:
             paths.add(f"{pipe}.steps.{step}")
+        for correction in section.before or ():
+            paths.add(f"{pipe}.before.{correction.step}")
+            paths.update(f"{pipe}.before.{correction.step}.{key}" for key in correction.params)
     return paths
 
 
@@ -493,6 +506,11 @@ def _parse_why(profile: Profile, node, errors: _Errors) -> None:
                 if path in profile.why:
                     setting.why = profile.why[path]
                     break
+        for correction in section.before or ():
+            where = f"{pipe}.before.{correction.step}"
+            correction.why = profile.why.get(where)
+            for key, setting in correction.params.items():
+                setting.why = profile.why.get(f"{where}.{key}", correction.why)
 
 
 def list_profiles() -> list[Profile]:

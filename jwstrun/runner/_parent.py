@@ -25,6 +25,7 @@ from ..errors import JwstrunError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..stages import Stage, get_stage
 from ._outputs import INTERMEDIATE_DIRNAME, LOG_DIRNAME, TMP_DIRNAME, _replacement
+from ._corrections import correction_fingerprint
 from .plan import Planned, bytes_per_worker, check_maximum_cores, make_tasks
 from .resume import _InputHasher, compute_fingerprint, software_versions, split_up_to_date
 from .task import Task, lost_task_result, run_task, stage_class
@@ -184,6 +185,8 @@ def run_tasks(
     remove_if_refused: list | None = None,
     previews: bool = False,
     keep_temp: bool = False,
+    corrections: list[dict] | None = None,
+    exposure_sets: dict[str, list[dict]] | None = None,
 ) -> RunSummary:
     """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
     what is up to date.
@@ -207,12 +210,17 @@ def run_tasks(
     (``OUTDIR/.jwstrun-tmp/<task-id>``, named in its result's ``temp_dir``) until the
     next run in OUTDIR.
 
+    ``corrections``: the steps each task runs before the pipeline
+    (:func:`jwstrun.profiles.build_corrections`), with ``exposure_sets``
+    (:func:`._corrections.exposure_sets`) for a set step among them.
+
     ``on_event(kind, **info)`` is called in this process: ``plan`` (total,
     to_run, skipped, jobs), ``prefetch`` (seconds, context), ``start``/``step``
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
     run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
                on_event=on_event, command=command, keep_temp=keep_temp)
+    run.corrections, run.exposure_sets = list(corrections or ()), dict(exposure_sets or {})
     run.settle(planned, crds_env, crds_context, jobs, executor_kind)
     tasks = run.make_tasks(planned, validate)
     executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
@@ -243,7 +251,10 @@ class _Run:
             self.on_event(kind, **info)
 
     def fingerprint(self, task: Task) -> str:
-        return compute_fingerprint(self.stage.name, task.inputs, self.fingerprint_parameters,
+        parameters = self.fingerprint_parameters
+        if task.corrections:  # which steps, with what, and the exposure sets they read
+            parameters = {**parameters, **correction_fingerprint(task)}
+        return compute_fingerprint(self.stage.name, task.inputs, parameters,
                                    self.versions, self.context)
 
     def settle(self, planned: list[Planned], crds_env: dict, crds_context: str | None,
@@ -278,7 +289,8 @@ class _Run:
                 (self.outdir / name).unlink()
         shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
         tasks = make_tasks(planned, self.outdir, self.parameters, self.in_pool, validate,
-                           keep_temp=self.keep_temp)
+                           keep_temp=self.keep_temp, corrections=self.corrections,
+                           exposure_sets=self.exposure_sets)
         for task in tasks:
             task.env = dict(self.worker_env)  # travels with the task to wherever it runs
         return tasks

@@ -324,10 +324,13 @@ def make_tasks(
     in_pool: bool,
     validate: bool,
     keep_temp: bool = False,
+    corrections: list[dict] = (),
+    exposure_sets: dict[str, list[dict]] | None = None,
 ) -> list[Task]:
     """The :class:`Task` of each planned task (a one-product copy of an association
     written into the task's directory where needed); ``keep_temp`` keeps each task's
-    directory after it ends."""
+    directory after it ends; ``corrections`` run before the pipeline, ``exposure_sets``
+    give a set step among them what it reads (:mod:`._corrections`)."""
     tasks = []
     tmp_root = outdir / TMP_DIRNAME
     for item in planned:
@@ -365,9 +368,19 @@ def make_tasks(
                 call_inputs=item.call_inputs,
                 input_dir=item.input_dir,
                 status_keyword=item.status_keyword,
+                corrections=list(corrections),
+                exposure_sets=_task_sets(item, exposure_sets),
             )
         )
     return tasks
+
+
+def _task_sets(item: Planned, exposure_sets: dict | None) -> dict:
+    """The part of ``exposure_sets`` the exposures of ``item`` need."""
+    if not exposure_sets:
+        return {}
+    mine = {os.path.abspath(p) for p in item.inputs}
+    return {path: members for path, members in exposure_sets.items() if path in mine}
 
 
 def check_maximum_cores(parameters: dict, jobs: int) -> None:
@@ -384,6 +397,16 @@ def check_maximum_cores(parameters: dict, jobs: int) -> None:
             "(jwst issues 8383, 8743). Use jobs=1 to let the step use several cores, "
             "or drop the maximum_cores setting."
         )
+
+
+def correction_list(pipeline: str, profiles: Iterable[str], sets: Iterable[str]) -> list[dict]:
+    """The corrections the profiles run before the stage's pipeline (``before:``)."""
+    profiles, sets = list(profiles or ()), list(sets or ())
+    if not profiles and not sets:
+        return []
+    from ..profiles import build_corrections
+
+    return build_corrections(pipeline, profiles, sets)
 
 
 def call_parameters(pipeline: str, profiles: Iterable[str], sets: Iterable[str]) -> dict:

@@ -37,7 +37,15 @@ from ..stages import FULL_FRAME_PIXELS, Stage, get_stage
 from ._outputs import prepare_outdir
 from ._parent import RunSummary, early_pool, run_tasks
 from ._stage_inputs import check_complete, check_stage_inputs, stage_inputs
-from .plan import _check_unique_products, call_parameters, merge_parameters, plan, plan_memory
+from ._corrections import exposure_sets
+from .plan import (
+    _check_unique_products,
+    call_parameters,
+    correction_list,
+    merge_parameters,
+    plan,
+    plan_memory,
+)
 
 __all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
 
@@ -252,6 +260,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         selection = select_files(stage, stage_inputs(stage, inputs))
     paths = selection.kept
     parameters = call_parameters(stage.name, settings.profiles, settings.sets)
+    corrections = correction_list(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
@@ -259,7 +268,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
     pool = _early_pool(stage, paths, settings, crds_env, extra_env) if kind == "local" else None
     try:
-        planned = None
+        planned, sets = None, {}
         if stage.is_step:
             from ._step import plan_step
 
@@ -268,6 +277,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         elif stage.grouping == "exposure":
             planned = plan(stage, paths)
             _check_unique_products(planned)
+            sets = exposure_sets(stage, planned, corrections)  # refuses missing _jump files
         else:
             asn_paths, loose = check_stage_inputs(stage, paths)
         if not stage.is_step:  # after the product-type checks, whose messages say more
@@ -285,6 +295,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 planned = plan(stage, paths, outdir)
                 made += sorted(set(outdir.glob("*_asn.json")) - known)
                 _check_unique_products(planned)
+                sets = exposure_sets(stage, planned, corrections)
                 plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
             summary = run_tasks(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
@@ -293,7 +304,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 max_tasks_per_worker=settings.max_tasks_per_worker, on_event=settings.on_event,
                 command=settings.command, executor_kind=kind, dask_options=dask_options,
                 pool=pool, remove_if_refused=made, previews=settings.previews,
-                keep_temp=settings.keep_temp,
+                keep_temp=settings.keep_temp, corrections=corrections, exposure_sets=sets,
             )
         summary.left_out = selection.left_out
         return summary

@@ -38,6 +38,7 @@ from ..errors import JwstrunError, PipelineError
 from ..inputs import is_association
 from ..manifest import TaskResult
 from ..stages import Stage, get_stage
+from ._corrections import CorrectionFailed, corrected_input, required_status
 from ._intermediates import publish_intermediates, split_outputs, step_output_dirs
 from ._step import in_directory
 
@@ -85,6 +86,10 @@ class Task:
     call_inputs: list[str] | None = None
     input_dir: str | None = None
     status_keyword: str | None = None
+    #: steps to run before the pipeline (a profile's ``before:``, :mod:`._corrections`)
+    corrections: list[dict] = field(default_factory=list)
+    #: exposure path -> the exposures a set step among them reads with it (persist)
+    exposure_sets: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def input_paths(self) -> list[str]:
@@ -103,25 +108,25 @@ def _skipped_steps(parameters: dict) -> list[str]:
     )
 
 
-def _validate_products(paths: list[Path], parameters: dict, expect_background: bool,
-                       status_keyword: str | None = None, status_keyword_step: str = "") -> dict:
+def _validate_products(paths: list[Path], task: Task) -> dict:
     """Check products with jwstrun.validate (and, for ``jwstrun step``, the step's own
-    ``status_keyword``); errors make the task fail before the move."""
+    status keyword); errors make the task fail before the move."""
     from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
-    skips = _skipped_steps(parameters)
+    skips = _skipped_steps(task.parameters)
     for path in paths:
         file_report = validate_file(
-            path, expected_skips=skips, expect_background=expect_background
+            path, expected_skips=skips, expect_background=task.expect_background,
+            required_status=required_status(task),
         )
         report["files"][path.name] = [f.to_dict() for f in file_report.findings]
         report["warnings"] += len(file_report.warnings)
         report["errors"].extend(f"{path.name}: {f.message}" for f in file_report.errors)
-        if status_keyword:  # jwstrun step: the step's own status keyword
+        if task.status_keyword:  # jwstrun step: the step's own status keyword
             from ._step import status_problem
 
-            problem = status_problem(path, status_keyword, status_keyword_step)
+            problem = status_problem(path, task.status_keyword, task.stage.alias)
             report["errors"].extend([problem] if problem else [])
     return report
 
@@ -488,18 +493,28 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
             parameters = step_output_dirs(parameters, out)
             if progress is not None:
                 progress(task.task_id, stage.alias)
-            target = task.call_inputs if task.call_inputs is not None \
-                else _stpipe_path(Path(task.input), workdir)
             with in_directory(task.input_dir), _on_disk_directory(parameters, workdir):
+                given, result.corrections = corrected_input(task, workdir / "out", watcher)
+                watcher.parameters_text = None  # the pipeline's own, from here on
+                if task.call_inputs is not None:  # a set step: its files as one list
+                    given = task.call_inputs
                 models = cls.call(
-                    target,
+                    given if not isinstance(given, str) else _stpipe_path(Path(given), workdir),
                     output_dir=out,
                     save_results=True,
                     configure_log=False,
                     **parameters,
                 )
             _close_models(models)
-            del models
+            _close_models(given)
+            del models, given
+        except CorrectionFailed as exc:
+            if watcher.current:
+                watcher.status[watcher.current] = "failed"
+            result.failed_step, result.error_type = exc.step, type(exc.__cause__).__name__
+            result.error = str(exc)
+            logging.getLogger("stpipe").exception("jwstrun: task %s failed", task.task_id)
+            return False
         except Exception as exc:
             step = watcher.current
             result.failed_step = step
@@ -534,8 +549,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
         raise PipelineError(
             f"{alias} finished but wrote no products for {Path(task.input).name}{wrote}.")
     if task.validate:
-        result.validation = _validate_products(products, task.parameters, task.expect_background,
-                                               task.status_keyword, alias)
+        result.validation = _validate_products(products, task)
         if result.validation.get("errors"):
             raise PipelineError(
                 "products failed validation: " + "; ".join(result.validation["errors"][:3])

@@ -81,6 +81,7 @@ def validate_file(
     expected_skips=None,
     expect_background: bool = False,
     check_data: bool = True,
+    required_status: dict[str, str] | None = None,
 ) -> FileReport:
     """Validate one product and return its :class:`FileReport` (never raises for bad files).
 
@@ -97,6 +98,10 @@ def validate_file(
         Background members were given, so ``S_BKDSUB`` must be COMPLETE.
     check_data : bool
         Also read pixel data (SCI not all NaN/zero, OUTLIER flags in crf DQ).
+    required_status : dict, optional
+        Status keyword -> step (``{"S_SNOWBL": "snowblind"}``): steps run on the exposures
+        before the stage (a profile's ``before:``), which must read COMPLETE in the
+        products made from one exposure (``_cal``, ``_calints``, ``_bsub``, ``_crf``...).
 
     Raises
     ------
@@ -120,7 +125,8 @@ def validate_file(
             else:
                 validate_catalog(path, report)
         else:
-            _validate_fits(path, expect, skip_keys, expect_background, check_data, report)
+            _validate_fits(path, expect, skip_keys, expect_background, check_data, report,
+                           required_status)
     except InputError as exc:
         report.error("unreadable", str(exc))
     except Exception as exc:  # noqa: BLE001 - a verdict for any broken file, never a traceback
@@ -141,8 +147,10 @@ def validate_files(
     expect_background: bool = False,
     check_data: bool = True,
     progress=None,
+    required_status: dict[str, str] | None = None,
 ) -> list[FileReport]:
-    """Validate several products; ``progress(report)`` is called after each one."""
+    """Validate several products; ``progress(report)`` is called after each one
+    (the other arguments as for :func:`validate_file`)."""
     step_status_keys(expected_skips)  # bad step names fail before any file is read
     reports = []
     for path in paths:
@@ -152,6 +160,7 @@ def validate_files(
             expected_skips=expected_skips,
             expect_background=expect_background,
             check_data=check_data,
+            required_status=required_status,
         )
         reports.append(report)
         if progress is not None:
@@ -159,7 +168,8 @@ def validate_files(
     return reports
 
 
-def _validate_fits(path, expect, skip_keys, expect_background, check_data, report):
+def _validate_fits(path, expect, skip_keys, expect_background, check_data, report,
+                   required_status=None):
     from astropy.io import fits
 
     primary = read_primary_header(path)  # empty / gzip / non-FITS / partial block -> InputError
@@ -208,6 +218,7 @@ def _validate_fits(path, expect, skip_keys, expect_background, check_data, repor
             _check_layout(ptype, primary, hdus, report)
             _check_asdf(ptype, primary, hdus, size, report)
             _check_steps(ptype, primary, skip_keys, expect_background, report)
+            _check_required_status(ptype, primary, required_status, report)
             _check_units_and_photometry(ptype, primary, hdus, report)
             if check_data:
                 _check_data(ptype, hdus, size, report)
@@ -277,6 +288,28 @@ def _check_steps(ptype, primary, skip_keys, expect_background, report):
     for key, value in status.items():
         if key not in required_keys and value == "FAILED":
             report.warn("step-status", f"{key} is FAILED.")
+
+
+#: Products made from one exposure: they carry its step statuses (a mosaic or catalog
+#: of many does not have to).
+_EXPOSURE_TYPES = {"rate", "rateints", "bsub", "bsubints", "cal", "calints", "crf", "crfints"}
+
+
+def _check_required_status(ptype, primary, required_status, report):
+    """The steps run before the stage (``required_status``: keyword -> step) must read
+    COMPLETE in a product made from one exposure."""
+    if not required_status or ptype not in _EXPOSURE_TYPES:
+        return
+    for key, step in required_status.items():
+        value = str(primary.get(key, "")).strip().upper() or None
+        if value == "COMPLETE":
+            continue
+        said = "is not set" if value is None else f"is {value}"
+        report.error(
+            "step-status",
+            f"{key} ({step}) {said}: {step} runs on the exposures before the stage (a "
+            "profile's before:), so it must read COMPLETE. See the step log.",
+        )
 
 
 def _check_units_and_photometry(ptype, primary, hdus, report):
