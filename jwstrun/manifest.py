@@ -71,6 +71,8 @@ class TaskResult:
     rss_after_mb: float | None = None
     worker_pid: int | None = None
     host: str | None = None
+    #: the SLURM (or PBS) job the worker ran in (jwstrun._system.batch_job_id)
+    batch_job_id: str | None = None
     tasks_in_worker: int | None = None
     crds_context: str | None = None
     references: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -175,7 +177,7 @@ _RECORD_TYPES = {f.name: _json_type(str(f.type)) for f in dataclasses.fields(Tas
 _INPUT_TYPES = {"path": str, "name": str, "role": str, "size": int, "mtime_ns": int,
                 "sha256": str}
 _RUN_TYPES = {"command": str, "start": str, "wall_s": _NUMBER, "host": str, "pid": int,
-              "counts": dict, "interrupted": bool}
+              "counts": dict, "interrupted": bool, "batch_job_id": str, "shard": str}
 _WORDS = {str: "a string", _NUMBER: "a number", int: "an integer", list: "a list",
           dict: "an object", bool: "true or false"}
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._system import batch_job_id
 from ..errors import JwstrunError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..stages import Stage, get_stage
@@ -439,6 +440,7 @@ class _Run:
             "wall_s": round(time.time() - self.start, 3),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "batch_job_id": batch_job_id(),
             "counts": counts,
             "interrupted": interrupted,
         }

@@ -1,0 +1,122 @@
+"""jwstrun on a real SLURM: munged, slurmctld and slurmd started by the ``slurm`` fixture
+(tests/_slurm.py, conftest.py), jobs submitted with the real ``sbatch``.
+
+One small simulation (NIRCam SUB160, four dithers) serves every test: image2 and image3
+through ``--cluster slurm`` (dask-jobqueue workers in batch jobs) with products
+identical to the local pool's, the job ids in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask_jobqueue")
+
+ARRAYS = {"cal": ("SCI", "ERR", "DQ"), "i2d": ("SCI", "ERR", "WHT", "CON")}
+
+
+def jwstrun(args, slurm, cwd, check=True, timeout=300) -> subprocess.CompletedProcess:
+    """``jwstrun ARGS`` in a process of its own, with SLURM's commands pointed at the
+    test cluster (as a user's shell on the login node would have them)."""
+    result = subprocess.run([sys.executable, "-m", "jwstrun", *map(str, args)], cwd=cwd,
+                            env={**os.environ, **slurm.env}, capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def cluster_args(tmp: Path) -> list[str]:
+    return ["--cluster", "slurm", "--cluster-cores", "1", "--cluster-memory", "2GB",
+            "--cluster-walltime", "00:10:00", "--cluster-option", "interface=lo",
+            "--cluster-option", f"log_directory={tmp / 'joblogs'}"]
+
+
+def assert_same_products(dir_a: Path, dir_b: Path, names) -> None:
+    from astropy.io import fits
+
+    for name in names:
+        kind = "i2d" if name.endswith("_i2d.fits") else "cal"
+        with fits.open(dir_a / name) as a, fits.open(dir_b / name) as b:
+            for ext in ARRAYS[kind]:
+                np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{name}[{ext}]")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    return simulate_program(tmp_path_factory.mktemp("slurm-sim") / "sim", subarray="SUB160",
+                            n_dithers=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def local_image2(sim, tmp_path_factory):
+    """The reference: the local pool, -j 2."""
+    from jwstrun.runner import run_image2
+
+    outdir = tmp_path_factory.mktemp("slurm-local") / "image2"
+    summary = run_image2([str(p) for p in sim.rate_files], outdir, jobs=2,
+                         crds_env_file=str(sim.env_file))
+    assert not summary.failed, [r.error for r in summary.failed]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def slurm_image2(sim, slurm, tmp_path_factory):
+    """The same exposures through ``jwstrun image2 --cluster slurm`` on the real SLURM."""
+    tmp = tmp_path_factory.mktemp("slurm-image2")
+    result = jwstrun(["image2", *sim.rate_files, "-o", tmp / "out", "--crds-env", sim.env_file,
+                      *cluster_args(tmp), "--json", "--no-progress"], slurm, tmp)
+    return tmp / "out", json.loads(result.stdout), slurm.jobs()
+
+
+def test_slurm_image2_products_identical_to_local_pool(local_image2, slurm_image2):
+    outdir, summary, _jobs = slurm_image2
+    assert summary["counts"] == {"total": 4, "ok": 4, "skipped": 0, "failed": 0}
+    names = sorted(n for r in local_image2.results for n in r.outputs)
+    assert sorted(n for t in summary["tasks"] for n in t["outputs"]) == names
+    assert len(names) == 8  # _cal and _i2d per exposure
+    assert_same_products(local_image2.outdir, outdir, names)
+    assert summary["jobs_reason"] == "SLURM via dask-jobqueue: 1 job(s) x 1 worker process(es)"
+
+
+def test_slurm_manifest_records_the_batch_jobs(slurm_image2):
+    """Every record names the SLURM job its worker ran in: a dask-worker job squeue knows."""
+    outdir, summary, jobs = slurm_image2
+    workers = {j["id"] for j in jobs if j["name"] == "dask-worker"}
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+    recorded = {r["batch_job_id"] for r in manifest["tasks"].values()}
+    assert len(recorded) == 1 and recorded <= workers, (recorded, jobs)
+    assert {t["batch_job_id"] for t in summary["tasks"]} == recorded
+    assert {r["host"] for r in manifest["tasks"].values()} == {os.uname().nodename}
+    # The parent ran outside any job; the workers' jobs ended with the run.
+    assert manifest["runs"][-1]["batch_job_id"] is None
+    assert not (outdir / ".jwstrun.lock").exists()
+
+
+def test_slurm_image3_products_identical_to_local_pool(sim, local_image2, slurm_image2, slurm,
+                                                        tmp_path):
+    from jwstrun.runner import run_image3
+
+    outdir, _summary, _jobs = slurm_image2
+    cal = sorted(outdir.glob("*_cal.fits"))
+    local = run_image3([str(p) for p in sorted(local_image2.outdir.glob("*_cal.fits"))],
+                       tmp_path / "local3", jobs=1, crds_env_file=str(sim.env_file))
+    assert not local.failed, [r.error for r in local.failed]
+    result = jwstrun(["image3", *cal, "-o", tmp_path / "slurm3", "--crds-env", sim.env_file,
+                      *cluster_args(tmp_path), "--json", "--no-progress", "--no-report"],
+                     slurm, tmp_path)
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["ok"] == 1 and summary["counts"]["total"] == 1
+    (task,) = summary["tasks"]
+    assert task["batch_job_id"]
+    (mosaic,) = [n for n in task["outputs"] if n.endswith("_i2d.fits")]
+    assert_same_products(local.outdir, tmp_path / "slurm3", [mosaic])
