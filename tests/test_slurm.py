@@ -120,3 +120,40 @@ def test_slurm_image3_products_identical_to_local_pool(sim, local_image2, slurm_
     assert task["batch_job_id"]
     (mosaic,) = [n for n in task["outputs"] if n.endswith("_i2d.fits")]
     assert_same_products(local.outdir, tmp_path / "slurm3", [mosaic])
+
+
+@pytest.mark.timeout(120)
+def test_slurm_job_script_carries_resources_and_runs_workers(slurm, tmp_path, monkeypatch):
+    """The job script dask-jobqueue submits carries the resources and pass-through options;
+    SLURM accepts it and the worker it starts runs tasks inside that job."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pool_tasks
+
+    from jwstrun.executors import DaskExecutor, DaskOptions
+
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    options = DaskOptions(
+        cluster="slurm", cluster_cores=1, cluster_memory="1GB", cluster_walltime="00:10:00",
+        cluster_options={"interface": "lo", "queue": "debug", "account": "abc123",
+                         "log_directory": str(tmp_path / "logs"),
+                         "scheduler_options": {"dashboard_address": "127.0.0.1:0"}},
+    )
+    executor = DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result, options=options,
+                            env={"OMP_NUM_THREADS": "1", "CRDS_PATH": "/not/exported"})
+    with executor:
+        executor.start()
+        script = executor.job_script()
+        executor.submit(pool_tasks.PoolTask("remote"))
+        (result,) = list(executor.as_completed())
+    for line in ("#SBATCH -p debug", "#SBATCH -A abc123", "#SBATCH -n 1",
+                 "#SBATCH --cpus-per-task=1", "#SBATCH --mem=954M", "#SBATCH -t 00:10:00",
+                 "export OMP_NUM_THREADS=1"):
+        assert line in script, script
+    assert "CRDS_PATH" not in script  # CRDS settings travel with each task instead
+    assert "tcp://127.0.0.1:" in script  # the scheduler listens on the interface asked for
+    assert result["status"] == "ok"
+    job = {j["id"]: j for j in slurm.jobs()}[result["slurm_job"]]
+    assert job["name"] == "dask-worker"
