@@ -38,6 +38,7 @@ _COMMAND_MODULES = (
     "validate",
     "refs",
     "run",
+    "status",
     "profiles",
     "look",
 )
