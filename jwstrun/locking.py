@@ -203,7 +203,7 @@ class OutdirLock:
         ``"K/N"``: this run is one shard of several sharing OUTDIR.  It refuses while
         a whole run holds ``.jwstrun.lock`` (and such a run refuses while shards
         work), but shares OUTDIR with the other shards: its lock is
-        ``.jwstrun-locks/run-<host>-<pid>.lock``, and each task it runs is
+        ``.jwstrun-locks/run-<host>-<pid>-<n>.lock``, and each task it runs is
         claimed with a :class:`TaskLocks` lock.
     """
 
@@ -213,7 +213,8 @@ class OutdirLock:
         self.shard = shard
         # A shard shares OUTDIR with the other shards: its lock is one of theirs.
         self.path = self.outdir / LOCK_NAME if shard is None else (
-            self.outdir / LOCKS_DIRNAME / f"run-{socket.gethostname()}-{os.getpid()}.lock")
+            self.outdir / LOCKS_DIRNAME
+            / f"run-{socket.gethostname()}-{os.getpid()}-{time.monotonic_ns()}.lock")
         self.command = command
         self.acquired = False
         self.heartbeat = heartbeat

@@ -157,3 +157,113 @@ def test_slurm_job_script_carries_resources_and_runs_workers(slurm, tmp_path, mo
     assert result["status"] == "ok"
     job = {j["id"]: j for j in slurm.jobs()}[result["slurm_job"]]
     assert job["name"] == "dask-worker"
+
+
+# --------------------------------------------------------------------------
+# A job array of shards into one OUTDIR: the script of docs/workflows/cluster.md
+# --------------------------------------------------------------------------
+CLUSTER_MD = Path(__file__).resolve().parents[1] / "docs" / "workflows" / "cluster.md"
+
+
+def array_script(project: Path) -> str:
+    """The documented ``sbatch --array`` script, for this project directory and with a
+    test-sized request (1 CPU, 1 GB per shard)."""
+    text = CLUSTER_MD.read_text()
+    block = text[text.index("<!-- image2-array-script -->"):]
+    start = block.index("```bash\n") + len("```bash\n")
+    script = block[start:block.index("\n```", start)] + "\n"
+    for old, new in (("cd /shared/project", f"cd {project}"), ("--cpus-per-task=4",
+                     "--cpus-per-task=1"), ("--mem=16G", "--mem=1G")):
+        assert old in script
+        script = script.replace(old, new)
+    return script
+
+
+def project_dir(root: Path, sim) -> Path:
+    """/shared/project of the docs: data/ with the exposures, crds.env, logs/."""
+    (root / "data").mkdir(parents=True)
+    (root / "logs").mkdir()
+    for path in sim.rate_files:
+        (root / "data" / Path(path).name).symlink_to(path)
+    (root / "crds.env").write_text(Path(sim.env_file).read_text())
+    (root / "image2-array.sh").write_text(array_script(root))
+    return root
+
+
+def submit(slurm, project: Path, *args: str) -> str:
+    env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    out = subprocess.run(["sbatch", "--parsable", *args, "image2-array.sh"], cwd=project,
+                         env={**os.environ, **slurm.env, "PATH": env_path}, text=True,
+                         capture_output=True, check=True).stdout
+    return out.strip().split(";")[0]
+
+
+def status(slurm, outdir: Path) -> dict:
+    return json.loads(jwstrun(["status", outdir, "--json"], slurm, outdir.parent).stdout)
+
+
+@pytest.fixture(scope="module")
+def array_run(sim, slurm, tmp_path_factory):
+    project = project_dir(tmp_path_factory.mktemp("slurm-array") / "project", sim)
+    job = submit(slurm, project)
+    slurm.wait_idle(timeout=240)
+    return project, job
+
+
+def test_slurm_array_shards_fill_one_outdir_like_a_single_run(array_run, local_image2, slurm):
+    project, job = array_run
+    outdir = project / "out"
+    logs = sorted((project / "logs").glob("jwst-image2-*.out"))
+    assert [p.name for p in logs] == [f"jwst-image2-{job}_{k}.out" for k in range(1, 5)]
+    for log in logs:
+        assert "Error" not in log.read_text() and "in use" not in log.read_text(), log.read_text()
+    names = sorted(n for r in local_image2.results for n in r.outputs)
+    assert sorted(p.name for p in outdir.glob("*.fits")) == names  # every product, once
+    assert_same_products(local_image2.outdir, outdir, names)
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+    assert sorted(manifest["tasks"]) == sorted(r.task_id for r in local_image2.results)
+    assert {r["status"] for r in manifest["tasks"].values()} == {"ok"}
+    assert sorted(r["batch_job_id"] for r in manifest["tasks"].values()) == [
+        f"{job}_{k}" for k in range(1, 5)]
+    assert sorted(r["shard"] for r in manifest["runs"]) == ["1/4", "2/4", "3/4", "4/4"]
+    assert not (outdir / ".jwstrun-tmp").exists()
+    report = status(slurm, outdir)
+    assert report["complete"] is True
+    assert report["counts"] == {"done": 4, "failed": 0, "running": 0, "missing": 0}
+    assert sorted(t["shard"] for t in report["tasks"]) == [1, 2, 3, 4]
+
+
+def test_slurm_array_shard_killed_then_submitted_again_completes_the_set(
+        sim, slurm, local_image2, tmp_path):
+    """scancel one shard while its task runs: what finished is kept, its task is missing;
+    submitting that index again (alone: shard 1/1) runs just what is missing."""
+    import time
+
+    project = project_dir(tmp_path / "project", sim)
+    job = submit(slurm, project)
+    outdir = project / "out"
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        claims = [json.loads(p.read_text()) for p in (outdir / ".jwstrun-locks").glob("image2-*")
+                  ] if (outdir / ".jwstrun-locks").exists() else []
+        victim = next((c for c in claims if c.get("shard") == "2/4"), None)
+        time.sleep(0.2)
+    assert victim is not None, slurm.jobs()
+    slurm.run("scancel", f"{job}_2")
+    slurm.wait_idle(timeout=240)
+    report = status(slurm, outdir)
+    states = {t["task_id"]: t["state"] for t in report["tasks"]}
+    assert states[victim["task_id"]] == "missing", report
+    assert report["counts"] == {"done": 3, "failed": 0, "running": 0, "missing": 1}
+    again = submit(slurm, project, "--array=2")
+    slurm.wait_idle(timeout=240)
+    log = (project / "logs" / f"jwst-image2-{again}_2.out").read_text()
+    assert "4 task(s): 1 ok, 3 up to date (skipped), 0 failed" in log, log
+    report = status(slurm, outdir)
+    assert report["complete"] is True, report
+    names = sorted(n for r in local_image2.results for n in r.outputs)
+    assert sorted(p.name for p in outdir.glob("*.fits")) == names
+    assert_same_products(local_image2.outdir, outdir, names)
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
+    assert manifest["tasks"][victim["task_id"]]["batch_job_id"] == f"{again}_2"
