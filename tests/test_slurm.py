@@ -267,3 +267,120 @@ def test_slurm_array_shard_killed_then_submitted_again_completes_the_set(
     assert_same_products(local_image2.outdir, outdir, names)
     manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())
     assert manifest["tasks"][victim["task_id"]]["batch_job_id"] == f"{again}_2"
+
+
+# --------------------------------------------------------------------------
+# Errors, scancel and wall time with --cluster slurm
+# --------------------------------------------------------------------------
+def _no_ipv4_interface() -> str | None:
+    import socket
+
+    import psutil
+
+    return next((name for name, addrs in sorted(psutil.net_if_addrs().items())
+                 if not any(a.family == socket.AF_INET for a in addrs)), None)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("no-sbatch", "Error: --cluster slurm: the 'sbatch' command is not on PATH, so no batch "
+     "job can be submitted from here. Run jwstrun on the cluster's login node, or connect to "
+     "a running scheduler with --scheduler.\n"),
+    ("no-interface", "Error: --cluster slurm: this machine has no network interface nosuch0 "
+     "(it has {interfaces}). Name the one the compute nodes reach this machine on, e.g. "
+     "--cluster-option interface=ib0 ('ip addr' lists them).\n"),
+    ("no-address", "Error: --cluster slurm: network interface {bare} has no IPv4 address, so "
+     "no worker could reach the scheduler on it. Name an interface with an address ('ip "
+     "addr' lists them).\n"),
+])
+def test_slurm_cluster_errors_are_one_line_and_write_nothing(case, message, sim, tmp_path,
+                                                             monkeypatch):
+    import shutil
+
+    import psutil
+    from click.testing import CliRunner
+
+    from jwstrun.cli import cli
+
+    if not shutil.which("sbatch"):
+        pytest.skip("needs SLURM's sbatch on PATH")
+    interface = {"no-sbatch": "lo", "no-interface": "nosuch0", "no-address": _no_ipv4_interface()}
+    if interface[case] is None:
+        pytest.skip("every network interface here has an IPv4 address")
+    if case == "no-sbatch":
+        monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["image2", str(sim.rate_files[0]), "-o", str(outdir),
+                                      "--crds-env", str(sim.env_file), "--cluster", "slurm",
+                                      "--cluster-option", f"interface={interface[case]}"])
+    assert result.exit_code == 1
+    assert result.output == message.format(
+        interfaces=", ".join(sorted(psutil.net_if_addrs())), bare=interface["no-address"])
+    assert not outdir.exists()
+
+
+def test_slurm_worker_job_cancelled_mid_run_loses_nothing(sim, slurm, local_image2, tmp_path):
+    """scancel the job of workers while tasks run: the finished tasks are recorded, the
+    others fail at once naming the cancelled job, and a re-run completes the set."""
+    import time
+
+    outdir = tmp_path / "out"
+    args = ["image2", *sim.rate_files, "-o", outdir, "--crds-env", sim.env_file,
+            *cluster_args(tmp_path), "--no-progress"]
+    parent = subprocess.Popen([sys.executable, "-m", "jwstrun", *map(str, args)], cwd=tmp_path,
+                              env={**os.environ, **slurm.env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    manifest = outdir / "jwstrun-manifest.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and '"status": "ok"' not in (
+            manifest.read_text() if manifest.exists() else ""):
+        time.sleep(0.2)
+    jobs = [j["id"] for j in slurm.jobs("running") if j["name"] == "dask-worker"]
+    slurm.run("scancel", *jobs)
+    output, _ = parent.communicate(timeout=120)
+    assert parent.returncode == 1, output
+    assert (f"the SLURM batch job {jobs[0]} running the Dask workers was cancelled (scancel) "
+            "before this task finished; finished tasks are recorded: re-run to do the rest"
+            ) in output
+    records = json.loads(manifest.read_text())["tasks"].values()
+    done = [r for r in records if r["status"] == "ok"]
+    assert 1 <= len(done) < 4
+    assert all((outdir / name).exists() for r in done for name in r["outputs"])
+    assert not (outdir / ".jwstrun.lock").exists()
+    result = jwstrun(args + ["--json"], slurm, tmp_path)
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["skipped"] == len(done)
+    assert summary["counts"]["ok"] == 4 - len(done)
+    names = sorted(n for r in local_image2.results for n in r.outputs)
+    assert sorted(p.name for p in outdir.glob("*.fits")) == names
+    assert_same_products(local_image2.outdir, outdir, names)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_slurm_wall_time_expiry_is_said_plainly(slurm, tmp_path, monkeypatch):
+    """A job of workers killed at its wall time (SLURM state TIMEOUT): the task it ran
+    fails with a reason that names the wall time, instead of waiting for a worker."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pool_tasks
+
+    from jwstrun.executors import DaskExecutor, DaskOptions
+
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    options = DaskOptions(cluster="slurm", cluster_cores=1, cluster_memory="1GB",
+                          cluster_walltime="00:01:00",
+                          cluster_options={"interface": "lo",
+                                           "log_directory": str(tmp_path / "logs")})
+    with DaskExecutor(pool_tasks.run_pool_task, pool_tasks.lost_result,
+                      options=options) as executor:
+        executor.start()
+        executor.submit(pool_tasks.PoolTask("long", seconds=600))
+        (result,) = list(executor.as_completed())
+    assert result["status"] == "failed"
+    assert result["error"].startswith("the SLURM batch job ")
+    assert result["error"].endswith(
+        "running the Dask workers reached the wall time (--cluster-walltime 00:01:00) before "
+        "this task finished; finished tasks are recorded: re-run with a longer "
+        "--cluster-walltime to do the rest")
