@@ -102,24 +102,37 @@ def test_slurm_manifest_records_the_batch_jobs(slurm_image2):
     assert not (outdir / ".jwstrun.lock").exists()
 
 
-def test_slurm_image3_products_identical_to_local_pool(sim, local_image2, slurm_image2, slurm,
-                                                        tmp_path):
+def test_slurm_image3_from_a_parent_submitted_as_a_job(sim, local_image2, slurm_image2, slurm,
+                                                       tmp_path):
+    """The documented parent job (docs/workflows/cluster.md): jwstrun image3 --cluster slurm
+    runs inside a batch job and submits the job of workers from there; the mosaic is
+    identical to the local pool's."""
     from jwstrun.runner import run_image3
 
     outdir, _summary, _jobs = slurm_image2
-    cal = sorted(outdir.glob("*_cal.fits"))
     local = run_image3([str(p) for p in sorted(local_image2.outdir.glob("*_cal.fits"))],
                        tmp_path / "local3", jobs=1, crds_env_file=str(sim.env_file))
     assert not local.failed, [r.error for r in local.failed]
-    result = jwstrun(["image3", *cal, "-o", tmp_path / "slurm3", "--crds-env", sim.env_file,
-                      *cluster_args(tmp_path), "--json", "--no-progress", "--no-report"],
-                     slurm, tmp_path)
-    summary = json.loads(result.stdout)
-    assert summary["counts"]["ok"] == 1 and summary["counts"]["total"] == 1
-    (task,) = summary["tasks"]
-    assert task["batch_job_id"]
-    (mosaic,) = [n for n in task["outputs"] if n.endswith("_i2d.fits")]
-    assert_same_products(local.outdir, tmp_path / "slurm3", [mosaic])
+    project = tmp_path / "project"
+    (project / "logs").mkdir(parents=True)
+    (project / "out").symlink_to(outdir)
+    (project / "crds.env").write_text(Path(sim.env_file).read_text())
+    (project / "parent.sh").write_text(doc_script("parent-job-script", {
+        "cd /shared/project": f"cd {project}", "--mem=4G": "--mem=1G",
+        "--cluster-jobs 4 --cluster-cores 4 --cluster-memory 32GB":
+            "--cluster-jobs 1 --cluster-cores 1 --cluster-memory 2GB",
+        "interface=ib0": "interface=lo", "--no-progress": "--no-progress --no-report"}))
+    parent = submit(slurm, project, "parent.sh")
+    slurm.wait_idle(timeout=240)
+    log = (project / "logs" / f"jwst-parent-{parent}.out").read_text()
+    assert "1 task(s): 1 ok, 0 up to date (skipped), 0 failed" in log, log
+    manifest = json.loads((project / "mosaics" / "jwstrun-manifest.json").read_text())
+    (record,) = manifest["tasks"].values()
+    assert manifest["runs"][-1]["batch_job_id"] == parent  # the parent ran in its job
+    workers = {j["id"] for j in slurm.jobs() if j["name"] == "dask-worker"}
+    assert record["batch_job_id"] in workers and record["batch_job_id"] != parent
+    (mosaic,) = [n for n in record["outputs"] if n.endswith("_i2d.fits")]
+    assert_same_products(local.outdir, project / "mosaics", [mosaic])
 
 
 @pytest.mark.timeout(120)
@@ -165,18 +178,25 @@ def test_slurm_job_script_carries_resources_and_runs_workers(slurm, tmp_path, mo
 CLUSTER_MD = Path(__file__).resolve().parents[1] / "docs" / "workflows" / "cluster.md"
 
 
+def doc_script(anchor: str, replacements: dict[str, str]) -> str:
+    """The batch script under ``<!-- ANCHOR -->`` in docs/workflows/cluster.md, with test
+    paths and test-sized requests put in (each replaced text must be there)."""
+    text = CLUSTER_MD.read_text()
+    block = text[text.index(f"<!-- {anchor} -->"):]
+    start = block.index("```bash\n") + len("```bash\n")
+    script = block[start:block.index("\n```", start)] + "\n"
+    for old, new in replacements.items():
+        assert old in script, (old, script)
+        script = script.replace(old, new)
+    return script
+
+
 def array_script(project: Path) -> str:
     """The documented ``sbatch --array`` script, for this project directory and with a
     test-sized request (1 CPU, 1 GB per shard)."""
-    text = CLUSTER_MD.read_text()
-    block = text[text.index("<!-- image2-array-script -->"):]
-    start = block.index("```bash\n") + len("```bash\n")
-    script = block[start:block.index("\n```", start)] + "\n"
-    for old, new in (("cd /shared/project", f"cd {project}"), ("--cpus-per-task=4",
-                     "--cpus-per-task=1"), ("--mem=16G", "--mem=1G")):
-        assert old in script
-        script = script.replace(old, new)
-    return script
+    return doc_script("image2-array-script", {
+        "cd /shared/project": f"cd {project}", "--cpus-per-task=4": "--cpus-per-task=1",
+        "--mem=16G": "--mem=1G"})
 
 
 def project_dir(root: Path, sim) -> Path:
@@ -191,8 +211,10 @@ def project_dir(root: Path, sim) -> Path:
 
 
 def submit(slurm, project: Path, *args: str) -> str:
+    """sbatch [ARGS] SCRIPT (image2-array.sh unless a .sh is given) in ``project``; the job id."""
+    script = [] if any(a.endswith(".sh") for a in args) else ["image2-array.sh"]
     env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    out = subprocess.run(["sbatch", "--parsable", *args, "image2-array.sh"], cwd=project,
+    out = subprocess.run(["sbatch", "--parsable", *args, *script], cwd=project,
                          env={**os.environ, **slurm.env, "PATH": env_path}, text=True,
                          capture_output=True, check=True).stdout
     return out.strip().split(";")[0]
