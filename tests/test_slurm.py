@@ -253,6 +253,8 @@ def test_slurm_array_shards_fill_one_outdir_like_a_single_run(array_run, local_i
     assert report["complete"] is True
     assert report["counts"] == {"done": 4, "failed": 0, "running": 0, "missing": 0}
     assert sorted(t["shard"] for t in report["tasks"]) == [1, 2, 3, 4]
+    text = jwstrun(["status", outdir], slurm, project).stdout
+    assert text.rstrip().endswith("4 task(s): 4 done, 0 failed, 0 running, 0 missing; complete")
 
 
 def test_slurm_array_shard_killed_then_submitted_again_completes_the_set(
@@ -272,6 +274,12 @@ def test_slurm_array_shard_killed_then_submitted_again_completes_the_set(
         victim = next((c for c in claims if c.get("shard") == "2/4"), None)
         time.sleep(0.2)
     assert victim is not None, slurm.jobs()
+    from jwstrun.runner.status import outdir_status
+
+    running = {t.task_id: t for t in outdir_status(outdir).tasks}[victim["task_id"]]
+    assert (running.state, running.shard) == ("running", 2)
+    assert running.detail.startswith("shard 2/4, pid ") and running.detail.endswith(
+        f", job {job}_2")
     slurm.run("scancel", f"{job}_2")
     slurm.wait_idle(timeout=240)
     report = status(slurm, outdir)
