@@ -15,7 +15,7 @@ foreground of child processes and waits until ``sinfo`` shows the node idle;
 :meth:`Slurm.stop` cancels the jobs left and stops exactly those three
 processes (checked against their pid files).
 
-Run ``python tests/_slurm.py DIR`` to start one by hand (Ctrl-C stops it).
+Run ``python tests/_slurm.py DIR`` to start one by hand (Ctrl-C, or SIGTERM, stops it).
 """
 
 from __future__ import annotations
@@ -252,8 +252,15 @@ def _wait_for(condition, timeout: float, what: str, slurm: Slurm) -> None:
 if __name__ == "__main__":  # pragma: no cover - a manual aid
     import sys
 
+    def _interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, or kill PID (a shell's background job ignores SIGINT)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     cluster = start_slurm(sys.argv[1] if len(sys.argv) > 1 else "slurm-test")
-    print(f"export SLURM_CONF={cluster.conf}   # Ctrl-C stops the cluster", flush=True)
+    print(f"export SLURM_CONF={cluster.conf}   # Ctrl-C (or kill {os.getpid()}) stops it",
+          flush=True)
     try:
         signal.pause()
     except KeyboardInterrupt:

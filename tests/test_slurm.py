@@ -248,6 +248,13 @@ def test_slurm_array_shards_fill_one_outdir_like_a_single_run(array_run, local_i
     assert sorted(r["batch_job_id"] for r in manifest["tasks"].values()) == [
         f"{job}_{k}" for k in range(1, 5)]
     assert sorted(r["shard"] for r in manifest["runs"]) == ["1/4", "2/4", "3/4", "4/4"]
+    # the four shards ran at the same time (SLURM started them together)
+    from datetime import datetime
+
+    starts = [datetime.strptime(r["start"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+              for r in manifest["runs"]]
+    ends = [start + r["wall_s"] for start, r in zip(starts, manifest["runs"], strict=True)]
+    assert max(starts) < min(ends), manifest["runs"]
     assert not (outdir / ".jwstrun-tmp").exists()
     report = status(slurm, outdir)
     assert report["complete"] is True
