@@ -152,3 +152,49 @@ def test_status_of_an_outdir_without_a_manifest(tmp_path):
     assert result.output == (
         f"Error: {tmp_path}: no jwstrun-manifest.json here, so no jwstrun run has recorded "
         "anything yet. Give the -o OUTDIR of a jwstrun image2/image3 run.\n")
+
+
+def test_status_says_done_failed_running_and_missing(tmp_path):
+    """Each state from what OUTDIR holds: records, products, the plan, live claims."""
+    from jwstrun.locking import LOCK_NAME, TaskLocks
+    from jwstrun.manifest import Manifest
+    from jwstrun.runner.status import outdir_status
+
+    manifest = Manifest(tmp_path, shared=True)
+    manifest.set_plan("image2", {"t1": 1, "t2": 2, "t3": 1, "t4": 2, "t5": 1}, 2)
+    (tmp_path / "a_cal.fits").write_bytes(b"x")
+    manifest.record({"task_id": "t1", "status": "ok", "outputs": ["a_cal.fits"], "end": 1.0})
+    manifest.record({"task_id": "t2", "status": "failed", "error": "t2: bad", "end": 1.0})
+    manifest.record({"task_id": "t3", "status": "ok", "outputs": ["gone_cal.fits"]})
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        locks = TaskLocks(tmp_path, {})
+        locks.directory.mkdir(exist_ok=True)
+        locks.path("t4").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename,
+                                                 "shard": "2/2", "batch_job_id": "7_2"}))
+        status = outdir_status(tmp_path)
+        states = {t.task_id: (t.state, t.shard, t.detail) for t in status.tasks}
+        assert states == {
+            "t1": ("done", 1, None),
+            "t2": ("failed", 2, "t2: bad"),
+            "t3": ("missing", 1, "products gone: gone_cal.fits"),
+            "t4": ("running", 2, f"shard 2/2, pid {sleeper.pid} on {os.uname().nodename}, "
+                   "job 7_2"),
+            "t5": ("missing", 1, None),
+        }
+        assert status.counts == {"done": 1, "failed": 1, "running": 1, "missing": 2}
+        assert not status.complete
+        result = CliRunner().invoke(cli, ["status", str(tmp_path)])
+        assert result.exit_code == 0
+        assert result.output.rstrip().endswith(
+            "5 task(s): 1 done, 1 failed, 1 running, 2 missing")
+        # a whole run holding OUTDIR that planned the tasks: those it has not recorded
+        # since it started are running
+        (tmp_path / LOCK_NAME).write_text(json.dumps({
+            "pid": os.getpid(), "host": os.uname().nodename,
+            "started": "2030-01-01T00:00:00+0000", "command": "jwstrun image2"}))
+        states = {t.task_id: t.state for t in outdir_status(tmp_path).tasks}
+        assert states["t1"] == states["t5"] == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
