@@ -355,6 +355,7 @@ def test_slurm_cluster_errors_are_one_line_and_write_nothing(case, message, sim,
     assert not outdir.exists()
 
 
+@pytest.mark.slow  # a second --cluster run of the program; the array test shows the same
 def test_slurm_worker_job_cancelled_mid_run_loses_nothing(sim, slurm, local_image2, tmp_path):
     """scancel the job of workers while tasks run: the finished tasks are recorded, the
     others fail at once naming the cancelled job, and a re-run completes the set."""
