@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = [
     "cpu_count", "available_memory", "physical_memory", "cgroup_memory_available",
-    "batch_memory_limit", "default_jobs",
+    "batch_memory_limit", "batch_job_id", "default_jobs",
 ]
 
 # cgroup files say "no limit" with "max" (v2) or a number near 2**63 (v1).
@@ -121,6 +121,16 @@ def batch_memory_limit(environ=None) -> tuple[int, str] | None:
     except ValueError:
         pass
     return None
+
+
+def batch_job_id(environ=None) -> str | None:
+    """The batch job this process runs in: SLURM's ``SLURM_JOB_ID`` (``JOBID_TASK`` for
+    an array task, as squeue shows it) or PBS's ``PBS_JOBID``; None outside a job."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SLURM_JOB_ID"):
+        array_job, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
+        return f"{array_job}_{task}" if array_job and task else environ["SLURM_JOB_ID"]
+    return environ.get("PBS_JOBID") or None
 
 
 def available_memory() -> tuple[int, str] | None:

@@ -15,8 +15,10 @@ which checks every record against the same dataclass (:func:`check_manifest`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -71,6 +73,8 @@ class TaskResult:
     rss_after_mb: float | None = None
     worker_pid: int | None = None
     host: str | None = None
+    #: the SLURM (or PBS) job the worker ran in (jwstrun._system.batch_job_id)
+    batch_job_id: str | None = None
     tasks_in_worker: int | None = None
     crds_context: str | None = None
     references: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -179,7 +183,7 @@ _RECORD_TYPES = {f.name: _json_type(str(f.type)) for f in dataclasses.fields(Tas
 _INPUT_TYPES = {"path": str, "name": str, "role": str, "size": int, "mtime_ns": int,
                 "sha256": str}
 _RUN_TYPES = {"command": str, "start": str, "wall_s": _NUMBER, "host": str, "pid": int,
-              "counts": dict, "interrupted": bool}
+              "counts": dict, "interrupted": bool, "batch_job_id": str, "shard": str}
 _WORDS = {str: "a string", _NUMBER: "a number", int: "an integer", list: "a list",
           dict: "an object", bool: "true or false"}
 
@@ -297,7 +301,21 @@ def check_manifest(data) -> tuple[dict, list[str]]:
             clean["runs"].append(run)
     if isinstance(data.get("updated"), str):
         clean["updated"] = data["updated"]
+    plans = data.get("plans")
+    if plans is not None:
+        if isinstance(plans, dict) and all(_plan_ok(p) for p in plans.values()):
+            clean["plans"] = plans
+        else:
+            problems.append("'plans' is not an object of task plans")
     return clean, problems
+
+
+def _plan_ok(plan) -> bool:
+    """A stage's plan: ``{"tasks": {task_id: shard or None}, "shards": N or None}``."""
+    return (isinstance(plan, dict) and isinstance(plan.get("tasks"), dict)
+            and _depth(plan) <= 3
+            and all(v is None or isinstance(v, int) for v in plan["tasks"].values())
+            and (plan.get("shards") is None or isinstance(plan.get("shards"), int)))
 
 
 class Manifest:
@@ -309,13 +327,16 @@ class Manifest:
         Output directory; the file is ``outdir/jwstrun-manifest.json``.
     """
 
-    def __init__(self, outdir: str | os.PathLike):
+    def __init__(self, outdir: str | os.PathLike, shared: bool = False):
         self.outdir = Path(outdir)
         self.path = self.outdir / MANIFEST_NAME
         self.data: dict = {"format": MANIFEST_FORMAT, "tasks": {}, "runs": []}
+        #: other runs (shards) write this manifest too: every save merges (:meth:`save`)
+        self.shared = shared
+        self._pending: dict = {"tasks": {}, "runs": [], "plans": {}}
 
     @classmethod
-    def load(cls, outdir: str | os.PathLike) -> "Manifest":
+    def load(cls, outdir: str | os.PathLike, shared: bool = False) -> "Manifest":
         """Read the manifest of ``outdir`` (an empty one if there is none).
 
         A manifest that is unreadable or not of the expected shape
@@ -323,7 +344,7 @@ class Manifest:
         warning; the run keeps the records that conform and redoes the other
         tasks, which is always safe.
         """
-        manifest = cls(outdir)
+        manifest = cls(outdir, shared=shared)
         if not manifest.path.exists():
             return manifest
         try:
@@ -340,7 +361,8 @@ class Manifest:
                 "record(s) and will redo the other tasks.",
                 manifest.path, "; ".join(problems[:3]), more, aside.name, len(data["tasks"]),
             )
-            os.replace(manifest.path, aside)
+            if not shared:  # a shard leaves that to a run of the whole plan
+                os.replace(manifest.path, aside)
         manifest.data = data
         return manifest
 
@@ -356,21 +378,50 @@ class Manifest:
     def record(self, record: dict, save: bool = True) -> None:
         """Store (replace) the record of ``record['task_id']`` and save."""
         self.tasks[record["task_id"]] = record
+        self._pending["tasks"][record["task_id"]] = record
         if save:
             self.save()
 
     def add_run(self, run: dict, save: bool = True) -> None:
         """Append one run entry (command, start/end, counts)."""
         self.data["runs"].append(run)
+        self._pending["runs"].append(run)
         if save:
             self.save()
 
+    def set_plan(self, stage: str, tasks: dict[str, int | None], shards: int | None,
+                 save: bool = True) -> None:
+        """Record the tasks a run of ``stage`` planned (task id -> its shard, or None), so
+        that ``jwstrun status`` can tell what is missing across shards."""
+        import socket
+
+        plan = {"tasks": dict(tasks), "shards": shards, "pid": os.getpid(),
+                "host": socket.gethostname()}
+        self.data.setdefault("plans", {})[stage] = plan
+        self._pending["plans"][stage] = plan
+        if save:
+            self.save()
+
+    @property
+    def plans(self) -> dict[str, dict]:
+        """Stage -> the tasks its last run planned (:meth:`set_plan`)."""
+        return self.data.get("plans", {})
+
     def save(self) -> None:
-        """Write the manifest atomically; :class:`OutputError` when OUTDIR cannot take it."""
-        self.data["format"] = MANIFEST_FORMAT
-        self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        """Write the manifest atomically; :class:`OutputError` when OUTDIR cannot take it.
+
+        A shared manifest (shards writing one OUTDIR) is merged under an flock: the
+        file on disk is read again and this run's records, runs and plans since its
+        last save are laid over it, so no shard's record is lost.
+        """
         try:
-            write_json_atomic(self.path, self.data)
+            with self._merge_lock():
+                if self.shared:
+                    self._merge_from_disk()
+                self.data["format"] = MANIFEST_FORMAT
+                self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                write_json_atomic(self.path, self.data)
+            self._pending = {"tasks": {}, "runs": [], "plans": {}}
         except OSError as exc:
             # A full disk or a directory made read-only during the run: say so
             # plainly (the previous manifest is intact, products already moved
@@ -380,6 +431,33 @@ class Manifest:
                 f"{self.path}: cannot write the run manifest ({what}). Free space or restore "
                 "write permission on the output directory and re-run: finished tasks are kept."
             ) from exc
+
+    @contextlib.contextmanager
+    def _merge_lock(self):
+        if not self.shared:
+            yield
+            return
+        from .locking import LOCKS_DIRNAME
+
+        guard = self.outdir / LOCKS_DIRNAME / "manifest.guard"
+        guard.parent.mkdir(exist_ok=True)
+        with open(guard, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield
+
+    def _merge_from_disk(self) -> None:
+        """The manifest on disk with this run's unsaved changes laid over it."""
+        try:
+            data, _problems = check_manifest(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            data = {"format": MANIFEST_FORMAT, "tasks": {}, "runs": []}
+        except (OSError, ValueError, RecursionError):
+            return  # unreadable: keep what this run knows; a whole run sets it aside
+        data["tasks"].update(self._pending["tasks"])
+        data["runs"].extend(self._pending["runs"])
+        if self._pending["plans"] or data.get("plans"):
+            data["plans"] = {**data.get("plans", {}), **self._pending["plans"]}
+        self.data = data
 
 
 @dataclass

@@ -50,3 +50,23 @@ def mast_folder(tmp_path_factory):
 
     return simulate_program(tmp_path_factory.mktemp("mast") / "mast",
                             extras=("ta", "grism", "uncal"), **MAST_FOLDER_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM (munged, slurmctld, slurmd; tests/_slurm.py) for the whole
+    session, stopped at its end; tests point SLURM's commands at it with ``slurm.env``."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _slurm
+
+    reason = _slurm.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = _slurm.start_slurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -35,6 +35,7 @@ def run_pool_task(task: PoolTask, progress):
         "status": "ok",
         "pid": os.getpid(),
         "env": os.environ.get("JWSTRUN_TEST_ENV"),
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
         "warm_imported": "json.tool" in sys.modules,
         # Set by the test in the parent; a forked worker would inherit it.
         "parent_mark": PARENT_MARK,

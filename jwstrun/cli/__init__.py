@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "refs",
     "run",
     "step",
+    "status",
     "profiles",
     "look",
 )

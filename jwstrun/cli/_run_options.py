@@ -86,6 +86,14 @@ def run_options(func):
             "working files, a failed task's partial products) for debugging; the summary "
             "names it. The next run in OUTDIR removes it.",
         ),
+        click.option(
+            "--shard", metavar="K/N|slurm", default=None,
+            help="Run only shard K of N (1 <= K <= N): the tasks sorted by id, every Nth from "
+            "the Kth. Shards share OUTDIR (each task is locked, the manifest merged), so "
+            "the tasks of a SLURM job array run side by side; 'slurm' takes K and N from "
+            "the array task (SLURM_ARRAY_TASK_ID...). 'jwstrun status OUTDIR' shows the "
+            "whole. See docs/workflows/cluster.md.",
+        ),
         json_option,
     ]
     for option in reversed(options):

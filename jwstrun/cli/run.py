@@ -167,6 +167,7 @@ def _invocation(ctx: click.Context) -> str:
 #: The runner's errors name its parameters; the command line says them with its flags.
 _FLAG_TERMS = [
     (r"\bjobs=(\d+)", r"-j \1"),
+    (r"\bshard='([^']*)'", r"--shard \1"),
     (r"a scheduler or cluster in dask_options needs executor='dask'",
      "--scheduler and --cluster need --executor dask"),
     (r"\blow_memory=True asks", "--low-memory asks"),
@@ -208,6 +209,7 @@ def _common_kwargs(kw: dict) -> dict:
         "validate": not kw["no_validate"],
         "max_tasks_per_worker": kw["max_tasks_per_worker"],
         "keep_temp": kw["keep_temp"],
+        "shard": kw["shard"],
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 from collections import deque
@@ -19,6 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, InputError
+from ._jobqueue import (
+    _ACTIVE_SLURM_STATES,
+    DASK_INSTALL_HINT,
+    JOBQUEUE_CLUSTERS,
+    JOBS_ENDED_GRACE_SECONDS,
+    _check_cluster,
+    _slurm_job_states,
+)
 from .protocol import WorkerEvent, _UnhandledError
 
 __all__ = [
@@ -27,13 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DASK_INSTALL_HINT = (
-    "pip install 'jwstrun[dask]' (or: pip install 'dask[distributed]' dask-jobqueue)"
-)
-
-#: --cluster name -> dask_jobqueue class and the command that submits its jobs
-JOBQUEUE_CLUSTERS = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub")}
 
 _SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 
@@ -152,61 +152,11 @@ def _check_scheduler_address(address: str) -> None:
         )
 
 
-def _check_cluster(options: DaskOptions) -> None:
-    """``--cluster``: a known batch system, dask-jobqueue installed, its submit command on
-    PATH and the network interface the compute nodes reach this machine on."""
-    if options.cluster not in JOBQUEUE_CLUSTERS:
-        raise ConfigError(
-            f"--cluster {options.cluster}: unknown; choose one of "
-            f"{', '.join(JOBQUEUE_CLUSTERS)}."
-        )
-    try:
-        import dask_jobqueue  # noqa: F401
-    except ImportError:
-        raise InputError(
-            f"--cluster {options.cluster} needs dask-jobqueue, which is not installed. "
-            f"Install it with {DASK_INSTALL_HINT}."
-        ) from None
-    if options.cluster_jobs < 1:
-        raise ConfigError(f"--cluster-jobs {options.cluster_jobs}: must be at least 1.")
-    command = JOBQUEUE_CLUSTERS[options.cluster][1]
-    if shutil.which(command) is None:
-        raise ConfigError(
-            f"--cluster {options.cluster}: the '{command}' command is not on PATH, so no "
-            "batch job can be submitted from here. Run jwstrun on the cluster's login node, "
-            "or connect to a running scheduler with --scheduler."
-        )
-    if not _jobqueue_interface(options):
-        raise ConfigError(
-            f"--cluster {options.cluster}: name the network interface the compute nodes "
-            "reach this machine on, e.g. --cluster-option interface=ib0 ('ip addr' lists "
-            "them). jwstrun never opens the scheduler on every interface by itself."
-        )
-
-
 def _tls_configured() -> bool:
     """True when dask's configuration names a TLS CA file (distributed.comm.tls.ca-file)."""
     import dask
 
     return bool(dask.config.get("distributed.comm.tls.ca-file", None))
-
-
-def _jobqueue_interface(options: DaskOptions) -> str | None:
-    """The interface (or scheduler host) the user chose, on the command line or in dask config."""
-    extra = options.cluster_options or {}
-    if extra.get("interface"):
-        return str(extra["interface"])
-    scheduler_options = extra.get("scheduler_options") or {}
-    if scheduler_options.get("interface") or scheduler_options.get("host"):
-        return str(scheduler_options.get("interface") or scheduler_options.get("host"))
-    import dask
-
-    name = options.cluster
-    return (
-        dask.config.get(f"jobqueue.{name}.interface", None)
-        or (dask.config.get(f"jobqueue.{name}.scheduler-options", None) or {}).get("interface")
-        or (dask.config.get(f"jobqueue.{name}.scheduler-options", None) or {}).get("host")
-    )
 
 
 def _shared_path_problem(task) -> str | None:
@@ -298,6 +248,9 @@ class DaskExecutor:
         self._some_done = threading.Event()
         self._worker_ids: dict[str, int] = {}
         self._closed = False
+        self._workers_seen: set[str] = set()
+        self._no_worker_since: float | None = None
+        self._next_check = 0.0
 
     # -- connecting ------------------------------------------------------
     def start(self) -> "DaskExecutor":
@@ -386,6 +339,11 @@ class DaskExecutor:
         kwargs["scheduler_options"] = scheduler_options
         try:
             self.cluster = getattr(dask_jobqueue, class_name)(**kwargs)
+        except RuntimeError as exc:  # SpecCluster: "Cluster failed to start: ..."
+            raise ConfigError(
+                f"--cluster {opts.cluster}: the Dask scheduler did not start: {exc}. Check "
+                "--cluster-option interface=... and the other --cluster options."
+            ) from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(
                 f"--cluster {opts.cluster}: dask-jobqueue refused the settings: {exc}. "
@@ -429,6 +387,14 @@ class DaskExecutor:
             for future in [f for f in self._futures if f.done()]:
                 task = self._futures.pop(future)
                 yield self._result_of(future, task)
+            reason = self._jobs_ended()
+            if reason and self._futures:
+                log.warning("%s", reason)
+                left = list(self._futures.items())
+                self._futures.clear()
+                self.client.cancel([f for f, _task in left], force=True)
+                for _future, task in left:
+                    yield self.lost_result(task, reason)
 
     def shutdown(self, cancel: bool = False) -> None:
         """Cancel what is still queued or running (``cancel=True``) and disconnect."""
@@ -448,6 +414,61 @@ class DaskExecutor:
         self.shutdown(cancel=exc_type is not None)
 
     # -- internals -------------------------------------------------------
+    def _jobs_ended(self) -> str | None:
+        """``--cluster``: why no worker will come (back) to run the tasks left, or None.
+
+        dask-jobqueue does not submit an ended job again: once no worker is connected
+        and every batch job has ended (SLURM: squeue shows none pending or running;
+        PBS: each job's worker had connected once) for a few seconds, the tasks left
+        are given up with the reason (wall time, scancel)."""
+        import time
+
+        if not self.options.cluster or self.cluster is None or time.monotonic() < self._next_check:
+            return None
+        self._next_check = time.monotonic() + 2.0
+        try:
+            workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        except Exception:  # noqa: BLE001 - the scheduler is in this process; try again
+            return None
+        self._workers_seen.update(w.get("name", a) for a, w in workers.items())
+        ids = self._job_ids()
+        if self.options.cluster == "slurm" and ids:
+            states = _slurm_job_states(ids)
+            ended = all(states.get(i, "ENDED") not in _ACTIVE_SLURM_STATES for i in ids)
+        else:
+            ended = len(self._workers_seen) >= self.jobs
+        if workers or not ended:
+            self._no_worker_since = None
+            return None
+        if self._no_worker_since is None:
+            self._no_worker_since = time.monotonic()
+        if time.monotonic() - self._no_worker_since < JOBS_ENDED_GRACE_SECONDS:
+            return None
+        return self._ended_reason()
+
+    def _job_ids(self) -> list[str]:
+        jobs = getattr(self.cluster, "workers", {}) or {}
+        return [str(job.job_id) for job in jobs.values() if getattr(job, "job_id", None)]
+
+    def _ended_reason(self) -> str:
+        """The end of the workers' batch jobs in words (SLURM: their state from squeue)."""
+        opts = self.options
+        ids = self._job_ids()
+        states = _slurm_job_states(ids) if opts.cluster == "slurm" else {}
+        jobs = f"batch job{'s' if len(ids) != 1 else ''} {', '.join(ids) or '?'}"
+        if states and all(s == "TIMEOUT" for s in states.values()):
+            why = (f"reached the wall time (--cluster-walltime "
+                   f"{opts.cluster_walltime or 'default of the queue'})")
+            todo = "re-run with a longer --cluster-walltime to do the rest"
+        elif states and all(s == "CANCELLED" for s in states.values()):
+            why, todo = "was cancelled (scancel)", "re-run to do the rest"
+        else:
+            ended = ", ".join(sorted(set(states.values()))) or "wall time, scancel or a node failure"
+            why = f"ended ({ended})"
+            todo = "re-run to do the rest (with a longer --cluster-walltime if it ran out)"
+        return (f"the {opts.cluster.upper()} {jobs} running the Dask workers {why} before this "
+                f"task finished; finished tasks are recorded: {todo}")
+
     def _close_quietly(self) -> None:
         for thing in (self.client, self.cluster):
             if thing is None:

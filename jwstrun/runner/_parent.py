@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._system import batch_job_id
 from ..errors import JwstrunError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..stages import Stage, get_stage
@@ -187,9 +188,18 @@ def run_tasks(
     keep_temp: bool = False,
     corrections: list[dict] | None = None,
     exposure_sets: dict[str, list[dict]] | None = None,
+    shard=None,
+    plan_shards: dict | None = None,
 ) -> RunSummary:
     """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
     what is up to date.
+
+    ``shard`` (a :class:`~jwstrun.runner.shard.Shard`): ``planned`` is this shard's part
+    of the plan and other shards work in OUTDIR at the same time: each task is claimed
+    with a task lock before it runs (one claimed by another live run is left to it),
+    the manifest is merged on every save, and only this run's temporary directories are
+    cleaned.  ``plan_shards``: every task id of the whole plan -> its shard (None when
+    unsharded), recorded in the manifest for ``jwstrun status``.
 
     ``pool`` is a :class:`LocalExecutor` the caller started early (see
     :func:`early_pool`); run_tasks resizes it, uses it and shuts it down.
@@ -219,8 +229,9 @@ def run_tasks(
     (task_id, worker, step), ``done`` (result), ``retire``/``lost`` (worker).
     """
     run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
-               on_event=on_event, command=command, keep_temp=keep_temp)
+               on_event=on_event, command=command, keep_temp=keep_temp, shard=shard)
     run.corrections, run.exposure_sets = list(corrections or ()), dict(exposure_sets or {})
+    run.plan_shards = plan_shards
     run.settle(planned, crds_env, crds_context, jobs, executor_kind)
     tasks = run.make_tasks(planned, validate)
     executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
@@ -232,13 +243,16 @@ class _Run:
     """The state of one :func:`run_tasks` call, step by step."""
 
     def __init__(self, stage: Stage, outdir: Path, *, parameters: dict, extra_env: dict | None,
-                 on_event: Callable | None, command: str, keep_temp: bool = False):
+                 on_event: Callable | None, command: str, keep_temp: bool = False,
+                 shard=None):
         self.stage, self.outdir, self.parameters = stage, outdir, parameters
-        self.keep_temp = keep_temp
+        self.keep_temp, self.shard = keep_temp, shard
         self.extra_env, self.on_event, self.command = extra_env, on_event, command
         self.start = time.time()
         self.versions = software_versions((stage.package,) if stage.package else ())
-        self.manifest = Manifest.load(outdir)
+        self.manifest = Manifest.load(outdir, shared=shard is not None)
+        self.claims = None  # a jwstrun.locking.TaskLocks, for shards
+        self.plan_shards: dict | None = None
         self.results: list[TaskResult] = []
         self.prefetch_s = 0.0
         # The extra environment (STPIPE_DISABLE_CRDS_STEPPARS) changes what runs.
@@ -287,7 +301,8 @@ class _Run:
                 log.warning("%s: was a symbolic link; replaced by a directory.",
                             self.outdir / name)
                 (self.outdir / name).unlink()
-        shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
+        if self.shard is None:  # other shards' temporary directories are in use
+            shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
         tasks = make_tasks(planned, self.outdir, self.parameters, self.in_pool, validate,
                            keep_temp=self.keep_temp, corrections=self.corrections,
                            exposure_sets=self.exposure_sets)
@@ -341,6 +356,10 @@ class _Run:
             refused = self._refusal(to_run, by_plan)
             if refused is not None:
                 raise refused
+            to_run = self._claim(to_run)
+            if self.plan_shards is not None:
+                self.manifest.set_plan(self.stage.name, self.plan_shards,
+                                       self.shard.count if self.shard else None)
             self.emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(self.results),
                       jobs=self.jobs, jobs_reason=self.jobs_reason,
                       tasks=[t.task_id for t in to_run], context=self.context)
@@ -360,6 +379,7 @@ class _Run:
             raise
         # Nothing ran: the warming workers are not needed, stop them at once.
         executor.shutdown(cancel=not to_run)
+        self._release_claims()
         self.manifest.add_run(self._run_entry())
         _tidy_tmp(self.outdir)
         order = {t.task_id: i for i, t in enumerate(tasks)}
@@ -370,6 +390,33 @@ class _Run:
             jobs_reason=self.jobs_reason, wall_s=time.time() - self.start,
             crds_context=self.context, prefetch_s=self.prefetch_s,
         )
+
+    def _claim(self, to_run: list[Task]) -> list[Task]:
+        """A shard claims each task it is to run; a task another live run claimed is left
+        to that run (a warning names it)."""
+        if self.shard is None:
+            return to_run
+        from ..locking import TaskLocks
+
+        self.claims = TaskLocks(self.outdir, {
+            "pid": os.getpid(), "host": socket.gethostname(), "shard": str(self.shard),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start)),
+            "command": self.command, "batch_job_id": batch_job_id(),
+        })
+        claimed = []
+        for task in to_run:
+            holder = self.claims.claim(task.task_id)
+            if holder is None:
+                claimed.append(task)  # run_task clears what a killed run left in its workdir
+            else:
+                log.warning("%s: left to the run that is working on it (pid %s on %s, shard "
+                            "%s).", task.task_id, holder.get("pid"), holder.get("host"),
+                            holder.get("shard") or "-")
+        return claimed
+
+    def _release_claims(self) -> None:
+        if self.claims is not None:
+            self.claims.close()
 
     def _refusal(self, to_run: list[Task], by_plan: dict[str, Planned]) -> Exception | None:
         """The memory preflight's refusal of a task that has to run (nothing ran yet), or a
@@ -425,6 +472,8 @@ class _Run:
     def _record(self, task: Task, result: TaskResult) -> None:
         record = manifest_record(task, result, self.versions, self.context)
         self.manifest.record(record.to_dict())
+        if self.claims is not None:
+            self.claims.release(task.task_id)
         self.results.append(result)
         self.emit("done", result=result)
 
@@ -435,8 +484,12 @@ class _Run:
             hasher.stop()
         executor.shutdown(cancel=True)
         # The workers are stopped and we still hold the lock: nothing of ours runs there now.
-        if not self.keep_temp:
+        if not self.keep_temp and self.shard is None:
             shutil.rmtree(self.outdir / TMP_DIRNAME, ignore_errors=True)
+        elif not self.keep_temp and self.claims is not None:
+            for task_id in list(self.claims.held):
+                shutil.rmtree(self.outdir / TMP_DIRNAME / task_id, ignore_errors=True)
+        self._release_claims()
         if not record:  # refused before anything ran: not a run to record
             return
         try:
@@ -454,6 +507,8 @@ class _Run:
             "wall_s": round(time.time() - self.start, 3),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "batch_job_id": batch_job_id(),
+            "shard": str(self.shard) if self.shard else None,
             "counts": counts,
             "interrupted": interrupted,
         }

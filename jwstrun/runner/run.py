@@ -40,12 +40,14 @@ from ._stage_inputs import check_complete, check_stage_inputs, stage_inputs
 from ._corrections import exposure_sets
 from .plan import (
     _check_unique_products,
+    _task_id,
     call_parameters,
     correction_list,
     merge_parameters,
     plan,
     plan_memory,
 )
+from .shard import parse_shard
 
 __all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
 
@@ -76,6 +78,7 @@ def run_image2(
     save_bsub: bool = False,
     previews: bool = False,
     keep_temp: bool = False,
+    shard=None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -96,7 +99,9 @@ def run_image2(
     background step's ``save_results``); ``previews`` has the workers draw the
     report's previews; ``keep_temp`` keeps each task's temporary directory
     (``OUTDIR/.jwstrun-tmp/<task-id>``, each result's ``temp_dir``; removed by the next
-    run in OUTDIR) for debugging; ``on_event(kind, **info)`` follows the run
+    run in OUTDIR) for debugging; ``shard='K/N'`` (or ``'slurm'``: from the SLURM array
+    task) runs a deterministic 1/N of the tasks, sharing OUTDIR with the other shards
+    (:mod:`jwstrun.runner.shard`); ``on_event(kind, **info)`` follows the run
     (:func:`~jwstrun.runner._parent.run_tasks`); ``command`` is recorded in the
     manifest.
     """
@@ -107,7 +112,7 @@ def run_image2(
         offline=offline, crds_env_file=crds_env_file, validate=validate,
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
-        extra_parameters=extra, keep_temp=keep_temp,
+        extra_parameters=extra, keep_temp=keep_temp, shard=shard,
     ))
 
 
@@ -134,6 +139,7 @@ def run_image3(
     low_memory: bool = False,
     previews: bool = False,
     keep_temp: bool = False,
+    shard=None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -157,7 +163,7 @@ def run_image3(
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
-                "low_memory": low_memory}, keep_temp=keep_temp,
+                "low_memory": low_memory}, keep_temp=keep_temp, shard=shard,
     ))
 
 
@@ -240,6 +246,7 @@ class _Settings:
     extra_parameters: dict | None = None
     memory: dict = field(default_factory=dict)
     keep_temp: bool = False
+    shard: object = None
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -249,6 +256,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
 
     if settings.jobs is not None and settings.jobs < 1:
         raise ConfigError(f"jobs={settings.jobs}: the number of jobs must be at least 1.")
+    shard = parse_shard(settings.shard)
     kind, dask_options = select_executor(settings.executor, settings.dask_options, settings.jobs)
     # Everything that can be checked is checked before OUTDIR is touched.
     if stage.is_step:
@@ -288,14 +296,19 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
         # in a long-lived process: the next call may use another cache.
-        with OutdirLock(outdir, command=settings.command), \
+        with OutdirLock(outdir, command=settings.command, shard=str(shard) if shard else None), \
                 refs.applied_crds_environment(crds_env), _removed_if_refused() as made:
             if planned is None:  # tasks of written associations: planned under the lock
-                known = set(outdir.glob("*_asn.json"))
-                planned = plan(stage, paths, outdir)
-                made += sorted(set(outdir.glob("*_asn.json")) - known)
+                planned = _plan_associations(stage, paths, outdir, shard, made)
                 _check_unique_products(planned)
                 sets = exposure_sets(stage, planned, corrections)
+            plan_shards = {_task_id(p): None for p in planned}
+            if shard is not None:
+                plan_shards = shard.of(planned, key=_task_id)
+                planned = shard.select(planned, key=_task_id)
+                log.info("shard %s: %d of the %d planned task(s)", shard, len(planned),
+                         len(plan_shards))
+            if stage.grouping == "association":
                 plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
             summary = run_tasks(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
@@ -305,6 +318,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 command=settings.command, executor_kind=kind, dask_options=dask_options,
                 pool=pool, remove_if_refused=made, previews=settings.previews,
                 keep_temp=settings.keep_temp, corrections=corrections, exposure_sets=sets,
+                shard=shard, plan_shards=plan_shards,
             )
         summary.left_out = selection.left_out
         return summary
@@ -341,6 +355,20 @@ def _checked_abs_refcat(stage: Stage, parameters: dict, asn_paths: list[Path],
         groups.append((f"the {len(loose)} given _{stage.accepts[0]} files", loose))
     checked = check_abs_refcat(value, groups, minobj=int(minobj), crds_env=crds_env)
     return merge_parameters(parameters, {"steps": {"tweakreg": {"abs_refcat": checked}}})
+
+
+def _plan_associations(stage: Stage, paths: list[Path], outdir: Path, shard, made: list):
+    """Plan an association stage, writing its associations into OUTDIR; ``made`` gets the
+    files written (removed if the run is refused).  Shards plan one at a time and keep
+    what they wrote: another shard may already use it."""
+    from ..locking import planning_lock
+
+    with planning_lock(outdir) if shard is not None else contextlib.nullcontext():
+        known = set(outdir.glob("*_asn.json"))
+        planned = plan(stage, paths, outdir)
+        if shard is None:
+            made += sorted(set(outdir.glob("*_asn.json")) - known)
+    return planned
 
 
 def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._system import batch_job_id
 from ..errors import JwstrunError, PipelineError
 from ..inputs import is_association
 from ..manifest import TaskResult
@@ -446,6 +447,7 @@ def run_task(task: Task, progress: Callable | None = None) -> TaskResult:
     result = TaskResult(
         task_id=task.task_id, status="failed", start=started, log_file=task.log_file,
         worker_pid=os.getpid(), host=socket.gethostname(), tasks_in_worker=WORKER_STATE.tasks,
+        batch_job_id=batch_job_id(),
     )
     workdir = Path(task.workdir)
     out = workdir / "out"
