@@ -134,7 +134,7 @@ def test_manifest_records_what_ran(manifest, sim):
 
 
 def test_step_watcher_follows_the_real_pipeline(manifest, broken):
-    """The runner follows stpipe's log records (jwstrun.runner.task._StepWatcher): in a
+    """The runner follows stpipe's log records (jwstrun.runner._task_logging._StepWatcher): in a
     real image2 run every step that ran comes back in the manifest with a time and a
     status, the resolved parameters of every step are there, and a failure names its
     step. A change in how stpipe logs breaks this test instead of the report."""

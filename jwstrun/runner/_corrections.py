@@ -176,7 +176,7 @@ def _correct(task, path: str, out: Path, watcher, records: dict):
 
 
 def _record(correction: dict, watcher) -> dict:
-    from .task import _parse_logged_parameters
+    from ._task_logging import _parse_logged_parameters
 
     keys = ("step", "class", "package", "version", "status_keyword")
     parameters = _parse_logged_parameters(watcher.parameters_text) or {}

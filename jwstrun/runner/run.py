@@ -188,6 +188,7 @@ def run_step(
     dask_options=None,
     previews: bool = False,
     keep_temp: bool = False,
+    shard=None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -203,7 +204,8 @@ def run_step(
     every input, in order of exposure start time.  Parameters come from ``profiles``
     (a section named after the step's alias) and ``sets`` (``autoparam=true``),
     checked against the step's spec.  ``previews`` has the workers draw the report's
-    previews of the products (:func:`jwstrun.look.write_report`).
+    previews of the products (:func:`jwstrun.look.write_report`); ``shard`` as for
+    :func:`run_image2`.
     """
     from ..stages import step_stage
     from ._step import skip_default_line
@@ -218,7 +220,7 @@ def run_step(
         offline=offline, crds_env_file=crds_env_file, validate=validate,
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
-        keep_temp=keep_temp,
+        keep_temp=keep_temp, shard=shard,
     ))
 
 
