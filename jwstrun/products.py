@@ -16,6 +16,7 @@ from .stages import STAGES
 
 __all__ = [
     "PRODUCT_TYPES",
+    "jump_file",
     "STAGE2_INPUTS",
     "STAGE3_INPUTS",
     "ExposureInfo",
@@ -86,6 +87,14 @@ def product_basename(path: str | os.PathLike) -> str:
     if match and match.group("suffix").lower() in PRODUCT_TYPES:
         return name[: match.start()]
     return Path(name).stem
+
+
+def jump_file(path: str | os.PathLike) -> Path:
+    """The ``_jump`` file beside an exposure (``..._nrcb1_rate.fits`` ->
+    ``..._nrcb1_jump.fits``): the name snowblind's persistence flagging derives from the
+    exposure's name (its ``jumpify``), and the name calwebb_detector1 saves it under."""
+    path = Path(path)
+    return path.with_name(product_basename(path.name) + "_jump.fits")
 
 
 def _check_fits_file(path: Path) -> None:

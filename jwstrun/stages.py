@@ -351,7 +351,7 @@ def _skips_by_default(cls) -> bool:
 def _status_keyword(cls) -> str | None:
     """The header keyword a step class says it records its status in (``fits_keyword``:
     snowblind's steps); jwst's own steps have theirs in the schema
-    (:mod:`jwstrun.runner._step` reads it there)."""
+    (:func:`jwstrun.validate.step_status_keyword` has the whole rule)."""
     keyword = getattr(cls, "fits_keyword", None)
     return str(keyword) if keyword else None
 

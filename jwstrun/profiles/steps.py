@@ -115,12 +115,9 @@ def registered_steps() -> dict[str, RegisteredStep]:
 
 
 def _status_keyword(cls) -> str | None:
-    keyword = getattr(cls, "fits_keyword", None)
-    if keyword:
-        return str(keyword)
-    from ..validate._schemas import _cal_step_keywords
+    from ..validate import step_status_keyword
 
-    return _cal_step_keywords().get(cls.class_alias or "")
+    return step_status_keyword(cls.class_alias or "", getattr(cls, "fits_keyword", None))
 
 
 def _read_step_spec(entry: RegisteredStep) -> dict:

@@ -36,11 +36,11 @@ from pathlib import Path
 
 from ..errors import InputError, PipelineError
 from ..inputs import is_association
-from ..products import product_basename
+from ..products import jump_file
 from ..stages import SET_STEPS
 from ._step import in_directory
 
-__all__ = ["CorrectionFailed", "exposure_sets", "jump_file", "corrected_input",
+__all__ = ["CorrectionFailed", "exposure_sets", "corrected_input",
            "correction_fingerprint", "required_status"]
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,6 @@ class CorrectionFailed(PipelineError):
     def __init__(self, message: str, step: str):
         super().__init__(message)
         self.step = step
-
-
-def jump_file(path: str | os.PathLike) -> Path:
-    """The ``_jump`` file beside an exposure (``..._nrcb1_rate.fits`` ->
-    ``..._nrcb1_jump.fits``): the name persist derives from the exposure's name."""
-    path = Path(path)
-    return path.with_name(product_basename(path.name) + "_jump.fits")
 
 
 def _set_steps(corrections: list[dict]) -> list[dict]:

@@ -149,11 +149,9 @@ def status_keyword(stage: Stage) -> str | None:
     """The header keyword the step records COMPLETE in: its own ``fits_keyword``, or
     the one jwst's schema gives ``meta.cal_step.<alias>`` (``S_CLNFLK``); None when
     it has none (validation then checks the product alone)."""
-    if stage.status_keyword:
-        return stage.status_keyword
-    from ..validate._schemas import _cal_step_keywords
+    from ..validate import step_status_keyword
 
-    return _cal_step_keywords().get(stage.alias)
+    return step_status_keyword(stage.alias, stage.status_keyword)
 
 
 def _check_beside(stage: Stage, paths: list[Path], step) -> None:

@@ -98,7 +98,9 @@ def check_effects(effects, options: dict, rateints: bool, sets=()) -> list[str]:
 
 def jump_name(rate_name: str) -> str:
     """``jw..._nrcb1_jump.fits`` of ``jw..._nrcb1_rate.fits`` (snowblind's ``jumpify``)."""
-    return rate_name[:26] + rate_name[26:26 + rate_name[26:].find("_")] + "_jump.fits"
+    from ..products import jump_file
+
+    return jump_file(rate_name).name
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -23,12 +23,19 @@ Inside:
 from __future__ import annotations
 
 from . import _asdf, _schemas
-from ._schemas import PRODUCT_LAYOUTS, VALIDATED_TYPES, schema_layout, step_status_keys
+from ._schemas import (
+    PRODUCT_LAYOUTS,
+    VALIDATED_TYPES,
+    schema_layout,
+    step_status_keys,
+    step_status_keyword,
+)
 from .checks import validate_file, validate_files
 from .findings import ERROR, WARNING, FileReport, Finding
 from .info import product_info
 
 __all__ = [
+    "step_status_keyword",
     "ERROR",
     "WARNING",
     "VALIDATED_TYPES",

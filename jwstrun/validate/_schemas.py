@@ -176,6 +176,16 @@ def _cal_step_keywords() -> dict[str, str]:
     return found
 
 
+def step_status_keyword(alias: str, fits_keyword: str | None = None) -> str | None:
+    """The header keyword a step records its status in: the class's own
+    ``fits_keyword`` (snowblind's steps), else the one jwst's core schema gives
+    ``meta.cal_step.<alias>`` (``clean_flicker_noise`` -> ``S_CLNFNS``); None when it
+    has none.  The one home of that rule (``jwstrun step`` and a profile's ``before:``)."""
+    if fits_keyword:
+        return str(fits_keyword)
+    return _cal_step_keywords().get(alias or "")
+
+
 def step_status_keys(steps) -> set[str]:
     """Turn step names (``tweakreg``) or status keys (``S_TWKREG``) into status keys.
 
