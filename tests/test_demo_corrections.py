@@ -95,6 +95,19 @@ def test_small_program_rerun_reuses_everything(small):
     assert [c["value"] for c in again.checks] == [c["value"] for c in first.checks]
 
 
+def test_small_program_printed(small, capsys):
+    from jwstrun.cli.run import _render_demo
+
+    report, _ = small
+    _render_demo(report)
+    lines = capsys.readouterr().out.splitlines()
+    title = lines.index("corrections and absolute astrometry: checks against the truth")
+    rows = lines[title + 2:title + 2 + len(report.checks)]
+    for row, check in zip(rows, report.checks):
+        assert row.startswith(check["name"]) and check["value"] in row, row
+        assert row.endswith("pass" if check["passed"] else "FAIL"), row
+
+
 @pytest.mark.slow
 def test_demo_corrections_json_every_check_passes(tmp_path):
     result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo"), "--corrections",
