@@ -47,6 +47,8 @@ class DemoReport:
     #: the simulator's catalog of injected sources (the HTML report compares the
     #: catalog magnitudes with it: ``write_report(..., truth=report.truth_file)``)
     truth_file: Path | None = None
+    #: the run the HTML report shows (None: found from ``outdir``, its ``out/``)
+    run_dir: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -83,16 +85,26 @@ def run_demo(
     force: bool = False,
     stage: Callable[[str], Callable] | None = None,
     previews: bool = False,
+    corrections: bool = False,
 ) -> DemoReport:
     """Run the whole chain in ``outdir`` (``sim/`` with the associations, ``out/``) and judge it.
 
     ``stage(name)`` returns the progress callback for one pipeline stage (the CLI
     passes a fresh live display per stage). ``previews=True``: the workers draw
     the HTML report's previews (for a :func:`jwstrun.look.write_report` after).
+    ``corrections=True``: the chain without and with the corrections and absolute
+    astrometry instead (:mod:`jwstrun.demo_corrections`: ``sim-effects/``,
+    ``uncorrected/``, ``corrected/``).
     """
     from .runner import prepare_outdir
 
     outdir = prepare_outdir(outdir)
+    if corrections:
+        from .demo_corrections import run_corrections_demo
+
+        return run_corrections_demo(outdir, jobs=jobs, force=force, stage=stage,
+                                    previews=previews,
+                                    program={"subarray": "FULL"} if full_frame else None)
     report = DemoReport(outdir=outdir)
     sim = _simulate(report, outdir, _FULL if full_frame else _SMALL, force)
     out = outdir / "out"
@@ -120,18 +132,20 @@ def _timed(report: DemoReport, name: str, func: Callable, detail: Callable):
     return value
 
 
-def _simulate(report: DemoReport, outdir: Path, options: dict, force: bool):
-    """The simulated program in ``outdir/sim`` (an earlier one when its options match)."""
+def _simulate(report: DemoReport, outdir: Path, options: dict, force: bool,
+              folder: str = "sim"):
+    """The simulated program in ``outdir/folder`` (an earlier one when its options match)."""
     from .simulate import load_simulation, simulate_program
 
     # A demo re-run in the same OUTDIR reuses the simulation and resumes the rest.
-    previous = None if force else load_simulation(outdir / "sim", **options)
+    previous = None if force else load_simulation(outdir / folder, **options)
     sim = _timed(
         report,
         "simulate",
-        lambda: previous or simulate_program(outdir / "sim", force=force, **options),
-        lambda s: f"{len(s.rate_files)} {options['subarray']} exposures, CRDS cache "
-        f"{s.crds_context}" + (" (reused)" if previous else ""),
+        lambda: previous or simulate_program(outdir / folder, force=force, **options),
+        lambda s: f"{len(s.rate_files)} {options['subarray']} exposures"
+        + (f" with {', '.join(options['effects'])}" if options.get("effects") else "")
+        + f", CRDS cache {s.crds_context}" + (" (reused)" if previous else ""),
     )
     report.truth_file = sim.truth_file
     return sim
