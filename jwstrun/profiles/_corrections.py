@@ -11,7 +11,7 @@
 
 Each item names a step by its stpipe alias (:mod:`jwstrun.profiles.steps`) and
 sets its parameters, checked and coerced by that step's own spec exactly as a
-pipeline's are (:func:`jwstrun.profiles.spec._coerce`), with the same
+pipeline's are (:func:`jwstrun.profiles.spec.coerce_node`), with the same
 ``file:line`` messages.  A later layer's ``before:`` replaces the whole list of
 the layers under it (an empty list removes the corrections).
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._yaml import _Errors, _line, _mapping_items, _scalar, _value_of
-from .spec import _NOT_PARAMETERS, _coerce, _Problem
+from ._yaml import _Errors, _line, _mapping_items, _scalar
+from .spec import _NOT_PARAMETERS, coerce_node
 
 __all__ = ["Correction", "parse_before", "CORRECTION_REFUSED_KEYS"]
 
@@ -147,12 +147,7 @@ def _parse_param(where: str, spec, key, key_node, value_node, errors, make_origi
         errors.add(_line(key_node), f"unknown parameter {key!r} for {owner} in "
                    f"{where.rpartition('.')[0]}{_suggest(key, params)}")
         return None
-    ok, value, text = _value_of(value_node, errors, f"{where}.{key}")
+    ok, coerced = coerce_node(params[key], value_node, errors, f"{where}.{key}")
     if not ok:
-        return None
-    try:
-        coerced = _coerce(params[key], value, text)
-    except _Problem as exc:
-        errors.add(_line(value_node), f"{where}.{key}: {exc}")
         return None
     return Setting(coerced, make_origin(_line(value_node)))

@@ -28,9 +28,8 @@ from ._yaml import (
     _mapping_items,
     _read_text,
     _scalar,
-    _value_of,
 )
-from .spec import _NOT_PARAMETERS, PipelineSpec, _coerce, _Problem, pipeline_spec, spec_default
+from .spec import _NOT_PARAMETERS, PipelineSpec, coerce_node, pipeline_spec, spec_default
 
 __all__ = [
     "Origin",
@@ -293,13 +292,8 @@ def _parse_param(spec: PipelineSpec, step, key, key_node, value_node, errors, ma
             hint += f" ({key!r} is a parameter of step {', '.join(owners)}: put it under steps:)"
         errors.add(_line(key_node), f"unknown parameter {key!r} for {owner} in {spec.name}{hint}")
         return None
-    ok, value, text = _value_of(value_node, errors, f"{where}.{key}")
+    ok, coerced = coerce_node(params[key], value_node, errors, f"{where}.{key}")
     if not ok:
-        return None
-    try:
-        coerced = _coerce(params[key], value, text)
-    except _Problem as exc:
-        errors.add(_line(value_node), f"{where}.{key}: {exc}")
         return None
     if _ignored(step, key, coerced):
         errors.add(_line(key_node), f"{where}.{_ignored(step, key, coerced)}")

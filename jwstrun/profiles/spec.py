@@ -296,3 +296,18 @@ def _coerce(pspec: ParamSpec, value: Any, text: str | None) -> Any:
             raise _Problem(f"{value!r}: {exc} (spec: {pspec.check})") from None
     expected = _EXPECTED.get(fun, fun)
     raise _Problem(f"{value!r} is not {expected} (spec: {pspec.check})")
+
+
+def coerce_node(param, value_node, errors, where: str) -> tuple[bool, Any]:
+    """(ok, value) of a profile's YAML value node for ``param``, coerced by its spec; a
+    problem is added to ``errors`` at the node's line (pipeline and correction steps)."""
+    from ._yaml import _line, _value_of
+
+    ok, value, text = _value_of(value_node, errors, where)
+    if not ok:
+        return False, None
+    try:
+        return True, _coerce(param, value, text)
+    except _Problem as exc:
+        errors.add(_line(value_node), f"{where}: {exc}")
+        return False, None
