@@ -47,6 +47,7 @@ def small(tmp_path_factory):
     return first, again
 
 
+@pytest.mark.slow  # the effects and abs_refcat have default tests of their own
 def test_small_program_corrections_pass(small):
     report, _ = small
     assert not report.problems, report.problems
@@ -65,6 +66,7 @@ def test_small_program_corrections_pass(small):
     assert set(report.science) == {"corrections", "without", "with", "abs_refcat"}
 
 
+@pytest.mark.slow  # the effects and abs_refcat have default tests of their own
 def test_small_program_folders_and_status(small):
     from astropy.io import fits
 
@@ -86,6 +88,7 @@ def test_small_program_folders_and_status(small):
                for p in report.products)
 
 
+@pytest.mark.slow  # the effects and abs_refcat have default tests of their own
 def test_small_program_rerun_reuses_everything(small):
     first, again = small
     details = {s["name"]: s["detail"] for s in again.stages}
@@ -95,6 +98,7 @@ def test_small_program_rerun_reuses_everything(small):
     assert [c["value"] for c in again.checks] == [c["value"] for c in first.checks]
 
 
+@pytest.mark.slow  # the effects and abs_refcat have default tests of their own
 def test_small_program_printed(small, capsys):
     from jwstrun.cli.run import _render_demo
 
