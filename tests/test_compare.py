@@ -104,10 +104,13 @@ def test_tolerance_and_what_is_only_in_one_run(runs, tmp_path):
     manifest = json.loads((c / "jwstrun-manifest.json").read_text())
     del manifest["tasks"][f"image3-{STEM}"]
     (c / "jwstrun-manifest.json").write_text(json.dumps(manifest))
+    cal = sorted(c.glob("*_cal.fits"))[0]
+    cal.unlink()  # recorded but gone: a difference, said
     result = _diff(runs["a"], c)
     assert result.exit_code == 1
     assert f"only in A: {STEM}_i2d.fits" in result.stdout
     assert f"tasks only in A: image3-{STEM}" in result.stdout
+    assert f"{cal.name}  file  missing: {cal}" in result.stdout
 
 
 def test_bad_input(runs, tmp_path):
