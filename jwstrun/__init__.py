@@ -77,6 +77,8 @@ _API = {
     "DemoReport": "demo",
     "preview_files": "look",
     "write_report": "look",
+    "diff_runs": "compare",
+    "RunDiff": "compare",
     # errors
     "JwstrunError": "errors",
     "InputError": "errors",
@@ -105,6 +107,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
     from .asn import AsnBuildResult, Association, check_association, load_association, make_associations
+    from .compare import RunDiff, diff_runs
     from .demo import DemoReport, run_demo
     from .errors import ConfigError, CrdsError, InputError, JwstrunError, OutputError, PipelineError
     from .executors import DaskOptions

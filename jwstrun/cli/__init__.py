@@ -42,6 +42,7 @@ _COMMAND_MODULES = (
     "status",
     "profiles",
     "look",
+    "compare",
 )
 
 
