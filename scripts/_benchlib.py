@@ -1,11 +1,13 @@
 """What the benchmark scripts share: the venv's commands, simulated inputs reused
-between runs, a CRDS environment for subprocesses, and appending to docs/benchmarks.md."""
+between runs, a CRDS environment for subprocesses, the three timed arms (a strun loop,
+``xargs -P J strun``, one jwstrun command) and appending to docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,38 @@ def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def time_strun_loop(files: list[str], strun_args: list[str], out: Path, env: dict) -> float:
+    """Seconds of ``strun ALIAS FILE ARGS --output_dir OUT`` run on each file in turn;
+    ``strun_args`` is ``[alias, *options]``."""
+    alias, *options = strun_args
+    start = time.perf_counter()
+    for path in files:
+        subprocess.run([STRUN, alias, path, *options, "--output_dir", str(out)],
+                       env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start
+
+
+def time_strun_xargs(files: list[str], strun_args: list[str], out: Path, env: dict,
+                     jobs: int) -> float:
+    """Seconds of the same strun calls as :func:`time_strun_loop` through ``xargs -P jobs``."""
+    alias, *options = strun_args
+    given = "".join(f" {option}" for option in options)
+    start = time.perf_counter()
+    subprocess.run(
+        ["xargs", "-P", str(jobs), "-n", "1", "sh", "-c",
+         f'"{STRUN}" {alias} "$0"{given} --output_dir "{out}" > /dev/null 2>&1'],
+        input="\n".join(files), env=env, text=True, check=True,
+    )
+    return time.perf_counter() - start
+
+
+def time_command(command: list[str], env: dict) -> float:
+    """Seconds of one command (a jwstrun run), which must succeed."""
+    start = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start
 
 
 def simulated(work: Path, subarray: str, n: int, seed: int,

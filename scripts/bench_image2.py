@@ -30,7 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-from _benchlib import JWSTRUN, STRUN, fresh, machine, record, simulated
+from _benchlib import (
+    JWSTRUN,
+    fresh,
+    machine,
+    record,
+    simulated,
+    time_command,
+    time_strun_loop,
+    time_strun_xargs,
+)
 
 # Run in a separate process: import jwst once, then time each Pipeline.call.
 TIMER = """
@@ -56,32 +65,18 @@ def one_round(files: list[str], work: Path, env: dict, env_file: Path, jobs: int
                           capture_output=True, text=True, check=True)
     pipeline_times = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    # 1. sequential strun loop
-    out = fresh(work / "strun-seq")
-    start = time.perf_counter()
-    for path in files:
-        subprocess.run([STRUN, "calwebb_image2", path, "--output_dir", str(out)],
-                       env=env, capture_output=True, text=True, check=True)
-    times["strun loop"] = time.perf_counter() - start
-
-    # 2. xargs -P J strun
-    out = fresh(work / "strun-xargs")
-    start = time.perf_counter()
-    subprocess.run(
-        ["xargs", "-P", str(jobs), "-n", "1", "sh", "-c",
-         f'"{STRUN}" calwebb_image2 "$0" --output_dir "{out}" > /dev/null 2>&1'],
-        input="\n".join(files), env=env, text=True, check=True,
-    )
-    times[f"xargs -P {jobs} strun"] = time.perf_counter() - start
+    # 1. sequential strun loop; 2. xargs -P J strun
+    strun_args = ["calwebb_image2"]
+    times["strun loop"] = time_strun_loop(files, strun_args, fresh(work / "strun-seq"), env)
+    times[f"xargs -P {jobs} strun"] = time_strun_xargs(
+        files, strun_args, fresh(work / "strun-xargs"), env, jobs)
 
     # 3. jwstrun image2 -j J
     out = fresh(work / "jwstrun")
     started_epoch = time.time()
-    start = time.perf_counter()
-    subprocess.run([JWSTRUN, "image2", *files, "-o", str(out), "-j", str(jobs),
-                    "--no-progress", "--crds-env", str(env_file)],
-                   env=env, capture_output=True, text=True, check=True)
-    times[f"jwstrun image2 -j {jobs}"] = time.perf_counter() - start
+    times[f"jwstrun image2 -j {jobs}"] = time_command(
+        [JWSTRUN, "image2", *files, "-o", str(out), "-j", str(jobs), "--no-progress",
+         "--crds-env", str(env_file)], env)
     times["ideal (sum / j)"] = sum(pipeline_times) / jobs
 
     # Where jwstrun's time went, from its manifest.

@@ -28,7 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-from _benchlib import JWSTRUN, STRUN, fresh, machine, record, simulated
+from _benchlib import (
+    JWSTRUN,
+    fresh,
+    machine,
+    record,
+    simulated,
+    time_command,
+    time_strun_loop,
+    time_strun_xargs,
+)
 
 # Run in a separate process: import the step once, then time each Step.call.
 TIMER = """
@@ -55,29 +64,16 @@ def one_round(step: str, files: list[str], work: Path, env: dict, env_file: Path
                           capture_output=True, text=True, check=True)
     step_times = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    out = fresh(work / "strun-seq")
-    start = time.perf_counter()
-    for path in files:
-        subprocess.run([STRUN, step, path, "--skip=False", "--output_dir", str(out)],
-                       env=env, capture_output=True, text=True, check=True)
-    times["strun loop"] = time.perf_counter() - start
-
-    out = fresh(work / "strun-xargs")
-    start = time.perf_counter()
-    subprocess.run(
-        ["xargs", "-P", str(jobs), "-n", "1", "sh", "-c",
-         f'"{STRUN}" {step} "$0" --skip=False --output_dir "{out}" > /dev/null 2>&1'],
-        input="\n".join(files), env=env, text=True, check=True,
-    )
-    times[f"xargs -P {jobs} strun"] = time.perf_counter() - start
+    strun_args = [step, "--skip=False"]
+    times["strun loop"] = time_strun_loop(files, strun_args, fresh(work / "strun-seq"), env)
+    times[f"xargs -P {jobs} strun"] = time_strun_xargs(
+        files, strun_args, fresh(work / "strun-xargs"), env, jobs)
 
     out = fresh(work / "jwstrun")
     started_epoch = time.time()
-    start = time.perf_counter()
-    subprocess.run([JWSTRUN, "step", step, *files, "-o", str(out), "-j", str(jobs),
-                    "--no-progress", "--crds-env", str(env_file)],
-                   env=env, capture_output=True, text=True, check=True)
-    times[f"jwstrun step -j {jobs}"] = time.perf_counter() - start
+    times[f"jwstrun step -j {jobs}"] = time_command(
+        [JWSTRUN, "step", step, *files, "-o", str(out), "-j", str(jobs), "--no-progress",
+         "--crds-env", str(env_file)], env)
     times["ideal (sum / j)"] = sum(step_times) / jobs
 
     tasks = list(json.loads((out / "jwstrun-manifest.json").read_text())["tasks"].values())
