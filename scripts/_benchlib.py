@@ -87,9 +87,38 @@ def machine() -> str:
             f"{os.cpu_count()} CPUs, load average {load[0]:.1f}")
 
 
+class Recorder:
+    """``say(line)``: print a line at once and keep it for :func:`record` (``say.text``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
 def record(title: str, script: str, text: str, note: str = "") -> None:
-    """Append a section with the command that produced ``text`` to docs/benchmarks.md."""
+    """Write a section with the command that produced ``text`` to docs/benchmarks.md: in
+    place of the section of the same title when there is one (one current section per
+    question; its reading, written by hand after the figures, goes with it), else at the end."""
     command = f"python scripts/{script} " + " ".join(sys.argv[1:])
-    with BENCHMARKS_MD.open("a") as handle:
-        handle.write(f"\n## {title}\n\nCommand: `{command.strip()}` ({machine()}).\n\n"
-                     f"```\n{text}\n```\n" + (f"\n{note}\n" if note else ""))
+    section = (f"## {title}\n\nCommand: `{command.strip()}` ({machine()}).\n\n"
+               f"```\n{text}\n```\n" + (f"\n{note}\n" if note else ""))
+    lines = BENCHMARKS_MD.read_text().splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == f"## {title}"), None)
+    if start is None:
+        BENCHMARKS_MD.write_text("".join(lines).rstrip("\n") + "\n\n" + section)
+        return
+    end, fenced = len(lines), False
+    for i in range(start + 1, len(lines)):
+        fenced ^= lines[i].startswith("```")
+        if not fenced and lines[i].startswith("## "):
+            end = i
+            break
+    tail = "\n" if end < len(lines) else ""
+    BENCHMARKS_MD.write_text("".join(lines[:start]) + section + tail + "".join(lines[end:]))

@@ -9,7 +9,7 @@ Measures, side by side in one run, on N small NIRCam ``_rate`` files (4 filters 
      and reading its meta would cost (from ``--n-datamodel`` files, scaled to N).
 
 Usage:  python scripts/bench_asn.py [--n 1000] [--n-datamodel 200] [--workdir DIR] [--record]
-``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
+``--record`` writes the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ recorded it.
         [--subarray FULL] [--workdir DIR] [--record]
 
 About 4 minutes on 2 shared cores with the defaults (3 full-frame exposures, 2 repeats
-of each profile).  ``--record`` appends the printed lines, the command, date and machine
+of each profile).  ``--record`` writes the printed lines, the command, date and machine
 to docs/benchmarks.md.
 """
 
@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from _benchlib import JWSTRUN, fresh, machine, record
+from _benchlib import JWSTRUN, Recorder, fresh, machine, record
 
 
 def write_jumps(rate_files, groups: int) -> None:
@@ -71,11 +71,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+    say = Recorder()
 
     say(f"started {machine()}")
     from jwstrun.simulate import simulate_program
@@ -108,7 +104,7 @@ def main() -> None:
         f"{step} {statistics.median(times):.1f} s" for step, times in steps.items()))
     if args.record:
         record(f"corrections before image2: `nircam-clean` vs `default`, NIRCam {args.subarray}",
-               "bench_corrections.py", "\n".join(lines))
+               "bench_corrections.py", say.text)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ without the corrections and judges the _cal files.
 
     python scripts/bench_effects.py [--subarray FULL] [--dithers 4] [--image2] [--record]
 
-``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
+``--record`` writes the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _benchlib import machine, record
+from _benchlib import Recorder, machine, record
 
 EFFECTS = ["flicker", "snowballs", "persistence"]
 
@@ -35,11 +35,7 @@ def main() -> None:
     parser.add_argument("--image2", action="store_true", help="also judge image2's _cal files")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+    say = Recorder()
 
     say(f"started {machine()}")
     import jwst.assign_wcs  # noqa: F401  - the first import is not timed
@@ -71,7 +67,7 @@ def main() -> None:
                                                      sim.outdir), say)
     if args.record:
         record(f"Simulated effects and the real corrections ({args.subarray} x{args.dithers})",
-               "bench_effects.py", "\n".join(lines))
+               "bench_effects.py", say.text)
 
 
 def _correct(sim, out: Path, say) -> list[Path]:

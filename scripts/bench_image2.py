@@ -16,7 +16,7 @@ With ``--rounds`` the four measurements repeat and the medians are compared
 (the per-round ratios are printed too): on a shared machine one round can land
 on a noisy minute.  The last line splits jwstrun's time using its manifest.
 
-``--record`` appends the printed table to docs/benchmarks.md.
+``--record`` writes the printed table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ The ratio printed is worker peak after task N / worker peak after task 5
     python scripts/bench_memory.py              # 50 x SUB160, about 2 minutes
     python scripts/bench_memory.py -n 100 --record
 
-``--record`` appends the printed table to docs/benchmarks.md.
+``--record`` writes the printed table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ reduces them with image2 and times ``Image3Pipeline.call`` default vs fast.
 
 About 2 minutes on 2 shared cores with --repeat 3 (full frame, image2 only; 100 s at
 load average 4); --image3 4 adds several minutes (two full-frame mosaics per repeat).
-``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
+``--record`` writes the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _benchlib import machine, record
+from _benchlib import Recorder, machine, record
 
 CHILD = r"""
 import json, resource, sys, time
@@ -111,11 +111,7 @@ def main() -> None:
                         help="also time image3 default vs fast on N dithers")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line)
-        lines.append(line)
+    say = Recorder()
 
     say(f"started {machine()}")
 
@@ -151,7 +147,7 @@ def main() -> None:
     )
     if args.record:
         record(f"profiles: `fast` vs `default`, NIRCam {args.subarray}", "bench_profiles.py",
-               "\n".join(lines))
+               say.text)
 
 
 if __name__ == "__main__":

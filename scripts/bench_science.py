@@ -9,7 +9,7 @@ and the time per stage.  Exit status 1 when a check fails.
     python scripts/bench_science.py                  # the demo's default size, ~1 minute
     python scripts/bench_science.py --full-frame --record
 
-``--record`` appends the printed table to docs/benchmarks.md.
+``--record`` writes the printed table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

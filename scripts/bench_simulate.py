@@ -8,7 +8,7 @@ prints the median wall time and its ratio to the budget (ratio < 1 means within 
 
     python scripts/bench_simulate.py [--repeat 3] [--miri] [--record]
 
-``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
+``--record`` writes the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _benchlib import machine, record
+from _benchlib import Recorder, machine, record
 
 
 def main() -> None:
@@ -28,11 +28,7 @@ def main() -> None:
     parser.add_argument("--miri", action="store_true", help="also time MIRI FULL x4")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line)
-        lines.append(line)
+    say = Recorder()
 
     say(f"started {machine()}")
 
@@ -62,7 +58,7 @@ def main() -> None:
         say(f"{name:<26} {median:9.1f} {budget:9.0f} {median / budget:7.2f}")
     if args.record:
         record("simulate: 4 NIRCam exposures with their CRDS cache", "bench_simulate.py",
-               "\n".join(lines))
+               say.text)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ time (issue 10's target: within 5 %, ratio <= 1.05).
     python scripts/bench_single.py                       # SUB640, 3 rounds
     python scripts/bench_single.py --full-frame --image3-members 4 --record
 
-``--record`` appends the printed table to docs/benchmarks.md.
+``--record`` writes the printed table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ figure is printed.
     python scripts/bench_step.py --subarray SUB160 -n 2        # a check (about a minute)
     python scripts/bench_step.py --full-frame -n 8 -j 2 --record   # the issue's figure
 
-``--record`` appends the printed table to docs/benchmarks.md.
+``--record`` writes the printed table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Measures, side by side in one run:
      (check_data=False) and full, vs datamodels.open on the same files.
 
 Usage:  python scripts/bench_validate.py [--n-small 1000] [--workdir DIR] [--record]
-``--record`` appends the printed lines, the command, date and machine to docs/benchmarks.md.
+``--record`` writes the printed lines, the command, date and machine to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _benchlib import machine, record
+from _benchlib import Recorder, machine, record
 
 
 def make_cal(path: Path, shape, crf=False) -> Path:
@@ -64,11 +64,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_validate_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"workdir {work}")
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line)
-        lines.append(line)
+    say = Recorder()
 
     say(f"started {machine()}")
 
@@ -115,7 +111,7 @@ def main() -> None:
 
     if args.record:
         record("validate: jwstrun.validate vs opening products as datamodels",
-               "bench_validate.py", "\n".join(lines))
+               "bench_validate.py", say.text)
 
 
 if __name__ == "__main__":
