@@ -975,3 +975,30 @@ def test_cli_info_several_files_json(products):
     assert [f["product_type"] for f in payload["files"]] == ["cal", "calints"]
     extensions = {name: shape for name, shape, _ in payload["files"][1]["extensions"]}
     assert extensions["SCI"] == [NINTS, *SHAPE] and extensions["INT_TIMES"] == [NINTS]
+
+
+def test_a_step_the_inputs_skipped_is_not_demanded_of_the_stage_products(tmp_path):
+    """image2 run with steps.flat_field.skip=true: the image3 mosaic carries S_FLAT =
+    SKIPPED from its members, and the task's validation takes the members' own record;
+    without such a member the same mosaic fails, naming S_FLAT."""
+    from jwstrun.runner.task import Task, _validate_products
+
+    mosaic = tmp_path / REAL_I2D[0].name
+    shutil.copy(REAL_I2D[0], mosaic)
+    mosaic.chmod(0o644)
+    fits.setval(mosaic, "S_FLAT", value="SKIPPED")
+    member = tmp_path / "member_cal.fits"
+    fits.PrimaryHDU(header=fits.Header([("S_FLAT", "SKIPPED"), ("S_SNOWBL", "SKIPPED")])
+                    ).writeto(member)
+
+    def task(inputs):
+        return Task(task_id="image3-x", pipeline="image3", input=str(mosaic), product="x",
+                    inputs=[{"path": str(p), "role": "science"} for p in inputs],
+                    outdir=str(tmp_path), workdir=str(tmp_path), log_file="", parameters={},
+                    fingerprint="")
+
+    assert _validate_products([mosaic], task([member]))["errors"] == []
+    errors = _validate_products([mosaic], task([]))["errors"]
+    assert errors == [f"{mosaic.name}: S_FLAT is SKIPPED: flat_field did not run although the "
+                      "profile did not ask to skip it (a missing reference file, or the step "
+                      "gave up). See the step log."]

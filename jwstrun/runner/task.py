@@ -109,13 +109,42 @@ def _skipped_steps(parameters: dict) -> list[str]:
     )
 
 
+def _skipped_in_inputs(task: Task) -> set[str]:
+    """The ``S_*`` keys the task's FITS inputs record as SKIPPED: a step an earlier run
+    skipped on purpose (image2 with ``steps.flat_field.skip``) is carried into this
+    stage's products (an image3 mosaic reads S_FLAT = SKIPPED), where validation
+    takes the inputs' own record rather than demand COMPLETE."""
+    from astropy.io import fits
+
+    keys: set[str] = set()
+    for path in task.input_paths:
+        if not path.lower().endswith(".fits"):
+            continue
+        try:
+            header = fits.getheader(path)
+        except (OSError, ValueError):
+            continue  # unreadable inputs fail the pipeline itself, with its message
+        keys.update(key for key, value in header.items()
+                    if key.startswith("S_") and str(value).strip().upper() == "SKIPPED")
+    return {key for key in keys if _is_status_key(key)}
+
+
+def _is_status_key(key: str) -> bool:
+    from ..validate import step_status_keys
+
+    try:
+        return bool(step_status_keys([key]))
+    except JwstrunError:  # a package's own keyword (S_SNOWBL): not a jwst step's
+        return False
+
+
 def _validate_products(paths: list[Path], task: Task) -> dict:
     """Check products with jwstrun.validate (and, for ``jwstrun step``, the step's own
     status keyword); errors make the task fail before the move."""
     from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
-    skips = _skipped_steps(task.parameters)
+    skips = [*_skipped_steps(task.parameters), *sorted(_skipped_in_inputs(task))]
     for path in paths:
         file_report = validate_file(
             path, expected_skips=skips, expect_background=task.expect_background,
