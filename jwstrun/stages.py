@@ -236,15 +236,30 @@ def _looks_like_step(name: str) -> bool:
 
 def step_aliases() -> dict[str, tuple[str, str]]:
     """Every class alias registered through stpipe's entry points (``stpipe.steps``):
-    alias -> (class name, package), as ``strun`` resolves them.  Loads the entry points
-    (imports the packages that register steps: call it at run time only)."""
-    from stpipe.entry_points import get_steps
+    alias -> (class name, package), as ``strun`` resolves them (:mod:`jwstrun._step_registry`,
+    cached on disk: the first call without the cache imports every registering package)."""
+    from ._step_registry import registered_steps
 
-    found: dict[str, tuple[str, str]] = {}
-    for info in get_steps():
-        if info.class_alias:
-            found.setdefault(info.class_alias, (info.class_name, info.package_name))
-    return found
+    return {alias: (entry.class_name, entry.package)
+            for alias, entry in registered_steps().items()}
+
+
+def _alias_path(name: str) -> str:
+    """The class path alias ``name`` (``package::alias`` scoped) means, from the cached
+    registry; ``name`` itself when no package registers it.  An alias two packages register
+    goes to stpipe's own resolution, whose error names both (:class:`ValueError`)."""
+    from ._step_registry import registrations
+
+    scope, _, alias = name.rpartition("::")
+    found = {entry.package: entry for entry in registrations()
+             if entry.alias == alias and (not scope or entry.package == scope)}
+    if len(found) == 1:
+        return next(iter(found.values())).class_name
+    if not found:
+        return name
+    from stpipe.utilities import resolve_step_class_alias
+
+    return resolve_step_class_alias(name)
 
 
 def resolve_step_class(name: str):
@@ -254,11 +269,11 @@ def resolve_step_class(name: str):
     import difflib
 
     from stpipe import Step
-    from stpipe.utilities import import_class, resolve_step_class_alias
+    from stpipe.utilities import import_class
 
     name = name.strip()
     try:
-        path = resolve_step_class_alias(name)
+        path = _alias_path(name)
     except ValueError as exc:  # an alias two packages register
         raise StepError(" ".join(str(exc).split())) from None
     if "." not in path:

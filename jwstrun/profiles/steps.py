@@ -6,11 +6,9 @@ stpipe's ``stpipe.steps`` entry points (``stpipe.entry_points.get_steps``: jwst'
 and snowblind's, and any other package's); never by an import path written in a
 profile, which would let a profile import code.
 
-Reading the registrations loads every registering package (jwst.stpipe,
-snowblind: seconds), and a step's spec imports its module, so both are cached on
-disk like the stage specs (:mod:`jwstrun._pipeline_cache`), keyed by the versions
-of the packages that register steps; :func:`clear_caches` forgets what this
-process holds.
+The registry is :mod:`jwstrun._step_registry`'s (cached on disk); a step's spec imports
+its module, so it is cached on disk beside it, keyed by the versions of the packages
+that register steps; :func:`clear_caches` forgets what this process holds.
 """
 
 from __future__ import annotations
@@ -18,27 +16,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .._pipeline_cache import cached_json, pipeline_cache_path
+from .._pipeline_cache import cached_json
+from .._step_registry import RegisteredStep, cache_path, registered_steps, registering_dists
+from .._step_registry import clear_caches as _clear_registry
 from ..errors import ConfigError
 from ._hints import _suggest
 from .spec import ParamSpec
 
 __all__ = ["RegisteredStep", "CorrectionStepSpec", "registered_steps", "correction_step_spec",
            "clear_caches"]
-
-_GROUP = "stpipe.steps"
-_FORMAT = "1"
-
-
-@dataclass(frozen=True)
-class RegisteredStep:
-    """One entry of stpipe's step registry."""
-
-    alias: str
-    class_name: str  # as registered ("jwst.step.CleanFlickerNoiseStep")
-    is_pipeline: bool
-    package: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -64,54 +50,6 @@ class CorrectionStepSpec:
     def to_dict(self) -> dict:
         return {"step": self.alias, "class": self.class_name, "package": self.package,
                 "version": self.version, "status_keyword": self.status_keyword}
-
-
-def _registering_dists() -> list[str]:
-    """``name==version`` of every installed distribution registering stpipe steps
-    (read from the installed metadata: nothing is imported)."""
-    from importlib import metadata
-
-    found = set()
-    for entry_point in metadata.entry_points(group=_GROUP):
-        dist = getattr(entry_point, "dist", None)
-        if dist is not None:
-            found.add(f"{dist.name}=={dist.version}")
-    return sorted(found)
-
-
-def _cache_path(kind: str):
-    path = pipeline_cache_path(kind, _FORMAT)
-    if path is None:
-        return None
-    import hashlib
-
-    key = hashlib.sha1("|".join(_registering_dists()).encode()).hexdigest()[:8]
-    return path.with_name(path.stem + f"-{key}.json")
-
-
-def _read_registry() -> dict:
-    import warnings
-
-    from stpipe.entry_points import get_steps
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a broken plugin: its steps are simply not offered
-        steps = get_steps()
-    return {"dists": _registering_dists(), "steps": {
-        info.class_alias: {"class_name": info.class_name, "is_pipeline": bool(info.is_pipeline),
-                           "package": info.package_name, "version": info.package_version}
-        for info in steps if info.class_alias
-    }}
-
-
-@functools.lru_cache(maxsize=1)
-def registered_steps() -> dict[str, RegisteredStep]:
-    """Alias -> :class:`RegisteredStep` of every step and pipeline stpipe knows."""
-    dists = _registering_dists()
-    data = cached_json(_cache_path("registry"), _read_registry,
-                       lambda d: isinstance(d, dict) and d.get("dists") == dists)
-    return {alias: RegisteredStep(alias, s["class_name"], s["is_pipeline"], s["package"],
-                                  s["version"]) for alias, s in data["steps"].items()}
 
 
 def _status_keyword(cls) -> str | None:
@@ -147,7 +85,7 @@ def correction_step_spec(alias: str, where: str = "before") -> CorrectionStepSpe
     if entry.is_pipeline:
         raise ConfigError(f"{alias!r} in {where} is a pipeline; a correction before a stage "
                           "is a single step such as clean_flicker_noise or snowblind")
-    dists = _registering_dists()
+    dists = registering_dists()
 
     def build() -> dict:
         import json
@@ -162,7 +100,7 @@ def correction_step_spec(alias: str, where: str = "before") -> CorrectionStepSpe
         steps_read[alias] = _read_step_spec(entry)
         return {"dists": dists, "steps": steps_read}
 
-    path = _cache_path("correction-steps")
+    path = cache_path("correction-steps")
     data = cached_json(path, build, lambda d: isinstance(d, dict) and d.get("dists") == dists
                        and alias in (d.get("steps") or {}))
     raw = data["steps"][alias]
@@ -176,5 +114,5 @@ def correction_step_spec(alias: str, where: str = "before") -> CorrectionStepSpe
 
 def clear_caches() -> None:
     """Forget the registry and the step specs this process holds."""
-    registered_steps.cache_clear()
+    _clear_registry()
     correction_step_spec.cache_clear()
