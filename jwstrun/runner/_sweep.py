@@ -102,8 +102,14 @@ def plan_variants(pipeline: str, sweeps: Iterable[str], profiles: Iterable[str] 
                 "._+- become _); sweep values that differ in those characters.")
         folders[folder] = values
         extra = [f"{key}={value}" for key, value in values.items()]
-        variants.append(Variant(values, folder,
-                                call_parameters(pipeline, profiles, [*sets, *extra])))
+        try:
+            parameters = call_parameters(pipeline, profiles, [*sets, *extra])
+        except ConfigError as exc:  # said as --set says it, of the value swept
+            text = str(exc)
+            for item in extra:
+                text = text.replace(f"--set {item}:", f"--sweep {item}:")
+            raise ConfigError(text) from exc
+        variants.append(Variant(values, folder, parameters))
     return variants
 
 
