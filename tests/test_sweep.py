@@ -195,3 +195,19 @@ def test_image3_sweep_against_the_truth(tmp_path):
     assert list(table["steps.outlier_detection.snr"]) == ["5.0 4.0", "4.0 3.0", "3.0 2.0"]
     assert list(table["n_outliers"]) == [rows[s]["n_outliers"] for s in table[
         "steps.outlier_detection.snr"]]
+
+
+def test_tweakreg_rmse_read_from_the_task_logs(tmp_path):
+    from jwstrun.compare.sweep import tweakreg_rmse
+
+    log = tmp_path / "task.log"
+    log.write_text(  # the lines tweakwcs logs for each alignment group
+        "2026-12-03 12:38:22,615 - tweakwcs.wcsimage - INFO - Computed 'rshift' fit for "
+        "'GROUP ID: jw01234001001_02101_00002':\n"
+        "2026-12-03 12:38:22,615 - tweakwcs.wcsimage - INFO - FIT RMSE: 0.0186643   FIT MAE: "
+        "0.0167308\n"
+        "2026-12-03 12:38:22,704 - tweakwcs.wcsimage - INFO - FIT RMSE: 0.0187421   FIT MAE: "
+        "0.0171593\n")
+    assert tweakreg_rmse([log]) == 0.0187421
+    log.write_text("2026-12-03 - jwst.tweakreg.tweakreg_step - INFO - Detected 1 sources\n")
+    assert tweakreg_rmse([log, tmp_path / "missing.log"]) is None
