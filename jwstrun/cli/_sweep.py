@@ -22,8 +22,8 @@ def sweep_options(func):
             "--truth", type=click.Path(dir_okay=False, exists=True, path_type=str),
             default=None,
             help="With --sweep: ECSV catalog of injected sources (ra, dec; the simulator's "
-            "truth_sources.ecsv) to count the catalog sources matched to it and, with the "
-            "simulator's truth_pointing.ecsv beside it, the alignment RMS against the truth.",
+            "truth_sources.ecsv): the table counts the catalog sources matched to it and the "
+            "RMS of their offsets from it (the common offset taken out).",
         ),
     ]
     for option in reversed(options):

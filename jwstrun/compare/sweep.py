@@ -8,10 +8,9 @@ One row per variant, over the products of its tasks:
 - ``tweakreg_rmse_arcsec``: the largest ``FIT RMSE`` tweakreg's fits logged (tangent
   plane, arcsec; none when tweakreg did not fit);
 - with a truth catalogue (``ra``, ``dec``): ``n_matched``, the catalogue sources within
-  :data:`MATCH_ARCSEC` of an injected one; and when the simulator's pointing truth
-  (``truth_pointing.ecsv``) is beside it, ``alignment_rms_arcsec``: the RMS offset of
-  the ``_crf`` WCSs from the true pointings around their common offset
-  (:func:`jwstrun.simulate.checks.alignment_residuals`).
+  :data:`MATCH_ARCSEC` of an injected one, and ``alignment_rms_arcsec``, the RMS of
+  their offsets from the injected positions around the median offset
+  (:func:`truth_matches`).
 
 numpy and astropy are imported inside the functions.
 """
@@ -26,7 +25,7 @@ from pathlib import Path
 from ..products import DQ_FLAGS, read_catalog
 
 __all__ = ["MATCH_ARCSEC", "COLUMNS", "sweep_table", "write_sweep_table", "outlier_counts",
-           "tweakreg_rmse"]
+           "tweakreg_rmse", "truth_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +70,33 @@ def tweakreg_rmse(log_files) -> float | None:
     return max(values) if values else None
 
 
-def _matched(cat_files, truth) -> int:
-    """Catalogue sources within :data:`MATCH_ARCSEC` of a truth source."""
+def truth_matches(cat_files, truth) -> tuple[int, float | None]:
+    """(catalogue sources within :data:`MATCH_ARCSEC` of a truth source, RMS offset in
+    arcsec of those from their truth source around the median offset -- the frame's
+    common offset taken out, as tweakreg aligns relative to an exposure; None under
+    two matches)."""
     import numpy as np
     from astropy.coordinates import SkyCoord
 
     truth_pos = SkyCoord(np.asarray(truth["ra"], dtype=float),
                          np.asarray(truth["dec"], dtype=float), unit="deg")
-    n = 0
+    offsets = []
     for path in cat_files:
         cat = read_catalog(path)
-        if len(cat) and len(truth_pos):
-            _idx, sep, _ = cat["sky_centroid"].match_to_catalog_sky(truth_pos)
-            n += int(np.count_nonzero(sep.arcsec <= MATCH_ARCSEC))
-    return n
+        if not (len(cat) and len(truth_pos)):
+            continue
+        measured = cat["sky_centroid"]
+        idx, sep, _ = measured.match_to_catalog_sky(truth_pos)
+        ok = sep.arcsec <= MATCH_ARCSEC
+        dlon, dlat = truth_pos[idx[ok]].spherical_offsets_to(measured[ok])
+        offsets += list(zip(dlon.arcsec, dlat.arcsec, strict=True))
+    if len(offsets) < 2:
+        return len(offsets), None
+    rel = np.asarray(offsets) - np.median(offsets, axis=0)
+    return len(offsets), float(np.sqrt(np.mean(np.sum(rel**2, axis=1))))
 
 
-def _alignment_rms(crf_files, truth_path: Path, crds_path) -> float | None:
-    """RMS offset of the crf WCSs from the simulator's true pointings (None when the
-    pointing truth is not beside the truth catalogue)."""
-    from ..simulate.checks import _spread, alignment_residuals
-    from ..simulate.program import POINTING_FILE
-
-    if not crf_files or not crds_path or not (truth_path.parent / POINTING_FILE).is_file():
-        return None
-    after, _before = alignment_residuals(crf_files, truth_path.parent, crds_path)
-    return _spread(after)[0] if len(after) else None
-
-
-def sweep_table(summary, variants, truth: str | os.PathLike | None = None,
-                crds_path: str | None = None) -> list[dict]:
+def sweep_table(summary, variants, truth: str | os.PathLike | None = None) -> list[dict]:
     """One row per variant of ``summary`` (a sweep's :class:`RunSummary`): ``variant``
     (its folder), ``values`` and the :data:`COLUMNS` (None where they do not apply)."""
     truth_table = None
@@ -128,9 +124,8 @@ def sweep_table(summary, variants, truth: str | os.PathLike | None = None,
         logs = [summary.outdir / r.log_file if not os.path.isabs(r.log_file) else r.log_file
                 for r in done if r.log_file]
         row["tweakreg_rmse_arcsec"] = tweakreg_rmse(logs)
-        if truth_table is not None:
-            row["n_matched"] = _matched(cats, truth_table) if cats else None
-            row["alignment_rms_arcsec"] = _alignment_rms(crfs, Path(truth), crds_path)
+        if truth_table is not None and cats:
+            row["n_matched"], row["alignment_rms_arcsec"] = truth_matches(cats, truth_table)
         rows.append(row)
     return rows
 

@@ -163,12 +163,12 @@ def sweep_variants(stage, settings, parameters: dict) -> list[Variant]:
     return variants
 
 
-def measure_sweep(summary, variants: list[Variant], truth, crds_env: dict) -> list[dict]:
+def measure_sweep(summary, variants: list[Variant], truth) -> list[dict]:
     """The sweep's table (:func:`jwstrun.compare.sweep.sweep_table`), written as
     ``OUTDIR/sweep.ecsv``."""
     from ..compare.sweep import sweep_table, write_sweep_table
 
-    rows = sweep_table(summary, variants, truth=truth, crds_path=(crds_env or {}).get("CRDS_PATH"))
+    rows = sweep_table(summary, variants, truth=truth)
     write_sweep_table(rows, variants, summary.outdir / SWEEP_TABLE)
     return rows
 
