@@ -173,6 +173,7 @@ _FLAG_TERMS = [
     (r"a scheduler or cluster in dask_options needs executor='dask'",
      "--scheduler and --cluster need --executor dask"),
     (r"\blow_memory=True asks", "--low-memory asks"),
+    (r"\btruth= is for a sweep's table \(sweep=\)", "--truth is for a sweep's table (--sweep)"),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
     (r"Choose a directory you can write to as outdir\.",

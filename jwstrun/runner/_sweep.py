@@ -147,8 +147,8 @@ def sweep_variants(stage, settings, parameters: dict) -> list[Variant]:
     sweeps = list(settings.sweep or ())
     if not sweeps:
         if settings.truth is not None:
-            raise ConfigError("truth is for a sweep's table: give sweep= (--sweep) too, or "
-                              "compare a run with 'jwstrun report OUTDIR --truth FILE'.")
+            raise ConfigError("truth= is for a sweep's table (sweep=); for a run's catalog "
+                              "against a truth, use 'jwstrun report OUTDIR --truth FILE'.")
         return []
     if stage.is_step:
         raise ConfigError("--sweep: jwstrun step does not sweep; sweep the parameters of "
@@ -163,14 +163,14 @@ def sweep_variants(stage, settings, parameters: dict) -> list[Variant]:
     return variants
 
 
-def measure_sweep(summary, variants: list[Variant], truth) -> list[dict]:
-    """The sweep's table (:func:`jwstrun.compare.sweep.sweep_table`), written as
-    ``OUTDIR/sweep.ecsv``."""
-    from ..compare.sweep import sweep_table, write_sweep_table
+def measure_sweep(summary, variants: list[Variant], truth) -> None:
+    """The sweep's table (:func:`jwstrun.compare.sweep.sweep_table`) as ``summary.sweep``,
+    written as ``OUTDIR/sweep.ecsv`` (nothing without variants)."""
+    if variants:
+        from ..compare.sweep import sweep_table, write_sweep_table
 
-    rows = sweep_table(summary, variants, truth=truth)
-    write_sweep_table(rows, variants, summary.outdir / SWEEP_TABLE)
-    return rows
+        summary.sweep = sweep_table(summary, variants, truth=truth)
+        write_sweep_table(summary.sweep, variants, summary.outdir / SWEEP_TABLE)
 
 
 #: The sweep's table in OUTDIR.

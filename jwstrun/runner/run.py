@@ -337,8 +337,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 shard=shard, plan_shards=plan_shards,
             )
         summary.left_out = selection.left_out
-        if variants:
-            summary.sweep = measure_sweep(summary, variants, settings.truth)
+        measure_sweep(summary, variants, settings.truth)
         return summary
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
