@@ -221,3 +221,34 @@ def test_tweakreg_rmse_read_from_the_task_logs(tmp_path):
     assert tweakreg_rmse([log]) == 0.0187421
     log.write_text("2026-12-03 - jwst.tweakreg.tweakreg_step - INFO - Detected 1 sources\n")
     assert tweakreg_rmse([log, tmp_path / "missing.log"]) is None
+
+
+def test_each_variant_task_gets_its_parameters_and_folder(tmp_path):
+    """make_tasks gives each variant's task its own parameters (with the memory plan's
+    on-disk override on top), its folder and its values; the tasks pickle (Dask)."""
+    import pickle
+
+    from jwstrun.runner._sweep import expand_planned, plan_variants
+    from jwstrun.runner.plan import Planned, make_tasks
+
+    class OnDisk:  # the memory plan's part make_tasks reads (jwstrun.mosaic.MemoryPlan)
+        def call_overrides(self):
+            return {"in_memory": False}
+
+        def to_dict(self):
+            return {"mode": "on_disk"}
+
+    asn = tmp_path / "x_image3_asn.json"
+    asn.write_text("{}")
+    planned = [Planned("image3", "x", asn, [asn], ["association"], memory=OnDisk())]
+    variants = plan_variants("image3", ["steps.outlier_detection.snr=5.0 4.0,3.0 2.0"],
+                             sets=["steps.resample.pixfrac=0.5"])
+    tasks = make_tasks(expand_planned(planned, variants), tmp_path, {"steps": {}}, True, True)
+    assert [t.task_id for t in tasks] == ["image3-x-outlier_detection.snr-5.0_4.0",
+                                          "image3-x-outlier_detection.snr-3.0_2.0"]
+    for task, snr in zip(tasks, ("5.0 4.0", "3.0 2.0"), strict=True):
+        task = pickle.loads(pickle.dumps(task))
+        assert task.parameters == {"in_memory": False, "steps": {
+            "resample": {"pixfrac": 0.5}, "outlier_detection": {"snr": snr}}}
+        assert task.subdir == f"sweep/outlier_detection.snr={snr.replace(' ', '_')}"
+        assert task.sweep == {"steps.outlier_detection.snr": snr}

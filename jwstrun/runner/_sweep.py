@@ -136,7 +136,7 @@ def variant_task_suffix(variant: Variant | None) -> str:
     return "-" + variant.folder.replace("=", "-").replace(",", "-")
 
 
-def sweep_variants(stage, settings, parameters: dict) -> list[Variant]:
+def sweep_variants(stage, settings) -> list[Variant]:
     """The variants of a run's ``settings.sweep`` (none without), checked before OUTDIR is
     touched; their parameters get what the run adds to its own (``--save-bsub``)."""
     from pathlib import Path

@@ -351,7 +351,7 @@ def make_tasks(
         inputs = [_input_entry(p, role) for p, role in zip(item.inputs, item.roles, strict=True)]
         task_parameters = parameters if item.variant is None else item.variant.parameters
         if item.memory is not None and item.memory.call_overrides():
-            task_parameters = merge_parameters(parameters, item.memory.call_overrides())
+            task_parameters = merge_parameters(task_parameters, item.memory.call_overrides())
         tasks.append(
             Task(
                 task_id=task_id,

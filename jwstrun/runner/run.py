@@ -285,7 +285,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     corrections = correction_list(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
-    variants = sweep_variants(stage, settings, parameters)  # runner._sweep
+    variants = sweep_variants(stage, settings)  # runner._sweep
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
