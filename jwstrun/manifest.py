@@ -224,6 +224,12 @@ def _plain_name(name) -> bool:
             and "\\" not in name and "\0" not in name)
 
 
+def _output_name(name) -> bool:
+    """A product's name: a file directly in OUTDIR, or in a folder of it (a sweep's
+    ``sweep/<variant>/<file>``), each part a plain name."""
+    return isinstance(name, str) and all(_plain_name(part) for part in name.split("/"))
+
+
 def _record_problem(record) -> str | None:
     """Why a task record cannot be used (None when it can)."""
     problem = _wrong_types(record, _RECORD_TYPES, required=("task_id", "status"))
@@ -234,7 +240,7 @@ def _record_problem(record) -> str | None:
         if problem:
             return f"an input {problem}"
     names = list(record.get("outputs") or []) + list(record.get("output_sizes") or {})
-    bad = next((n for n in names if not _plain_name(n)), None)
+    bad = next((n for n in names if not _output_name(n)), None)
     if bad is not None:
         return f"output {bad!r} is not a file name in the output directory"
     if any(not isinstance(v, int) for v in (record.get("output_sizes") or {}).values()):

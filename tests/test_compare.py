@@ -59,9 +59,11 @@ def test_a_run_and_its_copy_are_identical(runs):
     assert len(names) == 7
     i2d = names[f"{STEM}_i2d.fits"]
     assert i2d["wcs"]["max_offset_arcsec"] == 0.0 and i2d["wcs"]["pixel_arcsec"] > 0.02
-    assert set(i2d["arrays"]) == {"SCI", "ERR", "WHT", "CON"}
+    assert set(i2d["arrays"]) == {"SCI", "ERR", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE",
+                                  "VAR_FLAT"}
+    assert i2d["headers"] == {"differs": False, "keywords": []}
     cal = next(p for n, p in names.items() if n.endswith("_cal.fits"))
-    assert {"SCI", "ERR", "DQ"} <= set(cal["arrays"])
+    assert {"SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"} <= set(cal["arrays"])
     cat = names[f"{STEM}_cat.ecsv"]["catalog"]
     assert cat["n_a"] == cat["n_b"] == cat["n_matched"] > 0
     assert cat["median_flux_ratio"] == 1.0
@@ -84,6 +86,11 @@ def test_a_changed_parameter_is_named_with_the_products_it_changed(runs):
     assert sci["differs"] and 0 < sci["n_differ"] <= sci["n_pixels"]
     assert sci["max_abs_diff"] > 0
     assert changed[f"{STEM}_i2d.fits"]["wcs"]["max_offset_arcsec"] == 0.0  # same output grid
+    # the variances resampled with the other pixfrac too; the header records it
+    assert changed[f"{STEM}_i2d.fits"]["arrays"]["VAR_POISSON"]["n_differ"] > 0
+    assert {"hdu": "PRIMARY", "key": "PIXFRAC", "a": 1.0, "b": 0.5} in \
+        changed[f"{STEM}_i2d.fits"]["headers"]["keywords"]
+    assert "PRIMARY PIXFRAC: 1.0 -> 0.5" in result.stdout
     assert f"{STEM}_i2d.fits   SCI" in result.stdout
 
 
@@ -149,3 +156,92 @@ def test_dq_bits_named():
     exact = array_difference(x, y, 0.0)
     assert exact["n_differ"] == 2 and exact["n_nan_mismatch"] == 1
     assert array_difference(x, y, 1e-6)["n_differ"] == 1
+
+
+def test_headers_and_variances(tmp_path):
+    """Keywords that matter are named; the file's date, name and checksums are not."""
+    from astropy.io import fits
+
+    from jwstrun.compare._products import IGNORED_KEYWORDS, compare_product
+
+    def write(name, date, gain, var):
+        primary = fits.PrimaryHDU()
+        primary.header.update(DATE=date, FILENAME=name, CAL_VER="1.0", R_GAIN=gain)
+        sci = fits.ImageHDU(np.ones((4, 4), np.float32), name="SCI")
+        sci.header["BUNIT"] = "MJy/sr"
+        hdul = fits.HDUList([primary, sci, fits.ImageHDU(var, name="VAR_POISSON")])
+        hdul.writeto(tmp_path / name, checksum=True)
+        return tmp_path / name
+
+    var = np.zeros((4, 4), np.float32)
+    a = write("a_rate.fits", "2026-01-01T00:00:00", "crds://gain_1.fits", var)
+    b = write("b_rate.fits", "2026-02-02T00:00:00", "crds://gain_2.fits", var + 1e-3)
+    assert {"DATE", "FILENAME", "CHECKSUM", "DATASUM"} <= IGNORED_KEYWORDS
+    result = compare_product(a, b, 0.0)
+    assert result["headers"] == {"differs": True, "keywords": [
+        {"hdu": "PRIMARY", "key": "R_GAIN", "a": "crds://gain_1.fits", "b": "crds://gain_2.fits"}]}
+    assert result["arrays"]["VAR_POISSON"]["n_differ"] == 16
+    assert result["arrays"]["SCI"]["differs"] is False
+    same = write("c_rate.fits", "2026-03-03T00:00:00", "crds://gain_1.fits", var)
+    result = compare_product(a, same, 0.0)
+    assert not result["differs"] and not result["bytes_equal"]
+
+
+def test_report_compare_section(runs, tmp_path):
+    """``jwstrun report A --compare B``: jwstrun diff's result as a section of A's page,
+    rendered by a headless browser when one is installed (tests/test_look.py's way)."""
+    import re
+    import subprocess
+
+    from tests.test_look import CHROMIUM
+
+    report = tmp_path / "a"
+    shutil.copytree(runs["a"], report)
+    result = CliRunner().invoke(cli, ["report", str(report), "--no-previews", "--compare",
+                                      str(runs["b"])], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    page = (report / "jwstrun-report.html").read_text()
+    section = page[page.index("<h2 id='compare'>"):]
+    assert ("different</b>: 7 product(s) compared, 3 differ, 0 only in A, 0 only in B; "
+            "1 setting(s) differ.") in section
+    assert "<td><code>steps.resample.pixfrac</code></td><td><code>1.0</code></td>" \
+        "<td><code>0.5</code></td>" in section
+    assert "PRIMARY PIXFRAC: 1.0 -&gt; 0.5" in section
+    for name in ("i2d.fits", "segm.fits", "cat.ecsv"):
+        assert f"<code>{STEM}_{name}</code>" in section
+    bad = CliRunner().invoke(cli, ["report", str(report), "--compare", str(tmp_path / "nope")])
+    assert bad.exit_code == 2
+    assert bad.stderr == (f"Error: {tmp_path / 'nope'}: no such directory. Give the -o directory "
+                          "of a jwstrun run (image2, image3, step or demo).\n")
+    if CHROMIUM is None:
+        return
+    probe = report / "probe.html"
+    probe.write_text(page.replace(
+        "</body>", "<script>window.addEventListener('load',()=>{const p=document."
+        "createElement('pre');p.id='probe';p.textContent=JSON.stringify({settings:document."
+        "querySelectorAll('#compare ~ table.settings tr.setting').length,products:document."
+        "querySelectorAll('#compare ~ table.products tr.product').length,shown:document."
+        "getElementById('compare').getBoundingClientRect().height>0});document.body."
+        "appendChild(p)});</script></body>"))
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
+         probe.as_uri()], capture_output=True, text=True, timeout=60, check=True).stdout
+    found = json.loads(re.search(r"<pre id=\"probe\">(.*?)</pre>", dom).group(1))
+    assert found["settings"] == 1 and found["shown"] is True
+    assert found["products"] == section.count("<tr class='product'>") >= 3
+
+
+def test_header_numbers_within_the_tolerance(tmp_path):
+    from astropy.io import fits
+
+    from jwstrun.compare._products import compare_headers
+
+    for name, value in (("a.fits", 1.0), ("b.fits", 1.0 + 1e-9)):
+        hdu = fits.PrimaryHDU()
+        hdu.header.update(PIXFRAC=value, FLAG=True, KIND="point")
+        hdu.writeto(tmp_path / name)
+    exact = compare_headers(tmp_path / "a.fits", tmp_path / "b.fits")
+    assert [row["key"] for row in exact["keywords"]] == ["PIXFRAC"]
+    assert compare_headers(tmp_path / "a.fits", tmp_path / "b.fits", 1e-6)["differs"] is False

@@ -448,3 +448,26 @@ def test_dask_docs_point_to_refs_doctor_and_tls():
     assert "CRDS_READONLY_CACHE=1" in text
     assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in text
     assert "pip install 'jwstrun[dask]'" in text
+
+
+@pytest.mark.slow
+def test_sweep_on_dask(sim, dask_run, cluster, tmp_path):
+    """--sweep's variants are ordinary tasks on Dask too: each gets its parameters; the
+    variant with the default value gives the plain run's products."""
+    from jwstrun.runner import run_image2
+
+    outdir, _summary = dask_run
+    rate = sim.rate_files[0]
+    summary = run_image2([str(rate)], tmp_path / "sweep", crds_env_file=str(sim.env_file),
+                         executor="dask", sweep=["steps.resample.pixfrac=1.0,0.5"],
+                         dask_options={"scheduler": cluster[0].scheduler_address})
+    assert [r.status for r in summary.results] == ["ok", "ok"], [r.error for r in summary.results]
+    stem = rate.name.replace("_rate.fits", "")
+    plain = tmp_path / "sweep" / "sweep" / "resample.pixfrac=1.0"
+    assert_same_products(outdir, plain, [f"{stem}_cal.fits", f"{stem}_i2d.fits"])
+    from astropy.io import fits
+
+    with fits.open(plain / f"{stem}_i2d.fits") as a, \
+            fits.open(tmp_path / "sweep" / "sweep" / "resample.pixfrac=0.5" / f"{stem}_i2d.fits") as b:
+        assert not np.array_equal(a["SCI"].data, b["SCI"].data, equal_nan=True)
+        assert b[0].header["PIXFRAC"] == 0.5

@@ -26,8 +26,10 @@ def diff_command(run_a, run_b, tolerance, all_products, as_json):
 
     RUN_A and RUN_B are -o directories of jwstrun runs (image2, image3, step,
     demo), each with its jwstrun-manifest.json. Products of the same file name
-    are compared: per-array statistics of the SCI, ERR, DQ (WHT, CON) differences
-    (max |B-A|, median B-A, pixels differing) and the DQ bits that changed;
+    are compared: per-array statistics of the SCI, ERR, DQ (WHT, CON, VAR_POISSON,
+    VAR_RNOISE, VAR_FLAT) differences (max |B-A|, median B-A, pixels differing) and
+    the DQ bits that changed; the keywords of the primary and SCI headers that
+    differ (not the file's date, name, checksums or the FITS structure);
     the WCS offsets at the centre and corners (_cal, _crf, _i2d); catalogs
     matched by position (counts, median flux ratio, median offset). From the
     manifests, task by task: the versions, CRDS context, reference files and
@@ -55,6 +57,7 @@ def _render(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..compare.text import product_lines
     from ..console import out
 
     if result.settings:
@@ -70,7 +73,7 @@ def _render(result) -> None:
         for column in ("product", "part", "difference"):
             table.add_column(column, overflow="fold")
         for product in result.products:
-            for part, text in _product_lines(product):
+            for part, text in product_lines(product):
                 table.add_row(escape(product["name"]), part, escape(text))
         out(table)
     for label, names in (("only in A", result.only_in_a), ("only in B", result.only_in_b),
@@ -85,43 +88,6 @@ def _render(result) -> None:
                f"product(s) compared, {changed} differ, {len(result.only_in_a)} only in A, "
                f"{len(result.only_in_b)} only in B; {len(result.settings)} setting(s) differ"),
         soft_wrap=True)
-
-
-def _product_lines(product: dict) -> list[tuple[str, str]]:
-    """(part, text) lines of one pair of products."""
-    if product.get("missing"):
-        return [("file", "missing: " + ", ".join(product["missing"]))]
-    lines = []
-    for ext, stats in (product.get("arrays") or {}).items():
-        if not stats["differs"]:
-            lines.append((ext, "same"))
-        elif "missing_in" in stats:
-            lines.append((ext, f"missing in {stats['missing_in'].upper()}"))
-        elif "shape_a" in stats:
-            lines.append((ext, f"shape {stats['shape_a']} -> {stats['shape_b']}"))
-        elif "bits" in stats:
-            bits = ", ".join(f"{b['name']} +{b['gained']}/-{b['lost']}" for b in stats["bits"])
-            lines.append((ext, f"{stats['n_differ']} of {stats['n_pixels']} px changed: {bits}"))
-        else:
-            lines.append((ext, f"{stats['n_differ']} of {stats['n_pixels']} px differ; max "
-                          f"|diff| {stats['max_abs_diff']:.4g}, median {_g(stats['median_diff'])}"))
-    wcs = product.get("wcs")
-    if wcs:
-        text = wcs.get("error") or (f"max offset {wcs['max_offset_arcsec']:.4g} arcsec (centre "
-                                    f"{wcs['offsets_arcsec']['centre']:.4g})")
-        lines.append(("WCS", text))
-    cat = product.get("catalog")
-    if cat:
-        lines.append(("catalog", f"{cat['n_a']} -> {cat['n_b']} sources, {cat['n_matched']} "
-                      f"matched; median flux ratio {_g(cat['median_flux_ratio'])}, median "
-                      f"offset {_g(cat['median_offset_arcsec'])} arcsec"))
-    if not lines:
-        lines.append(("file", "same bytes" if product["bytes_equal"] else "bytes differ"))
-    return lines
-
-
-def _g(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def register(group: click.Group) -> None:

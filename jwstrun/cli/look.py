@@ -82,8 +82,13 @@ def preview_command(files, outdir, stretch, dq, integration, catalog, no_catalog
               metavar="CATALOG",
               help="ECSV catalog of injected sources (ra, dec, abmag; e.g. the truth_sources.ecsv "
               "of 'jwstrun simulate') to compare the catalog magnitudes with.")
+@click.option("--compare", "compare", type=click.Path(path_type=str), default=None,
+              metavar="OTHER_OUTDIR",
+              help="Another run's -o directory: add a section with what 'jwstrun diff OUTDIR "
+              "OTHER_OUTDIR' finds (settings, versions, references that differ; per product the "
+              "array statistics, header keywords, WCS offsets and catalog matches).")
 @json_option
-def report_command(outdir, no_previews, max_previews, truth, as_json):
+def report_command(outdir, no_previews, max_previews, truth, compare, as_json):
     """Write OUTDIR/jwstrun-report.html: one static page about a run.
 
     OUTDIR is the -o directory of 'jwstrun image2' / 'jwstrun image3' (or of
@@ -92,7 +97,8 @@ def report_command(outdir, no_previews, max_previews, truth, as_json):
     parameters; shows thumbnails linking to full previews (written to
     previews/), how far tweakreg moved each exposure (its cal and crf WCS), the
     skymatch levels and the catalog magnitudes (against --truth, a catalog of
-    injected sources, when given; 'jwstrun demo' passes the simulator's). It
+    injected sources, when given; 'jwstrun demo' passes the simulator's) and,
+    with --compare, what differs from another run (as 'jwstrun diff'). It
     needs no network and no JavaScript: open it anywhere, or copy OUTDIR with
     it.
 
@@ -100,11 +106,13 @@ def report_command(outdir, no_previews, max_previews, truth, as_json):
     Examples:
       jwstrun report out/
       jwstrun report out/ --truth sim/truth_sources.ecsv
+      jwstrun report out-pixfrac/ --compare out/
       jwstrun report jwstrun-demo --json
     """
     from ..look import write_report
 
-    path = write_report(outdir, previews=not no_previews, max_previews=max_previews, truth=truth)
+    path = write_report(outdir, previews=not no_previews, max_previews=max_previews, truth=truth,
+                        compare=compare)
     if as_json:
         click.echo(json.dumps({"report": str(path)}))
     else:

@@ -15,6 +15,7 @@ import click
 
 from ._progress import RunProgress, cli_verbosity, live_wanted, progress_display
 from ._run_options import dask_options, memory_options, no_report_option, run_options
+from ._sweep import render_sweep, sweep_options
 from .options import json_option
 
 __all__ = ["register", "image2_command", "image3_command", "demo_command"]
@@ -108,6 +109,7 @@ def _finish(ctx: click.Context, summary, as_json: bool) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=1, default=str))
     else:
         _render_summary(summary)
+        render_sweep(summary)
     if summary.failed:
         click.secho(
             f"Error: {len(summary.failed)} of {len(summary.results)} task(s) failed; "
@@ -171,6 +173,7 @@ _FLAG_TERMS = [
     (r"a scheduler or cluster in dask_options needs executor='dask'",
      "--scheduler and --cluster need --executor dask"),
     (r"\blow_memory=True asks", "--low-memory asks"),
+    (r"\btruth= is for a sweep's table \(sweep=\)", "--truth is for a sweep's table (--sweep)"),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
     (r"Choose a directory you can write to as outdir\.",
@@ -210,6 +213,8 @@ def _common_kwargs(kw: dict) -> dict:
         "max_tasks_per_worker": kw["max_tasks_per_worker"],
         "keep_temp": kw["keep_temp"],
         "shard": kw["shard"],
+        "sweep": kw["sweep"],
+        "truth": kw["truth"],
     }
 
 
@@ -235,6 +240,7 @@ def _dask_kwargs(kw: dict) -> dict:
     help="Also write the background-subtracted _bsub product (when background members exist).",
 )
 @run_options
+@sweep_options
 @dask_options
 @click.option(
     "--report/--no-report", "report", default=False,
@@ -281,7 +287,7 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
                 previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
             ),
         )
-    if report:
+    if report and not kw["sweep"]:
         _write_report(kw["outdir"], kw["as_json"])
     _finish(ctx, summary, kw["as_json"])
 
@@ -294,6 +300,7 @@ def _memory_kwargs(kw: dict) -> dict:
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
 @run_options
+@sweep_options
 @memory_options
 @dask_options
 @no_report_option
@@ -322,12 +329,15 @@ def image3_command(ctx, inputs, no_report, **kw):
       jwstrun image3 out/*_cal.fits -o out/
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
       jwstrun image3 big_image3_asn.json -o mosaics/ --max-memory 8GB
+      jwstrun image3 out/*_cal.fits -o sweep/ -j 3 \\
+          --sweep steps.outlier_detection.snr="5.0 4.0,4.0 3.0,3.0 2.0"
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
     from ..runner import run_image3
 
     command = _invocation(ctx)
+    no_report = no_report or bool(kw["sweep"])  # the sweep's table instead
     if not no_report:
         from ..look import preload_report_modules
 

@@ -17,7 +17,17 @@ from ..products import DQ_FLAGS, product_suffix, read_catalog
 log = logging.getLogger(__name__)
 
 #: The image extensions compared, when present (an i2d also has WHT and CON).
-ARRAY_EXTENSIONS = ("SCI", "ERR", "DQ", "WHT", "CON")
+ARRAY_EXTENSIONS = ("SCI", "ERR", "DQ", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT")
+#: The headers whose keywords are compared (FITS products).
+HEADER_HDUS = ("PRIMARY", "SCI")
+#: Keywords never compared: what differs between two writes of the same product (the
+#: file's date, name and checksums), the FITS structure (the arrays' shapes and types are
+#: compared with the arrays) and free text.
+IGNORED_KEYWORDS = frozenset({
+    "DATE", "FILENAME", "CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM", "IRAF-TLM",
+    "SIMPLE", "EXTEND", "XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "BZERO", "BSCALE",
+    "EXTNAME", "EXTVER", "HISTORY", "COMMENT", "",
+})
 #: Products whose ASDF extension holds a gwcs worth comparing.
 WCS_SUFFIXES = ("cal", "crf", "i2d")
 #: Catalog sources of the two runs are the same source within this distance.
@@ -29,15 +39,17 @@ def compare_product(path_a: Path, path_b: Path, tolerance: float) -> dict:
     """Everything compared of one pair: ``{"name", "suffix", "differs", "arrays", "wcs",
     "catalog", "bytes_equal"}`` (the parts that do not apply are None)."""
     suffix = product_suffix(path_a)
-    result = {"name": path_a.name, "suffix": suffix, "arrays": None, "wcs": None,
-              "catalog": None, "bytes_equal": _same_bytes(path_a, path_b)}
+    result = {"name": path_a.name, "suffix": suffix, "arrays": None, "headers": None,
+              "wcs": None, "catalog": None, "bytes_equal": _same_bytes(path_a, path_b)}
     if path_a.name.lower().endswith(".fits"):
         result["arrays"] = compare_arrays(path_a, path_b, tolerance)
+        result["headers"] = compare_headers(path_a, path_b, tolerance)
         if suffix in WCS_SUFFIXES:
             result["wcs"] = compare_wcs(path_a, path_b, tolerance)
     elif suffix == "cat":
         result["catalog"] = compare_catalogs(path_a, path_b, tolerance)
     parts = [p for p in (result["arrays"] and list(result["arrays"].values()),
+                         result["headers"] and [result["headers"]],
                          result["wcs"] and [result["wcs"]],
                          result["catalog"] and [result["catalog"]]) if p]
     if parts:
@@ -136,6 +148,48 @@ def dq_difference(a, b) -> dict:
     n_differ = int(np.count_nonzero(changed))
     return {"differs": n_differ > 0, "n_pixels": int(a.size), "n_differ": n_differ,
             "bits": bits}
+
+
+# --------------------------------------------------------------------------
+# Headers
+# --------------------------------------------------------------------------
+def compare_headers(path_a: Path, path_b: Path, tolerance: float = 0.0) -> dict:
+    """The keywords of the :data:`HEADER_HDUS` that differ, not counting
+    :data:`IGNORED_KEYWORDS` (``{"differs", "keywords": [{"hdu", "key", "a", "b"}]}``; a
+    keyword missing from one header is None there); numbers within ``tolerance`` times
+    the larger are equal, as pixels are."""
+    from astropy.io import fits
+
+    rows = []
+    with fits.open(path_a) as a, fits.open(path_b) as b:
+        for hdu in HEADER_HDUS:
+            if hdu not in a or hdu not in b:
+                if (hdu in a) != (hdu in b):
+                    rows.append({"hdu": hdu, "key": "(header)", "a": hdu in a, "b": hdu in b})
+                continue
+            head_a, head_b = a[hdu].header, b[hdu].header
+            for key in sorted((set(head_a) | set(head_b)) - IGNORED_KEYWORDS):
+                value_a, value_b = head_a.get(key), head_b.get(key)
+                if not _same_value(value_a, value_b, tolerance):
+                    rows.append({"hdu": hdu, "key": key, "a": _plain(value_a),
+                                 "b": _plain(value_b)})
+    return {"differs": bool(rows), "keywords": rows}
+
+
+def _same_value(a, b, tolerance: float) -> bool:
+    if a == b:
+        return True
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    if not numbers:
+        return False
+    if a != a or b != b:  # NaN
+        return a != a and b != b
+    return abs(a - b) <= tolerance * max(abs(a), abs(b))
+
+
+def _plain(value):
+    """A header value as JSON takes it (an undefined value: None)."""
+    return value if isinstance(value, (str, int, float, bool)) else None
 
 
 # --------------------------------------------------------------------------

@@ -346,7 +346,8 @@ def preload_report_modules():
 
 def write_report(outdir: str | os.PathLike, *, previews: bool = True,
                  max_previews: int = MAX_PREVIEWS,
-                 truth: str | os.PathLike | None = None) -> Path:
+                 truth: str | os.PathLike | None = None,
+                 compare: str | os.PathLike | None = None) -> Path:
     """Write ``OUTDIR/jwstrun-report.html`` for the run in OUTDIR (or OUTDIR/out for a demo).
 
     The page needs no network and no JavaScript: plots and thumbnails are
@@ -356,10 +357,16 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     are reused while they are newer than their product; the others are drawn
     here.  ``truth``: an ECSV catalog of injected sources (columns ``ra``,
     ``dec`` in degrees, ``abmag``, optionally ``kind``; the simulator's
-    ``truth_file``) to compare the catalog magnitudes with.  Returns the path.
+    ``truth_file``) to compare the catalog magnitudes with.  ``compare``: another run's
+    OUTDIR, whose differences from this run (``jwstrun diff``) the page shows in a
+    section of its own (:mod:`jwstrun.look._compare`).  Returns the path.
     """
     outdir = Path(outdir)
     run_dir = find_run_dir(outdir)
+    if compare is not None:
+        from ..compare.diff import _run_dir
+
+        compare = _run_dir(compare)  # a bad path is refused before anything is drawn
     manifest = _load_manifest(run_dir)
     for directory in dict.fromkeys((outdir, run_dir) if previews else (outdir,)):
         _check_writable(directory)  # before spending time on drawing
@@ -376,6 +383,10 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
         sections.append(_gallery_section(_image_products(records, run_dir), run_dir, report_dir,
                                          max_previews, problems, records))
     sections += _product_sections(records, run_dir, truth, problems)
+    if compare is not None:
+        from ._compare import compare_section
+
+        sections.append(compare_section(run_dir, compare))
     sections.append(_runs_section(manifest.runs or []))
     if problems:
         sections.append("<h2>Report problems</h2><ul>" + "".join(

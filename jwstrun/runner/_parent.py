@@ -52,6 +52,8 @@ class RunSummary:
     prefetch_s: float = 0.0
     #: input files left out (another EXP_TYPE, _uncal): jwstrun.selection.LeftOut
     left_out: list = field(default_factory=list)
+    #: a sweep's table, one row per variant (jwstrun.compare.sweep)
+    sweep: list = field(default_factory=list)
 
     @property
     def failed(self) -> list[TaskResult]:
@@ -86,6 +88,7 @@ class RunSummary:
             },
             "tasks": [self._task_dict(r) for r in self.results],
             "left_out": [item.to_dict() for item in self.left_out],
+            **({"sweep": self.sweep} if self.sweep else {}),
         }
 
     def _task_dict(self, result: TaskResult) -> dict:
@@ -268,6 +271,8 @@ class _Run:
         parameters = self.fingerprint_parameters
         if task.corrections:  # which steps, with what, and the exposure sets they read
             parameters = {**parameters, **correction_fingerprint(task)}
+        if task.sweep:  # a sweep's variant: its values
+            parameters = {**parameters, "_sweep": task.sweep}
         return compute_fingerprint(self.stage.name, task.inputs, parameters,
                                    self.versions, self.context)
 

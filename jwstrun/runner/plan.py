@@ -68,6 +68,8 @@ class Planned:
     call_inputs: list[str] | None = None
     input_dir: str | None = None
     status_keyword: str | None = None
+    #: a sweep's variant (runner._sweep.Variant): its parameters, its sub-folder
+    variant: object | None = None
 
     @property
     def stage(self) -> Stage:
@@ -243,8 +245,9 @@ def _check_unique_products(planned: list[Planned]) -> None:
     seen: dict[str, Planned] = {}
     ids: dict[str, Planned] = {}
     for item in planned:
-        if item.product in seen:
-            first = seen[item.product]
+        key = item.product if item.variant is None else f"{item.variant.folder}/{item.product}"
+        if key in seen:
+            first = seen[key]
             raise InputError(
                 f"{item.inputs[0]} and {first.inputs[0]} would both write products named "
                 f"{item.product}_*. Give each exposure once, or use separate output directories."
@@ -255,7 +258,7 @@ def _check_unique_products(planned: list[Planned]) -> None:
                 f"{item.inputs[0]} and {first.inputs[0]}: products {item.product!r} and "
                 f"{first.product!r} would share task id {_task_id(item)}. Rename one of them."
             )
-        seen[item.product] = ids[_task_id(item)] = item
+        seen[key] = ids[_task_id(item)] = item
 
 
 def _safe_id(name: str) -> str:
@@ -269,7 +272,9 @@ def _safe_id(name: str) -> str:
 
 
 def _task_id(item: "Planned") -> str:
-    return f"{item.pipeline}-{_safe_id(item.product)}"
+    from ._sweep import variant_task_suffix
+
+    return f"{item.pipeline}-{_safe_id(item.product)}{variant_task_suffix(item.variant)}"
 
 
 def _input_entry(path: Path, role: str) -> dict:
@@ -344,9 +349,9 @@ def make_tasks(
             task_input = workdir / "asn" / Path(item.asn.path).name
             _write_product_asn(item.asn, item.asn_product, task_input)
         inputs = [_input_entry(p, role) for p, role in zip(item.inputs, item.roles, strict=True)]
-        task_parameters = parameters
+        task_parameters = parameters if item.variant is None else item.variant.parameters
         if item.memory is not None and item.memory.call_overrides():
-            task_parameters = merge_parameters(parameters, item.memory.call_overrides())
+            task_parameters = merge_parameters(task_parameters, item.memory.call_overrides())
         tasks.append(
             Task(
                 task_id=task_id,
@@ -370,6 +375,8 @@ def make_tasks(
                 status_keyword=item.status_keyword,
                 corrections=list(corrections),
                 exposure_sets=_task_sets(item, exposure_sets),
+                subdir=item.variant.subdir if item.variant is not None else None,
+                sweep=dict(item.variant.values) if item.variant is not None else None,
             )
         )
     return tasks

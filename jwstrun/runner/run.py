@@ -48,6 +48,7 @@ from .plan import (
     plan_memory,
 )
 from .shard import parse_shard
+from ._sweep import expand_planned, measure_sweep, sweep_variants
 
 __all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
 
@@ -79,6 +80,8 @@ def run_image2(
     previews: bool = False,
     keep_temp: bool = False,
     shard=None,
+    sweep: Iterable[str] = (),
+    truth: str | os.PathLike | None = None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -101,7 +104,11 @@ def run_image2(
     (``OUTDIR/.jwstrun-tmp/<task-id>``, each result's ``temp_dir``; removed by the next
     run in OUTDIR) for debugging; ``shard='K/N'`` (or ``'slurm'``: from the SLURM array
     task) runs a deterministic 1/N of the tasks, sharing OUTDIR with the other shards
-    (:mod:`jwstrun.runner.shard`); ``on_event(kind, **info)`` follows the run
+    (:mod:`jwstrun.runner.shard`); ``sweep``: ``--sweep`` texts (``KEY=V1,V2``), one
+    variant of every task per value into ``OUTDIR/sweep/<KEY=V>/``, measured into
+    ``OUTDIR/sweep.ecsv`` (the summary's ``sweep``; against ``truth``, a catalogue of
+    injected sources, when given: :mod:`jwstrun.runner._sweep`,
+    :mod:`jwstrun.compare.sweep`); ``on_event(kind, **info)`` follows the run
     (:func:`~jwstrun.runner._parent.run_tasks`); ``command`` is recorded in the
     manifest.
     """
@@ -112,7 +119,7 @@ def run_image2(
         offline=offline, crds_env_file=crds_env_file, validate=validate,
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
-        extra_parameters=extra, keep_temp=keep_temp, shard=shard,
+        extra_parameters=extra, keep_temp=keep_temp, shard=shard, sweep=sweep, truth=truth,
     ))
 
 
@@ -140,6 +147,8 @@ def run_image3(
     previews: bool = False,
     keep_temp: bool = False,
     shard=None,
+    sweep: Iterable[str] = (),
+    truth: str | os.PathLike | None = None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -163,7 +172,8 @@ def run_image3(
         max_tasks_per_worker=max_tasks_per_worker, executor=executor,
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
-                "low_memory": low_memory}, keep_temp=keep_temp, shard=shard,
+                "low_memory": low_memory}, keep_temp=keep_temp, shard=shard, sweep=sweep,
+        truth=truth,
     ))
 
 
@@ -249,6 +259,8 @@ class _Settings:
     memory: dict = field(default_factory=dict)
     keep_temp: bool = False
     shard: object = None
+    sweep: Iterable[str] = ()
+    truth: str | os.PathLike | None = None
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -273,6 +285,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     corrections = correction_list(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
+    variants = sweep_variants(stage, settings)  # runner._sweep
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
@@ -304,6 +317,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 planned = _plan_associations(stage, paths, outdir, shard, made)
                 _check_unique_products(planned)
                 sets = exposure_sets(stage, planned, corrections)
+            planned = expand_planned(planned, variants)
             plan_shards = {_task_id(p): None for p in planned}
             if shard is not None:
                 plan_shards = shard.of(planned, key=_task_id)
@@ -318,11 +332,12 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 checksum=settings.checksum, extra_env=extra_env, validate=settings.validate,
                 max_tasks_per_worker=settings.max_tasks_per_worker, on_event=settings.on_event,
                 command=settings.command, executor_kind=kind, dask_options=dask_options,
-                pool=pool, remove_if_refused=made, previews=settings.previews,
+                pool=pool, remove_if_refused=made, previews=settings.previews and not variants,
                 keep_temp=settings.keep_temp, corrections=corrections, exposure_sets=sets,
                 shard=shard, plan_shards=plan_shards,
             )
         summary.left_out = selection.left_out
+        measure_sweep(summary, variants, settings.truth)
         return summary
     except BaseException:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.

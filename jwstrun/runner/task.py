@@ -91,6 +91,9 @@ class Task:
     corrections: list[dict] = field(default_factory=list)
     #: exposure path -> the exposures a set step among them reads with it (persist)
     exposure_sets: dict[str, list[dict]] = field(default_factory=dict)
+    #: a sweep's variant (runner._sweep): the products' folder under OUTDIR and its values
+    subdir: str | None = None
+    sweep: dict | None = None
 
     @property
     def input_paths(self) -> list[str]:
@@ -442,6 +445,7 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
     OUTDIR/intermediate/<task-id>/ first; :class:`PipelineError` when there are no
     products or they fail validation."""
     outdir = Path(task.outdir)
+    dest = outdir / task.subdir if task.subdir else outdir
     alias = task.stage.alias
     products, intermediates = split_outputs(sorted(p for p in out.iterdir() if p.is_file()),
                                             task.expected_outputs)
@@ -468,13 +472,15 @@ def _publish_products(task: Task, result: TaskResult, out: Path, previews) -> No
     # succeeded and the products were checked, one atomic rename each.
     sizes = {p.name: p.stat().st_size for p in products}
     result.intermediates = publish_intermediates(outdir, task.task_id, intermediates)
+    dest.mkdir(parents=True, exist_ok=True)
     for path in products:
-        os.replace(path, outdir / path.name)
+        os.replace(path, dest / path.name)
     if previews is not None:
         result.previews = previews.publish(outdir)
         result.science = previews.science
-    result.outputs = [p.name for p in products]
-    result.output_sizes = sizes
+    prefix = f"{task.subdir}/" if task.subdir else ""
+    result.outputs = [prefix + p.name for p in products]
+    result.output_sizes = {prefix + name: size for name, size in sizes.items()}
     result.status = "ok"
 
 
