@@ -71,6 +71,8 @@ class Call:
     #: the resolved parameters of the call's first task, as stpipe logged them
     resolved: dict | None = None
     pipeline_class: str | None = None
+    #: inputs paired by jwstrun as dedicated backgrounds (loose files given to image2)
+    backgrounds: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +89,8 @@ class Recorded:
     crds: dict
     left_out: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
+    #: names of the products the reproduced tasks write
+    produced: set = field(default_factory=set)
 
     def to_dict(self) -> dict:
         return {"source": str(self.source), "calls": [c.to_dict() for c in self.calls],
@@ -137,7 +141,8 @@ def read_recorded(source, crds_path: str | None = None) -> Recorded:
     done = [r for r in records if r.status in _DONE]
     left_out = [f"{r.task_id} ({r.status})" for r in records if r.status not in _DONE]
     produced = {name for r in done for name in r.outputs}
-    recorded = Recorded(source=outdir, calls=[], differences=[], crds=crds, left_out=left_out)
+    recorded = Recorded(source=outdir, calls=[], differences=[], crds=crds, left_out=left_out,
+                        produced=produced)
     _check_inputs(recorded, outdir, done, produced)
     _check_versions(recorded, done)
     _check_contexts(recorded, done)
@@ -236,12 +241,12 @@ def _calls(outdir: Path, records, produced: set, runs: list[dict],
     unpinned: dict[str, list[str]] = {}
     missing = {t for d in recorded.differences if d.kind == "input-missing" for t in d.tasks}
     for record in records:
-        if record.task_id in missing:  # --go-on: the other tasks only
-            continue
         env = _environment(runs, record.pipeline)
         if env is None:
             unpinned.setdefault(record.pipeline, []).append(record.task_id)
             env = {}
+        if record.task_id in missing:  # --go-on: the other tasks only
+            continue
         key = json.dumps([record.pipeline, record.parameters, _correction_key(record), env,
                           record.crds_context], sort_keys=True, default=str)
         call = calls.get(key)
@@ -252,14 +257,16 @@ def _calls(outdir: Path, records, produced: set, runs: list[dict],
                 context=record.crds_context, start=record.start or record.end or 0.0,
                 resolved=record.resolved_parameters, pipeline_class=record.pipeline_class)
         call.task_ids.append(record.task_id)
-        given = record.input or record.inputs[0]["path"]
-        if _in_outdir(given, outdir) and Path(given).name.endswith("_asn.json"):
-            call.associations.append(str(given))
-            given = "OUTDIR/" + Path(given).name
-        elif Path(given).name in produced and _in_outdir(given, outdir):
-            given = "OUTDIR/" + Path(given).name
-        if given not in call.inputs:
-            call.inputs.append(given)
+        call.backgrounds += [e["path"] for e in record.inputs if e.get("role") == "background"
+                             and not record.inputs[0].get("role") == "association"]
+        for given in _given(record):
+            if _in_outdir(given, outdir) and Path(given).name.endswith("_asn.json"):
+                call.associations.append(str(given))
+                given = "OUTDIR/" + Path(given).name
+            elif Path(given).name in produced and _in_outdir(given, outdir):
+                given = "OUTDIR/" + Path(given).name
+            if given not in call.inputs:
+                call.inputs.append(given)
     for stage, tasks in unpinned.items():
         recorded.differences.append(Difference(
             "not-recorded", f"{outdir / MANIFEST_NAME}: does not record whether the {stage} run "
@@ -267,6 +274,15 @@ def _calls(outdir: Path, records, produced: set, runs: list[dict],
             "without reproduce. Pass --go-on to reproduce with them used.",
             f"{stage}: --no-crds-steppars not recorded", tasks))
     return sorted(calls.values(), key=lambda c: c.start)
+
+
+def _given(record) -> list[str]:
+    """What the task was given: its association, else every file it read (a set step's
+    exposures, an exposure with the dedicated backgrounds jwstrun paired with it)."""
+    entries = record.inputs or [{"path": record.input, "role": "science"}]
+    if entries[0].get("role") == "association":
+        return [record.input or entries[0]["path"]]
+    return [e["path"] for e in entries]
 
 
 def _correction_key(record) -> list:

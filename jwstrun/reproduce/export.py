@@ -99,7 +99,7 @@ def export_run(source: str | os.PathLike, bundle: str | os.PathLike,
     contexts = sorted({c.context for c in recorded.calls if c.context})
     context = contexts[-1] if contexts else ""
     crds = recorded.crds
-    lines = [_HEADER.format(source=recorded.source, crds_path=shlex.quote(crds.get(
+    lines = [_HEADER.format(source=recorded.source.resolve(), crds_path=shlex.quote(crds.get(
         "CRDS_PATH", "")), server=shlex.quote(crds.get(
             "CRDS_SERVER_URL", "https://jwst-serverless-mode.stsci.edu")),
         context=shlex.quote(context))]
@@ -124,6 +124,11 @@ def _call_lines(number: int, call: Call, recorded: Recorded, result: ExportResul
     flags = " --disable-crds-steppars" if call.environment.get(
         "STPIPE_DISABLE_CRDS_STEPPARS") == "True" else ""
     lines = [f"\n# {call.stage}: {len(call.task_ids)} task(s) of the run"]
+    if call.backgrounds:
+        result.notes.append(f"{call.stage}: exposures paired with dedicated backgrounds by "
+                            "jwstrun (loose files): write a Level-2 association (jwstrun asn "
+                            "--background) and run that")
+        return lines
     before = _correction_files(name, call, result)
     for given in call.inputs:
         src = _where(given)
@@ -221,7 +226,7 @@ Written by `jwstrun export`. The run: {stages}; CRDS context `{context}`.
   and links their members from INPUT_DIR.
 - `crds.env`: the CRDS settings the run's workers used (`CRDS_CONTEXT` pins the
   context; `CRDS_PATH` must hold it: set it before running to use another copy).
-- Versions when exported: {versions or "-"} (the run's are in its manifest).
+- Versions installed when exported: {versions or "-"} (the run's are in its manifest).
 
 Not exported:
 {notes}""")

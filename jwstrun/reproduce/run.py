@@ -136,7 +136,7 @@ def reproduce_run(
         for number, call in enumerate(recorded.calls, 1):
             outdir.mkdir(parents=True, exist_ok=True)
             for asn in call.associations:
-                shutil.copyfile(asn, outdir / Path(asn).name)
+                _copy_association(Path(asn), outdir, recorded)
             inputs = [str(outdir / i[len("OUTDIR/"):]) if i.startswith("OUTDIR/") else i
                       for i in call.inputs]
             options = dict(
@@ -155,6 +155,23 @@ def reproduce_run(
             result.summaries.append(summary)
     _record_origin(result, sets)
     return result
+
+
+def _copy_association(asn: Path, outdir: Path, recorded: Recorded) -> None:
+    """Copy an association of the old OUTDIR into the new one, with the members no
+    reproduced task writes (checked against their recorded checksums)."""
+    import json
+
+    shutil.copyfile(asn, outdir / asn.name)
+    for product in json.loads(asn.read_text()).get("products", []):
+        for member in product.get("members", []):
+            name = Path(member["expname"])
+            if name.is_absolute() or name.name in recorded.produced:
+                continue
+            source, dest = asn.parent / name, outdir / name
+            if source.is_file() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
 
 
 def _record_origin(result: ReproduceSummary, sets: list[str]) -> None:
