@@ -225,23 +225,91 @@ def test_one_parameter_changed_is_named_by_diff(runs, tmp_path):
 def test_exported_bundle_run_by_strun_alone(runs, tmp_path):
     """run.sh with the venv's strun on PATH and a jwstrun that cannot be imported writes
     products identical to jwstrun's."""
-    import sys
-
     from jwstrun.compare._products import compare_product
 
     bundle = tmp_path / "bundle"
     assert _cli("export", runs["a"], "-o", bundle).exit_code == 0
-    poison = tmp_path / "poison" / "jwstrun"
-    poison.mkdir(parents=True)
-    (poison / "__init__.py").write_text("raise ImportError('the bundle imported jwstrun')\n")
-    env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PYTHONPATH": str(poison.parent),
-           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    out = tmp_path / "out"
-    done = subprocess.run(["bash", str(bundle / "run.sh"), str(runs["sim"].outdir), str(out)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = _run_bundle(bundle, runs["sim"].outdir, tmp_path)
     products = {n for r in _manifest(runs["a"])["tasks"].values() for n in r["outputs"]}
     assert len(products) == 7
     for name in sorted(products):
         compared = compare_product(runs["a"] / name, out / name, 0.0)
         assert not compared["differs"], (name, compared)
+
+
+def test_export_runs_corrections_first(runs, tmp_path):
+    """A profile's before: steps become strun commands of those steps, in order, on each
+    exposure, the pipeline reading what the last one wrote (a manifest copy recording
+    clean_flicker_noise before image2, as tests/test_corrections.py runs it)."""
+    import asdf
+
+    def corrected(data):
+        for record in data["tasks"].values():
+            if record["pipeline"] == "image2":
+                record["corrections"] = [{
+                    "step": "clean_flicker_noise", "class": "jwst.step.CleanFlickerNoiseStep",
+                    "package": "jwst", "version": "3.0.0", "status_keyword": "S_CLNFNS",
+                    "parameters": {"output_dir": f"/tmp/{record['task_id']}",
+                                   "autoparam": True, "n_sigma": 2.5, "user_mask": None},
+                    "exposures": 1, "wall_s": 1.0}]
+    bundle = tmp_path / "bundle"
+    result = _cli("export", _crafted(runs, tmp_path, corrected), "-o", bundle)
+    assert result.exit_code == 0, result.output
+    commands = [line for line in (bundle / "run.sh").read_text().splitlines()
+                if line.startswith(("strun", "mkdir -p \"$OUTPUT/"))]
+    rate = runs["sim"].rate_files[0].name
+    folder = "$OUTPUT/before-01-image2-1-clean_flicker_noise"
+    assert commands[:3] == [
+        f'mkdir -p "{folder}"',
+        f'strun "$BUNDLE/parameters/01-image2-before1-clean_flicker_noise.asdf" '
+        f'"$INPUT/{rate}" --output_dir "{folder}" --suffix rate',
+        f'strun "$BUNDLE/parameters/01-image2.asdf" "{folder}/{rate}" --output_dir "$OUTPUT"']
+    assert len([c for c in commands if "clean_flicker_noise.asdf" in c]) == 2  # one call
+    with asdf.open(bundle / "parameters" / "01-image2-before1-clean_flicker_noise.asdf") as af:
+        assert af["class"] == "jwst.clean_flicker_noise.clean_flicker_noise_step." \
+            "CleanFlickerNoiseStep"
+        assert af["parameters"]["autoparam"] is True and af["parameters"]["n_sigma"] == 2.5
+
+
+@pytest.mark.slow
+def test_corrections_reproduced_and_exported(runs, tmp_path):
+    """image2 with clean_flicker_noise before it (a profile's before:): reproduced, and
+    run from the export by strun alone, its products are identical."""
+    from jwstrun.compare._products import compare_product
+    from jwstrun.reproduce import export_run, reproduce_run
+    from jwstrun.runner import run_image2
+
+    profile = tmp_path / "clean.yaml"
+    profile.write_text("image2:\n  before:\n    - step: clean_flicker_noise\n"
+                       "      autoparam: true\n  steps:\n    resample:\n      skip: true\n")
+    c = tmp_path / "c"
+    summary = run_image2([str(p) for p in runs["sim"].rate_files], c, jobs=2,
+                         crds_env_file=str(runs["sim"].env_file), profiles=[str(profile)])
+    assert not summary.failed, [r.error for r in summary.failed]
+    again = reproduce_run(c, tmp_path / "again", jobs=2)
+    assert [s.pipeline for s in again.summaries] == ["image2"] and not again.failed
+    result = _cli("diff", c, tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    export_run(c, tmp_path / "bundle")
+    out = _run_bundle(tmp_path / "bundle", runs["sim"].outdir, tmp_path)
+    for name in [n for r in _manifest(c)["tasks"].values() for n in r["outputs"]]:
+        assert not compare_product(c / name, out / name, 0.0)["differs"], name
+
+
+def _run_bundle(bundle: Path, inputs: Path, tmp_path: Path) -> Path:
+    """run.sh with the venv's strun on PATH and a jwstrun that cannot be imported."""
+    import sys
+
+    poison = tmp_path / "poison" / "jwstrun"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('the bundle imported jwstrun')\n")
+    env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PYTHONPATH": str(poison.parent),
+           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    probe = subprocess.run([sys.executable, "-c", "import jwstrun"], env=env,
+                           capture_output=True, text=True)
+    assert "the bundle imported jwstrun" in probe.stderr  # the premise: no jwstrun here
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", str(bundle / "run.sh"), str(inputs), str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out

@@ -286,4 +286,6 @@ def _given(record) -> list[str]:
 
 
 def _correction_key(record) -> list:
-    return [[c.get("step"), c.get("parameters")] for c in record.corrections]
+    """What of the corrections decides the products (not their per-task output_dir)."""
+    return [[c.get("step"), {k: v for k, v in (c.get("parameters") or {}).items()
+                             if k not in RUNTIME_PARAMETERS}] for c in record.corrections]

@@ -140,6 +140,7 @@ def _call_lines(number: int, call: Call, recorded: Recorded, result: ExportResul
         else:
             for step_file, suffix_dir in before:
                 suffix = Path(given).stem.rsplit("_", 1)[-1]
+                lines.append(f'mkdir -p "$OUTPUT/{suffix_dir}"')
                 lines.append(f'strun "$BUNDLE/parameters/{step_file.name}" {src} --output_dir '
                              f'"$OUTPUT/{suffix_dir}" --suffix {suffix}{flags}')
                 src = f'"$OUTPUT/{suffix_dir}/{Path(given).name}"'
