@@ -165,7 +165,7 @@ def test_export_bundle(runs, tmp_path):
     assert [c.split()[1] for c in commands if c.startswith("strun ")] == [
         '"$BUNDLE/parameters/01-image2.asdf"', '"$BUNDLE/parameters/01-image2.asdf"',
         '"$BUNDLE/parameters/02-image3.asdf"']
-    assert f"export CRDS_CONTEXT=jwst_0001.pmap" in commands
+    assert "export CRDS_CONTEXT=jwst_0001.pmap" in commands
     assert f'export CRDS_PATH="${{CRDS_PATH:-{runs["sim"].crds_path}}}"' in commands
     recorded = _manifest(runs["a"])["tasks"][IMAGE3]["resolved_parameters"]
     with asdf.open(bundle / "parameters" / "02-image3.asdf") as af:
@@ -305,11 +305,12 @@ def _run_bundle(bundle: Path, inputs: Path, tmp_path: Path) -> Path:
     (poison / "__init__.py").write_text("raise ImportError('the bundle imported jwstrun')\n")
     env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PYTHONPATH": str(poison.parent),
            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    probe = subprocess.run([sys.executable, "-c", "import jwstrun"], env=env,
+    probe = subprocess.run([sys.executable, "-c", "import jwstrun"], env=env, cwd=tmp_path,
                            capture_output=True, text=True)
     assert "the bundle imported jwstrun" in probe.stderr  # the premise: no jwstrun here
     out = tmp_path / "out"
     done = subprocess.run(["bash", str(bundle / "run.sh"), str(inputs), str(out)],
-                          env=env, capture_output=True, text=True, timeout=900)
+                          env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return out

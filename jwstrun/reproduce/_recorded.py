@@ -91,6 +91,8 @@ class Recorded:
     versions: dict = field(default_factory=dict)
     #: names of the products the reproduced tasks write
     produced: set = field(default_factory=set)
+    #: recorded CRDS contexts the cache lacks (--go-on: the cache's own context is used)
+    uncached: set = field(default_factory=set)
 
     def to_dict(self) -> dict:
         return {"source": str(self.source), "calls": [c.to_dict() for c in self.calls],
@@ -220,6 +222,7 @@ def _check_contexts(recorded: Recorded, records) -> None:
         if cache and (Path(cache) / "mappings" / "jwst" / context).is_file():
             continue
         where = f"the local cache {cache}" if cache else "a local cache (CRDS_PATH is not set)"
+        recorded.uncached.add(context)
         recorded.differences.append(Difference(
             "crds-context", f"CRDS context {context} is not in {where}. Fetch it (jwstrun refs "
             f"prefetch INPUTS --context {context}), give a cache that has it (--crds-path DIR), "

@@ -124,6 +124,12 @@ def _call_lines(number: int, call: Call, recorded: Recorded, result: ExportResul
     flags = " --disable-crds-steppars" if call.environment.get(
         "STPIPE_DISABLE_CRDS_STEPPARS") == "True" else ""
     lines = [f"\n# {call.stage}: {len(call.task_ids)} task(s) of the run"]
+    if call.context:
+        lines.append(f"export CRDS_CONTEXT={shlex.quote(call.context)}")
+    if _is_set_step(call.stage):
+        result.notes.append(f"{call.stage}: runs over the whole set of exposures in time "
+                            "order (jwstrun step): not exported as strun commands")
+        return lines
     if call.backgrounds:
         result.notes.append(f"{call.stage}: exposures paired with dedicated backgrounds by "
                             "jwstrun (loose files): write a Level-2 association (jwstrun asn "
@@ -147,6 +153,12 @@ def _call_lines(number: int, call: Call, recorded: Recorded, result: ExportResul
         lines.append(f'strun "$BUNDLE/parameters/{params.name}" {src} '
                      f'--output_dir "$OUTPUT"{flags}')
     return lines
+
+
+def _is_set_step(name: str) -> bool:
+    from ..stages import STAGES, step_stage
+
+    return name not in STAGES and step_stage(name).grouping == "set"
 
 
 def _where(given: str) -> str:

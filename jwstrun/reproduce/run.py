@@ -128,7 +128,6 @@ def reproduce_run(
     _check_outdir(recorded, outdir)
     sets = list(sets)
     stages = {c.stage for c in recorded.calls}
-    uncached = {d.label.split()[1] for d in recorded.differences if d.kind == "crds-context"}
     cache = recorded.crds.get("CRDS_PATH")
     command = f"jwstrun reproduce {recorded.source}"
     result = ReproduceSummary(recorded=recorded, outdir=outdir)
@@ -144,7 +143,7 @@ def reproduce_run(
                 sets=_sets_for(call.stage, sets, stages),
                 no_crds_steppars=call.environment.get("STPIPE_DISABLE_CRDS_STEPPARS") == "True",
                 crds_path=cache, offline=bool(cache),
-                crds_context=None if call.context in uncached else call.context,
+                crds_context=None if call.context in recorded.uncached else call.context,
                 validate=validate, on_event=on_event, command=command)
             if call.stage == "image2":
                 summary = runner.run_image2(inputs, outdir, **options)
