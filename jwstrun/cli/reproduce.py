@@ -7,9 +7,17 @@ import json
 
 import click
 
-from .options import crds_path_option, json_option, set_option
+from .options import json_option, set_option
 
 __all__ = ["register", "reproduce_command", "export_command"]
+
+
+def _crds_path_option(func):
+    """``--crds-path``: another cache than the one the run recorded."""
+    return click.option(
+        "--crds-path", type=click.Path(file_okay=False, path_type=str), default=None,
+        help="CRDS cache to use instead of the one the run recorded (it must hold the "
+        "run's context; contexts and references never change once published).")(func)
 
 
 @click.command("reproduce")
@@ -21,7 +29,7 @@ __all__ = ["register", "reproduce_command", "export_command"]
               "missing, other versions installed, a context not in the cache): one warning "
               "per difference, recorded in the new manifest (reproduced_from).")
 @set_option
-@crds_path_option
+@_crds_path_option
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel workers (default: what "
               "the CPUs and memory allow).")
 @json_option
@@ -75,7 +83,7 @@ def reproduce_command(ctx, source, outdir, go_on, sets, crds_path, jobs, as_json
 @click.option("-o", "--outdir", "bundle", required=True,
               type=click.Path(file_okay=False, path_type=str),
               help="Bundle directory to write (new or empty).")
-@crds_path_option
+@_crds_path_option
 @json_option
 def export_command(source, bundle, crds_path, as_json):
     """Write a bundle that reproduces a run with strun alone (no jwstrun).
@@ -91,7 +99,8 @@ def export_command(source, bundle, crds_path, as_json):
     \b
     Examples:
       jwstrun export out/ -o bundle/
-      bundle/run.sh data/ bundle-out/ && jwstrun diff ...
+      bundle/run.sh data/ bundle-out/
+      INPUT=data/ OUTPUT=bundle-out/ CRDS_PATH=/shared/crds bundle/run.sh
     """
     from ..reproduce import export_run
 
