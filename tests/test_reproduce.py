@@ -26,7 +26,6 @@ IMAGE3 = f"image3-{STEM}"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from jwstrun.reproduce import reproduce_run
     from jwstrun.runner import run_image2, run_image3
     from jwstrun.simulate import simulate_program
 
@@ -40,9 +39,17 @@ def runs(tmp_path_factory):
     summary = run_image3(sorted(str(p) for p in a.glob("*_cal.fits")), a, jobs=1,
                          crds_env_file=env)
     assert not summary.failed, [r.error for r in summary.failed]
-    again = reproduce_run(a, root / "again", jobs=2)
-    assert not again.failed, [r.error for r in again.failed]
-    return {"root": root, "sim": sim, "a": a, "again": root / "again"}
+    return {"root": root, "sim": sim, "a": a}
+
+
+@pytest.fixture(scope="module")
+def again(runs):
+    """a/ reproduced into again/ (image2 then image3 again)."""
+    from jwstrun.reproduce import reproduce_run
+
+    summary = reproduce_run(runs["a"], runs["root"] / "again", jobs=2)
+    assert not summary.failed, [r.error for r in summary.failed]
+    return summary.outdir
 
 
 def _cli(*args):
@@ -63,11 +70,11 @@ def _crafted(runs, tmp_path, change) -> Path:
     return copy
 
 
-def test_reproduced_run_is_identical(runs):
-    result = _cli("diff", runs["a"], runs["again"])
+def test_reproduced_run_is_identical(runs, again):
+    result = _cli("diff", runs["a"], again)
     assert result.exit_code == 0, result.output
     assert "identical; 7 product(s) compared, 0 differ" in result.stdout
-    manifest = _manifest(runs["again"])
+    manifest = _manifest(again)
     assert manifest["reproduced_from"] == {"source": str(runs["a"].resolve()),
                                            "differences": [], "overrides": [], "left_out": []}
     assert [r["stage"] for r in manifest["runs"]] == ["image2", "image3"]
@@ -75,8 +82,8 @@ def test_reproduced_run_is_identical(runs):
     assert manifest["runs"][0]["crds"]["CRDS_CONTEXT"] == "jwst_0001.pmap"
     # the image3 association is the recorded one, its members the reproduced _cal files
     asn = f"{STEM}_image3_asn.json"
-    assert (runs["again"] / asn).read_text() == (runs["a"] / asn).read_text()
-    assert manifest["tasks"][IMAGE3]["input"] == str(runs["again"] / asn)
+    assert (again / asn).read_text() == (runs["a"] / asn).read_text()
+    assert manifest["tasks"][IMAGE3]["input"] == str(again / asn)
 
 
 def test_refusals(runs, tmp_path):
@@ -138,9 +145,16 @@ def test_refusals(runs, tmp_path):
         f"Error: {tmp_path / 'gone_cal.fits'}: missing (task {IMAGE3} read it). Restore it, or "
         "pass --go-on to reproduce the other tasks without it. (2 more difference(s): image2: "
         "--no-crds-steppars not recorded; image3: --no-crds-steppars not recorded)\n")
-    result = _cli("reproduce", runs["a"], "-o", runs["again"])
+    result = _cli("reproduce", runs["a"], "-o", runs["a"])
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: {runs['again']}: already holds a jwstrun run "
+    assert result.stderr == (f"Error: {runs['a']}: is the run to reproduce. Give a new "
+                             "directory with -o.\n")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    shutil.copyfile(runs["a"] / "jwstrun-manifest.json", taken / "jwstrun-manifest.json")
+    result = _cli("reproduce", runs["a"], "-o", taken)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {taken}: already holds a jwstrun run "
                              "(jwstrun-manifest.json). Give a new or empty directory with -o.\n")
     result = _cli("reproduce", runs["sim"].outdir, "-o", out)
     assert result.exit_code == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -125,8 +126,6 @@ def read_recorded(source, crds_path: str | None = None) -> Recorded:
 
     ``crds_path``: the cache to check the contexts against (default: the one the run
     recorded, else CRDS_PATH of the environment)."""
-    import os
-
     outdir = source_dir(source)
     contents = read_manifest(outdir)
     if contents.problems:
