@@ -307,6 +307,8 @@ def check_manifest(data) -> tuple[dict, list[str]]:
             clean["runs"].append(run)
     if isinstance(data.get("updated"), str):
         clean["updated"] = data["updated"]
+    if isinstance(data.get("reproduced_from"), dict):  # jwstrun reproduce
+        clean["reproduced_from"] = data["reproduced_from"]
     plans = data.get("plans")
     if plans is not None:
         if isinstance(plans, dict) and all(_plan_ok(p) for p in plans.values()):

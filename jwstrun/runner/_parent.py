@@ -516,6 +516,11 @@ class _Run:
             "shard": str(self.shard) if self.shard else None,
             "counts": counts,
             "interrupted": interrupted,
+            # what jwstrun reproduce/export need besides the task records
+            "stage": self.stage.name,
+            "crds": {k: v for k, v in (getattr(self, "worker_env", None) or {}).items()
+                     if k in ("CRDS_PATH", "CRDS_SERVER_URL", "CRDS_CONTEXT")},
+            "environment": dict(self.extra_env or {}),
         }
 
 
