@@ -340,8 +340,13 @@ def uncovered(grid: Grid, footprints: list[Footprint], tolerance: float = 1.0 + 
 def check_coverage(grid_path: str | os.PathLike, product: str,
                    footprints: list[Footprint]) -> None:
     """:class:`GridNotCovering` naming the grid and the association when a footprint of
-    ``footprints`` reaches beyond the grid in ``grid_path``."""
-    grid = read_grid(grid_path)
+    ``footprints`` reaches beyond the grid in ``grid_path``.  Another kind of gwcs that
+    resample's ``output_wcs`` takes (``--set steps.resample.output_wcs=``) is left to
+    resample."""
+    try:
+        grid = read_grid(grid_path)
+    except GridError:
+        return
     outside = uncovered(grid, footprints)
     if not outside:
         return
