@@ -381,6 +381,18 @@ def test_manifest_records_the_grid(mosaics, grid_file):
         assert list(record.memory["mosaic"]["shape"]) == shape  # the preflight used the grid
 
 
+def test_rerun_with_the_same_grid_is_up_to_date(sim, associations, grid_file, mosaics):
+    sets = [arg for key, value in SKIP_TWEAKREG.items() for arg in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(cli, [
+        "image3", *map(str, associations.values()), "-o", str(mosaics["ours"]), "-j", "2",
+        "--grid", str(grid_file), "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *sets,
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [t["status"] for t in summary["tasks"]] == ["skipped", "skipped"]
+
+
 def test_image3_grid_errors(sim, caldir, associations, grid_file, tmp_path):
     from jwstrun.mosaic import make_grid
 
