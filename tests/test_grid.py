@@ -114,6 +114,8 @@ def test_default_grid_is_the_one_resample_builds(sim, caldir, monkeypatch):
 
 
 def test_all_filters_rotation_scale_padding(caldir):
+    from astropy.coordinates import SkyCoord
+
     from jwstrun.mosaic import make_grid
 
     sw = make_grid([str(caldir / "*_nrcb1_cal.fits")])
@@ -129,6 +131,9 @@ def test_all_filters_rotation_scale_padding(caldir):
     assert abs(ra1 - ra0) < 1e-9 and dec1 - dec0 == pytest.approx(100 * 0.05 / 3600, rel=1e-6)
     turned = make_grid([str(caldir)], rotation=30.0)
     assert turned.rotation == pytest.approx(30.0, abs=1e-9)
+    cx, cy = turned.crpix  # +Y points 30 degrees East of North
+    start, end = (SkyCoord(*turned.pixel_to_sky(cx, y), unit="deg") for y in (cy, cy + 100))
+    assert start.position_angle(end).deg == pytest.approx(30.0, abs=1e-6)
     padded = make_grid([str(caldir)], padding=10)
     assert padded.shape == (both.shape[0] + 20, both.shape[1] + 20)
     assert padded.crpix == pytest.approx((both.crpix[0] + 10, both.crpix[1] + 10), abs=1e-9)
