@@ -44,6 +44,7 @@ _COMMAND_MODULES = (
     "look",
     "compare",
     "reproduce",
+    "grid",
 )
 
 

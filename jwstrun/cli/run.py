@@ -302,10 +302,15 @@ def _memory_kwargs(kw: dict) -> dict:
 @run_options
 @sweep_options
 @memory_options
+@click.option(
+    "--grid", type=click.Path(dir_okay=False), default=None, metavar="GRID.asdf",
+    help="Resample every association onto this grid ('jwstrun grid'; resample's output_wcs), "
+    "so mosaics of different filters and programs are pixel-aligned.",
+)
 @dask_options
 @no_report_option
 @click.pass_context
-def image3_command(ctx, inputs, no_report, **kw):
+def image3_command(ctx, inputs, no_report, grid, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
 
     INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
@@ -331,6 +336,7 @@ def image3_command(ctx, inputs, no_report, **kw):
       jwstrun image3 big_image3_asn.json -o mosaics/ --max-memory 8GB
       jwstrun image3 out/*_cal.fits -o sweep/ -j 3 \\
           --sweep steps.outlier_detection.snr="5.0 4.0,4.0 3.0,3.0 2.0"
+      jwstrun image3 asn/*_image3_asn.json -o mosaics/ --grid grid.asdf
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
@@ -347,7 +353,7 @@ def image3_command(ctx, inputs, no_report, **kw):
             ctx, "image3", kw["no_progress"], kw["as_json"],
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
-                **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
+                grid=grid, **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )
     if not no_report:

@@ -144,6 +144,7 @@ def run_image3(
     max_memory=None,
     max_mosaic_pixels: int | None = None,
     low_memory: bool = False,
+    grid: str | os.PathLike | None = None,
     previews: bool = False,
     keep_temp: bool = False,
     shard=None,
@@ -162,8 +163,10 @@ def run_image3(
     ``max_memory`` (bytes or '8GB'; default 80 % of the available memory, split
     between the associations that run at once) runs in the pipeline's on-disk
     mode (``in_memory=False``), or is refused when even that does not fit.
-    ``low_memory=True`` forces the on-disk mode.  The other parameters as for
-    :func:`run_image2`.
+    ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file (``jwstrun
+    grid``, :func:`jwstrun.mosaic.make_grid`) every association is resampled onto
+    (resample's ``output_wcs``), refused when it does not cover an association.
+    The other parameters as for :func:`run_image2`.
     """
     return _run(get_stage("image3"), inputs, outdir, _Settings(
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
@@ -173,7 +176,7 @@ def run_image3(
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
                 "low_memory": low_memory}, keep_temp=keep_temp, shard=shard, sweep=sweep,
-        truth=truth,
+        truth=truth, grid=grid,
     ))
 
 
@@ -261,6 +264,7 @@ class _Settings:
     shard: object = None
     sweep: Iterable[str] = ()
     truth: str | os.PathLike | None = None
+    grid: str | os.PathLike | None = None
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -285,7 +289,15 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     corrections = correction_list(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
+    grid_parameters: dict = {}
+    if settings.grid is not None:  # jwstrun.mosaic.gridfile: resample's output_wcs
+        from ..mosaic.gridfile import grid_call_parameters
+
+        grid_parameters = grid_call_parameters(settings.grid, parameters)
+        parameters = merge_parameters(parameters, grid_parameters)
     variants = sweep_variants(stage, settings)  # runner._sweep
+    for variant in variants:
+        variant.parameters = merge_parameters(variant.parameters, grid_parameters)
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
