@@ -189,7 +189,8 @@ def simulate_program(
     half_width = _scene_half_width(sets, layouts, geometries, n_dithers)
     scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
     scene = fx.prepare_scene(scene, effects + (["bright"] if ramps is not None else []), seed,
-                             sets, layouts, geometries, ra, dec, roll)
+                             sets, layouts, geometries, ra, dec, roll,
+                             fill_time=_shortest_integration(ramps, setups, geometries))
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
                  pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
@@ -284,6 +285,17 @@ def _check_uncal(options: dict, uncal: bool, ngroups, nints, readpatt, rateints:
                         "readpatt": readpatt.upper() if readpatt else None}
     return RampOptions(ngroups=ngroups, nints=nints,
                        readpatt=readpatt.upper() if readpatt else None, seed=seed)
+
+
+def _shortest_integration(ramps, setups, geometries) -> float | None:
+    """The shortest _uncal integration of the program (s; None without ``--uncal``): the
+    bright stars fill the wells in it."""
+    if ramps is None:
+        return None
+    from .ramps import choose_readout
+
+    return min(choose_readout(det, geometries[det.name], ramps, det.exposure_time)
+               .integration_time for det, _ in setups)
 
 
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:

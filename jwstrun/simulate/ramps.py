@@ -197,8 +197,12 @@ def _events(rng, shape, refmask, readout, gain):
     return [r for r in rows if not refmask[r[1], r[0]]]
 
 
-def _integration(rng, signal, props, readout, amps, drift, rows):
-    """One integration's raw counts (ngroups, ny, nx) uint16 and first saturated group."""
+def _integration(rng, signal, props, readout, amps, drift, rows, linear_bias: bool):
+    """One integration's raw counts (ngroups, ny, nx) uint16 and first saturated group.
+
+    ``linear_bias``: the linearity polynomial acts on the raw counts, bias included
+    (MIRI, which has no superbias step), not on the bias-subtracted ones (NIR).
+    """
     bias, gain, rn, dark, c2, c3, well, refmask, dead = props
     shape = signal.shape
     electrons_rate = np.where(refmask | dead, 0.0, (signal + dark)) * gain
@@ -209,6 +213,8 @@ def _integration(rng, signal, props, readout, amps, drift, rows):
     n_amps = int(amps.max()) + 1
     offsets = rng.normal(0.0, 40.0, n_amps)[amps][None, :] + rng.normal(0.0, 2.0, 2)[
         np.arange(shape[1]) % 2][None, :]
+    base = bias + offsets if linear_bias else np.zeros(shape)
+    base_true = base + c2 * base**2 + c3 * base**3
     t_prev = 0.0
     cum = np.zeros(shape)
     extra = np.zeros(shape)
@@ -219,7 +225,7 @@ def _integration(rng, signal, props, readout, amps, drift, rows):
         t_prev = t
         extra += jumps[g]
         true_dn = cum / gain + extra
-        measured = np.minimum(_newton_inverse(true_dn, c2, c3), well)
+        measured = np.minimum(_newton_inverse(base_true + true_dn, c2, c3) - base, well)
         first_sat[(measured >= well) & (first_sat < 0)] = g
         raw = bias + measured + offsets + rng.standard_normal(shape) * rn_group
         if drift:
@@ -256,7 +262,8 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     sigma_pois = np.sqrt(np.clip(signal, 0, None) * readout.group_time / props[1])
     for k in range(readout.nints):
         rows = _events(rng, signal.shape, refmask, readout, props[1])
-        data[k], first_sat = _integration(rng, signal, props, readout, amps, drift, rows)
+        data[k], first_sat = _integration(rng, signal, props, readout, amps, drift, rows,
+                                          det.instrument == "MIRI")
         rn_group = props[2] / math.sqrt(2 * readout.nframes)
         for x, y, group, dn, kind in rows:
             sigma = math.sqrt(2 * rn_group[y, x] ** 2 + sigma_pois[y, x] ** 2)
