@@ -176,6 +176,7 @@ def simulate_program(
     effects = fx.check_effects(effects, options, rateints, sets)
     setups = _setups(sets)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
+    fill_time = _shortest_integration(ramps, setups, geometries)  # checks --readpatt first
     outdir = Path(outdir)
     _prepare_outdir(outdir, force)
     crds_dir = Path(crds_path) if crds_path else outdir / "crds_cache"
@@ -190,7 +191,7 @@ def simulate_program(
     scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
     scene = fx.prepare_scene(scene, effects + (["bright"] if ramps is not None else []), seed,
                              sets, layouts, geometries, ra, dec, roll,
-                             fill_time=_shortest_integration(ramps, setups, geometries))
+                             fill_time=fill_time)
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
                  pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
