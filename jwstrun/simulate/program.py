@@ -169,8 +169,11 @@ def simulate_program(
     }
     extras = _check_extras(extras, options)
     ramps = _check_uncal(options, uncal, ngroups, uncal_nints, readpatt, rateints, nints, seed)
-    if ramps is not None:
-        extras = [e for e in extras if e != "uncal"]  # the real ramps are written
+    if ramps is not None and "uncal" in extras:  # the real ramps are written instead
+        extras = [e for e in extras if e != "uncal"]
+        options["extras"] = extras
+        if not extras:
+            del options["extras"]
     _check_counts(n_dithers, n_background, rateints, nints)
     sets = plan_exposure_sets(instrument, detectors, filters)
     effects = fx.check_effects(effects, options, rateints, sets)
