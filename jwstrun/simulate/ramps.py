@@ -249,6 +249,8 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     """
     from stdatamodels.jwst.datamodels import Level1bModel
 
+    from .exposures import _int_times
+
     det, geometry = spec.detector, spec.geometry
     readout = choose_readout(det, geometry, options, det.exposure_time)
     full = detector_properties(det)
@@ -280,7 +282,9 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
                                first_sat[ys, xs].tolist())
     model = Level1bModel(data=data)
     model.update(rate_model)
-    _set_readout(model.meta, readout, spec)
+    _set_readout(model.meta, readout)
+    model.int_times = _int_times(model.meta.exposure.start_time, readout.integration_time,
+                                 readout.nints)
     model.meta.filename = path.name
     model.meta.model_type = "Level1bModel"
     save_model(model, path)
@@ -288,7 +292,7 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     return truth
 
 
-def _set_readout(meta, readout: Readout, spec) -> None:
+def _set_readout(meta, readout: Readout) -> None:
     exp = meta.exposure
     exp.readpatt = readout.readpatt
     exp.nframes, exp.groupgap = readout.nframes, readout.groupgap
