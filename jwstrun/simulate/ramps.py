@@ -54,8 +54,8 @@ JUMP_TABLE = "truth_uncal_jumps.ecsv"
 SATURATION_TABLE = "truth_uncal_saturated.ecsv"
 SLOPE_DIR = "truth_uncal"
 
-CR_RATE = 5e-5  # cosmic-ray hits per pixel per second (a few times the primaries JWST sees)
-CR_MIN_HITS = 20  # per integration, so that small subarrays have some
+CR_RATE = 1.5e-5  # hits per pixel per second: JWST's ~5 per cm2 per s on 18 um pixels
+CR_MIN_HITS = 50  # per integration, so that jump detection is tested on small subarrays
 CR_ELECTRONS = (300.0, 30000.0)
 SNOWBALL_RADII = (2.0, 4.0)
 _REFERENCE_PIXEL = 1 << 31
