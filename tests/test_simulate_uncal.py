@@ -16,15 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import Table
 from click.testing import CliRunner
 
 from jwstrun.cli import cli
 from jwstrun.simulate import simulate_program
+from jwstrun.simulate.uncal_checks import detector1_checks, failures
 
 STRUN = str(Path(sys.executable).with_name("strun"))
-DO_NOT_USE, SATURATED, JUMP_DET = 1, 2, 4
-JUMP_SIGNIFICANCE = 10.0  # recall is measured on jumps this many sigma above the noise
 
 
 def _reduce(outdir: Path, instrument: str, subarray: str, ngroups: int) -> dict:
@@ -55,11 +53,6 @@ def miri(tmp_path_factory):
     return _reduce(tmp_path_factory.mktemp("uncal_miri"), "MIRI", "SUB128", 8)
 
 
-def _truth(run, table: str) -> Table:
-    rows = Table.read(run["result"].outdir / table)
-    return rows[rows["file"] == run["uncal"].name]
-
-
 def _check_steps_and_references(run, steps, detector: str):
     header = fits.getheader(run["rate"])
     for keyword in steps:
@@ -69,46 +62,11 @@ def _check_steps_and_references(run, steps, detector: str):
     assert "crds.stsci.edu" not in run["log"]
 
 
-def _check_slopes(run):
-    with fits.open(run["rate"]) as rate:
-        sci, err, dq = rate["SCI"].data, rate["ERR"].data, rate["DQ"].data
-    truth = fits.getdata(run["slope"])
-    good = (dq & DO_NOT_USE) == 0
-    z = (sci - truth)[good] / err[good]
-    assert good.mean() > 0.9
-    assert abs(np.median(z)) < 0.1
-    assert 0.85 < np.std(z) < 1.2
-    assert np.mean(np.abs(z) > 5) < 1e-3
-
-
-def _check_jumps(run, unusable_groups=()):
-    with fits.open(run["ramp"]) as ramp:
-        gdq, pdq = ramp["GROUPDQ"].data, ramp["PIXELDQ"].data
-    jumps = _truth(run, "truth_uncal_jumps.ecsv")
-    saturated = {(k, x, y): g for k, x, y, g in _truth(run, "truth_uncal_saturated.ecsv")[
-        "integration", "x", "y", "group"]}
-    assert {"cosmic_ray", "snowball"} <= set(jumps["kind"])
-    found = []
-    for k, x, y, g in jumps[(jumps["group"] > 0)
-                           & (jumps["dn"] > JUMP_SIGNIFICANCE * jumps["sigma_dn"])][
-            "integration", "x", "y", "group"]:
-        if pdq[y, x] & DO_NOT_USE or saturated.get((k, x, y), g + 1) <= g:
-            continue  # no ramp to find it in
-        if g in unusable_groups or gdq[k, g, y, x] & DO_NOT_USE:
-            continue
-        found.append(bool(gdq[k, g, y, x] & JUMP_DET))
-    assert len(found) >= 50
-    assert np.mean(found) >= 0.95
-
-
-def _check_saturation(run):
-    with fits.open(run["ramp"]) as ramp:
-        gdq = ramp["GROUPDQ"].data
-    saturated = _truth(run, "truth_uncal_saturated.ecsv")
-    assert len(saturated) >= 5  # the bright stars
-    flagged = [bool(np.all(gdq[k, g:, y, x] & SATURATED))
-               for k, x, y, g in saturated["integration", "x", "y", "group"]]
-    assert all(flagged)
+def _measured(run, unusable_groups=()) -> dict:
+    if "measured" not in run:
+        run["measured"] = detector1_checks(run["rate"], run["ramp"], run["result"].outdir,
+                                           run["uncal"].name, unusable_groups)
+    return run["measured"]
 
 
 def test_nircam_detector1_runs_offline_on_the_simulated_references(nircam):
@@ -117,15 +75,25 @@ def test_nircam_detector1_runs_offline_on_the_simulated_references(nircam):
 
 
 def test_nircam_slopes_within_noise_of_the_truth(nircam):
-    _check_slopes(nircam)
+    measured = _measured(nircam)
+    assert measured["usable_fraction"] > 0.9
+    assert abs(measured["median_z"]) < 0.1
+    assert 0.85 < measured["rms_z"] < 1.2
+    assert measured["fraction_beyond_5_sigma"] < 1e-3
 
 
 def test_nircam_jumps_flagged(nircam):
-    _check_jumps(nircam)
+    measured = _measured(nircam)
+    assert measured["jump_kinds"] == ["cosmic_ray", "snowball"]
+    assert measured["jumps_measured"] >= 50
+    assert measured["jump_recall"] >= 0.95
 
 
 def test_nircam_saturation_flagged(nircam):
-    _check_saturation(nircam)
+    measured = _measured(nircam)
+    assert measured["saturated_pixels"] >= 5  # the bright stars
+    assert measured["saturated_flagged"] == 1.0
+    assert failures(measured) == []
 
 
 def test_nircam_uncal_header_and_truth(nircam):
@@ -146,10 +114,10 @@ def test_nircam_uncal_header_and_truth(nircam):
 def test_miri_detector1_slopes_jumps_and_saturation(miri):
     _check_steps_and_references(miri, ("S_DQINIT", "S_SATURA", "S_LINEAR", "S_DARK",
                                        "S_LASTFR", "S_JUMP", "S_RAMP"), "mirimage")
-    _check_slopes(miri)
     ngroups = fits.getheader(miri["uncal"])["NGROUPS"]
-    _check_jumps(miri, unusable_groups=(ngroups - 1,))  # lastframe
-    _check_saturation(miri)
+    measured = _measured(miri, unusable_groups=(ngroups - 1,))  # lastframe flags the last
+    assert failures(measured) == []
+    assert measured["jump_kinds"] == ["cosmic_ray", "snowball"]
 
 
 @pytest.mark.parametrize("detector, tframe", [
