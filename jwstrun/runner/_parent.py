@@ -52,6 +52,10 @@ class RunSummary:
     prefetch_s: float = 0.0
     #: input files left out (another EXP_TYPE, _uncal): jwstrun.selection.LeftOut
     left_out: list = field(default_factory=list)
+    #: detector1 or another core-step stage: where the cores went (runner._cores)
+    parallelism: dict | None = None
+    #: the run of the stage before, when this one ran it first (image2 --from uncal)
+    before: "RunSummary | None" = None
 
     @property
     def failed(self) -> list[TaskResult]:
@@ -86,6 +90,8 @@ class RunSummary:
             },
             "tasks": [self._task_dict(r) for r in self.results],
             "left_out": [item.to_dict() for item in self.left_out],
+            **({"parallelism": self.parallelism} if self.parallelism else {}),
+            **({"before": self.before.to_dict()} if self.before is not None else {}),
         }
 
     def _task_dict(self, result: TaskResult) -> dict:
@@ -190,6 +196,7 @@ def run_tasks(
     exposure_sets: dict[str, list[dict]] | None = None,
     shard=None,
     plan_shards: dict | None = None,
+    parallelism=None,
 ) -> RunSummary:
     """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
     what is up to date.
@@ -231,7 +238,7 @@ def run_tasks(
     run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
                on_event=on_event, command=command, keep_temp=keep_temp, shard=shard)
     run.corrections, run.exposure_sets = list(corrections or ()), dict(exposure_sets or {})
-    run.plan_shards = plan_shards
+    run.plan_shards, run.parallelism = plan_shards, parallelism  # a _cores.Parallelism
     run.settle(planned, crds_env, crds_context, jobs, executor_kind)
     tasks = run.make_tasks(planned, validate)
     executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
@@ -253,6 +260,7 @@ class _Run:
         self.manifest = Manifest.load(outdir, shared=shard is not None)
         self.claims = None  # a jwstrun.locking.TaskLocks, for shards
         self.plan_shards: dict | None = None
+        self.parallelism = None
         self.results: list[TaskResult] = []
         self.prefetch_s = 0.0
         # The extra environment (STPIPE_DISABLE_CRDS_STEPPARS) changes what runs.
@@ -286,11 +294,14 @@ class _Run:
         # A Dask worker shares its node with other workers: it is a pool worker.
         check_maximum_cores(self.parameters, max(jobs, 2) if self.on_dask else jobs)
         self.in_pool = jobs > 1 or self.on_dask
+        limited = self.in_pool or bool(self.parallelism and self.parallelism.threads_limited)
+        if self.parallelism is not None:
+            self.jobs_reason = self.parallelism.reason
         # The parent settles CRDS first: the context is pinned for every worker,
         # and it is part of each task's fingerprint.
         refs.apply_crds_environment(crds_env)
         self.context = refs.context_in_use(crds_context, purpose="run")
-        self.worker_env = worker_env(crds_env, self.context, self.extra_env, self.in_pool)
+        self.worker_env = worker_env(crds_env, self.context, self.extra_env, limited)
 
     def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
         # We hold the lock, so anything in the temporary area is left over from a
@@ -308,6 +319,8 @@ class _Run:
                            exposure_sets=self.exposure_sets)
         for task in tasks:
             task.env = dict(self.worker_env)  # travels with the task to wherever it runs
+            if self.parallelism is not None and self.parallelism.maximum_cores:
+                task.maximum_cores = self.parallelism.maximum_cores
         return tasks
 
     def executor(self, pool, n_tasks: int, max_tasks_per_worker: int, dask_options):
@@ -389,6 +402,7 @@ class _Run:
             results=self.results, tasks={t.task_id: t for t in tasks}, jobs=self.jobs,
             jobs_reason=self.jobs_reason, wall_s=time.time() - self.start,
             crds_context=self.context, prefetch_s=self.prefetch_s,
+            parallelism=self.parallelism.to_dict() if self.parallelism else None,
         )
 
     def _claim(self, to_run: list[Task]) -> list[Task]:
@@ -511,6 +525,7 @@ class _Run:
             "shard": str(self.shard) if self.shard else None,
             "counts": counts,
             "interrupted": interrupted,
+            **({"parallelism": self.parallelism.to_dict()} if self.parallelism else {}),
         }
 
 
