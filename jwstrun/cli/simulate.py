@@ -37,8 +37,21 @@ __all__ = ["register", "simulate"]
               help="Dedicated background exposures per filter set, in visit 002 (for the "
               "Stage 2 background step).")
 @click.option("--rateints", is_flag=True, help="Write 3-D _rateints products (one plane per integration).")
-@click.option("--nints", type=click.IntRange(1, 50), default=3, show_default=True,
-              help="Integrations per exposure with --rateints.")
+@click.option("--nints", type=click.IntRange(1, 50), default=None,
+              help="Integrations per exposure with --rateints (default 3) or --uncal "
+              "(default: as many as make the _rate's exposure time).")
+@click.option("--uncal", is_flag=True,
+              help="Also write the raw ramps of every science and background exposure "
+              "(<name>_uncal.fits, with bias, dark, non-linearity, saturation, amplifier "
+              "offsets, cosmic rays and snowballs), their truth (truth_uncal/*_slope.fits, "
+              "truth_uncal_jumps.ecsv, truth_uncal_saturated.ecsv) and the calwebb_detector1 "
+              "references in the CRDS cache.")
+@click.option("--ngroups", type=click.IntRange(2, 200), default=None,
+              help="Groups per integration of the _uncal ramps (default: 4-10 NIRCam, up to "
+              "100 MIRI, with the readout pattern, as close to the exposure time as they go).")
+@click.option("--readpatt", default=None, metavar="NAME",
+              help="READPATT of the _uncal ramps: RAPID, BRIGHT1/2, SHALLOW2/4, MEDIUM2/8, "
+              "DEEP2/8 (NIRCam), FASTR1 (MIRI); default: chosen with --ngroups.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same files).")
 @click.option("--pointing-error", type=click.FloatRange(0, 5), default=0.1, show_default=True,
               help="RMS pointing error per exposure in arcsec (what tweakreg has to fix).")
@@ -59,8 +72,8 @@ __all__ = ["register", "simulate"]
 @click.option("--force", is_flag=True, help="Write into a non-empty OUTDIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dithers,
-             n_background, rateints, nints, seed, pointing_error, extras, effects, crds_path,
-             force, as_json):
+             n_background, rateints, nints, uncal, ngroups, readpatt, seed, pointing_error,
+             extras, effects, crds_path, force, as_json):
     """Simulate a JWST imaging program and a local CRDS cache that reduces it offline.
 
     Writes *_rate.fits (or *_rateints.fits) named by the JWST convention, background
@@ -69,7 +82,9 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
     refs refcat`), a CRDS cache, and OUTDIR/crds.env with the CRDS environment to use.
     As on the telescope, one NIRCam exposure is read out on all the detectors at once
     (one SW and one LW filter), its files share the exposure id and one pointing.
-    --extra adds the other files of a MAST download (target acquisition, grism, _uncal).
+    --uncal adds the raw ramps of every exposure, for calwebb_detector1 (its references are
+    in the cache); --extra the other files of a MAST download (target acquisition, grism,
+    and with --extra uncal a 3-group _uncal of the first exposure, not for reduction).
     --effect adds 1/f noise, snowballs or persistence, with truth files (truth_flicker.fits,
     truth_snowballs.fits/.ecsv, truth_persistence.fits/.ecsv) to check the corrections by.
 
@@ -81,8 +96,10 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
       jwstrun simulate sim/ --instrument MIRI --subarray FULL --dithers 4 --background 2
       jwstrun simulate sim/ --rateints --nints 4 --subarray SUB320
       jwstrun simulate mast/ --background 1 --extra ta --extra grism --extra uncal
+      jwstrun simulate raw/ --subarray SUB160 --uncal --ngroups 6 --nints 1
       jwstrun simulate fx/ --subarray SUB320 --effect flicker --effect snowballs --effect persistence
       source sim/crds.env && strun calwebb_image2 sim/jw01234001001_02101_00001_nrcb1_rate.fits
+      source raw/crds.env && strun calwebb_detector1 raw/jw01234001001_02101_00001_nrcb1_uncal.fits
     """
     from ..simulate import simulate_program
     from ..simulate.layout import module_detectors
@@ -98,7 +115,11 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
         n_dithers=n_dithers,
         n_background=n_background,
         rateints=rateints,
-        nints=nints,
+        nints=nints if nints is not None else 3,
+        uncal=uncal,
+        ngroups=ngroups,
+        uncal_nints=nints,
+        readpatt=readpatt,
         seed=seed,
         pointing_error=pointing_error,
         extras=extras,
@@ -112,8 +133,11 @@ def simulate(outdir, instrument, detectors, modules, filters, subarray, n_dither
     _echo_summary(result)
     if result.extra_files:
         click.echo(f"  not science: {', '.join(p.name for p in result.extra_files)}")
+    if result.uncal_files:
+        click.echo(f"  _uncal ramps: {len(result.uncal_files)} (for calwebb_detector1)")
     truth = [result.truth_file, result.pointing_file, result.cosmic_ray_file,
-             *(p for p in result.effect_files if p.name.startswith("truth_"))]
+             *(p for p in result.effect_files if p.name.startswith("truth_")),
+             *(p for p in result.uncal_truth_files if p.parent == result.outdir)]
     click.echo(f"Truth: {', '.join(p.name for p in truth)}")
     jumps = [p for p in result.effect_files if p.name.endswith("_jump.fits")]
     if jumps:

@@ -41,6 +41,8 @@ __all__ = [
     "RefEntry",
     "PIPELINE_REFTYPES",
     "PARS_REFTYPES",
+    "DETECTOR1_REFTYPES",
+    "DETECTOR1_PARS_REFTYPES",
     "write_crds_cache",
     "add_context",
     "operational_context",
@@ -72,6 +74,27 @@ PARS_REFTYPES = tuple(
         "image2pipeline", "backgroundstep", "assignwcsstep", "flatfieldstep", "photomstep",
         "resamplestep", "image3pipeline", "assignmtwcsstep", "tweakregstep", "skymatchstep",
         "outlierdetectionstep", "sourcecatalogstep",
+    )
+)  # fmt: skip
+
+#: Reference types calwebb_detector1 prefetches or asks for (jwstrun.simulate.detector_refs
+#: writes mask ... readnoise for the simulated ramps; the others are 'N/A', as CRDS has them
+#: for imaging: the steps that need them skip). Tests check the list against the steps.
+DETECTOR1_REFTYPES = (
+    "mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise",
+    "ipc", "refpix", "sirskernel", "emicorr", "rscd", "reset", "pictureframe", "pastasoss",
+    "trapdensity", "trappars", "persat",
+)  # fmt: skip
+
+#: Step-parameter reference types of calwebb_detector1 and its steps ('N/A': spec defaults).
+DETECTOR1_PARS_REFTYPES = tuple(
+    "pars-" + name
+    for name in (
+        "detector1pipeline", "groupscalestep", "dqinitstep", "emicorrstep", "saturationstep",
+        "ipcstep", "superbiasstep", "refpixstep", "rscdstep", "firstframestep", "lastframestep",
+        "linearitystep", "darkcurrentstep", "resetstep", "persistencestep",
+        "chargemigrationstep", "jumpstep", "pictureframestep", "cleanflickernoisestep",
+        "rampfitstep", "gainscalestep",
     )
 )  # fmt: skip
 
@@ -322,7 +345,8 @@ def _build_context(crds_path: Path, base: str | None, entries: list[RefEntry], o
     for inst in instruments:
         old = dict(base_sel.get(inst, {}))
         old_imap = old.pop("__imap__", None)
-        imap_sel = {t: "N/A" for t in PIPELINE_REFTYPES + PARS_REFTYPES}
+        imap_sel = {t: "N/A" for t in PIPELINE_REFTYPES + PARS_REFTYPES
+                    + DETECTOR1_REFTYPES + DETECTOR1_PARS_REFTYPES}
         imap_sel.update(old)
         for reftype in unlisted:
             imap_sel.pop(reftype, None)

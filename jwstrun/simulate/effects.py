@@ -370,7 +370,7 @@ def prepare_scene(scene, effects, seed: int, sets, layouts, geometries, ra, dec,
     """The scene with the bright stars ``persistence`` needs (else ``scene`` as is): two
     near the centre of each detector's field at the first dither (``layouts`` by
     observation, ``geometries`` by detector, as :func:`simulate_program` has them)."""
-    if "persistence" not in effects:
+    if "persistence" not in effects and "bright" not in effects:  # bright: --uncal's
         return scene
     from .distortion import pixel_area_sr
     from .layout import detector_pointings

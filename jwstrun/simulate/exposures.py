@@ -22,7 +22,7 @@ from .instruments import Detector, FilterInfo, siaf_aperture
 from .layout import base36
 from .scene import Scene, offset_sky, render_sources, sky_to_pixel
 
-__all__ = ["ExposureSpec", "ExposureTruth", "write_exposure", "exposure_wcs"]
+__all__ = ["ExposureSpec", "ExposureTruth", "write_exposure", "exposure_wcs", "bad_pixel_mask"]
 
 # JWST DQ bits (stcal/stdatamodels dqflags); the ones jwstrun reads are in products.DQ_FLAGS
 DO_NOT_USE = DQ_FLAGS["DO_NOT_USE"]
@@ -62,6 +62,7 @@ class ExposureSpec:
     visit_exposures: int = 1  # NEXPOSUR: exposures in the visit
     pattern_points: int = 1  # NUMDTHPT; PATT_NUM is the exposure number
     v1: tuple[float, float, float] | None = None  # RA_V1, DEC_V1, PA_V3 (default: the reference)
+    ramps: object | None = None  # ramps.RampOptions: also write the _uncal (--uncal)
 
     @property
     def basename(self) -> str:
@@ -88,6 +89,7 @@ class ExposureTruth:
     source_x: np.ndarray
     source_y: np.ndarray
     cosmic_rays: list[tuple[int, int, int, float]] = field(default_factory=list)  # (int, x, y, DN/s)
+    uncal: object | None = None  # ramps.UncalTruth of the _uncal, when one was written
 
 
 def _set_metadata(model, spec: ExposureSpec) -> None:
@@ -210,7 +212,7 @@ def exposure_wcs(spec: ExposureSpec, references: dict[str, str], true_pointing: 
     return model.meta.wcs
 
 
-def _bad_pixel_mask(det: Detector, geometry, rng_static: np.random.Generator) -> np.ndarray:
+def bad_pixel_mask(det: Detector, geometry, rng_static: np.random.Generator) -> np.ndarray:
     """DQ of the detector (full frame, deterministic per detector), cut to the subarray."""
     xstart, ystart, xsize, ysize = geometry
     full = (1024, 1032) if det.instrument == "MIRI" else (2048, 2048)
@@ -266,7 +268,7 @@ def write_exposure(
     """Render and write one ``_rate``/``_rateints`` file; return what was injected."""
     det = spec.detector
     signal, src_x, src_y = _noiseless_signal(spec, scene, references, flat_full, pixar_sr)
-    dq = _bad_pixel_mask(det, spec.geometry, np.random.default_rng(zlib.crc32(det.name.encode())))
+    dq = bad_pixel_mask(det, spec.geometry, np.random.default_rng(zlib.crc32(det.name.encode())))
     nints = spec.nints if spec.rateints else 1
     t_int = det.exposure_time / nints
     sci, var_p, var_r, crs = _noisy_integrations(signal, dq, det, nints, t_int, rng)
@@ -278,6 +280,11 @@ def write_exposure(
     model.meta.filename = path.name
     model.meta.model_type = type(model).__name__
     save_model(model, path)  # never a half-written *_rate.fits; FILENAME is the final name
+    uncal = None
+    if spec.ramps is not None:
+        from .ramps import write_ramps
+
+        uncal = write_ramps(path, model, spec, signal, dq, spec.ramps)
     model.close()
     true_ra, true_dec = offset_sky(spec.ra_ref, spec.dec_ref, *spec.error_arcsec)
     return ExposureTruth(
@@ -289,6 +296,7 @@ def write_exposure(
         source_x=src_x,
         source_y=src_y,
         cosmic_rays=crs,
+        uncal=uncal,
     )
 
 

@@ -135,6 +135,10 @@ def simulate_program(
     extras: list[str] | tuple[str, ...] = (),
     effects: list[str] | tuple[str, ...] = (),
     force: bool = False,
+    uncal: bool = False,
+    ngroups: int | None = None,
+    uncal_nints: int | None = None,
+    readpatt: str | None = None,
 ) -> SimulationResult:
     """Simulate an imaging program and the CRDS cache that reduces it offline.
 
@@ -149,6 +153,10 @@ def simulate_program(
     holds, not science: ``"ta"``, ``"grism"``, ``"uncal"`` (:mod:`jwstrun.simulate.extras`).
     ``effects`` injects what correction steps remove, with truth: ``"flicker"``,
     ``"snowballs"``, ``"persistence"`` (:mod:`jwstrun.simulate.effects`).
+    ``uncal`` also writes every exposure's raw ramps (``_uncal``, ``ngroups``,
+    ``uncal_nints`` and ``readpatt`` or chosen to match the exposure time), their truth
+    and the Stage-1 references (:mod:`jwstrun.simulate.ramps`); the scene then has the
+    bright stars that saturate.
     """
     from . import effects as fx
 
@@ -160,6 +168,9 @@ def simulate_program(
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
     extras = _check_extras(extras, options)
+    ramps = _check_uncal(options, uncal, ngroups, uncal_nints, readpatt, rateints, nints, seed)
+    if ramps is not None:
+        extras = [e for e in extras if e != "uncal"]  # the real ramps are written
     _check_counts(n_dithers, n_background, rateints, nints)
     sets = plan_exposure_sets(instrument, detectors, filters)
     effects = fx.check_effects(effects, options, rateints, sets)
@@ -172,15 +183,17 @@ def simulate_program(
     # exposure in turn): the same seed gives the same files.
     rng = np.random.default_rng(seed)
 
-    context, env, env_file = _write_crds(outdir, crds_dir, setups)
+    context, env, env_file = _write_crds(outdir, crds_dir, setups,
+                                         subarray.upper() if ramps is not None else None)
     layouts = _layouts(sets, subarray)
     half_width = _scene_half_width(sets, layouts, geometries, n_dithers)
     scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
-    scene = fx.prepare_scene(scene, effects, seed, sets, layouts, geometries, ra, dec, roll)
+    scene = fx.prepare_scene(scene, effects + (["bright"] if ramps is not None else []), seed,
+                             sets, layouts, geometries, ra, dec, roll)
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
                  pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
-                 background_offset=max(300.0, 2 * half_width + 10.0))
+                 background_offset=max(300.0, 2 * half_width + 10.0), ramps=ramps)
     written = _Written()
     for exposure_set in sets:
         _simulate_exposure_set(plan, written, exposure_set, layouts[exposure_set.observation],
@@ -193,6 +206,12 @@ def simulate_program(
     effect_files = fx.apply_effects(outdir, written.rate_files + written.background_files,
                                     effects, seed) if effects else []
     extra_files = _write_extras(plan, written, extras, seed)
+    uncal_files, uncal_truth = [], []
+    if written.uncal_truths:
+        from .ramps import write_uncal_truth
+
+        uncal_files = [t.path for t in written.uncal_truths]
+        uncal_truth = write_uncal_truth(outdir, written.uncal_truths)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
@@ -204,6 +223,7 @@ def simulate_program(
         crds_path=crds_dir, crds_context=context, env_file=env_file, env=env, seconds=seconds,
         groups=written.groups, options=options, extra_files=extra_files,
         effect_files=effect_files, refcat_file=refcat_file,
+        uncal_files=uncal_files, uncal_truth_files=uncal_truth,
     )
     atomic_write(outdir / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("simulated %d files in %.1f s",
@@ -247,6 +267,25 @@ def _write_extras(plan: "_Plan", written: "_Written", extras: list[str], seed: i
     return write_extras(plan.outdir, written.rate_files[0], last, plan.subarray, extras, seed)
 
 
+def _check_uncal(options: dict, uncal: bool, ngroups, nints, readpatt, rateints: bool,
+                 rate_nints: int, seed: int):
+    """The ramps.RampOptions of ``--uncal`` (None without), recorded in ``options``."""
+    if not uncal:
+        if ngroups is not None or readpatt:
+            raise InputError("--ngroups and --readpatt describe the _uncal ramps; add --uncal.")
+        return None
+    from .ramps import RampOptions
+
+    if ngroups is not None and ngroups < 2:
+        raise InputError("--ngroups must be at least 2 (a slope needs two groups).")
+    if nints is None and rateints:
+        nints = rate_nints
+    options["uncal"] = {"ngroups": ngroups, "nints": nints,
+                        "readpatt": readpatt.upper() if readpatt else None}
+    return RampOptions(ngroups=ngroups, nints=nints,
+                       readpatt=readpatt.upper() if readpatt else None, seed=seed)
+
+
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:
     if n_dithers < 1:
         raise InputError("--dithers must be at least 1.")
@@ -256,8 +295,10 @@ def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int)
         raise InputError("--nints must be at least 1.")
 
 
-def _write_crds(outdir: Path, crds_dir: Path, setups) -> tuple[str, dict[str, str], Path]:
-    """Reference files and mappings for every detector, and OUTDIR/crds.env.
+def _write_crds(outdir: Path, crds_dir: Path, setups,
+                stage1_subarray: str | None = None) -> tuple[str, dict[str, str], Path]:
+    """Reference files and mappings for every detector, and OUTDIR/crds.env; with
+    ``stage1_subarray`` also the detector1 references of that subarray.
 
     Returns the CRDS context, its environment and the env file.
     """
@@ -269,6 +310,11 @@ def _write_crds(outdir: Path, crds_dir: Path, setups) -> tuple[str, dict[str, st
         by_detector.setdefault(det.name, []).append(filt)
     for det_name, filts in by_detector.items():
         entries += references.write_references(crds_dir, get_detector(det_name), filts)
+        if stage1_subarray:
+            from .detector_refs import write_detector1_references
+
+            entries += write_detector1_references(crds_dir, get_detector(det_name),
+                                                  stage1_subarray)
     context = crds_cache.write_crds_cache(crds_dir, entries)
     env = crds_cache.crds_env(crds_dir, context)
     env_file = outdir / ENV_FILE
@@ -338,6 +384,7 @@ class _Plan:
     dec: float
     roll: float
     background_offset: float  # arcsec from the target to the empty background field
+    ramps: object | None = None  # ramps.RampOptions with --uncal
 
 
 @dataclass
@@ -351,6 +398,7 @@ class _Written:
     snr_columns: dict[str, np.ndarray] = field(default_factory=dict)
     groups: list[dict] = field(default_factory=list)
     exposure_counter: int = 0
+    uncal_truths: list = field(default_factory=list)  # ramps.UncalTruth with --uncal
 
 
 @dataclass
@@ -428,6 +476,8 @@ def _simulate_exposure_set(plan: _Plan, written: _Written, exposure_set: Exposur
                      truth.sky_dn_s)
                 )
                 written.cr_rows += [(path.name, k_int, x, y, v) for k_int, x, y, v in truth.cosmic_rays]
+                if truth.uncal is not None:
+                    written.uncal_truths.append(truth.uncal)
     written.groups += [member.group for member in members]
 
 
@@ -458,6 +508,7 @@ def _exposure_spec(plan: _Plan, exposure_set: ExposureSet, member: _Member, kind
         rateints=plan.rateints,
         background=(kind == "background"),
         v1=(pointing.ra_v1, pointing.dec_v1, pointing.pa_v3),
+        ramps=plan.ramps,
         **numbers,
     )
 

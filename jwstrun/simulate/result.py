@@ -39,6 +39,9 @@ class SimulationResult:
     effect_files: list[Path] = field(default_factory=list)
     #: the field's Gaia-like reference catalogue (jwstrun.simulate.refcat)
     refcat_file: Path | None = None
+    #: with ``uncal``: the _uncal files and their truth (jwstrun.simulate.ramps)
+    uncal_files: list[Path] = field(default_factory=list)
+    uncal_truth_files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = {
@@ -62,6 +65,9 @@ class SimulationResult:
             data["effect_files"] = [str(p) for p in self.effect_files]
         if self.refcat_file:
             data["refcat_file"] = str(self.refcat_file)
+        if self.uncal_files:
+            data["uncal_files"] = [str(p) for p in self.uncal_files]
+            data["uncal_truth_files"] = [str(p) for p in self.uncal_truth_files]
         return data
 
     @classmethod
@@ -79,6 +85,8 @@ class SimulationResult:
             extra_files=[Path(p) for p in data.get("extra_files", [])],
             effect_files=[Path(p) for p in data.get("effect_files", [])],
             refcat_file=Path(data["refcat_file"]) if data.get("refcat_file") else None,
+            uncal_files=[Path(p) for p in data.get("uncal_files", [])],
+            uncal_truth_files=[Path(p) for p in data.get("uncal_truth_files", [])],
         )
 
 
@@ -103,7 +111,8 @@ def load_simulation(outdir, **expected_options) -> SimulationResult | None:
         if result.options.get(key) != value:
             return None
     needed = [*result.rate_files, *result.background_files, *result.extra_files,
-              *result.effect_files, result.truth_file, result.env_file]
+              *result.effect_files, *result.uncal_files, *result.uncal_truth_files,
+              result.truth_file, result.env_file]
     if not all(Path(p).is_file() for p in needed):
         return None
     return result
