@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._save import save_model
+from .exposures import _int_times
 from .detector_refs import cut, detector_properties, frame_time
 
 __all__ = ["RampOptions", "Readout", "READOUT_PATTERNS", "choose_readout", "write_ramps",
@@ -266,6 +267,9 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     model = Level1bModel(data=data)
     model.update(rate_model)
     _set_readout(model.meta, readout, spec)
+    # DMS _uncal files have INT_TIMES; ramp_fit copies it into the _rateints
+    model.int_times = _int_times(model.meta.exposure.start_time, readout.integration_time,
+                                 readout.nints)
     model.meta.filename = path.name
     model.meta.model_type = "Level1bModel"
     save_model(model, path)
