@@ -143,7 +143,8 @@ def worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
 
 
 def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: float,
-               crds_env: dict, extra_env: dict, max_tasks_per_worker: int):
+               crds_env: dict, extra_env: dict, max_tasks_per_worker: int,
+               daemon: bool = True):
     """Start the local workers now, so that their jwst import (docs/benchmarks.md,
     "import") overlaps the parent's planning, CRDS context lookup and prefetch instead
     of following them.
@@ -157,17 +158,19 @@ def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: flo
         jobs = default_jobs(n_tasks, bytes_per_task)[0]
     jobs = max(1, min(jobs, n_tasks))
     env = worker_env(crds_env, None, extra_env, jobs > 1)
-    return local_pool(stage, jobs, env, max_tasks_per_worker).start()
+    return local_pool(stage, jobs, env, max_tasks_per_worker, daemon=daemon).start()
 
 
-def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None):
+def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None,
+               daemon: bool = True):
     """The local executor for ``stage``'s tasks (not started); its workers load the
-    stage's class as they start."""
+    stage's class as they start (not daemonic when their steps start processes)."""
     from ..executors import LocalExecutor
 
     return LocalExecutor(jobs, run_task, lost_task_result, env=env,
                          warm=(functools.partial(stage_class, stage.name),),
-                         max_tasks_per_child=max_tasks_per_worker, on_event=on_event)
+                         max_tasks_per_child=max_tasks_per_worker, on_event=on_event,
+                         daemon=daemon)
 
 
 def run_tasks(
@@ -303,6 +306,11 @@ class _Run:
         self.context = refs.context_in_use(crds_context, purpose="run")
         self.worker_env = worker_env(crds_env, self.context, self.extra_env, limited)
 
+    @property
+    def _in_step(self) -> bool:
+        """One exposure at a time, its steps starting processes (runner._cores)."""
+        return self.parallelism is not None and self.parallelism.mode == "in_step"
+
     def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
         # We hold the lock, so anything in the temporary area is left over from a
         # run that was killed: remove it before new tasks write there.  jwstrun's
@@ -340,7 +348,7 @@ class _Run:
             pool.shutdown(cancel=True)
         if not self.on_dask:
             return local_pool(self.stage, size, self.worker_env, max_tasks_per_worker,
-                              on_event=on_worker_event)
+                              on_event=on_worker_event, daemon=not self._in_step)
         # Same tasks, same run_task: only submitting and gathering differ.
         # Connect now, before the run is recorded: a bad address is a plain error.
         from ..executors import DaskExecutor

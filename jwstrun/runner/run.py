@@ -158,8 +158,14 @@ def run_image2(
     if from_type is not None:
         from ._chain import image2_from_uncal
 
-        return image2_from_uncal(run_detector1, run_image2, from_type, inputs, outdir, **{
-            k: v for k, v in locals().items() if k not in ("inputs", "outdir", "from_type")})
+        return image2_from_uncal(
+            run_detector1, run_image2, from_type, inputs, outdir, jobs=jobs, force=force,
+            checksum=checksum, profiles=profiles, sets=sets, no_crds_steppars=no_crds_steppars,
+            crds_path=crds_path, crds_context=crds_context, offline=offline,
+            crds_env_file=crds_env_file, validate=validate,
+            max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+            dask_options=dask_options, save_bsub=save_bsub, previews=previews,
+            keep_temp=keep_temp, shard=shard, on_event=on_event, command=command)
     extra = {"steps": {"bkg_subtract": {"save_results": True}}} if save_bsub else None
     return _run(get_stage("image2"), inputs, outdir, _Settings(
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
@@ -329,10 +335,12 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
     parallelism = _parallelism(stage, paths, settings, parameters, kind)
+    daemon = parallelism is None or parallelism.mode != "in_step"
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
-    pool = _early_pool(stage, paths, settings, crds_env, extra_env) if kind == "local" else None
+    pool = _early_pool(stage, paths, settings, crds_env, extra_env, daemon) \
+        if kind == "local" else None
     try:
         planned, sets = None, {}
         if stage.is_step:
@@ -449,7 +457,7 @@ def _plan_associations(stage: Stage, paths: list[Path], outdir: Path, shard, mad
 
 
 def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,
-                extra_env: dict):
+                extra_env: dict, daemon: bool = True):
     """The local workers, started now: their jwst import overlaps the input checks,
     planning, CRDS context lookup and prefetch. Tasks are counted for sure only once
     planned (loose exposures are grouped): run_tasks resizes the pool."""
@@ -461,7 +469,7 @@ def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: 
         n_tasks = sum(map(is_association, paths)) + any(not is_association(p) for p in paths)
         per_worker = stage.memory[0]
     return early_pool(stage, n_tasks, settings.jobs, per_worker, crds_env, extra_env,
-                      settings.max_tasks_per_worker)
+                      settings.max_tasks_per_worker, daemon)
 
 
 @contextlib.contextmanager
