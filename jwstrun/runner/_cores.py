@@ -93,7 +93,7 @@ def choose_parallelism(stage: Stage, n_tasks: int, jobs: int | None, parameters:
         return Parallelism(SERIAL, 1, None, steps, "-j 1")
     if user:
         return Parallelism(IN_STEP, 1, None, steps, f"{_settings(user)} set")
-    workers, why = default_jobs(0, bytes_per_worker)
+    workers, why = default_jobs(0, bytes_per_worker, cpus)
     if cpus <= 1 or n_tasks < 1:
         return Parallelism(SERIAL, 1, None, steps, f"{cpus} CPU")
     if n_tasks >= cpus:

@@ -300,6 +300,8 @@ class _Run:
         limited = self.in_pool or bool(self.parallelism and self.parallelism.threads_limited)
         if self.parallelism is not None:
             self.jobs_reason = self.parallelism.reason
+            log.info("parallelism: %s (%s)", self.parallelism.mode.replace("_", " "),
+                     self.parallelism.reason)
         # The parent settles CRDS first: the context is pinned for every worker,
         # and it is part of each task's fingerprint.
         refs.apply_crds_environment(crds_env)

@@ -409,7 +409,6 @@ def _parallelism(stage: Stage, paths: list[Path], settings: _Settings, parameter
                                 stage.bytes_per_task(pixels), executor=kind)
     if choice is not None:
         settings.jobs = choice.jobs
-        log.info("parallelism: %s (%s)", choice.mode.replace("_", " "), choice.reason)
     return choice
 
 
