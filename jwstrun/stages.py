@@ -185,17 +185,19 @@ STAGES: dict[str, Stage] = {
         alias="calwebb_detector1",
         accepts=("uncal",),
         grouping="exposure",
-        # _rateints for several integrations; what a user asks for besides (the
+        # _rateints too (jwst writes it for every exposure); what one asks for besides (the
         # _ramp of save_calibrated_ramp, jump's _jump, ramp_fit's _fitopt) are
         # intermediates, in OUTDIR/intermediate/<task-id>/
         writes=("rate.fits", "rateints.fits"),
         # Per worker: a base, and bytes per full-frame *group* (the planned pixels of a
         # ramp are SUBSIZE1 x SUBSIZE2 x NGROUPS x NINTS, runner.plan._exposure_pixels).
-        # Measured by scripts/bench_detector1.py (docs/benchmarks.md, "detector1"):
-        # SUB160 x 8 groups peaks at ~0.42 GB (the jwst import), and a full frame of 10
-        # groups holds the RampModel (float32 SCI + ERR, uint8 GROUPDQ, 9 B a group
-        # pixel) two or three times over in jump and ramp_fit: ~0.2 GB a full-frame group.
-        memory=(0.45e9, 0.20e9),
+        # scripts/bench_detector1.py measured 299 MB peak for SUB160 x 8 groups (0.05
+        # full-frame groups: the jwst import and references, ~all of it base).  Per
+        # full-frame group (4.2 Mpixel): the RampModel holds float32 SCI and ERR and
+        # uint8 GROUPDQ (9 B a pixel), and jump and ramp_fit work on float32 copies and
+        # differences of it, ~36 B a pixel at their peak: 0.15 GB, i.e. 1.8 GB for a
+        # full frame of 10 groups -- to refit from the full-frame run of the script.
+        memory=(0.30e9, 0.15e9),
         next_stage="image2",
         asn_level=None,
         aliases=("calwebb_detector1", "detector1pipeline", "stage1"),

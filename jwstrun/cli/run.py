@@ -250,8 +250,8 @@ def detector1_command(ctx, inputs, report, **kw):
     """Run calwebb_detector1 on _uncal ramps, in parallel and resumably.
 
     INPUTS are *_uncal.fits files, glob patterns or directories (their _uncal
-    files). Each exposure is one task writing _rate (and _rateints for several
-    integrations) into OUTDIR once complete and validated; files a step is asked
+    files). Each exposure is one task writing _rate and _rateints (one plane per
+    integration) into OUTDIR once complete and validated; files a step is asked
     to save besides (--set save_calibrated_ramp=true, steps.jump.save_results=true)
     go to OUTDIR/intermediate/<task-id>/. Exposures that are not direct imaging
     are left out with one line. Re-running skips exposures whose products are up
