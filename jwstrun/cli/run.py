@@ -344,7 +344,7 @@ def image2_command(ctx, inputs, from_type, save_bsub, report, **kw):
     # or matplotlib, and importing them would take CPU from the workers.
     with _in_flag_terms():
         summary = _run_with_progress(
-            ctx, "image2", kw["no_progress"], kw["as_json"],
+            ctx, "detector1" if from_type else "image2", kw["no_progress"], kw["as_json"],
             lambda progress: run_image2(
                 inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
                 previews=report, from_type=from_type, **_common_kwargs(kw), **_dask_kwargs(kw),

@@ -383,7 +383,8 @@ class _Run:
             if self.plan_shards is not None:
                 self.manifest.set_plan(self.stage.name, self.plan_shards,
                                        self.shard.count if self.shard else None)
-            self.emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(self.results),
+            self.emit("plan", stage=self.stage.name, total=len(tasks), to_run=len(to_run),
+                      skipped=len(self.results),
                       jobs=self.jobs, jobs_reason=self.jobs_reason,
                       tasks=[t.task_id for t in to_run], context=self.context)
             for skipped in list(self.results):
