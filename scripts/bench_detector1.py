@@ -43,7 +43,8 @@ from _benchlib import (
 )
 
 
-def simulated_ramps(work: Path, subarray: str, n: int, ngroups: int) -> tuple[list[str], Path, dict]:
+def simulated_ramps(work: Path, subarray: str, n: int,
+                    ngroups: int) -> tuple[list[str], Path, dict]:
     """(_uncal files, crds.env, subprocess environment), simulated once under ``work``."""
     from jwstrun.refs import read_env_file
     from jwstrun.simulate import simulate_program
@@ -130,7 +131,8 @@ def main() -> None:
     lines += [f"{name:<34} {seconds:7.1f} s" for name, seconds in times.items()]
     lines += [
         f"jwstrun -j {args.j} vs strun loop:            {loop / across:.2f}x",
-        f"jwstrun -j {args.j} vs xargs -P {args.j} strun:      {xargs / across:.2f}x (target >= 1.3)",
+        f"jwstrun -j {args.j} vs xargs -P {args.j} strun:      {xargs / across:.2f}x "
+        "(target >= 1.3)",
         f"exposures side by side vs cores inside: {inside / across:.2f}x",
         f"1 exposure, cores inside vs serial:     "
         f"{times['1 exposure: jwstrun -j 1'] / times[f'1 exposure: maximum_cores={args.j}']:.2f}x",

@@ -1,7 +1,8 @@
 """``jwstrun detector1``, ``image2``, ``image3`` and ``demo``: run the pipelines.
 
 Each command parses its options, makes one library call
-(:func:`jwstrun.runner.run_detector1`, :func:`~jwstrun.runner.run_image2`, :func:`~jwstrun.runner.run_image3`,
+(:func:`jwstrun.runner.run_detector1`, :func:`~jwstrun.runner.run_image2`,
+:func:`~jwstrun.runner.run_image3`,
 :func:`jwstrun.demo.run_demo`) and renders progress and the summary.
 """
 
