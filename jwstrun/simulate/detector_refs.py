@@ -59,21 +59,23 @@ class DetectorProperties:
         self.shape = shape
         self.dq = bad_pixel_mask(detector, (1, 1, nx, ny),
                                  np.random.default_rng(zlib.crc32(detector.name.encode())))
-        columns = rng.normal(0.0, 150.0, nx)[None, :]
-        base = 12000.0 if nircam else 10500.0
-        self.bias = (base + columns + rng.normal(0.0, 40.0, shape)).astype(np.float32)
-        self.gain = (detector.gain * (1 + 0.02 * rng.standard_normal(shape))).astype(np.float32)
-        cds = 13.0 if nircam else 10.0
-        self.readnoise = (cds * (1 + 0.05 * rng.standard_normal(shape))).astype(np.float32)
-        dark = rng.exponential(0.003 if nircam else 0.03, shape)
+        f32 = np.float32
+
+        def normal(scale):
+            return rng.standard_normal(shape, dtype=f32) * f32(scale)
+
+        columns = rng.normal(0.0, 150.0, nx).astype(f32)[None, :]
+        self.bias = (f32(12000.0 if nircam else 10500.0) + columns) + normal(40.0)
+        self.gain = f32(detector.gain) * (f32(1) + normal(0.02))
+        self.readnoise = f32(13.0 if nircam else 10.0) * (f32(1) + normal(0.05))
+        dark = rng.standard_exponential(shape, dtype=f32) * f32(0.003 if nircam else 0.03)
         hot = (self.dq & (1 << 11)) > 0
         dark[hot] = rng.uniform(1.0, 20.0, int(hot.sum()))
-        self.dark_rate = dark.astype(np.float32)  # DN/s
-        self.c2 = (1.5e-6 * (1 + 0.05 * rng.standard_normal(shape))).astype(np.float32)
-        self.c3 = np.full(shape, 1.0e-11, dtype=np.float32)
-        well = 50000.0 if nircam else 45000.0
-        self.well = np.minimum(well * (1 + 0.02 * rng.standard_normal(shape)),
-                               65000.0 - self.bias).astype(np.float32)  # measured DN above bias
+        self.dark_rate = dark  # DN/s
+        self.c2 = f32(1.5e-6) * (f32(1) + normal(0.05))
+        self.c3 = np.full(shape, 1.0e-11, dtype=f32)
+        well = f32(50000.0 if nircam else 45000.0) * (f32(1) + normal(0.02))
+        self.well = np.minimum(well, f32(65000.0) - self.bias)  # measured DN above bias
         for array in (self.bias, self.gain, self.readnoise, self.dark_rate, self.c2, self.c3,
                       self.well, self.dq):
             array.setflags(write=False)

@@ -366,10 +366,13 @@ def _write_hdus(path: Path, arrays: dict, key: str, value: str) -> Path:
     return path
 
 
-def prepare_scene(scene, effects, seed: int, sets, layouts, geometries, ra, dec, roll):
-    """The scene with the bright stars ``persistence`` needs (else ``scene`` as is): two
-    near the centre of each detector's field at the first dither (``layouts`` by
-    observation, ``geometries`` by detector, as :func:`simulate_program` has them)."""
+def prepare_scene(scene, effects, seed: int, sets, layouts, geometries, ra, dec, roll,
+                  fill_time: float | None = None):
+    """The scene with the bright stars ``persistence`` (or ``bright``: ``--uncal``) needs
+    (else ``scene`` as is): two near the centre of each detector's field at the first
+    dither (``layouts`` by observation, ``geometries`` by detector, as
+    :func:`simulate_program` has them), filling the wells in ``fill_time`` seconds
+    (default: an exposure)."""
     if "persistence" not in effects and "bright" not in effects:  # bright: --uncal's
         return scene
     from .distortion import pixel_area_sr
@@ -391,6 +394,6 @@ def prepare_scene(scene, effects, seed: int, sets, layouts, geometries, ra, dec,
 
     def to_flux_jy(total_dn, index):
         det, filt, pixar = members[index]
-        return total_dn / det.exposure_time * filt.photmjsr * pixar * 1e6
+        return total_dn / (fill_time or det.exposure_time) * filt.photmjsr * pixar * 1e6
 
     return add_bright_stars(scene, seed, fields, to_flux_jy)

@@ -168,14 +168,14 @@ def simulate_program(
         "program": program, "ra": ra, "dec": dec, "roll": roll, "source_density": source_density,
     }
     extras = _check_extras(extras, options)
-    ramps = _check_uncal(options, uncal, ngroups, uncal_nints, readpatt, rateints, nints, seed)
-    if ramps is not None:
-        extras = [e for e in extras if e != "uncal"]  # the real ramps are written
+    ramps, extras = _check_uncal(options, extras, uncal, ngroups, uncal_nints, readpatt,
+                                 rateints, nints, seed)
     _check_counts(n_dithers, n_background, rateints, nints)
     sets = plan_exposure_sets(instrument, detectors, filters)
     effects = fx.check_effects(effects, options, rateints, sets)
     setups = _setups(sets)
     geometries = {det.name: subarray_geometry(det, subarray) for det, _ in setups}
+    fill_time = _shortest_integration(ramps, setups, geometries)  # checks --readpatt first
     outdir = Path(outdir)
     _prepare_outdir(outdir, force)
     crds_dir = Path(crds_path) if crds_path else outdir / "crds_cache"
@@ -189,7 +189,8 @@ def simulate_program(
     half_width = _scene_half_width(sets, layouts, geometries, n_dithers)
     scene = _make_sky(rng, setups, half_width, n_dithers, source_density, ra, dec)
     scene = fx.prepare_scene(scene, effects + (["bright"] if ramps is not None else []), seed,
-                             sets, layouts, geometries, ra, dec, roll)
+                             sets, layouts, geometries, ra, dec, roll,
+                             fill_time=fill_time)
     plan = _Plan(outdir=outdir, crds_dir=crds_dir, subarray=subarray.upper(), n_dithers=n_dithers,
                  n_background=n_background, rateints=rateints, nints=nints,
                  pointing_error=pointing_error, program=program, ra=ra, dec=dec, roll=roll,
@@ -206,12 +207,7 @@ def simulate_program(
     effect_files = fx.apply_effects(outdir, written.rate_files + written.background_files,
                                     effects, seed) if effects else []
     extra_files = _write_extras(plan, written, extras, seed)
-    uncal_files, uncal_truth = [], []
-    if written.uncal_truths:
-        from .ramps import write_uncal_truth
-
-        uncal_files = [t.path for t in written.uncal_truths]
-        uncal_truth = write_uncal_truth(outdir, written.uncal_truths)
+    uncal_files, uncal_truth = _write_uncal_truth(outdir, written.uncal_truths)
     truth_file, pointing_file, cr_file = _write_truth(
         outdir, scene, written.snr_columns, written.pointing_rows, written.cr_rows, seed, context
     )
@@ -267,14 +263,21 @@ def _write_extras(plan: "_Plan", written: "_Written", extras: list[str], seed: i
     return write_extras(plan.outdir, written.rate_files[0], last, plan.subarray, extras, seed)
 
 
-def _check_uncal(options: dict, uncal: bool, ngroups, nints, readpatt, rateints: bool,
-                 rate_nints: int, seed: int):
-    """The ramps.RampOptions of ``--uncal`` (None without), recorded in ``options``."""
+def _check_uncal(options: dict, extras: list[str], uncal: bool, ngroups, nints, readpatt,
+                 rateints: bool, rate_nints: int, seed: int):
+    """The ramps.RampOptions of ``--uncal`` (None without), recorded in ``options``, and
+    the extras to write (not ``uncal``'s 3-group file when the real ramps are written)."""
     if not uncal:
         if ngroups is not None or readpatt:
             raise InputError("--ngroups and --readpatt describe the _uncal ramps; add --uncal.")
-        return None
+        return None, extras
     from .ramps import RampOptions
+
+    if "uncal" in extras:
+        extras = [e for e in extras if e != "uncal"]
+        options.pop("extras")
+        if extras:
+            options["extras"] = extras
 
     if ngroups is not None and ngroups < 2:
         raise InputError("--ngroups must be at least 2 (a slope needs two groups).")
@@ -283,7 +286,27 @@ def _check_uncal(options: dict, uncal: bool, ngroups, nints, readpatt, rateints:
     options["uncal"] = {"ngroups": ngroups, "nints": nints,
                         "readpatt": readpatt.upper() if readpatt else None}
     return RampOptions(ngroups=ngroups, nints=nints,
-                       readpatt=readpatt.upper() if readpatt else None, seed=seed)
+                       readpatt=readpatt.upper() if readpatt else None, seed=seed), extras
+
+
+def _write_uncal_truth(outdir: Path, truths: list) -> tuple[list[Path], list[Path]]:
+    """The _uncal files written and their truth files (none without ``--uncal``)."""
+    if not truths:
+        return [], []
+    from .ramps import write_uncal_truth
+
+    return [t.path for t in truths], write_uncal_truth(outdir, truths)
+
+
+def _shortest_integration(ramps, setups, geometries) -> float | None:
+    """The shortest _uncal integration of the program (s; None without ``--uncal``): the
+    bright stars fill the wells in it."""
+    if ramps is None:
+        return None
+    from .ramps import choose_readout
+
+    return min(choose_readout(det, geometries[det.name], ramps, det.exposure_time)
+               .integration_time for det, _ in setups)
 
 
 def _check_counts(n_dithers: int, n_background: int, rateints: bool, nints: int) -> None:

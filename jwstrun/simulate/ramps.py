@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 from ._save import save_model
-from .exposures import _int_times
 from .detector_refs import cut, detector_properties, frame_time
 
 __all__ = ["RampOptions", "Readout", "READOUT_PATTERNS", "choose_readout", "write_ramps",
@@ -55,8 +54,8 @@ JUMP_TABLE = "truth_uncal_jumps.ecsv"
 SATURATION_TABLE = "truth_uncal_saturated.ecsv"
 SLOPE_DIR = "truth_uncal"
 
-CR_RATE = 5e-5  # cosmic-ray hits per pixel per second (a few times the primaries JWST sees)
-CR_MIN_HITS = 20  # per integration, so that small subarrays have some
+CR_RATE = 1.5e-5  # hits per pixel per second: JWST's ~5 per cm2 per s on 18 um pixels
+CR_MIN_HITS = 50  # per integration, so that jump detection is tested on small subarrays
 CR_ELECTRONS = (300.0, 30000.0)
 SNOWBALL_RADII = (2.0, 4.0)
 _REFERENCE_PIXEL = 1 << 31
@@ -156,76 +155,87 @@ def _amplifiers(detector, geometry) -> np.ndarray:
 
 def _newton_inverse(t, c2, c3):
     """m with m + c2 m^2 + c3 m^3 = t (the counts the linearity polynomial corrects)."""
-    m = t / (1.0 + c2 * t)
-    for _ in range(4):
-        m -= (m + c2 * m * m + c3 * m**3 - t) / (1.0 + 2 * c2 * m + 3 * c3 * m * m)
+    m = t * (1 - c2 * t)  # the series' first terms; two Newton steps reach float32 precision
+    for _ in range(3):
+        m -= (m + c2 * m * m + c3 * m * m * m - t) / (1 + 2 * c2 * m + 3 * c3 * m * m)
     return m
 
 
 def _events(rng, shape, refmask, readout, gain):
-    """Cosmic rays and snowballs of one integration: (x, y, group, dn, kind) rows."""
+    """Cosmic rays and snowballs of one integration: arrays x, y, group, dn, kind."""
     ny, nx = shape
     t_groups = readout.group_times()
-    rows = []
-    n_hits = max(CR_MIN_HITS, int(rng.poisson(CR_RATE * ny * nx * readout.integration_time)))
-    for _ in range(n_hits):
-        x, y = int(rng.integers(1, nx - 1)), int(rng.integers(1, ny - 1))
-        t_hit = rng.uniform(0, t_groups[-1])
-        group = int(np.searchsorted(t_groups, t_hit))
-        electrons = math.exp(rng.uniform(*np.log(CR_ELECTRONS)))
-        pixels = [(x, y, 1.0)]
-        if rng.random() < 0.4:
-            dx, dy = [(1, 0), (0, 1), (-1, 0), (0, -1)][int(rng.integers(4))]
-            pixels.append((x + dx, y + dy, float(rng.uniform(0.05, 0.3))))
-        for px, py, frac in pixels:
-            rows.append((px, py, group, electrons * frac / gain[py, px], "cosmic_ray"))
+    n = max(CR_MIN_HITS, int(rng.poisson(CR_RATE * ny * nx * readout.integration_time)))
+    x = rng.integers(1, nx - 1, n)
+    y = rng.integers(1, ny - 1, n)
+    group = np.searchsorted(t_groups, rng.uniform(0, t_groups[-1], n))
+    electrons = np.exp(rng.uniform(*np.log(CR_ELECTRONS), n))
+    # 40 % share 5-30 % of their charge with a neighbour
+    shared = rng.random(n) < 0.4
+    step = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)])[rng.integers(0, 4, n)]
+    frac = rng.uniform(0.05, 0.3, n)
+    xs = np.concatenate([x, (x + step[:, 0])[shared]])
+    ys = np.concatenate([y, (y + step[:, 1])[shared]])
+    groups = np.concatenate([group, group[shared]])
+    charge = np.concatenate([electrons, (electrons * frac)[shared]])
+    dn = charge / gain[ys, xs]
+    kinds = ["cosmic_ray"] * len(xs)
     # a snowball: a round core of a good part of the well with a fainter halo
     radius = rng.uniform(*SNOWBALL_RADII)
     margin = int(3 * radius) + 2
     if min(nx, ny) > 2 * margin + 1:
         x0, y0 = rng.uniform(margin, nx - margin), rng.uniform(margin, ny - margin)
-        group = int(rng.integers(1, readout.ngroups))
+        sgroup = int(rng.integers(1, readout.ngroups))
         core = rng.uniform(0.3, 0.6) * 45000.0
-        ys, xs = np.mgrid[int(y0) - margin: int(y0) + margin + 1,
+        sy, sx = np.mgrid[int(y0) - margin: int(y0) + margin + 1,
                           int(x0) - margin: int(x0) + margin + 1]
-        dist = np.hypot(xs - x0, ys - y0)
-        for px, py, d in zip(xs.ravel(), ys.ravel(), dist.ravel()):
-            if d <= radius:
-                rows.append((int(px), int(py), group, core, "snowball"))
-            elif d <= 2.5 * radius:
-                rows.append((int(px), int(py), group, core * 0.02 * (radius / d) ** 2,
-                             "snowball"))
-    return [r for r in rows if not refmask[r[1], r[0]]]
+        d = np.hypot(sx - x0, sy - y0).ravel()
+        keep = d <= 2.5 * radius
+        amp = np.where(d <= radius, core, core * 0.02 * (radius / np.maximum(d, 1e-3)) ** 2)
+        xs = np.concatenate([xs, sx.ravel()[keep]])
+        ys = np.concatenate([ys, sy.ravel()[keep]])
+        groups = np.concatenate([groups, np.full(int(keep.sum()), sgroup)])
+        dn = np.concatenate([dn, amp[keep]])
+        kinds += ["snowball"] * int(keep.sum())
+    ok = ~refmask[ys, xs]
+    return xs[ok], ys[ok], groups[ok], dn[ok], np.array(kinds)[ok]
 
 
-def _integration(rng, signal, props, readout, amps, drift, rows):
-    """One integration's raw counts (ngroups, ny, nx) uint16 and first saturated group."""
+def _integration(rng, signal, props, readout, amps, drift, events, linear_bias: bool):
+    """One integration's raw counts (ngroups, ny, nx) uint16 and first saturated group.
+
+    ``linear_bias``: the linearity polynomial acts on the raw counts, bias included
+    (MIRI, which has no superbias step), not on the bias-subtracted ones (NIR).
+    """
     bias, gain, rn, dark, c2, c3, well, refmask, dead = props
     shape = signal.shape
-    electrons_rate = np.where(refmask | dead, 0.0, (signal + dark)) * gain
-    jumps = np.zeros((readout.ngroups,) + shape)
-    for x, y, group, dn, _ in rows:
-        jumps[group, y, x] += dn
-    rn_group = rn / math.sqrt(2 * readout.nframes)
+    f32 = np.float32
+    electrons_rate = np.where(refmask | dead, 0.0, signal + dark) * gain
+    ex, ey, egroup, edn, _ = events
+    rn_group = rn / f32(math.sqrt(2 * readout.nframes))
     n_amps = int(amps.max()) + 1
-    offsets = rng.normal(0.0, 40.0, n_amps)[amps][None, :] + rng.normal(0.0, 2.0, 2)[
-        np.arange(shape[1]) % 2][None, :]
+    offsets = (rng.normal(0.0, 40.0, n_amps)[amps]
+               + rng.normal(0.0, 2.0, 2)[np.arange(shape[1]) % 2]).astype(f32)[None, :]
+    base = (bias + offsets) if linear_bias else np.zeros(shape, dtype=f32)
+    base_true = base + c2 * base * base + c3 * base * base * base
     t_prev = 0.0
-    cum = np.zeros(shape)
-    extra = np.zeros(shape)
+    cum = np.zeros(shape, dtype=f32)
+    extra = np.zeros(shape, dtype=f32)
     out = np.empty((readout.ngroups,) + shape, dtype=np.uint16)
-    first_sat = np.full(shape, -1, dtype=int)
+    first_sat = np.full(shape, -1, dtype=np.int16)
     for g, t in enumerate(readout.group_times()):
-        cum += rng.poisson(electrons_rate * (t - t_prev))
+        cum += rng.poisson(electrons_rate * (t - t_prev)).astype(f32)
         t_prev = t
-        extra += jumps[g]
-        true_dn = cum / gain + extra
-        measured = np.minimum(_newton_inverse(true_dn, c2, c3), well)
+        now = egroup == g
+        np.add.at(extra, (ey[now], ex[now]), edn[now].astype(f32))
+        measured = _newton_inverse(base_true + cum / gain + extra, c2, c3) - base
+        np.minimum(measured, well, out=measured)
         first_sat[(measured >= well) & (first_sat < 0)] = g
-        raw = bias + measured + offsets + rng.standard_normal(shape) * rn_group
+        raw = bias + measured + offsets + rng.standard_normal(shape, dtype=f32) * rn_group
         if drift:
-            raw += rng.normal(0.0, 3.0, n_amps)[amps][None, :]
-        out[g] = np.clip(np.rint(raw), 0, 65535).astype(np.uint16)
+            raw += rng.normal(0.0, 3.0, n_amps)[amps].astype(f32)[None, :]
+        np.rint(raw, out=raw)
+        out[g] = np.clip(raw, 0, 65535).astype(np.uint16)
     return out, first_sat
 
 
@@ -239,35 +249,40 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     """
     from stdatamodels.jwst.datamodels import Level1bModel
 
+    from .exposures import _int_times
+
     det, geometry = spec.detector, spec.geometry
     readout = choose_readout(det, geometry, options, det.exposure_time)
     full = detector_properties(det)
     refmask = (dq & _REFERENCE_PIXEL) > 0
     dead = (dq & _DEAD) > 0
-    props = (*(cut(a, geometry).astype(np.float64) for a in (
+    props = (*(np.ascontiguousarray(cut(a, geometry)) for a in (
         full.bias, full.gain, full.readnoise, full.dark_rate, full.c2, full.c3, full.well)),
         refmask, dead)
     rng = np.random.default_rng([options.seed, zlib.crc32(rate_path.name.encode())])
     amps = _amplifiers(det, geometry)
     drift = det.instrument == "NIRCAM" and bool(refmask.all(axis=1).any())
     path = rate_path.with_name(uncal_name(rate_path.name))
+    signal = signal.astype(np.float32)
     slope = np.where(refmask, 0.0, signal).astype(np.float32)
     truth = UncalTruth(path=path, slope=slope)
     data = np.empty((readout.nints, readout.ngroups) + signal.shape, dtype=np.uint16)
-    sigma_pois = np.sqrt(np.clip(signal, 0, None) * readout.group_time / props[1])
+    var_pois = np.clip(signal, 0, None) * readout.group_time / props[1]
+    var_read = 2 * props[2] ** 2 / (2 * readout.nframes)
     for k in range(readout.nints):
-        rows = _events(rng, signal.shape, refmask, readout, props[1])
-        data[k], first_sat = _integration(rng, signal, props, readout, amps, drift, rows)
-        rn_group = props[2] / math.sqrt(2 * readout.nframes)
-        for x, y, group, dn, kind in rows:
-            sigma = math.sqrt(2 * rn_group[y, x] ** 2 + sigma_pois[y, x] ** 2)
-            truth.jumps.append((k, x, y, group, float(dn), kind, sigma))
+        events = _events(rng, signal.shape, refmask, readout, props[1])
+        data[k], first_sat = _integration(rng, signal, props, readout, amps, drift, events,
+                                          det.instrument == "MIRI")
+        x, y, group, dn, kind = events
+        sigma = np.sqrt(var_read[y, x] + var_pois[y, x])
+        truth.jumps += zip([k] * len(x), x.tolist(), y.tolist(), group.tolist(), dn.tolist(),
+                           kind.tolist(), sigma.tolist())
         ys, xs = np.nonzero(first_sat >= 0)
-        truth.saturated += [(k, int(x), int(y), int(first_sat[y, x])) for y, x in zip(ys, xs)]
+        truth.saturated += zip([k] * len(xs), xs.tolist(), ys.tolist(),
+                               first_sat[ys, xs].tolist())
     model = Level1bModel(data=data)
     model.update(rate_model)
-    _set_readout(model.meta, readout, spec)
-    # DMS _uncal files have INT_TIMES; ramp_fit copies it into the _rateints
+    _set_readout(model.meta, readout)
     model.int_times = _int_times(model.meta.exposure.start_time, readout.integration_time,
                                  readout.nints)
     model.meta.filename = path.name
@@ -277,7 +292,7 @@ def write_ramps(rate_path: Path, rate_model, spec, signal: np.ndarray, dq: np.nd
     return truth
 
 
-def _set_readout(meta, readout: Readout, spec) -> None:
+def _set_readout(meta, readout: Readout) -> None:
     exp = meta.exposure
     exp.readpatt = readout.readpatt
     exp.nframes, exp.groupgap = readout.nframes, readout.groupgap
