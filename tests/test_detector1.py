@@ -247,3 +247,13 @@ def test_worker_gives_the_core_steps_the_chosen_cores():
     env = worker_env({}, None, None, True)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         assert env[var] == os.environ.get(var, "1")
+
+
+def test_strun_spelling_gets_the_set_hint(tmp_path):
+    result = CliRunner().invoke(cli, ["detector1", "x_uncal.fits", "-o", str(tmp_path / "out"),
+                                      "--steps.jump.rejection_threshold=5"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: No such option '--steps.jump.rejection_threshold'. jwstrun takes step "
+        "parameters as --set steps.jump.rejection_threshold=5 (strun's "
+        "--steps.STEP.PARAM=VALUE spelling).")
