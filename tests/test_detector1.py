@@ -127,16 +127,15 @@ def test_rerun_serially_is_up_to_date(sim, runs):
 
 
 def test_image2_from_uncal_runs_detector1_first(sim, runs):
-    """detector1 (up to date from the fixture: the same parameters, given with the stage
-    prefix that one --set list for two stages takes) then image2, both in OUTDIR's
-    manifest."""
+    """detector1 (up to date from the fixture: the same parameters; one --set list serves
+    both stages, each key going to the stage that has its step) then image2, both in
+    OUTDIR's manifest."""
     ours, _theirs, _summary = runs
     key, value = PARAMETER
     result = CliRunner().invoke(cli, [
         "image2", "--from", "uncal", str(sim.uncal_files[0]), "-o", str(ours), "-j", "1",
         "--crds-env", str(sim.env_file), "--no-progress", "--json", "--set",
-        f"detector1.{key}={value}", "--set", "image2.steps.resample.skip=true"],
-        catch_exceptions=False)
+        f"{key}={value}", "--set", "steps.resample.skip=true"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["pipeline"] == "image2" and summary["before"]["pipeline"] == "detector1"

@@ -2,7 +2,9 @@
 
 Both runs record their tasks in OUTDIR's manifest (task ids ``detector1-...`` and
 ``image2-...``), so a re-run skips what is up to date in either stage; image2 takes
-the ``_rate`` files detector1 wrote (or found up to date) and nothing else.
+the ``_rate`` files detector1 wrote (or found up to date) and nothing else.  One
+``--set`` list serves both: a key without a stage prefix goes to the stages that have
+its step or parameter (:func:`stage_prefixed`), as ``jwstrun profiles`` reads it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from ..errors import ConfigError
 from ..products import product_suffix
 
-__all__ = ["image2_from_uncal", "FROM_TYPES"]
+__all__ = ["image2_from_uncal", "stage_prefixed", "FROM_TYPES"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ def image2_from_uncal(run_detector1, run_image2, from_type: str, inputs, outdir,
     if from_type not in FROM_TYPES:
         raise ConfigError(f"from_type={from_type!r}: image2 starts from "
                           f"{' or '.join(FROM_TYPES)} only (detector1 first, then image2).")
+    options["sets"] = stage_prefixed(options.get("sets") or ())
     first = run_detector1(inputs, outdir, **{k: v for k, v in options.items()
                                              if k not in _IMAGE2_ONLY})
     rates = [first.outdir / name for result in first.results if result.status != "failed"
@@ -40,3 +43,28 @@ def image2_from_uncal(run_detector1, run_image2, from_type: str, inputs, outdir,
     summary = run_image2(rates, outdir, **options)
     summary.before = first
     return summary
+
+
+def stage_prefixed(sets) -> list[str]:
+    """``sets`` with each unprefixed ``KEY=VALUE`` given the prefix of the stage(s) of the
+    chain that have it (``steps.jump.x=1`` -> ``detector1.steps.jump.x=1``); a key
+    neither has, or a malformed one, is left as it is for the stages' own message."""
+    from ..profiles import parse_sets
+
+    chain = ("detector1", "image2")
+    prefixed = []
+    for item in sets:
+        if item.partition("=")[0].strip().partition(".")[0] in chain:
+            prefixed.append(item)
+            continue
+        owners = []
+        for stage in chain:
+            try:
+                section = parse_sets([item], stage, pipelines=chain).section(stage)
+            except ConfigError:
+                owners = []
+                break
+            if not section.is_empty():
+                owners.append(stage)
+        prefixed += [f"{stage}.{item.strip()}" for stage in owners] or [item]
+    return prefixed
