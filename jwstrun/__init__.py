@@ -36,6 +36,7 @@ _API = {
     "AsnBuildResult": "asn",
     "Association": "asn",
     # running the pipelines
+    "run_detector1": "runner",
     "run_image2": "runner",
     "run_image3": "runner",
     "run_step": "runner",
@@ -140,6 +141,6 @@ if TYPE_CHECKING:  # for editors and type checkers; never executed
         prefetch,
         resolve_bestrefs,
     )
-    from .runner import RunSummary, TaskResult, run_image2, run_image3, run_step
+    from .runner import RunSummary, TaskResult, run_detector1, run_image2, run_image3, run_step
     from .simulate import SimulationResult, load_simulation, simulate_program
     from .validate import FileReport, Finding, product_info, validate_file, validate_files

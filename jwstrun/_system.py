@@ -154,12 +154,14 @@ def physical_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def default_jobs(n_tasks: int, bytes_per_worker: float) -> tuple[int, str]:
-    """Number of workers that fits the CPUs and the available memory.
+def default_jobs(n_tasks: int, bytes_per_worker: float,
+                 cpus: int | None = None) -> tuple[int, str]:
+    """Number of workers that fits the CPUs (``cpus``, default :func:`cpu_count`) and
+    the available memory.
 
     Returns ``(jobs, reason)``; the reason is a short sentence for the log.
     """
-    cpus = cpu_count()
+    cpus = cpus or cpu_count()
     jobs = cpus
     reason = f"{cpus} CPUs"
     found = available_memory()

@@ -4,10 +4,11 @@ A MAST download holds target acquisitions, grism, coronagraphy and imaging
 exposures side by side, and the ``_uncal`` ramps of each.  image2, image3 and asn
 take the EXP_TYPEs of the stage's row (:attr:`jwstrun.stages.Stage.exp_types`) and
 leave the others out with one summary line (:func:`left_out_line`); the library
-returns what it left out (``--json`` lists it).  Files of a pipeline jwstrun has no
-stage for yet (:data:`jwstrun.stages.EXTERNAL_INPUTS`: ``_uncal`` ->
-calwebb_detector1) are left out the same way, saying what to run.  When nothing
-is left the run is refused: for one file with the reason of that file.
+returns what it left out (``--json`` lists it).  Raw inputs of an earlier stage
+(:func:`jwstrun.stages.raw_types`: ``_uncal`` -> ``jwstrun detector1``) and files of
+a pipeline jwstrun has no stage for (:data:`jwstrun.stages.EXTERNAL_INPUTS`) are left
+out the same way, saying what to run.  When nothing is left the run is refused: for
+one file with the reason of that file.
 
 A file whose name suffix and DATAMODL disagree (an ImageModel named ``_uncal``)
 is refused outright (:func:`jwstrun.products.name_mismatch`).
@@ -36,7 +37,7 @@ from .products import (
     read_primary_cards,
     read_primary_header,
 )
-from .stages import EXTERNAL_INPUTS, IMAGING_EXP_TYPES, Stage, stages_accepting
+from .stages import EXTERNAL_INPUTS, IMAGING_EXP_TYPES, Stage, raw_types, stages_accepting
 
 __all__ = ["LeftOut", "Selection", "select_files", "select_exposures", "left_out_line",
            "external_input_message", "external_types_for"]
@@ -91,7 +92,7 @@ def select_files(stage: Stage, paths: Sequence[Path], *, what: str | None = None
             if cards is not None:
                 reason = _left_out(path, cards.get("EXP_TYPE", ""),
                                    product_suffix(path) or header_type(cards), stage.exp_types,
-                                   lambda p=path, c=cards: name_mismatch(p, c))
+                                   lambda p=path, c=cards: name_mismatch(p, c), stage.accepts)
         if reason is None:
             selection.kept.append(path)
         else:
@@ -117,11 +118,12 @@ def select_exposures(exposures: Sequence[ExposureInfo], *, what: str = "jwstrun 
 
 
 def _left_out(path, exp_type: str, ptype: str | None, exp_types: Sequence[str],
-              mismatch: Callable[[], str | None]) -> LeftOut | None:
+              mismatch: Callable[[], str | None], accepts: Sequence[str] = ()) -> LeftOut | None:
     """Why a file is left out (None: taken).  Another EXP_TYPE first (a grism ``_cal`` is
     a MultiSlitModel: an exposure to leave out, not a mismatch to refuse); then a name
     that its DATAMODL contradicts is refused (``mismatch()`` says why); then files of a
-    pipeline jwstrun has no stage for are left out."""
+    pipeline jwstrun has no stage for, and the raw inputs of an earlier stage (not in
+    ``accepts``, the types the selecting stage takes), are left out."""
     exp_type = str(exp_type or "").strip().upper()
     if exp_type and exp_type not in exp_types:
         shown = exp_type if len(exp_type) <= 40 else exp_type[:40] + "..."
@@ -129,9 +131,23 @@ def _left_out(path, exp_type: str, ptype: str | None, exp_types: Sequence[str],
     problem = mismatch()
     if problem:
         raise InputError(problem)
-    if ptype in EXTERNAL_INPUTS:
+    if ptype in _earlier_types() and ptype not in accepts:
         return LeftOut(str(path), exp_type, ptype, EARLIER_STAGE)
     return None
+
+
+def _earlier_types() -> tuple[str, ...]:
+    return (*EXTERNAL_INPUTS, *raw_types())
+
+
+def _first_run(ptype: str) -> tuple[str, str, bool]:
+    """What makes a product of type ``ptype`` into the next: (the command, the type it
+    writes, whether jwstrun has it)."""
+    if ptype in EXTERNAL_INPUTS:
+        alias, writes = EXTERNAL_INPUTS[ptype]
+        return f"strun {alias}", writes, False
+    stage = stages_accepting(ptype)[0]
+    return f"jwstrun {stage.name}", stage.written_types[0], True
 
 
 def _info_mismatch(info: ExposureInfo) -> str | None:
@@ -174,19 +190,19 @@ def _details(left_out: Sequence[LeftOut], what: str, stage: Stage | None) -> str
                      f"{', '.join(types)} exposures)")
     earlier = Counter(item.product_type for item in left_out if item.reason == EARLIER_STAGE)
     for ptype, n in sorted(earlier.items()):
-        alias, _writes = EXTERNAL_INPUTS[ptype]
-        parts.append(f"{n} _{ptype} ({_raw_words(ptype)}: run 'strun {alias}' on "
+        run = _first_run(ptype)[0]
+        parts.append(f"{n} _{ptype} ({_raw_words(ptype)}: run '{run}' on "
                      f"{'it' if n == 1 else 'them'}, then {_then(ptype, what, stage, n)})")
     return "; ".join(parts)
 
 
 def _raw_words(ptype: str) -> str:
-    return "raw ramps" if ptype == "uncal" else f"input of {EXTERNAL_INPUTS[ptype][0]}"
+    return "raw ramps" if ptype == "uncal" else f"input of {_first_run(ptype)[0]}"
 
 
 def _then(ptype: str, what: str, stage: Stage | None, n: int) -> str:
     """What to do with what the external pipeline writes, on the way to ``stage``."""
-    writes = EXTERNAL_INPUTS[ptype][1]
+    writes = _first_run(ptype)[1]
     files = f"the _{writes} file{'' if n == 1 else 's'} it writes"
     if stage is None or writes in stage.accepts:
         return f"give {files} to {what}"
@@ -211,16 +227,23 @@ def _nothing_left(left_out: Sequence[LeftOut], what: str, stage: Stage | None) -
 
 
 def external_input_message(path: Path, ptype: str, what: str, stage: Stage | None) -> str:
-    """The error for one file of a pipeline jwstrun has no stage for (an ``_uncal``)."""
-    alias, _writes = EXTERNAL_INPUTS[ptype]
-    return (f"{path}: is {_a(ptype)} _{ptype} file ({_raw_words(ptype)}, Stage 0): {alias} has to "
-            f"process it first, and jwstrun has no command for it yet. Run 'strun {alias} "
-            f"{path}', then {_then(ptype, what, stage, 1)}.")
+    """The error for one raw input of an earlier stage (an ``_uncal``) or of a pipeline
+    jwstrun has no stage for; image2 offers to run detector1 first itself."""
+    run, writes, ours = _first_run(ptype)
+    start = f"{path}: is {_a(ptype)} _{ptype} file ({_raw_words(ptype)}, Stage 0): "
+    if not ours:
+        alias = EXTERNAL_INPUTS[ptype][0]
+        return (f"{start}{alias} has to process it first, and jwstrun has no command for it "
+                f"yet. Run '{run} {path}', then {_then(ptype, what, stage, 1)}.")
+    both = (f" ('{what} --from {ptype}' runs both)" if stage is not None
+            and writes in stage.accepts and stage.name == "image2" else "")
+    return (f"{start}run '{run} {path} -o OUTDIR' first, then "
+            f"{_then(ptype, what, stage, 1)}{both}.")
 
 
 def external_types_for(stage: Stage) -> tuple[str, ...]:
     """The product types of pipelines jwstrun lacks whose products ``stage`` takes
     (``uncal`` for image2): a directory given to the stage lists these files too, to
     say what to run on them."""
-    return tuple(ptype for ptype, (_alias, writes) in EXTERNAL_INPUTS.items()
-                 if writes in stage.accepts)
+    return tuple(ptype for ptype in _earlier_types()
+                 if ptype not in stage.accepts and _first_run(ptype)[1] in stage.accepts)

@@ -32,13 +32,18 @@ A row says:
   COMPLETE in the products the stage writes (on top of the earlier stage's;
   steps that skip themselves by design, such as resample in image2, are left out).
 - ``asn_level``: the level of the associations it takes (2 or 3; None: none).
+- ``core_steps``: its steps that can use several cores themselves (``maximum_cores``:
+  jump and ramp_fit of calwebb_detector1); jwstrun runs either several exposures at
+  once or one exposure with these steps on several cores, never both
+  (:mod:`jwstrun.runner._cores`).
 - ``exp_types``: the EXP_TYPEs it reduces; other exposures among its inputs (target
   acquisitions, grism, coronagraphy...) are left out with one summary line
   (:mod:`jwstrun.selection`).
 
 :data:`EXTERNAL_INPUTS` names the product types of pipelines jwstrun has no stage for
-yet (``_uncal`` files go to calwebb_detector1): found among a stage's inputs they are
-left out with what to run instead.
+(none today: ``_uncal`` files have the detector1 row): found among a stage's inputs they
+are left out with what to run instead, as the raw inputs of a stage row are
+(:func:`raw_types`: ``_uncal`` among image2's inputs).
 
 Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 """
@@ -52,7 +57,7 @@ from dataclasses import dataclass, field
 from .errors import InputError
 
 __all__ = ["Stage", "STAGES", "FULL_FRAME_PIXELS", "IMAGING_EXP_TYPES", "EXTERNAL_INPUTS",
-           "SET_STEPS", "STEP_INPUTS", "StepError",
+           "SET_STEPS", "STEP_INPUTS", "StepError", "raw_types",
            "get_stage", "stage_names", "stages_accepting", "step_stage", "resolve_step_class",
            "step_aliases"]
 
@@ -68,8 +73,8 @@ IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 #: Product type -> (strun alias of the pipeline that takes it, product type it writes),
 #: for pipelines jwstrun has no stage row for yet.  Such files among a stage's inputs
 #: are left out with what to run (jwstrun.selection); a stage row taking them replaces
-#: the entry.
-EXTERNAL_INPUTS: dict[str, tuple[str, str]] = {"uncal": ("calwebb_detector1", "rate")}
+#: the entry (the detector1 row replaced ``"uncal": ("calwebb_detector1", "rate")``).
+EXTERNAL_INPUTS: dict[str, tuple[str, str]] = {}
 
 #: stpipe steps (by their registered class name) that work on a set of exposures at
 #: once, not one: ``jwstrun step`` runs them as one task over the set in time order;
@@ -122,6 +127,7 @@ class Stage:
     aliases: tuple[str, ...] = field(default=())
     checked_steps: tuple[str, ...] = ()
     exp_types: tuple[str, ...] = IMAGING_EXP_TYPES
+    core_steps: tuple[str, ...] = ()
     #: rows built by :func:`step_stage` (``jwstrun step``): the distribution whose
     #: version the manifest records (``jwst``, ``snowblind``), the step's own status
     #: keyword (``S_SNOWBL``) and whether its spec skips it by default
@@ -173,6 +179,35 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
+    "detector1": Stage(
+        name="detector1",
+        step_class="jwst.pipeline.calwebb_detector1.Detector1Pipeline",
+        alias="calwebb_detector1",
+        accepts=("uncal",),
+        grouping="exposure",
+        # _rateints too (jwst writes it for every exposure); what one asks for besides (the
+        # _ramp of save_calibrated_ramp, jump's _jump, ramp_fit's _fitopt) are
+        # intermediates, in OUTDIR/intermediate/<task-id>/
+        writes=("rate.fits", "rateints.fits"),
+        # Per worker: a base, and bytes per full-frame *group* (the planned pixels of a
+        # ramp are SUBSIZE1 x SUBSIZE2 x NGROUPS x NINTS, runner.plan._exposure_pixels).
+        # scripts/bench_detector1.py measured 299 MB peak for SUB160 x 8 groups (0.05
+        # full-frame groups: the jwst import and references, ~all of it base).  Per
+        # full-frame group (4.2 Mpixel): the RampModel holds float32 SCI and ERR and
+        # uint8 GROUPDQ (9 B a pixel), and jump and ramp_fit work on float32 copies and
+        # differences of it, ~36 B a pixel at their peak: 0.15 GB, i.e. 1.8 GB for a
+        # full frame of 10 groups -- to refit from the full-frame run of the script.
+        memory=(0.30e9, 0.15e9),
+        next_stage="image2",
+        asn_level=None,
+        aliases=("calwebb_detector1", "detector1pipeline", "stage1"),
+        # run for NIR and MIRI alike (jump skips itself below 3 groups, superbias for
+        # MIRI, gain_scale without GAINFACT): the steps a _rate cannot lack, by their
+        # cal_step names (dark_current records dark_sub, S_DARK)
+        checked_steps=("dq_init", "saturation", "linearity", "dark_sub", "ramp_fit"),
+        exp_types=IMAGING_EXP_TYPES,
+        core_steps=("jump", "ramp_fit"),
+    ),
     "image2": Stage(
         name="image2",
         step_class="jwst.pipeline.calwebb_image2.Image2Pipeline",
@@ -378,6 +413,14 @@ def _distribution(module: str) -> str | None:
     top = module.partition(".")[0]
     names = metadata.packages_distributions().get(top) or [top]
     return names[0]
+
+
+def raw_types() -> tuple[str, ...]:
+    """The product types a stage row takes that no row writes (``uncal``): the raw
+    inputs, which a later stage given them leaves out saying what to run first
+    (:mod:`jwstrun.selection`), as it does the :data:`EXTERNAL_INPUTS`."""
+    written = {t for stage in STAGES.values() for t in stage.written_types}
+    return tuple(t for stage in STAGES.values() for t in stage.accepts if t not in written)
 
 
 def stages_accepting(product_type: str) -> list[Stage]:

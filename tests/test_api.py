@@ -109,7 +109,8 @@ def test_runner_functions_show_their_parameters():
     cli_only = {"no_progress", "as_json", "scheduler", "cluster", "cluster_cores",
                 "cluster_memory", "cluster_walltime", "cluster_jobs", "cluster_options",
                 "verbose", "quiet", "debug"}
-    for command, function in (("image2", jwstrun.run_image2), ("image3", jwstrun.run_image3),
+    for command, function in (("detector1", jwstrun.run_detector1),
+                              ("image2", jwstrun.run_image2), ("image3", jwstrun.run_image3),
                               ("step", jwstrun.run_step)):
         parameters = inspect.signature(function).parameters
         options = {p.name for p in cli.commands[command].params if isinstance(p, click.Option)}

@@ -712,7 +712,7 @@ def test_mixed_exposure_types_left_out(data, tmp_path):
     assert result.stderr.splitlines() == [
         "WARNING Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
         "asn takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures); 1 _uncal (raw ramps: "
-        "run 'strun calwebb_detector1' on it, then give the _rate file it writes to jwstrun asn)."
+        "run 'jwstrun detector1' on it, then give the _rate file it writes to jwstrun asn)."
     ]
     report = json.loads(result.stdout)
     assert [(i["path"], i["exp_type"], i["reason"]) for i in report["left_out"]] == [

@@ -214,7 +214,7 @@ def test_other_unknown_options_keep_clicks_own_message():
         (["validate", "x_cal.fits", "--steps.tweakreg.snr_threshold=10"],
          "Error: No such option '--steps.tweakreg.snr_threshold'."),
         (["image2", "x_rate.fits", "-o", "out", "--frob=1"],
-         "Error: No such option '--frob'. (Did you mean one of: '--force', '--jobs'?)"),
+         "Error: No such option '--frob'. (Did you mean one of: '--force', '--from', '--jobs'?)"),
         (["image3", "x_cal.fits", "-o", "out", "--snr_thresold=1"],
          "Error: No such option '--snr_thresold'."),
     ):

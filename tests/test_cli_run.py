@@ -207,7 +207,7 @@ def test_a_mast_folder_through_image2_and_image3(mast_folder, tmp_path):
             if "Left out" in line or "BKGDTARG" in line] == [
         "WARNING Left out 3 of 6 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun "
         "image2 takes NRC_IMAGE, MIR_IMAGE, NIS_IMAGE, FGS_IMAGE exposures); 1 _uncal (raw "
-        "ramps: run 'strun calwebb_detector1' on it, then give the _rate file it writes to "
+        "ramps: run 'jwstrun detector1' on it, then give the _rate file it writes to "
         "jwstrun image2).",
         "INFO Using 1 dedicated background exposure (BKGDTARG=T) for the background step of "
         "2 science exposures; it is not reduced as science.",

@@ -304,7 +304,7 @@ def test_select_files_leaves_out_other_exposures_and_uncal(tmp_path, caplog):
     ]
     assert caplog.messages == [
         f"Left out 3 of 5 files: 2 not direct imaging (1 NRC_TACQ, 1 NRC_WFSS; jwstrun image2 "
-        f"{TAKES}); 1 _uncal (raw ramps: run 'strun calwebb_detector1' on it, then give the "
+        f"{TAKES}); 1 _uncal (raw ramps: run 'jwstrun detector1' on it, then give the "
         "_rate file it writes to jwstrun image2)."
     ]
 
@@ -325,7 +325,7 @@ def test_select_files_image3_leaves_out_grism_cal_and_refuses_a_misnamed_file(tm
     assert selection.kept == [cal]
     assert caplog.messages == [
         f"Left out 2 of 3 files: 1 not direct imaging (1 NRC_WFSS; jwstrun image3 {TAKES}); "
-        "1 _uncal (raw ramps: run 'strun calwebb_detector1' on it, then run 'jwstrun image2' "
+        "1 _uncal (raw ramps: run 'jwstrun detector1' on it, then run 'jwstrun image2' "
         "on the _rate file it writes and give the _cal file to jwstrun image3)."
     ]
     misnamed = write_fits(tmp_path / "jw04_nrcb1_uncal.fits")

@@ -37,6 +37,7 @@ class RunProgress:
         self.failed = 0
         self.skipped = 0
         self.jobs = 0
+        self.planned = False  # a second plan event is the next stage's
         self.started = time.monotonic()
         self.first_start: float | None = None
         self.workers: dict[int, dict] = {}
@@ -101,6 +102,11 @@ class RunProgress:
 
     def __call__(self, kind: str, **info) -> None:
         if kind == "plan":
+            if self.planned and info.get("stage"):  # image2 --from uncal: the next stage
+                self.label, self.done, self.ran = info["stage"], 0, 0
+                self.failed = self.skipped = 0
+                self.first_start = None
+            self.planned = True
             self.total, self.to_run, self.jobs = info["total"], info["to_run"], info["jobs"]
             self.phase = "resolving CRDS references" if info["to_run"] else None
             if not self.live_enabled and self.verbosity >= 0:

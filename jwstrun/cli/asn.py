@@ -20,13 +20,13 @@ def _expand_files(files: tuple[str, ...]) -> list:
     _uncal files, which the build leaves out saying what to run on them."""
     from ..asn import LEVEL_INPUTS
     from ..inputs import expand_inputs
-    from ..stages import EXTERNAL_INPUTS, STAGES
+    from ..stages import EXTERNAL_INPUTS, STAGES, raw_types
 
     per_member = {name for stage in STAGES.values() for name in stage.member_writes}
     suffixes = [
         s for types in LEVEL_INPUTS.values() for s in types if f"{s}.fits" not in per_member
     ]
-    return expand_inputs(files, suffixes=[*suffixes, *EXTERNAL_INPUTS])
+    return expand_inputs(files, suffixes=[*suffixes, *EXTERNAL_INPUTS, *raw_types()])
 
 
 def _expand_backgrounds(values: tuple[str, ...]) -> list:

@@ -1,7 +1,8 @@
-"""``jwstrun image2``, ``jwstrun image3`` and ``jwstrun demo``: run the pipelines.
+"""``jwstrun detector1``, ``image2``, ``image3`` and ``demo``: run the pipelines.
 
 Each command parses its options, makes one library call
-(:func:`jwstrun.runner.run_image2`, :func:`~jwstrun.runner.run_image3`,
+(:func:`jwstrun.runner.run_detector1`, :func:`~jwstrun.runner.run_image2`,
+:func:`~jwstrun.runner.run_image3`,
 :func:`jwstrun.demo.run_demo`) and renders progress and the summary.
 """
 
@@ -18,7 +19,7 @@ from ._run_options import dask_options, memory_options, no_report_option, run_op
 from ._sweep import render_sweep, sweep_options
 from .options import json_option
 
-__all__ = ["register", "image2_command", "image3_command", "demo_command"]
+__all__ = ["register", "detector1_command", "image2_command", "image3_command", "demo_command"]
 
 
 # --------------------------------------------------------------------------
@@ -60,6 +61,11 @@ def _render_summary(summary) -> None:
                f"{summary.crds_context}; manifest {summary.manifest}"),
         soft_wrap=True,
     )
+    if summary.parallelism:  # detector1: exposures side by side, or cores inside steps
+        mode = {"in_step": "one exposure at a time, cores inside "
+                + " and ".join(summary.parallelism["steps"]),
+                "exposures": "exposures side by side"}.get(summary.parallelism["mode"], "serial")
+        out(escape(f"parallelism: {mode} ({summary.parallelism['reason']})"), soft_wrap=True)
     for line in _kept_lines(summary):
         out(escape(line), soft_wrap=True)
 
@@ -105,14 +111,17 @@ def _short_products(names) -> list[str]:
 
 
 def _finish(ctx: click.Context, summary, as_json: bool) -> None:
+    runs = [s for s in (summary.before, summary) if s is not None]
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=1, default=str))
     else:
-        _render_summary(summary)
+        for run in runs:  # image2 --from uncal: detector1's table first
+            _render_summary(run)
         render_sweep(summary)
-    if summary.failed:
+    failed = sum(len(run.failed) for run in runs)
+    if failed:
         click.secho(
-            f"Error: {len(summary.failed)} of {len(summary.results)} task(s) failed; "
+            f"Error: {failed} of {sum(len(run.results) for run in runs)} task(s) failed; "
             "their reasons and log files are listed above. Fix and re-run: finished tasks "
             "are skipped.",
             err=True,
@@ -233,8 +242,67 @@ def _dask_kwargs(kw: dict) -> dict:
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
+@click.command("detector1")
+@click.argument("inputs", nargs=-1, required=True)
+@run_options
+@dask_options
+@click.option(
+    "--report/--no-report", "report", default=False,
+    help="Also write OUTDIR/jwstrun-report.html (off by default: 'jwstrun report OUTDIR' "
+    "writes it later).",
+)
+@click.pass_context
+def detector1_command(ctx, inputs, report, **kw):
+    """Run calwebb_detector1 on _uncal ramps, in parallel and resumably.
+
+    INPUTS are *_uncal.fits files, glob patterns or directories (their _uncal
+    files). Each exposure is one task writing _rate and _rateints (one plane per
+    integration) into OUTDIR once complete and validated; files a step is asked
+    to save besides (--set save_calibrated_ramp=true, steps.jump.save_results=true)
+    go to OUTDIR/intermediate/<task-id>/. Exposures that are not direct imaging
+    are left out with one line. Re-running skips exposures whose products are up
+    to date; 'jwstrun image2 OUTDIR/*_rate.fits' takes the _rate files next
+    ('jwstrun image2 --from uncal' runs both).
+
+    jump and ramp_fit can split one exposure over several cores themselves
+    (maximum_cores). jwstrun uses either several exposures at once or one
+    exposure at a time on every core, never both: with at least as many
+    exposures as CPUs, one worker per exposure; with fewer, one worker and
+    maximum_cores for jump and ramp_fit (the summary and the manifest say
+    which). -j 2 with a maximum_cores setting is refused: it would start more
+    processes than cores. Profiles' detector1: sections and --set apply.
+
+    \b
+    Examples:
+      jwstrun detector1 data/*_uncal.fits -o stage1/
+      jwstrun detector1 data/ -o stage1/ -j 4 --set steps.jump.expand_large_events=true
+      jwstrun detector1 one_uncal.fits -o stage1/ --set steps.ramp_fit.maximum_cores=half
+      jwstrun detector1 'data/*_uncal.fits' -o stage1/ --cluster slurm --cluster-cores 4
+      jwstrun image2 'stage1/*_rate.fits' -o stage2/
+    """
+    from ..runner import run_detector1
+
+    command = _invocation(ctx)
+    with _in_flag_terms():
+        summary = _run_with_progress(
+            ctx, "detector1", kw["no_progress"], kw["as_json"],
+            lambda progress: run_detector1(
+                inputs, kw["outdir"], on_event=progress, command=command, previews=report,
+                **_common_kwargs(kw), **_dask_kwargs(kw),
+            ),
+        )
+    if report:
+        _write_report(kw["outdir"], kw["as_json"])
+    _finish(ctx, summary, kw["as_json"])
+
+
 @click.command("image2")
 @click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--from", "from_type", type=click.Choice(["uncal"]), default=None,
+    help="INPUTS are _uncal ramps: run 'jwstrun detector1' on them into OUTDIR first, "
+    "then image2 on the _rate files it writes (both in the manifest).",
+)
 @click.option(
     "--save-bsub", is_flag=True,
     help="Also write the background-subtracted _bsub product (when background members exist).",
@@ -248,7 +316,7 @@ def _dask_kwargs(kw: dict) -> dict:
     "go (off by default for image2: 'jwstrun report OUTDIR' writes it later).",
 )
 @click.pass_context
-def image2_command(ctx, inputs, save_bsub, report, **kw):
+def image2_command(ctx, inputs, from_type, save_bsub, report, **kw):
     """Run calwebb_image2 on _rate/_rateints exposures, in parallel and resumably.
 
     INPUTS are *_rate.fits / *_rateints.fits files, glob patterns, directories
@@ -262,8 +330,9 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     detector, filter, pupil and subarray, as 'jwstrun asn' would write them.
     Exposures that are not direct imaging (target acquisition, grism...) and
     _uncal files among the inputs are left out with one line (--json lists
-    them). Re-running skips exposures whose products are up to date. --report
-    also writes the HTML run report OUTDIR/jwstrun-report.html.
+    them); with --from uncal, INPUTS are _uncal ramps that 'jwstrun detector1'
+    reduces into OUTDIR first. Re-running skips exposures whose products are up
+    to date. --report also writes the HTML run report OUTDIR/jwstrun-report.html.
 
     \b
     Examples:
@@ -272,6 +341,7 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
       jwstrun image2 'data/*_rate.fits' -o out/ -j 4 --profile fast
       jwstrun image2 l2_asn.json -o out/ --save-bsub --set steps.resample.skip=true
       jwstrun image2 'data/*_rate.fits' -o out/ --scheduler tcp://node17:8786
+      jwstrun image2 --from uncal 'data/*_uncal.fits' -o out/
     """
     from ..runner import run_image2
 
@@ -281,10 +351,10 @@ def image2_command(ctx, inputs, save_bsub, report, **kw):
     # or matplotlib, and importing them would take CPU from the workers.
     with _in_flag_terms():
         summary = _run_with_progress(
-            ctx, "image2", kw["no_progress"], kw["as_json"],
+            ctx, "detector1" if from_type else "image2", kw["no_progress"], kw["as_json"],
             lambda progress: run_image2(
                 inputs, kw["outdir"], save_bsub=save_bsub, on_event=progress, command=command,
-                previews=report, **_common_kwargs(kw), **_dask_kwargs(kw),
+                previews=report, from_type=from_type, **_common_kwargs(kw), **_dask_kwargs(kw),
             ),
         )
     if report and not kw["sweep"]:
@@ -465,7 +535,8 @@ def _render_demo(report) -> None:
 
 
 def register(group: click.Group) -> None:
-    """Add image2, image3 and demo to the jwstrun group."""
+    """Add detector1, image2, image3 and demo to the jwstrun group."""
+    group.add_command(detector1_command)
     group.add_command(image2_command)
     group.add_command(image3_command)
     group.add_command(demo_command)

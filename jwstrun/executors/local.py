@@ -66,6 +66,9 @@ class LocalExecutor:
         Tasks a worker handles before it is replaced (0 = never).
     on_event : callable, optional
         Called in the parent with each :class:`WorkerEvent`.
+    daemon : bool
+        Daemonic workers (the default) are stopped with the parent; a worker whose
+        task starts processes of its own (jump/ramp_fit's ``maximum_cores``) must not be.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class LocalExecutor:
         warm: tuple = (),
         max_tasks_per_child: int = 25,
         on_event: Callable[[WorkerEvent], None] | None = None,
+        daemon: bool = True,
     ):
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
@@ -88,6 +92,7 @@ class LocalExecutor:
         self.warm = tuple(warm)
         self.max_tasks_per_child = max_tasks_per_child
         self.on_event = on_event
+        self.daemon = daemon
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: dict[int, _Worker] = {}
         self._next_id = 0
@@ -132,7 +137,7 @@ class LocalExecutor:
                 self.max_tasks_per_child,
             ),
             name=f"jwstrun-worker-{wid}",
-            daemon=True,
+            daemon=self.daemon,
         )
         with _main_module_importable(), _sigint_blocked():
             process.start()

@@ -1,5 +1,5 @@
 """``jwstrun reproduce``: redo a recorded run into a new OUTDIR through the runner's own
-calls (:func:`jwstrun.runner.run_image2`, ``run_image3``, ``run_step``).
+calls (:func:`jwstrun.runner.run_detector1`, ``run_image2``, ``run_image3``, ``run_step``).
 
 Each :class:`~jwstrun.reproduce._recorded.Call` becomes one runner call: its recorded
 call parameters and corrections as a profile file (the ``before:`` list with each
@@ -145,10 +145,10 @@ def reproduce_run(
                 crds_path=cache, offline=bool(cache),
                 crds_context=None if call.context in recorded.uncached else call.context,
                 validate=validate, on_event=on_event, command=command)
-            if call.stage == "image2":
-                summary = runner.run_image2(inputs, outdir, **options)
-            elif call.stage == "image3":
-                summary = runner.run_image3(inputs, outdir, **options)
+            stage_run = {"detector1": runner.run_detector1, "image2": runner.run_image2,
+                         "image3": runner.run_image3}.get(call.stage)
+            if stage_run is not None:
+                summary = stage_run(inputs, outdir, **options)
             else:
                 summary = runner.run_step(call.stage, inputs, outdir, **options)
             result.summaries.append(summary)

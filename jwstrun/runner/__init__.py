@@ -13,8 +13,10 @@ reads the stage's row (:mod:`jwstrun.stages`).  Where things live:
 - :mod:`.task` -- the worker side: :func:`run_task`, the step watcher, task logs;
 - :mod:`._parent` -- the parent side: :func:`run_tasks`, executors, the manifest;
 - :mod:`._step` -- ``jwstrun step``: a step's inputs, output names and set tasks;
-- :mod:`.run` -- :func:`run_image2`, :func:`run_image3`, :func:`run_step`, executor
-  selection.
+- :mod:`.run` -- :func:`run_detector1`, :func:`run_image2`, :func:`run_image3`,
+  :func:`run_step`, executor selection;
+- :mod:`._cores` -- exposures in parallel or cores inside jump/ramp_fit (detector1);
+- :mod:`._chain` -- ``image2 --from uncal``: detector1 then image2.
 
 Module-level state, all clearable with :func:`clear_caches`: the planning's one
 remembered header (:data:`._stage_inputs.PLANNING_HEADERS`) and a worker
@@ -35,7 +37,7 @@ from ._parent import RunSummary, run_tasks
 from ._stage_inputs import PLANNING_HEADERS, stage_inputs, wrong_stage_message
 from .plan import Planned, plan, plan_image2, plan_image3
 from .resume import can_skip, compute_fingerprint, file_sha256, software_versions
-from .run import EXECUTORS, run_image2, run_image3, run_step, select_executor
+from .run import EXECUTORS, run_detector1, run_image2, run_image3, run_step, select_executor
 from .task import WORKER_STATE, Task, lost_task_result, run_task
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "run_task",
     "lost_task_result",
     "run_tasks",
+    "run_detector1",
     "run_image2",
     "run_image3",
     "run_step",

@@ -54,6 +54,10 @@ class RunSummary:
     left_out: list = field(default_factory=list)
     #: a sweep's table, one row per variant (jwstrun.compare.sweep)
     sweep: list = field(default_factory=list)
+    #: detector1 or another core-step stage: where the cores went (runner._cores)
+    parallelism: dict | None = None
+    #: the run of the stage before, when this one ran it first (image2 --from uncal)
+    before: "RunSummary | None" = None
 
     @property
     def failed(self) -> list[TaskResult]:
@@ -89,6 +93,8 @@ class RunSummary:
             "tasks": [self._task_dict(r) for r in self.results],
             "left_out": [item.to_dict() for item in self.left_out],
             **({"sweep": self.sweep} if self.sweep else {}),
+            **({"parallelism": self.parallelism} if self.parallelism else {}),
+            **({"before": self.before.to_dict()} if self.before is not None else {}),
         }
 
     def _task_dict(self, result: TaskResult) -> dict:
@@ -140,7 +146,8 @@ def worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
 
 
 def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: float,
-               crds_env: dict, extra_env: dict, max_tasks_per_worker: int):
+               crds_env: dict, extra_env: dict, max_tasks_per_worker: int,
+               daemon: bool = True):
     """Start the local workers now, so that their jwst import (docs/benchmarks.md,
     "import") overlaps the parent's planning, CRDS context lookup and prefetch instead
     of following them.
@@ -154,17 +161,19 @@ def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: flo
         jobs = default_jobs(n_tasks, bytes_per_task)[0]
     jobs = max(1, min(jobs, n_tasks))
     env = worker_env(crds_env, None, extra_env, jobs > 1)
-    return local_pool(stage, jobs, env, max_tasks_per_worker).start()
+    return local_pool(stage, jobs, env, max_tasks_per_worker, daemon=daemon).start()
 
 
-def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None):
+def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None,
+               daemon: bool = True):
     """The local executor for ``stage``'s tasks (not started); its workers load the
-    stage's class as they start."""
+    stage's class as they start (not daemonic when their steps start processes)."""
     from ..executors import LocalExecutor
 
     return LocalExecutor(jobs, run_task, lost_task_result, env=env,
                          warm=(functools.partial(stage_class, stage.name),),
-                         max_tasks_per_child=max_tasks_per_worker, on_event=on_event)
+                         max_tasks_per_child=max_tasks_per_worker, on_event=on_event,
+                         daemon=daemon)
 
 
 def run_tasks(
@@ -193,6 +202,7 @@ def run_tasks(
     exposure_sets: dict[str, list[dict]] | None = None,
     shard=None,
     plan_shards: dict | None = None,
+    parallelism=None,
 ) -> RunSummary:
     """Run planned tasks of stage ``pipeline`` (the caller holds OUTDIR's lock); skip
     what is up to date.
@@ -234,7 +244,7 @@ def run_tasks(
     run = _Run(get_stage(pipeline), Path(outdir), parameters=parameters, extra_env=extra_env,
                on_event=on_event, command=command, keep_temp=keep_temp, shard=shard)
     run.corrections, run.exposure_sets = list(corrections or ()), dict(exposure_sets or {})
-    run.plan_shards = plan_shards
+    run.plan_shards, run.parallelism = plan_shards, parallelism  # a _cores.Parallelism
     run.settle(planned, crds_env, crds_context, jobs, executor_kind)
     tasks = run.make_tasks(planned, validate)
     executor = run.executor(pool, len(tasks), max_tasks_per_worker, dask_options)
@@ -256,6 +266,7 @@ class _Run:
         self.manifest = Manifest.load(outdir, shared=shard is not None)
         self.claims = None  # a jwstrun.locking.TaskLocks, for shards
         self.plan_shards: dict | None = None
+        self.parallelism = None
         self.results: list[TaskResult] = []
         self.prefetch_s = 0.0
         # The extra environment (STPIPE_DISABLE_CRDS_STEPPARS) changes what runs.
@@ -291,11 +302,21 @@ class _Run:
         # A Dask worker shares its node with other workers: it is a pool worker.
         check_maximum_cores(self.parameters, max(jobs, 2) if self.on_dask else jobs)
         self.in_pool = jobs > 1 or self.on_dask
+        limited = self.in_pool or bool(self.parallelism and self.parallelism.threads_limited)
+        if self.parallelism is not None:
+            self.jobs_reason = self.parallelism.reason
+            log.info("parallelism: %s (%s)", self.parallelism.mode.replace("_", " "),
+                     self.parallelism.reason)
         # The parent settles CRDS first: the context is pinned for every worker,
         # and it is part of each task's fingerprint.
         refs.apply_crds_environment(crds_env)
         self.context = refs.context_in_use(crds_context, purpose="run")
-        self.worker_env = worker_env(crds_env, self.context, self.extra_env, self.in_pool)
+        self.worker_env = worker_env(crds_env, self.context, self.extra_env, limited)
+
+    @property
+    def _in_step(self) -> bool:
+        """One exposure at a time, its steps starting processes (runner._cores)."""
+        return self.parallelism is not None and self.parallelism.mode == "in_step"
 
     def make_tasks(self, planned: list[Planned], validate: bool) -> list[Task]:
         # We hold the lock, so anything in the temporary area is left over from a
@@ -313,6 +334,8 @@ class _Run:
                            exposure_sets=self.exposure_sets)
         for task in tasks:
             task.env = dict(self.worker_env)  # travels with the task to wherever it runs
+            if self.parallelism is not None and self.parallelism.maximum_cores:
+                task.maximum_cores = self.parallelism.maximum_cores
         return tasks
 
     def executor(self, pool, n_tasks: int, max_tasks_per_worker: int, dask_options):
@@ -332,7 +355,7 @@ class _Run:
             pool.shutdown(cancel=True)
         if not self.on_dask:
             return local_pool(self.stage, size, self.worker_env, max_tasks_per_worker,
-                              on_event=on_worker_event)
+                              on_event=on_worker_event, daemon=not self._in_step)
         # Same tasks, same run_task: only submitting and gathering differ.
         # Connect now, before the run is recorded: a bad address is a plain error.
         from ..executors import DaskExecutor
@@ -365,7 +388,8 @@ class _Run:
             if self.plan_shards is not None:
                 self.manifest.set_plan(self.stage.name, self.plan_shards,
                                        self.shard.count if self.shard else None)
-            self.emit("plan", total=len(tasks), to_run=len(to_run), skipped=len(self.results),
+            self.emit("plan", stage=self.stage.name, total=len(tasks), to_run=len(to_run),
+                      skipped=len(self.results),
                       jobs=self.jobs, jobs_reason=self.jobs_reason,
                       tasks=[t.task_id for t in to_run], context=self.context)
             for skipped in list(self.results):
@@ -394,6 +418,7 @@ class _Run:
             results=self.results, tasks={t.task_id: t for t in tasks}, jobs=self.jobs,
             jobs_reason=self.jobs_reason, wall_s=time.time() - self.start,
             crds_context=self.context, prefetch_s=self.prefetch_s,
+            parallelism=self.parallelism.to_dict() if self.parallelism else None,
         )
 
     def _claim(self, to_run: list[Task]) -> list[Task]:
@@ -521,6 +546,7 @@ class _Run:
             "crds": {k: v for k, v in (getattr(self, "worker_env", None) or {}).items()
                      if k in ("CRDS_PATH", "CRDS_SERVER_URL", "CRDS_CONTEXT")},
             "environment": dict(self.extra_env or {}),
+            **({"parallelism": self.parallelism.to_dict()} if self.parallelism else {}),
         }
 
 

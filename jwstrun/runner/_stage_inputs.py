@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..inputs import expand_inputs, is_association
 from ..products import product_suffix, product_type, stage_type
-from ..stages import EXTERNAL_INPUTS, STAGES, Stage, stages_accepting
+from ..stages import EXTERNAL_INPUTS, STAGES, Stage, raw_types, stages_accepting
 
 __all__ = ["stage_inputs", "check_stage_inputs", "wrong_stage_message", "PLANNING_HEADERS"]
 
@@ -149,8 +149,8 @@ def _downstream_types(stage: Stage) -> set[str]:
 
 def wrong_stage_message(path: Path, ptype: str | None, stage: Stage) -> str:
     """Why ``stage`` cannot take ``path`` (of product type ``ptype``), and where it goes."""
-    if ptype in EXTERNAL_INPUTS:  # an _uncal: what to run, though jwstrun does not run it
-        from ..selection import external_input_message
+    if ptype in (*EXTERNAL_INPUTS, *raw_types()) and ptype not in stage.accepts:
+        from ..selection import external_input_message  # an _uncal: run detector1 first
 
         return external_input_message(path, ptype, f"jwstrun {stage.name}", stage)
     named = product_suffix(path)

@@ -88,11 +88,16 @@ def plan(stage: Stage, paths: list[Path], outdir: Path | None = None) -> list[Pl
 
 
 def _exposure_pixels(path: Path) -> int:
+    """The pixels of an exposure for the memory model: of each group of each
+    integration for a ramp (an ``_uncal``: detector1's memory is per full-frame group)."""
     try:
         header = PLANNING_HEADERS.read(path)
         xsize = int(header.get("SUBSIZE1") or 2048)
         ysize = int(header.get("SUBSIZE2") or 2048)
-        return xsize * ysize
+        groups = 1
+        if product_suffix(path) == "uncal":
+            groups = int(header.get("NGROUPS") or 1) * int(header.get("NINTS") or 1)
+        return xsize * ysize * groups
     except (JwstrunError, ValueError, TypeError):
         return FULL_FRAME_PIXELS
 

@@ -50,12 +50,58 @@ from .plan import (
 from .shard import parse_shard
 from ._sweep import expand_planned, measure_sweep, sweep_variants
 
-__all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
+__all__ = ["EXECUTORS", "run_detector1", "run_image2", "run_image3", "run_step",
+           "select_executor"]
 
 log = logging.getLogger(__name__)
 
 #: values of ``executor=`` / ``--executor``
 EXECUTORS = ("local", "dask")
+
+
+def run_detector1(
+    inputs: Iterable[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    checksum: bool = False,
+    profiles: Iterable[str] = (),
+    sets: Iterable[str] = (),
+    no_crds_steppars: bool = False,
+    crds_path: str | None = None,
+    crds_context: str | None = None,
+    offline: bool = False,
+    crds_env_file: str | None = None,
+    validate: bool = True,
+    max_tasks_per_worker: int = 25,
+    executor: str | None = None,
+    dask_options=None,
+    previews: bool = False,
+    keep_temp: bool = False,
+    shard=None,
+    on_event: Callable | None = None,
+    command: str = "jwstrun",
+) -> RunSummary:
+    """Run calwebb_detector1 on _uncal ramps, directories of them or glob patterns
+    (``jwstrun detector1``; the parameters are its options, as for :func:`run_image2`).
+
+    Each exposure is one task writing ``_rate`` (and ``_rateints``); what a step is
+    asked to save besides (``save_calibrated_ramp``, ``steps.jump.save_results``...)
+    goes to ``OUTDIR/intermediate/<task-id>/``.  jump and ramp_fit can use several
+    cores each (``maximum_cores``); jwstrun runs either several exposures at once or
+    one at a time with those steps on every core, never both (:mod:`._cores`: the
+    choice is the summary's and the manifest's ``parallelism``), and refuses
+    ``jobs`` > 1 with a ``maximum_cores`` of the user's.
+    """
+    return _run(get_stage("detector1"), inputs, outdir, _Settings(
+        jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
+        no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
+        offline=offline, crds_env_file=crds_env_file, validate=validate,
+        max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+        dask_options=dask_options, previews=previews, on_event=on_event, command=command,
+        keep_temp=keep_temp, shard=shard,
+    ))
 
 
 def run_image2(
@@ -82,6 +128,7 @@ def run_image2(
     shard=None,
     sweep: Iterable[str] = (),
     truth: str | os.PathLike | None = None,
+    from_type: str | None = None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -110,8 +157,23 @@ def run_image2(
     injected sources, when given: :mod:`jwstrun.runner._sweep`,
     :mod:`jwstrun.compare.sweep`); ``on_event(kind, **info)`` follows the run
     (:func:`~jwstrun.runner._parent.run_tasks`); ``command`` is recorded in the
-    manifest.
+    manifest.  ``from_type='uncal'``: ``inputs`` are _uncal ramps, run through
+    :func:`run_detector1` into ``outdir`` first (same settings; profiles' ``detector1:``
+    sections apply to it), then image2 runs on the _rate files it wrote; the summary's
+    ``before`` is detector1's.
     """
+    if from_type is not None:
+        from ._chain import image2_from_uncal
+
+        return image2_from_uncal(
+            run_detector1, run_image2, from_type, inputs, outdir, jobs=jobs, force=force,
+            checksum=checksum, profiles=profiles, sets=sets, no_crds_steppars=no_crds_steppars,
+            crds_path=crds_path, crds_context=crds_context, offline=offline,
+            crds_env_file=crds_env_file, validate=validate,
+            max_tasks_per_worker=max_tasks_per_worker, executor=executor,
+            dask_options=dask_options, save_bsub=save_bsub, previews=previews,
+            keep_temp=keep_temp, shard=shard, sweep=sweep, truth=truth, on_event=on_event,
+            command=command)
     extra = {"steps": {"bkg_subtract": {"save_results": True}}} if save_bsub else None
     return _run(get_stage("image2"), inputs, outdir, _Settings(
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
@@ -298,10 +360,13 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     variants = sweep_variants(stage, settings)  # runner._sweep
     for variant in variants:
         variant.parameters = merge_parameters(variant.parameters, grid_parameters)
+    parallelism = _parallelism(stage, paths, settings, parameters, kind)
+    daemon = parallelism is None or parallelism.mode != "in_step"
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
-    pool = _early_pool(stage, paths, settings, crds_env, extra_env) if kind == "local" else None
+    pool = _early_pool(stage, paths, settings, crds_env, extra_env, daemon) \
+        if kind == "local" else None
     try:
         planned, sets = None, {}
         if stage.is_step:
@@ -346,7 +411,7 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 command=settings.command, executor_kind=kind, dask_options=dask_options,
                 pool=pool, remove_if_refused=made, previews=settings.previews and not variants,
                 keep_temp=settings.keep_temp, corrections=corrections, exposure_sets=sets,
-                shard=shard, plan_shards=plan_shards,
+                shard=shard, plan_shards=plan_shards, parallelism=parallelism,
             )
         summary.left_out = selection.left_out
         measure_sweep(summary, variants, settings.truth)
@@ -355,6 +420,24 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         if pool is not None:  # run_tasks shuts it down itself; this covers bad input & co.
             pool.shutdown(cancel=True)
         raise
+
+
+def _parallelism(stage: Stage, paths: list[Path], settings: _Settings, parameters: dict,
+                 kind: str):
+    """Exposures in parallel or cores inside jump/ramp_fit (:mod:`._cores`), for a stage
+    with such steps; sets ``settings.jobs`` to the workers chosen."""
+    if not stage.core_steps:
+        return None
+    from ._cores import choose_parallelism
+    from .plan import _exposure_pixels
+
+    pixels = max((_exposure_pixels(p) for p in paths if not is_association(p)),
+                 default=FULL_FRAME_PIXELS)
+    choice = choose_parallelism(stage, len(paths), settings.jobs, parameters,
+                                stage.bytes_per_task(pixels), executor=kind)
+    if choice is not None:
+        settings.jobs = choice.jobs
+    return choice
 
 
 def _checked_abs_refcat(stage: Stage, parameters: dict, asn_paths: list[Path],
@@ -401,7 +484,7 @@ def _plan_associations(stage: Stage, paths: list[Path], outdir: Path, shard, mad
 
 
 def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: dict,
-                extra_env: dict):
+                extra_env: dict, daemon: bool = True):
     """The local workers, started now: their jwst import overlaps the input checks,
     planning, CRDS context lookup and prefetch. Tasks are counted for sure only once
     planned (loose exposures are grouped): run_tasks resizes the pool."""
@@ -413,7 +496,7 @@ def _early_pool(stage: Stage, paths: list[Path], settings: _Settings, crds_env: 
         n_tasks = sum(map(is_association, paths)) + any(not is_association(p) for p in paths)
         per_worker = stage.memory[0]
     return early_pool(stage, n_tasks, settings.jobs, per_worker, crds_env, extra_env,
-                      settings.max_tasks_per_worker)
+                      settings.max_tasks_per_worker, daemon)
 
 
 @contextlib.contextmanager

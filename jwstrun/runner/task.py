@@ -94,6 +94,9 @@ class Task:
     #: a sweep's variant (runner._sweep): the products' folder under OUTDIR and its values
     subdir: str | None = None
     sweep: dict | None = None
+    #: cores for the steps that take maximum_cores (jump, ramp_fit), when jwstrun runs
+    #: one exposure at a time on every core (:mod:`._cores`; not in the fingerprint)
+    maximum_cores: str | None = None
 
     @property
     def input_paths(self) -> list[str]:
@@ -216,13 +219,14 @@ def stage_class(pipeline: str):
     return get_stage(pipeline).load_class(lean=True)
 
 
-def _pool_parameters(cls, parameters: dict) -> dict:
-    """Inside a pool, steps that can use several cores get maximum_cores='1'."""
+def _pool_parameters(cls, parameters: dict, cores: str = "1") -> dict:
+    """Inside a pool, steps that can use several cores get maximum_cores='1'; one
+    exposure at a time on every core (``cores``), they get that, unless set."""
     parameters = json.loads(json.dumps(parameters))  # deep copy
     steps = parameters.setdefault("steps", {})
     for name, step_cls in getattr(cls, "step_defs", {}).items():
         if "maximum_cores" in (getattr(step_cls, "spec", "") or ""):
-            steps.setdefault(name, {}).setdefault("maximum_cores", "1")
+            steps.setdefault(name, {}).setdefault("maximum_cores", cores)
     if not steps:
         parameters.pop("steps")
     return parameters
@@ -393,7 +397,9 @@ def _call_pipeline(task: Task, result: TaskResult, watcher: "_StepWatcher",
     with _TaskLogging(Path(task.log_file), watcher):
         try:
             cls = stage.load_class(lean=True)
-            parameters = _pool_parameters(cls, task.parameters) if task.in_pool else task.parameters
+            parameters = task.parameters
+            if task.in_pool or task.maximum_cores:
+                parameters = _pool_parameters(cls, parameters, task.maximum_cores or "1")
             out = _stpipe_path(workdir / "out", workdir)
             parameters = step_output_dirs(parameters, out)
             if progress is not None:

@@ -67,6 +67,7 @@ PRODUCT_LAYOUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 }
 
 # The steps each stage must have completed in the products it writes (the stage rows).
+_DETECTOR1_STEPS = get_stage("detector1").checked_steps
 _IMAGE2_STEPS = get_stage("image2").checked_steps
 _IMAGE3_STEPS = get_stage("image3").checked_steps
 

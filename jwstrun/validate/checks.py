@@ -40,6 +40,7 @@ from ._layout import _check_asdf, _check_layout, _check_truncation
 from ._schemas import (
     _CALIBRATED_TYPES,
     _COUNTRATE_TYPES,
+    _DETECTOR1_STEPS,
     _IMAGE3_STEPS,
     _REQUIRED_STEPS,
     _SURFACE_BRIGHTNESS_TYPES,
@@ -238,6 +239,8 @@ def _check_steps(ptype, primary, skip_keys, expect_background, report):
     status = {k: str(v).strip().upper() for k, v in primary.items() if k.startswith("S_")}
     if ptype in ("i2d", "segm") and any(mapping[s] in status for s in _IMAGE3_STEPS):
         steps += _IMAGE3_STEPS  # a level-3 mosaic: image3 recorded these
+    if ptype in ("rate", "rateints") and any(mapping[s] in status for s in _DETECTOR1_STEPS):
+        steps += _DETECTOR1_STEPS  # calwebb_detector1 made it (not a simulated _rate)
     if expect_background and ptype not in ("rate", "rateints") and "bkg_subtract" not in steps:
         steps.append("bkg_subtract")
     if "tweakreg" in steps and status.get(mapping["assign_mtwcs"]) == "COMPLETE":

@@ -239,15 +239,14 @@ def test_nothing_left_to_reduce_and_misnamed_files(tmp_path):
         f"NRC_TACQ, 1 NRC_WFSS; jwstrun image2 {TAKES})."
     )
     assert _refused(["image2", str(uncal)], tmp_path, []) == (
-        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
-        "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
-        f"{uncal}', then give the _rate file it writes to jwstrun image2."
+        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): run 'jwstrun detector1 "
+        f"{uncal} -o OUTDIR' first, then give the _rate file it writes to jwstrun image2 "
+        "('jwstrun image2 --from uncal' runs both)."
     )
     assert _refused(["image3", str(uncal)], tmp_path, []) == (
-        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): calwebb_detector1 has to "
-        "process it first, and jwstrun has no command for it yet. Run 'strun calwebb_detector1 "
-        f"{uncal}', then run 'jwstrun image2' on the _rate file it writes and give the _cal "
-        "file to jwstrun image3."
+        f"Error: {uncal}: is an _uncal file (raw ramps, Stage 0): run 'jwstrun detector1 "
+        f"{uncal} -o OUTDIR' first, then run 'jwstrun image2' on the _rate file it writes and "
+        "give the _cal file to jwstrun image3."
     )
     for command in ("image2", "asn"):
         assert _refused([command, str(misnamed), str(uncal)], tmp_path, []) == (
