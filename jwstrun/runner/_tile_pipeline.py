@@ -36,7 +36,7 @@ from jwst.stpipe import Pipeline
 from stdatamodels.jwst import datamodels
 
 from ..mosaic.tiles import Tile, owner
-from ..mosaic._tile_grid import read_grid
+from ..mosaic.gridfile import read_grid
 
 __all__ = ["TilePipeline", "TILE_KEY"]
 
