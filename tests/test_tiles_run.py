@@ -1,6 +1,6 @@
 """``jwstrun image3 --tile-size``: the tiled Stage 3 (issue 22; docs/workflows/tiles.md).
 
-One simulated NIRCam SUB160 program of two dithers (no pointing error: the mosaic
+One simulated NIRCam SUB320 program of two dithers (no pointing error: the mosaic
 sits on the truth; tweakreg skipped in both runs), reduced by ``jwstrun image2``; its Level-3 association is given
 to ``jwstrun image3 --tile-size`` (2 x 2 tiles, the size chosen so that the tile
 boundaries cross truth sources) and, at the same time, to ``strun calwebb_image3``
@@ -29,7 +29,8 @@ VENV_BIN = Path(sys.executable).parent
 STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
 BRIGHT = 20.0  # truth SNR of the sources every tile catalogue must find
 MATCH = 0.1  # arcsec
-#: no pointing error is simulated, and two SUB160 dithers give tweakreg too few matches
+#: no pointing error is simulated: tweakreg has nothing to do (and two dithers may give it
+#: too few matches)
 SETS = ("--set", "steps.tweakreg.skip=true")
 
 
@@ -38,7 +39,7 @@ def sim(tmp_path_factory):
     from jwstrun.simulate import simulate_program
 
     outdir = tmp_path_factory.mktemp("tiles") / "sim"
-    return simulate_program(outdir, subarray="SUB160", n_dithers=2, seed=7, source_density=3.0,
+    return simulate_program(outdir, subarray="SUB320", n_dithers=2, seed=7, source_density=3.0,
                             pointing_error=0.0)
 
 
@@ -72,10 +73,11 @@ def _crossing_size(grid, x, y) -> tuple[int, int]:
     """A tile size giving 2 x 2 tiles whose boundaries pass closest to most bright
     sources (within 3 pixels), and how many they cross."""
     ny, nx = grid.shape
+    inside = (x > 15) & (x < nx - 15) & (y > 15) & (y < ny - 15)
     best = (0, 0)
     for size in range((max(ny, nx) + 1) // 2, min(ny, nx) - 20):
         line = size - 0.5
-        near = int(np.sum((np.abs(x - line) < 3) | (np.abs(y - line) < 3)))
+        near = int(np.sum(inside & ((np.abs(x - line) < 3) | (np.abs(y - line) < 3))))
         best = max(best, (near, size))
     return best[1], best[0]
 
@@ -164,13 +166,14 @@ def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
     found = SkyCoord(union["sky_centroid"].ra, union["sky_centroid"].dec)
     truth = runs["truth"]
     sky = SkyCoord(np.asarray(truth["ra"]) * u.deg, np.asarray(truth["dec"]) * u.deg)
-    # the truth sources well inside the mosaic (covered 10 pixels around)
+    # the truth sources well inside the mosaic (covered 10 pixels around, but for a few
+    # pixels outlier_detection flagged)
     (single,) = runs["single"].glob("*_i2d.fits")
     wht = fits.getdata(single, "WHT")
     x, y = runs["grid"].sky_to_pixel(sky.ra.deg, sky.dec.deg)
     inside = [(10 <= yi < wht.shape[0] - 10 and 10 <= xi < wht.shape[1] - 10
-               and wht[int(yi) - 10:int(yi) + 11, int(xi) - 10:int(xi) + 11].min() > 0)
-              for xi, yi in zip(np.round(x), np.round(y), strict=True)]
+               and (wht[yi - 10:yi + 11, xi - 10:xi + 11] > 0).mean() > 0.95)
+              for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int), strict=True)]
     considered = sky[np.array(inside)]
     assert len(considered) >= 10
     counts = [int(np.sum(s.separation(found).arcsec < MATCH)) for s in considered]
