@@ -2,10 +2,10 @@
 
 One simulated NIRCam SUB320 program of two dithers (no pointing error: the mosaic
 sits on the truth; tweakreg skipped in both runs), reduced by ``jwstrun image2``; its Level-3 association is given
-to ``jwstrun image3 --tile-size`` (2 x 2 tiles, the size chosen so that the tile
-boundaries cross truth sources) and, at the same time, to ``strun calwebb_image3``
-with resample's ``output_wcs`` the grid ``jwstrun grid`` makes of the same _cal
-files: the single-shot mosaic on the same grid.  Every tile's SCI/ERR/WHT/CON must
+to ``jwstrun image3 --tile-size --grid`` (2 x 2 tiles; the grid is the one ``jwstrun
+grid`` makes of the _cal files, moved by whole pixels so that the tile boundaries pass
+through truth sources) and, at the same time, to ``strun calwebb_image3`` with
+resample's ``output_wcs`` that grid: the single-shot mosaic on the same grid.  Every tile's SCI/ERR/WHT/CON must
 equal the same pixels of the single-shot mosaic; every bright truth source (that the
 single-shot catalogue finds once) must be in the union of the tile catalogues once.
 """
@@ -32,6 +32,7 @@ MATCH = 0.15  # arcsec (galaxies' centroids)
 #: no pointing error is simulated: tweakreg has nothing to do (and two dithers may give it
 #: too few matches)
 SETS = ("--set", "steps.tweakreg.skip=true")
+PAD = 100  # pixels of freedom to move the grid's pixel phase against the sources
 
 
 @pytest.fixture(scope="module")
@@ -69,32 +70,44 @@ def _truth_pixels(sim, grid):
     return truth, np.asarray(x), np.asarray(y)
 
 
-def _crossing_size(grid, x, y) -> tuple[int, int]:
-    """A tile size giving 2 x 2 tiles whose boundaries pass closest to most bright
-    sources (within 3 pixels), and how many they cross."""
-    ny, nx = grid.shape
-    inside = (x > 15) & (x < nx - 15) & (y > 15) & (y < ny - 15)
-    best = (0, 0)
+def _grid_through_sources(sim, cal_files):
+    """The grid ``jwstrun grid`` makes of ``cal_files``, shifted by whole pixels (cut out
+    of the same grid padded by PAD) so that the vertical boundary of 2 x 2 tiles passes
+    through one bright truth source and the horizontal one through another, within half
+    a pixel: (grid, tile size, sources within 3 pixels of a boundary)."""
+    from jwstrun.mosaic.gridfile import make_grid
+
+    ny, nx = make_grid(cal_files).shape
+    padded = make_grid(cal_files, padding=PAD)
+    _, x, y = _truth_pixels(sim, padded)
+    inside = (x > PAD + 20) & (x < PAD + nx - 20) & (y > PAD + 20) & (y < PAD + ny - 20)
+    best = (0, 0, 0, 0)
     for size in range((max(ny, nx) + 1) // 2, min(ny, nx) - 20):
-        line = size - 0.5
-        near = int(np.sum(inside & ((np.abs(x - line) < 3) | (np.abs(y - line) < 3))))
-        best = max(best, (near, size))
-    return best[1], best[0]
+        for a in np.flatnonzero(inside):
+            x0 = int(round(x[a] - (size - 0.5)))
+            for b in np.flatnonzero(inside):
+                y0 = int(round(y[b] - (size - 0.5)))
+                corner_in_data = (PAD < x0 + size < PAD + nx) and (PAD < y0 + size < PAD + ny)
+                if a == b or not (0 <= x0 <= 2 * PAD and 0 <= y0 <= 2 * PAD and corner_in_data):
+                    continue
+                line = size - 0.5
+                near = int(np.sum(inside & ((np.abs(x - x0 - line) < 3)
+                                            | (np.abs(y - y0 - line) < 3))))
+                best = max(best, (near, size, y0, x0))
+    near, size, y0, x0 = best
+    assert near >= 2, "no grid puts tile boundaries through two truth sources"
+    return padded.sub_grid(y0, y0 + ny, x0, x0 + nx), size, near
 
 
 @pytest.fixture(scope="module")
 def runs(sim, cal_asn, tmp_path_factory):
     """The tiled run (in-process) and the single-shot strun on the same grid (a
     subprocess, at the same time)."""
-    from jwstrun.mosaic.gridfile import make_grid
     from jwstrun.refs import read_env_file
 
     base = tmp_path_factory.mktemp("tiles_runs")
-    cal_files = sorted(cal_asn.parent.glob("*_cal.fits"))
-    grid = make_grid(cal_files)
+    grid, size, crossed = _grid_through_sources(sim, sorted(cal_asn.parent.glob("*_cal.fits")))
     grid.write(base / "grid.asdf")
-    truth, x, y = _truth_pixels(sim, grid)
-    size, crossed = _crossing_size(grid, x, y)
     env = dict(os.environ)
     env.update(read_env_file(sim.env_file))
     single = subprocess.Popen(
@@ -105,12 +118,13 @@ def runs(sim, cal_asn, tmp_path_factory):
     try:
         result = CliRunner().invoke(cli, [
             "image3", str(cal_asn), "-o", str(base / "tiles"), "--tile-size", str(size),
-            "-j", "1", "--crds-env", str(sim.env_file), "--no-progress", "--no-report",
-            "--json", *SETS])
+            "--grid", str(base / "grid.asdf"), "-j", "1", "--crds-env", str(sim.env_file),
+            "--no-progress", "--no-report", "--json", *SETS])
     finally:
         log, _ = single.communicate(timeout=900)
     assert single.returncode == 0, log[-3000:]
     assert result.exit_code == 0, result.output
+    truth, _, _ = _truth_pixels(sim, grid)
     return {"summary": json.loads(result.stdout), "grid": grid, "size": size,
             "crossed": crossed, "truth": truth, "single": base / "single",
             "tiles": base / "tiles"}
@@ -119,17 +133,11 @@ def runs(sim, cal_asn, tmp_path_factory):
 def test_tiles_equal_the_single_shot_mosaic_on_the_same_grid(runs):
     from astropy.io import fits
 
-    from jwstrun.mosaic.gridfile import read_grid
-
     summary, tiles = runs["summary"], runs["tiles"]
     stages = [t["task_id"].rsplit("_", 1)[-1] if "tile" in t["task_id"] else "align"
               for t in summary["tasks"]]
     assert stages == ["align", "t000000", "t000001", "t001000", "t001001"], stages
     assert all(t["status"] == "ok" for t in summary["tasks"])
-    # without --grid the grid is the one jwstrun grid makes of the association's inputs
-    (grid_file,) = tiles.glob("*_grid.asdf")
-    assert read_grid(grid_file).to_dict() | {"path": None} == \
-        runs["grid"].to_dict() | {"path": None}
     (single,) = runs["single"].glob("*_i2d.fits")
     i2ds = sorted(tiles.glob("*_t0*_i2d.fits"))
     assert len(i2ds) == 4
@@ -223,7 +231,8 @@ def test_a_tile_no_exposure_overlaps_is_recorded_empty(runs, sim, cal_asn, tmp_p
 def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
                                                               message):
     """One Error line, nothing written, with --grid (checked before the inputs) and
-    without (checked against the grid made of the inputs, before anything runs)."""
+    without (checked against the grid made of the inputs -- the one jwstrun grid makes,
+    whose size the message gives --, before anything runs)."""
     from jwstrun.mosaic.gridfile import make_grid
 
     grid = make_grid(sorted(cal_asn.parent.glob("*_cal.fits")))
