@@ -211,7 +211,7 @@ def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
     ("0.001arcsec", "tile_size=0.001arcsec: a tile must be at least 1 pixel of the grid. "),
     ("100000", "tile_size=100000 is 100000 pixels, larger than the grid ({nx} x {ny} pixels). "
                "Give a smaller tile size, or run without one."),
-])
+], ids=["below-a-pixel", "above-the-grid"])
 def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
                                                               message):
     """One Error line, nothing written, with --grid (checked before the inputs) and
