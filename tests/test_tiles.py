@@ -53,10 +53,10 @@ def test_context_bits_number_the_association_members():
     single-shot mosaic does (the association's members), across 32-bit planes."""
     import numpy as np
 
-    from jwstrun.runner._tile_pipeline import _global_context
+    from jwstrun.mosaic.tiles import global_context
 
     con = np.array([[[0b01, 0b10, 0b11, 0]]], dtype=np.int32)  # 2 inputs, 4 pixels
-    planes = _global_context(con, member_index=[1, 33], n_members=40)
+    planes = global_context(con, member_index=[1, 33], n_members=40)
     assert planes.shape == (2, 1, 4)
     assert planes[0, 0].tolist() == [0b10, 0, 0b10, 0]
     assert planes[1, 0].tolist() == [0, 0b10, 0b10, 0]
