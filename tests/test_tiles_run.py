@@ -121,7 +121,7 @@ def runs(sim, cal_asn, tmp_path_factory):
     try:
         result = CliRunner().invoke(cli, [
             "image3", str(cal_asn), "-o", str(base / "tiles"), "--tile-size", str(size),
-            "--grid", str(base / "grid.asdf"), "-j", "1", "--crds-env", str(sim.env_file),
+            "--grid", str(base / "grid.asdf"), "-j", "2", "--crds-env", str(sim.env_file),
             "--no-progress", "--no-report", "--json", *SETS])
     finally:
         log, _ = single.communicate(timeout=900)
