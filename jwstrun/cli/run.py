@@ -37,7 +37,7 @@ def _render_summary(summary) -> None:
     table.add_column("wall", justify="right")
     table.add_column("peak RSS", justify="right")
     table.add_column("products")
-    styles = {"ok": "green", "skipped": "dim", "failed": "red"}
+    styles = {"ok": "green", "skipped": "dim", "failed": "red", "empty": "dim"}
     for result in summary.results:
         table.add_row(
             result.task_id,
@@ -183,6 +183,7 @@ _FLAG_TERMS = [
      "--scheduler and --cluster need --executor dask"),
     (r"\blow_memory=True asks", "--low-memory asks"),
     (r"\btruth= is for a sweep's table \(sweep=\)", "--truth is for a sweep's table (--sweep)"),
+    (r"\btile_size=", "--tile-size "),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
     (r"Choose a directory you can write to as outdir\.",
@@ -377,6 +378,10 @@ def _memory_kwargs(kw: dict) -> dict:
     help="Resample every association onto this grid ('jwstrun grid'; resample's output_wcs), "
     "so mosaics of different filters and programs are pixel-aligned.",
 )
+@click.option("--tile-size", metavar="N|ANGLE", default=None,
+              help="Run Stage 3 as sky tiles of N x N grid pixels (or an angle: 2arcmin): "
+              "tweakreg, skymatch and outlier_detection once per association, then resample "
+              "and source_catalog per tile, in parallel (docs/workflows/tiles.md).")
 @dask_options
 @no_report_option
 @click.pass_context
@@ -407,6 +412,7 @@ def image3_command(ctx, inputs, no_report, grid, **kw):
       jwstrun image3 out/*_cal.fits -o sweep/ -j 3 \\
           --sweep steps.outlier_detection.snr="5.0 4.0,4.0 3.0,3.0 2.0"
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --grid grid.asdf
+      jwstrun image3 asn/*_image3_asn.json -o tiles/ --tile-size 2arcmin -j 2
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
@@ -423,7 +429,8 @@ def image3_command(ctx, inputs, no_report, grid, **kw):
             ctx, "image3", kw["no_progress"], kw["as_json"],
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
-                grid=grid, **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
+                tile_size=kw["tile_size"], grid=grid,
+                **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )
     if not no_report:

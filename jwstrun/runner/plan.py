@@ -70,6 +70,8 @@ class Planned:
     status_keyword: str | None = None
     #: a sweep's variant (runner._sweep.Variant): its parameters, its sub-folder
     variant: object | None = None
+    #: steps skipped upstream whose status the products carry (a sky tile: runner._tiles)
+    expected_skips: list[str] | None = None
 
     @property
     def stage(self) -> Stage:
@@ -385,6 +387,7 @@ def make_tasks(
                 exposure_sets=_task_sets(item, exposure_sets),
                 subdir=item.variant.subdir if item.variant is not None else None,
                 sweep=dict(item.variant.values) if item.variant is not None else None,
+                expected_skips=item.expected_skips,
             )
         )
     return tasks

@@ -212,6 +212,7 @@ def run_image3(
     shard=None,
     sweep: Iterable[str] = (),
     truth: str | os.PathLike | None = None,
+    tile_size=None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -228,9 +229,15 @@ def run_image3(
     ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file (``jwstrun
     grid``, :func:`jwstrun.mosaic.make_grid`) every association is resampled onto
     (resample's ``output_wcs``), refused when it does not cover an association.
-    The other parameters as for :func:`run_image2`.
+    ``tile_size`` (pixels, or an angle such as '2arcmin') runs Stage 3 as sky tiles of
+    the grid (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md).  The other
+    parameters as for :func:`run_image2`.
     """
+    from ._tiles import tiling_for
+
+    tiling = tiling_for(tile_size, grid)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
+        tiling=tiling,
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
         no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
         offline=offline, crds_env_file=crds_env_file, validate=validate,
@@ -238,7 +245,7 @@ def run_image3(
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
                 "low_memory": low_memory}, keep_temp=keep_temp, shard=shard, sweep=sweep,
-        truth=truth, grid=grid,
+        truth=truth, grid=None if tiling else grid,
     ))
 
 
@@ -327,6 +334,7 @@ class _Settings:
     sweep: Iterable[str] = ()
     truth: str | os.PathLike | None = None
     grid: str | os.PathLike | None = None
+    tiling: object = None  # image3 --tile-size: a runner._tiles.Tiling
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -403,7 +411,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                          len(plan_shards))
             if stage.grouping == "association":
                 plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
-            summary = run_tasks(
+            runner = run_tasks if settings.tiling is None else settings.tiling.run
+            summary = runner(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
                 crds_context=settings.crds_context, jobs=settings.jobs, force=settings.force,
                 checksum=settings.checksum, extra_env=extra_env, validate=settings.validate,

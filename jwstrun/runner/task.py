@@ -97,6 +97,9 @@ class Task:
     #: cores for the steps that take maximum_cores (jump, ramp_fit), when jwstrun runs
     #: one exposure at a time on every core (:mod:`._cores`; not in the fingerprint)
     maximum_cores: str | None = None
+    #: steps skipped before this task whose status its products carry (a sky tile's
+    #: i2d has its _crf files' S_TWKREG...; runner._tiles); None: those ``parameters`` skip
+    expected_skips: list[str] | None = None
 
     @property
     def input_paths(self) -> list[str]:
@@ -150,7 +153,8 @@ def _validate_products(paths: list[Path], task: Task) -> dict:
     from ..validate import validate_file
 
     report: dict = {"files": {}, "errors": [], "warnings": 0}
-    skips = [*_skipped_steps(task.parameters), *sorted(_skipped_in_inputs(task))]
+    skips = [*(_skipped_steps(task.parameters) if task.expected_skips is None
+               else task.expected_skips), *sorted(_skipped_in_inputs(task))]
     for path in paths:
         file_report = validate_file(
             path, expected_skips=skips, expect_background=task.expect_background,

@@ -1,0 +1,240 @@
+"""``jwstrun image3 --tile-size``: the tiled Stage 3 (issue 22; docs/workflows/tiles.md).
+
+One simulated NIRCam SUB320 program of two dithers (no pointing error: the mosaic
+sits on the truth; tweakreg skipped in both runs), reduced by ``jwstrun image2``; its Level-3 association is given
+to ``jwstrun image3 --tile-size --grid`` (2 x 3 tiles; the grid has the pixels of the
+one ``jwstrun grid`` makes of the _cal files, placed so that the tile boundaries pass
+through truth sources and the third column of tiles lies beyond the data) and, at the same time, to ``strun calwebb_image3`` with
+resample's ``output_wcs`` that grid: the single-shot mosaic on the same grid.  The tiles beyond the data write nothing
+and are recorded as empty; every other tile's SCI/ERR/WHT/CON must equal the same pixels of the single-shot mosaic; every bright truth source (that the
+single-shot catalogue finds once) must be in the union of the tile catalogues once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+VENV_BIN = Path(sys.executable).parent
+STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
+BRIGHT = 20.0  # truth SNR of the sources every tile catalogue must find
+MATCH = 0.15  # arcsec (galaxies' centroids)
+#: no pointing error is simulated: tweakreg has nothing to do (and two dithers may give it
+#: too few matches)
+SETS = ("--set", "steps.tweakreg.skip=true")
+EMPTY_GAP = 40  # pixels between the data and the margin of the empty tiles
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    outdir = tmp_path_factory.mktemp("tiles") / "sim"
+    return simulate_program(outdir, subarray="SUB320", n_dithers=2, seed=7, source_density=3.0,
+                            pointing_error=0.0)
+
+
+@pytest.fixture(scope="module")
+def cal_asn(sim, tmp_path_factory):
+    from jwstrun.asn import make_associations
+
+    caldir = tmp_path_factory.mktemp("tiles_cal")
+    result = CliRunner().invoke(cli, [
+        "image2", *map(str, sim.rate_files), "-o", str(caldir), "-j", "2",
+        "--crds-env", str(sim.env_file), "--no-progress",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    built = make_associations(sorted(caldir.glob("*_cal.fits")), caldir / "l3_asn.json", level=3)
+    (written,) = built.associations
+    return written.path
+
+
+def _truth_pixels(sim, grid):
+    """Bright sources of the truth (stars and galaxies) and their grid pixel positions."""
+    from astropy.table import Table
+
+    truth = Table.read(sim.truth_file)
+    snr = next(truth[c] for c in truth.colnames if c.startswith("snr_"))
+    truth = truth[np.asarray(snr) > BRIGHT]
+    x, y = grid.sky_to_pixel(np.asarray(truth["ra"]), np.asarray(truth["dec"]))
+    return truth, np.asarray(x), np.asarray(y)
+
+
+def _grid_through_sources(sim, cal_files):
+    """A grid of the pixels of the one ``jwstrun grid`` makes of ``cal_files`` (cut out
+    of it padded), placed so that 2 x 3 tiles have their vertical boundary through one
+    bright truth source and their horizontal one through another (within half a pixel),
+    and their third column beyond the data (empty tiles): (grid, tile size, sources
+    within 3 pixels of a boundary)."""
+    from jwstrun.mosaic.gridfile import make_grid
+
+    ny, nx = make_grid(cal_files).shape
+    pad = max(ny, nx) + 50
+    padded = make_grid(cal_files, padding=pad)
+    _, x, y = _truth_pixels(sim, padded)
+    inside = (x > pad + 20) & (x < pad + nx - 20) & (y > pad + 20) & (y < pad + ny - 20)
+    best = (0, 0, 0, 0)
+    for size in range(ny // 2 + 1, ny - 20):
+        for a in np.flatnonzero(inside):
+            x0 = int(round(x[a] - (size - 0.5)))
+            if pad + nx - x0 + 2 >= 2 * size - EMPTY_GAP:  # the third column must be empty
+                continue
+            for b in np.flatnonzero(inside):
+                y0 = int(round(y[b] - (size - 0.5)))
+                if a == b or not (0 <= y0 <= 2 * pad and pad - y0 < size < pad + ny - y0):
+                    continue
+                line = size - 0.5
+                near = int(np.sum(inside & ((np.abs(x - x0 - line) < 3)
+                                            | (np.abs(y - y0 - line) < 3))))
+                best = max(best, (near, size, y0, x0))
+    near, size, y0, x0 = best
+    assert near >= 2, "no grid puts tile boundaries through two truth sources"
+    return padded.sub_grid(y0, y0 + ny, x0, x0 + 2 * size + 40), size, near
+
+
+@pytest.fixture(scope="module")
+def runs(sim, cal_asn, tmp_path_factory):
+    """The tiled run (in-process) and the single-shot strun on the same grid (a
+    subprocess, at the same time)."""
+    from jwstrun.refs import read_env_file
+
+    base = tmp_path_factory.mktemp("tiles_runs")
+    grid, size, crossed = _grid_through_sources(sim, sorted(cal_asn.parent.glob("*_cal.fits")))
+    grid.write(base / "grid.asdf")
+    env = dict(os.environ)
+    env.update(read_env_file(sim.env_file))
+    single = subprocess.Popen(
+        [STRUN, "calwebb_image3", str(cal_asn), "--output_dir", str(base / "single"),
+         f"--steps.resample.output_wcs={base / 'grid.asdf'}", "--steps.tweakreg.skip=true"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    (base / "single").mkdir()
+    try:
+        result = CliRunner().invoke(cli, [
+            "image3", str(cal_asn), "-o", str(base / "tiles"), "--tile-size", str(size),
+            "--grid", str(base / "grid.asdf"), "-j", "2", "--crds-env", str(sim.env_file),
+            "--no-progress", "--no-report", "--json", *SETS])
+    finally:
+        log, _ = single.communicate(timeout=900)
+    assert single.returncode == 0, log[-3000:]
+    assert result.exit_code == 0, result.output
+    truth, _, _ = _truth_pixels(sim, grid)
+    return {"summary": json.loads(result.stdout), "grid": grid, "size": size,
+            "crossed": crossed, "truth": truth, "single": base / "single",
+            "tiles": base / "tiles"}
+
+
+def test_tiles_equal_the_single_shot_mosaic_on_the_same_grid(runs):
+    from astropy.io import fits
+
+    summary, tiles = runs["summary"], runs["tiles"]
+    states = {t["task_id"].rsplit("_", 1)[-1] if "tile" in t["task_id"] else "align":
+              t["status"] for t in summary["tasks"]}
+    assert states == {"align": "ok", "t000000": "ok", "t000001": "ok", "t001000": "ok",
+                      "t001001": "ok", "t000002": "empty", "t001002": "empty"}, states
+    (single,) = runs["single"].glob("*_i2d.fits")
+    i2ds = sorted(tiles.glob("*_t0*_i2d.fits"))
+    assert len(i2ds) == 4  # nothing for the empty tiles
+    covered = 0
+    with fits.open(single) as whole:
+        for path in i2ds:
+            with fits.open(path) as tile:
+                header = tile[0].header
+                y0, x0 = header["TILEY0"], header["TILEX0"]
+                ny, nx = header["TILENY"], header["TILENX"]
+                assert path.name.endswith(f"_{header['TILEID']}_i2d.fits")
+                assert header["TILESIZE"] == runs["size"]
+                for ext in ("SCI", "ERR", "WHT", "CON"):
+                    expected = whole[ext].data[..., y0:y0 + ny, x0:x0 + nx]
+                    np.testing.assert_allclose(tile[ext].data, expected, rtol=1e-5, atol=0,
+                                               equal_nan=True, err_msg=f"{path.name} {ext}")
+                covered += ny * nx
+                assert tile["SCI"].header["CRPIX1"] == pytest.approx(
+                    whole["SCI"].header["CRPIX1"] - x0, abs=1e-9)
+        # the empty tiles' column holds no data in the single-shot mosaic either
+        size = runs["size"]
+        assert not whole["WHT"].data[:, 2 * size:].any()
+        assert covered == whole["SCI"].data[:, :2 * size].size
+    status = CliRunner().invoke(cli, ["status", str(tiles), "--json"])
+    report = json.loads(status.stdout)
+    assert report["counts"]["empty"] == 2 and report["counts"]["done"] == 5, report["counts"]
+    assert report["complete"] is True
+
+
+def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
+    """Sources on tile boundaries are neither lost nor counted twice."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.table import Table, vstack
+
+    assert runs["crossed"] >= 2, "the tile boundaries cross too few truth sources"
+    cats = [Table.read(p, format="ascii.ecsv") for p in sorted(runs["tiles"].glob("*_cat.ecsv"))]
+    # a tile where source_catalog finds nothing has no catalogue, as calwebb_image3 writes
+    # none for such a mosaic
+    assert len(cats) >= 2 and all("rule" in c.meta["jwstrun_tile"] for c in cats)
+    union = vstack(cats, metadata_conflicts="silent")
+    found = SkyCoord(union["sky_centroid"].ra, union["sky_centroid"].dec)
+    truth = runs["truth"]
+    sky = SkyCoord(np.asarray(truth["ra"]) * u.deg, np.asarray(truth["dec"]) * u.deg)
+    # the truth sources well inside the mosaic (covered 10 pixels around, but for a few
+    # pixels outlier_detection flagged)
+    (single,) = runs["single"].glob("*_i2d.fits")
+    wht = fits.getdata(single, "WHT")
+    x, y = runs["grid"].sky_to_pixel(sky.ra.deg, sky.dec.deg)
+    inside = [(10 <= yi < wht.shape[0] - 10 and 10 <= xi < wht.shape[1] - 10
+               and (wht[yi - 10:yi + 11, xi - 10:xi + 11] > 0).mean() > 0.95)
+              for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int), strict=True)]
+    # ... that the single-shot catalogue finds once (not split by deblending)
+    (single_cat,) = runs["single"].glob("*_cat.ecsv")
+    whole = Table.read(single_cat, format="ascii.ecsv")["sky_centroid"]
+    once = [int(np.sum(s.separation(whole).arcsec < MATCH)) == 1 for s in sky]
+    considered = sky[np.array(inside) & np.array(once)]
+    assert len(considered) >= 8, (len(sky), sum(inside), sum(once))
+    counts = [int(np.sum(s.separation(found).arcsec < MATCH)) for s in considered]
+    assert counts == [1] * len(considered), counts
+    # and no source twice in the union, truth or not
+    _, sep, _ = found.match_to_catalog_sky(found, nthneighbor=2)
+    assert sep.arcsec.min() > MATCH
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    ("0.001arcsec", "tile_size=0.001arcsec: a tile must be at least 1 pixel of the grid. "),
+    ("100000", "tile_size=100000 is 100000 pixels, larger than the grid ({nx} x {ny} pixels). "
+               "Give a smaller tile size, or run without one."),
+], ids=["below-a-pixel", "above-the-grid"])
+def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
+                                                              message):
+    """One Error line, nothing written, with --grid (checked before the inputs) and
+    without (checked against the grid made of the inputs -- the one jwstrun grid makes,
+    whose size the message gives --, before anything runs)."""
+    from jwstrun.mosaic.gridfile import make_grid
+
+    grid = make_grid(sorted(cal_asn.parent.glob("*_cal.fits")))
+    grid.write(tmp_path / "grid.asdf")
+    ny, nx = grid.shape
+    expected = "Error: " + message.replace("tile_size=", "--tile-size ").format(nx=nx, ny=ny)
+    if "at least" in message:
+        expected += "Give a larger tile size."
+    for extra in (["--grid", str(tmp_path / "grid.asdf")], []):
+        outdir = tmp_path / ("with" if extra else "without")
+        result = CliRunner().invoke(cli, [
+            "image3", str(cal_asn), "-o", str(outdir), "--tile-size", size, *extra,
+            "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+        assert result.exit_code == 1
+        lines = result.output.splitlines()
+        if extra:  # refused before any input is read
+            assert lines == [expected], result.output
+        else:  # after the associations' memory plan (an INFO line), before anything runs
+            assert lines[-1] == expected and len(lines) <= 2, result.output
+            assert "Traceback" not in result.output
+        assert not outdir.exists() or not [p.name for p in outdir.iterdir()]
