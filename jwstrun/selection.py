@@ -33,6 +33,7 @@ from .products import (
     _a,
     header_type,
     name_mismatch,
+    product_basename,
     product_suffix,
     read_primary_cards,
     read_primary_header,
@@ -47,6 +48,12 @@ log = logging.getLogger(__name__)
 #: reasons a file is left out
 NOT_IMAGING = "not_imaging"
 EARLIER_STAGE = "earlier_stage"
+#: a per-integration product given with its exposure's own (calwebb_detector1 writes
+#: both _rate and _rateints): the stage takes the exposure's
+BESIDE_TWIN = "beside_twin"
+
+#: per-integration product type -> the exposure's product type it is written beside
+_TWINS = {"rateints": "rate"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class LeftOut:
     path: str
     exp_type: str
     product_type: str | None
-    reason: str  # NOT_IMAGING or EARLIER_STAGE
+    reason: str  # NOT_IMAGING, EARLIER_STAGE or BESIDE_TWIN
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,8 +104,27 @@ def select_files(stage: Stage, paths: Sequence[Path], *, what: str | None = None
             selection.kept.append(path)
         else:
             selection.left_out.append(reason)
+    _leave_out_twins(selection, stage)
     _report(selection, len(paths), what or f"jwstrun {stage.name}", stage)
     return selection
+
+
+def _leave_out_twins(selection: Selection, stage: Stage) -> None:
+    """A ``_rateints`` kept with the ``_rate`` of the same exposure (a calwebb_detector1
+    OUTDIR holds both) is left out: the stage takes the exposure's ``_rate``, as DMS
+    does for imaging; given alone, a ``_rateints`` is reduced per integration."""
+    given = {(str(Path(p).parent), product_basename(p), product_suffix(p))
+             for p in selection.kept}
+    kept = []
+    for path in selection.kept:
+        ptype = product_suffix(path)
+        twin = _TWINS.get(ptype or "")
+        if twin and twin in stage.accepts and \
+                (str(Path(path).parent), product_basename(path), twin) in given:
+            selection.left_out.append(LeftOut(str(path), "", ptype, BESIDE_TWIN))
+        else:
+            kept.append(path)
+    selection.kept = kept
 
 
 def select_exposures(exposures: Sequence[ExposureInfo], *, what: str = "jwstrun asn",
@@ -188,6 +214,11 @@ def _details(left_out: Sequence[LeftOut], what: str, stage: Stage | None) -> str
         types = stage.exp_types if stage is not None else IMAGING_EXP_TYPES
         parts.append(f"{len(others)} not direct imaging ({listing}; {what} takes "
                      f"{', '.join(types)} exposures)")
+    twins = Counter(item.product_type for item in left_out if item.reason == BESIDE_TWIN)
+    for ptype, n in sorted(twins.items()):
+        parts.append(f"{n} _{ptype} beside the _{_TWINS[ptype]} of the same exposure ({what} "
+                     f"takes the _{_TWINS[ptype]}; give a _{ptype} file alone to reduce it "
+                     "per integration)")
     earlier = Counter(item.product_type for item in left_out if item.reason == EARLIER_STAGE)
     for ptype, n in sorted(earlier.items()):
         run = _first_run(ptype)[0]

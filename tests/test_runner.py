@@ -584,3 +584,22 @@ def test_checksums_shared_between_tasks_and_unreadable_inputs(tmp_path):
         _fill_checksums(gone, known)
     _fill_checksums(gone, known, strict=False)
     assert gone.inputs[0]["sha256"] is None
+
+
+def test_a_rateints_beside_its_rate_is_left_out(tmp_path, caplog):
+    """A calwebb_detector1 OUTDIR holds each exposure's _rate and _rateints: image2 given
+    the folder takes the _rate and says in one line that it left the _rateints out; a
+    _rateints given alone (another exposure) is kept."""
+    from jwstrun.selection import select_files
+    from jwstrun.stages import get_stage
+
+    rate = write_fits(tmp_path / "jw1_nrcb1_rate.fits")
+    twin = write_fits(tmp_path / "jw1_nrcb1_rateints.fits", DATAMODL="CubeModel")
+    alone = write_fits(tmp_path / "jw2_nrcb1_rateints.fits", DATAMODL="CubeModel")
+    with caplog.at_level("WARNING", logger="jwstrun.selection"):
+        selection = select_files(get_stage("image2"), [rate, twin, alone])
+    assert selection.kept == [rate, alone]
+    assert [item.path for item in selection.left_out] == [str(twin)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "Left out 1 of 3 files: 1 _rateints beside the _rate of the same exposure (jwstrun "
+        "image2 takes the _rate; give a _rateints file alone to reduce it per integration)."]
