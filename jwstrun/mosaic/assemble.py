@@ -145,9 +145,11 @@ def _scan(pieces: list[TilePiece]):
     return first, [e for e in IMAGE_EXTENSIONS if e in extensions], names, sregions, times
 
 
-def _meta_hdus(first, grid_wcs, shape, sregions, times):
-    """The headers (PRIMARY, SCI, ERR...) and ASDF extension stdatamodels writes for the
-    mosaic's metadata, built without any array."""
+def _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab):
+    """The headers (PRIMARY, SCI, ERR...), HDRTAB and ASDF extension stdatamodels writes
+    for the mosaic's metadata, built without any image array."""
+    from astropy.io import fits
+    from jwst.model_blender._tablebuilder import table_to_schema
     from stdatamodels import fits_support
     from stdatamodels.jwst import datamodels
 
@@ -161,7 +163,180 @@ def _meta_hdus(first, grid_wcs, shape, sregions, times):
     if ends:
         model.meta.exposure.end_time = max(ends)
     model.meta.filename = None
+    if hdrtab is not None:  # as jwst's ModelBlender.finalize_model does
+        schema = table_to_schema(hdrtab)
+        model.add_schema_entry("hdrtab", schema)
+        model.hdrtab = fits_support.from_fits_hdu(fits.BinTableHDU.from_columns(hdrtab), schema)
     hdul = fits_support.to_fits(model._instance, model._schema)
     crpix = (model.meta.wcsinfo.crpix1, model.meta.wcsinfo.crpix2)
     model.close()
     return hdul, crpix
+
+
+def _image_header(meta_hdul, name: str, dtype: str, shape: tuple[int, ...]):
+    """The extension header of one full-size image: stdatamodels' keywords for it (SCI
+    holds the WCS) with BITPIX/NAXISn of the mosaic."""
+    from astropy.io import fits
+
+    data_shape = tuple(int(n) for n in shape)
+    hdu = fits.ImageHDU(name=name)
+    if name in meta_hdul:
+        for card in meta_hdul[name].header.cards:
+            if card.keyword not in ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTNAME"):
+                hdu.header.append(card)
+    header = hdu.header
+    header["BITPIX"] = {">f4": -32, ">i4": 32}[dtype]
+    header["NAXIS"] = len(data_shape)
+    for i, n in enumerate(reversed(data_shape), start=1):
+        header.set(f"NAXIS{i}", n, after="NAXIS" if i == 1 else f"NAXIS{i - 1}")
+    return header
+
+
+def _table_bytes(hdu) -> bytes:
+    """One table extension as bytes (header and padded data), as astropy writes it."""
+    from astropy.io import fits
+
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
+    return buffer.getvalue()[_BLOCK:]  # an empty primary header is one block
+
+
+def _hdrtab(pieces, names: dict, order: list[str]):
+    """HDRTAB rows of the mosaic: one per input, in ``order`` (from the tiles' HDRTABs)."""
+    from astropy.io import fits
+    from astropy.table import Table, vstack
+
+    rows, seen = [], set()
+    for piece in pieces:
+        if piece.path is None or not names.get(str(piece.path)):
+            continue
+        with fits.open(piece.path, memmap=True) as hdul:
+            table = Table(hdul["HDRTAB"].data)
+        keep = [i for i, n in enumerate(names[str(piece.path)]) if n not in seen]
+        seen.update(names[str(piece.path)])
+        if keep:
+            rows.append(table[keep])
+    if not rows:
+        return None
+    table = vstack(rows, join_type="inner", metadata_conflicts="silent")
+    rank = {n: i for i, n in enumerate(order)}
+    table = table[np.argsort([rank[str(n).strip()] for n in table["FILENAME"]], kind="stable")]
+    return table.as_array()
+
+
+def _layout(meta_hdul, extensions, shape, n_con):
+    """(header bytes, data offset, dtype, full shape) of each HDU, and the table HDUs."""
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU(header=meta_hdul[0].header.copy()).header
+    primary["EXTEND"] = True
+    parts, offset = [("PRIMARY", primary.tostring().encode("ascii"), None, None, None)], 0
+    offset = len(parts[0][1])
+    for name in extensions:
+        dtype = IMAGE_EXTENSIONS[name][0]
+        full = (n_con, *shape) if name == "CON" else tuple(shape)
+        header = _image_header(meta_hdul, name, dtype, full).tostring().encode("ascii")
+        data_at = offset + len(header)
+        parts.append((name, header, data_at, dtype, full))
+        offset = data_at + _padded(int(np.prod(full)) * 4)
+    return parts, offset
+
+
+def assemble_mosaic(pieces: list[TilePiece], grid_wcs, grid_shape: tuple[int, int],
+                    output: str | os.PathLike, members: list[str] | None = None) -> Path:
+    """Copy the tiles' products into one ``_i2d`` mosaic at ``output`` (atomically).
+
+    ``pieces`` cover the grid (every pixel owned by one piece; a piece without a
+    product gets the fill values); ``grid_wcs`` is the grid's gwcs and ``grid_shape``
+    its (ny, nx); ``members`` the association's input file names in its order (bit *k*
+    of CON is the *k*-th).  Peak memory: one tile's arrays.
+    """
+    shape = tuple(int(n) for n in grid_shape)
+    first, extensions, names, sregions, times = _scan(pieces)
+    order = [Path(m).name for m in members] if members else sorted(
+        {n for ns in names.values() for n in ns})
+    for path, tile_names in names.items():
+        missing = sorted(set(tile_names) - set(order))
+        if missing:
+            raise InputError(f"{path}: resampled {missing[0]}, which is not a member of the "
+                             "association being assembled. Assemble one association's tiles.")
+    hdrtab = _hdrtab(pieces, names, order)
+    meta_hdul, crpix = _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab)
+    n_con = max(1, -(-len(order) // 32))
+    parts, end = _layout(meta_hdul, extensions, shape, n_con)
+    tables = [meta_hdul[n] for n in ("HDRTAB", "ASDF") if n in meta_hdul]
+    rank = {n: i for i, n in enumerate(order)}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            fd = handle.fileno()
+            for _, header, data_at, _, _ in parts:
+                os.pwrite(fd, header, (data_at or len(header)) - len(header))
+            handle.seek(end)
+            for table in tables:
+                handle.write(_table_bytes(table))
+            for piece in pieces:
+                _copy_piece(fd, piece, parts, crpix, names, rank, n_con)
+
+    result = atomic_write(output, write)
+    log.info("assembled %d tiles into %s (%d x %d pixels)", len(pieces), result, shape[1], shape[0])
+    return result
+
+
+def _renumber_context(con: np.ndarray, tile_inputs: list[str], rank: dict, n_con: int):
+    """CON of a tile (one bit per input of the tile) with each bit moved to the input's
+    place in the association."""
+    bits = con.astype(np.uint32, copy=False)
+    out = np.zeros((n_con, *con.shape[1:]), dtype=np.uint32)
+    for k, name in enumerate(tile_inputs):
+        if k // 32 >= bits.shape[0]:
+            break
+        g = rank[name]
+        out[g // 32] |= ((bits[k // 32] >> np.uint32(k % 32)) & np.uint32(1)) << np.uint32(g % 32)
+    return out.view(np.int32)
+
+
+def _write_block(fd: int, block: np.ndarray, data_at: int, full: tuple, box) -> None:
+    """``block`` (planes, rows, columns of ``box``) into its place, one pwrite per row."""
+    y0, y1, x0, x1 = box
+    ny, nx = full[-2:]
+    for plane in range(block.shape[0]):
+        for row in range(y1 - y0):
+            at = data_at + ((plane * ny + y0 + row) * nx + x0) * 4
+            os.pwrite(fd, block[plane, row].tobytes(), at)
+
+
+def _copy_piece(fd: int, piece: TilePiece, parts, crpix, names, rank, n_con) -> None:
+    """One tile's owned box, every extension: its pixels, or the fill values."""
+    from astropy.io import fits
+
+    y0, y1, x0, x1 = piece.box
+    if y1 <= y0 or x1 <= x0:
+        return
+    hdul = fits.open(piece.path, memmap=True) if piece.path is not None else None
+    try:
+        if hdul is not None:
+            oy, ox = _origin(piece, hdul["SCI"].header, crpix)
+            ty, tx = hdul["SCI"].shape
+            if y0 - oy < 0 or x0 - ox < 0 or y1 - oy > ty or x1 - ox > tx:
+                raise InputError(
+                    f"{piece.path}: does not cover its tile's pixels {x0}:{x1} x {y0}:{y1} of "
+                    "the grid. Assemble the products of one 'jwstrun image3 --tile-size' run.")
+        for name, _, data_at, dtype, full in parts[1:]:
+            planes = full[0] if name == "CON" else 1
+            shape = (planes, y1 - y0, x1 - x0)
+            if hdul is None or name not in hdul:
+                block = np.full(shape, IMAGE_EXTENSIONS[name][1], dtype=dtype)
+            else:
+                cut = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+                if name == "CON":
+                    tile_con = np.asarray(hdul[name].section[(slice(None), *cut)])
+                    block = _renumber_context(tile_con, names[str(piece.path)], rank, n_con)
+                else:
+                    block = np.asarray(hdul[name].section[cut])[None]
+                block = block.astype(dtype, copy=False)
+            _write_block(fd, block, data_at, full, piece.box)
+            del block
+    finally:
+        if hdul is not None:
+            hdul.close()
