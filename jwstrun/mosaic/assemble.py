@@ -17,11 +17,11 @@ the tiles' S_REGIONs combined (stcal's ``combine_sregions``, as resample does),
 the earliest start and latest end time of the tiles.  Pixels no tile covers
 hold resample's fill values: NaN in SCI, ERR and the variances, 0 in WHT and CON.
 
-The context image (CON) numbers the inputs of each resample call: bit *k* of a
-tile is the *k*-th input *of that tile*.  Each tile's bits are renumbered to
-the input's place in the whole association (``members``, else the tiles'
-HDRTAB file names in sorted order), so CON means what a single-shot mosaic's
-does.
+The context image (CON) is copied as it is: a tile's bits already number the
+whole association's members (the tile pipeline renumbers them,
+:mod:`jwstrun.runner._tile_pipeline`), so CON means what a single-shot
+mosaic's does.  HDRTAB lists each input once, in the association's order
+(``members``, else the file names sorted).
 """
 
 from __future__ import annotations
@@ -119,6 +119,18 @@ def _input_names(hdul) -> list[str]:
     if "HDRTAB" not in hdul:
         return []
     return [str(n).strip() for n in hdul["HDRTAB"].data["FILENAME"]]
+
+
+def _context_planes(pieces) -> int:
+    from astropy.io import fits
+
+    planes = 0
+    for piece in pieces:
+        if piece.path is not None:
+            with fits.open(piece.path, memmap=True) as hdul:
+                if "CON" in hdul:
+                    planes = max(planes, hdul["CON"].header.get("NAXIS3", 1))
+    return planes
 
 
 def _scan(pieces: list[TilePiece]):
@@ -262,10 +274,9 @@ def assemble_mosaic(pieces: list[TilePiece], grid_wcs, grid_shape: tuple[int, in
                              "association being assembled. Assemble one association's tiles.")
     hdrtab = _hdrtab(pieces, names, order)
     meta_hdul, crpix = _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab)
-    n_con = max(1, -(-len(order) // 32))
+    n_con = max(1, -(-len(order) // 32), _context_planes(pieces))
     parts, end = _layout(meta_hdul, extensions, shape, n_con)
     tables = [meta_hdul[n] for n in ("HDRTAB", "ASDF") if n in meta_hdul]
-    rank = {n: i for i, n in enumerate(order)}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
@@ -276,24 +287,11 @@ def assemble_mosaic(pieces: list[TilePiece], grid_wcs, grid_shape: tuple[int, in
             for table in tables:
                 handle.write(_table_bytes(table))
             for piece in pieces:
-                _copy_piece(fd, piece, parts, crpix, names, rank, n_con)
+                _copy_piece(fd, piece, parts, crpix)
 
     result = atomic_write(output, write)
     log.info("assembled %d tiles into %s (%d x %d pixels)", len(pieces), result, shape[1], shape[0])
     return result
-
-
-def _renumber_context(con: np.ndarray, tile_inputs: list[str], rank: dict, n_con: int):
-    """CON of a tile (one bit per input of the tile) with each bit moved to the input's
-    place in the association."""
-    bits = con.astype(np.uint32, copy=False)
-    out = np.zeros((n_con, *con.shape[1:]), dtype=np.uint32)
-    for k, name in enumerate(tile_inputs):
-        if k // 32 >= bits.shape[0]:
-            break
-        g = rank[name]
-        out[g // 32] |= ((bits[k // 32] >> np.uint32(k % 32)) & np.uint32(1)) << np.uint32(g % 32)
-    return out.view(np.int32)
 
 
 def _write_block(fd: int, block: np.ndarray, data_at: int, full: tuple, box) -> None:
@@ -306,7 +304,7 @@ def _write_block(fd: int, block: np.ndarray, data_at: int, full: tuple, box) -> 
             os.pwrite(fd, block[plane, row].tobytes(), at)
 
 
-def _copy_piece(fd: int, piece: TilePiece, parts, crpix, names, rank, n_con) -> None:
+def _copy_piece(fd: int, piece: TilePiece, parts, crpix) -> None:
     """One tile's owned box, every extension: its pixels, or the fill values."""
     from astropy.io import fits
 
@@ -329,9 +327,10 @@ def _copy_piece(fd: int, piece: TilePiece, parts, crpix, names, rank, n_con) -> 
                 block = np.full(shape, IMAGE_EXTENSIONS[name][1], dtype=dtype)
             else:
                 cut = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
-                if name == "CON":
+                if name == "CON":  # planes beyond the tile's are zero
+                    block = np.zeros(shape, dtype=dtype)
                     tile_con = np.asarray(hdul[name].section[(slice(None), *cut)])
-                    block = _renumber_context(tile_con, names[str(piece.path)], rank, n_con)
+                    block[:tile_con.shape[0]] = tile_con[:planes]
                 else:
                     block = np.asarray(hdul[name].section[cut])[None]
                 block = block.astype(dtype, copy=False)
