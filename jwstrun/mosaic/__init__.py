@@ -1,6 +1,7 @@
 """Image3 at scale: the output mosaic and the memory it needs, estimated before anything runs.
 
 The package: :mod:`~jwstrun.mosaic.grid` (footprints and the output grid),
+:mod:`~jwstrun.mosaic.gridfile` (one grid for many mosaics: ``jwstrun grid``),
 :mod:`~jwstrun.mosaic.memory` (the memory model and the budget) and
 :mod:`~jwstrun.mosaic.plan` (one association's estimate and memory mode).
 
@@ -44,6 +45,7 @@ so jwstrun never turns them on by itself; the refusal message names them.
 """
 
 from .grid import GRID_PARAMETERS, Footprint, far_inputs, mosaic_shape, read_footprint
+from .gridfile import Grid, GridError, GridNotCovering, make_grid, read_grid, write_grid
 from .memory import (
     DEFAULT_MEMORY_FRACTION,
     default_max_mosaic_pixels,
@@ -79,4 +81,10 @@ __all__ = [
     "GRID_PARAMETERS",
     "MosaicRefused",
     "spec_bool",
+    "Grid",
+    "GridError",
+    "GridNotCovering",
+    "make_grid",
+    "read_grid",
+    "write_grid",
 ]
