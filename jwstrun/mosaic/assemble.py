@@ -76,7 +76,8 @@ def _grid_model(template, grid_wcs, shape):
     from jwst.resample.resample import ResampleImage
     from stdatamodels.jwst import datamodels
 
-    model = datamodels.ImageModel()
+    # the tile's metadata are valid already; the model is checked once, when written
+    model = datamodels.ImageModel(validate_on_assignment=False)
     model._instance["meta"] = copy.deepcopy(template._instance["meta"])
     wcs = copy.deepcopy(grid_wcs)
     wcs.array_shape = tuple(shape)
@@ -121,29 +122,20 @@ def _input_names(hdul) -> list[str]:
     return [str(n).strip() for n in hdul["HDRTAB"].data["FILENAME"]]
 
 
-def _context_planes(pieces) -> int:
-    from astropy.io import fits
-
-    planes = 0
-    for piece in pieces:
-        if piece.path is not None:
-            with fits.open(piece.path, memmap=True) as hdul:
-                if "CON" in hdul:
-                    planes = max(planes, hdul["CON"].header.get("NAXIS3", 1))
-    return planes
-
-
 def _scan(pieces: list[TilePiece]):
-    """The tiles' extensions, input names (in order), S_REGIONs and times; headers only."""
+    """The tiles' extensions, input names (in order), S_REGIONs, times and context
+    planes; headers only."""
     from astropy.io import fits
 
-    extensions, names, sregions, times, first = set(), {}, [], [], None
+    extensions, names, sregions, times, first, planes = set(), {}, [], [], None, 1
     for piece in pieces:
         if piece.path is None:
             continue
         try:
             with fits.open(piece.path, memmap=True) as hdul:
                 extensions.update(h.name for h in hdul if h.name in IMAGE_EXTENSIONS)
+                if "CON" in hdul:
+                    planes = max(planes, int(hdul["CON"].header.get("NAXIS3", 1)))
                 names[str(piece.path)] = _input_names(hdul)
                 sregions.append(hdul["SCI"].header.get("S_REGION", ""))
                 prim = hdul[0].header
@@ -154,7 +146,8 @@ def _scan(pieces: list[TilePiece]):
                              "tile (jwstrun image3 resumes the missing ones).") from exc
     if first is None:
         raise InputError("no tile holds data: there is nothing to assemble.")
-    return first, [e for e in IMAGE_EXTENSIONS if e in extensions], names, sregions, times
+    return (first, [e for e in IMAGE_EXTENSIONS if e in extensions], names, sregions, times,
+            planes)
 
 
 def _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab):
@@ -254,17 +247,17 @@ def _layout(meta_hdul, extensions, shape, n_con):
     return parts, offset
 
 
-def assemble_mosaic(pieces: list[TilePiece], grid_wcs, grid_shape: tuple[int, int],
-                    output: str | os.PathLike, members: list[str] | None = None) -> Path:
+def assemble_mosaic(pieces: list[TilePiece], grid, output: str | os.PathLike,
+                    members: list[str] | None = None) -> Path:
     """Copy the tiles' products into one ``_i2d`` mosaic at ``output`` (atomically).
 
     ``pieces`` cover the grid (every pixel owned by one piece; a piece without a
-    product gets the fill values); ``grid_wcs`` is the grid's gwcs and ``grid_shape``
-    its (ny, nx); ``members`` the association's input file names in its order (bit *k*
-    of CON is the *k*-th).  Peak memory: one tile's arrays.
+    product gets the fill values); ``grid`` the :class:`~jwstrun.mosaic.gridfile.Grid`
+    they were cut from; ``members`` the association's input file names in its order
+    (HDRTAB's).  Peak memory: one tile's arrays.
     """
-    shape = tuple(int(n) for n in grid_shape)
-    first, extensions, names, sregions, times = _scan(pieces)
+    shape = tuple(int(n) for n in grid.shape)
+    first, extensions, names, sregions, times, planes = _scan(pieces)
     order = [Path(m).name for m in members] if members else sorted(
         {n for ns in names.values() for n in ns})
     for path, tile_names in names.items():
@@ -273,8 +266,8 @@ def assemble_mosaic(pieces: list[TilePiece], grid_wcs, grid_shape: tuple[int, in
             raise InputError(f"{path}: resampled {missing[0]}, which is not a member of the "
                              "association being assembled. Assemble one association's tiles.")
     hdrtab = _hdrtab(pieces, names, order)
-    meta_hdul, crpix = _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab)
-    n_con = max(1, -(-len(order) // 32), _context_planes(pieces))
+    meta_hdul, crpix = _meta_hdus(first, grid.wcs, shape, sregions, times, hdrtab)
+    n_con = max(-(-len(order) // 32), planes)
     parts, end = _layout(meta_hdul, extensions, shape, n_con)
     tables = [meta_hdul[n] for n in ("HDRTAB", "ASDF") if n in meta_hdul]
 

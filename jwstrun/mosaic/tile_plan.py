@@ -43,19 +43,18 @@ class TilesRefused(MosaicRefused):
     """The preflight refuses a tiled image3: a tile does not fit its share of the budget."""
 
 
-def footprint_boxes(footprints, wcs, shape):
+def footprint_boxes(footprints, grid):
     """(n, 4) int array: each footprint's pixel box ``y0, y1, x0, x1`` on the grid
     (half-open, clipped to the grid; empty when it lies off the grid).  Pixel ``i``
     spans ``[i - 0.5, i + 0.5)``; the polygons' edges are straight on a tangent-plane
     grid, so the vertices' box is the polygon's."""
     import numpy as np
 
-    ny, nx = shape
-    transform = wcs.backward_transform  # no bounding box: vertices may lie off the grid
+    ny, nx = grid.shape
     boxes = np.zeros((len(footprints), 4), dtype=np.int64)
     for i, footprint in enumerate(footprints):
         ra, dec = np.array(footprint.vertices, dtype=float).T
-        x, y = transform(ra, dec)
+        x, y = grid.sky_to_pixel(ra, dec)  # off the grid too
         y0, y1 = np.floor(np.min(y) + 0.5), np.floor(np.max(y) + 0.5) + 1
         x0, x1 = np.floor(np.min(x) + 0.5), np.floor(np.max(x) + 0.5) + 1
         boxes[i] = (np.clip(y0, 0, ny), np.clip(y1, 0, ny), np.clip(x0, 0, nx),
