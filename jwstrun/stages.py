@@ -45,6 +45,7 @@ Nothing here imports jwst: ``jwstrun --help`` and planning stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ class Stage:
     @property
     def is_step(self) -> bool:
         """Whether the row was built for ``jwstrun step`` (not one of :data:`STAGES`)."""
-        return self.name not in STAGES
+        return self.name not in STAGES and self.name not in TILED_STAGES
 
     @property
     def module(self) -> str:
@@ -204,6 +205,28 @@ STAGES: dict[str, Stage] = {
 }
 
 
+#: The two phases of a tiled image3 (``jwstrun image3 --tile-size``, jwstrun.runner._tiles):
+#: rows the runner uses for its tasks, not stages a user names.  ``image3-align`` is
+#: calwebb_image3 without resample and source_catalog (-> the _crf files);
+#: ``image3-tile`` runs jwst's resample and source_catalog on one sky tile
+#: (jwstrun.runner._tile_pipeline, loaded in workers only).
+TILED_STAGES: dict[str, Stage] = {
+    "image3-align": dataclasses.replace(STAGES["image3"], name="image3-align", writes=(),
+                                        aliases=()),
+    "image3-tile": Stage(
+        name="image3-tile",
+        step_class="jwstrun.runner._tile_pipeline.TilePipeline",
+        alias="jwstrun_tile",
+        accepts=("crf",),
+        grouping="tile",
+        writes=("i2d.fits", "segm.fits", "cat.ecsv"),
+        memory=(0.35e9, 0.32e9),
+        asn_level=3,
+        checked_steps=("tweakreg", "skymatch", "outlier_detection"),
+    ),
+}
+
+
 def stage_names() -> list[str]:
     return list(STAGES)
 
@@ -213,6 +236,8 @@ def get_stage(name: str) -> Stage:
     :func:`step_stage` builds for a step name (``jwstrun step``: the same row in every
     process, from the name alone); :class:`InputError` naming the known stages otherwise."""
     key = name.strip().lower()
+    if key in TILED_STAGES:
+        return TILED_STAGES[key]
     for stage in STAGES.values():
         if key == stage.name or key in stage.aliases or key == stage.class_name.lower():
             return stage

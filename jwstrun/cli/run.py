@@ -35,7 +35,7 @@ def _render_summary(summary) -> None:
     table.add_column("wall", justify="right")
     table.add_column("peak RSS", justify="right")
     table.add_column("products")
-    styles = {"ok": "green", "skipped": "dim", "failed": "red"}
+    styles = {"ok": "green", "skipped": "dim", "failed": "red", "empty": "dim"}
     for result in summary.results:
         table.add_row(
             result.task_id,
@@ -171,6 +171,7 @@ _FLAG_TERMS = [
     (r"a scheduler or cluster in dask_options needs executor='dask'",
      "--scheduler and --cluster need --executor dask"),
     (r"\blow_memory=True asks", "--low-memory asks"),
+    (r"\btile_size=", "--tile-size "),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
     (r"Choose a directory you can write to as outdir\.",
@@ -295,6 +296,13 @@ def _memory_kwargs(kw: dict) -> dict:
 @click.argument("inputs", nargs=-1, required=True)
 @run_options
 @memory_options
+@click.option("--grid", metavar="GRID.asdf", default=None,
+              help="Resample onto this grid ('jwstrun grid'), so mosaics of every filter "
+              "share its pixels.")
+@click.option("--tile-size", metavar="N|ANGLE", default=None,
+              help="Run Stage 3 as sky tiles of N x N grid pixels (or an angle: 2arcmin): "
+              "tweakreg, skymatch and outlier_detection once per association, then resample "
+              "and source_catalog per tile, in parallel (docs/workflows/tiles.md).")
 @dask_options
 @no_report_option
 @click.pass_context
@@ -322,6 +330,7 @@ def image3_command(ctx, inputs, no_report, **kw):
       jwstrun image3 out/*_cal.fits -o out/
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
       jwstrun image3 big_image3_asn.json -o mosaics/ --max-memory 8GB
+      jwstrun image3 asn/*_image3_asn.json -o tiles/ --tile-size 2arcmin -j 2
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
@@ -337,6 +346,7 @@ def image3_command(ctx, inputs, no_report, **kw):
             ctx, "image3", kw["no_progress"], kw["as_json"],
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
+                tile_size=kw["tile_size"], grid=kw["grid"],
                 **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )

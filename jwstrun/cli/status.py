@@ -10,7 +10,8 @@ from .options import json_option
 
 __all__ = ["register", "status_command"]
 
-_STYLES = {"done": "green", "failed": "red", "running": "yellow", "missing": "magenta"}
+_STYLES = {"done": "green", "failed": "red", "running": "yellow", "missing": "magenta",
+           "empty": "dim"}
 
 
 @click.command("status")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 __all__ = ["Tile", "cut_tiles", "parse_tile_size", "check_tile_size", "owner", "tile_name",
-           "DEFAULT_MARGIN", "MIN_MARGIN", "TILE_KEYWORDS"]
+           "DEFAULT_MARGIN", "MIN_MARGIN", "TILE_KEYWORDS", "TILE_ASN_KEY"]
 
 #: Pixels resampled around each tile's core.  Drizzle's handling of input pixels cut
 #: by the output's edge changes a 2-pixel border (docs/workflows/tiles.md): 4 pixels
@@ -38,6 +38,10 @@ __all__ = ["Tile", "cut_tiles", "parse_tile_size", "check_tile_size", "owner", "
 #: hold the whole of a source whose centroid the tile owns, hence the default.
 DEFAULT_MARGIN = 32
 MIN_MARGIN = 4
+
+#: the key of a tile's association (OUTDIR/tiles/<product>_<tile>_asn.json) that
+#: describes the tile: grid file, tile, each member's index in the whole association
+TILE_ASN_KEY = "jwstrun_tile"
 
 #: Header keywords of a tile's products (primary header), with their comments.
 TILE_KEYWORDS = {

@@ -35,15 +35,13 @@ from jwst.source_catalog.source_catalog_step import SourceCatalogStep
 from jwst.stpipe import Pipeline
 from stdatamodels.jwst import datamodels
 
+from ..mosaic.tiles import TILE_ASN_KEY as TILE_KEY
 from ..mosaic.tiles import Tile, owner
 from ..mosaic.gridfile import read_grid
 
-__all__ = ["TilePipeline", "TILE_KEY"]
+__all__ = ["TilePipeline"]
 
 log = logging.getLogger(__name__)
-
-#: the key of a tile's association that describes the tile
-TILE_KEY = "jwstrun_tile"
 
 #: the ownership rule, as recorded in each tile catalogue's meta
 OWNERSHIP_RULE = (
@@ -92,7 +90,7 @@ class TilePipeline(Pipeline):
 def _crop(model, tile: Tile, grid, info: dict) -> None:
     """``model`` (the tile with margin) cut to the tile's core, on the core's grid."""
     ys, xs = tile.core_in_margin
-    for attr in ("data", "err", "wht", "dq", "var_rdnoise", "var_poisson", "var_flat"):
+    for attr in ("data", "err", "wht", "dq", "var_rnoise", "var_poisson", "var_flat"):
         array = getattr(model, attr, None) if model.hasattr(attr) else None
         if array is not None and np.ndim(array) == 2 and array.size:
             setattr(model, attr, np.ascontiguousarray(array[ys, xs]))

@@ -140,6 +140,8 @@ def run_image3(
     previews: bool = False,
     keep_temp: bool = False,
     shard=None,
+    tile_size=None,
+    grid=None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -153,10 +155,17 @@ def run_image3(
     ``max_memory`` (bytes or '8GB'; default 80 % of the available memory, split
     between the associations that run at once) runs in the pipeline's on-disk
     mode (``in_memory=False``), or is refused when even that does not fit.
-    ``low_memory=True`` forces the on-disk mode.  The other parameters as for
-    :func:`run_image2`.
+    ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file
+    (``jwstrun grid``) every mosaic is resampled onto.  ``tile_size`` (pixels, or an
+    angle such as '2arcmin') runs Stage 3 as sky tiles of the grid
+    (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md).  The other parameters as
+    for :func:`run_image2`.
     """
+    from ._tiles import single_shot_grid, tiling_for
+
+    tiling = tiling_for(tile_size, grid)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
+        tiling=tiling, extra_parameters=None if tiling else single_shot_grid(grid),
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
         no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
         offline=offline, crds_env_file=crds_env_file, validate=validate,
@@ -249,6 +258,7 @@ class _Settings:
     memory: dict = field(default_factory=dict)
     keep_temp: bool = False
     shard: object = None
+    tiling: object = None  # image3 --tile-size: a runner._tiles.Tiling
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -312,7 +322,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                          len(plan_shards))
             if stage.grouping == "association":
                 plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
-            summary = run_tasks(
+            runner = run_tasks if settings.tiling is None else settings.tiling.run
+            summary = runner(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
                 crds_context=settings.crds_context, jobs=settings.jobs, force=settings.force,
                 checksum=settings.checksum, extra_env=extra_env, validate=settings.validate,

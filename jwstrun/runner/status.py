@@ -9,7 +9,8 @@ and its shard), the task locks of shard runs and the lock of a whole run
 - ``failed``: its last record failed;
 - ``running``: a live run has claimed it (a shard's task lock, or the lock of a
   whole run that planned it and has not recorded it since it started);
-- ``missing``: planned but none of the above (never run, or its run was killed).
+- ``missing``: planned but none of the above (never run, or its run was killed);
+- ``empty``: a sky tile no exposure overlaps (``image3 --tile-size``): nothing to write.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..manifest import MANIFEST_NAME, check_manifest
 
 __all__ = ["OutdirStatus", "TaskStatus", "outdir_status", "STATES"]
 
-STATES = ("done", "failed", "running", "missing")
+STATES = ("done", "failed", "running", "missing", "empty")
 
 
 @dataclass
@@ -55,8 +56,8 @@ class OutdirStatus:
 
     @property
     def complete(self) -> bool:
-        """Every planned task done."""
-        return bool(self.tasks) and all(t.state == "done" for t in self.tasks)
+        """Every planned task done (or an empty tile)."""
+        return bool(self.tasks) and all(t.state in ("done", "empty") for t in self.tasks)
 
     def to_dict(self) -> dict:
         return {"outdir": str(self.outdir), "complete": self.complete, "counts": self.counts,
@@ -119,6 +120,9 @@ def _task_status(outdir: Path, task_id: str, stage, shard, record: dict | None,
         return status
     if record.get("status") == "failed":
         status.state, status.detail = "failed", record.get("error")
+        return status
+    if record.get("status") == "empty":
+        status.state, status.detail = "empty", "no exposure overlaps this tile"
         return status
     absent = [name for name in record.get("outputs") or [] if not (outdir / name).exists()]
     if absent:

@@ -1,0 +1,278 @@
+"""Tiled Stage 3: ``jwstrun image3 --tile-size`` (issue 22; docs/workflows/tiles.md).
+
+An association's Stage 3 runs as two phases of ordinary runner tasks (resume,
+atomic outputs, manifest records, validation, the local pool, Dask, ``--cluster``
+and ``--shard`` as for any task):
+
+1. ``image3-align``, one task per association: calwebb_image3 with resample and
+   source_catalog skipped (tweakreg, skymatch and outlier_detection need all the
+   members together) -> the ``_crf`` files;
+2. ``image3-tile``, one task per tile of the association's grid that a ``_crf``
+   footprint overlaps (:class:`jwstrun.runner._tile_pipeline.TilePipeline`:
+   jwst's resample onto the tile's part of the grid, with a margin, cropped;
+   source_catalog on the tile, each source kept by the tile owning its centroid).
+   Its input is the tile's association ``OUTDIR/tiles/<product>_<tile>_asn.json``:
+   the overlapping ``_crf`` files in the association's order and the tile.
+
+A tile that no ``_crf`` footprint overlaps writes nothing: its manifest record has
+``status: "empty"`` and ``jwstrun status`` lists it as empty.
+
+The grid is ``grid=`` (a gwcs ASDF file, :func:`jwstrun.mosaic.gridfile.read_grid`)
+or, without it, the one ``jwstrun grid`` makes from the association's inputs and
+resample's grid parameters, written as ``OUTDIR/<product>_grid.asdf`` (the
+single-shot image3 with that grid as resample's ``output_wcs`` makes the same
+pixels).  With ``--shard``, each shard runs its associations' two phases; the tiles
+of one association spread over the workers of that shard (local pool, Dask).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._io import atomic_write
+from ..manifest import Manifest, TaskRecord, TaskResult
+from ..mosaic.tiles import (DEFAULT_MARGIN, TILE_ASN_KEY, Tile, check_tile_size, cut_tiles,
+                            parse_tile_size)
+from ._outputs import expected_outputs
+from ._parent import RunSummary, run_tasks
+from .plan import Planned, _task_id, merge_parameters
+
+__all__ = ["ALIGN_STAGE", "TILE_STAGE", "Tiling", "TILES_DIRNAME", "tiling_for", "single_shot_grid"]
+
+log = logging.getLogger(__name__)
+
+ALIGN_STAGE = "image3-align"
+TILE_STAGE = "image3-tile"
+#: where the tiles' associations are written, in OUTDIR
+TILES_DIRNAME = "tiles"
+#: the pixels around a footprint's corners counted as overlapping a tile (drizzle's
+#: kernel reaches half an output pixel beyond an input pixel; distortion between
+#: S_REGION's corners)
+_OVERLAP_PAD = 2.0
+#: resample parameters the grid decides (given to the grid, not to each tile)
+_GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "output_shape", "crpix",
+              "crval", "output_wcs")
+
+
+@dataclass
+class Tiling:
+    """``tile_size`` (pixels or an angle), ``grid`` (a grid file or None) and the margin
+    of a tiled image3; :meth:`run` has :func:`run_tasks`'s signature."""
+
+    tile_size: object
+    grid: str | None = None
+    margin: int = DEFAULT_MARGIN
+
+    def check(self) -> None:
+        """What can be checked before any input is read: the grid file and the size
+        against it (:class:`ConfigError` / :class:`jwstrun.mosaic.GridError`)."""
+        parse_tile_size(self.tile_size, pixel_scale=1.0)  # the syntax
+        if self.grid is not None:
+            self._tiles(self._read(self.grid))
+
+    def _read(self, path):
+        from ..mosaic.gridfile import read_grid
+
+        return read_grid(path)
+
+    def _tiles(self, grid) -> list[Tile]:
+        size = parse_tile_size(self.tile_size, pixel_scale=grid.pixel_scale)
+        check_tile_size(size, grid.shape, given=str(self.tile_size).strip())
+        return cut_tiles(grid.shape, size, self.margin)
+
+    def run(self, pipeline: str, planned: list[Planned], outdir: Path, *, parameters: dict,
+            plan_shards: dict | None = None, remove_if_refused: list | None = None,
+            **kwargs) -> RunSummary:
+        """Both phases over the planned associations (see the module docstring)."""
+        layouts = [self._layout(item, outdir, parameters, remove_if_refused)
+                   for item in planned]
+        align = [dataclasses.replace(item, pipeline=ALIGN_STAGE) for item in planned]
+        shards = None if plan_shards is None else {
+            f"{ALIGN_STAGE}-{key.partition('-')[2]}": value for key, value in plan_shards.items()}
+        skips = {"steps": {"resample": {"skip": True}, "source_catalog": {"skip": True}}}
+        first = run_tasks(ALIGN_STAGE, align, outdir, plan_shards=shards,
+                          parameters=merge_parameters(parameters, skips),
+                          remove_if_refused=remove_if_refused, **kwargs)
+        done = {r.task_id for r in first.results if r.status in ("ok", "skipped")}
+        tiles, empty = [], []
+        for item, (grid_path, grid, cut) in zip(align, layouts, strict=True):
+            if _task_id(item) not in done:
+                log.warning("%s: its alignment failed; its tiles were not run.", item.product)
+                continue
+            full, none = _plan_tiles(item, outdir, grid_path, grid, cut)
+            tiles += full
+            empty += none
+        empties = _record_empty(outdir, empty, kwargs.get("shard"))
+        # run_tasks shut the first phase's pool down; corrections ran before phase 1
+        kwargs.update(pool=None, corrections=None, exposure_sets=None)
+        tile_shards = None if kwargs.get("shard") is not None else {_task_id(p): None
+                                                                     for p in tiles + empty}
+        second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
+                           plan_shards=tile_shards, **kwargs) if tiles else None
+        return _combined(first, second, empties)
+
+    def _layout(self, item: Planned, outdir: Path, parameters: dict, made: list | None):
+        """The association's grid file, grid and tiles (checked before anything runs;
+        a grid made here is written into OUTDIR)."""
+        if self.grid is not None:
+            grid = self._read(self.grid)
+            return str(Path(self.grid).resolve()), grid, self._tiles(grid)
+        from ..mosaic.gridfile import make_grid, read_grid
+
+        resample = (parameters.get("steps") or {}).get("resample") or {}
+        members = [m.path for m in item.asn_product.by_type("science")]
+        grid = make_grid(members, pixel_scale=_float(resample.get("pixel_scale")),
+                         pixel_scale_ratio=_float(resample.get("pixel_scale_ratio")),
+                         rotation=_float(resample.get("rotation")))
+        cut = self._tiles(grid)
+        path = outdir / f"{item.product}_grid.asdf"
+        if not (path.exists() and _same_grid(read_grid(path), grid)):
+            grid.write(path)
+            if made is not None:
+                made.append(path)
+        return str(path), grid, cut
+
+
+def _float(value):
+    return None if value in (None, "", "None") else float(value)
+
+
+def _same_grid(a, b) -> bool:
+    return a.to_dict() | {"path": None} == b.to_dict() | {"path": None}
+
+
+def _tile_parameters(parameters: dict) -> dict:
+    """The tile pipeline's parameters: resample's (less those the grid decides) and
+    source_catalog's, as the single-shot image3 would use them."""
+    steps = parameters.get("steps") or {}
+    resample = {k: v for k, v in (steps.get("resample") or {}).items() if k not in _GRID_KEYS}
+    tile_steps = {"resample": resample, "source_catalog": dict(steps.get("source_catalog") or {})}
+    return {"steps": {k: v for k, v in tile_steps.items() if v}} if any(tile_steps.values()) \
+        else {}
+
+
+def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[Tile]):
+    """The planned tile tasks of one association and its empty tiles."""
+    from ..mosaic.grid import read_footprint
+
+    crfs = [outdir / name for name in expected_outputs(item)]
+    boxes = [_pixel_box(grid, read_footprint(p)) for p in crfs]
+    directory = outdir / TILES_DIRNAME
+    directory.mkdir(exist_ok=True)
+    full, empty = [], []
+    for tile in tiles:
+        members = [i for i, box in enumerate(boxes) if _overlaps(box, tile)]
+        product = f"{item.product}_{tile.name}"
+        if not members:
+            empty.append(Planned(TILE_STAGE, product, None, [], []))
+            continue
+        path = directory / f"{product}_asn.json"
+        _write_if_changed(path, _tile_asn(item, product, [crfs[i] for i in members], members,
+                                          len(crfs), grid_path, grid, tile))
+        full.append(Planned(TILE_STAGE, product, path, [path, *(crfs[i] for i in members)],
+                            ["association", *(["science"] * len(members))],
+                            n_members=len(members)))
+    return full, empty
+
+
+def _pixel_box(grid, footprint):
+    import numpy as np
+
+    ra, dec = np.array(footprint.vertices).T
+    x, y = grid.sky_to_pixel(ra, dec)
+    return (float(np.min(y)) - _OVERLAP_PAD, float(np.max(y)) + _OVERLAP_PAD,
+            float(np.min(x)) - _OVERLAP_PAD, float(np.max(x)) + _OVERLAP_PAD)
+
+
+def _overlaps(box, tile: Tile) -> bool:
+    """Whether a footprint's pixel box reaches the tile with its margin (pixel i spans
+    [i - 0.5, i + 0.5))."""
+    ymin, ymax, xmin, xmax = box
+    return (ymax >= tile.my0 - 0.5 and ymin < tile.my1 - 0.5
+            and xmax >= tile.mx0 - 0.5 and xmin < tile.mx1 - 0.5)
+
+
+def _tile_asn(item: Planned, product: str, crfs: list[Path], members: list[int],
+              n_members: int, grid_path: str, grid, tile: Tile) -> dict:
+    asn = {k: v for k, v in item.asn.data.items() if k != "products"}
+    asn["products"] = [{"name": product, "members": [
+        {"expname": str(p), "exptype": "science"} for p in crfs]}]
+    asn[TILE_ASN_KEY] = {"grid": grid_path, "grid_sha256": _sha256(grid_path),
+                     "grid_shape": list(grid.shape), "tile": tile.to_dict(),
+                     "member_index": members, "n_members": n_members,
+                     "association": item.product}
+    return asn
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _write_if_changed(path: Path, data: dict) -> None:
+    """An unchanged file keeps its mtime: resume does not hash it again."""
+    text = json.dumps(data, indent=1) + "\n"
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    atomic_write(path, text)
+
+
+def _record_empty(outdir: Path, empty: list[Planned], shard) -> list[TaskResult]:
+    """A manifest record (``status: "empty"``) for each tile no exposure overlaps."""
+    if not empty:
+        return []
+    manifest = Manifest.load(outdir, shared=shard is not None)
+    results = []
+    now = time.time()
+    for item in empty:
+        result = TaskResult(task_id=_task_id(item), status="empty", start=now, end=now)
+        record = TaskRecord.from_result(result, pipeline=TILE_STAGE, product=item.product,
+                                        pipeline_class="TilePipeline")
+        manifest.record(record.to_dict(), save=False)
+        results.append(result)
+    manifest.save()
+    log.info("%d tile(s) hold no exposure: recorded as empty", len(results))
+    return results
+
+
+def _combined(first: RunSummary, second: RunSummary | None, empties: list) -> RunSummary:
+    """One summary of both phases."""
+    parts = [first] + ([second] if second is not None else [])
+    return dataclasses.replace(
+        parts[-1], pipeline="image3",
+        results=[r for s in parts for r in s.results] + empties,
+        tasks={k: v for s in parts for k, v in s.tasks.items()},
+        wall_s=sum(s.wall_s for s in parts), prefetch_s=sum(s.prefetch_s for s in parts),
+        jobs=max(s.jobs for s in parts))
+
+
+def tiling_for(tile_size, grid) -> Tiling | None:
+    """The :class:`Tiling` of ``tile_size`` and ``grid`` (None without a tile size),
+    checked as far as it can be before any input is read."""
+    if tile_size is None:
+        return None
+    tiling = Tiling(tile_size, None if grid is None else os.fspath(grid))
+    tiling.check()
+    return tiling
+
+
+def single_shot_grid(grid) -> dict | None:
+    """The parameters that put a single-shot image3 on ``grid`` (resample's own
+    ``output_wcs``), the file checked first; None without a grid."""
+    if grid is None:
+        return None
+    from ..mosaic.gridfile import read_grid
+
+    read_grid(grid)
+    return {"steps": {"resample": {"output_wcs": str(Path(grid).resolve())}}}
