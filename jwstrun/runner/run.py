@@ -45,8 +45,8 @@ from .plan import (
     correction_list,
     merge_parameters,
     plan,
-    plan_memory,
 )
+from ._tile_memory import plan_stage3_memory
 from .shard import parse_shard
 
 __all__ = ["EXECUTORS", "run_image2", "run_image3", "run_step", "select_executor"]
@@ -142,6 +142,7 @@ def run_image3(
     shard=None,
     tile_size=None,
     grid=None,
+    assemble: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -158,14 +159,17 @@ def run_image3(
     ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file
     (``jwstrun grid``) every mosaic is resampled onto.  ``tile_size`` (pixels, or an
     angle such as '2arcmin') runs Stage 3 as sky tiles of the grid
-    (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md).  The other parameters as
-    for :func:`run_image2`.
+    (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md); without it, a
+    ``max_memory`` the single-shot image3 does not fit runs it as tiles of the size that
+    budget allows (:mod:`jwstrun.runner._tile_memory`); ``assemble=True`` copies the
+    tiles into one ``<product>_i2d.fits``.  The other parameters as for
+    :func:`run_image2`.
     """
     from ._tiles import single_shot_grid, tiling_for
 
-    tiling = tiling_for(tile_size, grid)
+    tiling = tiling_for(tile_size, grid, assemble=assemble, max_memory=max_memory)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
-        tiling=tiling, extra_parameters=None if tiling else single_shot_grid(grid),
+        tiling=tiling, extra_parameters=None if tile_size else single_shot_grid(grid),
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
         no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
         offline=offline, crds_env_file=crds_env_file, validate=validate,
@@ -320,8 +324,9 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 planned = shard.select(planned, key=_task_id)
                 log.info("shard %s: %d of the %d planned task(s)", shard, len(planned),
                          len(plan_shards))
-            if stage.grouping == "association":
-                plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
+            if stage.grouping == "association":  # single-shot or tiled (runner._tile_memory)
+                settings.tiling = plan_stage3_memory(settings.tiling, planned, parameters,
+                                                     settings.jobs, kind, **settings.memory)
             runner = run_tasks if settings.tiling is None else settings.tiling.run
             summary = runner(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
