@@ -140,3 +140,106 @@ def test_assemble_refuses_a_tile_off_the_grid(tiled, tmp_path):
         f"{first.path}: does not cover its tile's pixels 400:800 x 0:400 of the grid. "
         "Assemble the products of one 'jwstrun image3 --tile-size' run.")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# The tiles' memory plan
+# --------------------------------------------------------------------------
+PLAN_SHAPE = (3000, 5000)
+
+
+def _plan_grid():
+    from jwstrun.mosaic.grid import _frames
+    from jwstrun.mosaic.gridfile import Grid, _imaging_wcs
+
+    scale = 0.03 / 3600
+    return Grid(_imaging_wcs((2500.0, 1500.0), (150.1, 2.2), (scale, scale),
+                             [[-1.0, 0.0], [0.0, 1.0]], PLAN_SHAPE, _frames()), 0.03)
+
+
+def _footprints(grid, n=40, seed=3):
+    """Detector-sized footprints (2048 x 2048 input pixels, 1000 x 1000 on the grid) at
+    random places, some reaching off the grid."""
+    from jwstrun.mosaic.grid import Footprint
+
+    rng = np.random.default_rng(seed)
+    result = []
+    for i in range(n):
+        x0, y0 = rng.uniform(-600, PLAN_SHAPE[1] - 400), rng.uniform(-600, PLAN_SHAPE[0] - 400)
+        xs, ys = np.array([x0, x0 + 1000, x0 + 1000, x0]), np.array([y0, y0, y0 + 1000, y0 + 1000])
+        ra, dec = grid.pixel_to_sky(xs, ys)
+        result.append(Footprint(f"e{i}_cal.fits", list(zip(ra, dec)), (2048, 2048), 0.06 / 3600,
+                                {}))
+    return result
+
+
+def test_tile_loads_follow_the_runners_overlap_rule():
+    """The plan counts, for each tile, the exposures the runner gives that tile."""
+    from jwstrun.mosaic.tile_plan import footprint_boxes, tile_loads
+    from jwstrun.mosaic.tiles import cut_tiles
+    from jwstrun.runner._tiles import _overlaps, _pixel_box
+
+    grid = _plan_grid()
+    footprints = _footprints(grid)
+    boxes = footprint_boxes(footprints, grid)
+    runner_boxes = [_pixel_box(grid, f) for f in footprints]
+    for size, margin in ((700, 32), (1024, 0), (333, 100)):
+        count, summed, out = tile_loads(PLAN_SHAPE, size, margin, boxes, [f.pixels for f in footprints])
+        for tile in cut_tiles(PLAN_SHAPE, size, margin):
+            runner = [b for b in runner_boxes if _overlaps(b, tile)]
+            assert count[tile.index] == len(runner), (size, tile.name)
+            assert summed[tile.index] == 2048 * 2048 * len(runner)
+            assert out[tile.index] == tile.margin_shape[0] * tile.margin_shape[1]
+
+
+def test_budget_chooses_the_largest_tile_size_that_fits():
+    from jwstrun.mosaic import estimate_memory
+    from jwstrun.mosaic.memory import estimate_tile_memory
+    from jwstrun.mosaic.tile_plan import _worst, footprint_boxes, plan_tiles
+
+    # the tile model is estimate_memory's in-memory resample + source_catalog
+    assert estimate_tile_memory(3000, 2, 2000, 50000) == estimate_memory(
+        [1000, 2000], 50000, 0, 1, on_disk=False, outlier=False)["bytes"]
+    grid = _plan_grid()
+    footprints = _footprints(grid)
+    boxes, pixels = footprint_boxes(footprints, grid), [f.pixels for f in footprints]
+    budget = 8_000_000_000
+    plan = plan_tiles("p", PLAN_SHAPE, boxes, pixels, budget // 2, budget, "--max-memory 8.00 GB",
+                      jobs=2)
+    assert plan.chosen and 64 <= plan.size < 3000
+    assert plan.worst["bytes"] <= budget // 2 == plan.share_bytes
+    assert max(plan.estimates.values()) == plan.worst["bytes"]
+    estimates, count, worst = _worst(PLAN_SHAPE, plan.size + 1, 32, boxes, pixels, True)
+    assert estimates[worst] > budget // 2  # one pixel more and the worst tile does not fit
+    assert plan.to_dict()["tile_size_from"] == "--max-memory"
+    assert plan.n_tiles - plan.n_empty == len(plan.estimates)
+
+
+def test_tiles_that_cannot_fit_are_refused_before_anything_runs():
+    from jwstrun.errors import InputError
+    from jwstrun.mosaic.tile_plan import footprint_boxes, plan_tiles
+
+    grid = _plan_grid()
+    footprints = _footprints(grid)
+    boxes, pixels = footprint_boxes(footprints, grid), [f.pixels for f in footprints]
+    with pytest.raises(InputError) as given:
+        plan_tiles("jw01234-o001_t001_nircam_clear-f200w", PLAN_SHAPE, boxes, pixels,
+                   4_000_000_000, 8_000_000_000, "--max-memory 8.00 GB", tile_size=2000, jobs=2)
+    assert str(given.value).startswith(
+        "jw01234-o001_t001_nircam_clear-f200w: with tiles of 2000 pixels, tile t00")
+    assert str(given.value).endswith(
+        "beyond the share of the budget 4.00 GB (8.00 GB / 2 concurrent tasks); the budget is "
+        "--max-memory 8.00 GB. Give a smaller --tile-size, or leave it out to let --max-memory "
+        "choose one. Nothing was run.")
+    with pytest.raises(InputError) as none:
+        plan_tiles("p", PLAN_SHAPE, boxes, pixels, 400_000_000, 400_000_000,
+                   "--max-memory 400 MB")
+    text = str(none.value)
+    assert text.startswith("p: no tile size fits the memory budget: even with tiles of 64 "
+                           "pixels, tile t"), text
+    assert " exposures and needs an estimated " in text
+    assert text.endswith(
+        "beyond the share of the budget 400 MB; the budget is --max-memory 400 MB. The "
+        "exposures one tile overlaps must fit in memory together: raise the memory budget "
+        "(--max-memory), run fewer tasks at once (-j), or split the association. Nothing "
+        "was run.")

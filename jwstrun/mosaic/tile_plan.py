@@ -33,7 +33,7 @@ from .plan import MosaicRefused
 from .tiles import DEFAULT_MARGIN, tile_name
 
 __all__ = ["TilesRefused", "TilePlan", "footprint_boxes", "tile_loads", "plan_tiles",
-           "MIN_AUTO_TILE"]
+           "MIN_AUTO_TILE", "OVERLAP_PAD"]
 
 #: the smallest tile size --max-memory chooses (smaller tiles are mostly margin)
 MIN_AUTO_TILE = 64
@@ -43,32 +43,37 @@ class TilesRefused(MosaicRefused):
     """The preflight refuses a tiled image3: a tile does not fit its share of the budget."""
 
 
+#: pixels around a footprint's corners counted as overlapping a tile: the rule by which
+#: the runner gives a tile its exposures (jwstrun.runner._tiles; drizzle's kernel reaches
+#: half an output pixel beyond an input pixel, distortion between S_REGION's corners)
+OVERLAP_PAD = 2.0
+
+
 def footprint_boxes(footprints, grid):
-    """(n, 4) int array: each footprint's pixel box ``y0, y1, x0, x1`` on the grid
-    (half-open, clipped to the grid; empty when it lies off the grid).  Pixel ``i``
-    spans ``[i - 0.5, i + 0.5)``; the polygons' edges are straight on a tangent-plane
-    grid, so the vertices' box is the polygon's."""
+    """(n, 4) float array: each footprint's box ``ymin, ymax, xmin, xmax`` in grid pixel
+    coordinates (off the grid too), widened by :data:`OVERLAP_PAD`.  The polygons' edges
+    are straight on a tangent-plane grid, so the vertices' box is the polygon's."""
     import numpy as np
 
-    ny, nx = grid.shape
-    boxes = np.zeros((len(footprints), 4), dtype=np.int64)
+    boxes = np.zeros((len(footprints), 4), dtype=float)
     for i, footprint in enumerate(footprints):
         ra, dec = np.array(footprint.vertices, dtype=float).T
-        x, y = grid.sky_to_pixel(ra, dec)  # off the grid too
-        y0, y1 = np.floor(np.min(y) + 0.5), np.floor(np.max(y) + 0.5) + 1
-        x0, x1 = np.floor(np.min(x) + 0.5), np.floor(np.max(x) + 0.5) + 1
-        boxes[i] = (np.clip(y0, 0, ny), np.clip(y1, 0, ny), np.clip(x0, 0, nx),
-                    np.clip(x1, 0, nx))
+        x, y = grid.sky_to_pixel(ra, dec)
+        boxes[i] = (np.min(y) - OVERLAP_PAD, np.max(y) + OVERLAP_PAD,
+                    np.min(x) - OVERLAP_PAD, np.max(x) + OVERLAP_PAD)
     return boxes
 
 
-def _spans(lo, hi, size, margin, n_tiles):
-    """First and last tile index whose box with margin overlaps ``[lo, hi)``."""
+def _spans(low, high, size, margin, n, extent):
+    """First and last tile index whose box with margin ``[i*size - margin, (i+1)*size +
+    margin)`` (clipped to ``[0, extent)``) a box from ``low`` to ``high`` reaches (pixel
+    ``i`` spans ``[i - 0.5, i + 0.5)``), and whether it reaches any."""
     import numpy as np
 
-    first = np.clip((lo - margin) // size, 0, n_tiles - 1)
-    last = np.clip(-(-(hi + margin) // size) - 1, 0, n_tiles - 1)
-    return first, last
+    first = np.clip(np.floor((low - margin + 0.5) / size), 0, n - 1).astype(np.int64)
+    last = np.clip(np.floor((high + margin + 0.5) / size), 0, n - 1).astype(np.int64)
+    reaches = (high >= -0.5) & (low < extent - 0.5)
+    return first, last, reaches
 
 
 def tile_loads(shape, size: int, margin: int, boxes, pixels):
@@ -78,23 +83,24 @@ def tile_loads(shape, size: int, margin: int, boxes, pixels):
 
     ny, nx = shape
     n_y, n_x = -(-ny // size), -(-nx // size)
-    count = np.zeros((n_y + 1, n_x + 1), dtype=np.int64)
-    summed = np.zeros((n_y + 1, n_x + 1), dtype=np.float64)
-    live = (boxes[:, 1] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 2])
-    fy, ly = _spans(boxes[live, 0], boxes[live, 1], size, margin, n_y)
-    fx, lx = _spans(boxes[live, 2], boxes[live, 3], size, margin, n_x)
+    fy, ly, in_y = _spans(boxes[:, 0], boxes[:, 1], size, margin, n_y, ny)
+    fx, lx, in_x = _spans(boxes[:, 2], boxes[:, 3], size, margin, n_x, nx)
+    live = in_y & in_x
+    fy, ly, fx, lx = fy[live], ly[live], fx[live], lx[live]
     weights = np.asarray(pixels, dtype=np.float64)[live]
-    for grid, value in ((count, 1), (summed, weights)):  # 2-d difference arrays
-        np.add.at(grid, (fy, fx), value)
-        np.add.at(grid, (ly + 1, fx), -value if np.ndim(value) else -1)
-        np.add.at(grid, (fy, lx + 1), -value if np.ndim(value) else -1)
+    count = np.zeros((n_y + 1, n_x + 1), dtype=np.float64)
+    summed = np.zeros((n_y + 1, n_x + 1), dtype=np.float64)
+    for grid, value in ((count, np.ones_like(weights)), (summed, weights)):
+        np.add.at(grid, (fy, fx), value)  # a 2-d difference array, summed below
+        np.add.at(grid, (ly + 1, fx), -value)
+        np.add.at(grid, (fy, lx + 1), -value)
         np.add.at(grid, (ly + 1, lx + 1), value)
-    count = count.cumsum(0).cumsum(1)[:n_y, :n_x]
-    summed = summed.cumsum(0).cumsum(1)[:n_y, :n_x]
+    count = np.rint(count.cumsum(0).cumsum(1)[:n_y, :n_x]).astype(np.int64)
+    summed = np.rint(summed.cumsum(0).cumsum(1)[:n_y, :n_x])
     iy, ix = np.arange(n_y), np.arange(n_x)
     rows = np.minimum(ny, (iy + 1) * size + margin) - np.maximum(0, iy * size - margin)
     cols = np.minimum(nx, (ix + 1) * size + margin) - np.maximum(0, ix * size - margin)
-    return count, np.rint(summed), np.outer(rows, cols)
+    return count, summed, np.outer(rows, cols)
 
 
 @dataclass
