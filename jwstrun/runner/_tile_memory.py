@@ -23,6 +23,7 @@ task.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -196,8 +197,7 @@ def assemble_all(outdir: Path, planned: list[Planned], layouts, summary, *,
             state = status.get(_task_id(Planned(TILE_STAGE, product, None, [], [])), "failed")
             path = outdir / f"{product}_i2d.fits" if state in ("ok", "skipped") else None
             tiles[tile] = (state, path)
-        crfs = expected_outputs(Planned(ALIGN_STAGE, item.product, item.path, [], [],
-                                        asn=item.asn, asn_product=item.asn_product))
+        crfs = expected_outputs(dataclasses.replace(item, pipeline=ALIGN_STAGE))
         results: dict = {}
         assemble_tiles(outdir, item.product, grid, tiles, results, crfs, force=force)
         summary.results.extend(results.values())
