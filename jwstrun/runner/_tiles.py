@@ -44,6 +44,7 @@ from ._outputs import expected_outputs
 from ._parent import RunSummary, run_tasks
 from ._tile_memory import assemble_all, attach_tile_memory
 from .plan import Planned, _task_id, merge_parameters
+from .task import _skipped_steps
 
 __all__ = ["ALIGN_STAGE", "TILE_STAGE", "Tiling", "TILES_DIRNAME", "tiling_for", "single_shot_grid"]
 
@@ -115,11 +116,12 @@ class Tiling:
                           remove_if_refused=remove_if_refused, **kwargs)
         done = {r.task_id for r in first.results if r.status in ("ok", "skipped")}
         tiles, empty = [], []
+        skipped = _skipped_steps(parameters)  # their status is in the tiles' products
         for item, (grid_path, grid, cut) in zip(align, layouts, strict=True):
             if _task_id(item) not in done:
                 log.warning("%s: its alignment failed; its tiles were not run.", item.product)
                 continue
-            full, none = _plan_tiles(item, outdir, grid_path, grid, cut)
+            full, none = _plan_tiles(item, outdir, grid_path, grid, cut, skipped)
             if item.product in self.plans:
                 attach_tile_memory(self.plans[item.product], full,
                                    {f"{item.product}_{t.name}": t for t in cut})
@@ -190,7 +192,8 @@ def _tile_parameters(parameters: dict) -> dict:
         else {}
 
 
-def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[Tile]):
+def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[Tile],
+                skipped: list[str]):
     """The planned tile tasks of one association and its empty tiles."""
     from ..mosaic.grid import read_footprint
 
@@ -210,7 +213,7 @@ def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[T
                                           len(crfs), grid_path, grid, tile))
         full.append(Planned(TILE_STAGE, product, path, [path, *(crfs[i] for i in members)],
                             ["association", *(["science"] * len(members))],
-                            n_members=len(members)))
+                            n_members=len(members), expected_skips=skipped))
     return full, empty
 
 

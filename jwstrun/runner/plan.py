@@ -68,6 +68,8 @@ class Planned:
     call_inputs: list[str] | None = None
     input_dir: str | None = None
     status_keyword: str | None = None
+    #: steps skipped upstream whose status the products carry (a sky tile: runner._tiles)
+    expected_skips: list[str] | None = None
 
     @property
     def stage(self) -> Stage:
@@ -370,6 +372,7 @@ def make_tasks(
                 status_keyword=item.status_keyword,
                 corrections=list(corrections),
                 exposure_sets=_task_sets(item, exposure_sets),
+                expected_skips=item.expected_skips,
             )
         )
     return tasks

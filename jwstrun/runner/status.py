@@ -52,7 +52,10 @@ class OutdirStatus:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {state: sum(t.state == state for t in self.tasks) for state in STATES}
+        counts = {state: sum(t.state == state for t in self.tasks) for state in STATES}
+        if not counts["empty"]:  # only runs with sky tiles have empty tasks
+            del counts["empty"]
+        return counts
 
     @property
     def complete(self) -> bool:

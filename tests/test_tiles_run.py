@@ -1,0 +1,238 @@
+"""``jwstrun image3 --tile-size``: the tiled Stage 3 (issue 22; docs/workflows/tiles.md).
+
+One simulated NIRCam SUB320 program of two dithers (no pointing error: the mosaic
+sits on the truth; tweakreg skipped in both runs), reduced by ``jwstrun image2``; its Level-3 association is given
+to ``jwstrun image3 --tile-size`` (2 x 2 tiles, the size chosen so that the tile
+boundaries cross truth sources) and, at the same time, to ``strun calwebb_image3``
+with resample's ``output_wcs`` the grid ``jwstrun grid`` makes of the same _cal
+files: the single-shot mosaic on the same grid.  Every tile's SCI/ERR/WHT/CON must
+equal the same pixels of the single-shot mosaic; every bright truth source must be
+in the union of the tile catalogues once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jwstrun.cli import cli
+
+VENV_BIN = Path(sys.executable).parent
+STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
+BRIGHT = 20.0  # truth SNR of the sources every tile catalogue must find
+MATCH = 0.1  # arcsec
+#: no pointing error is simulated: tweakreg has nothing to do (and two dithers may give it
+#: too few matches)
+SETS = ("--set", "steps.tweakreg.skip=true")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from jwstrun.simulate import simulate_program
+
+    outdir = tmp_path_factory.mktemp("tiles") / "sim"
+    return simulate_program(outdir, subarray="SUB320", n_dithers=2, seed=7, source_density=3.0,
+                            pointing_error=0.0)
+
+
+@pytest.fixture(scope="module")
+def cal_asn(sim, tmp_path_factory):
+    from jwstrun.asn import make_associations
+
+    caldir = tmp_path_factory.mktemp("tiles_cal")
+    result = CliRunner().invoke(cli, [
+        "image2", *map(str, sim.rate_files), "-o", str(caldir), "-j", "2",
+        "--crds-env", str(sim.env_file), "--no-progress",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    built = make_associations(sorted(caldir.glob("*_cal.fits")), caldir / "l3_asn.json", level=3)
+    (written,) = built.associations
+    return written.path
+
+
+def _truth_pixels(sim, grid):
+    """Bright point sources of the truth and their grid pixel positions (x, y)."""
+    from astropy.table import Table
+
+    truth = Table.read(sim.truth_file)
+    snr = next(truth[c] for c in truth.colnames if c.startswith("snr_"))
+    truth = truth[(truth["kind"] == "point") & (np.asarray(snr) > BRIGHT)]
+    x, y = grid.sky_to_pixel(np.asarray(truth["ra"]), np.asarray(truth["dec"]))
+    return truth, np.asarray(x), np.asarray(y)
+
+
+def _crossing_size(grid, x, y) -> tuple[int, int]:
+    """A tile size giving 2 x 2 tiles whose boundaries pass closest to most bright
+    sources (within 3 pixels), and how many they cross."""
+    ny, nx = grid.shape
+    inside = (x > 15) & (x < nx - 15) & (y > 15) & (y < ny - 15)
+    best = (0, 0)
+    for size in range((max(ny, nx) + 1) // 2, min(ny, nx) - 20):
+        line = size - 0.5
+        near = int(np.sum(inside & ((np.abs(x - line) < 3) | (np.abs(y - line) < 3))))
+        best = max(best, (near, size))
+    return best[1], best[0]
+
+
+@pytest.fixture(scope="module")
+def runs(sim, cal_asn, tmp_path_factory):
+    """The tiled run (in-process) and the single-shot strun on the same grid (a
+    subprocess, at the same time)."""
+    from jwstrun.mosaic.gridfile import make_grid
+    from jwstrun.refs import read_env_file
+
+    base = tmp_path_factory.mktemp("tiles_runs")
+    cal_files = sorted(cal_asn.parent.glob("*_cal.fits"))
+    grid = make_grid(cal_files)
+    grid.write(base / "grid.asdf")
+    truth, x, y = _truth_pixels(sim, grid)
+    size, crossed = _crossing_size(grid, x, y)
+    env = dict(os.environ)
+    env.update(read_env_file(sim.env_file))
+    single = subprocess.Popen(
+        [STRUN, "calwebb_image3", str(cal_asn), "--output_dir", str(base / "single"),
+         f"--steps.resample.output_wcs={base / 'grid.asdf'}", "--steps.tweakreg.skip=true"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    (base / "single").mkdir()
+    try:
+        result = CliRunner().invoke(cli, [
+            "image3", str(cal_asn), "-o", str(base / "tiles"), "--tile-size", str(size),
+            "-j", "1", "--crds-env", str(sim.env_file), "--no-progress", "--no-report",
+            "--json", *SETS])
+    finally:
+        log, _ = single.communicate(timeout=900)
+    assert single.returncode == 0, log[-3000:]
+    assert result.exit_code == 0, result.output
+    return {"summary": json.loads(result.stdout), "grid": grid, "size": size,
+            "crossed": crossed, "truth": truth, "single": base / "single",
+            "tiles": base / "tiles"}
+
+
+def test_tiles_equal_the_single_shot_mosaic_on_the_same_grid(runs):
+    from astropy.io import fits
+
+    from jwstrun.mosaic.gridfile import read_grid
+
+    summary, tiles = runs["summary"], runs["tiles"]
+    stages = [t["task_id"].rsplit("_", 1)[-1] if "tile" in t["task_id"] else "align"
+              for t in summary["tasks"]]
+    assert stages == ["align", "t000000", "t000001", "t001000", "t001001"], stages
+    assert all(t["status"] == "ok" for t in summary["tasks"])
+    # without --grid the grid is the one jwstrun grid makes of the association's inputs
+    (grid_file,) = tiles.glob("*_grid.asdf")
+    assert read_grid(grid_file).to_dict() | {"path": None} == \
+        runs["grid"].to_dict() | {"path": None}
+    (single,) = runs["single"].glob("*_i2d.fits")
+    i2ds = sorted(tiles.glob("*_t0*_i2d.fits"))
+    assert len(i2ds) == 4
+    covered = 0
+    with fits.open(single) as whole:
+        for path in i2ds:
+            with fits.open(path) as tile:
+                header = tile[0].header
+                y0, x0 = header["TILEY0"], header["TILEX0"]
+                ny, nx = header["TILENY"], header["TILENX"]
+                assert path.name.endswith(f"_{header['TILEID']}_i2d.fits")
+                assert header["TILESIZE"] == runs["size"]
+                for ext in ("SCI", "ERR", "WHT", "CON"):
+                    expected = whole[ext].data[..., y0:y0 + ny, x0:x0 + nx]
+                    np.testing.assert_allclose(tile[ext].data, expected, rtol=1e-5, atol=0,
+                                               equal_nan=True, err_msg=f"{path.name} {ext}")
+                covered += ny * nx
+                assert tile["SCI"].header["CRPIX1"] == pytest.approx(
+                    whole["SCI"].header["CRPIX1"] - x0, abs=1e-9)
+        assert covered == whole["SCI"].data.size
+
+
+def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
+    """Sources on tile boundaries are neither lost nor counted twice."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.table import Table, vstack
+
+    assert runs["crossed"] >= 2, "the tile boundaries cross too few truth sources"
+    cats = [Table.read(p, format="ascii.ecsv") for p in sorted(runs["tiles"].glob("*_cat.ecsv"))]
+    assert len(cats) == 4 and all("rule" in c.meta["jwstrun_tile"] for c in cats)
+    union = vstack(cats, metadata_conflicts="silent")
+    found = SkyCoord(union["sky_centroid"].ra, union["sky_centroid"].dec)
+    truth = runs["truth"]
+    sky = SkyCoord(np.asarray(truth["ra"]) * u.deg, np.asarray(truth["dec"]) * u.deg)
+    # the truth sources well inside the mosaic (covered 10 pixels around, but for a few
+    # pixels outlier_detection flagged)
+    (single,) = runs["single"].glob("*_i2d.fits")
+    wht = fits.getdata(single, "WHT")
+    x, y = runs["grid"].sky_to_pixel(sky.ra.deg, sky.dec.deg)
+    inside = [(10 <= yi < wht.shape[0] - 10 and 10 <= xi < wht.shape[1] - 10
+               and (wht[yi - 10:yi + 11, xi - 10:xi + 11] > 0).mean() > 0.95)
+              for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int), strict=True)]
+    considered = sky[np.array(inside)]
+    assert len(considered) >= 10
+    counts = [int(np.sum(s.separation(found).arcsec < MATCH)) for s in considered]
+    assert counts == [1] * len(considered), counts
+    # and no source twice in the union, truth or not
+    _, sep, _ = found.match_to_catalog_sky(found, nthneighbor=2)
+    assert sep.arcsec.min() > MATCH
+
+
+def test_a_tile_no_exposure_overlaps_is_recorded_empty(runs, sim, cal_asn, tmp_path):
+    """A grid padded so that the data sit inside the middle one of 3 x 3 tiles: the
+    other tiles write nothing and are recorded as empty; jwstrun status says so.  The
+    alignment of the first run is reused (up to date)."""
+    from jwstrun.mosaic.gridfile import make_grid
+
+    cal_files = sorted(cal_asn.parent.glob("*_cal.fits"))
+    size = max(runs["grid"].shape) + 96
+    padded = make_grid(cal_files, padding=size + 48)
+    padded.write(tmp_path / "padded.asdf")
+    outdir = tmp_path / "out"
+    shutil.copytree(runs["tiles"], outdir, ignore=shutil.ignore_patterns("*_t0*", "tiles"))
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(size), "--grid",
+        str(tmp_path / "padded.asdf"), "-j", "1", "--crds-env", str(sim.env_file),
+        "--no-progress", "--no-report", "--json", *SETS])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(result.stdout)["tasks"]
+    states = {t["task_id"].rsplit("_", 1)[-1]: t["status"] for t in tasks if "tile" in t["task_id"]}
+    assert sorted(states.values()) == ["empty"] * 8 + ["ok"], states
+    assert states["t001001"] == "ok"
+    assert [t["status"] for t in tasks if "align" in t["task_id"]] == ["skipped"]
+    assert [p.name.rsplit("_", 2)[-2] for p in outdir.glob("*_i2d.fits")] == ["t001001"]
+    status = CliRunner().invoke(cli, ["status", str(outdir), "--json"])
+    counts = json.loads(status.stdout)["counts"]
+    assert counts["empty"] == 8 and counts["done"] == 2, counts
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    ("0.001arcsec", "tile_size=0.001arcsec: a tile must be at least 1 pixel of the grid. "),
+    ("100000", "tile_size=100000 is 100000 pixels, larger than the grid ({nx} x {ny} pixels). "
+               "Give a smaller tile size, or run without one."),
+])
+def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
+                                                              message):
+    """One Error line, nothing written, with --grid (checked before the inputs) and
+    without (checked against the grid made of the inputs, before anything runs)."""
+    from jwstrun.mosaic.gridfile import make_grid
+
+    grid = make_grid(sorted(cal_asn.parent.glob("*_cal.fits")))
+    grid.write(tmp_path / "grid.asdf")
+    ny, nx = grid.shape
+    expected = "Error: " + message.replace("tile_size=", "--tile-size ").format(nx=nx, ny=ny)
+    if "at least" in message:
+        expected += "Give a larger tile size."
+    for extra in (["--grid", str(tmp_path / "grid.asdf")], []):
+        outdir = tmp_path / ("with" if extra else "without")
+        result = CliRunner().invoke(cli, [
+            "image3", str(cal_asn), "-o", str(outdir), "--tile-size", size, *extra,
+            "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+        assert result.exit_code == 1
+        assert result.output.splitlines() == [expected], result.output
+        assert not outdir.exists() or not [p.name for p in outdir.iterdir()]
