@@ -236,3 +236,61 @@ def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_
         assert result.exit_code == 1
         assert result.output.splitlines() == [expected], result.output
         assert not outdir.exists() or not [p.name for p in outdir.iterdir()]
+
+
+# --------------------------------------------------------------------------
+# --assemble and the tiles' memory plan (runner._tile_memory)
+# --------------------------------------------------------------------------
+def test_assembled_mosaic_equals_the_single_shot_one(runs, sim, cal_asn, tmp_path):
+    """``--assemble`` on the tiled run (its tasks up to date: only the assembly runs):
+    one ``<product>_i2d.fits`` equal to the single-shot mosaic on the same grid, read by
+    datamodels as an ImageModel with the grid's WCS; an ``image3-assemble`` record; the
+    tile tasks' records carry their memory estimate and the tile size."""
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels
+
+    outdir = tmp_path / "out"
+    shutil.copytree(runs["tiles"], outdir)
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *SETS])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(result.stdout)["tasks"]
+    assert [t["status"] for t in tasks if "assemble" not in t["task_id"]] == ["skipped"] * 5
+    (assembled_task,) = [t for t in tasks if t["task_id"].startswith("image3-assemble-")]
+    assert assembled_task["status"] == "ok"
+    (single,) = runs["single"].glob("*_i2d.fits")
+    product = assembled_task["task_id"].removeprefix("image3-assemble-")
+    mosaic = outdir / f"{product}_i2d.fits"
+    assert assembled_task["outputs"] == [mosaic.name]
+    with fits.open(single) as whole, fits.open(mosaic) as assembled:
+        for ext in ("SCI", "ERR", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
+            np.testing.assert_allclose(assembled[ext].data, whole[ext].data, rtol=1e-5, atol=0,
+                                       equal_nan=True, err_msg=ext)
+        for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2", "CDELT1"):
+            assert assembled["SCI"].header[key] == pytest.approx(whole["SCI"].header[key],
+                                                                 rel=1e-12, abs=1e-12), key
+    with datamodels.open(mosaic) as model:
+        assert isinstance(model, datamodels.ImageModel)
+        x, y = np.array([0.0, 50.0]), np.array([0.0, 70.0])
+        np.testing.assert_allclose(model.meta.wcs(x, y), runs["grid"].wcs(x, y), atol=1e-12)
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())["tasks"]
+    assert manifest[assembled_task["task_id"]]["pipeline"] == "image3-assemble"
+    again = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *SETS])
+    assert [t["status"] for t in json.loads(again.stdout)["tasks"]] == ["skipped"] * 6
+
+
+def test_tile_tasks_record_their_memory_estimate(runs):
+    tiles = [t for t in runs["summary"]["tasks"] if t["task_id"].startswith("image3-tile-")]
+    assert tiles
+    for task in tiles:
+        memory = task["memory"]
+        assert memory["mode"] == "tile"
+        assert memory["tiling"]["tile_size"] == runs["size"]
+        assert memory["tiling"]["tile_size_from"] == "--tile-size"
+        # the estimate is above the measured peak, and not by more than 2x
+        assert task["peak_rss_mb"] <= memory["estimate_mb"] <= 2 * task["peak_rss_mb"]
