@@ -25,6 +25,7 @@ from ..products import product_type
 from ..stages import stage_names
 from ._html import _CSS, _data_uri, _e, _num, _rel
 from ._science import _alignment_section, _catalog_section, _skymatch_section
+from ._tiles import TILE_CSS, tile_map_section
 from .preview import MAX_PREVIEWS, PREVIEW_DIRNAME, PREVIEW_TYPES, gallery_options, is_level3, preview_file
 
 __all__ = ["REPORT_NAME", "find_run_dir", "write_report", "preload_report_modules"]
@@ -371,6 +372,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     sections = [
         _header_section(report_dir, run_dir, manifest, records),
         _tasks_section(records, run_dir, report_dir),
+        tile_map_section(records),
     ]
     if previews:
         sections.append(_gallery_section(_image_products(records, run_dir), run_dir, report_dir,
@@ -384,7 +386,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>jwstrun report: {_e(outdir.name)}</title>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<style>{_CSS}</style></head><body>" + "".join(sections)
+        f"<style>{_CSS}{TILE_CSS}</style></head><body>" + "".join(sections)
         + f"<p class='muted'>Written by jwstrun in {time.monotonic() - start:.2f} s.</p></body></html>\n"
     )
     dest = report_dir / REPORT_NAME
