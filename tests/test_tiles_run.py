@@ -294,3 +294,35 @@ def test_tile_tasks_record_their_memory_estimate(runs):
         assert memory["tiling"]["tile_size_from"] == "--tile-size"
         # the estimate is above the measured peak, and not by more than 2x
         assert task["peak_rss_mb"] <= memory["estimate_mb"] <= 2 * task["peak_rss_mb"]
+
+
+def test_max_memory_no_tile_fits_is_refused_before_anything_runs(cal_asn, sim, tmp_path):
+    """--max-memory without --tile-size below what even 64-pixel tiles need: one Error
+    line naming the worst tile, nothing run or written; --assemble alone is refused."""
+    import re
+
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--max-memory", "200MB", "-j", "1",
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report", *SETS])
+    assert result.exit_code == 1
+    product = json.loads(cal_asn.read_text())["products"][0]["name"]
+    (line,) = result.output.splitlines()
+    assert re.fullmatch(
+        f"Error: {re.escape(product)}: no tile size fits the memory budget: even with tiles "
+        r"of 64 pixels, tile t\d{6} overlaps [12] exposures? and needs an estimated \d+ MB, "
+        r"beyond the share of the budget 200 MB; the budget is --max-memory 200 MB\. The "
+        r"exposures one tile overlaps must fit in memory together: raise the memory budget "
+        r"\(--max-memory\), run fewer tasks at once \(-j\), or split the association\. "
+        r"Nothing was run\.", line), line
+    assert not list(outdir.glob("logs/*.log")) and not list(outdir.glob("*.fits"))
+    assert not list(outdir.glob("*_grid.asdf"))
+    alone = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(tmp_path / "alone"), "--assemble",
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+    assert alone.exit_code == 1
+    assert alone.output.splitlines() == [
+        "Error: --assemble copies the tiles of a tiled image3 into one mosaic: give "
+        "--tile-size (or a --max-memory the single-shot image3 does not fit), or leave "
+        "--assemble out."]
+    assert not (tmp_path / "alone").exists()
