@@ -323,6 +323,6 @@ def test_max_memory_no_tile_fits_is_refused_before_anything_runs(cal_asn, sim, t
     assert alone.exit_code == 1
     assert alone.output.splitlines() == [
         "Error: --assemble copies the tiles of a tiled image3 into one mosaic: give "
-        "--tile-size (or a --max-memory the single-shot image3 does not fit), or leave "
-        "--assemble out."]
+        "--tile-size (or a --max-memory the single-shot image3 does not fit), or drop "
+        "--assemble."]
     assert not (tmp_path / "alone").exists()

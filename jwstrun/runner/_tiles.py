@@ -300,7 +300,7 @@ def tiling_for(tile_size, grid, *, assemble: bool = False, max_memory=None) -> T
     if tile_size is None and max_memory is None and assemble:
         raise ConfigError("assemble=True copies the tiles of a tiled image3 into one mosaic: "
                           "give tile_size (or a max_memory the single-shot image3 does not "
-                          "fit), or leave assemble out.")
+                          "fit), or drop assemble=True.")
     if tile_size is None:
         return None if max_memory is None else Tiling(
             None, None if grid is None else os.fspath(grid), assemble=assemble)
