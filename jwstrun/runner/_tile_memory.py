@@ -110,7 +110,7 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
     """The align tasks' memory plans and each association's tile plan (its tile size),
     before anything runs; :class:`jwstrun.mosaic.tile_plan.TilesRefused` when a tile
     cannot fit."""
-    from ..mosaic import memory_budget
+    from ..mosaic import memory_budget, spec_bool
     from ..mosaic.grid import read_footprint
     from ..mosaic.tile_plan import footprint_boxes, plan_tiles
 
@@ -120,8 +120,7 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
     budget, source = memory_budget(max_memory)
     concurrent = _concurrent(jobs, executor)
     steps = parameters.get("steps") or {}
-    catalog = str((steps.get("source_catalog") or {}).get("skip", "")).lower() not in (
-        "true", "1", "yes", "on")
+    catalog = spec_bool((steps.get("source_catalog") or {}).get("skip")) is not True
     for item in planned:
         grid, given = tiling.grid_of(item, parameters), tiling.size_in_pixels
         members = [m.path for m in item.asn_product.by_type("science")]
