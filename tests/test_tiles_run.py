@@ -241,49 +241,6 @@ def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_
 # --------------------------------------------------------------------------
 # --assemble and the tiles' memory plan (runner._tile_memory)
 # --------------------------------------------------------------------------
-def test_assembled_mosaic_equals_the_single_shot_one(runs, sim, cal_asn, tmp_path):
-    """``--assemble`` on the tiled run (its tasks up to date: only the assembly runs):
-    one ``<product>_i2d.fits`` equal to the single-shot mosaic on the same grid, read by
-    datamodels as an ImageModel with the grid's WCS; an ``image3-assemble`` record; the
-    tile tasks' records carry their memory estimate and the tile size."""
-    from astropy.io import fits
-    from stdatamodels.jwst import datamodels
-
-    outdir = tmp_path / "out"
-    shutil.copytree(runs["tiles"], outdir)
-    result = CliRunner().invoke(cli, [
-        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
-        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
-        "--no-report", "--json", *SETS])
-    assert result.exit_code == 0, result.output
-    tasks = json.loads(result.stdout)["tasks"]
-    assert [t["status"] for t in tasks if "assemble" not in t["task_id"]] == ["skipped"] * 5
-    (assembled_task,) = [t for t in tasks if t["task_id"].startswith("image3-assemble-")]
-    assert assembled_task["status"] == "ok"
-    (single,) = runs["single"].glob("*_i2d.fits")
-    product = assembled_task["task_id"].removeprefix("image3-assemble-")
-    mosaic = outdir / f"{product}_i2d.fits"
-    assert assembled_task["outputs"] == [mosaic.name]
-    with fits.open(single) as whole, fits.open(mosaic) as assembled:
-        for ext in ("SCI", "ERR", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-            np.testing.assert_allclose(assembled[ext].data, whole[ext].data, rtol=1e-5, atol=0,
-                                       equal_nan=True, err_msg=ext)
-        for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2", "CDELT1"):
-            assert assembled["SCI"].header[key] == pytest.approx(whole["SCI"].header[key],
-                                                                 rel=1e-12, abs=1e-12), key
-    with datamodels.open(mosaic) as model:
-        assert isinstance(model, datamodels.ImageModel)
-        x, y = np.array([0.0, 50.0]), np.array([0.0, 70.0])
-        np.testing.assert_allclose(model.meta.wcs(x, y), runs["grid"].wcs(x, y), atol=1e-12)
-    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())["tasks"]
-    assert manifest[assembled_task["task_id"]]["pipeline"] == "image3-assemble"
-    again = CliRunner().invoke(cli, [
-        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
-        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
-        "--no-report", "--json", *SETS])
-    assert [t["status"] for t in json.loads(again.stdout)["tasks"]] == ["skipped"] * 6
-
-
 def test_tile_tasks_record_their_memory_estimate(runs):
     tiles = [t for t in runs["summary"]["tasks"] if t["task_id"].startswith("image3-tile-")]
     assert tiles
@@ -326,3 +283,46 @@ def test_max_memory_no_tile_fits_is_refused_before_anything_runs(cal_asn, sim, t
         "--tile-size (or a --max-memory the single-shot image3 does not fit), or drop "
         "--assemble."]
     assert not (tmp_path / "alone").exists()
+
+
+def test_assembled_mosaic_equals_the_single_shot_one(runs, sim, cal_asn):
+    """``--assemble`` on the tiled run, in its own OUTDIR (its tasks up to date: only the
+    assembly runs; a copy elsewhere would re-run the tiles, whose associations name the
+    grid file by its path; this module's last test, as it adds the mosaic there): one
+    ``<product>_i2d.fits`` equal to the single-shot mosaic on the same grid, read by
+    datamodels as an ImageModel with the grid's WCS; an ``image3-assemble`` record."""
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels
+
+    outdir = runs["tiles"]
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *SETS])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(result.stdout)["tasks"]
+    assert [t["status"] for t in tasks if "assemble" not in t["task_id"]] == ["skipped"] * 5
+    (assembled_task,) = [t for t in tasks if t["task_id"].startswith("image3-assemble-")]
+    assert assembled_task["status"] == "ok"
+    (single,) = runs["single"].glob("*_i2d.fits")
+    product = assembled_task["task_id"].removeprefix("image3-assemble-")
+    mosaic = outdir / f"{product}_i2d.fits"
+    assert assembled_task["outputs"] == [mosaic.name]
+    with fits.open(single) as whole, fits.open(mosaic) as assembled:
+        for ext in ("SCI", "ERR", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
+            np.testing.assert_allclose(assembled[ext].data, whole[ext].data, rtol=1e-5, atol=0,
+                                       equal_nan=True, err_msg=ext)
+        for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2", "CDELT1"):
+            assert assembled["SCI"].header[key] == pytest.approx(whole["SCI"].header[key],
+                                                                 rel=1e-12, abs=1e-12), key
+    with datamodels.open(mosaic) as model:
+        assert isinstance(model, datamodels.ImageModel)
+        x, y = np.array([0.0, 50.0]), np.array([0.0, 70.0])
+        np.testing.assert_allclose(model.meta.wcs(x, y), runs["grid"].wcs(x, y), atol=1e-12)
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())["tasks"]
+    assert manifest[assembled_task["task_id"]]["pipeline"] == "image3-assemble"
+    again = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--assemble", "-j", "1", "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *SETS])
+    assert [t["status"] for t in json.loads(again.stdout)["tasks"]] == ["skipped"] * 6
