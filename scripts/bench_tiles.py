@@ -9,13 +9,13 @@ invocation, as
 - ``jwstrun image3 ASN --tile-size T -j CORES``       (align once, then the tiles)
 
 and the script prints both wall times, the measured speed-up (single / tiled) and the
-ideal one: the tiled run can at best take the per-association part (its align task's
-wall) plus the single-shot run's resample and source_catalog step times shared by
-the cores::
+ideal one: with resample and source_catalog shared by the cores and the rest
+(the per-association part: tweakreg, skymatch, outlier_detection, start-up) unchanged::
 
-    ideal tiled wall = align wall + (resample + source_catalog of the single shot) / CORES
+    ideal tiled wall = single wall - (resample + source_catalog) * (1 - 1 / CORES)
 
-The goal: tiled wall <= 1.15 x ideal.  All timings come from the two runs' own JSON
+(issue 22's MIRI example: resample + source_catalog 36 % of image3 -> ideal 1.22x on
+2 cores).  The align task's own wall is printed beside it.  The goal: tiled wall <= 1.15 x ideal.  All timings come from the two runs' own JSON
 summaries (task walls, stpipe step times).
 
     python scripts/bench_tiles.py                                # FULL x 8 on 2 cores
@@ -87,7 +87,7 @@ def main() -> int:
     per_tile = steps.get("resample", 0.0) + steps.get("source_catalog", 0.0)
     align = next(t for t in tiled["tasks"] if t["task_id"].startswith("image3-align-"))
     tiles = [t for t in tiled["tasks"] if t["task_id"].startswith("image3-tile-")]
-    ideal = align["wall_s"] + per_tile / args.cores
+    ideal = single_wall - per_tile * (1 - 1 / args.cores)
     lines = [
         f"{args.exposures} x {args.subarray} NIRCam exposures, one association; "
         f"tiled: --tile-size {args.tile_size}, -j {args.cores}, {len(tiles)} tiles with data",
@@ -95,8 +95,8 @@ def main() -> int:
         f"single-shot image3 (-j 1)          {single_wall:8.1f} s",
         f"tiled image3 (-j {args.cores})               {tiled_wall:8.1f} s   (align "
         f"{align['wall_s']:.1f} s, tiles {sum(t['wall_s'] for t in tiles):.1f} s summed)",
-        f"ideal tiled = align + (resample + source_catalog) / {args.cores} = "
-        f"{align['wall_s']:.1f} + {per_tile:.1f} / {args.cores} = {ideal:.1f} s",
+        f"ideal tiled = single - (resample + source_catalog) x (1 - 1/{args.cores}) = "
+        f"{single_wall:.1f} - {per_tile:.1f} x {1 - 1 / args.cores:.2f} = {ideal:.1f} s",
         f"speed-up single / tiled: measured {single_wall / tiled_wall:.2f}x, ideal "
         f"{single_wall / ideal:.2f}x",
         f"tiled / ideal = {tiled_wall / ideal:.2f} (goal <= {GOAL})",
@@ -105,8 +105,8 @@ def main() -> int:
     if args.record:
         record("tiled vs single-shot image3", "bench_tiles.py", "\n".join(lines),
                note="Both runs in one invocation, one after the other; the ideal is measured "
-                    "from the same runs (the tiled run's align task, the single-shot run's "
-                    "resample and source_catalog step times).")
+                    "from the same runs (the single-shot run's wall and its resample and "
+                    "source_catalog step times).")
     return 0 if tiled_wall <= GOAL * ideal else 1
 
 
