@@ -15,8 +15,10 @@ ideal one: with resample and source_catalog shared by the cores and the rest
     ideal tiled wall = single wall - (resample + source_catalog) * (1 - 1 / CORES)
 
 (issue 22's MIRI example: resample + source_catalog 36 % of image3 -> ideal 1.22x on
-2 cores).  The align task's own wall is printed beside it.  The goal: tiled wall <= 1.15 x ideal.  All timings come from the two runs' own JSON
-summaries (task walls, stpipe step times).
+2 cores).  The align task's own wall is printed beside it.
+
+The goal: tiled wall <= 1.15 x ideal.  The walls are the two commands'; the step
+times come from the single-shot run's JSON summary (stpipe's step times).
 
     python scripts/bench_tiles.py                                # FULL x 8 on 2 cores
     python scripts/bench_tiles.py --subarray SUB160 --exposures 2 --tile-size 96  # try it
