@@ -150,7 +150,7 @@ def _scan(pieces: list[TilePiece]):
             planes)
 
 
-def _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab):
+def _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab, filename: str):
     """The headers (PRIMARY, SCI, ERR...), HDRTAB and ASDF extension stdatamodels writes
     for the mosaic's metadata, built without any image array."""
     from astropy.io import fits
@@ -167,7 +167,7 @@ def _meta_hdus(first, grid_wcs, shape, sregions, times, hdrtab):
         model.meta.exposure.start_time = min(starts)
     if ends:
         model.meta.exposure.end_time = max(ends)
-    model.meta.filename = None
+    model.meta.filename = filename
     if hdrtab is not None:  # as jwst's ModelBlender.finalize_model does
         schema = table_to_schema(hdrtab)
         model.add_schema_entry("hdrtab", schema)
@@ -266,7 +266,8 @@ def assemble_mosaic(pieces: list[TilePiece], grid, output: str | os.PathLike,
             raise InputError(f"{path}: resampled {missing[0]}, which is not a member of the "
                              "association being assembled. Assemble one association's tiles.")
     hdrtab = _hdrtab(pieces, names, order)
-    meta_hdul, crpix = _meta_hdus(first, grid.wcs, shape, sregions, times, hdrtab)
+    meta_hdul, crpix = _meta_hdus(first, grid.wcs, shape, sregions, times, hdrtab,
+                                  Path(output).name)
     n_con = max(-(-len(order) // 32), planes)
     parts, end = _layout(meta_hdul, extensions, shape, n_con)
     tables = [meta_hdul[n] for n in ("HDRTAB", "ASDF") if n in meta_hdul]

@@ -158,6 +158,9 @@ def assemble_tiles(outdir: Path, product: str, grid, tiles, results: dict, membe
                     ", ".join(failed[:5]))
         return None
     paths = [p for _, p in tiles.values() if p is not None]
+    if not paths:
+        log.warning("%s: not assembled: no tile holds data.", product)
+        return None
     task_id = f"{ASSEMBLE_STAGE}-{product}"
     if (not force and output.exists() and paths
             and output.stat().st_mtime >= max(Path(p).stat().st_mtime for p in paths)):
