@@ -79,6 +79,10 @@ _API = {
     "write_report": "look",
     "diff_runs": "compare",
     "RunDiff": "compare",
+    # one output grid for many mosaics
+    "make_grid": "mosaic",
+    "read_grid": "mosaic",
+    "Grid": "mosaic",
     # errors
     "JwstrunError": "errors",
     "InputError": "errors",
@@ -112,6 +116,7 @@ if TYPE_CHECKING:  # for editors and type checkers; never executed
     from .errors import ConfigError, CrdsError, InputError, JwstrunError, OutputError, PipelineError
     from .executors import DaskOptions
     from .look import preview_files, write_report
+    from .mosaic import Grid, make_grid, read_grid
     from .profiles import (
         ParameterSet,
         Profile,

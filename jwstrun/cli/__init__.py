@@ -43,6 +43,7 @@ _COMMAND_MODULES = (
     "profiles",
     "look",
     "compare",
+    "grid",
 )
 
 

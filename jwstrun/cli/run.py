@@ -298,9 +298,11 @@ def _memory_kwargs(kw: dict) -> dict:
 @click.argument("inputs", nargs=-1, required=True)
 @run_options
 @memory_options
-@click.option("--grid", metavar="GRID.asdf", default=None,
-              help="Resample onto this grid ('jwstrun grid'), so mosaics of every filter "
-              "share its pixels.")
+@click.option(
+    "--grid", type=click.Path(dir_okay=False), default=None, metavar="GRID.asdf",
+    help="Resample every association onto this grid ('jwstrun grid'; resample's output_wcs), "
+    "so mosaics of different filters and programs are pixel-aligned.",
+)
 @click.option("--tile-size", metavar="N|ANGLE", default=None,
               help="Run Stage 3 as sky tiles of N x N grid pixels (or an angle: 2arcmin): "
               "tweakreg, skymatch and outlier_detection once per association, then resample "
@@ -311,7 +313,7 @@ def _memory_kwargs(kw: dict) -> dict:
 @dask_options
 @no_report_option
 @click.pass_context
-def image3_command(ctx, inputs, no_report, **kw):
+def image3_command(ctx, inputs, no_report, grid, **kw):
     """Run calwebb_image3 on Level-3 associations or on _cal files.
 
     INPUTS are Level-3 association files, or *_cal.fits files (globs allowed),
@@ -335,6 +337,7 @@ def image3_command(ctx, inputs, no_report, **kw):
       jwstrun image3 out/*_cal.fits -o out/
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ -j 2
       jwstrun image3 big_image3_asn.json -o mosaics/ --max-memory 8GB
+      jwstrun image3 asn/*_image3_asn.json -o mosaics/ --grid grid.asdf
       jwstrun image3 asn/*_image3_asn.json -o tiles/ --tile-size 2arcmin -j 2
       jwstrun image3 wide_image3_asn.json -o tiles/ --max-memory 4GB --assemble
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
@@ -352,7 +355,7 @@ def image3_command(ctx, inputs, no_report, **kw):
             ctx, "image3", kw["no_progress"], kw["as_json"],
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
-                tile_size=kw["tile_size"], grid=kw["grid"], assemble=kw["assemble"],
+                tile_size=kw["tile_size"], grid=grid, assemble=kw["assemble"],
                 **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )

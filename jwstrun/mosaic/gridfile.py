@@ -30,7 +30,8 @@ from ..errors import ConfigError, InputError
 from .grid import Footprint, read_footprint
 
 __all__ = ["Grid", "GridError", "GridNotCovering", "make_grid", "write_grid", "read_grid",
-           "header_path", "parse_padding", "grid_footprints", "uncovered"]
+           "header_path", "parse_padding", "grid_footprints", "uncovered", "check_coverage",
+           "grid_call_parameters"]
 
 #: the FITS-WCS header written beside a grid file (text cards, one per line)
 HEADER_SUFFIX = ".hdr"
@@ -41,7 +42,13 @@ class GridError(InputError):
     """A grid file that cannot be used (not a gwcs ASDF, or not an imaging grid)."""
 
 
-class GridNotCovering(InputError):
+def _not_covering_base():
+    from .plan import MosaicRefused  # a preflight refusal: raised only if the task has to run
+
+    return MosaicRefused
+
+
+class GridNotCovering(_not_covering_base()):
     """A grid that does not cover an association's inputs."""
 
 
@@ -312,9 +319,14 @@ def _extended(grid: Grid, footprints: list[Footprint], padding) -> Grid:
     return Grid(wcs, grid.pixel_scale, meta=meta)
 
 
-def uncovered(grid: Grid, footprints: list[Footprint], tolerance: float = 0.5):
+def uncovered(grid: Grid, footprints: list[Footprint], tolerance: float = 1.0 + 1e-6):
     """(footprint, pixels beyond the grid's edge) of each footprint with a vertex more
-    than ``tolerance`` pixels outside the grid (pixel edges at -0.5 and n - 0.5)."""
+    than ``tolerance`` pixels outside the grid (pixel edges at -0.5 and n - 0.5).
+
+    One pixel: resample's own grid puts the lowest vertex at pixel 0 and rounds the
+    far edge to the nearest pixel (shape ``int(max + 0.5)``), so a vertex may lie up
+    to one pixel beyond the last pixel's outer edge.
+    """
     ny, nx = grid.shape
     out = []
     for footprint in footprints:
@@ -323,6 +335,50 @@ def uncovered(grid: Grid, footprints: list[Footprint], tolerance: float = 0.5):
         if beyond > tolerance:
             out.append((footprint, beyond))
     return out
+
+
+def check_coverage(grid_path: str | os.PathLike, product: str,
+                   footprints: list[Footprint]) -> None:
+    """:class:`GridNotCovering` naming the grid and the association when a footprint of
+    ``footprints`` reaches beyond the grid in ``grid_path``.  Another kind of gwcs that
+    resample's ``output_wcs`` takes (``--set steps.resample.output_wcs=``) is left to
+    resample."""
+    try:
+        grid = read_grid(grid_path)
+    except GridError:
+        return
+    outside = uncovered(grid, footprints)
+    if not outside:
+        return
+    names = ", ".join(Path(f.path).name for f, _ in outside[:3])
+    more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+    beyond = max(b for _, b in outside)
+    raise GridNotCovering(
+        f"{grid_path}: the grid does not cover association {product}: {len(outside)} of its "
+        f"{len(footprints)} inputs reach up to {beyond:.1f} pixels beyond its edge ({names}"
+        f"{more}). Make the grid from all the inputs ('jwstrun grid INPUTS -o grid.asdf') or "
+        f"grow it ('jwstrun grid NEW_INPUTS --extend {grid_path} -o {grid_path}'); "
+        "nothing was run."
+    )
+
+
+def grid_call_parameters(grid_path: str | os.PathLike, parameters: dict) -> dict:
+    """The pipeline parameters that resample every association onto the grid file
+    ``grid_path`` (resample's own ``output_wcs``): checked to be a gwcs grid, made
+    absolute; :class:`ConfigError` when ``parameters`` already set resample's grid."""
+    from .grid import grid_parameters
+
+    read_grid(grid_path)
+    resample = (parameters.get("steps") or {}).get("resample") or {}
+    given = sorted(grid_parameters(resample))
+    if given:
+        raise ConfigError(
+            f"grid {grid_path} fixes the output grid, but steps.resample."
+            f"{', steps.resample.'.join(given)} is set too (profile or sets): drop "
+            f"{'it' if len(given) == 1 else 'them'}, or make the grid with those settings "
+            "('jwstrun grid --pixel-scale/--rotation')."
+        )
+    return {"steps": {"resample": {"output_wcs": str(Path(grid_path).absolute())}}}
 
 
 # --------------------------------------------------------------------------- files
@@ -374,9 +430,7 @@ def read_grid(path: str | os.PathLike) -> Grid:
         with asdf.open(path, lazy_load=False, memmap=False) as handle:
             tree = dict(handle.tree)
     except Exception as exc:  # noqa: BLE001 - asdf raises many kinds for a non-ASDF file
-        raise GridError(f"{path}: not a gwcs grid (not an ASDF file: "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                        f"{_MAKE}.") from exc
+        raise GridError(f"{path}: not a gwcs grid (not an ASDF file); {_MAKE}.") from exc
     wcs = tree.get("wcs")
     if not isinstance(wcs, gwcs.WCS):
         raise GridError(f"{path}: not a gwcs grid (its ASDF tree has no gwcs WCS under 'wcs'); "

@@ -93,6 +93,10 @@ def estimate_association(
     resample_pars = (parameters.get("steps") or {}).get("resample") or {}
     do_resample = not _skip(parameters, "resample")
     do_outlier = not _skip(parameters, "outlier_detection")
+    if do_resample and resample_pars.get("output_wcs"):  # a grid (jwstrun image3 --grid)
+        from .gridfile import check_coverage
+
+        check_coverage(resample_pars["output_wcs"], product, footprints)
     shape = mosaic_shape(footprints, resample_pars) if do_resample else None
     grid_changed = bool(grid_parameters(resample_pars))
     outlier_shape = None

@@ -433,7 +433,7 @@ class _Run:
 
         t0 = time.time()
         exposures = [p for t in to_run for p, e in zip(t.input_paths, t.inputs, strict=True)
-                     if e["role"] != "association"]
+                     if e["role"] not in ("association", "grid")]
         unresolved = refs.prefetch(exposures, context=self.context, pipelines=(self.stage.name,),
                                    steps=self.parameters.get("steps"),
                                    per_exposure=True, purpose="run").unresolved

@@ -137,11 +137,11 @@ def run_image3(
     max_memory=None,
     max_mosaic_pixels: int | None = None,
     low_memory: bool = False,
+    grid: str | os.PathLike | None = None,
     previews: bool = False,
     keep_temp: bool = False,
     shard=None,
     tile_size=None,
-    grid=None,
     assemble: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
@@ -156,20 +156,21 @@ def run_image3(
     ``max_memory`` (bytes or '8GB'; default 80 % of the available memory, split
     between the associations that run at once) runs in the pipeline's on-disk
     mode (``in_memory=False``), or is refused when even that does not fit.
-    ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file
-    (``jwstrun grid``) every mosaic is resampled onto.  ``tile_size`` (pixels, or an
-    angle such as '2arcmin') runs Stage 3 as sky tiles of the grid
-    (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md); without it, a
+    ``low_memory=True`` forces the on-disk mode.  ``grid``: a grid file (``jwstrun
+    grid``, :func:`jwstrun.mosaic.make_grid`) every association is resampled onto
+    (resample's ``output_wcs``), refused when it does not cover an association.
+    ``tile_size`` (pixels, or an angle such as '2arcmin') runs Stage 3 as sky tiles of
+    the grid (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md); without it, a
     ``max_memory`` the single-shot image3 does not fit runs it as tiles of the size that
     budget allows (:mod:`jwstrun.runner._tile_memory`); ``assemble=True`` copies the
     tiles into one ``<product>_i2d.fits``.  The other parameters as for
     :func:`run_image2`.
     """
-    from ._tiles import single_shot_grid, tiling_for
+    from ._tiles import tiling_for
 
     tiling = tiling_for(tile_size, grid, assemble=assemble, max_memory=max_memory)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
-        tiling=tiling, extra_parameters=None if tile_size else single_shot_grid(grid),
+        tiling=tiling,
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
         no_crds_steppars=no_crds_steppars, crds_path=crds_path, crds_context=crds_context,
         offline=offline, crds_env_file=crds_env_file, validate=validate,
@@ -177,6 +178,7 @@ def run_image3(
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
                 "low_memory": low_memory}, keep_temp=keep_temp, shard=shard,
+        grid=None if tile_size else grid,  # a tiled run reads the grid itself (its Tiling)
     ))
 
 
@@ -263,6 +265,7 @@ class _Settings:
     keep_temp: bool = False
     shard: object = None
     tiling: object = None  # image3 --tile-size: a runner._tiles.Tiling
+    grid: str | os.PathLike | None = None
 
 
 def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
@@ -287,6 +290,10 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     corrections = correction_list(stage.name, settings.profiles, settings.sets)
     if settings.extra_parameters:
         parameters = merge_parameters(parameters, settings.extra_parameters)
+    if settings.grid is not None:  # jwstrun.mosaic.gridfile: resample's output_wcs
+        from ..mosaic.gridfile import grid_call_parameters
+
+        parameters = merge_parameters(parameters, grid_call_parameters(settings.grid, parameters))
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
     extra_env = {"STPIPE_DISABLE_CRDS_STEPPARS": "True"} if settings.no_crds_steppars else {}
