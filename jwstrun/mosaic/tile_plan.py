@@ -37,6 +37,8 @@ __all__ = ["TilesRefused", "TilePlan", "footprint_boxes", "tile_loads", "plan_ti
 
 #: the smallest tile size --max-memory chooses (smaller tiles are mostly margin)
 MIN_AUTO_TILE = 64
+#: the most tiles --max-memory cuts a grid into
+MAX_TILES = 1_000_000
 
 
 class TilesRefused(MosaicRefused):
@@ -142,6 +144,15 @@ def _worst(shape, size, margin, boxes, pixels, catalog):
     return estimates, count, worst
 
 
+def _smallest(shape) -> int:
+    """The smallest tile size tried: MIN_AUTO_TILE, or larger so that a grid has at most
+    MAX_TILES tiles (the plan's arrays stay small), never above the grid."""
+    import math
+
+    return min(max(MIN_AUTO_TILE, math.ceil(math.sqrt(shape[0] * shape[1] / MAX_TILES))),
+               max(shape))
+
+
 def _largest_fitting(shape, margin, boxes, pixels, share, catalog):
     """The largest tile size in [MIN_AUTO_TILE, grid] whose worst tile fits ``share``
     (None when even MIN_AUTO_TILE does not): a binary search, then a step down past
@@ -150,7 +161,7 @@ def _largest_fitting(shape, margin, boxes, pixels, share, catalog):
         estimates, count, worst = _worst(shape, size, margin, boxes, pixels, catalog)
         return worst is None or estimates[worst] <= share
 
-    low, high = min(MIN_AUTO_TILE, max(shape)), max(shape)
+    low, high = _smallest(shape), max(shape)
     if not fits(low):
         return None
     while low < high:
@@ -174,7 +185,7 @@ def plan_tiles(product: str, grid_shape, boxes, pixels, share: int, budget: int,
     if chosen:
         tile_size = _largest_fitting(shape, margin, boxes, pixels, share, catalog)
         if tile_size is None:
-            _refuse(product, shape, min(MIN_AUTO_TILE, max(shape)), margin, boxes, pixels,
+            _refuse(product, shape, _smallest(shape), margin, boxes, pixels,
                     share, budget_source, split, catalog, chosen=True)
     estimates, count, worst = _worst(shape, tile_size, margin, boxes, pixels, catalog)
     if worst is not None and estimates[worst] > share:

@@ -125,6 +125,7 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
         grid, given = tiling.grid_of(item, parameters), tiling.size_in_pixels
         members = [m.path for m in item.asn_product.by_type("science")]
         footprints = [read_footprint(p) for p in members]
+        _refuse_far(item.product, grid, footprints)
         plan = plan_tiles(item.product, grid.shape, footprint_boxes(footprints, grid),
                           [f.pixels for f in footprints], budget // concurrent, budget, source,
                           tile_size=given(grid), margin=tiling.margin, catalog=catalog,
@@ -132,6 +133,23 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
         tiling.plans[item.product] = plan
         log.info("%s: %d tiles (%d empty); %s", item.product, plan.n_tiles, plan.n_empty,
                  plan.reason)
+
+
+def _refuse_far(product: str, grid, footprints) -> None:
+    """A grid stretched by inputs far from the rest (a pointing wrong by degrees) is refused
+    as the single-shot mosaic is (jwstrun.mosaic.plan), before its tiles are counted."""
+    from ..mosaic.grid import far_inputs
+    from ..mosaic.tile_plan import TilesRefused
+
+    far = far_inputs(footprints)
+    if far:
+        listed = "; ".join(f"{Path(f.path).name} ({dist:.2f} deg away)" for f, dist in far[:5])
+        more = f" and {len(far) - 5} more" if len(far) > 5 else ""
+        ny, nx = grid.shape
+        raise TilesRefused(
+            f"{product}: the grid would be {nx} x {ny} pixels: these inputs lie far from the "
+            f"rest: {listed}{more}. Check their pointing (WCS) or leave them out of the "
+            "association; nothing was run.")
 
 
 def attach_tile_memory(plan, tiles: list[Planned], names: dict[str, object]) -> None:
