@@ -245,3 +245,28 @@ def test_tiles_that_cannot_fit_are_refused_before_anything_runs():
         "exposures one tile overlaps must fit in memory together: raise the memory budget "
         "(--max-memory), run fewer tasks at once (-j), or split the association. Nothing "
         "was run.")
+
+
+def test_a_grid_stretched_by_a_far_input_is_refused():
+    """One exposure 3 degrees from the others: the tiled preflight names it, as the
+    single-shot one does, before counting tiles."""
+    from jwstrun.errors import InputError
+    from jwstrun.mosaic.grid import Footprint
+    from jwstrun.runner._tile_memory import _refuse_far
+
+    grid = _plan_grid()
+    footprints = []
+    for i, (x0, y0) in enumerate(((100, 100), (500, 300), (900, 500))):  # one field
+        xs, ys = np.array([x0, x0 + 1000, x0 + 1000, x0]), np.array([y0, y0, y0 + 1000, y0 + 1000])
+        footprints.append(Footprint(f"e{i}_cal.fits", list(zip(*grid.pixel_to_sky(xs, ys))),
+                                    (2048, 2048), 0.06 / 3600, {}))
+    (ra, dec), = [footprints[0].vertices[0]]
+    far = Footprint("stray_cal.fits", [(ra + 3, dec), (ra + 3.01, dec), (ra + 3.01, dec + 0.01),
+                                       (ra + 3, dec + 0.01)], (2048, 2048), 0.06 / 3600, {})
+    _refuse_far("p", grid, footprints)  # one field: nothing to say
+    with pytest.raises(InputError) as info:
+        _refuse_far("p", grid, [*footprints, far])
+    assert str(info.value).startswith("p: the grid would be 5000 x 3000 pixels: these inputs "
+                                      "lie far from the rest: stray_cal.fits (3.0")
+    assert str(info.value).endswith(" deg away). Check their pointing (WCS) or leave them out "
+                                    "of the association; nothing was run.")
