@@ -8,7 +8,7 @@ inputs stay the same), each time as ``jwstrun image3 --tile-size T -j 1``.  For 
 area the script prints the mosaic's shape and area, the number of tiles with data,
 the largest measured peak of a tile task (the worker's peak RSS from the run's JSON
 summary) beside the largest estimate, the tile phase's wall time (the tile tasks'
-summed walls) and that time per megapixel, and the single-shot image3's estimated
+summed walls), that time per megapixel and per tile, and the single-shot image3's estimated
 peak for the same mosaic (jwstrun.mosaic).  Memory by design means the tile peak is
 flat in area while the single-shot estimate grows; the time per megapixel is flat
 (time linear in area).  The align phase (tweakreg, skymatch, outlier_detection on
@@ -80,7 +80,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     cal, env_file, env = reduce(work, args.subarray, args.dithers)
     header = (f"{'ratio':>5} {'mosaic':>11} {'Mpx':>6} {'tiles':>5} {'tile peak':>9} "
-              f"{'estimate':>8} {'tile wall':>9} {'s/Mpx':>6} {'single-shot est.':>16}")
+              f"{'estimate':>8} {'tile wall':>9} {'s/Mpx':>6} {'s/tile':>6} {'single-shot est.':>16}")
     lines = [header]
     print(header, flush=True)
     align = None
@@ -97,6 +97,7 @@ def main() -> int:
         wall = sum(t["wall_s"] for t in tiles)
         line = (f"{ratio:>5.2f} {shape[1]:>5} x {shape[0]:<5}{area:>6.1f} {len(tiles):>5} "
                 f"{peak:>6.0f} MB {estimate:>5.0f} MB {wall:>7.1f} s {wall / area:>6.1f} "
+                f"{wall / len(tiles):>6.1f} "
                 f"{single / 1e6:>13.0f} MB")
         lines.append(line)
         print(line, flush=True)
