@@ -371,8 +371,8 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     start = time.monotonic()
     sections = [
         _header_section(report_dir, run_dir, manifest, records),
+        tile_map_section(records),  # a summary of the tiles above their tasks
         _tasks_section(records, run_dir, report_dir),
-        tile_map_section(records),
     ]
     if previews:
         sections.append(_gallery_section(_image_products(records, run_dir), run_dir, report_dir,
