@@ -114,6 +114,8 @@ def test_default_grid_is_the_one_resample_builds(sim, caldir, monkeypatch):
 
 
 def test_all_filters_rotation_scale_padding(caldir):
+    from astropy.coordinates import SkyCoord
+
     from jwstrun.mosaic import make_grid
 
     sw = make_grid([str(caldir / "*_nrcb1_cal.fits")])
@@ -129,6 +131,9 @@ def test_all_filters_rotation_scale_padding(caldir):
     assert abs(ra1 - ra0) < 1e-9 and dec1 - dec0 == pytest.approx(100 * 0.05 / 3600, rel=1e-6)
     turned = make_grid([str(caldir)], rotation=30.0)
     assert turned.rotation == pytest.approx(30.0, abs=1e-9)
+    cx, cy = turned.crpix  # +Y points 30 degrees East of North
+    start, end = (SkyCoord(*turned.pixel_to_sky(cx, y), unit="deg") for y in (cy, cy + 100))
+    assert start.position_angle(end).deg == pytest.approx(30.0, abs=1e-6)
     padded = make_grid([str(caldir)], padding=10)
     assert padded.shape == (both.shape[0] + 20, both.shape[1] + 20)
     assert padded.crpix == pytest.approx((both.crpix[0] + 10, both.crpix[1] + 10), abs=1e-9)
@@ -379,6 +384,18 @@ def test_manifest_records_the_grid(mosaics, grid_file):
         assert entry["path"] == str(grid_file) and entry["sha256"] == digest
         assert record.parameters["steps"]["resample"]["output_wcs"] == str(grid_file)
         assert list(record.memory["mosaic"]["shape"]) == shape  # the preflight used the grid
+
+
+def test_rerun_with_the_same_grid_is_up_to_date(sim, associations, grid_file, mosaics):
+    sets = [arg for key, value in SKIP_TWEAKREG.items() for arg in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(cli, [
+        "image3", *map(str, associations.values()), "-o", str(mosaics["ours"]), "-j", "2",
+        "--grid", str(grid_file), "--crds-env", str(sim.env_file), "--no-progress",
+        "--no-report", "--json", *sets,
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [t["status"] for t in summary["tasks"]] == ["skipped", "skipped"]
 
 
 def test_image3_grid_errors(sim, caldir, associations, grid_file, tmp_path):

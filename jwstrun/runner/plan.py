@@ -347,7 +347,7 @@ def make_tasks(
             _write_product_asn(item.asn, item.asn_product, task_input)
         inputs = [_input_entry(p, role) for p, role in zip(item.inputs, item.roles, strict=True)]
         grid = ((parameters.get("steps") or {}).get("resample") or {}).get("output_wcs")
-        if grid:  # resample's output grid file: recorded and hashed as an input
+        if grid and Path(grid).is_file():  # resample's output grid: recorded, hashed as an input
             inputs.append(_input_entry(Path(grid).absolute(), "grid"))
         task_parameters = parameters
         if item.memory is not None and item.memory.call_overrides():
