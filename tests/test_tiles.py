@@ -46,3 +46,17 @@ def test_every_position_has_one_owner():
     assert owner(99.5, 0.0, 100, (250, 130)) == (1, 0)
     assert owner(-3.0, 140.0, 100, (250, 130)) == (0, 1)
     assert owner(260.0, 129.6, 100, (250, 130)) == (2, 1)
+
+
+def test_context_bits_number_the_association_members():
+    """A tile reads only the exposures that overlap it; its CON numbers them as the
+    single-shot mosaic does (the association's members), across 32-bit planes."""
+    import numpy as np
+
+    from jwstrun.mosaic.tiles import global_context
+
+    con = np.array([[[0b01, 0b10, 0b11, 0]]], dtype=np.int32)  # 2 inputs, 4 pixels
+    planes = global_context(con, member_index=[1, 33], n_members=40)
+    assert planes.shape == (2, 1, 4)
+    assert planes[0, 0].tolist() == [0b10, 0, 0b10, 0]
+    assert planes[1, 0].tolist() == [0, 0b10, 0b10, 0]

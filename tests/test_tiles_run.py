@@ -121,7 +121,7 @@ def runs(sim, cal_asn, tmp_path_factory):
     try:
         result = CliRunner().invoke(cli, [
             "image3", str(cal_asn), "-o", str(base / "tiles"), "--tile-size", str(size),
-            "--grid", str(base / "grid.asdf"), "-j", "1", "--crds-env", str(sim.env_file),
+            "--grid", str(base / "grid.asdf"), "-j", "2", "--crds-env", str(sim.env_file),
             "--no-progress", "--no-report", "--json", *SETS])
     finally:
         log, _ = single.communicate(timeout=900)
@@ -211,7 +211,7 @@ def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
     ("0.001arcsec", "tile_size=0.001arcsec: a tile must be at least 1 pixel of the grid. "),
     ("100000", "tile_size=100000 is 100000 pixels, larger than the grid ({nx} x {ny} pixels). "
                "Give a smaller tile size, or run without one."),
-])
+], ids=["below-a-pixel", "above-the-grid"])
 def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
                                                               message):
     """One Error line, nothing written, with --grid (checked before the inputs) and

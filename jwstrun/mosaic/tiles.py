@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 __all__ = ["Tile", "cut_tiles", "parse_tile_size", "check_tile_size", "owner", "tile_name",
-           "DEFAULT_MARGIN", "MIN_MARGIN", "TILE_KEYWORDS", "TILE_ASN_KEY"]
+           "DEFAULT_MARGIN", "MIN_MARGIN", "TILE_KEYWORDS", "TILE_ASN_KEY", "global_context"]
 
 #: Pixels resampled around each tile's core.  Drizzle's handling of input pixels cut
 #: by the output's edge changes a 2-pixel border (docs/workflows/tiles.md): 4 pixels
@@ -194,3 +194,17 @@ def owner(y: float, x: float, tile_size: int, grid_shape: tuple[int, int]) -> tu
     iy = min(n_y - 1, max(0, math.floor((y + 0.5) / tile_size)))
     ix = min(n_x - 1, max(0, math.floor((x + 0.5) / tile_size)))
     return (iy, ix)
+
+
+def global_context(con, member_index: list[int], n_members: int):
+    """A tile's context planes (resample's CON: bit ``i`` of plane ``i // 32`` set where
+    the tile's ``i``-th input contributes) renumbered so that the bits name the
+    association's members (``member_index``: the tile's inputs, in order, as indices of
+    the association's members), as in the single-shot mosaic."""
+    import numpy as np
+
+    planes = np.zeros(((n_members - 1) // 32 + 1, *con.shape[1:]), dtype=np.int32)
+    for local, member in enumerate(member_index):
+        bit = (con[local // 32] >> (local % 32)) & 1
+        planes[member // 32] |= (bit << (member % 32)).astype(np.int32)
+    return planes

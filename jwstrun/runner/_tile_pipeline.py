@@ -36,7 +36,7 @@ from jwst.stpipe import Pipeline
 from stdatamodels.jwst import datamodels
 
 from ..mosaic.tiles import TILE_ASN_KEY as TILE_KEY
-from ..mosaic.tiles import Tile, owner
+from ..mosaic.tiles import Tile, global_context, owner
 from ..mosaic.gridfile import read_grid
 
 __all__ = ["TilePipeline"]
@@ -95,8 +95,8 @@ def _crop(model, tile: Tile, grid, info: dict) -> None:
         if array is not None and np.ndim(array) == 2 and array.size:
             setattr(model, attr, np.ascontiguousarray(array[ys, xs]))
     if model.hasattr("con") and model.con is not None and model.con.size:
-        model.con = _global_context(model.con[:, ys, xs], info["member_index"],
-                                    int(info["n_members"]))
+        model.con = global_context(model.con[:, ys, xs], info["member_index"],
+                                   int(info["n_members"]))
     core = grid.sub_grid(*tile.box)
     model.meta.wcs = core.wcs
     from jwst.assign_wcs.util import update_s_region_imaging
@@ -104,16 +104,6 @@ def _crop(model, tile: Tile, grid, info: dict) -> None:
 
     ResampleImage.update_fits_wcsinfo(model)
     update_s_region_imaging(model)
-
-
-def _global_context(con, member_index: list[int], n_members: int):
-    """Context planes whose bits number the association's members (``member_index``
-    maps the tile's inputs, in order, to them), as in the single-shot mosaic."""
-    planes = np.zeros(((n_members - 1) // 32 + 1, *con.shape[1:]), dtype=np.int32)
-    for local, member in enumerate(member_index):
-        bit = (con[local // 32] >> (local % 32)) & 1
-        planes[member // 32] |= (bit << (member % 32)).astype(np.int32)
-    return planes
 
 
 def _add_keywords(path: Path, tile: Tile) -> None:

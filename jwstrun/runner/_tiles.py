@@ -129,7 +129,8 @@ class Tiling:
             empty += none
         empties = _record_empty(outdir, empty, kwargs.get("shard"))
         # run_tasks shut the first phase's pool down; corrections ran before phase 1
-        kwargs.update(pool=None, corrections=None, exposure_sets=None)
+        kwargs.update(pool=None, corrections=None, exposure_sets=None,
+                      on_event=_counted_on(kwargs.get("on_event"), len(first.results)))
         tile_shards = None if kwargs.get("shard") is not None else {_task_id(p): None
                                                                      for p in tiles + empty}
         second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
@@ -280,6 +281,19 @@ def _record_empty(outdir: Path, empty: list[Planned], shard) -> list[TaskResult]
     manifest.save()
     log.info("%d tile(s) hold no exposure: recorded as empty", len(results))
     return results
+
+
+def _counted_on(on_event, before: int):
+    """``on_event`` for the second phase: its plan counts the first phase's tasks too,
+    so a progress display counts on from where the first phase ended."""
+    if on_event is None:
+        return None
+
+    def event(kind, **info):
+        if kind == "plan":
+            info = {**info, "total": info["total"] + before}
+        on_event(kind, **info)
+    return event
 
 
 def _combined(first: RunSummary, second: RunSummary | None, empties: list) -> RunSummary:
