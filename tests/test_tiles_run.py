@@ -256,28 +256,35 @@ def test_tile_tasks_record_their_memory_estimate(runs):
         assert task["peak_rss_mb"] <= memory["estimate_mb"] <= 2 * task["peak_rss_mb"]
 
 
-def test_max_memory_no_tile_fits_is_refused_before_anything_runs(cal_asn, sim, tmp_path):
-    """--max-memory without --tile-size below what even 64-pixel tiles need: one Error
-    line naming the worst tile, nothing run or written; --assemble alone is refused."""
+def test_tiles_that_cannot_fit_the_budget_are_refused_before_anything_runs(cal_asn, sim,
+                                                                         tmp_path):
+    """--tile-size 64 with --max-memory 200MB: one Error line naming the worst tile,
+    nothing run or written; without --tile-size no tile size fits either, and the
+    single-shot refusal stands; --assemble alone is refused."""
     import re
 
+    product = json.loads(cal_asn.read_text())["products"][0]["name"]
+    common = ["--crds-env", str(sim.env_file), "--no-progress", "--no-report", "-j", "1", *SETS]
     outdir = tmp_path / "out"
     result = CliRunner().invoke(cli, [
-        "image3", str(cal_asn), "-o", str(outdir), "--max-memory", "200MB", "-j", "1",
-        "--crds-env", str(sim.env_file), "--no-progress", "--no-report", *SETS])
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", "64", "--max-memory",
+        "200MB", *common])
     assert result.exit_code == 1
-    product = json.loads(cal_asn.read_text())["products"][0]["name"]
-    *info, line = result.output.splitlines()  # the INFO lines of the single-shot plan
+    *info, line = result.output.splitlines()  # the INFO lines of the align task's plan
     assert all(text.startswith("INFO ") for text in info), info
     assert re.fullmatch(
-        f"Error: {re.escape(product)}: no tile size fits the memory budget: even with tiles "
-        r"of 64 pixels, tile t\d{6} overlaps [12] exposures? and needs an estimated \d+ MB, "
-        r"beyond the share of the budget 200 MB; the budget is --max-memory 200 MB\. The "
-        r"exposures one tile overlaps must fit in memory together: raise the memory budget "
-        r"\(--max-memory\), run fewer tasks at once \(-j\), or split the association\. "
-        r"Nothing was run\.", line), line
+        f"Error: {re.escape(product)}: with tiles of 64 pixels, tile t\\d{{6}} overlaps [12] "
+        r"exposures? and needs an estimated \d+ MB, beyond the share of the budget 200 MB; the "
+        r"budget is --max-memory 200 MB\. Give a smaller --tile-size, or leave it out to let "
+        r"--max-memory choose one\. Nothing was run\.", line), line
     assert not list(outdir.glob("logs/*.log")) and not list(outdir.glob("*.fits"))
     assert not list(outdir.glob("*_grid.asdf"))
+    auto = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(tmp_path / "auto"), "--max-memory", "200MB", *common])
+    assert auto.exit_code == 1
+    assert auto.output.splitlines()[-1].startswith(
+        f"Error: {product}: does not fit in memory even in the pipeline's on-disk mode: ")
+    assert not list((tmp_path / "auto").glob("*.fits"))
     alone = CliRunner().invoke(cli, [
         "image3", str(cal_asn), "-o", str(tmp_path / "alone"), "--assemble",
         "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])

@@ -13,7 +13,8 @@ Before anything runs (:func:`plan_tiled_memory`):
 
 ``jwstrun image3 --max-memory`` without ``--tile-size`` first plans the single-shot
 image3; only when an association does not fit (and its footprints form one field)
-does the run become tiled, with the size the budget chooses.
+does the run become tiled, with the size the budget chooses -- and only if such a
+size exists: otherwise the single-shot plan and its refusal stand.
 
 After the tiles, ``--assemble`` copies each association's tiles into
 ``<product>_i2d.fits`` (:func:`jwstrun.mosaic.assemble.assemble_mosaic`), in the
@@ -99,8 +100,19 @@ def plan_stage3_memory(tiling, planned: list[Planned], parameters: dict, jobs, e
         plan_memory(planned, parameters, jobs, executor, **memory)
         if tiling is None or not auto_tiling_needed(planned):
             return None
+        from ..mosaic.tile_plan import TilesRefused
+
+        try:
+            plan_tiled_memory(tiling, planned, parameters, jobs, executor, **memory)
+        except TilesRefused as exc:
+            # tiles were not asked for: the single-shot plan stands, its refusals raised
+            # only for what has to run (an up-to-date mosaic is not refused)
+            log.info("tiles do not fit the memory budget either (%s)", exc)
+            plan_memory(planned, parameters, jobs, executor, **memory)
+            return None
         log.info("the single-shot image3 does not fit the memory budget: running as tiles, "
                  "of the size the budget allows")
+        return tiling
     plan_tiled_memory(tiling, planned, parameters, jobs, executor, **memory)
     return tiling
 
