@@ -238,3 +238,103 @@ def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_
             assert lines[-1] == expected and len(lines) <= 2, result.output
             assert "Traceback" not in result.output
         assert not outdir.exists() or not [p.name for p in outdir.iterdir()]
+
+
+# --------------------------------------------------------------------------
+# --assemble and the tiles' memory plan (runner._tile_memory)
+# --------------------------------------------------------------------------
+def test_tile_tasks_record_their_memory_estimate(runs):
+    tiles = [t for t in runs["summary"]["tasks"] if t["task_id"].startswith("image3-tile-")
+             and t["status"] == "ok"]  # an empty tile runs nothing and has no estimate
+    assert tiles
+    for task in tiles:
+        memory = task["memory"]
+        assert memory["mode"] == "tile"
+        assert memory["tiling"]["tile_size"] == runs["size"]
+        assert memory["tiling"]["tile_size_from"] == "--tile-size"
+        # the estimate is above the measured peak, and not by more than 2x
+        assert task["peak_rss_mb"] <= memory["estimate_mb"] <= 2 * task["peak_rss_mb"]
+
+
+def test_tiles_that_cannot_fit_the_budget_are_refused_before_anything_runs(cal_asn, sim,
+                                                                         tmp_path):
+    """--tile-size 64 with --max-memory 200MB: one Error line naming the worst tile,
+    nothing run or written; without --tile-size no tile size fits either, and the
+    single-shot refusal stands; --assemble alone is refused."""
+    import re
+
+    product = json.loads(cal_asn.read_text())["products"][0]["name"]
+    common = ["--crds-env", str(sim.env_file), "--no-progress", "--no-report", "-j", "1", *SETS]
+    outdir = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", "64", "--max-memory",
+        "200MB", *common])
+    assert result.exit_code == 1
+    *info, line = result.output.splitlines()  # the INFO lines of the align task's plan
+    assert all(text.startswith("INFO ") for text in info), info
+    assert re.fullmatch(
+        f"Error: {re.escape(product)}: with tiles of 64 pixels, tile t\\d{{6}} overlaps [12] "
+        r"exposures? and needs an estimated \d+ MB, beyond the share of the budget 200 MB; the "
+        r"budget is --max-memory 200 MB\. Give a smaller --tile-size, or leave it out to let "
+        r"--max-memory choose one\. Nothing was run\.", line), line
+    assert not list(outdir.glob("logs/*.log")) and not list(outdir.glob("*.fits"))
+    assert not list(outdir.glob("*_grid.asdf"))
+    auto = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(tmp_path / "auto"), "--max-memory", "200MB", *common])
+    assert auto.exit_code == 1
+    assert auto.output.splitlines()[-1].startswith(
+        f"Error: {product}: does not fit in memory even in the pipeline's on-disk mode: ")
+    assert not list((tmp_path / "auto").glob("*.fits"))
+    alone = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(tmp_path / "alone"), "--assemble",
+        "--crds-env", str(sim.env_file), "--no-progress", "--no-report"])
+    assert alone.exit_code == 1
+    assert alone.output.splitlines() == [
+        "Error: --assemble copies the tiles of a tiled image3 into one mosaic: give "
+        "--tile-size (or a --max-memory the single-shot image3 does not fit), or drop "
+        "--assemble."]
+    assert not (tmp_path / "alone").exists()
+
+
+def test_assembled_mosaic_equals_the_single_shot_one(runs, sim, cal_asn):
+    """``--assemble`` on the tiled run, in its own OUTDIR (its tasks up to date: only the
+    assembly runs; a copy elsewhere would re-run the tiles, whose associations name the
+    grid file by its path; this module's last test, as it adds the mosaic there): one
+    ``<product>_i2d.fits`` equal to the single-shot mosaic on the same grid, read by
+    datamodels as an ImageModel with the grid's WCS; an ``image3-assemble`` record."""
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels
+
+    outdir = runs["tiles"]
+    result = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--grid", str(outdir.parent / "grid.asdf"), "--assemble", "-j", "1", "--crds-env",
+        str(sim.env_file), "--no-progress", "--no-report", "--json", *SETS])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(result.stdout)["tasks"]
+    assert {t["status"] for t in tasks if "assemble" not in t["task_id"]} <= {"skipped", "empty"}
+    (assembled_task,) = [t for t in tasks if t["task_id"].startswith("image3-assemble-")]
+    assert assembled_task["status"] == "ok"
+    (single,) = runs["single"].glob("*_i2d.fits")
+    product = assembled_task["task_id"].removeprefix("image3-assemble-")
+    mosaic = outdir / f"{product}_i2d.fits"
+    assert assembled_task["outputs"] == [mosaic.name]
+    with fits.open(single) as whole, fits.open(mosaic) as assembled:
+        for ext in ("SCI", "ERR", "WHT", "CON", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
+            np.testing.assert_allclose(assembled[ext].data, whole[ext].data, rtol=1e-5, atol=0,
+                                       equal_nan=True, err_msg=ext)
+        for key in ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2", "CDELT1"):
+            assert assembled["SCI"].header[key] == pytest.approx(whole["SCI"].header[key],
+                                                                 rel=1e-12, abs=1e-12), key
+    with datamodels.open(mosaic) as model:
+        assert isinstance(model, datamodels.ImageModel)
+        x, y = np.array([0.0, 50.0]), np.array([0.0, 70.0])
+        np.testing.assert_allclose(model.meta.wcs(x, y), runs["grid"].wcs(x, y), atol=1e-12)
+    manifest = json.loads((outdir / "jwstrun-manifest.json").read_text())["tasks"]
+    assert manifest[assembled_task["task_id"]]["pipeline"] == "image3-assemble"
+    again = CliRunner().invoke(cli, [
+        "image3", str(cal_asn), "-o", str(outdir), "--tile-size", str(runs["size"]),
+        "--grid", str(outdir.parent / "grid.asdf"), "--assemble", "-j", "1", "--crds-env",
+        str(sim.env_file), "--no-progress", "--no-report", "--json", *SETS])
+    statuses = [t["status"] for t in json.loads(again.stdout)["tasks"]]
+    assert set(statuses) <= {"skipped", "empty"} and statuses[-1] == "skipped", statuses

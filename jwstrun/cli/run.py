@@ -184,6 +184,8 @@ _FLAG_TERMS = [
     (r"\blow_memory=True asks", "--low-memory asks"),
     (r"\btruth= is for a sweep's table \(sweep=\)", "--truth is for a sweep's table (--sweep)"),
     (r"\btile_size=", "--tile-size "),
+    (r"\bassemble=True\b", "--assemble"),
+    (r"give tile_size \(or a max_memory", "give --tile-size (or a --max-memory"),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
     (r"Choose a directory you can write to as outdir\.",
@@ -382,6 +384,9 @@ def _memory_kwargs(kw: dict) -> dict:
               help="Run Stage 3 as sky tiles of N x N grid pixels (or an angle: 2arcmin): "
               "tweakreg, skymatch and outlier_detection once per association, then resample "
               "and source_catalog per tile, in parallel (docs/workflows/tiles.md).")
+@click.option("--assemble", is_flag=True,
+              help="With tiles: copy them into one <product>_i2d.fits as well (section by "
+              "section, never the whole mosaic in memory; no resampling).")
 @dask_options
 @no_report_option
 @click.pass_context
@@ -413,6 +418,7 @@ def image3_command(ctx, inputs, no_report, grid, **kw):
           --sweep steps.outlier_detection.snr="5.0 4.0,4.0 3.0,3.0 2.0"
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --grid grid.asdf
       jwstrun image3 asn/*_image3_asn.json -o tiles/ --tile-size 2arcmin -j 2
+      jwstrun image3 wide_image3_asn.json -o tiles/ --max-memory 4GB --assemble
       jwstrun image3 asn/*_image3_asn.json -o mosaics/ --cluster slurm --cluster-cores 8 \\
           --cluster-memory 32GB --cluster-jobs 4 --cluster-option interface=ib0
     """
@@ -429,7 +435,7 @@ def image3_command(ctx, inputs, no_report, grid, **kw):
             ctx, "image3", kw["no_progress"], kw["as_json"],
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
-                tile_size=kw["tile_size"], grid=grid,
+                tile_size=kw["tile_size"], grid=grid, assemble=kw["assemble"],
                 **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )

@@ -25,6 +25,7 @@ from ..products import product_type
 from ..stages import stage_names
 from ._html import _CSS, _data_uri, _e, _num, _rel
 from ._science import _alignment_section, _catalog_section, _skymatch_section
+from ._tiles import TILE_CSS, tile_map_section
 from .preview import MAX_PREVIEWS, PREVIEW_DIRNAME, PREVIEW_TYPES, gallery_options, is_level3, preview_file
 
 __all__ = ["REPORT_NAME", "find_run_dir", "write_report", "preload_report_modules"]
@@ -377,6 +378,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
     start = time.monotonic()
     sections = [
         _header_section(report_dir, run_dir, manifest, records),
+        tile_map_section(records),  # a summary of the tiles above their tasks
         _tasks_section(records, run_dir, report_dir),
     ]
     if previews:
@@ -395,7 +397,7 @@ def write_report(outdir: str | os.PathLike, *, previews: bool = True,
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>jwstrun report: {_e(outdir.name)}</title>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<style>{_CSS}</style></head><body>" + "".join(sections)
+        f"<style>{_CSS}{TILE_CSS}</style></head><body>" + "".join(sections)
         + f"<p class='muted'>Written by jwstrun in {time.monotonic() - start:.2f} s.</p></body></html>\n"
     )
     dest = report_dir / REPORT_NAME

@@ -14,8 +14,8 @@ import re
 from .._system import available_memory, physical_memory
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "estimate_memory", "default_max_mosaic_pixels",
-           "memory_budget", "parse_size", "format_bytes"]
+__all__ = ["DEFAULT_MEMORY_FRACTION", "estimate_memory", "estimate_tile_memory",
+           "default_max_mosaic_pixels", "memory_budget", "parse_size", "format_bytes"]
 
 #: Share of the available RAM that is the default memory budget.
 DEFAULT_MEMORY_FRACTION = 0.8
@@ -47,6 +47,9 @@ _OUTLIER_PER_OUTPUT_PIXEL = 16.0
 _CUBE_PER_OUTPUT_PIXEL_PER_GROUP = 4.0
 #: source_catalog on the mosaic: background, segmentation, convolved image, ...
 _CATALOG_PER_OUTPUT_PIXEL = 60.0
+#: a sky tile: the tile pipeline copies the resampled tile (with its margin: SCI, ERR,
+#: WHT, CON, three variances) before cropping it to its core (runner._tile_pipeline)
+_TILE_COPY_PER_OUTPUT_PIXEL = 32.0
 
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -147,6 +150,26 @@ def estimate_memory(
         "peak_step": peak_phase,
         "peak_step_bytes": int(phases[peak_phase]) if peak_phase else 0,
     }
+
+
+def estimate_tile_memory(input_pixels_sum, n_inputs, biggest_input, output_pixels, *,
+                         catalog: bool = True):
+    """Estimated peak bytes of one sky-tile task (resample, then source_catalog, on the
+    tile with its margin): :func:`estimate_memory` in memory without outlier_detection,
+    plus the copy of the resampled tile the tile pipeline crops, written on sums so that
+    it takes numpy arrays (one value per tile) as well as numbers.  The tile's resample
+    holds every overlapping ``_crf`` file it has read."""
+    import numpy as np
+
+    n_con = np.ceil(np.asarray(n_inputs) / 32.0)
+    resample = ((_RESAMPLE_PER_OUTPUT_PIXEL + _TILE_COPY_PER_OUTPUT_PIXEL
+                 + _CON_PER_OUTPUT_PIXEL_PER_32 * n_con)
+                * np.asarray(output_pixels, dtype=float)
+                + _STEP_PER_INPUT_PIXEL[False] * np.asarray(biggest_input, dtype=float))
+    phase = (np.maximum(resample, _CATALOG_PER_OUTPUT_PIXEL * np.asarray(output_pixels, float))
+             if catalog else resample)
+    total = _BASE + _HELD_IN_MEMORY * np.asarray(input_pixels_sum, dtype=float) + phase
+    return total.astype(np.int64) if np.ndim(total) else int(total)
 
 
 def default_max_mosaic_pixels(budget: int) -> int:

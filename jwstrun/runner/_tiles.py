@@ -32,15 +32,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io import atomic_write
+from ..errors import ConfigError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..mosaic.tiles import (DEFAULT_MARGIN, TILE_ASN_KEY, Tile, check_tile_size, cut_tiles,
                             parse_tile_size)
 from ._outputs import expected_outputs
 from ._parent import RunSummary, run_tasks
+from ._tile_memory import assemble_all, attach_tile_memory
 from .plan import Planned, _task_id, merge_parameters
 from .task import _skipped_steps
 
@@ -66,9 +68,13 @@ class Tiling:
     """``tile_size`` (pixels or an angle), ``grid`` (a grid file or None) and the margin
     of a tiled image3; :meth:`run` has :func:`run_tasks`'s signature."""
 
-    tile_size: object
+    tile_size: object  # None: --max-memory chooses it (runner._tile_memory)
     grid: str | None = None
     margin: int = DEFAULT_MARGIN
+    assemble: bool = False
+    #: product -> its jwstrun.mosaic.tile_plan.TilePlan (the tile size, each tile's estimate)
+    plans: dict = field(default_factory=dict)
+    _grids: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """What can be checked before any input is read: the grid file and the size
@@ -82,9 +88,17 @@ class Tiling:
 
         return read_grid(path)
 
-    def _tiles(self, grid) -> list[Tile]:
+    def size_in_pixels(self, grid) -> int | None:
+        """The tile size given, in pixels of ``grid`` (checked); None when not given."""
+        if self.tile_size is None:
+            return None
         size = parse_tile_size(self.tile_size, pixel_scale=grid.pixel_scale)
         check_tile_size(size, grid.shape, given=str(self.tile_size).strip())
+        return size
+
+    def _tiles(self, grid, product: str | None = None) -> list[Tile]:
+        plan = self.plans.get(product)
+        size = plan.size if plan is not None else self.size_in_pixels(grid)
         return cut_tiles(grid.shape, size, self.margin)
 
     def run(self, pipeline: str, planned: list[Planned], outdir: Path, *, parameters: dict,
@@ -108,6 +122,9 @@ class Tiling:
                 log.warning("%s: its alignment failed; its tiles were not run.", item.product)
                 continue
             full, none = _plan_tiles(item, outdir, grid_path, grid, cut, skipped)
+            if item.product in self.plans:
+                attach_tile_memory(self.plans[item.product], full,
+                                   {f"{item.product}_{t.name}": t for t in cut})
             tiles += full
             empty += none
         empties = _record_empty(outdir, empty, kwargs.get("shard"))
@@ -118,28 +135,44 @@ class Tiling:
                                                                      for p in tiles + empty}
         second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
                            plan_shards=tile_shards, **kwargs) if tiles else None
-        return _combined(first, second, empties)
+        summary = _combined(first, second, empties)
+        if self.assemble:
+            assemble_all(outdir, planned, layouts, summary, force=kwargs.get("force", False))
+        return summary
 
     def _layout(self, item: Planned, outdir: Path, parameters: dict, made: list | None):
         """The association's grid file, grid and tiles (checked before anything runs;
         a grid made here is written into OUTDIR)."""
+        grid = self.grid_of(item, parameters)
         if self.grid is not None:
-            grid = self._read(self.grid)
-            return str(Path(self.grid).resolve()), grid, self._tiles(grid)
-        from ..mosaic.gridfile import make_grid, read_grid
+            return str(Path(self.grid).resolve()), grid, self._tiles(grid, item.product)
+        from ..mosaic.gridfile import read_grid
 
-        resample = (parameters.get("steps") or {}).get("resample") or {}
-        members = [m.path for m in item.asn_product.by_type("science")]
-        grid = make_grid(members, pixel_scale=_float(resample.get("pixel_scale")),
-                         pixel_scale_ratio=_float(resample.get("pixel_scale_ratio")),
-                         rotation=_float(resample.get("rotation")))
-        cut = self._tiles(grid)
+        cut = self._tiles(grid, item.product)
         path = outdir / f"{item.product}_grid.asdf"
         if not (path.exists() and _same_grid(read_grid(path), grid)):
             grid.write(path)
             if made is not None:
                 made.append(path)
         return str(path), grid, cut
+
+
+    def grid_of(self, item: Planned, parameters: dict):
+        """The association's grid: ``grid``, or the one made from its inputs (once)."""
+        if item.product in self._grids:
+            return self._grids[item.product]
+        if self.grid is not None:
+            grid = self._read(self.grid)
+        else:
+            from ..mosaic.gridfile import make_grid
+
+            resample = (parameters.get("steps") or {}).get("resample") or {}
+            members = [m.path for m in item.asn_product.by_type("science")]
+            grid = make_grid(members, pixel_scale=_float(resample.get("pixel_scale")),
+                             pixel_scale_ratio=_float(resample.get("pixel_scale_ratio")),
+                             rotation=_float(resample.get("rotation")))
+        self._grids[item.product] = grid
+        return grid
 
 
 def _float(value):
@@ -274,11 +307,17 @@ def _combined(first: RunSummary, second: RunSummary | None, empties: list) -> Ru
         jobs=max(s.jobs for s in parts))
 
 
-def tiling_for(tile_size, grid) -> Tiling | None:
-    """The :class:`Tiling` of ``tile_size`` and ``grid`` (None without a tile size),
-    checked as far as it can be before any input is read."""
+def tiling_for(tile_size, grid, *, assemble: bool = False, max_memory=None) -> Tiling | None:
+    """The :class:`Tiling` of ``tile_size`` and ``grid`` (None without a tile size, unless
+    ``max_memory`` may choose one: runner._tile_memory), checked as far as it can be
+    before any input is read."""
+    if tile_size is None and max_memory is None and assemble:
+        raise ConfigError("assemble=True copies the tiles of a tiled image3 into one mosaic: "
+                          "give tile_size (or a max_memory the single-shot image3 does not "
+                          "fit), or drop assemble=True.")
     if tile_size is None:
-        return None
-    tiling = Tiling(tile_size, None if grid is None else os.fspath(grid))
+        return None if max_memory is None else Tiling(
+            None, None if grid is None else os.fspath(grid), assemble=assemble)
+    tiling = Tiling(tile_size, None if grid is None else os.fspath(grid), assemble=assemble)
     tiling.check()
     return tiling

@@ -45,8 +45,8 @@ from .plan import (
     correction_list,
     merge_parameters,
     plan,
-    plan_memory,
 )
+from ._tile_memory import plan_stage3_memory
 from .shard import parse_shard
 from ._sweep import expand_planned, measure_sweep, sweep_variants
 
@@ -213,6 +213,7 @@ def run_image3(
     sweep: Iterable[str] = (),
     truth: str | os.PathLike | None = None,
     tile_size=None,
+    assemble: bool = False,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -230,12 +231,15 @@ def run_image3(
     grid``, :func:`jwstrun.mosaic.make_grid`) every association is resampled onto
     (resample's ``output_wcs``), refused when it does not cover an association.
     ``tile_size`` (pixels, or an angle such as '2arcmin') runs Stage 3 as sky tiles of
-    the grid (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md).  The other
-    parameters as for :func:`run_image2`.
+    the grid (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md); without it, a
+    ``max_memory`` the single-shot image3 does not fit runs it as tiles of the size that
+    budget allows (:mod:`jwstrun.runner._tile_memory`); ``assemble=True`` copies the
+    tiles into one ``<product>_i2d.fits``.  The other parameters as for
+    :func:`run_image2`.
     """
     from ._tiles import tiling_for
 
-    tiling = tiling_for(tile_size, grid)
+    tiling = tiling_for(tile_size, grid, assemble=assemble, max_memory=max_memory)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
         tiling=tiling,
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
@@ -245,7 +249,7 @@ def run_image3(
         dask_options=dask_options, previews=previews, on_event=on_event, command=command,
         memory={"max_memory": max_memory, "max_mosaic_pixels": max_mosaic_pixels,
                 "low_memory": low_memory}, keep_temp=keep_temp, shard=shard, sweep=sweep,
-        truth=truth, grid=None if tiling else grid,
+        truth=truth, grid=None if tile_size else grid,  # a tiled run reads its grid (Tiling)
     ))
 
 
@@ -409,8 +413,9 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 planned = shard.select(planned, key=_task_id)
                 log.info("shard %s: %d of the %d planned task(s)", shard, len(planned),
                          len(plan_shards))
-            if stage.grouping == "association":
-                plan_memory(planned, parameters, settings.jobs, kind, **settings.memory)
+            if stage.grouping == "association":  # single-shot or tiled (runner._tile_memory)
+                settings.tiling = plan_stage3_memory(settings.tiling, planned, parameters,
+                                                     settings.jobs, kind, **settings.memory)
             runner = run_tasks if settings.tiling is None else settings.tiling.run
             summary = runner(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
