@@ -225,8 +225,8 @@ def _common_kwargs(kw: dict) -> dict:
         "max_tasks_per_worker": kw["max_tasks_per_worker"],
         "keep_temp": kw["keep_temp"],
         "shard": kw["shard"],
-        "sweep": kw["sweep"],
-        "truth": kw["truth"],
+        # image2/image3 only (cli._sweep.sweep_options): detector1 and step do not sweep
+        **({"sweep": kw["sweep"], "truth": kw["truth"]} if "sweep" in kw else {}),
     }
 
 
