@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = ["DemoReport", "run_demo", "REQUIREMENTS"]
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def run_demo(
     stage: Callable[[str], Callable] | None = None,
     previews: bool = False,
     corrections: bool = False,
+    from_type: str | None = None,
 ) -> DemoReport:
     """Run the whole chain in ``outdir`` (``sim/`` with the associations, ``out/``) and judge it.
 
@@ -94,7 +97,9 @@ def run_demo(
     the HTML report's previews (for a :func:`jwstrun.look.write_report` after).
     ``corrections=True``: the chain without and with the corrections and absolute
     astrometry instead (:mod:`jwstrun.demo_corrections`: ``sim-effects/``,
-    ``uncorrected/``, ``corrected/``).
+    ``uncorrected/``, ``corrected/``).  ``from_type="uncal"``: from simulated raw ramps
+    through detector1 first (:mod:`jwstrun.demo_uncal`: ``sim-uncal/``, ``stage1/``,
+    ``out/``), with detector1's checks against the ramps' truth.
     """
     from .runner import prepare_outdir
 
@@ -105,6 +110,14 @@ def run_demo(
         return run_corrections_demo(outdir, jobs=jobs, force=force, stage=stage,
                                     previews=previews,
                                     program={"subarray": "FULL"} if full_frame else None)
+    if from_type is not None:
+        if from_type != "uncal" or corrections:
+            raise ConfigError(f"from_type={from_type!r}: the demo starts from 'uncal' only, "
+                              "without corrections=True.")
+        from .demo_uncal import run_uncal_demo
+
+        return run_uncal_demo(outdir, program=_FULL if full_frame else _SMALL, jobs=jobs,
+                              force=force, stage=stage, previews=previews)
     report = DemoReport(outdir=outdir)
     sim = _simulate(report, outdir, _FULL if full_frame else _SMALL, force)
     out = outdir / "out"
@@ -163,7 +176,7 @@ def _run_pipelines(report: DemoReport, sim, asn_dir: Path, out: Path, stage, com
         "associations",
         lambda: make_associations(sim.rate_files, asn_dir, level=2, group_by="default",
                                   force=True),
-        lambda b: f"{len(b.associations)} Level-2 association(s) in sim/",
+        lambda b: f"{len(b.associations)} Level-2 association(s) in {asn_dir.name}/",
     )
     image2 = _timed(
         report,

@@ -70,3 +70,24 @@ def slurm(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def small_reduced_run(tmp_path_factory):
+    """A simulated SUB160 program (two dithers) through jwstrun image2 and image3 in one
+    OUTDIR: ``{"sim": SimulationResult, "a": OUTDIR}``, shared read-only by the modules
+    that compare, reproduce or export a run (tests/test_compare.py, test_reproduce.py)."""
+    from jwstrun.runner import run_image2, run_image3
+    from jwstrun.simulate import simulate_program
+
+    root = tmp_path_factory.mktemp("reduced")
+    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
+    env = str(sim.env_file)
+    a = root / "a"
+    summary = run_image2([str(p) for p in sim.rate_files], a, jobs=2, crds_env_file=env,
+                         sets=["steps.resample.skip=true"])
+    assert not summary.failed, [r.error for r in summary.failed]
+    summary = run_image3(sorted(str(p) for p in a.glob("*_cal.fits")), a, jobs=1,
+                         crds_env_file=env)
+    assert not summary.failed, [r.error for r in summary.failed]
+    return {"sim": sim, "a": a}

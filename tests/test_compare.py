@@ -21,20 +21,12 @@ STEM = "jw01234-o001_t001_nircam_clear-f200w-sub160"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from jwstrun.runner import run_image2, run_image3
-    from jwstrun.simulate import simulate_program
+def runs(tmp_path_factory, small_reduced_run):
+    from jwstrun.runner import run_image3
 
     root = tmp_path_factory.mktemp("compare")
-    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
+    sim, a = small_reduced_run["sim"], small_reduced_run["a"]
     env = str(sim.env_file)
-    a = root / "a"
-    summary = run_image2([str(p) for p in sim.rate_files], a, jobs=2, crds_env_file=env,
-                         sets=["steps.resample.skip=true"])
-    assert not summary.failed, [r.error for r in summary.failed]
-    summary = run_image3(sorted(str(p) for p in a.glob("*_cal.fits")), a, jobs=1,
-                         crds_env_file=env)
-    assert not summary.failed, [r.error for r in summary.failed]
     shutil.copytree(a, root / "a2")
     b = root / "b"
     shutil.copytree(a, b)

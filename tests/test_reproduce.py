@@ -25,21 +25,8 @@ IMAGE3 = f"image3-{STEM}"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from jwstrun.runner import run_image2, run_image3
-    from jwstrun.simulate import simulate_program
-
-    root = tmp_path_factory.mktemp("reproduce")
-    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
-    env = str(sim.env_file)
-    a = root / "a"
-    summary = run_image2([str(p) for p in sim.rate_files], a, jobs=2, crds_env_file=env,
-                         sets=["steps.resample.skip=true"])
-    assert not summary.failed, [r.error for r in summary.failed]
-    summary = run_image3(sorted(str(p) for p in a.glob("*_cal.fits")), a, jobs=1,
-                         crds_env_file=env)
-    assert not summary.failed, [r.error for r in summary.failed]
-    return {"root": root, "sim": sim, "a": a}
+def runs(tmp_path_factory, small_reduced_run):
+    return {**small_reduced_run, "root": tmp_path_factory.mktemp("reproduce")}
 
 
 @pytest.fixture(scope="module")
