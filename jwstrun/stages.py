@@ -193,12 +193,12 @@ STAGES: dict[str, Stage] = {
         # Per worker: a base, and bytes per full-frame *group* (the planned pixels of a
         # ramp are SUBSIZE1 x SUBSIZE2 x NGROUPS x NINTS, runner.plan._exposure_pixels).
         # scripts/bench_detector1.py measured 299 MB peak for SUB160 x 8 groups (0.05
-        # full-frame groups: the jwst import and references, ~all of it base).  Per
-        # full-frame group (4.2 Mpixel): the RampModel holds float32 SCI and ERR and
-        # uint8 GROUPDQ (9 B a pixel), and jump and ramp_fit work on float32 copies and
-        # differences of it, ~36 B a pixel at their peak: 0.15 GB, i.e. 1.8 GB for a
-        # full frame of 10 groups -- to refit from the full-frame run of the script.
-        memory=(0.30e9, 0.15e9),
+        # full-frame groups: the jwst import and references, ~all of it base) and
+        # 2729 MB for a full frame of 10 groups (docs/benchmarks.md, "detector1"):
+        # (2.73 - 0.30) GB / 10 groups = 0.245 GB per full-frame group, ~58 B a pixel
+        # (the RampModel's float32 SCI/ERR and GROUPDQ, and jump's and ramp_fit's float32
+        # copies and differences of it).
+        memory=(0.30e9, 0.245e9),
         next_stage="image2",
         asn_level=None,
         aliases=("calwebb_detector1", "detector1pipeline", "stage1"),
