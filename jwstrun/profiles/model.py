@@ -211,17 +211,23 @@ def _refusal(key: str) -> str:
     )
 
 
+#: the stages whose steps, written at a profile's top level, are misplaced sections
+_MISPLACED_STEP_STAGES = ("image2", "image3")
+
+
 def _is_step_section(key: str) -> bool:
     """A section named after a step alias (``clean_flicker_noise:``), for ``jwstrun step``.
     A step of image2/image3 (``tweakreg:``) is not one: at the top level it is a
     misplaced ``image3: steps: tweakreg:`` (``--set`` sets its parameters for ``jwstrun
-    step tweakreg``).  Resolving the alias imports the packages that register steps, so
-    only for keys that are nothing else."""
+    step tweakreg``).  calwebb_detector1's steps are: clean_flicker_noise runs on its own
+    on ``_rate`` files, and a ramp step given alone is a ``jwstrun step`` too.  Resolving
+    the alias imports the packages that register steps, so only for keys that are
+    nothing else."""
     from .spec import is_step_section
 
     if key in _TOP_LEVEL_KEYS or key in _REFUSED_KEYS:
         return False
-    if any(key in pipeline_spec(pipe).steps for pipe in STAGES):
+    if any(key in pipeline_spec(pipe).steps for pipe in _MISPLACED_STEP_STAGES):
         return False
     return is_step_section(key)
 

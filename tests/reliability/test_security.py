@@ -201,9 +201,14 @@ def test_yaml_is_parsed_with_the_safe_loader(tmp_path):
 
 
 def test_manifest_records_no_environment(sim, reference):
-    """The manifest carries versions, parameters and CRDS context, not the environment."""
+    """The manifest carries versions, parameters and the CRDS settings the workers had
+    (what jwstrun reproduce needs: CRDS_PATH, CRDS_SERVER_URL, CRDS_CONTEXT, in each run
+    entry's ``crds``), not the environment."""
     text = (reference["outdir"] / "jwstrun-manifest.json").read_text()
-    for name in ("PATH", "HOME", "CRDS_SERVER_URL", "PYTHONPATH"):
+    for name in ("PATH", "HOME", "PYTHONPATH"):
         assert f'"{name}"' not in text
+    for run in json.loads(text)["runs"]:
+        assert set(run["crds"]) <= {"CRDS_PATH", "CRDS_SERVER_URL", "CRDS_CONTEXT"}
+        assert set(run["environment"]) <= {"STPIPE_DISABLE_CRDS_STEPPARS"}
     args = image2_args(sim, reference["outdir"])
     assert all(str(a) in text for a in args[1:2])  # the command is recorded
