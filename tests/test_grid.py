@@ -269,6 +269,8 @@ def _i2d(directory: Path, band: str) -> Path:
     return path
 
 
+@pytest.mark.slow  # image3 of two filters and strun (~50 s); tests/test_tiles_run.py
+# runs image3 on a grid against strun in the default suite
 def test_filters_share_the_grid(mosaics, grid_file):
     from astropy.io import fits
 
@@ -325,6 +327,8 @@ def _assert_stars_aligned(truth_file, directory, grid_file, tolerance, min_stars
     assert np.all(np.abs(difference) < tolerance), f"F200W - F444W star positions: {difference}"
 
 
+@pytest.mark.slow  # image3 of two filters and strun (~50 s); tests/test_tiles_run.py
+# runs image3 on a grid against strun in the default suite
 def test_stars_sit_on_the_same_pixels_in_both_filters(sim, mosaics, grid_file):
     """The stars' mean position in the F200W mosaic and in the F444W one, both measured
     from the truth projected through the grid: the same to 0.02 pixel (SUB320 has few
@@ -354,6 +358,8 @@ def test_stars_sit_on_the_same_pixels_to_a_hundredth(tmp_path_factory):
     _assert_stars_aligned(sim.truth_file, root / "out", root / "grid.asdf", 0.01, min_stars=15)
 
 
+@pytest.mark.slow  # image3 of two filters and strun (~50 s); tests/test_tiles_run.py
+# runs image3 on a grid against strun in the default suite
 def test_image3_grid_equals_strun_output_wcs(mosaics):
     from astropy.io import fits
 
@@ -369,6 +375,8 @@ def test_image3_grid_equals_strun_output_wcs(mosaics):
                 np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{name}[{ext}]")
 
 
+@pytest.mark.slow  # image3 of two filters and strun (~50 s); tests/test_tiles_run.py
+# runs image3 on a grid against strun in the default suite
 def test_manifest_records_the_grid(mosaics, grid_file):
     import hashlib
 
@@ -386,6 +394,8 @@ def test_manifest_records_the_grid(mosaics, grid_file):
         assert list(record.memory["mosaic"]["shape"]) == shape  # the preflight used the grid
 
 
+@pytest.mark.slow  # image3 of two filters and strun (~50 s); tests/test_tiles_run.py
+# runs image3 on a grid against strun in the default suite
 def test_rerun_with_the_same_grid_is_up_to_date(sim, associations, grid_file, mosaics):
     sets = [arg for key, value in SKIP_TWEAKREG.items() for arg in ("--set", f"{key}={value}")]
     result = CliRunner().invoke(cli, [

@@ -43,9 +43,10 @@ def _run(cmd, cwd, env):
 
 
 # The long-wave NIRCam program repeats the short-wave one's path with another detector
-# (test_simulated_crds runs jwstrun on it): `python -m pytest -m slow` (suite budget).
+# (test_simulated_crds runs jwstrun on it), and MIRI's has jwstrun runs of its own
+# (test_simulated_crds, test_cli_run): `python -m pytest -m slow` (suite budget).
 @pytest.fixture(scope="module", params=[
-    pytest.param(name, marks=[pytest.mark.slow] if name == "nircam_lw" else [])
+    pytest.param(name, marks=[pytest.mark.slow] if name in ("nircam_lw", "miri") else [])
     for name in CONFIGS])
 def official_run(request, tmp_path_factory):
     name = request.param
