@@ -30,9 +30,10 @@ FRESH_IN_DEFAULT_SUITE: set[str] = set()
 # elsewhere (profiles exported to strun: test_profiles; offline prefetch and image2:
 # test_refs; image2 -> asn -> image3: test_cli_run; refs refcat and image3 with
 # abs_refcat: test_refcat, test_image3_equal; jwstrun step over files: test_step; diff,
-# report --compare and sweeps: test_compare, test_sweep): slow, for the 15-minute budget.
+# report --compare and sweeps: test_compare, test_sweep; the nircam-clean profile before
+# image2: test_corrections): slow, for the 15-minute budget.
 SLOW_PREPARED_PAGES = {"parameters.md", "offline.md", "real-data.md", "astrometry.md", "step.md",
-                       "compare.md"}
+                       "compare.md", "corrections.md"}
 _PREPARE = """
 jwstrun simulate sim/ --dithers 2 --subarray SUB320 --seed 7
 jwstrun image2 'sim/*_rate.fits' -o out/ --crds-env sim/crds.env --no-progress
