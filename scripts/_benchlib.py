@@ -57,24 +57,30 @@ def time_command(command: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def simulated(work: Path, subarray: str, n: int, seed: int,
-              instrument: str = "NIRCAM") -> tuple[list[str], Path, dict]:
+def simulated(work: Path, subarray: str, n: int, seed: int, instrument: str = "NIRCAM",
+              uncal_groups: int | None = None) -> tuple[list[str], Path, dict]:
     """(rate files, crds.env, subprocess environment) of a one-detector NIRCam program
     (NRCB1, F200W; MIRIMAGE, F770W with ``instrument="MIRI"``), simulated once under
-    ``work`` and reused by later runs."""
+    ``work`` and reused by later runs; with ``uncal_groups``, its ``_uncal`` ramps of that
+    many groups in one integration instead of the rate files."""
     from jwstrun.refs import read_env_file
     from jwstrun.simulate import simulate_program
 
     miri = instrument.upper() == "MIRI"
     sim_dir = work / (f"sim-miri-{subarray}-{n}" if miri else f"sim-{subarray}-{n}")
+    ramps = {} if uncal_groups is None else dict(uncal=True, ngroups=uncal_groups,
+                                                 uncal_nints=1)
+    if ramps:
+        sim_dir = sim_dir.with_name(f"{sim_dir.name}-g{uncal_groups}")
     env_file = sim_dir / "crds.env"
     if not env_file.exists():
         simulate_program(sim_dir, detectors=["MIRIMAGE" if miri else "NRCB1"],
                          filters=["F770W" if miri else "F200W"], subarray=subarray,
-                         n_dithers=n, seed=seed, force=True)
-    files = sorted(str(p) for p in sim_dir.glob("*_rate.fits"))
+                         n_dithers=n, seed=seed, force=True, **ramps)
+    kind = "_uncal" if ramps else "_rate"
+    files = sorted(str(p) for p in sim_dir.glob(f"*{kind}.fits"))
     if len(files) != n:
-        raise SystemExit(f"expected {n} exposures in {sim_dir}, found {len(files)}")
+        raise SystemExit(f"expected {n} {kind} files in {sim_dir}, found {len(files)}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     env.update(read_env_file(env_file))
     return files, env_file, env

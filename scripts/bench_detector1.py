@@ -37,30 +37,11 @@ from _benchlib import (
     fresh,
     machine,
     record,
+    simulated,
     time_command,
     time_strun_loop,
     time_strun_xargs,
 )
-
-
-def simulated_ramps(work: Path, subarray: str, n: int,
-                    ngroups: int) -> tuple[list[str], Path, dict]:
-    """(_uncal files, crds.env, subprocess environment), simulated once under ``work``."""
-    from jwstrun.refs import read_env_file
-    from jwstrun.simulate import simulate_program
-
-    sim_dir = work / f"sim-{subarray}-{n}-g{ngroups}"
-    env_file = sim_dir / "crds.env"
-    if not env_file.exists():
-        simulate_program(sim_dir, detectors=["NRCB1"], filters=["F200W"], subarray=subarray,
-                         n_dithers=n, seed=7, uncal=True, ngroups=ngroups, uncal_nints=1,
-                         force=True)
-    files = sorted(str(p) for p in sim_dir.glob("*_uncal.fits"))
-    if len(files) != n:
-        raise SystemExit(f"expected {n} _uncal files in {sim_dir}, found {len(files)}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
-    env.update(read_env_file(env_file))
-    return files, env_file, env
 
 
 def jwstrun_run(files: list[str], out: Path, env: dict, env_file: Path,
@@ -118,7 +99,7 @@ def main() -> None:
 
     subarray = "FULL" if args.full_frame else args.subarray
     work = Path(args.work)
-    files, env_file, env = simulated_ramps(work, subarray, args.n, args.ngroups)
+    files, env_file, env = simulated(work, subarray, args.n, 7, uncal_groups=args.ngroups)
     started = machine()
     result = measure(files, work, env, env_file, args.j)
     times = result["times"]
