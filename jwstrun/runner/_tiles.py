@@ -54,10 +54,6 @@ ALIGN_STAGE = "image3-align"
 TILE_STAGE = "image3-tile"
 #: where the tiles' associations are written, in OUTDIR
 TILES_DIRNAME = "tiles"
-#: the pixels around a footprint's corners counted as overlapping a tile (drizzle's
-#: kernel reaches half an output pixel beyond an input pixel; distortion between
-#: S_REGION's corners)
-_OVERLAP_PAD = 2.0
 #: resample parameters the grid decides (given to the grid, not to each tile)
 _GRID_KEYS = ("pixel_scale_ratio", "pixel_scale", "rotation", "output_shape", "crpix",
               "crval", "output_wcs")
@@ -197,9 +193,10 @@ def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[T
                 skipped: list[str]):
     """The planned tile tasks of one association and its empty tiles."""
     from ..mosaic.grid import read_footprint
+    from ..mosaic.tile_plan import footprint_boxes
 
     crfs = [outdir / name for name in expected_outputs(item)]
-    boxes = [_pixel_box(grid, read_footprint(p)) for p in crfs]
+    boxes = footprint_boxes([read_footprint(p) for p in crfs], grid)
     directory = outdir / TILES_DIRNAME
     directory.mkdir(exist_ok=True)
     full, empty = [], []
@@ -218,18 +215,9 @@ def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[T
     return full, empty
 
 
-def _pixel_box(grid, footprint):
-    import numpy as np
-
-    ra, dec = np.array(footprint.vertices).T
-    x, y = grid.sky_to_pixel(ra, dec)
-    return (float(np.min(y)) - _OVERLAP_PAD, float(np.max(y)) + _OVERLAP_PAD,
-            float(np.min(x)) - _OVERLAP_PAD, float(np.max(x)) + _OVERLAP_PAD)
-
-
 def _overlaps(box, tile: Tile) -> bool:
-    """Whether a footprint's pixel box reaches the tile with its margin (pixel i spans
-    [i - 0.5, i + 0.5))."""
+    """Whether a footprint's pixel box (:func:`jwstrun.mosaic.tile_plan.footprint_boxes`)
+    reaches the tile with its margin (pixel i spans [i - 0.5, i + 0.5))."""
     ymin, ymax, xmin, xmax = box
     return (ymax >= tile.my0 - 0.5 and ymin < tile.my1 - 0.5
             and xmax >= tile.mx0 - 0.5 and xmin < tile.mx1 - 0.5)
