@@ -31,7 +31,7 @@ def run_uncal_demo(outdir: Path, *, program: dict, jobs: int | None, force: bool
                    stage: Callable | None, previews: bool):
     """Simulate ``program`` with its ramps, run detector1, image2 and image3, and judge
     them (a :class:`jwstrun.demo.DemoReport`)."""
-    from .demo import DemoReport, _run_pipelines, _science, _simulate, _timed, _validate
+    from .demo import DemoReport, _judge, _run_pipelines, _science, _simulate, _timed, _validate
     from .runner import run_detector1
 
     report = DemoReport(outdir=outdir)
@@ -62,13 +62,12 @@ def run_uncal_demo(outdir: Path, *, program: dict, jobs: int | None, force: bool
     (result3,) = image3.results
     science = _science(report, sim, out, result3)
     report.science = science.to_dict()
-    report.checks += _judge_mosaic(science)
+    report.checks += _judge(science, cosmic_rays=False)
     return report
 
 
 def _parallelism_text(summary) -> str:
-    choice = summary.parallelism or {}  # runner._cores.Parallelism.to_dict()
-    mode = choice.get("mode") if isinstance(choice, dict) else None
+    mode = (summary.parallelism or {}).get("mode")  # runner._cores.Parallelism.to_dict()
     return mode.replace("_", " ") if mode else f"-j {summary.jobs}"
 
 
@@ -110,10 +109,3 @@ def _judge_detector1(report, sim, stage1: Path) -> list[dict]:
                f">= {s_low} of {sum(m['saturated_pixels'] for m in measured)}",
                saturated >= s_low, ".3f"),
     ]
-
-
-def _judge_mosaic(science) -> list[dict]:
-    """The demo's mosaic checks without outlier_detection's cosmic-ray recall."""
-    from .demo import _judge
-
-    return [c for c in _judge(science) if not c["name"].startswith("cosmic-ray")]
