@@ -75,9 +75,11 @@ class TilePipeline(Pipeline):
         self.source_catalog.save_results = True
         self.source_catalog.output_dir = str(out)
         self.output_file = name
-        with self.resample.run(str(path)) as mosaic:
+        inputs, member_index = _tile_inputs(path, asn, grid, tile, info,
+                                            self.resample.pixmap_stepsize)
+        with self.resample.run(inputs) as mosaic:
             core = mosaic.copy()
-            _crop(core, tile, grid, info)
+            _crop(core, tile, grid, member_index, int(info["n_members"]))
             i2d = out / f"{name}_i2d.fits"
             core.save(i2d)
             core.close()
@@ -87,7 +89,36 @@ class TilePipeline(Pipeline):
         return None
 
 
-def _crop(model, tile: Tile, grid, info: dict) -> None:
+def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
+    """The tile's ``_crf`` files, each cut to the part that can reach the tile with its
+    margin (:mod:`jwstrun.mosaic.cutout`), as a ModelLibrary, and each one's index in
+    the whole association.  Whole files (the association's path) when resample
+    interpolates a sparse pixel map."""
+    if stepsize is not None and stepsize > 1:
+        return str(path), list(info["member_index"])
+    from jwst.datamodels import ModelLibrary
+
+    from ..mosaic.cutout import cutout, input_box
+
+    models, index = [], []
+    members = asn["products"][0]["members"]
+    for member, number in zip(members, info["member_index"], strict=True):
+        model = datamodels.open(path.parent / member["expname"])
+        box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tile.margin_box)
+        if box is None:
+            log.info("%s: no pixel reaches tile %s", model.meta.filename, tile.name)
+            model.close()
+            continue
+        log.info("%s: rows %d:%d, columns %d:%d reach tile %s", model.meta.filename,
+                 *box, tile.name)
+        models.append(cutout(model, box))
+        index.append(number)
+    if not models:  # footprints overlap, no pixel lands: resample the whole files
+        return str(path), list(info["member_index"])
+    return ModelLibrary(models, on_disk=False), index
+
+
+def _crop(model, tile: Tile, grid, member_index: list[int], n_members: int) -> None:
     """``model`` (the tile with margin) cut to the tile's core, on the core's grid."""
     ys, xs = tile.core_in_margin
     for attr in ("data", "err", "wht", "dq", "var_rnoise", "var_poisson", "var_flat"):
@@ -95,8 +126,7 @@ def _crop(model, tile: Tile, grid, info: dict) -> None:
         if array is not None and np.ndim(array) == 2 and array.size:
             setattr(model, attr, np.ascontiguousarray(array[ys, xs]))
     if model.hasattr("con") and model.con is not None and model.con.size:
-        model.con = global_context(model.con[:, ys, xs], info["member_index"],
-                                   int(info["n_members"]))
+        model.con = global_context(model.con[:, ys, xs], member_index, n_members)
     core = grid.sub_grid(*tile.box)
     model.meta.wcs = core.wcs
     from jwst.assign_wcs.util import update_s_region_imaging

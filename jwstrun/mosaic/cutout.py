@@ -1,0 +1,104 @@
+"""The part of an exposure that lands in a tile (``jwstrun image3 --tile-size``).
+
+jwst's resample maps every pixel of every input it is given through the WCS (stcal's
+``calc_pixmap``: about 6 s for a full-frame NIRCam exposure) before drizzle drops the
+pixels that fall outside the output.  A tile overlaps nearly every dithered exposure of
+its association, so a tile given whole ``_crf`` files pays about a whole resample.
+
+:func:`cutout` gives a tile only the rows and columns of an exposure that can reach it:
+the arrays are sliced, and the WCS gets ``Shift(x0) & Shift(y0)`` in front of its
+detector-to-sky transform, with the bounding box moved by the same offset.  Pixel
+``(x, y)`` of the cut-out is then computed as exactly the same float64 numbers as pixel
+``(x + x0, y + y0)`` of the exposure (adding an integer to an integer-valued float64 is
+exact), so drizzle receives the same pixel map, weights and values for every pixel that
+reaches the tile, in the same order: the tile is bit-identical to the tile made from the
+whole exposures.  Everything else resample takes from an input (the nominal pixel area
+of the flux scale, the exposure times, the sky level) is metadata, unchanged.
+
+The box is found from the WCS itself, on a coarse grid of the exposure's pixels mapped
+onto the grid, and padded generously: drizzle computes a pixel's corners from its
+neighbours' map, so the pixels next to a cut edge must map outside the tile (with its
+margin).  The cut is skipped (the exposure is used whole) when resample interpolates a
+sparse pixel map (``pixmap_stepsize > 1``): the interpolation depends on the extent.
+
+This module imports jwst's datamodels and astropy: only tile workers load it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+
+__all__ = ["input_box", "cutout", "STRIDE", "PAD"]
+
+log = logging.getLogger(__name__)
+
+#: input pixels between the points mapped to find the box
+STRIDE = 16
+#: input pixels added on every side of the box (beyond one stride)
+PAD = 8
+
+
+def _coarse(shape: tuple[int, int]):
+    ny, nx = shape
+    ys = np.unique(np.r_[np.arange(0, ny, STRIDE), ny - 1]).astype(float)
+    xs = np.unique(np.r_[np.arange(0, nx, STRIDE), nx - 1]).astype(float)
+    return np.meshgrid(ys, xs, indexing="ij")
+
+
+def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, int]):
+    """The rows and columns ``(y0, y1, x0, x1)`` (half-open) of an exposure of ``shape``
+    with ``wcs`` that can reach the grid pixels ``box`` (``(y0, y1, x0, x1)``, half-open)
+    of ``grid_wcs``, padded; ``None`` when none can."""
+    yy, xx = _coarse(shape)
+    gx, gy = grid_wcs.backward_transform(*wcs.forward_transform(xx, yy))
+    gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
+    finite = np.isfinite(gx) & np.isfinite(gy)
+    if not finite.any():
+        return None
+    # the largest step, in grid pixels, between neighbouring coarse points: a pixel
+    # between two points that miss the box lies at most this far from one of them
+    steps = [np.abs(np.diff(a, axis=k)) for a in (gx, gy) for k in (0, 1)
+             if a.shape[k] > 1]
+    reach = 2.0 * max((float(np.nanmax(s)) for s in steps if np.isfinite(s).any()),
+                      default=0.0) + PAD
+    y0, y1, x0, x1 = box
+    near = finite & (gx >= x0 - 0.5 - reach) & (gx <= x1 - 0.5 + reach) \
+        & (gy >= y0 - 0.5 - reach) & (gy <= y1 - 0.5 + reach)
+    if not near.any():
+        return None
+    pad = STRIDE + PAD
+    ny, nx = shape
+    return (max(0, int(yy[near].min()) - pad), min(ny, int(yy[near].max()) + pad + 1),
+            max(0, int(xx[near].min()) - pad), min(nx, int(xx[near].max()) + pad + 1))
+
+
+def _shifted_wcs(wcs, y0: int, x0: int):
+    from astropy.modeling.models import Shift
+
+    moved = copy.deepcopy(wcs)
+    bbox = wcs.bounding_box
+    moved.insert_transform(moved.available_frames[0], Shift(x0) & Shift(y0), after=True)
+    if bbox is not None:
+        (bx0, bx1), (by0, by1) = bbox.bounding_box(order="F")
+        moved.bounding_box = ((bx0 - x0, bx1 - x0), (by0 - y0, by1 - y0))
+    else:
+        moved.bounding_box = None
+    return moved
+
+
+def cutout(model, box: tuple[int, int, int, int]):
+    """``model`` (opened, modified in place) cut to ``box`` = ``(y0, y1, x0, x1)``:
+    every array of the exposure's shape sliced, the WCS shifted.  Returns ``model``."""
+    y0, y1, x0, x1 = box
+    shape = model.data.shape
+    if (y0, y1, x0, x1) == (0, shape[0], 0, shape[1]):
+        return model
+    for name in list(model.instance):
+        value = model.instance[name]
+        if isinstance(value, np.ndarray) and value.shape == shape:
+            setattr(model, name, np.ascontiguousarray(value[y0:y1, x0:x1]))
+    model.meta.wcs = _shifted_wcs(model.meta.wcs, y0, x0)
+    return model
