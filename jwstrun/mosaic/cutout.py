@@ -31,14 +31,17 @@ import logging
 
 import numpy as np
 
-__all__ = ["input_box", "cutout", "STRIDE", "PAD"]
+__all__ = ["input_box", "cutout", "open_crf", "STRIDE", "PAD"]
 
 log = logging.getLogger(__name__)
 
 #: input pixels between the points mapped to find the box
-STRIDE = 16
-#: input pixels added on every side of the box (beyond one stride)
-PAD = 8
+STRIDE = 8
+#: input pixels added on every side of the box: drizzle computes a pixel's corners from
+#: its neighbours' map, so the pixels next to a cut edge differ from the whole exposure's
+PAD = 4
+#: how far beyond an input pixel's centre its kernel reaches, in input pixels (lanczos3)
+KERNEL_REACH = 3.0
 
 
 def _coarse(shape: tuple[int, int]):
@@ -51,28 +54,31 @@ def _coarse(shape: tuple[int, int]):
 def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, int]):
     """The rows and columns ``(y0, y1, x0, x1)`` (half-open) of an exposure of ``shape``
     with ``wcs`` that can reach the grid pixels ``box`` (``(y0, y1, x0, x1)``, half-open)
-    of ``grid_wcs``, padded; ``None`` when none can."""
+    of ``grid_wcs``, padded by :data:`PAD`; ``None`` when none can.
+
+    The exposure's pixels every :data:`STRIDE` are mapped onto the grid.  Over one cell
+    of that coarse grid a grid coordinate changes by at most ``2 * step`` (``step``: the
+    largest change between neighbouring points), so a pixel that reaches the box (with
+    its kernel) lies in a cell whose four corners all map within ``2 * step + kernel``
+    of the box: the box of those corners holds every such pixel."""
     yy, xx = _coarse(shape)
     gx, gy = grid_wcs.backward_transform(*wcs.forward_transform(xx, yy))
     gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
     finite = np.isfinite(gx) & np.isfinite(gy)
     if not finite.any():
         return None
-    # the largest step, in grid pixels, between neighbouring coarse points: a pixel
-    # between two points that miss the box lies at most this far from one of them
-    steps = [np.abs(np.diff(a, axis=k)) for a in (gx, gy) for k in (0, 1)
-             if a.shape[k] > 1]
-    reach = 2.0 * max((float(np.nanmax(s)) for s in steps if np.isfinite(s).any()),
-                      default=0.0) + PAD
+    diffs = [np.abs(np.diff(a, axis=k)) for a in (gx, gy) for k in (0, 1) if a.shape[k] > 1]
+    step = max((float(np.nanmax(d)) for d in diffs if np.isfinite(d).any()), default=0.0)
+    per_pixel = step / STRIDE  # grid pixels per input pixel
+    reach = 2.0 * step + KERNEL_REACH * max(per_pixel, 1.0) + 1.0
     y0, y1, x0, x1 = box
     near = finite & (gx >= x0 - 0.5 - reach) & (gx <= x1 - 0.5 + reach) \
         & (gy >= y0 - 0.5 - reach) & (gy <= y1 - 0.5 + reach)
     if not near.any():
         return None
-    pad = STRIDE + PAD
     ny, nx = shape
-    return (max(0, int(yy[near].min()) - pad), min(ny, int(yy[near].max()) + pad + 1),
-            max(0, int(xx[near].min()) - pad), min(nx, int(xx[near].max()) + pad + 1))
+    return (max(0, int(yy[near].min()) - PAD), min(ny, int(yy[near].max()) + PAD + 1),
+            max(0, int(xx[near].min()) - PAD), min(nx, int(xx[near].max()) + PAD + 1))
 
 
 def _shifted_wcs(wcs, y0: int, x0: int):
@@ -87,6 +93,15 @@ def _shifted_wcs(wcs, y0: int, x0: int):
     else:
         moved.bounding_box = None
     return moved
+
+
+def open_crf(path):
+    """The ``_crf`` file as an ImageModel whose arrays are read from disk only where
+    sliced (astropy's memory map: the whole file is not read for a small cut-out)."""
+    from astropy.io import fits
+    from stdatamodels.jwst import datamodels
+
+    return datamodels.ImageModel(fits.open(path))
 
 
 def cutout(model, box: tuple[int, int, int, int]):

@@ -98,12 +98,12 @@ def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
         return str(path), list(info["member_index"])
     from jwst.datamodels import ModelLibrary
 
-    from ..mosaic.cutout import cutout, input_box
+    from ..mosaic.cutout import cutout, input_box, open_crf
 
     models, index = [], []
     members = asn["products"][0]["members"]
     for member, number in zip(members, info["member_index"], strict=True):
-        model = datamodels.open(path.parent / member["expname"])
+        model = open_crf(path.parent / member["expname"])
         box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tile.margin_box)
         if box is None:
             log.info("%s: no pixel reaches tile %s", model.meta.filename, tile.name)

@@ -199,7 +199,7 @@ def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[T
     boxes = footprint_boxes([read_footprint(p) for p in crfs], grid)
     directory = outdir / TILES_DIRNAME
     directory.mkdir(exist_ok=True)
-    full, empty = [], []
+    full, empty, work = [], [], {}
     for tile in tiles:
         members = [i for i, box in enumerate(boxes) if _overlaps(box, tile)]
         product = f"{item.product}_{tile.name}"
@@ -212,6 +212,9 @@ def _plan_tiles(item: Planned, outdir: Path, grid_path: str, grid, tiles: list[T
         full.append(Planned(TILE_STAGE, product, path, [path, *(crfs[i] for i in members)],
                             ["association", *(["science"] * len(members))],
                             n_members=len(members), expected_skips=skipped))
+        work[product] = len(members) * tile.margin_shape[0] * tile.margin_shape[1]
+    # the most work first: the pool's workers then finish together (the edge tiles last)
+    full.sort(key=lambda p: -work[p.product])
     return full, empty
 
 
