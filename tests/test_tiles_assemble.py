@@ -270,3 +270,63 @@ def test_a_grid_stretched_by_a_far_input_is_refused():
                                       "lie far from the rest: stray_cal.fits (3.0")
     assert str(info.value).endswith(" deg away). Check their pointing (WCS) or leave them out "
                                     "of the association; nothing was run.")
+
+
+def _exposure(grid, x0, y0, angle_deg, shape=(2048, 2048)):
+    """A tangent-plane exposure of ``shape`` pixels of 0.015" (two per grid pixel) centred
+    on grid pixel (x0, y0), rotated by ``angle_deg`` on the grid: its gwcs and Footprint."""
+    from jwstrun.mosaic.grid import Footprint, _frames
+    from jwstrun.mosaic.gridfile import _imaging_wcs
+
+    ra, dec = grid.pixel_to_sky(np.array([x0]), np.array([y0]))
+    scale, a = 0.015 / 3600, np.deg2rad(angle_deg)
+    pc = [[-np.cos(a), np.sin(a)], [np.sin(a), np.cos(a)]]
+    centre = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
+    wcs = _imaging_wcs(centre, (float(ra[0]), float(dec[0])), (scale, scale), pc, shape,
+                       _frames())
+    ny, nx = shape
+    corners = wcs.forward_transform(np.array([-0.5, nx - 0.5, nx - 0.5, -0.5]),
+                                    np.array([-0.5, -0.5, ny - 0.5, ny - 0.5]))
+    return wcs, Footprint("e_cal.fits", list(zip(*corners)), shape, scale, {})
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 45.0])
+def test_the_plan_holds_each_exposure_as_the_cut_out_a_tile_takes(angle):
+    """A tile task holds, of each exposure, the cut-out mosaic.cutout.input_box takes: the
+    plan's per-exposure count is at least that box, and far below the whole exposure."""
+    from jwstrun.mosaic.cutout import input_box
+    from jwstrun.mosaic.tile_plan import _held, footprint_cut_factors
+    from jwstrun.mosaic.tiles import cut_tiles
+
+    grid = _plan_grid()
+    wcs, footprint = _exposure(grid, 2500.0, 1500.0, angle)
+    cut = footprint_cut_factors([footprint], grid)
+    size, margin = 200, 32
+    (held,) = _held(np.array([footprint.pixels]), cut, size, margin)
+    inside = [t for t in cut_tiles(PLAN_SHAPE, size, margin)  # wholly on the exposure
+              if abs((t.y0 + t.y1) / 2 - 1500) < 100 and abs((t.x0 + t.x1) / 2 - 2500) < 100]
+    boxes = [input_box(wcs, footprint.shape, grid.wcs, t.margin_box) for t in inside]
+    taken = max((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in boxes)
+    assert inside and taken <= held < footprint.pixels / 4, (taken, held)
+    assert held < 1.6 * taken  # an upper bound, not a loose one
+
+
+def test_deep_coverage_fits_as_small_tiles_with_cut_outs():
+    """40 exposures on one spot: whole, they never fit 2 GB whatever the tile; as the
+    cut-outs the tiles take, a tile size is chosen, and smaller tiles need less."""
+    from jwstrun.errors import InputError
+    from jwstrun.mosaic.tile_plan import footprint_boxes, footprint_cut_factors, plan_tiles
+
+    grid = _plan_grid()
+    footprints = [_exposure(grid, 2500.0 + i, 1500.0 - i, 10.0)[1] for i in range(40)]
+    boxes, pixels = footprint_boxes(footprints, grid), [f.pixels for f in footprints]
+    budget = 2_000_000_000
+    with pytest.raises(InputError):
+        plan_tiles("p", PLAN_SHAPE, boxes, pixels, budget, budget, "--max-memory 2.00 GB")
+    cut = footprint_cut_factors(footprints, grid)
+    plan = plan_tiles("p", PLAN_SHAPE, boxes, pixels, budget, budget, "--max-memory 2.00 GB",
+                      cut=cut)
+    assert plan.chosen and plan.worst["bytes"] <= budget and plan.worst["inputs"] == 40
+    small = plan_tiles("p", PLAN_SHAPE, boxes, pixels, budget, budget, "--max-memory 2.00 GB",
+                       tile_size=plan.size // 2, cut=cut)
+    assert small.worst["bytes"] < plan.worst["bytes"]

@@ -31,7 +31,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["input_box", "cutout", "open_crf", "STRIDE", "PAD"]
+__all__ = ["input_box", "cutout", "open_crf", "extra_grid_pixels", "STRIDE", "PAD"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,19 @@ STRIDE = 8
 PAD = 4
 #: how far beyond an input pixel's centre its kernel reaches, in input pixels (lanczos3)
 KERNEL_REACH = 3.0
+
+
+def _reach(per_pixel: float) -> float:
+    """Grid pixels beyond a box within which the coarse points are kept (``per_pixel``:
+    grid pixels per input pixel)."""
+    return 2.0 * STRIDE * per_pixel + KERNEL_REACH * max(per_pixel, 1.0) + 1.0
+
+
+def extra_grid_pixels(per_pixel: float) -> float:
+    """How far (grid pixels) a cut-out reaches beyond the tile's box with margin, at
+    most: the kept coarse points' reach and the pad.  The memory plan's cut-out size
+    (:mod:`jwstrun.mosaic.tile_plan`)."""
+    return _reach(per_pixel) + PAD * per_pixel
 
 
 def _coarse(shape: tuple[int, int]):
@@ -69,8 +82,7 @@ def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, i
         return None
     diffs = [np.abs(np.diff(a, axis=k)) for a in (gx, gy) for k in (0, 1) if a.shape[k] > 1]
     step = max((float(np.nanmax(d)) for d in diffs if np.isfinite(d).any()), default=0.0)
-    per_pixel = step / STRIDE  # grid pixels per input pixel
-    reach = 2.0 * step + KERNEL_REACH * max(per_pixel, 1.0) + 1.0
+    reach = _reach(step / STRIDE)  # grid pixels per input pixel
     y0, y1, x0, x1 = box
     near = finite & (gx >= x0 - 0.5 - reach) & (gx <= x1 - 0.5 + reach) \
         & (gy >= y0 - 0.5 - reach) & (gy <= y1 - 0.5 + reach)

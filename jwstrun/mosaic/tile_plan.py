@@ -1,13 +1,20 @@
 """Memory by design for sky tiles: each tile's peak, and the tile size a budget allows.
 
 A tile task (resample, then source_catalog, on the tile with its margin) holds the
-``_crf`` files that overlap the tile and the tile's own arrays, so its peak is
+cut-outs of the ``_crf`` files that overlap the tile (:mod:`jwstrun.mosaic.cutout`)
+and the tile's own arrays, so its peak is
 :func:`~jwstrun.mosaic.memory.estimate_tile_memory` of
 
 - the exposures whose footprint overlaps the tile's box with margin: their
   ``S_REGION`` polygons (the ``_cal`` headers; tweakreg moves them by a fraction of
   a pixel) projected on the grid, as pixel boxes (:func:`footprint_boxes`);
+- of each, at most the cut-out of a whole tile with margin: the exposure's pixels per
+  grid pixel times the box a rotated rectangle spans, over the tile's box with
+  margin and the cut-out's reach (:func:`footprint_cut_factors`); the whole exposure
+  when resample interpolates a sparse pixel map (no cut-outs);
 - the tile's box with margin (its output pixels).
+
+So a tile's estimate shrinks with the tile, however many exposures overlap it.
 
 :func:`plan_tiles` estimates every tile of a tile size at once (sums over the
 tiles each exposure's box overlaps, no loop over tiles) and
@@ -32,7 +39,8 @@ from .memory import estimate_tile_memory, format_bytes
 from .plan import MosaicRefused
 from .tiles import DEFAULT_MARGIN, tile_name
 
-__all__ = ["TilesRefused", "TilePlan", "footprint_boxes", "tile_loads", "plan_tiles",
+__all__ = ["TilesRefused", "TilePlan", "footprint_boxes", "footprint_cut_factors",
+           "tile_loads", "plan_tiles",
            "MIN_AUTO_TILE", "OVERLAP_PAD"]
 
 #: the smallest tile size --max-memory chooses (smaller tiles are mostly margin)
@@ -64,6 +72,45 @@ def footprint_boxes(footprints, grid):
         boxes[i] = (np.min(y) - OVERLAP_PAD, np.max(y) + OVERLAP_PAD,
                     np.min(x) - OVERLAP_PAD, np.max(x) + OVERLAP_PAD)
     return boxes
+
+
+def footprint_cut_factors(footprints, grid):
+    """(n,) float array: per exposure, the input pixels a tile's cut-out of it holds per
+    grid pixel of the cut-out's box (:mod:`jwstrun.mosaic.cutout`): the exposure's
+    pixels per grid pixel of its footprint, times the box the footprint's rotation on
+    the grid makes a rectangle span (1 when aligned, 2 at 45 degrees); and the largest
+    grid pixels per input pixel among them."""
+    import numpy as np
+
+    factors = np.zeros(len(footprints), dtype=float)
+    per_pixel = 1.0
+    for i, footprint in enumerate(footprints):
+        ra, dec = np.array(footprint.vertices, dtype=float).T
+        x, y = grid.sky_to_pixel(ra, dec)
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+        if not area > 0:
+            return None, per_pixel  # no shape to scale by: whole exposures
+        box = float((np.max(x) - np.min(x)) * (np.max(y) - np.min(y)))
+        density = footprint.pixels / area
+        factors[i] = density * max(1.0, box / area)
+        per_pixel = max(per_pixel, density ** -0.5)
+    return factors, per_pixel
+
+
+def _held(pixels, cut, size: int, margin: int):
+    """Per exposure, the pixels a tile task holds of it: the whole exposure, or (``cut``:
+    :func:`footprint_cut_factors`) at most its cut-out of a whole tile with margin."""
+    import numpy as np
+
+    if cut is None:
+        return pixels
+    from .cutout import extra_grid_pixels
+
+    factors, per_pixel = cut
+    if factors is None:
+        return pixels
+    side = size + 2 * margin + 2 * extra_grid_pixels(per_pixel)
+    return np.minimum(pixels, np.ceil(factors * side * side)).astype(np.int64)
 
 
 def _spans(low, high, size, margin, n, extent):
@@ -132,12 +179,13 @@ class TilePlan:
                 "empty_tiles": self.n_empty, "worst_tile": self.worst, "reason": self.reason}
 
 
-def _worst(shape, size, margin, boxes, pixels, catalog):
+def _worst(shape, size, margin, boxes, pixels, catalog, cut=None):
     """(estimates array, counts array, index of the worst tile with data or None)."""
     import numpy as np
 
-    count, summed, out = tile_loads(shape, size, margin, boxes, pixels)
-    biggest = int(np.max(pixels)) if len(pixels) else 0
+    held = _held(pixels, cut, size, margin)
+    count, summed, out = tile_loads(shape, size, margin, boxes, held)
+    biggest = int(np.max(held)) if len(held) else 0
     estimates = estimate_tile_memory(summed, count, biggest, out, catalog=catalog)
     masked = np.where(count > 0, estimates, -1)
     worst = np.unravel_index(int(np.argmax(masked)), masked.shape) if (count > 0).any() else None
@@ -153,12 +201,12 @@ def _smallest(shape) -> int:
                max(shape))
 
 
-def _largest_fitting(shape, margin, boxes, pixels, share, catalog):
+def _largest_fitting(shape, margin, boxes, pixels, share, catalog, cut):
     """The largest tile size in [MIN_AUTO_TILE, grid] whose worst tile fits ``share``
     (None when even MIN_AUTO_TILE does not): a binary search, then a step down past
     any size whose cut happens to be worse (the worst tile is not strictly monotonic)."""
     def fits(size):
-        estimates, count, worst = _worst(shape, size, margin, boxes, pixels, catalog)
+        estimates, count, worst = _worst(shape, size, margin, boxes, pixels, catalog, cut)
         return worst is None or estimates[worst] <= share
 
     low, high = _smallest(shape), max(shape)
@@ -172,10 +220,13 @@ def _largest_fitting(shape, margin, boxes, pixels, share, catalog):
 
 def plan_tiles(product: str, grid_shape, boxes, pixels, share: int, budget: int,
                budget_source: str, *, tile_size: int | None = None,
-               margin: int = DEFAULT_MARGIN, catalog: bool = True, jobs: int = 1) -> TilePlan:
+               margin: int = DEFAULT_MARGIN, catalog: bool = True, jobs: int = 1,
+               cut=None) -> TilePlan:
     """The tile plan of one association on a grid of ``grid_shape`` whose exposures
     cover ``boxes`` (:func:`footprint_boxes`) with ``pixels`` each; see the module
-    docstring.  Raises :class:`TilesRefused` (an InputError) when a tile cannot fit."""
+    docstring.  ``cut``: :func:`footprint_cut_factors` when the tiles resample cut-outs
+    (None: whole exposures).  Raises :class:`TilesRefused` (an InputError) when a tile
+    cannot fit."""
     import numpy as np
 
     shape = tuple(int(v) for v in grid_shape)
@@ -183,14 +234,14 @@ def plan_tiles(product: str, grid_shape, boxes, pixels, share: int, budget: int,
     split = f" ({format_bytes(budget)} / {jobs} concurrent tasks)" if jobs > 1 else ""
     chosen = tile_size is None
     if chosen:
-        tile_size = _largest_fitting(shape, margin, boxes, pixels, share, catalog)
+        tile_size = _largest_fitting(shape, margin, boxes, pixels, share, catalog, cut)
         if tile_size is None:
             _refuse(product, shape, _smallest(shape), margin, boxes, pixels,
-                    share, budget_source, split, catalog, chosen=True)
-    estimates, count, worst = _worst(shape, tile_size, margin, boxes, pixels, catalog)
+                    share, budget_source, split, catalog, cut, chosen=True)
+    estimates, count, worst = _worst(shape, tile_size, margin, boxes, pixels, catalog, cut)
     if worst is not None and estimates[worst] > share:
         _refuse(product, shape, tile_size, margin, boxes, pixels, share, budget_source, split,
-                catalog, chosen=False)
+                catalog, cut, chosen=False)
     n_x = count.shape[1]
     digits = max(3, len(str(max(count.shape) - 1)))
     names = {(iy, ix): tile_name(iy, ix, digits) for iy in range(count.shape[0])
@@ -209,8 +260,8 @@ def plan_tiles(product: str, grid_shape, boxes, pixels, share: int, budget: int,
 
 
 def _refuse(product, shape, size, margin, boxes, pixels, share, budget_source, split, catalog,
-            *, chosen: bool):
-    estimates, count, worst = _worst(shape, size, margin, boxes, pixels, catalog)
+            cut, *, chosen: bool):
+    estimates, count, worst = _worst(shape, size, margin, boxes, pixels, catalog, cut)
     digits = max(3, len(str(max(count.shape) - 1)))
     name = tile_name(*worst, digits)
     need, n_inputs = format_bytes(int(estimates[worst])), int(count[worst])

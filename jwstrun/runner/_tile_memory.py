@@ -124,7 +124,7 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
     cannot fit."""
     from ..mosaic import memory_budget, spec_bool
     from ..mosaic.grid import read_footprint
-    from ..mosaic.tile_plan import footprint_boxes, plan_tiles
+    from ..mosaic.tile_plan import footprint_boxes, footprint_cut_factors, plan_tiles
 
     plan_memory(planned, merge_parameters(parameters, ALIGN_SKIPS), jobs, executor,
                 max_memory=max_memory, max_mosaic_pixels=max_mosaic_pixels,
@@ -133,6 +133,8 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
     concurrent = _concurrent(jobs, executor)
     steps = parameters.get("steps") or {}
     catalog = spec_bool((steps.get("source_catalog") or {}).get("skip")) is not True
+    stepsize = (steps.get("resample") or {}).get("pixmap_stepsize")
+    cuts = stepsize is None or float(stepsize) <= 1  # runner._tile_pipeline._tile_inputs
     for item in planned:
         grid, given = tiling.grid_of(item, parameters), tiling.size_in_pixels
         members = [m.path for m in item.asn_product.by_type("science")]
@@ -141,7 +143,8 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
         plan = plan_tiles(item.product, grid.shape, footprint_boxes(footprints, grid),
                           [f.pixels for f in footprints], budget // concurrent, budget, source,
                           tile_size=given(grid), margin=tiling.margin, catalog=catalog,
-                          jobs=concurrent)
+                          jobs=concurrent,
+                          cut=footprint_cut_factors(footprints, grid) if cuts else None)
         tiling.plans[item.product] = plan
         log.info("%s: %d tiles (%d empty); %s", item.product, plan.n_tiles, plan.n_empty,
                  plan.reason)
