@@ -430,6 +430,13 @@ def test_image3_grid_errors(sim, caldir, associations, grid_file, tmp_path):
         f"('jwstrun grid NEW_INPUTS --extend {small_file} -o {small_file}'); nothing was run.")
     assert not list(out.glob("logs/*.log")) and not list(out.glob("*.fits"))
     assert "Traceback" not in result.output
+    tiled = CliRunner().invoke(cli, ["image3", str(associations["f444w"]), "-o",
+                                     str(tmp_path / "tiled"), "--grid", str(small_file),
+                                     "--tile-size", "64", *base])
+    assert tiled.exit_code == 1, tiled.output
+    assert tiled.output.strip().splitlines()[-1] == lines[-1]  # tiles check it too
+    assert not list((tmp_path / "tiled").glob("**/*.fits"))
+    assert not list((tmp_path / "tiled").glob("**/*_asn.json"))
 
     out2 = tmp_path / "out2"
     result = CliRunner().invoke(cli, ["image3", str(associations["f444w"]), "-o", str(out2),

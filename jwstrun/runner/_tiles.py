@@ -141,6 +141,11 @@ class Tiling:
         a grid made here is written into OUTDIR)."""
         grid = self.grid_of(item, parameters)
         if self.grid is not None:
+            from ..mosaic.grid import read_footprint
+            from ..mosaic.gridfile import check_coverage
+
+            check_coverage(self.grid, item.product, [  # as a single-shot --grid is
+                read_footprint(m.path) for m in item.asn_product.by_type("science")])
             return str(Path(self.grid).resolve()), grid, self._tiles(grid, item.product)
         from ..mosaic.gridfile import read_grid
 
