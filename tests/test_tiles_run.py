@@ -72,34 +72,36 @@ def _truth_pixels(sim, grid):
 
 def _grid_through_sources(sim, cal_files):
     """A grid of the pixels of the one ``jwstrun grid`` makes of ``cal_files`` (cut out
-    of it padded), placed so that 2 x 3 tiles have their vertical boundary through one
-    bright truth source and their horizontal one through another (within half a pixel),
-    and their third column beyond the data (empty tiles): (grid, tile size, sources
-    within 3 pixels of a boundary)."""
+    of it padded, still covering every input: jwstrun refuses a grid that does not),
+    placed so that 2 x 3 tiles have their vertical boundary through one bright truth
+    source and their horizontal one through another (within half a pixel), and their
+    third column beyond the data (empty tiles): (grid, tile size, sources within 3
+    pixels of a boundary)."""
     from jwstrun.mosaic.gridfile import make_grid
 
     ny, nx = make_grid(cal_files).shape
     pad = max(ny, nx) + 50
-    padded = make_grid(cal_files, padding=pad)
+    padded = make_grid(cal_files, padding=pad)  # the data: rows and columns pad to pad + n
     _, x, y = _truth_pixels(sim, padded)
     inside = (x > pad + 20) & (x < pad + nx - 20) & (y > pad + 20) & (y < pad + ny - 20)
-    best = (0, 0, 0, 0)
+    best = (0, 0, 0, 0, 0)
     for size in range(ny // 2 + 1, ny - 20):
         for a in np.flatnonzero(inside):
             x0 = int(round(x[a] - (size - 0.5)))
-            if pad + nx - x0 + 2 >= 2 * size - EMPTY_GAP:  # the third column must be empty
-                continue
+            if x0 > pad - 1 or pad + nx - x0 + 2 >= 2 * size - EMPTY_GAP:
+                continue  # the grid must hold the data's first column; the third is empty
             for b in np.flatnonzero(inside):
                 y0 = int(round(y[b] - (size - 0.5)))
-                if a == b or not (0 <= y0 <= 2 * pad and pad - y0 < size < pad + ny - y0):
+                height = pad + ny + 1 - y0  # the data's last row, and one more
+                if a == b or not (0 <= y0 <= pad - 1 and size < height <= 2 * size):
                     continue
                 line = size - 0.5
                 near = int(np.sum(inside & ((np.abs(x - x0 - line) < 3)
                                             | (np.abs(y - y0 - line) < 3))))
-                best = max(best, (near, size, y0, x0))
-    near, size, y0, x0 = best
+                best = max(best, (near, size, y0, x0, height))
+    near, size, y0, x0, height = best
     assert near >= 2, "no grid puts tile boundaries through two truth sources"
-    return padded.sub_grid(y0, y0 + ny, x0, x0 + 2 * size + 40), size, near
+    return padded.sub_grid(y0, y0 + height, x0, x0 + 2 * size + 40), size, near
 
 
 @pytest.fixture(scope="module")

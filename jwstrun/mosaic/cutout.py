@@ -31,7 +31,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["input_box", "cutout", "open_crf", "extra_grid_pixels", "STRIDE", "PAD"]
+__all__ = ["input_box", "cutout", "tile_cutout", "extra_grid_pixels", "STRIDE", "PAD"]
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +100,42 @@ def _shifted_wcs(wcs, y0: int, x0: int):
     bbox = wcs.bounding_box
     moved.insert_transform(moved.available_frames[0], Shift(x0) & Shift(y0), after=True)
     if bbox is not None:
-        (bx0, bx1), (by0, by1) = bbox.bounding_box(order="F")
+        (bx0, bx1), (by0, by1) = (bbox.bounding_box(order="F") if hasattr(bbox, "bounding_box")
+                                  else tuple(bbox))
         moved.bounding_box = ((bx0 - x0, bx1 - x0), (by0 - y0, by1 - y0))
     else:
         moved.bounding_box = None
     return moved
 
 
-def open_crf(path):
-    """The ``_crf`` file as an ImageModel whose arrays are read from disk only where
-    sliced (astropy's memory map: the whole file is not read for a small cut-out)."""
+def tile_cutout(path, grid_wcs, box: tuple[int, int, int, int]):
+    """The ``_crf`` file ``path`` as an ImageModel cut to the part that can reach the
+    grid pixels ``box`` of ``grid_wcs`` (:func:`input_box`, :func:`cutout`), and the
+    cut-out's rows and columns; ``(None, None)`` when no pixel can.  The file is read
+    through astropy's memory map, so only the rows of the cut-out are read, and closed
+    once the arrays are copies (a whole exposure stays mapped until the model goes)."""
     from astropy.io import fits
     from stdatamodels.jwst import datamodels
 
-    return datamodels.ImageModel(fits.open(path))
+    hdul = fits.open(path)
+    model = datamodels.ImageModel(hdul)
+    shape = model.data.shape
+    cut = input_box(model.meta.wcs, shape, grid_wcs, box)
+    if cut is None:
+        model.close()
+        hdul.close()
+        return None, None
+    if cut == (0, shape[0], 0, shape[1]):
+        return model, cut
+    cutout(model, cut)
+    hdul.close()
+    return model, cut
 
 
 def cutout(model, box: tuple[int, int, int, int]):
     """``model`` (opened, modified in place) cut to ``box`` = ``(y0, y1, x0, x1)``:
-    every array of the exposure's shape sliced, the WCS shifted.  Returns ``model``."""
+    every array of the exposure's shape sliced (copies), the WCS shifted.  Returns
+    ``model``."""
     y0, y1, x0, x1 = box
     shape = model.data.shape
     if (y0, y1, x0, x1) == (0, shape[0], 0, shape[1]):
@@ -126,6 +143,6 @@ def cutout(model, box: tuple[int, int, int, int]):
     for name in list(model.instance):
         value = model.instance[name]
         if isinstance(value, np.ndarray) and value.shape == shape:
-            setattr(model, name, np.ascontiguousarray(value[y0:y1, x0:x1]))
+            setattr(model, name, np.array(value[y0:y1, x0:x1]))
     model.meta.wcs = _shifted_wcs(model.meta.wcs, y0, x0)
     return model

@@ -98,20 +98,18 @@ def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
         return str(path), list(info["member_index"])
     from jwst.datamodels import ModelLibrary
 
-    from ..mosaic.cutout import cutout, input_box, open_crf
+    from ..mosaic.cutout import tile_cutout
 
     models, index = [], []
     members = asn["products"][0]["members"]
     for member, number in zip(members, info["member_index"], strict=True):
-        model = open_crf(path.parent / member["expname"])
-        box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tile.margin_box)
-        if box is None:
-            log.info("%s: no pixel reaches tile %s", model.meta.filename, tile.name)
-            model.close()
+        name = Path(member["expname"]).name
+        model, box = tile_cutout(path.parent / member["expname"], grid.wcs, tile.margin_box)
+        if model is None:
+            log.info("%s: no pixel reaches tile %s", name, tile.name)
             continue
-        log.info("%s: rows %d:%d, columns %d:%d reach tile %s", model.meta.filename,
-                 *box, tile.name)
-        models.append(cutout(model, box))
+        log.info("%s: rows %d:%d, columns %d:%d reach tile %s", name, *box, tile.name)
+        models.append(model)
         index.append(number)
     if not models:  # footprints overlap, no pixel lands: resample the whole files
         return str(path), list(info["member_index"])
