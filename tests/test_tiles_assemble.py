@@ -198,10 +198,12 @@ def test_budget_chooses_the_largest_tile_size_that_fits():
     from jwstrun.mosaic.memory import estimate_tile_memory
     from jwstrun.mosaic.tile_plan import _worst, footprint_boxes, plan_tiles
 
-    # the tile model is estimate_memory's in-memory resample + source_catalog, and the
-    # tile pipeline's copy of the resampled tile (32 bytes per pixel)
+    # the tile model is estimate_memory's in-memory resample + source_catalog, the tile
+    # pipeline's copy of the resampled tile (32 bytes per pixel) and a worker's first tile
+    # importing source_catalog's packages (50 MB)
     assert estimate_tile_memory(3000, 2, 2000, 50000) == estimate_memory(
-        [1000, 2000], 50000, 0, 1, on_disk=False, outlier=False)["bytes"] + 32 * 50000
+        [1000, 2000], 50000, 0, 1, on_disk=False, outlier=False)["bytes"] + 32 * 50000 \
+        + 50_000_000
     grid = _plan_grid()
     footprints = _footprints(grid)
     boxes, pixels = footprint_boxes(footprints, grid), [f.pixels for f in footprints]

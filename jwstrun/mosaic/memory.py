@@ -50,6 +50,10 @@ _CATALOG_PER_OUTPUT_PIXEL = 60.0
 #: a sky tile: the tile pipeline copies the resampled tile (with its margin: SCI, ERR,
 #: WHT, CON, three variances) before cropping it to its core (runner._tile_pipeline)
 _TILE_COPY_PER_OUTPUT_PIXEL = 32.0
+#: a sky tile task that is the first its worker runs also imports source_catalog's
+#: packages and builds stpipe's and ASDF's caches: measured up to 45 MB above the same
+#: tile later in the worker (tests/test_tiles_scale.py: 409 against 358-366 MB)
+_TILE_FIRST_IN_WORKER = 50e6
 
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -168,7 +172,8 @@ def estimate_tile_memory(input_pixels_sum, n_inputs, biggest_input, output_pixel
                 + _STEP_PER_INPUT_PIXEL[False] * np.asarray(biggest_input, dtype=float))
     phase = (np.maximum(resample, _CATALOG_PER_OUTPUT_PIXEL * np.asarray(output_pixels, float))
              if catalog else resample)
-    total = _BASE + _HELD_IN_MEMORY * np.asarray(input_pixels_sum, dtype=float) + phase
+    total = (_BASE + _TILE_FIRST_IN_WORKER
+             + _HELD_IN_MEMORY * np.asarray(input_pixels_sum, dtype=float) + phase)
     return total.astype(np.int64) if np.ndim(total) else int(total)
 
 
