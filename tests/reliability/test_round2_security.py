@@ -129,7 +129,15 @@ def test_header_values_cannot_name_asn_paths(cal_files, tmp_path, keyword, kind)
     _check_outcome(result, tmp_path, before, outdir, keyword, kind)
 
 
-@pytest.mark.parametrize("kind", list(HOSTILE))
+#: Hostile values image3 accepts and runs on (a full image3 each), in the slow suite only:
+#: test_header_values_cannot_name_image3_paths[slash] runs image3 on a separator-holding
+#: value, and test_header_values_cannot_name_asn_paths names the association from every kind.
+IMAGE3_SLOW = {"backslash", "dotdot"}
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(kind, marks=[pytest.mark.slow] if kind in IMAGE3_SLOW else [])
+    for kind in HOSTILE])
 def test_header_values_cannot_name_image3_paths(sim, cal_files, tmp_path, kind):
     """'jwstrun image3 in/*_cal.fits' with the hostile value in FILTER, PUPIL and SUBARRAY (the
     keywords its Level-3 names come from): association and products land in OUTDIR under
