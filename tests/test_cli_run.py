@@ -437,6 +437,10 @@ def test_second_concurrent_run_is_refused(image2, sim):
     )
 
 
+# Slow: test_look.py's run fixture runs image3 on loose _cal files into image2's OUTDIR with
+# --json (one ok task, crf/i2d/cat), and reliability/test_round2_security.py's '$' test finds
+# the association image3 built in OUTDIR.
+@pytest.mark.slow
 def test_image3_on_cal_files(image2, sim):
     outdir = image2["outdir"]
     result = CliRunner().invoke(
@@ -456,6 +460,9 @@ def test_image3_on_cal_files(image2, sim):
     assert list(outdir.glob("*_image3_asn.json"))  # the association it built, for the record
 
 
+# Slow: reliability/test_faults.py::test_ctrl_c_then_kill_9_then_resume[11] kills a running
+# image2 with -9 (its workers die with it), finds nothing half-written and resumes it.
+@pytest.mark.slow
 def test_kill_minus_9_leaves_no_half_product(sim, tmp_path):
     """Kill the whole run mid-way: everything in OUTDIR is complete, a re-run finishes."""
     outdir = tmp_path / "killed"

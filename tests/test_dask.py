@@ -58,12 +58,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    from jwstrun.simulate import simulate_program
+def sim(shared_simulation):
+    from conftest import SUB160_TWO
 
-    return simulate_program(
-        tmp_path_factory.mktemp("dask") / "sim", subarray="SUB160", n_dithers=2, seed=5
-    )
+    return shared_simulation(**SUB160_TWO)  # made once per run, read-only here
 
 
 @pytest.fixture(scope="module")

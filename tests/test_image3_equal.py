@@ -35,24 +35,21 @@ STRUN = shutil.which("strun", path=str(VENV_BIN)) or shutil.which("strun")
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    from jwstrun.simulate import simulate_program
+def sim(shared_simulation):
+    from conftest import SUB640_FOUR
 
-    outdir = tmp_path_factory.mktemp("image3_equal") / "sim"
-    return simulate_program(outdir, subarray="SUB640", n_dithers=4, seed=11)
+    return shared_simulation(**SUB640_FOUR)
 
 
 @pytest.fixture(scope="module")
-def cal_asn(sim, tmp_path_factory):
-    """``jwstrun image2`` on the four exposures, then one Level-3 association beside the _cal files."""
+def cal_asn(sim, sub640_cal, tmp_path_factory):
+    """``jwstrun image2`` on the four exposures (conftest.sub640_cal, made once per run), then
+    one Level-3 association beside (hard links of) the _cal files."""
     from jwstrun.asn import make_associations
 
     caldir = tmp_path_factory.mktemp("image3_equal_cal")
-    result = CliRunner().invoke(cli, [
-        "image2", *map(str, sim.rate_files), "-o", str(caldir), "-j", "2",
-        "--crds-env", str(sim.env_file), "--no-progress",
-    ], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    for cal in sub640_cal.glob("*_cal.fits"):
+        os.link(cal, caldir / cal.name)
     cal_files = sorted(caldir.glob("*_cal.fits"))
     assert len(cal_files) == 4
     built = make_associations(cal_files, caldir / "l3_asn.json", level=3)

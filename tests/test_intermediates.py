@@ -39,18 +39,17 @@ PRODUCT_ENDS = ("_crf.fits", "_i2d.fits", "_segm.fits", "_cat.ecsv")
 
 
 @pytest.fixture(scope="module")
-def cal_asn(tmp_path_factory):
+def cal_asn(tmp_path_factory, small_reduced_run):
     from jwstrun.asn import make_associations
-    from jwstrun.runner import run_image2
-    from jwstrun.simulate import simulate_program
 
     root = tmp_path_factory.mktemp("intermediates")
-    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
-    # only the _cal files are needed: image2's own mosaic is skipped
-    summary = run_image2([str(p) for p in sim.rate_files], root / "cal", jobs=2,
-                         crds_env_file=str(sim.env_file), sets=["steps.resample.skip=true"])
-    assert not summary.failed, [r.error for r in summary.failed]
+    sim = small_reduced_run["sim"]
+    # only the _cal files are needed: those of the shared run's image2 (its mosaic skipped)
+    (root / "cal").mkdir()
+    for cal in small_reduced_run["a"].glob("*_cal.fits"):
+        os.link(cal, root / "cal" / cal.name)
     cal_files = sorted((root / "cal").glob("*_cal.fits"))
+    assert len(cal_files) == len(sim.rate_files)
     (written,) = make_associations(cal_files, root / "cal" / "l3_asn.json",
                                    level=3).associations
     return root, sim, written.path

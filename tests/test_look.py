@@ -33,12 +33,12 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, shared_simulation):
     """simulate -> jwstrun image2 -> jwstrun image3 (which writes the report)."""
-    from jwstrun.simulate import simulate_program
+    from conftest import SUB640_TWO
 
     root = tmp_path_factory.mktemp("look")
-    sim = simulate_program(root / "sim", subarray="SUB640", n_dithers=2, seed=11)
+    sim = shared_simulation(**SUB640_TWO)
     out = root / "out"
     runner = CliRunner()
     common = ["-o", str(out), "--crds-env", str(sim.env_file), "--no-progress"]

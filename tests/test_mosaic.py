@@ -87,19 +87,21 @@ def _env(sim) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    from jwstrun.simulate import simulate_program
+def sim(shared_simulation):
+    from conftest import SUB640_FOUR
 
-    return simulate_program(tmp_path_factory.mktemp("mosaic") / "sim", subarray="SUB640",
-                            n_dithers=4, seed=11)
+    return shared_simulation(**SUB640_FOUR)
 
 
 @pytest.fixture(scope="module")
-def caldir(sim, tmp_path_factory):
-    """image2 on the four exposures, plus a fifth whose pointing is 3 degrees off."""
+def caldir(sim, sub640_cal, tmp_path_factory):
+    """image2 on the four exposures (conftest.sub640_cal, hard-linked here), plus a fifth
+    whose pointing is 3 degrees off."""
     from astropy.io import fits
 
     caldir = tmp_path_factory.mktemp("mosaic_cal")
+    for cal in sub640_cal.glob("*_cal.fits"):
+        os.link(cal, caldir / cal.name)
     rates = sorted(sim.rate_files)
     stray_rate = caldir / "stray" / rates[-1].name.replace("_00004_", "_00005_")
     stray_rate.parent.mkdir()
@@ -110,7 +112,7 @@ def caldir(sim, tmp_path_factory):
                 hdu.header["RA_REF"] = hdu.header["RA_REF"] + 3.0
         hdul[0].header["EXPOSURE"] = "5"
     result = CliRunner().invoke(cli, [
-        "image2", *map(str, rates), str(stray_rate), "-o", str(caldir), "-j", "2",
+        "image2", str(stray_rate), "-o", str(caldir), "-j", "2",
         "--crds-env", str(sim.env_file), "--no-progress",
         "--set", "steps.resample.skip=true",
     ], catch_exceptions=False)

@@ -937,11 +937,11 @@ image2:
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    from jwstrun.simulate import simulate_program
+def simulated(tmp_path_factory, shared_simulation):
+    from conftest import SUB160_TWO
 
     root = tmp_path_factory.mktemp("profiles_e2e")
-    sim = simulate_program(root / "sim", subarray="SUB160", n_dithers=2, seed=7)
+    sim = shared_simulation(**SUB160_TWO)
     profile = root / "mine.yaml"
     profile.write_text(USER_PROFILE)
     return root, sim, profile

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from jwstrun.simulate import simulate_program
 from jwstrun.simulate.checks import run_checks
 
 STRUN = str(Path(sys.executable).with_name("strun"))
@@ -48,10 +47,11 @@ def _run(cmd, cwd, env):
 @pytest.fixture(scope="module", params=[
     pytest.param(name, marks=[pytest.mark.slow] if name in ("nircam_lw", "miri") else [])
     for name in CONFIGS])
-def official_run(request, tmp_path_factory):
+def official_run(request, tmp_path_factory, shared_simulation):
     name = request.param
     root = tmp_path_factory.mktemp(name)
-    sim = simulate_program(root / "sim", seed=11, n_dithers=4, **CONFIGS[name])
+    # nircam_sw's is conftest.SUB640_FOUR, which test_image3_equal and test_mosaic reduce too
+    sim = shared_simulation(seed=11, n_dithers=4, **CONFIGS[name])
     env = _clean_env(sim.env)
     work = root / "work"
     work.mkdir()

@@ -894,16 +894,15 @@ ASN_FROM_LIST = str(Path(__import__("sys").executable).with_name("asn_from_list"
 
 
 @pytest.fixture(scope="module")
-def pipeline_products(tmp_path_factory):
+def pipeline_products(tmp_path_factory, shared_simulation):
     """calwebb_image2 + calwebb_image3 (official strun, offline CRDS) on a simulated program."""
     import os
     import subprocess
 
-    from jwstrun.simulate import simulate_program
+    from conftest import SUB640_TWO
 
     root = tmp_path_factory.mktemp("pipeline")
-    sim = simulate_program(root / "sim", seed=11, n_dithers=2, detectors=["NRCB1"],
-                           filters=["F200W"], subarray="SUB640")
+    sim = shared_simulation(**SUB640_TWO)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_")}
     env.update(sim.env)
     work = root / "work"

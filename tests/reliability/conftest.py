@@ -34,11 +34,10 @@ def rel_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sim(rel_root):
-    """NIRCam NRCB1 F200W SUB160, three dithers, and its CRDS cache."""
-    from jwstrun.simulate import simulate_program
-
-    return simulate_program(rel_root / "sim", **SIM_OPTIONS)
+def sim(shared_simulation):
+    """NIRCam NRCB1 F200W SUB160, three dithers, and its CRDS cache (made once per test run,
+    also for tests/test_sweep.py)."""
+    return shared_simulation(**SIM_OPTIONS)
 
 
 @pytest.fixture(scope="session")

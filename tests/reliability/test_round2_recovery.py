@@ -162,9 +162,36 @@ def _parameters_500_deep(data, out, ref):
 BAD_MANIFESTS = [_record_is_a_string, _runs_is_an_object, _outputs_is_a_number,
                  _inputs_are_strings, _nested_100000_deep, _outputs_outside,
                  _report_fields_of_wrong_type, _parameters_500_deep]
+#: Shapes whose report-and-re-run is in the slow suite only: a record field of the wrong
+#: type like _record_is_a_string's and _outputs_outside's, which the default suite re-runs;
+#: test_every_wrong_shape_is_found_and_only_its_records_dropped checks each one's records.
+RERUN_SLOW = {_outputs_is_a_number, _inputs_are_strings, _report_fields_of_wrong_type,
+              _parameters_500_deep}
 
 
-@pytest.mark.parametrize("spoil", BAD_MANIFESTS, ids=lambda f: f.__name__.strip("_"))
+def test_every_wrong_shape_is_found_and_only_its_records_dropped(reference, tmp_path):
+    """Each hand-edited shape that JSON can read (all but 100,000 deep): check_manifest, which
+    the report and the re-run take the manifest through, names a problem and keeps exactly
+    the records the re-run keeps (the others it redoes)."""
+    from jwstrun.manifest import check_manifest
+
+    ref = reference["outdir"]
+    for spoil in BAD_MANIFESTS:
+        if spoil is _nested_100000_deep:
+            continue
+        out = tmp_path / spoil.__name__
+        shutil.copytree(ref, out)
+        data = read_manifest(out)
+        remade = spoil(data, out, ref)
+        clean, problems = check_manifest(data)
+        assert problems, spoil.__name__
+        assert sorted(clean["tasks"]) == sorted(set(_ids(read_manifest(ref))) - set(remade)), (
+            spoil.__name__, problems)
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(spoil, marks=[pytest.mark.slow] if spoil in RERUN_SLOW else [])
+    for spoil in BAD_MANIFESTS], ids=lambda f: f.__name__.strip("_"))
 def test_manifest_of_the_wrong_shape_is_set_aside_and_rebuilt(sim, reference, tmp_path, spoil):
     """A finished OUTDIR's manifest hand-edited into a wrong shape (a record that is a string,
     'runs' an object, 'outputs: 5', 'inputs: ["x"]', JSON 100,000 deep, outputs '/etc/passwd'
