@@ -53,6 +53,17 @@ def test_jump_files_found_beside_or_in_detector1s_intermediate_folder(rates, tmp
     assert find_jump(tmp_path / first.name) is None
 
 
+def test_a_simulated_folder_gives_its_exposures_not_its_truth(rates):
+    """``jwstrun image2 SIMDIR/``: the folder contributes its _rate files only; the truth
+    catalogues, simulation.json, crds.env and the CRDS cache beside them are not inputs."""
+    from jwstrun.runner._stage_inputs import stage_inputs
+    from jwstrun.stages import get_stage
+
+    assert {p.name for p in rates.outdir.iterdir()} >= {
+        "simulation.json", "truth_sources.ecsv", "crds.env", "crds_cache"}
+    assert stage_inputs(get_stage("image2"), [rates.outdir]) == sorted(rates.rate_files)
+
+
 def test_from_uncal_asks_detector1_for_the_jump_files_persist_reads():
     from jwstrun.runner._chain import _jumps_kept
 
