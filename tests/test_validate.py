@@ -937,8 +937,8 @@ def _opened_with_datamodels(path) -> float:
 
 def test_every_product_jwst_wrote_is_valid(pipeline_products):
     """Valid, and validated in less time than stdatamodels takes to open the same file
-    (what any reader of the product pays): measured side by side, the least of two
-    tries each, so a loaded machine slows both (measured: 0.2-0.4 of it)."""
+    (what any reader of the product pays): measured side by side, so a loaded machine
+    slows both, and again when a load spike hit one (measured: 0.2-0.4 of it)."""
     sim, work = pipeline_products
     written = sorted(work.glob("*.fits")) + sorted(work.glob("*_cat.ecsv"))
     kinds = {validate_file(p).product_type for p in written}
@@ -949,8 +949,10 @@ def test_every_product_jwst_wrote_is_valid(pipeline_products):
         assert report.findings == [], (path.name, [f.message for f in report.findings])
         if path.suffix != ".fits":
             continue
-        validating = min(report.seconds, validate_file(path).seconds)
-        opening = min(_opened_with_datamodels(path) for _ in range(2))
+        validating, opening = report.seconds, _opened_with_datamodels(path)
+        if validating >= opening:  # a load spike in either: the least of a second try each
+            validating = min(validating, validate_file(path).seconds)
+            opening = min(opening, _opened_with_datamodels(path))
         assert validating < opening, (path.name, validating, opening)
 
 
