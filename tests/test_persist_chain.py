@@ -7,7 +7,8 @@ SUB64P program of two exposures, _uncal ramps of 4 groups) runs
 itself because persist reads them, image2 finds them in OUTDIR's intermediate/ folder,
 and the products record persist COMPLETE although calwebb_detector1's own
 ``persistence`` step wrote SKIPPED under the same keyword (S_PERSIS).  The default suite
-checks the lookup, the chain's parameter and the refusal on _rate files alone.
+checks the lookup, the chain's parameter and the refusal on the _rate files of the
+session's simulated program.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ def _base(path) -> str:
 
 
 @pytest.fixture(scope="module")
-def rates(tmp_path_factory):
-    """Two simulated SUB64P _rate exposures (no pipeline run)."""
-    from jwstrun.simulate import simulate_program
-
-    outdir = tmp_path_factory.mktemp("persist_rates") / "sim"
-    return simulate_program(outdir, detectors=["NRCB1"], filters=["F200W"], subarray="SUB64P",
-                            n_dithers=2, seed=7)
+def rates(small_reduced_run):
+    """Two simulated SUB160 _rate exposures of one detector and their folder (the session's
+    simulated program, tests/conftest.py; nothing here runs a pipeline)."""
+    return small_reduced_run["sim"]
 
 
 def test_jump_files_found_beside_or_in_detector1s_intermediate_folder(rates, tmp_path):
