@@ -35,13 +35,16 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["LOCK_NAME", "LOCKS_DIRNAME", "OutdirLock", "TaskLocks", "live_task_locks",
-           "lock_age", "lock_is_stale", "planning_lock", "read_lock", "stale_after_seconds"]
+__all__ = ["LOCK_NAME", "LOCKS_DIRNAME", "MANIFEST_GUARD", "OutdirLock", "TaskLocks",
+           "live_task_locks", "lock_age", "lock_is_stale", "planning_lock", "read_lock", "stale_after_seconds"]
 
 LOCK_NAME = ".jwstrun.lock"
 #: Per-task locks of the runs in an OUTDIR (``<task-id>.lock``), and the guard files
 #: that serialise the start of runs and the planning of shards.
 LOCKS_DIRNAME = ".jwstrun-locks"
+#: The file in LOCKS_DIRNAME whose flock serialises the shards' manifest merges
+#: (jwstrun.manifest); removed with the folder by the last shard to finish.
+MANIFEST_GUARD = "manifest.guard"
 _GUARD_NAME = "start.guard"
 _PLAN_GUARD_NAME = "plan.guard"
 
@@ -339,7 +342,7 @@ class OutdirLock:
                 log.warning("Could not remove the lock %s (%s); the next run will take it over.",
                             self.path, exc.strerror or exc)
         if self.shard is not None:
-            _remove_if_empty(self.outdir / LOCKS_DIRNAME)
+            _remove_locks_dir(self.outdir)
         self.acquired = False
 
     def __enter__(self) -> "OutdirLock":
@@ -348,6 +351,27 @@ class OutdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _remove_locks_dir(outdir: Path) -> None:
+    """Remove ``OUTDIR/.jwstrun-locks`` when only the manifest's merge guard is left in
+    it: the last shard to finish takes it away.  Under the OUTDIR guard, so a shard
+    starting now either made its run lock before (the folder stays) or makes the folder
+    again after; a live shard always has its run lock file there, and a killed one's
+    stale locks keep the folder until a run takes them over."""
+    directory = outdir / LOCKS_DIRNAME
+    with _outdir_guard(outdir):
+        try:
+            names = {p.name for p in directory.iterdir()}
+        except OSError:
+            return
+        if names - {MANIFEST_GUARD}:
+            return
+        try:
+            (directory / MANIFEST_GUARD).unlink(missing_ok=True)
+        except OSError:
+            return
+        _remove_if_empty(directory)
 
 
 def _remove_if_empty(directory: Path) -> None:

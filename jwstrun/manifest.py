@@ -445,9 +445,9 @@ class Manifest:
         if not self.shared:
             yield
             return
-        from .locking import LOCKS_DIRNAME
+        from .locking import LOCKS_DIRNAME, MANIFEST_GUARD
 
-        guard = self.outdir / LOCKS_DIRNAME / "manifest.guard"
+        guard = self.outdir / LOCKS_DIRNAME / MANIFEST_GUARD
         guard.parent.mkdir(exist_ok=True)
         with open(guard, "a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

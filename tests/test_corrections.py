@@ -243,9 +243,10 @@ def test_persist_without_jump_files_is_refused_up_front(sim, tmp_path, runs):
     jump = bare / "jw01234001001_02101_00001_nrcb1_jump.fits"
     assert result.output.strip().splitlines()[-1] == (
         f"Error: {jump}: not found. persist (in image2.before) reads the _jump file of every "
-        "exposure, beside it: put calwebb_detector1's _jump files (strun calwebb_detector1 "
-        "--steps.jump.save_results=true) next to the _rate files, or take persist out of the "
-        "profile.")
+        f"exposure: make them with 'jwstrun detector1 UNCAL_FILES -o {bare} --set "
+        "steps.jump.save_results=true' (persist finds them in its intermediate/ folder; "
+        "'jwstrun image2 --from uncal' saves them itself), put strun calwebb_detector1's _jump "
+        "files beside the _rate files, or take persist out of the profile.")
     assert not outdir.exists()
 
 

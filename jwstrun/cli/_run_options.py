@@ -35,7 +35,39 @@ no_report_option = click.option(
 
 
 
-def run_options(func):
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f}".rstrip("0").rstrip(".")
+
+
+def jobs_help(stage: str) -> str:
+    """``-j``'s help for ``stage`` (a stage name, or ``step``), quoting its own memory
+    figure from the stage table (:attr:`jwstrun.stages.Stage.memory`, the one home of
+    those figures: a full-frame exposure, 10 groups for detector1's ramps)."""
+    from ..stages import _STEP_MEMORY, FULL_FRAME_PIXELS, STAGES
+
+    if stage == "step":
+        base, per = _STEP_MEMORY
+        figure = f"about {_gb(base + per)} GB per full-frame exposure"
+    elif stage == "detector1":
+        figure = (f"about {_gb(STAGES[stage].bytes_per_task(10 * FULL_FRAME_PIXELS))} GB per "
+                  "full-frame exposure of 10 groups")
+    elif stage == "image3":
+        base, per = STAGES[stage].memory
+        figure = (f"about {_gb(base)} GB plus {_gb(per)} GB per full-frame exposure of an "
+                  "association, or its mosaic's estimate")
+    else:
+        figure = (f"about {_gb(STAGES[stage].bytes_per_task(FULL_FRAME_PIXELS))} GB per "
+                  "full-frame exposure")
+    return ("Parallel pipeline workers (default: what fits the CPUs and the available "
+            f"memory, {figure}).")
+
+
+def run_options(stage: str):
+    """The options of a command that runs ``stage`` (detector1, image2, image3 or step)."""
+    return lambda func: _run_options(func, stage)
+
+
+def _run_options(func, stage: str):
     options = [
         click.option(
             "-o", "--output-dir", "outdir", required=True,
@@ -43,9 +75,7 @@ def run_options(func):
             help="Directory for products, logs/ and jwstrun-manifest.json (created if needed).",
         ),
         click.option(
-            "-j", "--jobs", type=click.IntRange(min=1), default=None,
-            help="Parallel pipeline workers (default: what fits the CPUs and the available "
-            "memory, about 1.2 GB per full-frame NIRCam exposure).",
+            "-j", "--jobs", type=click.IntRange(min=1), default=None, help=jobs_help(stage),
         ),
         click.option("--force", is_flag=True, help="Redo tasks whose products are up to date."),
         click.option(

@@ -247,7 +247,7 @@ def _dask_kwargs(kw: dict) -> dict:
 # --------------------------------------------------------------------------
 @click.command("detector1")
 @click.argument("inputs", nargs=-1, required=True)
-@run_options
+@run_options("detector1")
 @dask_options
 @click.option(
     "--report/--no-report", "report", default=False,
@@ -310,7 +310,7 @@ def detector1_command(ctx, inputs, report, **kw):
     "--save-bsub", is_flag=True,
     help="Also write the background-subtracted _bsub product (when background members exist).",
 )
-@run_options
+@run_options("image2")
 @sweep_options
 @dask_options
 @click.option(
@@ -372,7 +372,7 @@ def _memory_kwargs(kw: dict) -> dict:
 
 @click.command("image3")
 @click.argument("inputs", nargs=-1, required=True)
-@run_options
+@run_options("image3")
 @sweep_options
 @memory_options
 @click.option(

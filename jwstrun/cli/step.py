@@ -25,7 +25,7 @@ __all__ = ["register", "step_command"]
 @click.command("step")
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
-@run_options
+@run_options("step")
 @dask_options
 @click.option(
     "--report/--no-report", "report", default=False,

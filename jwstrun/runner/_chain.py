@@ -5,6 +5,7 @@ Both runs record their tasks in OUTDIR's manifest (task ids ``detector1-...`` an
 the ``_rate`` files detector1 wrote (or found up to date) and nothing else.  One
 ``--set`` list serves both: a key without a stage prefix goes to the stages that have
 its step or parameter (:func:`stage_prefixed`), as ``jwstrun profiles`` reads it.
+When image2's corrections read the ``_jump`` files (persist), detector1 saves them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def image2_from_uncal(run_detector1, run_image2, from_type: str, inputs, outdir,
         raise ConfigError(f"from_type={from_type!r}: image2 starts from "
                           f"{' or '.join(FROM_TYPES)} only (detector1 first, then image2).")
     options["sets"] = stage_prefixed(options.get("sets") or ())
+    options["sets"] += _jumps_kept(options.get("profiles") or (), options["sets"])
     first = run_detector1(inputs, outdir, **{k: v for k, v in options.items()
                                              if k not in _IMAGE2_ONLY})
     rates = [first.outdir / name for result in first.results if result.status != "failed"
@@ -43,6 +45,22 @@ def image2_from_uncal(run_detector1, run_image2, from_type: str, inputs, outdir,
     summary = run_image2(rates, outdir, **options)
     summary.before = first
     return summary
+
+
+def _jumps_kept(profiles, sets: list[str]) -> list[str]:
+    """``detector1.steps.jump.save_results=true`` when image2's corrections read the
+    ``_jump`` files (snowblind's persist) and no ``--set`` says otherwise: detector1 then
+    keeps them in OUTDIR/intermediate/, where the correction finds them."""
+    from ..stages import SET_STEPS
+    from .plan import correction_list
+
+    if any(item.partition("=")[0].strip().endswith("steps.jump.save_results") for item in sets):
+        return []
+    if not any(c["class"] in SET_STEPS for c in correction_list("image2", profiles, sets)):
+        return []
+    log.info("image2's corrections read the _jump files: detector1 saves them "
+             "(steps.jump.save_results=true)")
+    return ["detector1.steps.jump.save_results=true"]
 
 
 def stage_prefixed(sets) -> list[str]:

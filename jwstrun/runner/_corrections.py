@@ -40,7 +40,7 @@ from ..products import jump_file
 from ..stages import SET_STEPS
 from ._step import in_directory
 
-__all__ = ["CorrectionFailed", "exposure_sets", "corrected_input",
+__all__ = ["CorrectionFailed", "exposure_sets", "find_jump", "corrected_input",
            "correction_fingerprint", "required_status"]
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,9 @@ def exposure_sets(stage, planned, corrections: list[dict]) -> dict[str, list[dic
                           if role in roles)
     exposures = []
     for path in paths:
-        jump = jump_file(path)
-        if not jump.is_file():
-            names = ", ".join(c["step"] for c in set_steps)
-            raise InputError(
-                f"{jump}: not found. {names} (in {stage.name}.before) reads the _jump file of "
-                f"every exposure, beside it: put calwebb_detector1's _jump files (strun "
-                f"calwebb_detector1 --steps.jump.save_results=true) next to the "
-                f"_{stage.accepts[0]} files, or take {names} out of the profile.")
+        jump = find_jump(path)
+        if jump is None:
+            raise InputError(_missing_jump(stage, path, set_steps))
         header = read_primary_header(path)
         try:
             start = float(header["EXPSTART"])
@@ -123,6 +118,33 @@ def exposure_sets(stage, planned, corrections: list[dict]) -> dict[str, list[dic
         ] + [{k: mine[k] for k in ("path", "jump", "start")}]
         for mine in exposures
     }
+
+
+def find_jump(path: str | os.PathLike) -> Path | None:
+    """The ``_jump`` file of exposure ``path``, or None: beside it (``strun
+    calwebb_detector1 --steps.jump.save_results=true`` writes it beside the ``_rate``),
+    else where ``jwstrun detector1`` keeps it in the OUTDIR that holds the ``_rate``
+    (an intermediate of the exposure's task: ``intermediate/detector1-<exposure>/``)."""
+    from ..products import product_basename
+    from ._intermediates import INTERMEDIATE_DIRNAME
+    from .plan import _safe_id
+
+    beside = jump_file(path)
+    task = f"detector1-{_safe_id(product_basename(Path(path).name))}"
+    for candidate in (beside, beside.parent / INTERMEDIATE_DIRNAME / task / beside.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing_jump(stage, path: str, set_steps: list[dict]) -> str:
+    names = ", ".join(c["step"] for c in set_steps)
+    return (f"{jump_file(path)}: not found. {names} (in {stage.name}.before) reads the _jump "
+            f"file of every exposure: make them with 'jwstrun detector1 UNCAL_FILES -o "
+            f"{Path(path).parent} --set steps.jump.save_results=true' ({names} finds them in "
+            f"its intermediate/ folder; 'jwstrun image2 --from uncal' saves them itself), put "
+            f"strun calwebb_detector1's _jump files beside the _{stage.accepts[0]} files, or "
+            f"take {names} out of the profile.")
 
 
 # --------------------------------------------------------------------------

@@ -198,8 +198,9 @@ def status_problem(path: Path, keyword: str, step: str) -> str | None:
     if path.suffix.lower() != ".fits":
         return None
     from ..products import read_primary_header
+    from ..validate import recorded_status
 
-    value = str(read_primary_header(path).get(keyword, "")).strip()
+    value = recorded_status(read_primary_header(path), keyword, step)
     if value == "COMPLETE":
         return None
     return (f"{path.name}: {keyword} is {value or 'not set'}: {step} did not process this "

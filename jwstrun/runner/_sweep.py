@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 __all__ = ["SWEEP_DIRNAME", "SWEEP_TABLE", "Variant", "parse_sweep", "plan_variants",
-           "variant_folder", "expand_planned", "sweep_variants", "measure_sweep"]
+           "variant_folder", "expand_planned", "sweep_variants", "measure_sweep",
+           "checked_variants", "parameter_sets"]
 
 #: The sub-folder of OUTDIR that holds one folder per variant.
 SWEEP_DIRNAME = "sweep"
@@ -111,6 +112,53 @@ def plan_variants(pipeline: str, sweeps: Iterable[str], profiles: Iterable[str] 
             raise ConfigError(text) from exc
         variants.append(Variant(values, folder, parameters))
     return variants
+
+
+def parameter_sets(parameters: dict, variants: list[Variant]) -> list[tuple]:
+    """``(variant, its call parameters)`` of each variant, or ``[(None, parameters)]``
+    without a sweep: what a check made before anything runs (the memory estimate,
+    abs_refcat, maximum_cores) is made with, since the tasks run with these."""
+    return [(v, v.parameters) for v in variants] or [(None, parameters)]
+
+
+def checked_variants(parameters: dict, variants: list[Variant], check) -> dict:
+    """``check(parameters) -> parameters`` applied to the run's parameters without a sweep,
+    else to each variant's (which it replaces); a variant's error is said as ``--sweep
+    KEY=VALUE: <the error>``, naming the values that make it.  The run's parameters,
+    returned unchanged with a sweep, run no task then."""
+    if not variants:
+        return check(parameters)
+    for variant in variants:
+        with said_of(variant):
+            variant.parameters = check(variant.parameters)
+    return parameters
+
+
+class said_of:
+    """Re-raise a :class:`JwstrunError` raised inside as ``--sweep KEY=VALUE: <message>``
+    for ``variant`` (nothing for None)."""
+
+    def __init__(self, variant: Variant | None):
+        self.variant = variant
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        from ..errors import JwstrunError
+
+        if self.variant is None or not isinstance(exc, JwstrunError):
+            return False
+        raise variant_error(self.variant, exc) from None
+
+
+def variant_error(variant: Variant | None, exc: Exception) -> Exception:
+    """``exc`` said of ``variant`` (None: ``exc`` itself): an error of the same class whose
+    message starts with ``--sweep KEY=VALUE: ``."""
+    if variant is None:
+        return exc
+    spelled = " ".join(f"{k}={v}" for k, v in variant.values.items())
+    return type(exc)(f"--sweep {spelled}: {exc}")
 
 
 def _spelled(values: dict) -> str:

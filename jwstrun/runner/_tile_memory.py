@@ -126,9 +126,9 @@ def plan_tiled_memory(tiling, planned: list[Planned], parameters: dict, jobs, ex
     from ..mosaic.grid import read_footprint
     from ..mosaic.tile_plan import footprint_boxes, footprint_cut_factors, plan_tiles
 
-    plan_memory(planned, merge_parameters(parameters, ALIGN_SKIPS), jobs, executor,
-                max_memory=max_memory, max_mosaic_pixels=max_mosaic_pixels,
-                low_memory=low_memory)
+    plan_memory(planned, parameters, jobs, executor, max_memory=max_memory,
+                max_mosaic_pixels=max_mosaic_pixels, low_memory=low_memory,
+                overlay=ALIGN_SKIPS)
     budget, source = memory_budget(max_memory)
     concurrent = _concurrent(jobs, executor)
     steps = parameters.get("steps") or {}

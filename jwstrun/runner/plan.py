@@ -457,8 +457,11 @@ def plan_memory(
     max_memory=None,
     max_mosaic_pixels: int | None = None,
     low_memory: bool = False,
+    overlay: dict | None = None,
 ) -> None:
-    """Mosaic preflight and memory mode of every association (jwstrun.mosaic); before any step."""
+    """Mosaic preflight and memory mode of every association (jwstrun.mosaic); before any
+    step.  Each task is estimated with the parameters it runs with: a sweep variant's own
+    (``item.variant``), else ``parameters``; ``overlay`` is merged into both."""
     from ..mosaic import (
         MosaicRefused,
         decide,
@@ -468,7 +471,13 @@ def plan_memory(
         spec_bool,
     )
 
-    if low_memory and spec_bool(parameters.get("in_memory")) is True:
+    from ._sweep import variant_error
+
+    def own(item) -> dict:
+        given = parameters if item.variant is None else item.variant.parameters
+        return merge_parameters(given, overlay) if overlay else given
+
+    if low_memory and any(spec_bool(own(item).get("in_memory")) is True for item in planned):
         raise ConfigError(
             "low_memory=True asks for the pipeline's on-disk mode but in_memory=true is set "
             "(profile or sets); drop one of them."
@@ -481,15 +490,15 @@ def plan_memory(
     # association has to run: an up-to-date product is not refused on a re-run
     # with a smaller max_memory.
     estimates = {}
-    for item in planned:
+    for index, item in enumerate(planned):
         item.memory = item.refused = None
         try:
-            estimates[item.product] = estimate_association(
-                item.product, [m.path for m in item.asn_product.by_type("science")], parameters,
+            estimates[index] = estimate_association(
+                item.product, [m.path for m in item.asn_product.by_type("science")], own(item),
                 max_mosaic_pixels=limit, limit_from_budget=limit_from_budget,
             )
         except MosaicRefused as exc:
-            item.refused = exc
+            item.refused = variant_error(item.variant, exc)
     # The budget is split between the associations that run at the same time:
     # -j, or the -j that run_tasks will choose from the same in-memory estimates.
     if jobs is None and executor == "local" and estimates:
@@ -499,17 +508,17 @@ def plan_memory(
     # Dask workers have their own memory (unknown here): each gets the whole budget.
     concurrent = 1 if executor == "dask" else max(1, min(jobs or 1, len(planned)))
     share = budget // concurrent
-    for item in planned:
-        estimate = estimates.get(item.product)
+    for index, item in enumerate(planned):
+        estimate = estimates.get(index)
         if estimate is None:
             continue
         try:
             item.memory = decide(
                 estimate, share, budget, source, low_memory=low_memory,
-                user_in_memory=parameters.get("in_memory"), jobs=concurrent,
+                user_in_memory=own(item).get("in_memory"), jobs=concurrent,
             )
         except MosaicRefused as exc:
-            item.refused = exc
+            item.refused = variant_error(item.variant, exc)
             continue
         log.info("%s: %s mode, mosaic %s; %s", item.product, item.memory.mode.replace("_", " "),
                  "x".join(map(str, estimate.shape[::-1])) if estimate.shape else "-",

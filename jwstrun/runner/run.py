@@ -48,7 +48,8 @@ from .plan import (
 )
 from ._tile_memory import plan_stage3_memory
 from .shard import parse_shard
-from ._sweep import expand_planned, measure_sweep, sweep_variants
+from ._sweep import (checked_variants, expand_planned, measure_sweep, parameter_sets,
+                     sweep_variants)
 
 __all__ = ["EXECUTORS", "run_detector1", "run_image2", "run_image3", "run_step",
            "select_executor"]
@@ -372,7 +373,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
     variants = sweep_variants(stage, settings)  # runner._sweep
     for variant in variants:
         variant.parameters = merge_parameters(variant.parameters, grid_parameters)
-    parallelism = _parallelism(stage, paths, settings, parameters, kind)
+    parallelism = _parallelism(stage, paths, settings, parameter_sets(parameters, variants),
+                               kind)
     daemon = parallelism is None or parallelism.mode != "in_step"
     crds_env = refs.crds_environment(crds_path=settings.crds_path, context=settings.crds_context,
                                      env_file=settings.crds_env_file, offline=settings.offline)
@@ -395,7 +397,8 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         if not stage.is_step:  # after the product-type checks, whose messages say more
             check_complete(paths, stage)
         if planned is None:
-            parameters = _checked_abs_refcat(stage, parameters, asn_paths, loose, crds_env)
+            parameters = checked_variants(parameters, variants, lambda p: _checked_abs_refcat(
+                stage, p, asn_paths, loose, crds_env))
         refs.check_setup(crds_env, purpose="run")  # after the inputs: what to set for CRDS
         outdir = prepare_outdir(outdir)
         # The run's CRDS settings (a crds.env may pin CRDS_CONTEXT) must not outlive it
@@ -436,19 +439,26 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
         raise
 
 
-def _parallelism(stage: Stage, paths: list[Path], settings: _Settings, parameters: dict,
+def _parallelism(stage: Stage, paths: list[Path], settings: _Settings, sets: list[tuple],
                  kind: str):
     """Exposures in parallel or cores inside jump/ramp_fit (:mod:`._cores`), for a stage
-    with such steps; sets ``settings.jobs`` to the workers chosen."""
+    with such steps, checked with each variant's parameters (``sets``:
+    :func:`._sweep.parameter_sets`; the first one's choice); sets ``settings.jobs`` to
+    the workers chosen."""
     if not stage.core_steps:
         return None
     from ._cores import choose_parallelism
+    from ._sweep import said_of
     from .plan import _exposure_pixels
 
     pixels = max((_exposure_pixels(p) for p in paths if not is_association(p)),
                  default=FULL_FRAME_PIXELS)
-    choice = choose_parallelism(stage, len(paths), settings.jobs, parameters,
-                                stage.bytes_per_task(pixels), executor=kind)
+    choices = []
+    for variant, parameters in sets:
+        with said_of(variant):
+            choices.append(choose_parallelism(stage, len(paths), settings.jobs, parameters,
+                                              stage.bytes_per_task(pixels), executor=kind))
+    choice = choices[0]
     if choice is not None:
         settings.jobs = choice.jobs
     return choice

@@ -26,6 +26,7 @@ from . import _asdf, _schemas
 from ._schemas import (
     PRODUCT_LAYOUTS,
     VALIDATED_TYPES,
+    recorded_status,
     schema_layout,
     step_status_keys,
     step_status_keyword,
@@ -36,6 +37,7 @@ from .info import product_info
 
 __all__ = [
     "step_status_keyword",
+    "recorded_status",
     "ERROR",
     "WARNING",
     "VALIDATED_TYPES",

@@ -187,6 +187,34 @@ def step_status_keyword(alias: str, fits_keyword: str | None = None) -> str | No
     return _cal_step_keywords().get(alias or "")
 
 
+def recorded_status(primary, keyword: str, alias: str) -> str | None:
+    """The status (``COMPLETE``, ``SKIPPED``...) step ``alias`` recorded in a product's
+    primary header under ``keyword``, None when it recorded none.
+
+    snowblind's ``persist`` records S_PERSIS, the keyword jwst's schema gives its own
+    ``persistence`` step of calwebb_detector1, whose value jwst writes over persist's
+    in every product made from a calwebb_detector1 ``_rate`` (``SKIPPED`` without
+    trap references).  For a keyword the schema gives another step, the step's own
+    HISTORY entry decides (snowblind adds ``snowblind 1.0.1 PersistenceFlagStep:
+    COMPLETE``; the last entry of the class wins), else the keyword's value."""
+    value = str(primary.get(keyword, "")).strip().upper() or None
+    others = {name for name, key in _cal_step_keywords().items() if key == keyword} - {alias}
+    if value == "COMPLETE" or not others:
+        return value
+    from .._step_registry import registered_steps
+
+    entry = registered_steps().get(alias)
+    if entry is None:
+        return value
+    class_name = entry.class_name.rpartition(".")[2]
+    history = [str(card).strip() for card in primary.get("HISTORY", None) or ()]
+    for text in reversed(history):
+        head, _, status = text.rpartition(": ")
+        if head.split(" ")[-1:] == [class_name] and status.strip():
+            return status.strip().upper()
+    return value
+
+
 def step_status_keys(steps) -> set[str]:
     """Turn step names (``tweakreg``) or status keys (``S_TWKREG``) into status keys.
 

@@ -303,8 +303,10 @@ def _check_required_status(ptype, primary, required_status, report):
     COMPLETE in a product made from one exposure."""
     if not required_status or ptype not in _EXPOSURE_TYPES:
         return
+    from ._schemas import recorded_status
+
     for key, step in required_status.items():
-        value = str(primary.get(key, "")).strip().upper() or None
+        value = recorded_status(primary, key, step)
         if value == "COMPLETE":
             continue
         said = "is not set" if value is None else f"is {value}"
