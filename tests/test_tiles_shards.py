@@ -34,6 +34,17 @@ def jwstrun(*args, env=None) -> subprocess.Popen:
                             env={**os.environ, **(env or {})})
 
 
+def invoke(args, monkeypatch, **env):
+    """``jwstrun ARGS`` in this process (the error cases: no pipeline runs)."""
+    from click.testing import CliRunner
+
+    from jwstrun.cli import cli
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
 def image3_args(cal: Path, outdir: Path, env_file) -> list:
     return ["image3", *sorted(cal.glob("*_cal.fits")), "-o", outdir, "--tile-size", "96",
             "-j", "1", "--crds-env", env_file, "--no-progress", "--no-report", *SETS]
@@ -65,6 +76,7 @@ def runs(cal, small_reduced_run, tmp_path_factory):
     return base / "whole", base / "sharded", outputs
 
 
+@pytest.mark.slow  # three tiled runs of one association (~1 min on 2 idle cores)
 def test_both_shards_ran_tiles_of_the_one_association(runs):
     _, sharded, outputs = runs
     ran = {k: {t for t in TILES if f"ok      {t} " in out} for k, out in outputs.items()}
@@ -80,6 +92,7 @@ def test_both_shards_ran_tiles_of_the_one_association(runs):
     assert manifest["plans"]["image3-align"]["tasks"] == {ALIGN: 1}
 
 
+@pytest.mark.slow  # three tiled runs of one association (~1 min on 2 idle cores)
 def test_union_of_the_shards_equals_the_unsharded_run(runs):
     from astropy.io import fits
 
@@ -93,6 +106,7 @@ def test_union_of_the_shards_equals_the_unsharded_run(runs):
                 np.testing.assert_array_equal(a[ext].data, b[ext].data, err_msg=f"{name}[{ext}]")
 
 
+@pytest.mark.slow  # three tiled runs of one association (~1 min on 2 idle cores)
 def test_status_report_and_resume_read_the_shared_outdir(runs, cal, small_reduced_run):
     from jwstrun.look._tiles import tile_map_section
     from jwstrun.manifest import read_manifest
@@ -117,17 +131,17 @@ def test_status_report_and_resume_read_the_shared_outdir(runs, cal, small_reduce
     assert "5 task(s): 0 ok, 5 up to date (skipped), 0 failed" in out, out
 
 
-def _error(process) -> str:
-    out = process.communicate(timeout=300)[0]
-    assert process.returncode == 1, out
-    return [line for line in out.splitlines() if line.startswith("Error:")][-1]
+def _error(result) -> str:
+    assert result.exit_code == 1, result.output
+    return [line for line in result.output.splitlines() if line.startswith("Error:")][-1]
 
 
-def test_a_shard_waits_for_its_align_a_bounded_time(cal, small_reduced_run, tmp_path):
+def test_a_shard_waits_for_its_align_a_bounded_time(cal, small_reduced_run, tmp_path,
+                                                    monkeypatch):
     outdir = tmp_path / "out"
     started = time.monotonic()
-    error = _error(jwstrun(*image3_args(cal, outdir, small_reduced_run["sim"].env_file),
-                           "--shard", "2/2", env={"JWSTRUN_ALIGN_WAIT_SECONDS": "3"}))
+    error = _error(invoke([*image3_args(cal, outdir, small_reduced_run["sim"].env_file),
+                           "--shard", "2/2"], monkeypatch, JWSTRUN_ALIGN_WAIT_SECONDS="3"))
     assert error == (
         f"Error: {ALIGN}: not done after waiting 3 s (JWSTRUN_ALIGN_WAIT_SECONDS); 2 tile(s) "
         "of shard 2/2 need its _crf files and shard 1/2 aligns it. See `jwstrun status "
@@ -138,7 +152,7 @@ def test_a_shard_waits_for_its_align_a_bounded_time(cal, small_reduced_run, tmp_
 
 
 def test_tiles_of_an_align_another_shard_failed_fail_at_once(cal, small_reduced_run,
-                                                             tmp_path):
+                                                             tmp_path, monkeypatch):
     """The record shard 1/2 writes when its align fails (written here: the pipeline's
     failure itself is tested elsewhere); shard 2/2 started after it does not wait."""
     from jwstrun.manifest import Manifest
@@ -151,10 +165,10 @@ def test_tiles_of_an_align_another_shard_failed_fail_at_once(cal, small_reduced_
                      "product": PRODUCT, "error": "outlier_detection: boom",
                      "log_file": f"logs/{ALIGN}.log", "batch_job_id": "1234_1",
                      "start": now - 1, "end": now})
-    process = jwstrun(*image3_args(cal, outdir, small_reduced_run["sim"].env_file),
-                      "--shard", "2/2", env={"JWSTRUN_ALIGN_WAIT_SECONDS": "60"})
-    out = process.communicate(timeout=300)[0]
-    assert process.returncode == 1, out
+    result = invoke([*image3_args(cal, outdir, small_reduced_run["sim"].env_file),
+                     "--shard", "2/2"], monkeypatch, JWSTRUN_ALIGN_WAIT_SECONDS="60")
+    out = result.output
+    assert result.exit_code == 1, out
     assert (f"FAILED {ALIGN}: the alignment failed in another shard (job 1234_1): "
             "outlier_detection: boom; the 2 tile(s) of shard 2/2 that need its _crf files "
             "were not run") in out
@@ -162,16 +176,17 @@ def test_tiles_of_an_align_another_shard_failed_fail_at_once(cal, small_reduced_
     assert not list(outdir.glob("*_i2d.fits"))
 
 
-def test_phase_tiles_before_the_aligns_refuses(cal, small_reduced_run, tmp_path):
+def test_phase_tiles_before_the_aligns_refuses(cal, small_reduced_run, tmp_path,
+                                               monkeypatch):
     outdir = tmp_path / "out"
     args = image3_args(cal, outdir, small_reduced_run["sim"].env_file)
-    error = _error(jwstrun(*args, "--phase", "tiles"))
+    error = _error(invoke([*args, "--phase", "tiles"], monkeypatch))
     command = error.split("Run the align phase first: ")[1]
     assert error == (f"Error: --phase tiles: {ALIGN} is not done in {outdir} (pending); its "
                      f"tiles need its _crf files. Run the align phase first: {command}")
     assert command.startswith("jwstrun image3 ") and " --phase align " in command
     assert "--phase tiles" not in command
     assert not list(outdir.glob("*_i2d.fits")) and not list(outdir.glob("*_grid.asdf"))
-    assert _error(jwstrun("image3", sorted(cal.glob("*_cal.fits"))[0], "-o", outdir, "--phase",
-                          "align")) == ("Error: --phase align runs one phase of a tiled "
+    assert _error(invoke(["image3", sorted(cal.glob("*_cal.fits"))[0], "-o", outdir,
+                          "--phase", "align"], monkeypatch)) == ("Error: --phase align runs one phase of a tiled "
                                         "image3: give --tile-size too, or drop --phase.")
