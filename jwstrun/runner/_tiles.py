@@ -136,9 +136,10 @@ class Tiling:
             n = sum(mine(_tile_id(item.product, t)) for t in cut)
             if n:
                 need[_task_id(item)] = n
-        done = {r.task_id for r in first.results if r.status in ("ok", "skipped")} \
-            if first is not None else set()
-        foreign = {k: n for k, n in need.items() if first is None or not mine(k)}
+        ran = {r.task_id: r.status for r in (first.results if first is not None else [])}
+        done = {k for k, status in ran.items() if status in ("ok", "skipped")}
+        # aligned by other shards, or by another run that had claimed this shard's align
+        foreign = {k: n for k, n in need.items() if k not in ran}
         ready, failed_aligns = self._aligned_elsewhere(
             [a for a in align if _task_id(a) in foreign], foreign, align_shards, outdir,
             align_parameters, kwargs)
@@ -149,7 +150,7 @@ class Tiling:
             if _task_id(item) not in need:
                 continue
             if _task_id(item) not in done:
-                if first is not None and mine(_task_id(item)):
+                if _task_id(item) in ran:
                     log.warning("%s: its alignment failed; its tiles were not run.",
                                 item.product)
                 continue
@@ -187,7 +188,8 @@ class Tiling:
         if not items:
             return set(), []
         watch = AlignWatch(items, outdir, parameters, kwargs)
-        if self.phase == "tiles":
+        if self.phase == "tiles":  # --force re-runs the tiles, not the aligns before them
+            watch.force = False
             check_phase_tiles(watch, need, outdir, kwargs.get("command", "jwstrun"))
             return set(need), []
         return wait_for_aligns(watch, need, owners, kwargs.get("shard"), outdir)
