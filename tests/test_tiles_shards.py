@@ -125,6 +125,10 @@ def test_status_report_and_resume_read_the_shared_outdir(runs, cal, small_reduce
     out = again.communicate(timeout=300)[0]
     assert again.returncode == 0, out
     assert "2 task(s): 0 ok, 2 up to date (skipped), 0 failed" in out, out
+    tiles = jwstrun(*image3_args(cal, sharded, env_file), "--shard", "1/2", "--phase", "tiles")
+    out = tiles.communicate(timeout=300)[0]
+    assert tiles.returncode == 0, out  # the align is done: the tiles phase may run
+    assert "2 task(s): 0 ok, 2 up to date (skipped), 0 failed" in out, out
     whole = jwstrun(*image3_args(cal, sharded, env_file))
     out = whole.communicate(timeout=300)[0]
     assert whole.returncode == 0, out
