@@ -306,6 +306,39 @@ def test_slurm_array_shard_killed_then_submitted_again_completes_the_set(
     assert manifest["tasks"][victim["task_id"]]["batch_job_id"] == f"{again}_2"
 
 
+@pytest.mark.slow  # two shards of a tiled image3 (align, then 2 x several tiles): ~1-2 min
+def test_slurm_array_spreads_the_tiles_of_one_mosaic(sim, local_image2, slurm, tmp_path):
+    """The documented tiles array (2 tasks) on the four _cal files (one association): shard
+    1 aligns, shard 2 waits for it, and each array task runs tiles of that association."""
+    project = tmp_path / "project"
+    (project / "out").mkdir(parents=True)
+    (project / "logs").mkdir()
+    for path in local_image2.outdir.glob("*_cal.fits"):
+        (project / "out" / path.name).symlink_to(path)
+    (project / "crds.env").write_text(Path(sim.env_file).read_text())
+    (project / "tiles-array.sh").write_text(doc_script("tiles-array-script", {
+        "cd /shared/project": f"cd {project}", "--array=1-8": "--array=1-2",
+        "--cpus-per-task=4": "--cpus-per-task=1", "--mem=32G": "--mem=1G",
+        "--tile-size 2arcmin": "--tile-size 96",
+        "--no-progress": "--no-progress --set steps.tweakreg.skip=true "
+                         "--set steps.source_catalog.skip=true"}))
+    job = submit(slurm, project, "tiles-array.sh")
+    slurm.wait_idle(timeout=600)
+    logs = [(project / "logs" / f"jwst-tiles-{job}_{k}.out").read_text() for k in (1, 2)]
+    for text in logs:
+        assert "Error" not in text, text
+    assert "shard 2/2: waiting for 1 align task(s) of other shards" in logs[1], logs[1]
+    manifest = json.loads((project / "tiles" / "jwstrun-manifest.json").read_text())
+    records = manifest["tasks"].values()
+    (align,) = [r for r in records if r["pipeline"] == "image3-align"]
+    assert align["status"] == "ok" and align["batch_job_id"] == f"{job}_1"
+    tiles = [r for r in records if r["pipeline"] == "image3-tile" and r["status"] == "ok"]
+    assert {r["product"].rsplit("_", 1)[0] for r in tiles} == {align["product"]}
+    assert {r["batch_job_id"] for r in tiles} == {f"{job}_1", f"{job}_2"}, tiles
+    report = status(slurm, project / "tiles")
+    assert report["complete"] is True, report
+
+
 # --------------------------------------------------------------------------
 # Errors, scancel and wall time with --cluster slurm
 # --------------------------------------------------------------------------

@@ -185,6 +185,8 @@ _FLAG_TERMS = [
     (r"\btruth= is for a sweep's table \(sweep=\)", "--truth is for a sweep's table (--sweep)"),
     (r"\btile_size=", "--tile-size "),
     (r"\bassemble=True\b", "--assemble"),
+    (r"\bphase='(\w+)'", r"--phase \1"),
+    (r"give tile_size too, or drop phase\.", "give --tile-size too, or drop --phase."),
     (r"give tile_size \(or a max_memory", "give --tile-size (or a --max-memory"),
     (r"\(profile or sets\)", "(profile or --set)"),
     (r"\b([Cc]hoose|use) another outdir([.;])", r"\1 another -o OUTDIR\2"),
@@ -387,6 +389,10 @@ def _memory_kwargs(kw: dict) -> dict:
 @click.option("--assemble", is_flag=True,
               help="With tiles: copy them into one <product>_i2d.fits as well (section by "
               "section, never the whole mosaic in memory; no resampling).")
+@click.option("--phase", type=click.Choice(["align", "tiles"]), default=None,
+              help="With tiles: run only the align tasks, or only the tiles (whose aligns "
+              "must be done): two job arrays, the second --dependency=afterok on the first "
+              "(docs/workflows/cluster.md).")
 @dask_options
 @no_report_option
 @click.pass_context
@@ -436,6 +442,7 @@ def image3_command(ctx, inputs, no_report, grid, **kw):
             lambda progress: run_image3(
                 inputs, kw["outdir"], on_event=progress, command=command, previews=not no_report,
                 tile_size=kw["tile_size"], grid=grid, assemble=kw["assemble"],
+                phase=kw["phase"],
                 **_common_kwargs(kw), **_memory_kwargs(kw), **_dask_kwargs(kw),
             ),
         )

@@ -206,7 +206,7 @@ def assemble_tiles(outdir: Path, product: str, grid, tiles, results: dict, membe
     result = TaskResult(task_id=task_id, status="ok", outputs=[output.name],
                         output_sizes={output.name: output.stat().st_size}, start=start, end=end,
                         wall_s=round(end - start, 3))
-    manifest = Manifest.load(outdir)
+    manifest = Manifest.load(outdir, shared=True)  # shards may be recording tiles
     manifest.record(TaskRecord.from_result(result, pipeline=ASSEMBLE_STAGE, product=product,
                                            pipeline_class="assemble_mosaic").to_dict())
     results[result.task_id] = result

@@ -21,12 +21,14 @@ The grid is ``grid=`` (a gwcs ASDF file, :func:`jwstrun.mosaic.gridfile.read_gri
 or, without it, the one ``jwstrun grid`` makes from the association's inputs and
 resample's grid parameters, written as ``OUTDIR/<product>_grid.asdf`` (the
 single-shot image3 with that grid as resample's ``output_wcs`` makes the same
-pixels).  With ``--shard``, each shard runs its associations' two phases; the tiles
-of one association spread over the workers of that shard (local pool, Dask).
+pixels).  With ``--shard``, the align tasks and the tiles of every association spread
+over all the shards (:mod:`._tile_shards`: a shard waits for an association aligned
+by another before running its tiles).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io import atomic_write
+from ..locking import planning_lock
 from ..errors import ConfigError
 from ..manifest import Manifest, TaskRecord, TaskResult
 from ..mosaic.tiles import (DEFAULT_MARGIN, TILE_ASN_KEY, Tile, check_tile_size, cut_tiles,
@@ -43,6 +46,8 @@ from ..mosaic.tiles import (DEFAULT_MARGIN, TILE_ASN_KEY, Tile, check_tile_size,
 from ._outputs import expected_outputs
 from ._parent import RunSummary, run_tasks
 from ._tile_memory import assemble_all, attach_tile_memory
+from ._tile_shards import (AlignWatch, assemble_when_complete, check_phase, check_phase_tiles,
+                           spread, wait_for_aligns)
 from .plan import Planned, _task_id, merge_parameters
 from .task import _skipped_steps
 
@@ -68,6 +73,8 @@ class Tiling:
     grid: str | None = None
     margin: int = DEFAULT_MARGIN
     assemble: bool = False
+    #: None (both phases), "align" or "tiles" (one of them: two job arrays)
+    phase: str | None = None
     #: product -> its jwstrun.mosaic.tile_plan.TilePlan (the tile size, each tile's estimate)
     plans: dict = field(default_factory=dict)
     _grids: dict = field(default_factory=dict)
@@ -100,41 +107,92 @@ class Tiling:
     def run(self, pipeline: str, planned: list[Planned], outdir: Path, *, parameters: dict,
             plan_shards: dict | None = None, remove_if_refused: list | None = None,
             **kwargs) -> RunSummary:
-        """Both phases over the planned associations (see the module docstring)."""
-        layouts = [self._layout(item, outdir, parameters, remove_if_refused)
-                   for item in planned]
+        """Both phases over the planned associations (see the module docstring); with
+        ``shard``, ``planned`` is the whole plan and both phases spread over every shard
+        (:mod:`._tile_shards`)."""
+        shard = kwargs.get("shard")
+        with planning_lock(outdir) if shard is not None else contextlib.nullcontext():
+            # a shard keeps the grids it wrote: another shard may already use them
+            layouts = [self._layout(item, outdir, parameters,
+                                    remove_if_refused if shard is None else None)
+                       for item in planned]
         align = [dataclasses.replace(item, pipeline=ALIGN_STAGE) for item in planned]
-        shards = None if plan_shards is None else {
-            f"{ALIGN_STAGE}-{key.partition('-')[2]}": value for key, value in plan_shards.items()}
+        align_shards = spread(shard, [_task_id(a) for a in align])
+        tile_shards = spread(shard, [_tile_id(a.product, t) for a, (_, _, cut) in
+                                     zip(align, layouts, strict=True) for t in cut])
+        mine = (lambda task_id: shard is None or tile_shards.get(task_id, align_shards.get(
+            task_id)) == shard.index)
         skips = {"steps": {"resample": {"skip": True}, "source_catalog": {"skip": True}}}
-        first = run_tasks(ALIGN_STAGE, align, outdir, plan_shards=shards,
-                          parameters=merge_parameters(parameters, skips),
-                          remove_if_refused=remove_if_refused, **kwargs)
-        done = {r.task_id for r in first.results if r.status in ("ok", "skipped")}
+        align_parameters = merge_parameters(parameters, skips)
+        first = None
+        if self.phase != "tiles":
+            first = run_tasks(ALIGN_STAGE, [a for a in align if mine(_task_id(a))], outdir,
+                              plan_shards=align_shards, parameters=align_parameters,
+                              remove_if_refused=remove_if_refused, **kwargs)
+            if self.phase == "align":
+                return dataclasses.replace(first, pipeline="image3")
+        need = {}  # align task id -> the number of this shard's tiles that need it
+        for item, (_, _, cut) in zip(align, layouts, strict=True):
+            n = sum(mine(_tile_id(item.product, t)) for t in cut)
+            if n:
+                need[_task_id(item)] = n
+        ran = {r.task_id: r.status for r in (first.results if first is not None else [])}
+        done = {k for k, status in ran.items() if status in ("ok", "skipped")}
+        # aligned by other shards, or by another run that had claimed this shard's align
+        foreign = {k: n for k, n in need.items() if k not in ran}
+        ready, failed_aligns = self._aligned_elsewhere(
+            [a for a in align if _task_id(a) in foreign], foreign, align_shards, outdir,
+            align_parameters, kwargs)
+        done |= ready
         tiles, empty = [], []
         skipped = _skipped_steps(parameters)  # their status is in the tiles' products
         for item, (grid_path, grid, cut) in zip(align, layouts, strict=True):
-            if _task_id(item) not in done:
-                log.warning("%s: its alignment failed; its tiles were not run.", item.product)
+            if _task_id(item) not in need:
                 continue
-            full, none = _plan_tiles(item, outdir, grid_path, grid, cut, skipped)
+            if _task_id(item) not in done:
+                if _task_id(item) in ran:
+                    log.warning("%s: its alignment failed; its tiles were not run.",
+                                item.product)
+                continue
+            full, none = _plan_tiles(item, outdir, grid_path, grid,
+                                     [t for t in cut if mine(_tile_id(item.product, t))],
+                                     skipped)
             if item.product in self.plans:
                 attach_tile_memory(self.plans[item.product], full,
                                    {f"{item.product}_{t.name}": t for t in cut})
             tiles += full
             empty += none
-        empties = _record_empty(outdir, empty, kwargs.get("shard"))
-        # run_tasks shut the first phase's pool down; corrections ran before phase 1
-        kwargs.update(pool=None, corrections=None, exposure_sets=None,
-                      on_event=_counted_on(kwargs.get("on_event"), len(first.results)))
-        tile_shards = None if kwargs.get("shard") is not None else {_task_id(p): None
-                                                                     for p in tiles + empty}
+        empties = _record_empty(outdir, empty, shard)
+        if first is not None:  # run_tasks shut the first phase's pool down
+            kwargs.update(pool=None, corrections=None, exposure_sets=None,
+                          on_event=_counted_on(kwargs.get("on_event"), len(first.results)))
+        if shard is None:
+            tile_shards = {_task_id(p): None for p in tiles + empty}
         second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
                            plan_shards=tile_shards, **kwargs) if tiles else None
-        summary = _combined(first, second, empties)
-        if self.assemble:
+        if second is None and first is None and kwargs.get("pool") is not None:
+            kwargs["pool"].shutdown(cancel=True)  # the early pool: no task for it
+        summary = _combined(first, second, empties + failed_aligns, outdir)
+        if self.assemble and shard is not None:
+            assemble_when_complete(outdir, planned, layouts, summary,
+                                   force=kwargs.get("force", False))
+        elif self.assemble:
             assemble_all(outdir, planned, layouts, summary, force=kwargs.get("force", False))
         return summary
+
+    def _aligned_elsewhere(self, items: list[Planned], need: dict, owners: dict,
+                           outdir: Path, parameters: dict, kwargs: dict):
+        """(the align task ids of ``items`` that are done, a failed result for each that
+        failed): aligned by other shards (waited for), or by a first phase run before
+        (``phase="tiles"``: refused unless done)."""
+        if not items:
+            return set(), []
+        watch = AlignWatch(items, outdir, parameters, kwargs)
+        if self.phase == "tiles":  # --force re-runs the tiles, not the aligns before them
+            watch.force = False
+            check_phase_tiles(watch, need, outdir, kwargs.get("command", "jwstrun"))
+            return set(need), []
+        return wait_for_aligns(watch, need, owners, kwargs.get("shard"), outdir)
 
     def _layout(self, item: Planned, outdir: Path, parameters: dict, made: list | None):
         """The association's grid file, grid and tiles (checked before anything runs;
@@ -292,21 +350,34 @@ def _counted_on(on_event, before: int):
     return event
 
 
-def _combined(first: RunSummary, second: RunSummary | None, empties: list) -> RunSummary:
-    """One summary of both phases."""
-    parts = [first] + ([second] if second is not None else [])
+def _combined(first: RunSummary | None, second: RunSummary | None,
+              extra: list, outdir: Path) -> RunSummary:
+    """One summary of both phases (``extra``: results no task of this run recorded)."""
+    parts = [s for s in (first, second) if s is not None]
+    if not parts:  # phase="tiles" in a shard with no tile to run
+        return RunSummary(pipeline="image3", outdir=outdir, manifest=Manifest(outdir).path,
+                          results=extra,
+                          tasks={}, jobs=1, jobs_reason="-", wall_s=0.0)
     return dataclasses.replace(
         parts[-1], pipeline="image3",
-        results=[r for s in parts for r in s.results] + empties,
+        results=[r for s in parts for r in s.results] + extra,
         tasks={k: v for s in parts for k, v in s.tasks.items()},
         wall_s=sum(s.wall_s for s in parts), prefetch_s=sum(s.prefetch_s for s in parts),
         jobs=max(s.jobs for s in parts))
 
 
-def tiling_for(tile_size, grid, *, assemble: bool = False, max_memory=None) -> Tiling | None:
+def _tile_id(product: str, tile: Tile) -> str:
+    return _task_id(Planned(TILE_STAGE, f"{product}_{tile.name}", None, [], []))
+
+
+def tiling_for(tile_size, grid, *, assemble: bool = False, max_memory=None,
+               phase=None) -> Tiling | None:
     """The :class:`Tiling` of ``tile_size`` and ``grid`` (None without a tile size, unless
     ``max_memory`` may choose one: runner._tile_memory), checked as far as it can be
-    before any input is read."""
+    before any input is read; ``phase``: "align" or "tiles" runs one phase only."""
+    if check_phase(phase) is not None and tile_size is None:
+        raise ConfigError(f"phase={phase!r} runs one phase of a tiled image3: give "
+                          "tile_size too, or drop phase.")
     if tile_size is None and max_memory is None and assemble:
         raise ConfigError("assemble=True copies the tiles of a tiled image3 into one mosaic: "
                           "give tile_size (or a max_memory the single-shot image3 does not "
@@ -314,6 +385,7 @@ def tiling_for(tile_size, grid, *, assemble: bool = False, max_memory=None) -> T
     if tile_size is None:
         return None if max_memory is None else Tiling(
             None, None if grid is None else os.fspath(grid), assemble=assemble)
-    tiling = Tiling(tile_size, None if grid is None else os.fspath(grid), assemble=assemble)
+    tiling = Tiling(tile_size, None if grid is None else os.fspath(grid), assemble=assemble,
+                    phase=phase)
     tiling.check()
     return tiling

@@ -215,6 +215,7 @@ def run_image3(
     truth: str | os.PathLike | None = None,
     tile_size=None,
     assemble: bool = False,
+    phase: str | None = None,
     on_event: Callable | None = None,
     command: str = "jwstrun",
 ) -> RunSummary:
@@ -235,12 +236,13 @@ def run_image3(
     the grid (:mod:`jwstrun.runner._tiles`, docs/workflows/tiles.md); without it, a
     ``max_memory`` the single-shot image3 does not fit runs it as tiles of the size that
     budget allows (:mod:`jwstrun.runner._tile_memory`); ``assemble=True`` copies the
-    tiles into one ``<product>_i2d.fits``.  The other parameters as for
+    tiles into one ``<product>_i2d.fits``; ``phase`` ('align' or 'tiles') runs one of
+    its two phases (:mod:`jwstrun.runner._tile_shards`).  The other parameters as for
     :func:`run_image2`.
     """
     from ._tiles import tiling_for
 
-    tiling = tiling_for(tile_size, grid, assemble=assemble, max_memory=max_memory)
+    tiling = tiling_for(tile_size, grid, assemble=assemble, max_memory=max_memory, phase=phase)
     return _run(get_stage("image3"), inputs, outdir, _Settings(
         tiling=tiling,
         jobs=jobs, force=force, checksum=checksum, profiles=profiles, sets=sets,
@@ -410,15 +412,16 @@ def _run(stage: Stage, inputs, outdir, settings: _Settings) -> RunSummary:
                 _check_unique_products(planned)
                 sets = exposure_sets(stage, planned, corrections)
             planned = expand_planned(planned, variants)
-            plan_shards = {_task_id(p): None for p in planned}
-            if shard is not None:
-                plan_shards = shard.of(planned, key=_task_id)
-                planned = shard.select(planned, key=_task_id)
-                log.info("shard %s: %d of the %d planned task(s)", shard, len(planned),
-                         len(plan_shards))
             if stage.grouping == "association":  # single-shot or tiled (runner._tile_memory)
                 settings.tiling = plan_stage3_memory(settings.tiling, planned, parameters,
                                                      settings.jobs, kind, **settings.memory)
+            plan_shards = {_task_id(p): None for p in planned}
+            if shard is not None:
+                plan_shards = shard.of(planned, key=_task_id)
+                if settings.tiling is None:  # tiles spread over every shard (runner._tile_shards)
+                    planned = shard.select(planned, key=_task_id)
+                    log.info("shard %s: %d of the %d planned task(s)", shard, len(planned),
+                             len(plan_shards))
             runner = run_tasks if settings.tiling is None else settings.tiling.run
             summary = runner(
                 stage.name, planned, outdir, parameters=parameters, crds_env=crds_env,
