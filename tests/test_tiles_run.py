@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,6 +165,11 @@ def test_tiles_equal_the_single_shot_mosaic_on_the_same_grid(runs):
         size = runs["size"]
         assert not whole["WHT"].data[:, 2 * size:].any()
         assert covered == whole["SCI"].data[:, :2 * size].size
+    # each tile resampled cut-outs of the _crf files (the tile logs), and the exposures
+    # crossing the grid's edge whole, over their footprint (mosaic.cutout.edge_box)
+    logs = "\n".join(p.read_text() for p in sorted((tiles / "logs").glob("image3-tile-*.log")))
+    assert re.search(r"_crf\.fits: rows \d+:\d+, columns \d+:\d+ reach tile t\d{6}", logs)
+    assert re.search(r"_crf\.fits crosses the grid's edge: used whole, tile t\d{6}", logs)
     status = CliRunner().invoke(cli, ["status", str(tiles), "--json"])
     report = json.loads(status.stdout)
     assert report["counts"]["empty"] == 2 and report["counts"]["done"] == 5, report["counts"]

@@ -21,6 +21,15 @@ neighbours' map, so the pixels next to a cut edge must map outside the tile (wit
 margin).  The cut is skipped (the exposure is used whole) when resample interpolates a
 sparse pixel map (``pixmap_stepsize > 1``): the interpolation depends on the extent.
 
+An exposure that crosses the grid's edge is used whole too, and the tile is resampled
+over all of its footprint on the grid (:func:`edge_box`): drizzle decides which input
+pixels cut by the output's edge it keeps from a polygon -- the input's box mapped onto
+the output, clipped to the output, mapped back by an iterative inversion (0.03 pixel)
+-- whose vertices depend on the input's box and on the whole output window, not only on
+where the edge lies.  With the same input box and a window holding the same clipped
+polygon, the tile keeps the same input pixels at the grid's edge as the single-shot
+mosaic (scripts/drizzle_grid_edge.py shows the difference otherwise).
+
 This module imports jwst's datamodels and astropy: only tile workers load it.
 """
 
@@ -31,7 +40,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["input_box", "cutout", "STRIDE", "PAD"]
+__all__ = ["input_box", "edge_box", "cutout", "STRIDE", "PAD", "EDGE_TOL"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,9 @@ log = logging.getLogger(__name__)
 STRIDE = 16
 #: input pixels added on every side of the box (beyond one stride)
 PAD = 8
+#: grid pixels: an exposure whose outline comes this close to the grid's edge (or
+#: beyond) counts as crossing it (:func:`edge_box`)
+EDGE_TOL = 1.0
 
 
 def _coarse(shape: tuple[int, int]):
@@ -73,6 +85,33 @@ def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, i
     ny, nx = shape
     return (max(0, int(yy[near].min()) - pad), min(ny, int(yy[near].max()) + pad + 1),
             max(0, int(xx[near].min()) - pad), min(nx, int(xx[near].max()) + pad + 1))
+
+
+def edge_box(wcs, shape: tuple[int, int], grid_shape: tuple[int, int], grid_wcs):
+    """The grid pixels ``(y0, y1, x0, x1)`` (half-open, padded, clipped to the grid) of
+    the footprint of an exposure of ``shape`` with ``wcs`` when its outline (the edges
+    of its pixels' box) crosses the edge of the grid of ``grid_shape`` with
+    ``grid_wcs``, or comes within :data:`EDGE_TOL` of it; ``None`` when the exposure
+    lies inside the grid (or off it)."""
+    ny, nx = shape
+    gny, gnx = grid_shape
+    along_x = np.r_[np.arange(-0.5, nx - 0.5, STRIDE), nx - 0.5]
+    along_y = np.r_[np.arange(-0.5, ny - 0.5, STRIDE), ny - 0.5]
+    x = np.r_[along_x, along_x, np.full(along_y.size, -0.5), np.full(along_y.size, nx - 0.5)]
+    y = np.r_[np.full(along_x.size, -0.5), np.full(along_x.size, ny - 0.5), along_y, along_y]
+    gx, gy = grid_wcs.backward_transform(*wcs.forward_transform(x, y))
+    gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
+    finite = np.isfinite(gx) & np.isfinite(gy)
+    if not finite.any():
+        return None
+    gx, gy = gx[finite], gy[finite]
+    low, high = -0.5 + EDGE_TOL, np.array([gnx, gny]) - 0.5 - EDGE_TOL
+    crosses = gx.min() < low or gy.min() < low or gx.max() > high[0] or gy.max() > high[1]
+    box = (max(0, int(np.floor(gy.min())) - PAD), min(gny, int(np.ceil(gy.max())) + PAD + 1),
+           max(0, int(np.floor(gx.min())) - PAD), min(gnx, int(np.ceil(gx.max())) + PAD + 1))
+    if not crosses or box[0] >= box[1] or box[2] >= box[3]:
+        return None
+    return box
 
 
 def _shifted_wcs(wcs, y0: int, x0: int):

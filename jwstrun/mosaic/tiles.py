@@ -110,6 +110,16 @@ class Tile:
     def margin_box(self) -> tuple[int, int, int, int]:
         return (self.my0, self.my1, self.mx0, self.mx1)
 
+    def with_margin_box(self, box: tuple[int, int, int, int]) -> "Tile":
+        """This tile resampled over ``box`` (``(y0, y1, x0, x1)``, holding its core)
+        instead of its box with margin."""
+        from dataclasses import replace
+
+        my0, my1, mx0, mx1 = (int(v) for v in box)
+        if not (my0 <= self.y0 and self.y1 <= my1 and mx0 <= self.x0 and self.x1 <= mx1):
+            raise ValueError(f"{box} does not hold the core of tile {self.name} {self.box}")
+        return replace(self, my0=my0, my1=my1, mx0=mx0, mx1=mx1)
+
     def header(self) -> dict:
         """The :data:`TILE_KEYWORDS` of this tile: keyword -> (value, comment)."""
         values = {"TILEID": self.name, "TILEY0": self.y0, "TILEX0": self.x0,

@@ -41,7 +41,9 @@ from ..mosaic.gridfile import read_grid
 
 __all__ = ["TilePipeline"]
 
-log = logging.getLogger(__name__)
+#: under stpipe's logger, so that the records land in the tile task's log file
+#: (runner._task_logging) beside the steps' own
+log = logging.getLogger("stpipe.jwstrun_tile")
 
 #: the ownership rule, as recorded in each tile catalogue's meta
 OWNERSHIP_RULE = (
@@ -68,6 +70,9 @@ class TilePipeline(Pipeline):
         name = asn["products"][0]["name"]
         out = Path(self.output_dir or ".")
         grid = read_grid(info["grid"])
+        inputs, member_index, window = _tile_inputs(path, asn, grid, tile, info,
+                                                    self.resample.pixmap_stepsize)
+        tile = tile.with_margin_box(window)
         margin_grid = out.parent / f"{tile.name}_grid.asdf"
         grid.sub_grid(*tile.margin_box).write(margin_grid)
         self.resample.output_wcs = str(margin_grid)
@@ -75,8 +80,6 @@ class TilePipeline(Pipeline):
         self.source_catalog.save_results = True
         self.source_catalog.output_dir = str(out)
         self.output_file = name
-        inputs, member_index = _tile_inputs(path, asn, grid, tile, info,
-                                            self.resample.pixmap_stepsize)
         with self.resample.run(inputs) as mosaic:
             core = mosaic.copy()
             _crop(core, tile, grid, member_index, int(info["n_members"]))
@@ -90,32 +93,48 @@ class TilePipeline(Pipeline):
 
 
 def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
-    """The tile's ``_crf`` files, each cut to the part that can reach the tile with its
-    margin (:mod:`jwstrun.mosaic.cutout`), as a ModelLibrary, and each one's index in
-    the whole association.  Whole files (the association's path) when resample
-    interpolates a sparse pixel map."""
-    if stepsize is not None and stepsize > 1:
-        return str(path), list(info["member_index"])
+    """The tile's ``_crf`` files as a ModelLibrary, each one's index in the whole
+    association, and the box of the grid to resample (the tile's box with margin,
+    grown over the footprint of every exposure that crosses the grid's edge).
+
+    Each exposure is cut to the part that can reach that box
+    (:mod:`jwstrun.mosaic.cutout`), but for one that crosses the grid's edge (drizzle's
+    handling of the input pixels cut by the edge depends on the input's box: see
+    :func:`~jwstrun.mosaic.cutout.edge_box`) and when resample interpolates a sparse
+    pixel map (``pixmap_stepsize > 1``): those are used whole.  The association's
+    path when no pixel reaches the tile."""
     from jwst.datamodels import ModelLibrary
 
-    from ..mosaic.cutout import cutout, input_box
+    from ..mosaic.cutout import cutout, edge_box, input_box
 
-    models, index = [], []
+    sparse = stepsize is not None and stepsize > 1
+    kept, window = [], list(tile.margin_box)
     members = asn["products"][0]["members"]
     for member, number in zip(members, info["member_index"], strict=True):
         model = datamodels.open(path.parent / member["expname"])
-        box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tile.margin_box)
-        if box is None:
+        wcs, shape = model.meta.wcs, model.data.shape
+        if input_box(wcs, shape, grid.wcs, tile.margin_box) is None:
             log.info("%s: no pixel reaches tile %s", model.meta.filename, tile.name)
             model.close()
             continue
-        log.info("%s: rows %d:%d, columns %d:%d reach tile %s", model.meta.filename,
-                 *box, tile.name)
-        models.append(cutout(model, box))
-        index.append(number)
-    if not models:  # footprints overlap, no pixel lands: resample the whole files
-        return str(path), list(info["member_index"])
-    return ModelLibrary(models, on_disk=False), index
+        edge = edge_box(wcs, shape, grid.shape, grid.wcs)
+        if edge is not None:
+            log.info("%s crosses the grid's edge: used whole, tile %s resampled over its "
+                     "footprint (grid rows %d:%d, columns %d:%d)", model.meta.filename,
+                     tile.name, *edge)
+            window = [min(window[0], edge[0]), max(window[1], edge[1]),
+                      min(window[2], edge[2]), max(window[3], edge[3])]
+        kept.append((model, number, sparse or edge is not None))
+    if not kept:  # footprints overlap, no pixel lands: resample the whole files
+        return str(path), list(info["member_index"]), tile.margin_box
+    for model, _, whole in kept:
+        if not whole:
+            box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tuple(window))
+            log.info("%s: rows %d:%d, columns %d:%d reach tile %s", model.meta.filename,
+                     *box, tile.name)
+            cutout(model, box)
+    return (ModelLibrary([model for model, _, _ in kept], on_disk=False),
+            [number for _, number, _ in kept], tuple(window))
 
 
 def _crop(model, tile: Tile, grid, member_index: list[int], n_members: int) -> None:
