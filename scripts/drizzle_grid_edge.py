@@ -19,7 +19,8 @@ tile pixel with the same pixel of the whole grid (rtol 1e-5):
 
 - ``clipped``:  the window is the tile with its margin, clipped to the grid;
 - ``covering``: jwstrun's rule -- the window also holds the footprint on the grid of
-  every input that crosses the grid's edge, given whole (mosaic.cutout.edge_box).
+  every input, given whole, that crosses a grid edge on which the window lies
+  (mosaic.cutout.edge_box).
 
 Typical output: ``clipped`` differs at a few hundred pixels, all within 2 pixels of the
 grid's edge; ``covering`` differs nowhere.
@@ -53,10 +54,13 @@ def drizzle(pm, box):
     return driz.out_wht
 
 
-def footprint(pm):
-    """The grid pixels of the input's footprint when it crosses the grid's edge."""
+def footprint(pm, window):
+    """The grid pixels of the input's footprint when it crosses a grid edge on which
+    ``window`` lies (jwstrun's rule, mosaic.cutout.edge_box), else None."""
     x, y = pm[..., 0], pm[..., 1]
-    if x.min() > 0.5 and y.min() > 0.5 and x.max() < NX - 1.5 and y.max() < NY - 1.5:
+    y0, y1, x0, x1 = window
+    if not ((x0 == 0 and x.min() < 0.5) or (y0 == 0 and y.min() < 0.5)
+            or (x1 == NX and x.max() > NX - 1.5) or (y1 == NY and y.max() > NY - 1.5)):
         return None
     return (max(0, int(np.floor(y.min())) - 2), min(NY, int(np.ceil(y.max())) + 3),
             max(0, int(np.floor(x.min())) - 2), min(NX, int(np.ceil(x.max())) + 3))
@@ -71,12 +75,12 @@ def compare(trials: int = 30, seed: int = 1) -> dict:
         pm = pixmap((160, 160), rng.uniform(-40, 120), rng.uniform(-40, 20),
                     rng.uniform(-3, 3), rng.uniform(-2e-4, 2e-4))
         whole = drizzle(pm, (0, NY, 0, NX))
-        crossing = footprint(pm)
         for y0 in range(0, NY, TILE):
             for x0 in range(0, NX, TILE):
                 y1, x1 = min(NY, y0 + TILE), min(NX, x0 + TILE)
                 margin = (max(0, y0 - MARGIN), min(NY, y1 + MARGIN),
                           max(0, x0 - MARGIN), min(NX, x1 + MARGIN))
+                crossing = footprint(pm, margin)
                 covering = margin if crossing is None else (
                     min(margin[0], crossing[0]), max(margin[1], crossing[1]),
                     min(margin[2], crossing[2]), max(margin[3], crossing[3]))

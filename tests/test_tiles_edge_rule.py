@@ -57,7 +57,8 @@ def test_edge_box_holds_the_footprint_of_an_exposure_crossing_the_grid_edge():
 
     grid = _grid()
     crossing = _exposure(60.0, 10.0, 2.0)  # beyond the right edge
-    box = edge_box(crossing, EXPOSURE, GRID, grid.wcs)
+    everything = (0, GRID[0], 0, GRID[1])
+    box = edge_box(crossing, EXPOSURE, GRID, grid.wcs, everything)
     y, x = np.mgrid[-0.5:EXPOSURE[0]:1.0, -0.5:EXPOSURE[1]:1.0]  # the pixels' corners
     gx, gy = grid.wcs.backward_transform(*crossing.forward_transform(x, y))
     on = (gx > -0.5) & (gx < GRID[1] - 0.5) & (gy > -0.5) & (gy < GRID[0] - 0.5)
@@ -65,8 +66,11 @@ def test_edge_box_holds_the_footprint_of_an_exposure_crossing_the_grid_edge():
     assert box[0] <= gy[on].min() + 0.5 and gy[on].max() + 0.5 <= box[1]
     assert box[2] <= gx[on].min() + 0.5
     inside = _wcs((49.5, 49.5), (100, 100), 1.0)  # grid pixels ~(50:150, 25:125)
-    assert edge_box(inside, (100, 100), GRID, grid.wcs) is None
-    assert edge_box(_exposure(900.0, 0.0, 0.0), EXPOSURE, GRID, grid.wcs) is None  # off it
+    assert edge_box(inside, (100, 100), GRID, grid.wcs, everything) is None
+    assert edge_box(_exposure(900.0, 0.0, 0.0), EXPOSURE, GRID, grid.wcs, everything) is None
+    # only for a window on an edge the exposure crosses: the right edge and the top
+    assert edge_box(crossing, EXPOSURE, GRID, grid.wcs, (0, 40, 0, 40)) is None
+    assert edge_box(crossing, EXPOSURE, GRID, grid.wcs, (40, 80, 150, 200)) == box
 
 
 def test_with_margin_box_must_hold_the_core():
@@ -92,17 +96,20 @@ def test_tiles_over_crossing_footprints_equal_the_whole_grid():
     for dx, dy, rotation in ((60.0, 10.0, 2.5), (-55.0, -40.0, -1.7), (30.0, 45.0, 3.1)):
         exposure = _exposure(dx, dy, rotation)
         whole = _drizzle(exposure, grid, (0, GRID[0], 0, GRID[1]))
-        edge = edge_box(exposure, EXPOSURE, GRID, grid.wcs)
-        assert edge is not None
         for tile in cut_tiles(GRID, TILE, margin=MARGIN):
-            if tile.margin_box[0] > 0 and tile.margin_box[2] > 0 and \
-                    tile.margin_box[1] < GRID[0] and tile.margin_box[3] < GRID[1]:
-                continue  # the window of an inner tile does not meet the grid's edge
-            grown = (min(tile.my0, edge[0]), max(tile.my1, edge[1]),
-                     min(tile.mx0, edge[2]), max(tile.mx1, edge[3]))
+            edge = edge_box(exposure, EXPOSURE, GRID, grid.wcs, tile.margin_box)
+            grown = tile.margin_box if edge is None else (
+                min(tile.my0, edge[0]), max(tile.my1, edge[1]),
+                min(tile.mx0, edge[2]), max(tile.mx1, edge[3]))
             expected = whole[tile.y0:tile.y1, tile.x0:tile.x1]
+            bad = {}
             for rule, box in (("margin", tile.margin_box), ("grown", grown)):
+                if rule == "grown" and box == tile.margin_box:
+                    bad[rule] = bad["margin"]
+                    continue
                 ys, xs = tile.with_margin_box(box).core_in_margin
                 got = _drizzle(exposure, grid, box)[ys, xs]
-                differ[rule] += int((~np.isclose(got, expected, rtol=1e-5, atol=1e-6)).sum())
+                bad[rule] = int((~np.isclose(got, expected, rtol=1e-5, atol=1e-6)).sum())
+            for rule, count in bad.items():
+                differ[rule] += count
     assert differ["grown"] == 0 and differ["margin"] > 0, differ

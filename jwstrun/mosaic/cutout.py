@@ -21,8 +21,9 @@ neighbours' map, so the pixels next to a cut edge must map outside the tile (wit
 margin).  The cut is skipped (the exposure is used whole) when resample interpolates a
 sparse pixel map (``pixmap_stepsize > 1``): the interpolation depends on the extent.
 
-An exposure that crosses the grid's edge is used whole too, and the tile is resampled
-over all of its footprint on the grid (:func:`edge_box`): drizzle decides which input
+An exposure that crosses an edge of the grid on which the tile's box with margin lies is
+used whole too, and the tile is resampled over all of its footprint on the grid
+(:func:`edge_box`): drizzle decides which input
 pixels cut by the output's edge it keeps from a polygon -- the input's box mapped onto
 the output, clipped to the output, mapped back by an iterative inversion (0.03 pixel)
 -- whose vertices depend on the input's box and on the whole output window, not only on
@@ -87,12 +88,14 @@ def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, i
             max(0, int(xx[near].min()) - pad), min(nx, int(xx[near].max()) + pad + 1))
 
 
-def edge_box(wcs, shape: tuple[int, int], grid_shape: tuple[int, int], grid_wcs):
+def edge_box(wcs, shape: tuple[int, int], grid_shape: tuple[int, int], grid_wcs,
+             window: tuple[int, int, int, int]):
     """The grid pixels ``(y0, y1, x0, x1)`` (half-open, padded, clipped to the grid) of
     the footprint of an exposure of ``shape`` with ``wcs`` when its outline (the edges
-    of its pixels' box) crosses the edge of the grid of ``grid_shape`` with
-    ``grid_wcs``, or comes within :data:`EDGE_TOL` of it; ``None`` when the exposure
-    lies inside the grid (or off it)."""
+    of its pixels' box) crosses, or comes within :data:`EDGE_TOL` of, an edge of the
+    grid of ``grid_shape`` with ``grid_wcs`` on which the box ``window`` (``(y0, y1,
+    x0, x1)``, half-open) lies; ``None`` otherwise (drizzle's polygon then has no edge
+    along that grid edge, or it is away from the window: at most 2 pixels from it)."""
     ny, nx = shape
     gny, gnx = grid_shape
     along_x = np.r_[np.arange(-0.5, nx - 0.5, STRIDE), nx - 0.5]
@@ -105,8 +108,11 @@ def edge_box(wcs, shape: tuple[int, int], grid_shape: tuple[int, int], grid_wcs)
     if not finite.any():
         return None
     gx, gy = gx[finite], gy[finite]
-    low, high = -0.5 + EDGE_TOL, np.array([gnx, gny]) - 0.5 - EDGE_TOL
-    crosses = gx.min() < low or gy.min() < low or gx.max() > high[0] or gy.max() > high[1]
+    wy0, wy1, wx0, wx1 = window
+    low = -0.5 + EDGE_TOL
+    crosses = ((wx0 == 0 and gx.min() < low) or (wy0 == 0 and gy.min() < low)
+               or (wx1 == gnx and gx.max() > gnx - 0.5 - EDGE_TOL)
+               or (wy1 == gny and gy.max() > gny - 0.5 - EDGE_TOL))
     box = (max(0, int(np.floor(gy.min())) - PAD), min(gny, int(np.ceil(gy.max())) + PAD + 1),
            max(0, int(np.floor(gx.min())) - PAD), min(gnx, int(np.ceil(gx.max())) + PAD + 1))
     if not crosses or box[0] >= box[1] or box[2] >= box[3]:

@@ -95,7 +95,8 @@ class TilePipeline(Pipeline):
 def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
     """The tile's ``_crf`` files as a ModelLibrary, each one's index in the whole
     association, and the box of the grid to resample (the tile's box with margin,
-    grown over the footprint of every exposure that crosses the grid's edge).
+    grown over the footprint of every exposure that crosses a grid edge that box lies
+    on).
 
     Each exposure is cut to the part that can reach that box
     (:mod:`jwstrun.mosaic.cutout`), but for one that crosses the grid's edge (drizzle's
@@ -117,7 +118,7 @@ def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
             log.info("%s: no pixel reaches tile %s", model.meta.filename, tile.name)
             model.close()
             continue
-        edge = edge_box(wcs, shape, grid.shape, grid.wcs)
+        edge = edge_box(wcs, shape, grid.shape, grid.wcs, tile.margin_box)
         if edge is not None:
             log.info("%s crosses the grid's edge: used whole, tile %s resampled over its "
                      "footprint (grid rows %d:%d, columns %d:%d)", model.meta.filename,
