@@ -7,7 +7,9 @@ A tile task (resample, then source_catalog, on the tile with its margin) holds t
 - the exposures whose footprint overlaps the tile's box with margin: their
   ``S_REGION`` polygons (the ``_cal`` headers; tweakreg moves them by a fraction of
   a pixel) projected on the grid, as pixel boxes (:func:`footprint_boxes`);
-- the tile's box with margin (its output pixels).
+- the tile's box with margin (its output pixels), grown, for a tile on the grid's
+  edge, over the footprints of the exposures crossing that edge (the runner resamples
+  such a tile over them: :func:`jwstrun.mosaic.cutout.edge_box`).
 
 :func:`plan_tiles` estimates every tile of a tile size at once (sums over the
 tiles each exposure's box overlaps, no loop over tiles) and
@@ -102,7 +104,46 @@ def tile_loads(shape, size: int, margin: int, boxes, pixels):
     iy, ix = np.arange(n_y), np.arange(n_x)
     rows = np.minimum(ny, (iy + 1) * size + margin) - np.maximum(0, iy * size - margin)
     cols = np.minimum(nx, (ix + 1) * size + margin) - np.maximum(0, ix * size - margin)
-    return count, summed, np.outer(rows, cols)
+    out = np.outer(rows, cols).astype(np.int64)
+    _grow_at_edges(out, shape, size, margin, np.asarray(boxes, dtype=float)[live])
+    return count, summed, out
+
+
+def _grow_at_edges(out, shape, size: int, margin: int, boxes) -> None:
+    """``out`` (each tile's output pixels) of the tiles whose box with margin lies on a
+    grid edge, grown over the footprints of the exposures that reach the tile and cross
+    that edge: the runner resamples such a tile over them
+    (:func:`jwstrun.mosaic.cutout.edge_box`, the same rule on the exposures' WCS)."""
+    import numpy as np
+
+    from .cutout import EDGE_TOL, PAD
+
+    ny, nx = shape
+    n_y, n_x = out.shape
+    if not len(boxes):
+        return
+    low = -0.5 + EDGE_TOL
+    bottom, top = boxes[:, 0] < low, boxes[:, 1] > ny - 0.5 - EDGE_TOL
+    left, right = boxes[:, 2] < low, boxes[:, 3] > nx - 0.5 - EDGE_TOL
+    grown = np.column_stack([
+        np.clip(np.floor(boxes[:, 0]) - PAD, 0, ny),
+        np.clip(np.ceil(boxes[:, 1]) + PAD + 1, 0, ny),
+        np.clip(np.floor(boxes[:, 2]) - PAD, 0, nx),
+        np.clip(np.ceil(boxes[:, 3]) + PAD + 1, 0, nx)])
+    rows = [i for i in range(n_y) if i * size - margin <= 0 or (i + 1) * size + margin >= ny]
+    cols = [i for i in range(n_x) if i * size - margin <= 0 or (i + 1) * size + margin >= nx]
+    tiles = {(i, j) for i in rows for j in range(n_x)} | {(i, j) for i in range(n_y) for j in cols}
+    for i, j in sorted(tiles):
+        y0, y1 = max(0, i * size - margin), min(ny, (i + 1) * size + margin)
+        x0, x1 = max(0, j * size - margin), min(nx, (j + 1) * size + margin)
+        crossing = (((y0 == 0) & bottom) | ((y1 == ny) & top) | ((x0 == 0) & left)
+                    | ((x1 == nx) & right))
+        reach = crossing & (boxes[:, 1] >= y0 - 0.5) & (boxes[:, 0] < y1 - 0.5) \
+            & (boxes[:, 3] >= x0 - 0.5) & (boxes[:, 2] < x1 - 0.5)
+        if reach.any():
+            box = grown[reach]
+            out[i, j] = int((max(y1, box[:, 1].max()) - min(y0, box[:, 0].min()))
+                            * (max(x1, box[:, 3].max()) - min(x0, box[:, 2].min())))
 
 
 @dataclass
