@@ -31,7 +31,8 @@ where the edge lies.  With the same input box and a window holding the same clip
 polygon, the tile keeps the same input pixels at the grid's edge as the single-shot
 mosaic (scripts/drizzle_grid_edge.py shows the difference otherwise).
 
-This module imports jwst's datamodels and astropy: only tile workers load it.
+This module imports numpy alone (astropy inside a function): the tile workers use it,
+and the memory plan (mosaic.tile_plan) its constants.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ same grid and tile size always give the same tiles, whatever the inputs.
 Each tile is resampled with a *margin* of ``margin`` pixels on every side (clipped to
 the grid), then cropped to its core: drizzle treats input pixels cut by the output's
 edge differently, so the margin makes the core identical to the same pixels of the
-single-shot mosaic; the catalogue of a tile is made on the image with margin and keeps
+single-shot mosaic (at the grid's own edge the tile grows over the exposures crossing
+it: :func:`jwstrun.mosaic.cutout.edge_box`, :meth:`Tile.with_margin_box`); the catalogue of a tile is made on the image with margin and keeps
 the sources whose centroid the tile owns (:func:`owner`).
 
 Names: tile ``(iy, ix)`` is ``t<iy><ix>``, each index zero-padded to three digits (or

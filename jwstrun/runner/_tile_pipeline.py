@@ -6,15 +6,20 @@ grid.  Its input is the tile's association (written by :mod:`._tiles`): the ``_c
 files whose footprints overlap the tile, and a ``jwstrun_tile`` entry naming the grid
 file, the tile and each member's index in the whole association.  It
 
-1. writes the tile's part of the grid, with its margin, as a gwcs ASDF file (the
-   grid's own transform with CRPIX moved by the tile's origin, and the grid's pixel
-   scale: resample derives the flux scale from it) and runs ResampleStep onto it
-   (its own ``output_wcs`` parameter);
-2. crops the result to the tile's core (SCI, ERR, WHT, CON, VAR_*), numbers the
+1. cuts each ``_crf`` to the part that can reach the tile (:mod:`..mosaic.cutout`),
+   but for one crossing a grid edge the tile lies on: that one is used whole and the
+   tile's window grows over its footprint, so that drizzle keeps the same input pixels
+   at the grid's edge as in the single-shot mosaic
+   (:func:`~jwstrun.mosaic.cutout.edge_box`);
+2. writes that part of the grid (the tile with its margin, or the grown window) as a
+   gwcs ASDF file (the grid's own transform with CRPIX moved by the window's origin,
+   and the grid's pixel scale: resample derives the flux scale from it) and runs
+   ResampleStep onto it (its own ``output_wcs`` parameter);
+3. crops the result to the tile's core (SCI, ERR, WHT, CON, VAR_*), numbers the
    context bits as the whole association's members (the single-shot mosaic's CON),
    and writes ``<product>_<tile>_i2d.fits`` with the tile keywords
    (:data:`jwstrun.mosaic.tiles.TILE_KEYWORDS`);
-3. runs SourceCatalogStep on the image with margin and keeps the sources whose
+4. runs SourceCatalogStep on the image with margin and keeps the sources whose
    centroid the tile owns (:func:`jwstrun.mosaic.tiles.owner`), their pixel
    positions in the cropped tile; the segmentation map is cropped the same way, the
    labels of sources left to a neighbouring tile cleared.
