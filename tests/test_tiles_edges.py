@@ -111,6 +111,20 @@ def _assert_tiles_equal(tiles: Path, mosaic: Path) -> set[str]:
     return touched
 
 
+def _assert_same_alignment(tiles: Path, single: Path) -> None:
+    """The align task's ``_crf`` files are the single shot's: the same pixels and the
+    same (tweakreg-corrected) WCS."""
+    from stdatamodels.jwst import datamodels
+
+    ours, theirs = sorted(tiles.glob("*_crf.fits")), sorted(single.glob("*_crf.fits"))
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 3
+    y, x = np.mgrid[0:160:31, 0:160:31].astype(float)
+    for a, b in zip(ours, theirs, strict=True):
+        with datamodels.open(a) as one, datamodels.open(b) as two:
+            np.testing.assert_array_equal(one.data, two.data)
+            np.testing.assert_array_equal(one.meta.wcs(x, y), two.meta.wcs(x, y))
+
+
 def _log_lines(tiles: Path, pattern: str) -> list[str]:
     return [line for log in sorted((tiles / "logs").glob("image3-tile-*.log"))
             for line in log.read_text().splitlines() if re.search(pattern, line)]
@@ -119,6 +133,7 @@ def _log_lines(tiles: Path, pattern: str) -> list[str]:
 def test_tiles_equal_the_single_shot_at_the_grid_edges_with_tweakreg(program):
     tiles, mosaic = _runs(program, "default", ())
     assert _assert_tiles_equal(tiles, mosaic) == {"bottom", "left", "top", "right"}
+    _assert_same_alignment(tiles, mosaic.parent)
     # tweakreg ran and moved the exposures in the align task
     (align_log,) = (tiles / "logs").glob("image3-align-*.log")
     assert "Step tweakreg done" in align_log.read_text()
