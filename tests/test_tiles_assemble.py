@@ -183,6 +183,7 @@ def test_tile_loads_follow_the_runners_overlap_rule():
     footprints = _footprints(grid)
     boxes = footprint_boxes(footprints, grid)  # the runner's boxes too (runner._tiles)
     runner_boxes = list(boxes)
+    grown = 0
     for size, margin in ((700, 32), (333, 100)):
         count, summed, out = tile_loads(PLAN_SHAPE, size, margin, boxes,
                                         [f.pixels for f in footprints])
@@ -190,7 +191,28 @@ def test_tile_loads_follow_the_runners_overlap_rule():
             runner = [b for b in runner_boxes if _overlaps(b, tile)]
             assert count[tile.index] == len(runner), (size, tile.name)
             assert summed[tile.index] == 2048 * 2048 * len(runner)
-            assert out[tile.index] == tile.margin_shape[0] * tile.margin_shape[1]
+            # a tile on the grid's edge grows over the footprints crossing that edge
+            # (mosaic.cutout.edge_box); the others resample their box with margin
+            crossing = [b for b in runner if _crosses(b, tile.margin_box, PLAN_SHAPE)]
+            assert out[tile.index] == _grown_area(tile.margin_box, crossing, PLAN_SHAPE)
+            grown += bool(crossing)
+    assert grown  # the rule was exercised
+
+
+def _crosses(box, window, shape):
+    (ny, nx), (y0, y1, x0, x1) = shape, window
+    return ((y0 == 0 and box[0] < 0.5) or (x0 == 0 and box[2] < 0.5)
+            or (y1 == ny and box[1] > ny - 1.5) or (x1 == nx and box[3] > nx - 1.5))
+
+
+def _grown_area(window, boxes, shape):
+    import math
+
+    (ny, nx), (y0, y1, x0, x1) = shape, window
+    for b in boxes:
+        y0, y1 = min(y0, max(0, math.floor(b[0]) - 8)), max(y1, min(ny, math.ceil(b[1]) + 9))
+        x0, x1 = min(x0, max(0, math.floor(b[2]) - 8)), max(x1, min(nx, math.ceil(b[3]) + 9))
+    return (y1 - y0) * (x1 - x0)
 
 
 def test_budget_chooses_the_largest_tile_size_that_fits():

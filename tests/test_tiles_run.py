@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,10 +167,48 @@ def test_tiles_equal_the_single_shot_mosaic_on_the_same_grid(runs):
         size = runs["size"]
         assert not whole["WHT"].data[:, 2 * size:].any()
         assert covered == whole["SCI"].data[:, :2 * size].size
+    # each tile resampled cut-outs of the _crf files (the tile logs), and the exposures
+    # crossing the grid's edge whole, over their footprint (mosaic.cutout.edge_box)
+    logs = "\n".join(p.read_text() for p in sorted((tiles / "logs").glob("image3-tile-*.log")))
+    assert re.search(r"_crf\.fits: rows \d+:\d+, columns \d+:\d+ reach tile t\d{6}", logs)
+    assert re.search(r"_crf\.fits crosses the grid's edge: used whole, tile t\d{6}", logs)
     status = CliRunner().invoke(cli, ["status", str(tiles), "--json"])
     report = json.loads(status.stdout)
     assert report["counts"]["empty"] == 2 and report["counts"]["done"] == 5, report["counts"]
     assert report["complete"] is True
+
+
+def test_a_cut_out_resamples_to_the_same_pixels_as_the_whole_exposure(runs, tmp_path):
+    """mosaic.cutout: an aligned _crf of the tiled run cut to the rows and columns that
+    can reach a 60 x 60 part of the grid inside the data (a real cut, smaller than the
+    exposure), and the whole _crf, each resampled by jwst's ResampleStep onto that part:
+    the same SCI/ERR/WHT/CON, bit for bit."""
+    from jwst.datamodels import ModelLibrary
+    from jwst.resample.resample_step import ResampleStep
+    from stdatamodels.jwst import datamodels
+
+    from jwstrun.mosaic.cutout import cutout, input_box
+
+    crf = sorted(runs["tiles"].glob("*_crf.fits"))[0]
+    with datamodels.open(crf) as model:
+        ny, nx = model.data.shape
+        x, y = runs["grid"].wcs.backward_transform(*model.meta.wcs(nx / 2, ny / 2))
+    box = (int(y) - 30, int(y) + 30, int(x) - 30, int(x) + 30)
+    runs["grid"].sub_grid(*box).write(tmp_path / "part.asdf")
+    results = []
+    for cut in (False, True):
+        model = datamodels.open(crf)
+        if cut:
+            inner = input_box(model.meta.wcs, model.data.shape, runs["grid"].wcs, box)
+            assert (inner[1] - inner[0]) * (inner[3] - inner[2]) < ny * nx / 2, inner
+            cutout(model, inner)
+        step = ResampleStep(output_wcs=str(tmp_path / "part.asdf"))
+        with step.run(ModelLibrary([model], on_disk=False)) as result:
+            results.append([np.array(a) for a in (result.data, result.err, result.wht,
+                                                  result.con)])
+    for whole, part, name in zip(*results, ("SCI", "ERR", "WHT", "CON"), strict=True):
+        np.testing.assert_array_equal(part, whole, err_msg=name)
+    assert np.isfinite(results[0][0]).all()
 
 
 def test_each_truth_source_is_in_one_tile_catalogue_once(runs):

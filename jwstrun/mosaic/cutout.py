@@ -21,7 +21,18 @@ neighbours' map, so the pixels next to a cut edge must map outside the tile (wit
 margin).  The cut is skipped (the exposure is used whole) when resample interpolates a
 sparse pixel map (``pixmap_stepsize > 1``): the interpolation depends on the extent.
 
-This module imports jwst's datamodels and astropy: only tile workers load it.
+An exposure that crosses an edge of the grid on which the tile's box with margin lies is
+used whole too, and the tile is resampled over all of its footprint on the grid
+(:func:`edge_box`): drizzle decides which input
+pixels cut by the output's edge it keeps from a polygon -- the input's box mapped onto
+the output, clipped to the output, mapped back by an iterative inversion (0.03 pixel)
+-- whose vertices depend on the input's box and on the whole output window, not only on
+where the edge lies.  With the same input box and a window holding the same clipped
+polygon, the tile keeps the same input pixels at the grid's edge as the single-shot
+mosaic (scripts/drizzle_grid_edge.py shows the difference otherwise).
+
+This module imports numpy alone (astropy inside a function): the tile workers use it,
+and the memory plan (mosaic.tile_plan) its constants.
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ import logging
 
 import numpy as np
 
-__all__ = ["input_box", "cutout", "tile_cutout", "extra_grid_pixels", "STRIDE", "PAD"]
+__all__ = ["input_box", "edge_box", "cutout", "open_mapped", "extra_grid_pixels", "STRIDE",
+           "PAD", "EDGE_TOL"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +67,9 @@ def extra_grid_pixels(per_pixel: float) -> float:
     most: the kept coarse points' reach and the pad.  The memory plan's cut-out size
     (:mod:`jwstrun.mosaic.tile_plan`)."""
     return _reach(per_pixel) + PAD * per_pixel
+#: grid pixels: an exposure whose outline comes this close to the grid's edge (or
+#: beyond) counts as crossing it (:func:`edge_box`)
+EDGE_TOL = 1.0
 
 
 def _coarse(shape: tuple[int, int]):
@@ -93,6 +108,38 @@ def input_box(wcs, shape: tuple[int, int], grid_wcs, box: tuple[int, int, int, i
             max(0, int(xx[near].min()) - PAD), min(nx, int(xx[near].max()) + PAD + 1))
 
 
+def edge_box(wcs, shape: tuple[int, int], grid_shape: tuple[int, int], grid_wcs,
+             window: tuple[int, int, int, int]):
+    """The grid pixels ``(y0, y1, x0, x1)`` (half-open, padded, clipped to the grid) of
+    the footprint of an exposure of ``shape`` with ``wcs`` when its outline (the edges
+    of its pixels' box) crosses, or comes within :data:`EDGE_TOL` of, an edge of the
+    grid of ``grid_shape`` with ``grid_wcs`` on which the box ``window`` (``(y0, y1,
+    x0, x1)``, half-open) lies; ``None`` otherwise (drizzle's polygon then has no edge
+    along that grid edge, or it is away from the window: at most 2 pixels from it)."""
+    ny, nx = shape
+    gny, gnx = grid_shape
+    along_x = np.r_[np.arange(-0.5, nx - 0.5, STRIDE), nx - 0.5]
+    along_y = np.r_[np.arange(-0.5, ny - 0.5, STRIDE), ny - 0.5]
+    x = np.r_[along_x, along_x, np.full(along_y.size, -0.5), np.full(along_y.size, nx - 0.5)]
+    y = np.r_[np.full(along_x.size, -0.5), np.full(along_x.size, ny - 0.5), along_y, along_y]
+    gx, gy = grid_wcs.backward_transform(*wcs.forward_transform(x, y))
+    gx, gy = np.asarray(gx, dtype=float), np.asarray(gy, dtype=float)
+    finite = np.isfinite(gx) & np.isfinite(gy)
+    if not finite.any():
+        return None
+    gx, gy = gx[finite], gy[finite]
+    wy0, wy1, wx0, wx1 = window
+    low = -0.5 + EDGE_TOL
+    crosses = ((wx0 == 0 and gx.min() < low) or (wy0 == 0 and gy.min() < low)
+               or (wx1 == gnx and gx.max() > gnx - 0.5 - EDGE_TOL)
+               or (wy1 == gny and gy.max() > gny - 0.5 - EDGE_TOL))
+    box = (max(0, int(np.floor(gy.min())) - PAD), min(gny, int(np.ceil(gy.max())) + PAD + 1),
+           max(0, int(np.floor(gx.min())) - PAD), min(gnx, int(np.ceil(gx.max())) + PAD + 1))
+    if not crosses or box[0] >= box[1] or box[2] >= box[3]:
+        return None
+    return box
+
+
 def _shifted_wcs(wcs, y0: int, x0: int):
     from astropy.modeling.models import Shift
 
@@ -108,28 +155,15 @@ def _shifted_wcs(wcs, y0: int, x0: int):
     return moved
 
 
-def tile_cutout(path, grid_wcs, box: tuple[int, int, int, int]):
-    """The ``_crf`` file ``path`` as an ImageModel cut to the part that can reach the
-    grid pixels ``box`` of ``grid_wcs`` (:func:`input_box`, :func:`cutout`), and the
-    cut-out's rows and columns; ``(None, None)`` when no pixel can.  The file is read
-    through astropy's memory map, so only the rows of the cut-out are read, and closed
-    once the arrays are copies (a whole exposure stays mapped until the model goes)."""
+def open_mapped(path):
+    """The ``_crf`` file ``path`` as an ImageModel whose arrays are astropy memory maps
+    (read from disk only where sliced: a cut-out reads only its rows), and its HDUList,
+    to close once the arrays the model keeps are copies (:func:`cutout`)."""
     from astropy.io import fits
     from stdatamodels.jwst import datamodels
 
     hdul = fits.open(path)
-    model = datamodels.ImageModel(hdul)
-    shape = model.data.shape
-    cut = input_box(model.meta.wcs, shape, grid_wcs, box)
-    if cut is None:
-        model.close()
-        hdul.close()
-        return None, None
-    if cut == (0, shape[0], 0, shape[1]):
-        return model, cut
-    cutout(model, cut)
-    hdul.close()
-    return model, cut
+    return datamodels.ImageModel(hdul), hdul
 
 
 def cutout(model, box: tuple[int, int, int, int]):

@@ -11,8 +11,11 @@ and the tile's own arrays, so its peak is
 - of each, at most the cut-out of a whole tile with margin: the exposure's pixels per
   grid pixel times the box a rotated rectangle spans, over the tile's box with
   margin and the cut-out's reach (:func:`footprint_cut_factors`); the whole exposure
-  when resample interpolates a sparse pixel map (no cut-outs);
-- the tile's box with margin (its output pixels).
+  when resample interpolates a sparse pixel map (no cut-outs), or when it crosses an
+  edge of the grid (a tile on that edge takes it whole; counted whole for every tile);
+- the tile's box with margin (its output pixels), grown, for a tile on the grid's
+  edge, over the footprints of the exposures crossing that edge (the runner resamples
+  such a tile over them: :func:`jwstrun.mosaic.cutout.edge_box`).
 
 So a tile's estimate shrinks with the tile, however many exposures overlap it.
 
@@ -97,20 +100,30 @@ def footprint_cut_factors(footprints, grid):
     return factors, per_pixel
 
 
-def _held(pixels, cut, size: int, margin: int):
+def _held(pixels, cut, size: int, margin: int, boxes=None, shape=None):
     """Per exposure, the pixels a tile task holds of it: the whole exposure, or (``cut``:
-    :func:`footprint_cut_factors`) at most its cut-out of a whole tile with margin."""
+    :func:`footprint_cut_factors`) at most its cut-out of a whole tile with margin --
+    but whole when it crosses an edge of the grid of ``shape`` (``boxes``: the
+    footprints' :func:`footprint_boxes`), as a tile on that edge takes it."""
     import numpy as np
 
     if cut is None:
         return pixels
-    from .cutout import extra_grid_pixels
+    from .cutout import EDGE_TOL, extra_grid_pixels
 
     factors, per_pixel = cut
     if factors is None:
         return pixels
     side = size + 2 * margin + 2 * extra_grid_pixels(per_pixel)
-    return np.minimum(pixels, np.ceil(factors * side * side)).astype(np.int64)
+    held = np.minimum(pixels, np.ceil(factors * side * side)).astype(np.int64)
+    if boxes is not None and len(boxes):
+        b = np.asarray(boxes, dtype=float)
+        ny, nx = shape
+        low = -0.5 + EDGE_TOL + OVERLAP_PAD  # the boxes are widened by OVERLAP_PAD
+        crossing = ((b[:, 0] < low) | (b[:, 2] < low) | (b[:, 1] > ny - low - 1)
+                    | (b[:, 3] > nx - low - 1))
+        held = np.where(crossing, pixels, held)
+    return held
 
 
 def _spans(low, high, size, margin, n, extent):
@@ -149,7 +162,46 @@ def tile_loads(shape, size: int, margin: int, boxes, pixels):
     iy, ix = np.arange(n_y), np.arange(n_x)
     rows = np.minimum(ny, (iy + 1) * size + margin) - np.maximum(0, iy * size - margin)
     cols = np.minimum(nx, (ix + 1) * size + margin) - np.maximum(0, ix * size - margin)
-    return count, summed, np.outer(rows, cols)
+    out = np.outer(rows, cols).astype(np.int64)
+    _grow_at_edges(out, shape, size, margin, np.asarray(boxes, dtype=float)[live])
+    return count, summed, out
+
+
+def _grow_at_edges(out, shape, size: int, margin: int, boxes) -> None:
+    """``out`` (each tile's output pixels) of the tiles whose box with margin lies on a
+    grid edge, grown over the footprints of the exposures that reach the tile and cross
+    that edge: the runner resamples such a tile over them
+    (:func:`jwstrun.mosaic.cutout.edge_box`, the same rule on the exposures' WCS)."""
+    import numpy as np
+
+    from .cutout import EDGE_TOL, PAD
+
+    ny, nx = shape
+    n_y, n_x = out.shape
+    if not len(boxes):
+        return
+    low = -0.5 + EDGE_TOL
+    bottom, top = boxes[:, 0] < low, boxes[:, 1] > ny - 0.5 - EDGE_TOL
+    left, right = boxes[:, 2] < low, boxes[:, 3] > nx - 0.5 - EDGE_TOL
+    grown = np.column_stack([
+        np.clip(np.floor(boxes[:, 0]) - PAD, 0, ny),
+        np.clip(np.ceil(boxes[:, 1]) + PAD + 1, 0, ny),
+        np.clip(np.floor(boxes[:, 2]) - PAD, 0, nx),
+        np.clip(np.ceil(boxes[:, 3]) + PAD + 1, 0, nx)])
+    rows = [i for i in range(n_y) if i * size - margin <= 0 or (i + 1) * size + margin >= ny]
+    cols = [i for i in range(n_x) if i * size - margin <= 0 or (i + 1) * size + margin >= nx]
+    tiles = {(i, j) for i in rows for j in range(n_x)} | {(i, j) for i in range(n_y) for j in cols}
+    for i, j in sorted(tiles):
+        y0, y1 = max(0, i * size - margin), min(ny, (i + 1) * size + margin)
+        x0, x1 = max(0, j * size - margin), min(nx, (j + 1) * size + margin)
+        crossing = (((y0 == 0) & bottom) | ((y1 == ny) & top) | ((x0 == 0) & left)
+                    | ((x1 == nx) & right))
+        reach = crossing & (boxes[:, 1] >= y0 - 0.5) & (boxes[:, 0] < y1 - 0.5) \
+            & (boxes[:, 3] >= x0 - 0.5) & (boxes[:, 2] < x1 - 0.5)
+        if reach.any():
+            box = grown[reach]
+            out[i, j] = int((max(y1, box[:, 1].max()) - min(y0, box[:, 0].min()))
+                            * (max(x1, box[:, 3].max()) - min(x0, box[:, 2].min())))
 
 
 @dataclass
@@ -183,7 +235,7 @@ def _worst(shape, size, margin, boxes, pixels, catalog, cut=None):
     """(estimates array, counts array, index of the worst tile with data or None)."""
     import numpy as np
 
-    held = _held(pixels, cut, size, margin)
+    held = _held(pixels, cut, size, margin, boxes, shape)
     count, summed, out = tile_loads(shape, size, margin, boxes, held)
     biggest = int(np.max(held)) if len(held) else 0
     estimates = estimate_tile_memory(summed, count, biggest, out, catalog=catalog)

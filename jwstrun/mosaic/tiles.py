@@ -9,7 +9,8 @@ same grid and tile size always give the same tiles, whatever the inputs.
 Each tile is resampled with a *margin* of ``margin`` pixels on every side (clipped to
 the grid), then cropped to its core: drizzle treats input pixels cut by the output's
 edge differently, so the margin makes the core identical to the same pixels of the
-single-shot mosaic; the catalogue of a tile is made on the image with margin and keeps
+single-shot mosaic (at the grid's own edge the tile grows over the exposures crossing
+it: :func:`jwstrun.mosaic.cutout.edge_box`, :meth:`Tile.with_margin_box`); the catalogue of a tile is made on the image with margin and keeps
 the sources whose centroid the tile owns (:func:`owner`).
 
 Names: tile ``(iy, ix)`` is ``t<iy><ix>``, each index zero-padded to three digits (or
@@ -109,6 +110,16 @@ class Tile:
     @property
     def margin_box(self) -> tuple[int, int, int, int]:
         return (self.my0, self.my1, self.mx0, self.mx1)
+
+    def with_margin_box(self, box: tuple[int, int, int, int]) -> "Tile":
+        """This tile resampled over ``box`` (``(y0, y1, x0, x1)``, holding its core)
+        instead of its box with margin."""
+        from dataclasses import replace
+
+        my0, my1, mx0, mx1 = (int(v) for v in box)
+        if not (my0 <= self.y0 and self.y1 <= my1 and mx0 <= self.x0 and self.x1 <= mx1):
+            raise ValueError(f"{box} does not hold the core of tile {self.name} {self.box}")
+        return replace(self, my0=my0, my1=my1, mx0=mx0, mx1=mx1)
 
     def header(self) -> dict:
         """The :data:`TILE_KEYWORDS` of this tile: keyword -> (value, comment)."""

@@ -6,15 +6,20 @@ grid.  Its input is the tile's association (written by :mod:`._tiles`): the ``_c
 files whose footprints overlap the tile, and a ``jwstrun_tile`` entry naming the grid
 file, the tile and each member's index in the whole association.  It
 
-1. writes the tile's part of the grid, with its margin, as a gwcs ASDF file (the
-   grid's own transform with CRPIX moved by the tile's origin, and the grid's pixel
-   scale: resample derives the flux scale from it) and runs ResampleStep onto it
-   (its own ``output_wcs`` parameter);
-2. crops the result to the tile's core (SCI, ERR, WHT, CON, VAR_*), numbers the
+1. cuts each ``_crf`` to the part that can reach the tile (:mod:`..mosaic.cutout`),
+   but for one crossing a grid edge the tile lies on: that one is used whole and the
+   tile's window grows over its footprint, so that drizzle keeps the same input pixels
+   at the grid's edge as in the single-shot mosaic
+   (:func:`~jwstrun.mosaic.cutout.edge_box`);
+2. writes that part of the grid (the tile with its margin, or the grown window) as a
+   gwcs ASDF file (the grid's own transform with CRPIX moved by the window's origin,
+   and the grid's pixel scale: resample derives the flux scale from it) and runs
+   ResampleStep onto it (its own ``output_wcs`` parameter);
+3. crops the result to the tile's core (SCI, ERR, WHT, CON, VAR_*), numbers the
    context bits as the whole association's members (the single-shot mosaic's CON),
    and writes ``<product>_<tile>_i2d.fits`` with the tile keywords
    (:data:`jwstrun.mosaic.tiles.TILE_KEYWORDS`);
-3. runs SourceCatalogStep on the image with margin and keeps the sources whose
+4. runs SourceCatalogStep on the image with margin and keeps the sources whose
    centroid the tile owns (:func:`jwstrun.mosaic.tiles.owner`), their pixel
    positions in the cropped tile; the segmentation map is cropped the same way, the
    labels of sources left to a neighbouring tile cleared.
@@ -41,7 +46,9 @@ from ..mosaic.gridfile import read_grid
 
 __all__ = ["TilePipeline"]
 
-log = logging.getLogger(__name__)
+#: under stpipe's logger, so that the records land in the tile task's log file
+#: (runner._task_logging) beside the steps' own
+log = logging.getLogger("stpipe.jwstrun_tile")
 
 #: the ownership rule, as recorded in each tile catalogue's meta
 OWNERSHIP_RULE = (
@@ -68,6 +75,9 @@ class TilePipeline(Pipeline):
         name = asn["products"][0]["name"]
         out = Path(self.output_dir or ".")
         grid = read_grid(info["grid"])
+        inputs, member_index, window = _tile_inputs(path, asn, grid, tile, info,
+                                                    self.resample.pixmap_stepsize)
+        tile = tile.with_margin_box(window)
         margin_grid = out.parent / f"{tile.name}_grid.asdf"
         grid.sub_grid(*tile.margin_box).write(margin_grid)
         self.resample.output_wcs = str(margin_grid)
@@ -75,8 +85,6 @@ class TilePipeline(Pipeline):
         self.source_catalog.save_results = True
         self.source_catalog.output_dir = str(out)
         self.output_file = name
-        inputs, member_index = _tile_inputs(path, asn, grid, tile, info,
-                                            self.resample.pixmap_stepsize)
         with self.resample.run(inputs) as mosaic:
             core = mosaic.copy()
             _crop(core, tile, grid, member_index, int(info["n_members"]))
@@ -90,30 +98,50 @@ class TilePipeline(Pipeline):
 
 
 def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
-    """The tile's ``_crf`` files, each cut to the part that can reach the tile with its
-    margin (:mod:`jwstrun.mosaic.cutout`), as a ModelLibrary, and each one's index in
-    the whole association.  Whole files (the association's path) when resample
-    interpolates a sparse pixel map."""
-    if stepsize is not None and stepsize > 1:
-        return str(path), list(info["member_index"])
+    """The tile's ``_crf`` files as a ModelLibrary, each one's index in the whole
+    association, and the box of the grid to resample (the tile's box with margin,
+    grown over the footprint of every exposure that crosses a grid edge that box lies
+    on).
+
+    Each exposure is cut to the part that can reach that box
+    (:mod:`jwstrun.mosaic.cutout`), but for one that crosses the grid's edge (drizzle's
+    handling of the input pixels cut by the edge depends on the input's box: see
+    :func:`~jwstrun.mosaic.cutout.edge_box`) and when resample interpolates a sparse
+    pixel map (``pixmap_stepsize > 1``): those are used whole.  The association's
+    path when no pixel reaches the tile."""
     from jwst.datamodels import ModelLibrary
 
-    from ..mosaic.cutout import tile_cutout
+    from ..mosaic.cutout import cutout, edge_box, input_box, open_mapped
 
-    models, index = [], []
+    sparse = stepsize is not None and stepsize > 1
+    kept, window = [], list(tile.margin_box)
     members = asn["products"][0]["members"]
     for member, number in zip(members, info["member_index"], strict=True):
         name = Path(member["expname"]).name
-        model, box = tile_cutout(path.parent / member["expname"], grid.wcs, tile.margin_box)
-        if model is None:
+        model, hdul = open_mapped(path.parent / member["expname"])  # no array read yet
+        wcs, shape = model.meta.wcs, model.data.shape
+        if input_box(wcs, shape, grid.wcs, tile.margin_box) is None:
             log.info("%s: no pixel reaches tile %s", name, tile.name)
+            model.close()
+            hdul.close()
             continue
-        log.info("%s: rows %d:%d, columns %d:%d reach tile %s", name, *box, tile.name)
-        models.append(model)
-        index.append(number)
-    if not models:  # footprints overlap, no pixel lands: resample the whole files
-        return str(path), list(info["member_index"])
-    return ModelLibrary(models, on_disk=False), index
+        edge = edge_box(wcs, shape, grid.shape, grid.wcs, tile.margin_box)
+        if edge is not None:
+            log.info("%s crosses the grid's edge: used whole, tile %s resampled over its "
+                     "footprint (grid rows %d:%d, columns %d:%d)", name, tile.name, *edge)
+            window = [min(window[0], edge[0]), max(window[1], edge[1]),
+                      min(window[2], edge[2]), max(window[3], edge[3])]
+        kept.append((model, hdul, number, sparse or edge is not None, name))
+    if not kept:  # footprints overlap, no pixel lands: resample the whole files
+        return str(path), list(info["member_index"]), tile.margin_box
+    for model, hdul, _, whole, name in kept:
+        if not whole:
+            box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tuple(window))
+            log.info("%s: rows %d:%d, columns %d:%d reach tile %s", name, *box, tile.name)
+            cutout(model, box)
+            hdul.close()  # the model's arrays are copies of the rows it needs
+    return (ModelLibrary([k[0] for k in kept], on_disk=False),
+            [k[2] for k in kept], tuple(window))
 
 
 def _crop(model, tile: Tile, grid, member_index: list[int], n_members: int) -> None:
