@@ -208,10 +208,14 @@ def _crosses(box, window, shape):
 def _grown_area(window, boxes, shape):
     import math
 
+    from jwstrun.mosaic.cutout import PAD
+
     (ny, nx), (y0, y1, x0, x1) = shape, window
     for b in boxes:
-        y0, y1 = min(y0, max(0, math.floor(b[0]) - 8)), max(y1, min(ny, math.ceil(b[1]) + 9))
-        x0, x1 = min(x0, max(0, math.floor(b[2]) - 8)), max(x1, min(nx, math.ceil(b[3]) + 9))
+        y0 = min(y0, max(0, math.floor(b[0]) - PAD))
+        y1 = max(y1, min(ny, math.ceil(b[1]) + PAD + 1))
+        x0 = min(x0, max(0, math.floor(b[2]) - PAD))
+        x1 = max(x1, min(nx, math.ceil(b[3]) + PAD + 1))
     return (y1 - y0) * (x1 - x0)
 
 

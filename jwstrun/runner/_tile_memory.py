@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from .plan import Planned, merge_parameters, plan_memory
+from .plan import Planned, plan_memory
 
 __all__ = ["TileMemory", "plan_stage3_memory", "plan_tiled_memory", "auto_tiling_needed",
            "attach_tile_memory", "assemble_tiles", "assemble_all", "ALIGN_SKIPS",
