@@ -256,17 +256,18 @@ def test_each_truth_source_is_in_one_tile_catalogue_once(runs):
 def test_tile_size_below_a_pixel_or_above_the_grid_is_refused(cal_asn, sim, tmp_path, size,
                                                               message):
     """One Error line, nothing written, with --grid (checked before the inputs) and
-    without (checked against the grid made of the inputs -- the one jwstrun grid makes,
-    whose size the message gives --, before anything runs)."""
+    without (checked against the grid made of the inputs -- the one jwstrun grid
+    --padding 1arcsec makes, whose size the message gives --, before anything runs)."""
     from jwstrun.mosaic.gridfile import make_grid
 
-    grid = make_grid(sorted(cal_asn.parent.glob("*_cal.fits")))
-    grid.write(tmp_path / "grid.asdf")
-    ny, nx = grid.shape
-    expected = "Error: " + message.replace("tile_size=", "--tile-size ").format(nx=nx, ny=ny)
-    if "at least" in message:
-        expected += "Give a larger tile size."
+    cal_files = sorted(cal_asn.parent.glob("*_cal.fits"))
+    make_grid(cal_files).write(tmp_path / "grid.asdf")
     for extra in (["--grid", str(tmp_path / "grid.asdf")], []):
+        ny, nx = make_grid(cal_files, padding=0 if extra else "1arcsec").shape
+        expected = "Error: " + message.replace("tile_size=", "--tile-size ").format(nx=nx,
+                                                                                   ny=ny)
+        if "at least" in message:
+            expected += "Give a larger tile size."
         outdir = tmp_path / ("with" if extra else "without")
         result = CliRunner().invoke(cli, [
             "image3", str(cal_asn), "-o", str(outdir), "--tile-size", size, *extra,

@@ -2,7 +2,7 @@
 (issue 22; jwstrun/runner/_tile_shards.py, docs/workflows/tiles.md).
 
 The _cal files of the session's small reduced run (NIRCam SUB160, two dithers) are tiled
-with ``--tile-size 96`` (2 x 2 tiles) three times: unsharded, and as ``--shard 1/2`` and
+with ``--tile-size 128`` (2 x 2 tiles) three times: unsharded, and as ``--shard 1/2`` and
 ``--shard 2/2`` started at the same time as two processes into one OUTDIR (shard 1 aligns,
 shard 2 waits for it; each runs two tiles).  The union of the shards' tiles must be the
 unsharded run's, bit for bit; resume, ``jwstrun status`` and the report's tile map read the
@@ -46,7 +46,7 @@ def invoke(args, monkeypatch, **env):
 
 
 def image3_args(cal: Path, outdir: Path, env_file) -> list:
-    return ["image3", *sorted(cal.glob("*_cal.fits")), "-o", outdir, "--tile-size", "96",
+    return ["image3", *sorted(cal.glob("*_cal.fits")), "-o", outdir, "--tile-size", "128",
             "-j", "1", "--crds-env", env_file, "--no-progress", "--no-report", *SETS]
 
 

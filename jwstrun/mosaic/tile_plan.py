@@ -43,7 +43,7 @@ from .plan import MosaicRefused
 from .tiles import DEFAULT_MARGIN, tile_name
 
 __all__ = ["TilesRefused", "TilePlan", "footprint_boxes", "footprint_cut_factors",
-           "tile_loads", "plan_tiles",
+           "crossing_edge", "tile_loads", "plan_tiles",
            "MIN_AUTO_TILE", "OVERLAP_PAD"]
 
 #: the smallest tile size --max-memory chooses (smaller tiles are mostly margin)
@@ -109,7 +109,7 @@ def _held(pixels, cut, size: int, margin: int, boxes=None, shape=None):
 
     if cut is None:
         return pixels
-    from .cutout import EDGE_TOL, extra_grid_pixels
+    from .cutout import extra_grid_pixels
 
     factors, per_pixel = cut
     if factors is None:
@@ -117,13 +117,22 @@ def _held(pixels, cut, size: int, margin: int, boxes=None, shape=None):
     side = size + 2 * margin + 2 * extra_grid_pixels(per_pixel)
     held = np.minimum(pixels, np.ceil(factors * side * side)).astype(np.int64)
     if boxes is not None and len(boxes):
-        b = np.asarray(boxes, dtype=float)
-        ny, nx = shape
-        low = -0.5 + EDGE_TOL + OVERLAP_PAD  # the boxes are widened by OVERLAP_PAD
-        crossing = ((b[:, 0] < low) | (b[:, 2] < low) | (b[:, 1] > ny - low - 1)
-                    | (b[:, 3] > nx - low - 1))
-        held = np.where(crossing, pixels, held)
+        held = np.where(crossing_edge(boxes, shape), pixels, held)
     return held
+
+
+def crossing_edge(boxes, shape):
+    """(n,) bool array: which footprints (``boxes``: :func:`footprint_boxes`) cross an
+    edge of the grid of ``shape``, or come within :data:`~jwstrun.mosaic.cutout.EDGE_TOL`
+    of it: the tiles on that edge take them whole (:func:`jwstrun.mosaic.cutout.edge_box`)."""
+    import numpy as np
+
+    from .cutout import EDGE_TOL
+
+    b = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    ny, nx = shape
+    low = -0.5 + EDGE_TOL + OVERLAP_PAD  # the boxes are widened by OVERLAP_PAD
+    return (b[:, 0] < low) | (b[:, 2] < low) | (b[:, 1] > ny - low - 1) | (b[:, 3] > nx - low - 1)
 
 
 def _spans(low, high, size, margin, n, extent):

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 __all__ = ["Tile", "cut_tiles", "parse_tile_size", "check_tile_size", "owner", "tile_name",
-           "DEFAULT_MARGIN", "MIN_MARGIN", "TILE_KEYWORDS", "TILE_ASN_KEY", "global_context"]
+           "DEFAULT_MARGIN", "MIN_MARGIN", "GRID_PADDING", "TILE_KEYWORDS", "TILE_ASN_KEY",
+           "global_context"]
 
 #: Pixels resampled around each tile's core.  Drizzle's handling of input pixels cut
 #: by the output's edge changes a 2-pixel border (docs/workflows/tiles.md): 4 pixels
@@ -39,6 +40,14 @@ __all__ = ["Tile", "cut_tiles", "parse_tile_size", "check_tile_size", "owner", "
 #: hold the whole of a source whose centroid the tile owns, hence the default.
 DEFAULT_MARGIN = 32
 MIN_MARGIN = 4
+
+#: Padding of the grid a tiled run makes when it is given none (``jwstrun grid
+#: --padding``).  An exposure that crosses the grid's edge is resampled whole over its
+#: footprint by every tile on that edge (mosaic.cutout.edge_box: drizzle's clip at the
+#: edge depends on the whole output window), and on resample's tight default grid every
+#: exposure at the border touches an edge.  1 arcsec also holds the shifts tweakreg
+#: makes after the grid is planned from the ``_cal`` footprints.
+GRID_PADDING = "1arcsec"
 
 #: the key of a tile's association (OUTDIR/tiles/<product>_<tile>_asn.json) that
 #: describes the tile: grid file, tile, each member's index in the whole association

@@ -202,8 +202,9 @@ class Tiling:
             from ..mosaic.grid import read_footprint
             from ..mosaic.gridfile import check_coverage
 
-            check_coverage(self.grid, item.product, [  # as a single-shot --grid is
-                read_footprint(m.path) for m in item.asn_product.by_type("science")])
+            footprints = [read_footprint(m.path) for m in item.asn_product.by_type("science")]
+            check_coverage(self.grid, item.product, footprints)  # as a single-shot --grid is
+            _note_edge_crossing(self.grid, item.product, grid, footprints)
             return str(Path(self.grid).resolve()), grid, self._tiles(grid, item.product)
         from ..mosaic.gridfile import read_grid
 
@@ -224,14 +225,29 @@ class Tiling:
             grid = self._read(self.grid)
         else:
             from ..mosaic.gridfile import make_grid
+            from ..mosaic.tiles import GRID_PADDING
 
             resample = (parameters.get("steps") or {}).get("resample") or {}
             members = [m.path for m in item.asn_product.by_type("science")]
             grid = make_grid(members, pixel_scale=_float(resample.get("pixel_scale")),
                              pixel_scale_ratio=_float(resample.get("pixel_scale_ratio")),
-                             rotation=_float(resample.get("rotation")))
+                             rotation=_float(resample.get("rotation")), padding=GRID_PADDING)
         self._grids[item.product] = grid
         return grid
+
+
+def _note_edge_crossing(path, product: str, grid, footprints) -> None:
+    """Log how many exposures cross the edge of the given grid: the tiles on that edge
+    resample them whole (docs/workflows/tiles.md), which a padded grid avoids."""
+    from ..mosaic.tile_plan import crossing_edge, footprint_boxes
+    from ..mosaic.tiles import GRID_PADDING
+
+    crossing = int(crossing_edge(footprint_boxes(footprints, grid), grid.shape).sum())
+    if crossing:
+        log.info("%s: %d of %d exposures reach the edge of %s; the tiles on that edge "
+                 "resample them whole (slower; a grid with room around the data, such as "
+                 "'jwstrun grid --padding %s', avoids it)", product, crossing,
+                 len(footprints), Path(path).name, GRID_PADDING)
 
 
 def _float(value):
