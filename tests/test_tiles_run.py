@@ -380,3 +380,28 @@ def test_assembled_mosaic_equals_the_single_shot_one(runs, sim, cal_asn):
         str(sim.env_file), "--no-progress", "--no-report", "--json", *SETS])
     statuses = [t["status"] for t in json.loads(again.stdout)["tasks"]]
     assert set(statuses) <= {"skipped", "empty"} and statuses[-1] == "skipped", statuses
+
+
+def test_exposures_at_the_grid_edge_are_named_and_the_default_grid_has_none(cal_asn, caplog):
+    """On resample's tight grid every exposure reaches an edge (the tiles on it would take
+    them whole); the grid a tiled run makes without --grid (1 arcsec of room) has none."""
+    import logging
+
+    from jwstrun.mosaic.grid import read_footprint
+    from jwstrun.mosaic.gridfile import make_grid
+    from jwstrun.mosaic.tile_plan import crossing_edge, footprint_boxes
+    from jwstrun.mosaic.tiles import GRID_PADDING
+    from jwstrun.runner._tiles import _note_edge_crossing
+
+    cal_files = sorted(cal_asn.parent.glob("*_cal.fits"))
+    footprints = [read_footprint(p) for p in cal_files]
+    tight, roomy = make_grid(cal_files), make_grid(cal_files, padding=GRID_PADDING)
+    assert crossing_edge(footprint_boxes(footprints, tight), tight.shape).all()
+    assert not crossing_edge(footprint_boxes(footprints, roomy), roomy.shape).any()
+    with caplog.at_level(logging.INFO, logger="jwstrun.runner._tiles"):
+        _note_edge_crossing("/data/grid.asdf", "jw01234-o001", tight, footprints)
+        _note_edge_crossing("/data/roomy.asdf", "jw01234-o001", roomy, footprints)
+    assert caplog.messages == [
+        "jw01234-o001: 2 of 2 exposures reach the edge of grid.asdf; the tiles on that edge "
+        "resample them whole (slower; a grid with room around the data, such as 'jwstrun "
+        "grid --padding 1arcsec', avoids it)"]
