@@ -14,6 +14,7 @@ import re
 
 import click
 
+from ..mosaic.tiles import GRID_PADDING
 from ._progress import RunProgress, cli_verbosity, live_wanted, progress_display
 from ._run_options import dask_options, memory_options, no_report_option, run_options
 from ._sweep import render_sweep, sweep_options
@@ -385,7 +386,9 @@ def _memory_kwargs(kw: dict) -> dict:
 @click.option("--tile-size", metavar="N|ANGLE", default=None,
               help="Run Stage 3 as sky tiles of N x N grid pixels (or an angle: 2arcmin): "
               "tweakreg, skymatch and outlier_detection once per association, then resample "
-              "and source_catalog per tile, in parallel (docs/workflows/tiles.md).")
+              "and source_catalog per tile, in parallel. Without --grid, on the grid of the "
+              f"inputs with room around them ('jwstrun grid --padding {GRID_PADDING}', "
+              "written to OUTDIR) (docs/workflows/tiles.md).")
 @click.option("--assemble", is_flag=True,
               help="With tiles: copy them into one <product>_i2d.fits as well (section by "
               "section, never the whole mosaic in memory; no resampling).")
