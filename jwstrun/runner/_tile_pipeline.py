@@ -120,7 +120,8 @@ def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
         name = Path(member["expname"]).name
         model, hdul = open_mapped(path.parent / member["expname"])  # no array read yet
         wcs, shape = model.meta.wcs, model.data.shape
-        if input_box(wcs, shape, grid.wcs, tile.margin_box) is None:
+        box = input_box(wcs, shape, grid.wcs, tile.margin_box)
+        if box is None:
             log.info("%s: no pixel reaches tile %s", name, tile.name)
             model.close()
             hdul.close()
@@ -131,12 +132,14 @@ def _tile_inputs(path: Path, asn: dict, grid, tile: Tile, info: dict, stepsize):
                      "footprint (grid rows %d:%d, columns %d:%d)", name, tile.name, *edge)
             window = [min(window[0], edge[0]), max(window[1], edge[1]),
                       min(window[2], edge[2]), max(window[3], edge[3])]
-        kept.append((model, hdul, number, sparse or edge is not None, name))
+        kept.append((model, hdul, number, sparse or edge is not None, name, box))
     if not kept:  # footprints overlap, no pixel lands: resample the whole files
         return str(path), list(info["member_index"]), tile.margin_box
-    for model, hdul, _, whole, name in kept:
+    grown = tuple(window) != tuple(tile.margin_box)
+    for model, hdul, _, whole, name, box in kept:
         if not whole:
-            box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tuple(window))
+            if grown:
+                box = input_box(model.meta.wcs, model.data.shape, grid.wcs, tuple(window))
             log.info("%s: rows %d:%d, columns %d:%d reach tile %s", name, *box, tile.name)
             cutout(model, box)
             hdul.close()  # the model's arrays are copies of the rows it needs
