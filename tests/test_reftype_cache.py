@@ -17,9 +17,10 @@ import pytest
 
 from jwstrun import refs
 from jwstrun.refs import bestrefs, reftypes
-from jwstrun.stages import STAGES, get_stage
+from jwstrun.stages import STAGES, TILED_STAGES, get_stage
 
 IMAGE2, IMAGE3 = get_stage("image2"), get_stage("image3")
+TILE = TILED_STAGES["image3-tile"]
 
 
 @pytest.fixture
@@ -46,15 +47,15 @@ def test_cached_equals_computed(cache_home):
     path = reftypes._reftype_cache_path()
     assert path.parent == cache_home / "jwstrun" and path.is_file()
     layouts = json.loads(path.read_text())
-    assert set(layouts) == {stage.step_class for stage in STAGES.values()}
+    assert set(layouts) == {stage.step_class for stage in (*STAGES.values(), TILE)}
     assert first == reftypes._reftypes_from_jwst(IMAGE2, None, True)
     compared = 0
-    for stage in (IMAGE2, IMAGE3):
+    for stage in (IMAGE2, IMAGE3, TILE):
         for steps, pars in itertools.product(_step_overrides(stage), (True, False)):
             cached = reftypes._reftypes_from_layout(layouts[stage.step_class], steps, pars)
             assert cached == reftypes._reftypes_from_jwst(stage, steps, pars), (stage.name, steps)
             compared += 1
-    assert compared > 20
+    assert compared > 26
     # what image2 prefetches for imaging (offline-crds notes) is in there
     assert {"distortion", "flat", "photom", "area", "pars-image2pipeline"} <= set(first)
     assert "flat" not in reftypes._reftypes_from_layout(layouts[IMAGE2.step_class],
@@ -65,15 +66,17 @@ def test_warm_cache_does_not_import_jwst_pipeline(cache_home):
     refs.reftypes_for("image3")  # writes the cache
     code = (
         "import sys, json; from jwstrun import refs; "
-        "out = {p: refs.reftypes_for(p, steps={'resample': {'skip': True}}) for p in ('image2', 'image3')}; "
-        "print(json.dumps({'types': out, 'imported': any(m.startswith('jwst.pipeline') for m in sys.modules)}))"
+        "out = {p: refs.reftypes_for(p, steps={'resample': {'skip': True}}) "
+        "for p in ('image2', 'image3', 'image3-tile')}; "
+        "print(json.dumps({'types': out, 'imported': any(m.startswith(('jwst.pipeline', "
+        "'jwst.resample')) for m in sys.modules)}))"
     )
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, check=True)
     data = json.loads(proc.stdout)
     assert data["imported"] is False
-    for stage in (IMAGE2, IMAGE3):
+    for stage in (IMAGE2, IMAGE3, TILE):
         assert data["types"][stage.name] == reftypes._reftypes_from_jwst(
             stage, {"resample": {"skip": True}}, True)
 

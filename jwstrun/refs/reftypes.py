@@ -15,12 +15,12 @@ import json
 
 from .._pipeline_cache import NO_CACHE_VARIABLE, cached_json, pipeline_cache_path
 from ..errors import InputError
-from ..stages import STAGES, Stage, get_stage
+from ..stages import STAGES, TILED_STAGES, Stage, get_stage
 
 __all__ = ["reftypes_for", "clear_reftype_cache", "NO_CACHE_VARIABLE"]
 
 #: Version of the disk cache's layout; the stages are keyed by their class path.
-_REFTYPE_CACHE_FORMAT = 2
+_REFTYPE_CACHE_FORMAT = 3
 
 
 class _ReftypeCache:
@@ -129,15 +129,24 @@ def _layout_of(stage: Stage) -> dict:
     }
 
 
+def _layout_stages() -> list[Stage]:
+    """The stages of the table and the tiled image3's tile row (its align row is
+    image3's class): a tiled run's parent then prefetches without importing jwst (4 s
+    between the two phases).  The tile row's steps are jwstrun's own
+    (runner._tile_pipeline.TilePipeline.step_defs): a change there bumps
+    ``_REFTYPE_CACHE_FORMAT``."""
+    return [*STAGES.values(), TILED_STAGES["image3-tile"]]
+
+
 def _layouts_from_jwst() -> dict[str, dict]:
-    """{stage class path: layout} for every stage of the table."""
-    return {stage.step_class: _layout_of(stage) for stage in STAGES.values()}
+    """{stage class path: layout} for every stage of :func:`_layout_stages`."""
+    return {stage.step_class: _layout_of(stage) for stage in _layout_stages()}
 
 
 def _pipeline_layouts() -> dict[str, dict]:
     """Layouts from the disk cache, or from jwst (then written to the cache)."""
     if _cache.layouts is None:
-        wanted = {stage.step_class for stage in STAGES.values()}
+        wanted = {stage.step_class for stage in _layout_stages()}
         _cache.layouts = cached_json(_reftype_cache_path(), _layouts_from_jwst,
                                      lambda data: set(data) == wanted)
     return _cache.layouts
