@@ -5,9 +5,10 @@ One simulated NIRCam program (NRCB1, F200W, SUBARRAY x N dithers, reduced once b
 ``jwstrun image2``) is mosaicked at several output pixel scales
 (``steps.resample.pixel_scale_ratio`` R: the mosaic's area grows as 1/R^2 while the
 inputs stay the same), each time as ``jwstrun image3 --tile-size T -j 1``.  For each
-area the script prints the mosaic's shape and area, the number of tiles with data,
-the largest measured peak of a tile task (the worker's peak RSS from the run's JSON
-summary) beside the largest estimate, the tile phase's wall time (the tile tasks'
+area the script prints the mosaic's shape and area (of the grid the tiled run makes:
+resample's with 1 arcsec of room, more pixels at the finer scales), the number of tiles
+with data, the largest measured peak of a tile task (the worker's peak RSS from the
+run's JSON summary) beside the largest estimate, the tile phase's wall time (the tile tasks'
 summed walls), that time per megapixel and per tile, and the single-shot image3's estimated
 peak for the same mosaic (jwstrun.mosaic).  Memory by design means the tile peak is
 flat in area while the single-shot estimate grows; the time per megapixel is flat
@@ -29,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import JWSTRUN, fresh, machine, record, simulated  # noqa: E402
+
+from jwstrun.mosaic.gridfile import read_grid  # noqa: E402
 
 DEFAULT_RATIOS = "0.5,0.35,0.25,0.18"
 
@@ -85,8 +88,10 @@ def main() -> int:
     print(header, flush=True)
     align = None
     for ratio in ratios:
-        shape, single = single_shot_estimate(cal, ratio)
-        summary = run(cal, env_file, env, fresh(work / f"out-{ratio}"), ratio, args.tile_size)
+        _, single = single_shot_estimate(cal, ratio)
+        out = fresh(work / f"out-{ratio}")
+        summary = run(cal, env_file, env, out, ratio, args.tile_size)
+        shape = read_grid(next(out.glob("*_grid.asdf"))).shape  # the tiled run's own grid
         tiles = [t for t in summary["tasks"] if t["task_id"].startswith("image3-tile-")
                  and t["status"] == "ok"]
         align = align or next(t for t in summary["tasks"]

@@ -358,3 +358,20 @@ def test_deep_coverage_fits_as_small_tiles_with_cut_outs():
     small = plan_tiles("p", PLAN_SHAPE, boxes, pixels, budget, budget, "--max-memory 2.00 GB",
                        tile_size=plan.size // 2, cut=cut)
     assert small.worst["bytes"] < plan.worst["bytes"]
+
+
+def test_tile_workers_start_beside_an_align_that_leaves_cores_idle():
+    """One association on two cores: one align task, so one tile worker starts at once
+    (its jwst import overlaps the align); none when the aligns fill the cores, with
+    Dask, or without tiles."""
+    from jwstrun.runner._tiles import _early_tile_pool
+
+    base = {"jobs": 2, "crds_env": {}, "extra_env": {}, "max_tasks_per_worker": 25}
+    pool = _early_tile_pool(1, 9, base)
+    try:
+        assert pool is not None and pool.jobs == 1
+    finally:
+        pool.shutdown(cancel=True)
+    assert _early_tile_pool(2, 9, base) is None
+    assert _early_tile_pool(1, 9, {**base, "executor_kind": "dask"}) is None
+    assert _early_tile_pool(1, 0, base) is None

@@ -124,13 +124,51 @@ class Tiling:
             task_id)) == shard.index)
         skips = {"steps": {"resample": {"skip": True}, "source_catalog": {"skip": True}}}
         align_parameters = merge_parameters(parameters, skips)
-        first = None
+        first, tile_pool = None, None
         if self.phase != "tiles":
-            first = run_tasks(ALIGN_STAGE, [a for a in align if mine(_task_id(a))], outdir,
-                              plan_shards=align_shards, parameters=align_parameters,
-                              remove_if_refused=remove_if_refused, **kwargs)
+            my_aligns = [a for a in align if mine(_task_id(a))]
+            if self.phase is None:
+                tile_pool = _early_tile_pool(len(my_aligns), sum(
+                    mine(_tile_id(a.product, t)) for a, (_, _, cut) in
+                    zip(align, layouts, strict=True) for t in cut), kwargs)
+            try:
+                first = run_tasks(ALIGN_STAGE, my_aligns, outdir, plan_shards=align_shards,
+                                  parameters=align_parameters,
+                                  remove_if_refused=remove_if_refused, **kwargs)
+            except BaseException:
+                _shut(tile_pool)
+                raise
             if self.phase == "align":
                 return dataclasses.replace(first, pipeline="image3")
+        try:
+            tiles, empty, failed_aligns = self._tiles_to_run(
+                align, layouts, first, mine, align_shards, outdir, parameters,
+                align_parameters, kwargs)
+        except BaseException:
+            _shut(tile_pool)
+            raise
+        empties = _record_empty(outdir, empty, shard)
+        if first is not None:  # run_tasks shut the first phase's pool down
+            kwargs.update(pool=tile_pool, corrections=None, exposure_sets=None,
+                          on_event=_counted_on(kwargs.get("on_event"), len(first.results)))
+        if shard is None:
+            tile_shards = {_task_id(p): None for p in tiles + empty}
+        second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
+                           plan_shards=tile_shards, **kwargs) if tiles else None
+        if second is None and kwargs.get("pool") is not None:
+            kwargs["pool"].shutdown(cancel=True)  # an early pool: no task for it
+        summary = _combined(first, second, empties + failed_aligns, outdir)
+        if self.assemble and shard is not None:
+            assemble_when_complete(outdir, planned, layouts, summary,
+                                   force=kwargs.get("force", False))
+        elif self.assemble:
+            assemble_all(outdir, planned, layouts, summary, force=kwargs.get("force", False))
+        return summary
+
+    def _tiles_to_run(self, align, layouts, first, mine, align_shards, outdir: Path,
+                      parameters: dict, align_parameters: dict, kwargs):
+        """(this run's tile tasks, its empty tiles, a failed result per align another
+        shard failed) once the aligns they need are done."""
         need = {}  # align task id -> the number of this shard's tiles that need it
         for item, (_, _, cut) in zip(align, layouts, strict=True):
             n = sum(mine(_tile_id(item.product, t)) for t in cut)
@@ -162,23 +200,7 @@ class Tiling:
                                    {f"{item.product}_{t.name}": t for t in cut})
             tiles += full
             empty += none
-        empties = _record_empty(outdir, empty, shard)
-        if first is not None:  # run_tasks shut the first phase's pool down
-            kwargs.update(pool=None, corrections=None, exposure_sets=None,
-                          on_event=_counted_on(kwargs.get("on_event"), len(first.results)))
-        if shard is None:
-            tile_shards = {_task_id(p): None for p in tiles + empty}
-        second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
-                           plan_shards=tile_shards, **kwargs) if tiles else None
-        if second is None and first is None and kwargs.get("pool") is not None:
-            kwargs["pool"].shutdown(cancel=True)  # the early pool: no task for it
-        summary = _combined(first, second, empties + failed_aligns, outdir)
-        if self.assemble and shard is not None:
-            assemble_when_complete(outdir, planned, layouts, summary,
-                                   force=kwargs.get("force", False))
-        elif self.assemble:
-            assemble_all(outdir, planned, layouts, summary, force=kwargs.get("force", False))
-        return summary
+        return tiles, empty, failed_aligns
 
     def _aligned_elsewhere(self, items: list[Planned], need: dict, owners: dict,
                            outdir: Path, parameters: dict, kwargs: dict):
@@ -234,6 +256,32 @@ class Tiling:
                              rotation=_float(resample.get("rotation")), padding=GRID_PADDING)
         self._grids[item.product] = grid
         return grid
+
+
+def _early_tile_pool(n_aligns: int, n_tiles: int, kwargs: dict):
+    """The tile phase's local workers, started beside the align phase's when it leaves
+    cores idle (one association on two cores: one align task), so that their jwst import
+    is done when the first tile is ready (4 s on 8 full frames); None otherwise.
+    run_tasks gives the pool its final size and environment, as to any early pool."""
+    if kwargs.get("executor_kind", "local") != "local" or not n_tiles:
+        return None
+    from .._system import default_jobs
+    from ..stages import TILED_STAGES
+    from ._parent import local_pool, worker_env
+
+    stage = TILED_STAGES[TILE_STAGE]
+    jobs = kwargs.get("jobs") or default_jobs(n_tiles, stage.memory[0])[0]
+    spare = min(jobs, n_tiles) - min(jobs, n_aligns)
+    if spare < 1:
+        return None
+    env = worker_env(kwargs.get("crds_env") or {}, None, kwargs.get("extra_env") or {},
+                     min(jobs, n_tiles) > 1)
+    return local_pool(stage, spare, env, kwargs.get("max_tasks_per_worker", 25)).start()
+
+
+def _shut(pool) -> None:
+    if pool is not None:
+        pool.shutdown(cancel=True)
 
 
 def _note_edge_crossing(path, product: str, grid, footprints) -> None:
