@@ -11,8 +11,8 @@ invocation, as
 both on one grid (``jwstrun grid ASN --padding 1arcsec``, the grid a tiled run makes
 without ``--grid``; ``--padding 0``: resample's tight default grid, on which every
 exposure at the border reaches the grid's edge and the tiles on that edge resample it
-whole, docs/workflows/tiles.md), and the script prints both wall times, the measured speed-up (single / tiled) and the
-ideal one: with resample and source_catalog shared by the cores and the rest
+whole, docs/workflows/tiles.md), and the script prints both wall times, the measured
+speed-up (single / tiled) and the ideal one: with resample and source_catalog shared by the cores and the rest
 (the per-association part: tweakreg, skymatch, outlier_detection, start-up) unchanged::
 
     ideal tiled wall = single wall - (resample + source_catalog) * (1 - 1 / CORES)

@@ -144,16 +144,15 @@ def _shift_wcs(wcs, y0: int, x0: int):
     ``Shift(x0) & Shift(y0)`` in front of its first transform and its bounding box moved."""
     from astropy.modeling.models import Shift
 
-    moved = wcs
     bbox = wcs.bounding_box
-    moved.insert_transform(moved.available_frames[0], Shift(x0) & Shift(y0), after=True)
+    wcs.insert_transform(wcs.available_frames[0], Shift(x0) & Shift(y0), after=True)
     if bbox is not None:
         (bx0, bx1), (by0, by1) = (bbox.bounding_box(order="F") if hasattr(bbox, "bounding_box")
                                   else tuple(bbox))
-        moved.bounding_box = ((bx0 - x0, bx1 - x0), (by0 - y0, by1 - y0))
+        wcs.bounding_box = ((bx0 - x0, bx1 - x0), (by0 - y0, by1 - y0))
     else:
-        moved.bounding_box = None
-    return moved
+        wcs.bounding_box = None
+    return wcs
 
 
 def open_mapped(path):

@@ -147,21 +147,26 @@ def worker_env(crds_env: dict, context: str | None, extra_env: dict | None,
 
 def early_pool(stage: Stage, n_tasks: int, jobs: int | None, bytes_per_task: float,
                crds_env: dict, extra_env: dict, max_tasks_per_worker: int,
-               daemon: bool = True):
+               daemon: bool = True, idle: int | None = None):
     """Start the local workers now, so that their jwst import (docs/benchmarks.md,
     "import") overlaps the parent's planning, CRDS context lookup and prefetch instead
     of following them.
 
     Their environment lacks only the CRDS context, which each task sets before
-    it runs (``Task.env``); run_tasks gives the pool its final size.
+    it runs (``Task.env``); run_tasks gives the pool its final size.  ``idle``: start
+    only the workers beyond the first ``idle`` cores' (which other tasks still use:
+    :func:`jwstrun.runner._tiles._early_tile_pool`); None when none is left.
     """
     from .._system import default_jobs
 
     if jobs is None:
         jobs = default_jobs(n_tasks, bytes_per_task)[0]
     jobs = max(1, min(jobs, n_tasks))
+    size = jobs - (idle or 0)
+    if size < 1:
+        return None
     env = worker_env(crds_env, None, extra_env, jobs > 1)
-    return local_pool(stage, jobs, env, max_tasks_per_worker, daemon=daemon).start()
+    return local_pool(stage, size, env, max_tasks_per_worker, daemon=daemon).start()
 
 
 def local_pool(stage: Stage, jobs: int, env: dict, max_tasks_per_worker: int, on_event=None,

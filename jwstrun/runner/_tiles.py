@@ -155,8 +155,8 @@ class Tiling:
             tile_shards = {_task_id(p): None for p in tiles + empty}
         second = run_tasks(TILE_STAGE, tiles, outdir, parameters=_tile_parameters(parameters),
                            plan_shards=tile_shards, **kwargs) if tiles else None
-        if second is None and kwargs.get("pool") is not None:
-            kwargs["pool"].shutdown(cancel=True)  # an early pool: no task for it
+        if second is None:
+            _shut(kwargs.get("pool"))  # an early pool: no task for it
         summary = _combined(first, second, empties + failed_aligns, outdir)
         if self.assemble and shard is not None:
             assemble_when_complete(outdir, planned, layouts, summary,
@@ -265,18 +265,13 @@ def _early_tile_pool(n_aligns: int, n_tiles: int, kwargs: dict):
     run_tasks gives the pool its final size and environment, as to any early pool."""
     if kwargs.get("executor_kind", "local") != "local" or not n_tiles:
         return None
-    from .._system import default_jobs
     from ..stages import TILED_STAGES
-    from ._parent import local_pool, worker_env
+    from ._parent import early_pool
 
     stage = TILED_STAGES[TILE_STAGE]
-    jobs = kwargs.get("jobs") or default_jobs(n_tiles, stage.memory[0])[0]
-    spare = min(jobs, n_tiles) - min(jobs, n_aligns)
-    if spare < 1:
-        return None
-    env = worker_env(kwargs.get("crds_env") or {}, None, kwargs.get("extra_env") or {},
-                     min(jobs, n_tiles) > 1)
-    return local_pool(stage, spare, env, kwargs.get("max_tasks_per_worker", 25)).start()
+    return early_pool(stage, n_tiles, kwargs.get("jobs"), stage.memory[0],
+                      kwargs.get("crds_env") or {}, kwargs.get("extra_env") or {},
+                      kwargs.get("max_tasks_per_worker", 25), idle=n_aligns)
 
 
 def _shut(pool) -> None:
