@@ -162,8 +162,8 @@ def open_mapped(path):
 
     The file is one the align task wrote and jwstrun validated: it is read without
     validating its ASDF tree against the schemas again, and the arrays cut out of it
-    (the same types) are set without validating each assignment -- together about 1 s
-    of a tile's time per exposure, more than a cut-out's resample."""
+    (the same types) are set without validating each assignment: both took longer than
+    resampling a small cut-out."""
     import asdf
     from astropy.io import fits
     from stdatamodels.jwst import datamodels

@@ -131,8 +131,8 @@ def _layout_of(stage: Stage) -> dict:
 
 def _layout_stages() -> list[Stage]:
     """The stages of the table and the tiled image3's tile row (its align row is
-    image3's class): a tiled run's parent then prefetches without importing jwst (4 s
-    between the two phases).  The tile row's steps are jwstrun's own
+    image3's class): a tiled run's parent then prefetches without importing jwst between
+    the two phases.  The tile row's steps are jwstrun's own
     (runner._tile_pipeline.TilePipeline.step_defs): a change there bumps
     ``_REFTYPE_CACHE_FORMAT``."""
     return [*STAGES.values(), TILED_STAGES["image3-tile"]]

@@ -261,7 +261,7 @@ class Tiling:
 def _early_tile_pool(n_aligns: int, n_tiles: int, kwargs: dict):
     """The tile phase's local workers, started beside the align phase's when it leaves
     cores idle (one association on two cores: one align task), so that their jwst import
-    is done when the first tile is ready (4 s on 8 full frames); None otherwise.
+    is done when the first tile is ready; None otherwise.
     run_tasks gives the pool its final size and environment, as to any early pool."""
     if kwargs.get("executor_kind", "local") != "local" or not n_tiles:
         return None
